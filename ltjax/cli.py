@@ -1,0 +1,111 @@
+"""The ``ltjax`` command: train, evaluate, demo.
+
+ltjax train --config=configs/<dataset>/<stage>.py --workdir=DIR [--config.x=y ...]
+ltjax evaluate --config=... --workdir=DIR [--open_set]
+ltjax demo [--workdir=DIR]
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
+_OPEN_SET = flags.DEFINE_bool("open_set", False, "evaluate: require and report open-set metrics.")
+
+USAGE = __doc__
+
+
+def _require(flag, name: str) -> None:
+  if flag.value is None:
+    raise app.UsageError(f"--{name} is required.")
+
+
+def cmd_train(argv) -> None:
+  del argv
+  _require(_CONFIG, "config")
+  _require(_WORKDIR, "workdir")
+  from ltjax.evaluate.runner import format_table  # noqa: PLC0415
+  from ltjax.train import loop  # noqa: PLC0415
+
+  summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  print(format_table({_CONFIG.value.method: summary}))
+
+
+def cmd_evaluate(argv) -> None:
+  del argv
+  _require(_CONFIG, "config")
+  _require(_WORKDIR, "workdir")
+  from ltjax.evaluate import runner  # noqa: PLC0415
+  from ltjax.train import checkpoint as ckpt_lib  # noqa: PLC0415
+  from ltjax.train import loop  # noqa: PLC0415
+
+  exp, state = loop.setup(_CONFIG.value)
+  if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
+    raise ValueError(
+      "--open_set: the test split has no open-set images (label -1); "
+      "set --config.dataset.open_classes or an open-set source."
+    )
+  target = ckpt_lib.abstract_like(state, exp.state_sharding)
+  state, _, _, step = ckpt_lib.restore(os.path.join(_WORKDIR.value, "checkpoints"), target)
+  std_logging.getLogger("ltjax").info("evaluating step %d", step)
+  summary = runner.evaluate_and_write(exp, state, _WORKDIR.value)
+  print(runner.format_table({exp.config.method: summary}))
+
+
+def cmd_demo(argv) -> None:
+  del argv
+  from ltjax import demo  # noqa: PLC0415
+  from ltjax.evaluate.runner import format_table  # noqa: PLC0415
+
+  workdir = _WORKDIR.value or os.path.abspath("ltjax_demo")
+  results = demo.run(workdir)
+  print(f"\nltjax demo: digits-LT results (test split), written to {workdir}/results.json\n")
+  print(format_table(results))
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+def _run_reporting_errors(fn):
+  def wrapped(argv):
+    # ltjax reports progress at INFO; orbax/absl internals only from WARNING up
+    # (raise with --verbosity=0 to see them).
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
+    std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
+    try:
+      fn(argv)
+    except (ValueError, FileNotFoundError) as e:
+      if os.environ.get("LTJAX_DEBUG"):
+        raise
+      print(f"ltjax: error: {e}", file=sys.stderr)
+      print("(set LTJAX_DEBUG=1 for the full traceback)", file=sys.stderr)
+      sys.exit(1)
+
+  return wrapped
+
+
+def main(argv: list[str] | None = None) -> None:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(USAGE)
+    sys.exit(0 if len(argv) >= 2 else 2)
+  command = argv[1]
+  if command not in COMMANDS:
+    print(
+      f"ltjax: unknown command {command!r}; valid: {', '.join(COMMANDS)}.\n{USAGE}", file=sys.stderr
+    )
+    sys.exit(2)
+  app.run(_run_reporting_errors(COMMANDS[command]), argv=[f"ltjax {command}", *argv[2:]])
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,81 @@
+"""The default config every experiment file starts from.
+
+Experiment files under ``configs/`` call :func:`base_config` and override fields;
+the command line overrides them again with ``--config.field=value``. The returned
+config is locked by the command line, so a misspelt key is an error.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Mean/std of the pixel values in [0, 1], per channel.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+DIGITS_MEAN, DIGITS_STD = (0.305,), (0.376,)  # Measured on sklearn digits scaled to [0, 1].
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All fields, with the defaults of representation learning (joint training)."""
+  c = ml_collections.ConfigDict()
+  c.stage = "joint"  # Which training recipe; see ltjax.train.loop.STAGES.
+  c.method = "joint"  # Name of this model's entry in results.json.
+  c.seed = 0
+  c.num_devices = 0  # 0 = every device of every process.
+  c.init_from = ""  # Checkpoint directory of an earlier stage (later stages).
+
+  c.dataset = d = ml_collections.ConfigDict()
+  d.name = "digits"  # See ltjax.data.datasets.DATASETS.
+  d.tfds_name = ""
+  d.data_dir = ""
+  d.train_split = "train"
+  d.test_split = "test"
+  d.image_size = 0  # 0 = as stored.
+  d.imbalance_ratio = 10.0  # n_max / n_min of the exponential train profile.
+  d.n_max = 0  # Head-class size; 0 = as many as the pool allows.
+  d.val_per_class = 0
+  d.test_per_class = 0  # Only for datasets without a test split (digits).
+  d.open_classes = ()  # Class ids held out of training; their test images become -1.
+  d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+
+  c.data = ml_collections.ConfigDict()
+  c.data.augment = "crop_flip"  # See ltjax.data.augment.AUGMENTATIONS.
+  c.data.pad = 4
+  c.data.flip = True
+  c.data.num_threads = 2  # grain reader threads.
+  c.data.prefetch = 4  # Batches read ahead.
+
+  c.sampler = ml_collections.ConfigDict()
+  c.sampler.name = "instance"  # See ltjax.data.samplers.SAMPLERS.
+  c.sampler.q = 1.0  # Only for "qpower".
+  c.sampler.k = 4  # Only for "class_aware".
+
+  c.model = ml_collections.ConfigDict()
+  c.model.backbone = "resnet10"  # See ltjax.models.BACKBONES.
+  c.model.head = "linear"  # See ltjax.models.HEADS.
+  c.model.width = 1  # Channel multiplier of the cifar_resnet backbones.
+  c.model.dtype = "float32"  # Computation dtype; parameters stay float32.
+
+  c.optim = o = ml_collections.ConfigDict()
+  o.lr = 0.2
+  o.momentum = 0.9
+  o.weight_decay = 5e-4
+  o.schedule = "cosine"  # cosine | step | constant
+  o.step_every_epochs = 10  # step schedule: lr *= step_gamma every this many epochs.
+  o.step_gamma = 0.1
+  o.warmup_epochs = 0.0
+  o.freeze = ()  # Regexes over parameter paths like "backbone/stage1_block0/conv1/kernel".
+
+  c.batch_size = 512  # Global, over all devices and processes.
+  c.num_epochs = 90
+  c.log_every_steps = 50
+  c.eval_every_epochs = 10  # Validation accuracy during training; 0 = only at the end.
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 2
+
+  c.eval = e = ml_collections.ConfigDict()
+  e.batch_size = 512
+  e.many_threshold = 100  # many-shot: n_j > 100 (papers' convention).
+  e.few_threshold = 20  # few-shot: n_j < 20.
+  e.open_threshold = 0.1  # Open-set: predict "unknown" below this max probability.
+  return c

@@ -1,0 +1,146 @@
+"""The input pipeline: sampler indices -> read -> augment -> batch -> global jax.Array.
+
+Training reads one global *sample stream*: position p belongs to epoch p // N and
+is the (p % N)-th index the sampler draws for that epoch. Step s consumes positions
+[s * B, (s + 1) * B) of the stream; process i reads only its contiguous slice of
+those positions. A batch is therefore a pure function of (config, seed, step), so
+the grain iterator state is just the next step, identical on every process, and a
+resumed or multi-process run sees exactly the batches of an uninterrupted
+single-process run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grain
+import jax
+import numpy as np
+
+from ltjax.data import augment as augment_lib
+from ltjax.data import samplers
+from ltjax.data.sources import Source
+
+
+def local_batch_size(global_batch: int, process_count: int) -> int:
+  if global_batch % process_count:
+    raise ValueError(
+      f"batch_size {global_batch} is not divisible by the {process_count} processes; "
+      "choose a multiple of the process count."
+    )
+  return global_batch // process_count
+
+
+class TrainStream:
+  """Maps a training step to this process's batch (a dict of numpy arrays).
+
+  Args:
+    source: the training source.
+    sampler: sampler name (see ``ltjax.data.samplers.SAMPLERS``).
+    sampler_options: keyword options of the sampler (q, k, num_epochs, batch_size).
+    seed: seed of the sampler and of the augmentation.
+    global_batch: batch size summed over all processes.
+    augment: augmentation name (see ``ltjax.data.augment.AUGMENTATIONS``).
+    pad, flip: crop padding and horizontal flip of the ``crop_flip`` augmentation.
+    process_index, process_count: this process's slice of every batch.
+  """
+
+  def __init__(
+    self,
+    source: Source,
+    *,
+    sampler: str,
+    sampler_options: dict,
+    seed: int,
+    global_batch: int,
+    augment: str = "none",
+    pad: int = 4,
+    flip: bool = True,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
+    if len(source) == 0:
+      raise ValueError("the training set is empty.")
+    samplers.get(sampler)  # Fails early, listing the valid names.
+    self.source = source
+    self.sampler = sampler
+    self.sampler_options = dict(sampler_options)
+    self.seed = int(seed)
+    self.global_batch = int(global_batch)
+    self.local_batch = local_batch_size(global_batch, process_count)
+    self.process_index = process_index
+    self.augment = augment
+    self.pad = pad
+    self.flip = flip
+    self._epochs: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()
+    # Validates labels and zero-count classes now rather than in a reader thread.
+    self.epoch_indices(0)
+
+  def epoch_indices(self, epoch: int) -> np.ndarray:
+    with self._lock:
+      if epoch not in self._epochs:
+        if len(self._epochs) > 4:  # Batches straddle at most two epochs.
+          self._epochs.pop(min(self._epochs))
+        self._epochs[epoch] = samplers.epoch_indices(
+          self.sampler,
+          self.source.labels,
+          self.source.num_classes,
+          epoch,
+          self.seed,
+          **self.sampler_options,
+        )
+      return self._epochs[epoch]
+
+  def positions(self, step: int) -> np.ndarray:
+    start = step * self.global_batch + self.process_index * self.local_batch
+    return np.arange(start, start + self.local_batch, dtype=np.int64)
+
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
+    positions = self.positions(int(step))
+    n = len(self.source)
+    epochs, slots = np.divmod(positions, n)
+    indices = np.empty_like(positions)
+    for e in np.unique(epochs):
+      sel = epochs == e
+      indices[sel] = self.epoch_indices(int(e))[slots[sel]]
+    images, labels = self.source.get_batch(indices)
+    images = augment_lib.augment_batch(
+      images, positions, self.seed, kind=self.augment, pad=self.pad, flip=self.flip
+    )
+    return {"image": images, "label": labels.astype(np.int32)}
+
+
+def train_iterator(
+  stream: TrainStream, num_steps: int, *, num_threads: int = 2, prefetch: int = 4
+) -> grain.DatasetIterator:
+  """A grain iterator over steps 0..num_steps-1, prefetched by background threads.
+
+  Its state (``get_state()``/``set_state()``) is ``{"next_index": step}``.
+  """
+  ds = grain.MapDataset.range(num_steps).map(stream)
+  options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+  return iter(ds.to_iter_dataset(options))
+
+
+def eval_batches(
+  source: Source, global_batch: int, *, process_index: int = 0, process_count: int = 1
+) -> Iterator[dict[str, np.ndarray]]:
+  """This process's share of fixed-size evaluation batches, in order, padded at the end.
+
+  Each batch has ``image``, ``label`` and ``mask`` (False on padding rows); the
+  padding repeats the last record so shapes never change (one compilation).
+  """
+  local = local_batch_size(global_batch, process_count)
+  n = len(source)
+  for start in range(0, n, global_batch):
+    pos = start + process_index * local + np.arange(local)
+    mask = pos < n
+    images, labels = source.get_batch(np.minimum(pos, n - 1))
+    yield {"image": images, "label": labels.astype(np.int32), "mask": mask}
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
+  """Assembles the global batch, sharded on the batch axis, from every process's slice."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -1,0 +1,117 @@
+"""Running a model over a split and turning predictions into results files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import numpy as np
+
+from ltjax.data import pipeline
+from ltjax.evaluate import metrics
+from ltjax.train import mesh as mesh_lib
+
+log = logging.getLogger(__name__)
+
+RESULT_KEYS = ("many", "medium", "few", "all", "mean_class", "open_f_measure", "open_auroc")
+
+
+def predict(exp, state, source) -> dict[str, np.ndarray]:
+  """Predicted class and max softmax probability for every record of ``source``."""
+  sharding = mesh_lib.batch_sharding(exp.mesh)
+  preds, probs = [], []
+  for batch in pipeline.eval_batches(
+    source,
+    exp.config.eval.batch_size,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  ):
+    out = exp.eval_step(
+      state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding)
+    )
+    preds.append(out["pred"])
+    probs.append(out["max_prob"])
+  preds, probs = jax.device_get((preds, probs))
+  pred = np.concatenate(preds)[: len(source)]
+  return {
+    "pred": pred,
+    "max_prob": np.concatenate(probs)[: len(source)],
+    "label": np.asarray(source.labels),
+  }
+
+
+def summarize(
+  pred: np.ndarray, max_prob: np.ndarray, labels: np.ndarray, train_counts: np.ndarray, eval_cfg
+) -> dict:
+  """Closed-set shot accuracies, plus open-set metrics when label -1 is present."""
+  out = metrics.closed_set_summary(
+    pred, labels, train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
+  )
+  if np.any(labels == -1):
+    open_pred = np.where(max_prob < eval_cfg.open_threshold, -1, pred)
+    out["open_f_measure"] = metrics.open_set_f_measure(open_pred, labels)
+    out["open_auroc"] = metrics.open_set_auroc(max_prob, labels)
+  return out
+
+
+def evaluate_split(exp, state, source) -> dict:
+  p = predict(exp, state, source)
+  return summarize(p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval)
+
+
+def _write_json(path: str, obj) -> None:
+  """Atomic write: a crash never leaves a half-written results file."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(metrics.to_jsonable(obj), f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def update_json(path: str, key: str, value) -> dict:
+  data = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      data = json.load(f)
+  data[key] = value
+  _write_json(path, data)
+  return data
+
+
+def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> dict:
+  """Evaluates on the test split; merges into results.json and per_class.json."""
+  method = method or exp.config.method
+  p = predict(exp, state, exp.splits.test)
+  summary = summarize(
+    p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval
+  )
+  acc, count = metrics.per_class_accuracy(p["pred"], p["label"], exp.splits.num_classes)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    update_json(os.path.join(workdir, "results.json"), method, summary)
+    update_json(
+      os.path.join(workdir, "per_class.json"),
+      method,
+      {"accuracy": acc, "test_count": count, "train_count": exp.splits.train_counts},
+    )
+  log.info("%s test: %s", method, {k: round(float(v), 4) for k, v in summary.items()})
+  return summary
+
+
+def format_table(results: dict) -> str:
+  """A fixed-width table of results.json, one row per method, accuracies in percent."""
+  cols = [k for k in RESULT_KEYS if any(k in r for r in results.values())]
+  lines = [f"{'method':<10}" + "".join(f"{c:>16}" for c in cols)]
+  for method, r in results.items():
+    cells = []
+    for c in cols:
+      v = r.get(c)
+      if v is None or v != v:
+        cells.append(f"{'-':>16}")
+      elif c.startswith("open_"):
+        cells.append(f"{v:>16.3f}")
+      else:
+        cells.append(f"{100 * v:>15.1f}%")
+    lines.append(f"{method:<10}" + "".join(cells))
+  return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""Model zoo: backbone and head registries and the full ``Classifier``.
+
+Typical use::
+
+  model = build_model("resnet50", "linear", num_classes=1000, dtype="bfloat16")
+  variables = model.init(key, x, train=False)
+  (logits, aux), updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+
+Parameters live under ``params["backbone"][...]`` and ``params["head"][...]`` (the linear
+head's dense layer is ``params["head"]["fc"]``), so training stages can freeze by path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ltjax.models.heads import LinearClassifier
+from ltjax.models.resnet import (
+  RESNET_CONFIGS,
+  BasicBlock,
+  Bottleneck,
+  CifarResNet,
+  ResNet,
+)
+
+__all__ = [
+  "BACKBONES",
+  "DTYPES",
+  "HEADS",
+  "BasicBlock",
+  "Bottleneck",
+  "CifarResNet",
+  "Classifier",
+  "LinearClassifier",
+  "ResNet",
+  "build_model",
+  "get_backbone",
+  "get_head",
+  "resolve_dtype",
+]
+
+Array = Any
+
+DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def resolve_dtype(dtype: Any) -> Any:
+  """Maps ``"float32"``/``"bfloat16"`` (or the matching jnp dtype) to a jnp dtype.
+
+  Raises:
+    ValueError: for any other dtype, listing the valid names.
+  """
+  try:
+    name = dtype if isinstance(dtype, str) else jnp.dtype(dtype).name
+  except TypeError:
+    name = repr(dtype)
+  if name not in DTYPES:
+    raise ValueError(f"Unknown dtype {dtype!r}; valid dtypes: {sorted(DTYPES)}.")
+  return DTYPES[name]
+
+
+def _make_backbone_builder(name: str) -> Callable[..., nn.Module]:
+  cls, fixed = RESNET_CONFIGS[name]
+
+  def build(dtype: Any = jnp.float32, **kwargs: Any) -> nn.Module:
+    return cls(**fixed, dtype=resolve_dtype(dtype), **kwargs)
+
+  functools.update_wrapper(build, cls, assigned=("__module__",), updated=())
+  build.__name__ = build.__qualname__ = name
+  build.__doc__ = f"Builds the ``{name}`` backbone ({cls.__name__} with {fixed})."
+  return build
+
+
+# name -> builder(dtype=jnp.float32, **kwargs) returning an unbound backbone module.
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+  name: _make_backbone_builder(name) for name in RESNET_CONFIGS
+}
+
+# name -> head class, constructed as cls(num_classes=..., dtype=..., **kwargs).
+HEADS: dict[str, Callable[..., nn.Module]] = {"linear": LinearClassifier}
+
+
+def get_backbone(name: str, **kwargs: Any) -> nn.Module:
+  """Builds the backbone registered as ``name``.
+
+  Args:
+    name: a key of ``BACKBONES``, e.g. ``"resnet50"`` or ``"cifar_resnet32"``.
+    **kwargs: ``dtype`` (string or jnp dtype) and module attributes, e.g. ``width`` for
+      the ``cifar_*`` backbones.
+
+  Raises:
+    ValueError: if ``name`` is not registered (the message lists the valid names).
+  """
+  if name not in BACKBONES:
+    raise ValueError(f"Unknown backbone {name!r}; valid backbones: {sorted(BACKBONES)}.")
+  return BACKBONES[name](**kwargs)
+
+
+def get_head(name: str, **kwargs: Any) -> nn.Module:
+  """Builds the head registered as ``name``.
+
+  Args:
+    name: a key of ``HEADS``, e.g. ``"linear"``.
+    **kwargs: head attributes, e.g. ``num_classes`` and ``dtype`` (string or jnp dtype).
+
+  Raises:
+    ValueError: if ``name`` is not registered (the message lists the valid names).
+  """
+  if name not in HEADS:
+    raise ValueError(f"Unknown head {name!r}; valid heads: {sorted(HEADS)}.")
+  if "dtype" in kwargs:
+    kwargs["dtype"] = resolve_dtype(kwargs["dtype"])
+  return HEADS[name](**kwargs)
+
+
+class Classifier(nn.Module):
+  """Backbone followed by a classifier head on the pooled features.
+
+  Attributes:
+    backbone: module called as ``backbone(x, train)`` returning ``{"feature_map",
+      "features"}``.
+    head: module called as ``head(features, train)`` returning logits, or
+      ``(logits, extras)`` with ``extras`` merged into ``aux``.
+  """
+
+  backbone: nn.Module
+  head: nn.Module
+
+  def __call__(self, x: Array, train: bool) -> tuple[Array, dict[str, Array]]:
+    """Classifies a float, already normalised NHWC batch.
+
+    Args:
+      x: ``(B, H, W, C)`` float images; cast to the backbone's dtype inside.
+      train: batch statistics and ``batch_stats`` updates if True, running averages if
+        False.
+
+    Returns:
+      ``(logits, aux)``: float32 logits ``(B, K)`` and ``aux = {"features": (B, D)
+      float32, "feature_map": (B, H', W', D)}`` plus any head extras.
+    """
+    out = self.backbone(x, train)
+    features = out["features"].astype(jnp.float32)
+    aux = {"features": features, "feature_map": out["feature_map"]}
+    head_out = self.head(features, train)
+    if isinstance(head_out, tuple):
+      logits, extras = head_out
+      aux.update(extras)
+    else:
+      logits = head_out
+    return logits.astype(jnp.float32), aux
+
+
+def build_model(
+  backbone: str, head: str, num_classes: int, dtype: str = "float32", **backbone_kwargs: Any
+) -> Classifier:
+  """Builds ``Classifier(backbone, head)`` from registry names.
+
+  Args:
+    backbone: a key of ``BACKBONES``.
+    head: a key of ``HEADS``.
+    num_classes: number of logits.
+    dtype: computation dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32.
+    **backbone_kwargs: extra backbone attributes, e.g. ``width=0.25`` for ``cifar_*``.
+
+  Raises:
+    ValueError: for an unknown backbone, head or dtype (listing the valid choices).
+  """
+  jdtype = resolve_dtype(dtype)
+  return Classifier(
+    backbone=get_backbone(backbone, dtype=jdtype, **backbone_kwargs),
+    head=get_head(head, num_classes=num_classes, dtype=jdtype),
+  )

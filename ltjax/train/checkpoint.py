@@ -1,0 +1,127 @@
+"""Orbax checkpoints of the train state, the input-pipeline state and run metadata.
+
+A checkpoint step directory holds three items:
+  state: the TrainState (restored into an abstract, sharded target: restoring without
+    one turns optax states into lists);
+  data: the grain iterator state as JSON. Our stream is a pure function of the step,
+    so one JSON serves every process count (grain's own handler writes one file per
+    process, which would tie a checkpoint to the number of hosts);
+  meta: JSON metadata (config, stage, class counts).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ltjax.train.optim import param_path
+
+
+def _manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+    max_to_keep=keep, create=not read_only, read_only=read_only
+  )
+  return ocp.CheckpointManager(
+    os.path.abspath(directory), options=options, item_names=("state", "data", "meta")
+  )
+
+
+class Checkpointer:
+  """Saves and restores (state, data state, metadata) under ``directory``."""
+
+  def __init__(self, directory: str, keep: int = 2):
+    self.directory = directory
+    self._mngr = _manager(directory, keep)
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def save(self, step: int, state, data_state: dict, meta: dict) -> None:
+    self._mngr.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave(data_state),
+        meta=ocp.args.JsonSave(meta),
+      ),
+      force=True,
+    )
+
+  def wait(self) -> None:
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def abstract_like(state, shardings) -> Any:
+  """ShapeDtypeStructs with shardings: the restore target."""
+  return jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
+  )
+
+
+def _check_shapes(directory: str, step: int, stored, target) -> None:
+  """Compares stored leaf shapes with the target's and raises a readable error."""
+  want = {param_path(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(target)}
+  have = {
+    param_path(p): tuple(getattr(v, "shape", ()))
+    for p, v in jax.tree_util.tree_leaves_with_path(stored)
+  }
+  problems = [
+    f"  {k}: checkpoint {have[k]} vs config {want[k]}"
+    for k in sorted(want)
+    if k in have and have[k] != want[k]
+  ]
+  missing = sorted(set(want) - set(have))
+  extra = sorted(set(have) - set(want))
+  problems += [f"  {k}: missing from the checkpoint" for k in missing[:10]]
+  problems += [f"  {k}: in the checkpoint but not in the model" for k in extra[:10]]
+  if problems:
+    raise ValueError(
+      f"checkpoint {directory} (step {step}) does not match the config:\n"
+      + "\n".join(problems[:30])
+      + "\nCheck model.backbone, model.width and the dataset's number of classes."
+    )
+
+
+def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict, dict, int]:
+  """Restores (state, data state, metadata, step) from ``directory``.
+
+  Args:
+    directory: a checkpoints directory written by :class:`Checkpointer`.
+    target: abstract TrainState (see :func:`abstract_like`).
+    step: which step; default the latest.
+
+  Raises:
+    ValueError: no checkpoint there, or its shapes do not match ``target``.
+  """
+  if not os.path.isdir(directory):
+    raise ValueError(f"no checkpoint directory {directory}.")
+  mngr = _manager(directory, read_only=True)
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise ValueError(f"no checkpoint found in {directory}.")
+  stored = ocp.StandardCheckpointer().metadata(
+    os.path.join(os.path.abspath(directory), str(step), "state")
+  )
+  _check_shapes(directory, step, getattr(stored, "item_metadata", stored), target)
+  restored = mngr.restore(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(target),
+      data=ocp.args.JsonRestore(),
+      meta=ocp.args.JsonRestore(),
+    ),
+  )
+  mngr.close()
+  return restored["state"], restored["data"], restored["meta"], step
+
+
+def to_host(tree) -> Any:
+  return jax.tree.map(np.asarray, tree)

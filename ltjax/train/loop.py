@@ -1,0 +1,290 @@
+"""The training loop: setup, step, evaluate, checkpoint.
+
+``train_and_evaluate(config, workdir)`` is all the command line calls; tests call it
+(or the pieces) directly with tiny in-memory data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from ltjax import models
+from ltjax.data import pipeline
+from ltjax.data.datasets import DataSplits, build_splits
+from ltjax.evaluate import runner
+from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import mesh as mesh_lib
+from ltjax.train import optim, steps
+from ltjax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+STAGES = ("joint",)
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything about a run that is not the train state."""
+
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  splits: DataSplits
+  model: object
+  steps_per_epoch: float
+  total_steps: int
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  state_sharding: object
+  train_step: Callable
+  eval_step: Callable
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  kwargs = {"width": config.model.width} if config.model.width != 1 else {}
+  return models.build_model(
+    config.model.backbone, config.model.head, num_classes, dtype=config.model.dtype, **kwargs
+  )
+
+
+def _init_fn(exp_model, tx_fn, config, image_shape):
+  def init(rng):
+    params_rng, state_rng = jax.random.split(rng)
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    variables = exp_model.init({"params": params_rng, "dropout": params_rng}, x, train=False)
+    params = variables["params"]
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx_fn(params).init(params),
+      rng=state_rng,
+    )
+
+  return init
+
+
+def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -> tuple:
+  """Builds the experiment and its initial (sharded) train state."""
+  if config.stage not in STAGES:
+    raise ValueError(f"unknown stage {config.stage!r}; valid: {', '.join(STAGES)}.")
+  mesh = mesh_lib.make_mesh(config.num_devices)
+  mesh_lib.check_batch_size(config.batch_size, mesh)
+  mesh_lib.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
+  splits = splits if splits is not None else build_splits(config.dataset, config.seed)
+  model = build_model(config, splits.num_classes)
+  steps_per_epoch = len(splits.train) / config.batch_size
+  total_steps = max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
+  schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
+  tx_fn = lambda params: optim.make_optimizer(config.optim, schedule, params)
+  image_shape = splits.train.get_batch(np.array([0]))[0].shape[1:]
+  init = _init_fn(model, tx_fn, config, image_shape)
+  abstract = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
+  repl = mesh_lib.replicated(mesh)
+  state_sharding = jax.tree.map(lambda _: repl, abstract)
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.PRNGKey(config.seed))
+  tx = tx_fn(state.params)
+  data = mesh_lib.batch_sharding(mesh)
+  train_step = jax.jit(
+    steps.make_train_step(model, tx, config.dataset.mean, config.dataset.std),
+    in_shardings=(state_sharding, data),
+    out_shardings=(state_sharding, repl),
+    donate_argnums=0,
+  )
+  eval_step = jax.jit(
+    steps.make_eval_step(model, config.dataset.mean, config.dataset.std),
+    in_shardings=(state_sharding, data),
+    out_shardings=repl,
+  )
+  exp = Experiment(
+    config,
+    mesh,
+    splits,
+    model,
+    steps_per_epoch,
+    total_steps,
+    schedule,
+    tx,
+    state_sharding,
+    train_step,
+    eval_step,
+  )
+  return exp, state
+
+
+def make_stream(exp: Experiment) -> pipeline.TrainStream:
+  c = exp.config
+  options = {}
+  if c.sampler.name == "qpower":
+    options["q"] = c.sampler.q
+  elif c.sampler.name == "progressive":
+    options["num_epochs"] = c.num_epochs
+  elif c.sampler.name == "class_aware":
+    options["k"] = c.sampler.k
+  return pipeline.TrainStream(
+    exp.splits.train,
+    sampler=c.sampler.name,
+    sampler_options=options,
+    seed=c.seed,
+    global_batch=c.batch_size,
+    augment=c.data.augment,
+    pad=c.data.pad,
+    flip=c.data.flip,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+
+
+def run_metadata(exp: Experiment) -> dict:
+  return {
+    "config": exp.config.to_dict(),
+    "stage": exp.config.stage,
+    "num_classes": exp.splits.num_classes,
+    "train_counts": exp.splits.train_counts.tolist(),
+  }
+
+
+class MetricWriter:
+  """metrics.jsonl and TensorBoard scalars, written by process 0 only."""
+
+  def __init__(self, workdir: str):
+    self.enabled = jax.process_index() == 0
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+      try:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415
+
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      except ImportError:  # pragma: no cover - tensorboardX is a dependency.
+        log.warning("tensorboardX missing: no TensorBoard scalars.")
+
+  def write(self, step: int, split: str, scalars: dict) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
+    self._file.write(json.dumps(row) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      for k, v in scalars.items():
+        self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+
+  def close(self) -> None:
+    if self.enabled:
+      self._file.close()
+      if self._tb is not None:
+        self._tb.close()
+
+
+def _log_train(writer, exp, step, pending, t0, n_steps) -> None:
+  """Fetches the accumulated per-step metrics (the only device->host sync) and logs."""
+  fetched = jax.device_get(pending)
+  means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+  elapsed = max(time.perf_counter() - t0, 1e-9)
+  means["lr"] = float(exp.schedule(step - 1))
+  means["images_per_s"] = n_steps * exp.config.batch_size / elapsed
+  means["epoch"] = step / exp.steps_per_epoch
+  writer.write(step, "train", means)
+  log.info(
+    "step %d/%d epoch %.2f loss %.4f acc %.3f lr %.4g %.0f img/s",
+    step,
+    exp.total_steps,
+    means["epoch"],
+    means["loss"],
+    means["accuracy"],
+    means["lr"],
+    means["images_per_s"],
+  )
+
+
+def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
+  """Runs (or resumes) training to ``exp.total_steps``, checkpointing along the way."""
+  c = exp.config
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), c.keep_checkpoints)
+  stream = make_stream(exp)
+  it = pipeline.train_iterator(
+    stream, exp.total_steps, num_threads=c.data.num_threads, prefetch=c.data.prefetch
+  )
+  start = ckpt.latest_step()
+  if start is not None:
+    target = ckpt_lib.abstract_like(state, exp.state_sharding)
+    state, data_state, _, start = ckpt_lib.restore(ckpt.directory, target)
+    it.set_state(data_state)
+    log.info("resumed from step %d in %s", start, ckpt.directory)
+  start = start or 0
+  writer = MetricWriter(workdir)
+  data_sharding = mesh_lib.batch_sharding(exp.mesh)
+  eval_every = int(round(c.eval_every_epochs * exp.steps_per_epoch)) if c.eval_every_epochs else 0
+  pending, t0, since = [], time.perf_counter(), 0
+  bar = tqdm.tqdm(
+    total=exp.total_steps,
+    initial=start,
+    desc=f"{c.stage}",
+    unit="step",
+    disable=jax.process_index() != 0 or not sys.stderr.isatty(),
+    mininterval=1,
+  )
+  step = start
+  try:
+    for step in range(start + 1, exp.total_steps + 1):
+      batch = pipeline.to_global(next(it), data_sharding)
+      state, metrics = exp.train_step(state, batch)
+      pending.append(metrics)
+      since += 1
+      bar.update(1)
+      if step % c.log_every_steps == 0 or step == exp.total_steps:
+        _log_train(writer, exp, step, pending, t0, since)
+        pending, t0, since = [], time.perf_counter(), 0
+      if eval_every and step % eval_every == 0 and step != exp.total_steps:
+        val = runner.evaluate_split(exp, state, exp.splits.val)
+        writer.write(step, "val", {k: v for k, v in val.items() if v == v})
+      if step % c.checkpoint_every_steps == 0 or step == exp.total_steps:
+        ckpt.save(step, state, it.get_state(), run_metadata(exp))
+  except KeyboardInterrupt:
+    # Nothing lost on Ctrl-C or a scheduler's SIGINT: save where we are, then stop.
+    log.warning("interrupted at step %d: saving a checkpoint before exiting.", step)
+    if int(jax.device_get(state.step)) > (ckpt.latest_step() or 0):
+      ckpt.save(int(jax.device_get(state.step)), state, it.get_state(), run_metadata(exp))
+    raise
+  finally:
+    bar.close()
+    ckpt.close()
+    writer.close()
+  return state
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, splits: DataSplits | None = None
+) -> dict:
+  """Trains (resuming if ``workdir`` has checkpoints), evaluates on test, writes results.
+
+  Returns:
+    The method's results (many/medium/few/all/mean_class and open-set metrics if the
+    test set has open-set images), also merged into ``workdir/results.json``.
+  """
+  exp, state = setup(config, splits)
+  log.info(
+    "%s: %d train images, %d classes, %d steps (%.1f per epoch) on %d devices",
+    config.stage,
+    len(exp.splits.train),
+    exp.splits.num_classes,
+    exp.total_steps,
+    exp.steps_per_epoch,
+    exp.mesh.size,
+  )
+  state = train(exp, state, workdir)
+  return runner.evaluate_and_write(exp, state, workdir)

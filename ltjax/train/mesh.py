@@ -1,0 +1,41 @@
+"""The device mesh and the shardings of state and batches."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(num_devices: int = 0) -> Mesh:
+  """A 1-D mesh with axis ``data`` over the first ``num_devices`` devices (0 = all).
+
+  Auto axis type: the explicit-axes default rejects a contraction over the batch axis.
+  """
+  devices = jax.devices()
+  if num_devices:
+    if num_devices > len(devices):
+      raise ValueError(f"num_devices={num_devices} but only {len(devices)} devices exist.")
+    if jax.process_count() > 1 and num_devices != len(devices):
+      raise ValueError("num_devices must be 0 (all devices) when running on several hosts.")
+    devices = devices[:num_devices]
+  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
+  if batch_size % mesh.size:
+    raise ValueError(
+      f"{what}={batch_size} is not divisible by the {mesh.size} devices; "
+      f"use a multiple of {mesh.size}."
+    )

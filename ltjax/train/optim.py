@@ -1,0 +1,65 @@
+"""Learning-rate schedules, SGD with weight decay, and parameter freezing by path."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import ml_collections
+import optax
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+def make_schedule(
+  cfg: ml_collections.ConfigDict, steps_per_epoch: float, total_steps: int
+) -> optax.Schedule:
+  """The learning rate per step: cosine to 0, step decay, or constant; optional warmup."""
+  if cfg.schedule == "cosine":
+    main = optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+  elif cfg.schedule == "step":
+    every = max(int(round(cfg.step_every_epochs * steps_per_epoch)), 1)
+    bounds = {every * i: cfg.step_gamma for i in range(1, total_steps // every + 1)}
+    main = optax.piecewise_constant_schedule(cfg.lr, bounds)
+  elif cfg.schedule == "constant":
+    main = optax.constant_schedule(cfg.lr)
+  else:
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
+  warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+  if warmup <= 0:
+    return main
+  ramp = optax.linear_schedule(0.0, cfg.lr, warmup)
+  return optax.join_schedules([ramp, main], [warmup])
+
+
+def param_path(path) -> str:
+  """'backbone/stage1_block0/conv1/kernel' for a jax tree path."""
+  parts = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+  return "/".join(str(p) for p in parts)
+
+
+def freeze_labels(params, patterns: tuple[str, ...]):
+  """'frozen' for parameters whose path matches one of the regexes, else 'trained'."""
+  compiled = [re.compile(p) for p in patterns]
+  return jax.tree_util.tree_map_with_path(
+    lambda path, _: "frozen" if any(c.search(param_path(path)) for c in compiled) else "trained",
+    params,
+  )
+
+
+def make_optimizer(
+  cfg: ml_collections.ConfigDict, schedule: optax.Schedule, params
+) -> optax.GradientTransformation:
+  """SGD with momentum and L2 weight decay added to the gradient (PyTorch's SGD).
+
+  Parameters matching ``cfg.freeze`` get exactly zero updates.
+  """
+  sgd = optax.chain(
+    optax.add_decayed_weights(cfg.weight_decay), optax.sgd(schedule, momentum=cfg.momentum or None)
+  )
+  if not cfg.freeze:
+    return sgd
+  labels = freeze_labels(params, tuple(cfg.freeze))
+  if "trained" not in jax.tree.leaves(labels):
+    raise ValueError(f"optim.freeze={tuple(cfg.freeze)} freezes every parameter.")
+  return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)

@@ -1,0 +1,67 @@
+"""Pure, jittable train and eval steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ltjax.train.state import TrainState
+
+
+def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+  """uint8 NHWC -> float32 ((x / 255) - mean) / std, on device (uint8 crosses the bus)."""
+  x = images.astype(jnp.float32) / 255.0
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def make_train_step(
+  model: nn.Module, tx: optax.GradientTransformation, mean: Sequence[float], std: Sequence[float]
+) -> Callable:
+  """Softmax cross-entropy training of the whole model (joint training).
+
+  Returns:
+    ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
+    ``image`` (B, H, W, C) and int32 ``label`` (B,).
+  """
+
+  def loss_fn(params, state: TrainState, batch, rng):
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    (logits, _), new_vars = model.apply(
+      variables,
+      normalize(batch["image"], mean, std),
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": rng},
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    return loss, (logits, new_vars["batch_stats"])
+
+  def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (logits, batch_stats)), grads = grad_fn(state.params, state, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    new_state = state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    return new_state, {"loss": loss, "accuracy": accuracy}
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Callable:
+  """``eval_step(state, batch) -> {"pred", "max_prob"}`` with the model in inference mode."""
+
+  def eval_step(state: TrainState, batch) -> dict:
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits, _ = model.apply(variables, normalize(batch["image"], mean, std), train=False)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return {"pred": jnp.argmax(logits, -1).astype(jnp.int32), "max_prob": jnp.max(probs, -1)}
+
+  return eval_step
