@@ -24,7 +24,13 @@ USAGE = __doc__
 
 
 def _require(flag, name: str) -> None:
-  if flag.value is None:
+  value = flag.value
+  if name == "config" and value is not None:
+    try:
+      value.stage  # noqa: B018 (config_flags defers a load error to first use)
+    except OSError as e:
+      raise ValueError(f"cannot load the config file: {e}") from e
+  if value is None:
     raise app.UsageError(f"--{name} is required.")
 
 
@@ -74,23 +80,23 @@ def cmd_demo(argv) -> None:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo}
 
 
-def _run_reporting_errors(fn):
-  def wrapped(argv):
-    # ltjax reports progress at INFO; orbax/absl internals only from WARNING up
-    # (raise with --verbosity=0 to see them).
-    if not flags.FLAGS["verbosity"].present:
-      logging.set_verbosity(logging.WARNING)
-    std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
-    try:
-      fn(argv)
-    except (ValueError, FileNotFoundError) as e:
-      if os.environ.get("LTJAX_DEBUG"):
-        raise
-      print(f"ltjax: error: {e}", file=sys.stderr)
-      print("(set LTJAX_DEBUG=1 for the full traceback)", file=sys.stderr)
-      sys.exit(1)
+def _fail(message: str, code: int = 1) -> None:
+  print(f"ltjax: error: {message}", file=sys.stderr)
+  sys.exit(code)
 
-  return wrapped
+
+def _parse_flags(command: str, args: list[str]) -> list[str]:
+  """Parses flags and config overrides; a bad flag or key is one clear line, not a traceback."""
+  try:
+    return flags.FLAGS([f"ltjax {command}", *args])
+  except flags.Error as e:
+    _fail(f"{e}\nRun 'ltjax {command} --helpfull' for the flags.", 2)
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    # config_flags raises these for a misspelt --config.key, a wrongly typed value or
+    # an unreadable config file.
+    message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+    _fail(f"bad --config or override: {message}", 2)
+  return []
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,7 +110,21 @@ def main(argv: list[str] | None = None) -> None:
       f"ltjax: unknown command {command!r}; valid: {', '.join(COMMANDS)}.\n{USAGE}", file=sys.stderr
     )
     sys.exit(2)
-  app.run(_run_reporting_errors(COMMANDS[command]), argv=[f"ltjax {command}", *argv[2:]])
+  rest = _parse_flags(command, argv[2:])
+  logging.use_absl_handler()
+  # ltjax reports progress at INFO; orbax/absl internals only from WARNING up
+  # (--verbosity=0 shows them).
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
+  try:
+    COMMANDS[command](rest)
+  except app.UsageError as e:
+    _fail(f"{e}\n{USAGE}", 2)
+  except (ValueError, FileNotFoundError) as e:
+    if os.environ.get("LTJAX_DEBUG"):
+      raise
+    _fail(f"{e}\n(set LTJAX_DEBUG=1 for the full traceback)")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.augment = "crop_flip"  # See ltjax.data.augment.AUGMENTATIONS.
   c.data.pad = 4
   c.data.flip = True
+  c.data.crop_size = 224  # Output side of the "imagenet" augmentation and eval transform.
+  c.data.eval_transform = "none"  # See ltjax.data.augment.EVAL_TRANSFORMS.
   c.data.num_threads = 2  # grain reader threads.
   c.data.prefetch = 4  # Batches read ahead.
 

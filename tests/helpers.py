@@ -1,5 +1,7 @@
 """Tiny configs and in-memory data for fast end-to-end tests."""
 
+import importlib.util
+
 import numpy as np
 
 from ltjax.data.datasets import DataSplits
@@ -42,3 +44,11 @@ def tiny_config(**overrides):
       node = node[p]
     node[leaf] = v
   return c
+
+
+def load_config(path):
+  """get_config() of a config file, as `ltjax --config=path` loads it."""
+  spec = importlib.util.spec_from_file_location("config_under_test", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -72,21 +72,52 @@ def random_crop_flip(
   return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-AUGMENTATIONS = ("none", "crop_flip")
+AUGMENTATIONS = ("none", "crop_flip", "imagenet")
+EVAL_TRANSFORMS = ("none", "resize_center_crop")
 
 
 def augment_batch(
-  images: np.ndarray,
+  images,
   positions: np.ndarray,
   seed: int,
   *,
   kind: str,
   pad: int = 4,
   flip: bool = True,
+  size: int = 224,
 ) -> np.ndarray:
-  """Applies the named augmentation to a batch with per-record randomness."""
+  """Applies the named training augmentation to a batch with per-record randomness.
+
+  Args:
+    images: (B, H, W, C) uint8, or for ``imagenet`` also a list of differently sized images.
+    positions: (B,) global stream positions of the records (the randomness key).
+    seed: stream seed.
+    kind: ``none``; ``crop_flip`` (small images: pad, random crop, optional flip);
+      ``imagenet`` (RandomResizedCrop(size) + flip + colour jitter 0.4, as the references).
+    pad, flip: ``crop_flip`` options.
+    size: output side of ``imagenet``.
+  """
   if kind == "none":
     return images
   if kind == "crop_flip":
     return random_crop_flip(images, record_uniforms(seed, positions, 3), pad=pad, flip=flip)
+  if kind == "imagenet":
+    from ltjax.data import image_ops  # noqa: PLC0415
+
+    return image_ops.imagenet_train_batch(list(images), positions, seed, size=size)
   raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}.")
+
+
+def eval_transform(images, *, kind: str, size: int = 224) -> np.ndarray:
+  """Deterministic evaluation transform.
+
+  ``none``, or ``resize_center_crop``: resize the shorter side to size * 256 / 224 and
+  centre-crop size x size (the references' 256 -> 224).
+  """
+  if kind == "none":
+    return images
+  if kind == "resize_center_crop":
+    from ltjax.data import image_ops  # noqa: PLC0415
+
+    return image_ops.imagenet_eval_batch(list(images), resize=round(size * 256 / 224), crop=size)
+  raise ValueError(f"unknown eval transform {kind!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")

@@ -43,6 +43,7 @@ class TrainStream:
     global_batch: batch size summed over all processes.
     augment: augmentation name (see ``ltjax.data.augment.AUGMENTATIONS``).
     pad, flip: crop padding and horizontal flip of the ``crop_flip`` augmentation.
+    size: output size of the ``imagenet`` augmentation.
     process_index, process_count: this process's slice of every batch.
   """
 
@@ -57,6 +58,7 @@ class TrainStream:
     augment: str = "none",
     pad: int = 4,
     flip: bool = True,
+    size: int = 224,
     process_index: int = 0,
     process_count: int = 1,
   ):
@@ -73,6 +75,11 @@ class TrainStream:
     self.augment = augment
     self.pad = pad
     self.flip = flip
+    self.size = size
+    if augment not in augment_lib.AUGMENTATIONS:
+      raise ValueError(
+        f"unknown augmentation {augment!r}; valid: {', '.join(augment_lib.AUGMENTATIONS)}."
+      )
     self._epochs: dict[int, np.ndarray] = {}
     self._lock = threading.Lock()
     # Validates labels and zero-count classes now rather than in a reader thread.
@@ -107,7 +114,7 @@ class TrainStream:
       indices[sel] = self.epoch_indices(int(e))[slots[sel]]
     images, labels = self.source.get_batch(indices)
     images = augment_lib.augment_batch(
-      images, positions, self.seed, kind=self.augment, pad=self.pad, flip=self.flip
+      images, positions, self.seed, kind=self.augment, pad=self.pad, flip=self.flip, size=self.size
     )
     return {"image": images, "label": labels.astype(np.int32)}
 
@@ -125,12 +132,19 @@ def train_iterator(
 
 
 def eval_batches(
-  source: Source, global_batch: int, *, process_index: int = 0, process_count: int = 1
+  source: Source,
+  global_batch: int,
+  *,
+  process_index: int = 0,
+  process_count: int = 1,
+  transform: str = "none",
+  size: int = 224,
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of fixed-size evaluation batches, in order, padded at the end.
 
   Each batch has ``image``, ``label`` and ``mask`` (False on padding rows); the
   padding repeats the last record so shapes never change (one compilation).
+  ``transform`` is an ``ltjax.data.augment.EVAL_TRANSFORMS`` name.
   """
   local = local_batch_size(global_batch, process_count)
   n = len(source)
@@ -138,6 +152,7 @@ def eval_batches(
     pos = start + process_index * local + np.arange(local)
     mask = pos < n
     images, labels = source.get_batch(np.minimum(pos, n - 1))
+    images = augment_lib.eval_transform(images, kind=transform, size=size)
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask}
 
 

@@ -27,6 +27,8 @@ def predict(exp, state, source) -> dict[str, np.ndarray]:
     exp.config.eval.batch_size,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
+    transform=exp.config.data.eval_transform,
+    size=exp.config.data.crop_size,
   ):
     out = exp.eval_step(
       state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding)

@@ -135,3 +135,20 @@ def test_eval_batches_pad_and_mask():
   batches = list(pipeline.eval_batches(src, 4))
   assert [b["mask"].sum() for b in batches] == [4, 1]
   assert all(b["image"].shape == (4, 2, 2, 1) for b in batches)
+
+
+def test_imagenet_augmentation_through_the_stream():
+  rng = np.random.default_rng(0)
+  src = ArraySource(rng.integers(0, 255, (6, 40, 30, 3), dtype=np.uint8), np.arange(6) % 2, 2)
+  stream = pipeline.TrainStream(
+    src, sampler="instance", sampler_options={}, seed=0, global_batch=4, augment="imagenet", size=16
+  )
+  batch = stream(0)
+  assert batch["image"].shape == (4, 16, 16, 3) and batch["image"].dtype == np.uint8
+  np.testing.assert_array_equal(stream(0)["image"], batch["image"])
+  evals = list(pipeline.eval_batches(src, 4, transform="resize_center_crop", size=16))
+  assert evals[0]["image"].shape == (4, 16, 16, 3)
+  with pytest.raises(ValueError, match="valid: none, crop_flip, imagenet"):
+    pipeline.TrainStream(
+      src, sampler="instance", sampler_options={}, seed=0, global_batch=4, augment="autoaugment"
+    )

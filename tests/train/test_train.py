@@ -1,14 +1,13 @@
 """End-to-end training: every config, sharding equivalence, exact resume, bad input."""
 
 import glob
-import importlib.util
 import json
 import os
 
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_splits
+from helpers import load_config, tiny_config, tiny_splits
 
 from ltjax.data import pipeline
 from ltjax.train import checkpoint as ckpt_lib
@@ -17,13 +16,6 @@ from ltjax.train import mesh as mesh_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def run_steps(exp, state, n):
