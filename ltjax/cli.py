@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -50,18 +51,14 @@ def cmd_evaluate(argv) -> None:
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
   from ltjax.evaluate import runner  # noqa: PLC0415
-  from ltjax.train import checkpoint as ckpt_lib  # noqa: PLC0415
   from ltjax.train import loop  # noqa: PLC0415
 
-  exp, state = loop.setup(_CONFIG.value)
+  exp, state = loop.restore_trained(_CONFIG.value, _WORKDIR.value)
   if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
     raise ValueError(
       "--open_set: the test split has no open-set images (label -1); "
       "set --config.dataset.open_classes or an open-set source."
     )
-  target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  state, _, _, step = ckpt_lib.restore(os.path.join(_WORKDIR.value, "checkpoints"), target)
-  std_logging.getLogger("ltjax").info("evaluating step %d", step)
   summary = runner.evaluate_and_write(exp, state, _WORKDIR.value)
   print(runner.format_table({exp.config.method: summary}))
 
@@ -77,7 +74,21 @@ def cmd_demo(argv) -> None:
   print(format_table(results))
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo}
+def cmd_report(argv) -> None:
+  del argv
+  _require(_WORKDIR, "workdir")
+  from ltjax.evaluate import report  # noqa: PLC0415
+
+  print(f"wrote {report.write_report(_WORKDIR.value)}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "report": cmd_report}
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+  # Schedulers preempt with SIGTERM: turn it into the KeyboardInterrupt that makes the
+  # training loop save a checkpoint before exiting.
+  raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -117,8 +128,15 @@ def main(argv: list[str] | None = None) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
+  signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
   try:
     COMMANDS[command](rest)
+  except KeyboardInterrupt:
+    print(
+      "ltjax: interrupted; the latest state is checkpointed: run the same command again to resume.",
+      file=sys.stderr,
+    )
+    sys.exit(130)
   except app.UsageError as e:
     _fail(f"{e}\n{USAGE}", 2)
   except (ValueError, FileNotFoundError) as e:

@@ -22,7 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.method = "joint"  # Name of this model's entry in results.json.
   c.seed = 0
   c.num_devices = 0  # 0 = every device of every process.
-  c.init_from = ""  # Checkpoint directory of an earlier stage (later stages).
+  c.init_from = ""  # Work (or checkpoints) directory of the stage-1 run (cRT, LWS).
+  # cRT/LWS: update the frozen backbone's BatchNorm statistics under the stage's sampler,
+  # as the reference code does (it leaves BatchNorm in train mode). Default: inference
+  # mode, so the backbone is exactly the stage-1 one.
+  c.update_frozen_bn = False
 
   c.dataset = d = ml_collections.ConfigDict()
   d.name = "digits"  # See ltjax.data.datasets.DATASETS.
@@ -36,6 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   d.val_per_class = 0
   d.test_per_class = 0  # Only for datasets without a test split (digits).
   d.open_classes = ()  # Class ids held out of training; their test images become -1.
+  d.root = ""  # Split-list datasets: the image directory the list paths are relative to.
+  d.lists_dir = ""  # Split-list datasets: where ImageNet_LT_train.txt etc. are (default root).
+  d.open_set = False  # Split-list datasets: append the open-set list (label -1) to test.
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
 
   c.data = ml_collections.ConfigDict()
@@ -44,6 +51,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.flip = True
   c.data.crop_size = 224  # Output side of the "imagenet" augmentation and eval transform.
   c.data.eval_transform = "none"  # See ltjax.data.augment.EVAL_TRANSFORMS.
+  # JPEG decoding may downscale by powers of two while the shorter side stays >= this
+  # (PIL draft mode; a large speed-up for 224-px training). 0 = full resolution.
+  c.data.decode_min_size = 256
+  c.data.skip_corrupt = False  # Replace unreadable images by another of the class (logged).
   c.data.num_threads = 2  # grain reader threads.
   c.data.prefetch = 4  # Batches read ahead.
 
@@ -80,4 +91,61 @@ def base_config() -> ml_collections.ConfigDict:
   e.many_threshold = 100  # many-shot: n_j > 100 (papers' convention).
   e.few_threshold = 20  # few-shot: n_j < 20.
   e.open_threshold = 0.1  # Open-set: predict "unknown" below this max probability.
+  return c
+
+
+def _split_list_dataset(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  c.dataset.name = name
+  c.dataset.mean, c.dataset.std = IMAGENET_MEAN, IMAGENET_STD
+  c.data.augment = "imagenet"  # RandomResizedCrop(224) + flip + colour jitter 0.4.
+  c.data.eval_transform = "resize_center_crop"  # Resize 256, centre crop 224.
+  c.data.crop_size = 224
+  c.data.num_threads = 16  # JPEG decoding: give the reader threads the host's cores.
+  c.eval.batch_size = 512
+  c.eval.many_threshold, c.eval.few_threshold = 100, 20
+  return c
+
+
+def imagenet_lt(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """ImageNet-LT (Liu et al. 2019): 115,846 train images of 1,000 classes (1,280 to 5
+  per class), balanced 20,000 val and 50,000 test, and an open set. Set
+  ``dataset.root`` to the ImageNet-2012 image directory and ``dataset.lists_dir`` to
+  the directory of ImageNet_LT_{train,val,test,open}.txt."""
+  return _split_list_dataset(c, "imagenet_lt")
+
+
+def places_lt(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Places-LT (Liu et al. 2019): 62,500 train images of 365 classes (4,980 to 5 per
+  class), balanced val and test, and an open set; ``dataset.root`` = Places-365 images."""
+  return _split_list_dataset(c, "places_lt")
+
+
+def inat2018(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """iNaturalist 2018: 437,513 train images of 8,142 classes; evaluated on the official
+  val list (24,426 images, 3 per class), as the references do."""
+  return _split_list_dataset(c, "inat2018")
+
+
+def decoupling_joint(c: ml_collections.ConfigDict, sampler: str) -> ml_collections.ConfigDict:
+  """Kang et al. representation learning: 90 epochs, batch 512, SGD 0.9, lr 0.2 cosine,
+  weight decay 5e-4, with the given sampler."""
+  c.stage = c.method = "joint"
+  c.sampler.name = sampler
+  c.num_epochs, c.batch_size = 90, 512
+  c.optim.lr, c.optim.schedule, c.optim.weight_decay, c.optim.momentum = 0.2, "cosine", 5e-4, 0.9
+  c.eval_every_epochs = 10
+  return c
+
+
+def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
+  """Kang et al. classifier re-balancing on a frozen backbone, class-aware sampling k=4,
+  batch 512, lr 0.2 cosine: cRT 10 epochs, LWS 5 epochs. ``init_from`` = the joint run."""
+  if stage not in ("crt", "lws"):
+    raise ValueError(f"decoupling classifier stage must be crt or lws, got {stage!r}.")
+  c.stage = c.method = stage
+  c.model.head = "lws" if stage == "lws" else "linear"
+  c.sampler.name, c.sampler.k = "class_aware", 4
+  c.num_epochs, c.batch_size = (10 if stage == "crt" else 5), 512
+  c.optim.lr, c.optim.schedule, c.optim.weight_decay, c.optim.momentum = 0.2, "cosine", 5e-4, 0.9
+  c.eval_every_epochs = 0
   return c

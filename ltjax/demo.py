@@ -8,10 +8,13 @@ to 6 for class 9). Shot thresholds are scaled to this size: many n_j > 60, few n
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
+import jax
 import ml_collections
+import numpy as np
 
 from ltjax import config as config_lib
 
@@ -44,20 +47,97 @@ def joint_config() -> ml_collections.ConfigDict:
   return c
 
 
-def run(workdir: str) -> dict:
-  """Runs every stage of the demo in ``workdir`` and returns results.json's content."""
+def crt_config(init_from: str = "") -> ml_collections.ConfigDict:
+  """cRT on digits-LT: the joint backbone frozen, a new linear classifier trained with
+  class-aware sampling (k=4), 10 epochs, cosine schedule (Kang et al. Sec. 4)."""
+  c = joint_config()
+  c.stage = c.method = "crt"
+  c.init_from = init_from
+  c.sampler.name = "class_aware"
+  c.sampler.k = 4
+  c.num_epochs = 10
+  c.eval_every_epochs = 0
+  return c
+
+
+def lws_config(init_from: str = "") -> ml_collections.ConfigDict:
+  """LWS on digits-LT: joint backbone and classifier frozen, one scale per class learnt
+  with class-aware sampling (k=4), 5 epochs, cosine schedule."""
+  c = crt_config(init_from)
+  c.stage = c.method = "lws"
+  c.model.head = "lws"
+  c.num_epochs = 5
+  return c
+
+
+def _classifier_weights(params) -> np.ndarray:
+  """(K, D) weights of a linear head, with LWS scales folded in."""
+  head = jax.device_get(params["head"])
+  weights = np.asarray(head["fc"]["kernel"]).T
+  if "scales" in head:
+    weights = weights * np.asarray(head["scales"])[:, None]
+  return weights
+
+
+def _train_stage(config, stage_dir: str, workdir: str):
+  """Trains (or resumes) one stage, records its test results in ``workdir``."""
+  from ltjax.evaluate import runner  # noqa: PLC0415
   from ltjax.train import loop  # noqa: PLC0415
 
+  log.info("demo: %s", config.method)
+  exp, state = loop.setup(config)
+  state = loop.train(exp, state, stage_dir)
+  runner.evaluate_and_write(exp, state, workdir, config.method)
+  return exp, state
+
+
+def run(workdir: str) -> dict:
+  """Runs the demo in ``workdir``: joint, then NCM, cRT, tau-norm and LWS on top of it.
+
+  Every stage resumes from its checkpoints if ``workdir`` holds a previous run.
+
+  Returns:
+    results.json's content.
+  """
+  from ltjax.evaluate import posthoc, report, runner  # noqa: PLC0415
+
   os.makedirs(workdir, exist_ok=True)
-  log.info("demo: joint training on digits-LT in %s", workdir)
-  loop.train_and_evaluate(joint_config(), os.path.join(workdir, "joint"))
-  import json  # noqa: PLC0415
+  joint_dir = os.path.join(workdir, "joint")
+  exp, state = _train_stage(joint_config(), joint_dir, workdir)
+  counts, eval_cfg = exp.splits.train_counts, exp.config.eval
+  runner.update_json(os.path.join(workdir, "meta.json"), "dataset", "digits-LT")
+  runner.update_json(os.path.join(workdir, "meta.json"), "many_threshold", eval_cfg.many_threshold)
+  runner.update_json(os.path.join(workdir, "meta.json"), "few_threshold", eval_cfg.few_threshold)
 
-  with open(os.path.join(workdir, "joint", "results.json")) as f:
-    joint = json.load(f)
-  results = {"joint": joint["joint"]}
-  from ltjax.evaluate.runner import update_json  # noqa: PLC0415
+  log.info("demo: NCM and tau-norm on the joint model's features")
+  feats = {
+    split: posthoc.extract(
+      exp, state, getattr(exp.splits, split), os.path.join(joint_dir, "features", f"{split}.npz")
+    )
+    for split in ("train", "val", "test")
+  }
+  labels = feats["test"]["labels"]
+  out = posthoc.ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
+  runner.record(workdir, "ncm", out["pred"], out["max_prob"], labels, counts, eval_cfg)
+  joint_w = _classifier_weights(state.params)
+  out = posthoc.tau_norm(joint_w, feats["val"], feats["test"], counts, eval_cfg)
+  runner.record(workdir, "tau_norm", out["pred"], out["max_prob"], labels, counts, eval_cfg)
+  runner._write_json(os.path.join(workdir, "tau_sweep.json"), out["curves"])
+  from ltjax.models import heads  # noqa: PLC0415
 
-  for method, summary in results.items():
-    update_json(os.path.join(workdir, "results.json"), method, summary)
-  return results
+  norms = {
+    "joint": posthoc.weight_norms(joint_w),
+    "tau_norm": posthoc.weight_norms(heads.tau_normalize(joint_w, out["tau"])),
+  }
+
+  for config in (crt_config(joint_dir), lws_config(joint_dir)):
+    _, stage_state = _train_stage(config, os.path.join(workdir, config.method), workdir)
+    norms[config.method] = posthoc.weight_norms(_classifier_weights(stage_state.params))
+  runner._write_json(os.path.join(workdir, "weight_norms.json"), norms)
+  report.write_report(workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  order = ("joint", "ncm", "crt", "tau_norm", "lws", "oltr")
+  return {
+    m: results[m] for m in sorted(results, key=lambda m: order.index(m) if m in order else 99)
+  }

@@ -80,3 +80,39 @@ def test_cifar10_lt_config_trains_on_mocked_tfds(tmp_path):
   with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE_CODE):
     summary = loop.train_and_evaluate(config, str(tmp_path))
   assert set(summary) == {"many", "medium", "few", "all", "mean_class"}
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+  import json  # noqa: PLC0415
+  import signal  # noqa: PLC0415
+  import time  # noqa: PLC0415
+
+  args = [
+    sys.executable,
+    "-m",
+    "ltjax.cli",
+    "train",
+    f"--config={DIGITS}",
+    "--workdir=run",
+    "--config.num_epochs=400",
+    "--config.checkpoint_every_steps=100000",
+    "--config.log_every_steps=1",
+    "--config.model.width=1",
+  ]
+  proc = subprocess.Popen(
+    args, cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=dict(os.environ, XLA_FLAGS="")
+  )
+  metrics = tmp_path / "run" / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+      break
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr
+  assert "run the same command again to resume" in stderr
+  saved = [int(d) for d in os.listdir(tmp_path / "run" / "checkpoints") if d.isdigit()]
+  assert saved and max(saved) >= 3  # Saved at the interruption, not a periodic step.
+  last_logged = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
+  assert max(saved) >= last_logged

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import ml_collections
 import numpy as np
 
 from ltjax.data import longtail
-from ltjax.data.sources import ArraySource, Source, Subset
+from ltjax.data.sources import ArraySource, Concat, Source, Subset
 
 
 @dataclasses.dataclass
@@ -101,11 +102,53 @@ def build_longtail_splits(
   )
 
 
-DATASETS = ("digits", "tfds")
+SPLIT_LIST_DATASETS = ("imagenet_lt", "places_lt", "inat2018")
+DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
 
 
-def build_splits(cfg: ml_collections.ConfigDict, seed: int) -> DataSplits:
-  """Builds the splits described by ``config.dataset``."""
+def build_split_list_splits(
+  cfg: ml_collections.ConfigDict, decode_min_size: int = 0, skip_corrupt: bool = False
+) -> DataSplits:
+  """The reference split lists (ImageNet_LT_train.txt, ...) over an image root.
+
+  ``cfg.lists_dir`` holds the list files (default: ``cfg.root``); ``cfg.open_set``
+  appends the open-set list (label -1) to the test split.
+  """
+  from ltjax.data.splitlist import DATASET_LISTS, SplitListSource  # noqa: PLC0415
+
+  if not cfg.root:
+    raise ValueError(f"dataset {cfg.name}: set --config.dataset.root to the image directory.")
+  spec = DATASET_LISTS[cfg.name]
+  lists_dir = cfg.lists_dir or cfg.root
+
+  def source(split: str, allow_open: bool = False) -> SplitListSource:
+    return SplitListSource(
+      os.path.join(lists_dir, spec[split]),
+      cfg.root,
+      spec["num_classes"],
+      allow_open=allow_open,
+      min_size=decode_min_size or None,
+      skip_corrupt=skip_corrupt,
+    )
+
+  test = source("test")
+  if cfg.open_set:
+    if "open" not in spec:
+      raise ValueError(f"dataset {cfg.name} has no open-set list; unset dataset.open_set.")
+    test = Concat(test, source("open", allow_open=True))
+  return DataSplits(
+    train=source("train"), val=source("val"), test=test, num_classes=spec["num_classes"]
+  )
+
+
+def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
+  """Builds the splits described by ``config.dataset`` (``config.data`` for decoding)."""
+  if cfg.name in SPLIT_LIST_DATASETS:
+    return build_split_list_splits(
+      cfg,
+      data_cfg.decode_min_size if data_cfg else 0,
+      bool(data_cfg.skip_corrupt) if data_cfg else False,
+    )
   common = dict(
     seed=seed,
     imbalance_ratio=cfg.imbalance_ratio,

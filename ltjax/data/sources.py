@@ -2,8 +2,11 @@
 
 A source is anything with ``labels`` (an ``(N,)`` int array, read without decoding
 images), ``num_classes``, ``__len__`` and ``get_batch(indices) -> (images, labels)``
-returning ``uint8`` images of shape ``(B, H, W, C)``. Samplers and long-tail builders
-only ever look at ``labels``; the pipeline calls ``get_batch``.
+returning ``uint8`` images of shape ``(B, H, W, C)`` — or, for sources of images of
+varying sizes (JPEG folders), a list of ``(H, W, C)`` arrays that the ``imagenet``
+augmentation / ``resize_center_crop`` evaluation transform bring to one size.
+Samplers and long-tail builders only ever look at ``labels``; the pipeline calls
+``get_batch``.
 """
 
 from __future__ import annotations
@@ -115,3 +118,30 @@ class Subset:
     indices = np.asarray(indices)
     images, _ = self.source.get_batch(self.indices[indices])
     return images, self.labels[indices]
+
+
+class Concat:
+  """Records of several sources one after another (e.g. a test set and its open set)."""
+
+  def __init__(self, *sources: Source):
+    if not sources:
+      raise ValueError("Concat needs at least one source.")
+    self.sources = sources
+    self.num_classes = max(s.num_classes for s in sources)
+    self.labels = np.concatenate([np.asarray(s.labels) for s in sources]).astype(np.int32)
+    self._starts = np.cumsum([0] + [len(s) for s in sources])
+
+  def __len__(self) -> int:
+    return int(self._starts[-1])
+
+  def get_batch(self, indices: np.ndarray):
+    indices = np.asarray(indices)
+    which = np.searchsorted(self._starts, indices, side="right") - 1
+    images: list = [None] * len(indices)
+    for s in np.unique(which):
+      sel = np.flatnonzero(which == s)
+      part, _ = self.sources[s].get_batch(indices[sel] - self._starts[s])
+      for j, image in zip(sel, part, strict=True):
+        images[j] = image
+    same = all(getattr(x, "shape", None) == getattr(images[0], "shape", 0) for x in images)
+    return (np.stack(images) if same else images), self.labels[indices]

@@ -81,24 +81,42 @@ def update_json(path: str, key: str, value) -> dict:
   return data
 
 
-def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> dict:
-  """Evaluates on the test split; merges into results.json and per_class.json."""
-  method = method or exp.config.method
-  p = predict(exp, state, exp.splits.test)
-  summary = summarize(
-    p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval
-  )
-  acc, count = metrics.per_class_accuracy(p["pred"], p["label"], exp.splits.num_classes)
+def record(
+  workdir: str,
+  method: str,
+  pred: np.ndarray,
+  max_prob: np.ndarray,
+  labels: np.ndarray,
+  train_counts: np.ndarray,
+  eval_cfg,
+) -> dict:
+  """Summarises one method's test predictions into results.json and per_class.json."""
+  summary = summarize(pred, max_prob, labels, train_counts, eval_cfg)
+  acc, count = metrics.per_class_accuracy(pred, labels, len(train_counts))
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     update_json(os.path.join(workdir, "results.json"), method, summary)
     update_json(
       os.path.join(workdir, "per_class.json"),
       method,
-      {"accuracy": acc, "test_count": count, "train_count": exp.splits.train_counts},
+      {"accuracy": acc, "test_count": count, "train_count": train_counts},
     )
   log.info("%s test: %s", method, {k: round(float(v), 4) for k, v in summary.items()})
   return summary
+
+
+def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> dict:
+  """Evaluates on the test split; merges into results.json and per_class.json."""
+  p = predict(exp, state, exp.splits.test)
+  return record(
+    workdir,
+    method or exp.config.method,
+    p["pred"],
+    p["max_prob"],
+    p["label"],
+    exp.splits.train_counts,
+    exp.config.eval,
+  )
 
 
 def format_table(results: dict) -> str:

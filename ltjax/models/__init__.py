@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from ltjax.models.heads import LinearClassifier
+from ltjax.models.heads import LinearClassifier, LWSClassifier
 from ltjax.models.resnet import (
   RESNET_CONFIGS,
   BasicBlock,
@@ -82,7 +83,10 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 # name -> head class, constructed as cls(num_classes=..., dtype=..., **kwargs).
-HEADS: dict[str, Callable[..., nn.Module]] = {"linear": LinearClassifier}
+HEADS: dict[str, Callable[..., nn.Module]] = {
+  "linear": LinearClassifier,
+  "lws": LWSClassifier,
+}
 
 
 def get_backbone(name: str, **kwargs: Any) -> nn.Module:
@@ -131,20 +135,34 @@ class Classifier(nn.Module):
   backbone: nn.Module
   head: nn.Module
 
-  def __call__(self, x: Array, train: bool) -> tuple[Array, dict[str, Array]]:
+  def __call__(
+    self,
+    x: Array,
+    train: bool,
+    *,
+    backbone_train: bool | None = None,
+    freeze_backbone: bool = False,
+  ) -> tuple[Array, dict[str, Array]]:
     """Classifies a float, already normalised NHWC batch.
 
     Args:
       x: ``(B, H, W, C)`` float images; cast to the backbone's dtype inside.
       train: batch statistics and ``batch_stats`` updates if True, running averages if
         False.
+      backbone_train: BatchNorm mode of the backbone alone (default: ``train``). cRT and
+        LWS run a frozen backbone in inference mode.
+      freeze_backbone: stop gradients at the pooled features, so a step that trains only
+        the head never computes the backbone's backward pass.
 
     Returns:
       ``(logits, aux)``: float32 logits ``(B, K)`` and ``aux = {"features": (B, D)
       float32, "feature_map": (B, H', W', D)}`` plus any head extras.
     """
-    out = self.backbone(x, train)
+    out = self.backbone(x, train if backbone_train is None else backbone_train)
     features = out["features"].astype(jnp.float32)
+    if freeze_backbone:
+      features = jax.lax.stop_gradient(features)
+      out = jax.lax.stop_gradient(out)
     aux = {"features": features, "feature_map": out["feature_map"]}
     head_out = self.head(features, train)
     if isinstance(head_out, tuple):

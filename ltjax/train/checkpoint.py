@@ -125,3 +125,59 @@ def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict,
 
 def to_host(tree) -> Any:
   return jax.tree.map(np.asarray, tree)
+
+
+def resolve_init_from(path: str) -> str:
+  """The checkpoints directory of a run given its work directory (or the directory itself)."""
+  if not path:
+    raise ValueError(
+      "this stage starts from a trained model: set --config.init_from to the "
+      "work directory of the stage-1 run."
+    )
+  candidate = os.path.join(path, "checkpoints")
+  if os.path.isdir(candidate):
+    return candidate
+  if os.path.isdir(path):
+    return path
+  raise ValueError(f"init_from={path!r} does not exist.")
+
+
+def load_variables(init_from: str) -> tuple[dict, dict, dict]:
+  """(params, batch_stats, metadata) of the latest checkpoint of an earlier run.
+
+  The earlier stage's optimizer state is not needed (and has another structure), so
+  the state item is restored without a target and only its variables are kept.
+  """
+  directory = os.path.abspath(resolve_init_from(init_from))
+  mngr = _manager(directory, read_only=True)
+  step = mngr.latest_step()
+  mngr.close()
+  if step is None:
+    raise ValueError(f"no checkpoint found in {directory} (init_from).")
+  path = os.path.join(directory, str(step))
+  state = ocp.StandardCheckpointer().restore(os.path.join(path, "state"))
+  meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(path, "meta"))
+  return dict(state["params"]), dict(state.get("batch_stats") or {}), dict(meta)
+
+
+def graft(tree: dict, loaded: dict, prefix: str, source: str) -> dict:
+  """Returns ``tree`` with the subtree at ``prefix`` ("backbone", "head/fc") from ``loaded``.
+
+  Raises:
+    ValueError: the subtree is missing from ``loaded`` or its shapes differ.
+  """
+  keys = prefix.split("/")
+  new_sub, old_sub = loaded, tree
+  for k in keys:
+    if not isinstance(new_sub, dict) or k not in new_sub:
+      raise ValueError(f"{source} has no '{prefix}' to load.")
+    new_sub, old_sub = new_sub[k], old_sub[k]
+  _check_shapes(source, "latest", new_sub, old_sub)
+
+  def replace(node, depth):
+    node = dict(node)
+    k = keys[depth]
+    node[k] = new_sub if depth == len(keys) - 1 else replace(node[k], depth + 1)
+    return node
+
+  return replace(tree, 0)

@@ -33,7 +33,39 @@ from ltjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
-STAGES = ("joint",)
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """What a training stage trains and what it loads from ``config.init_from``.
+
+  Attributes:
+    freeze: regexes over parameter paths that get no updates (on top of optim.freeze).
+    load: parameter subtrees copied from the earlier run's checkpoint.
+    frozen_backbone: the backbone is frozen: no backward pass through it, and BatchNorm
+      in inference mode unless ``config.update_frozen_bn``.
+  """
+
+  freeze: tuple[str, ...] = ()
+  load: tuple[str, ...] = ()
+  frozen_backbone: bool = False
+
+
+STAGES = {
+  # Representation learning: everything trains (Kang et al. Sec. 3; OLTR stage 1).
+  "joint": Stage(),
+  # Classifier re-training: stage-1 backbone frozen, linear classifier re-initialised.
+  "crt": Stage(freeze=("^backbone/",), load=("backbone",), frozen_backbone=True),
+  # Learnable weight scaling: backbone and classifier frozen, only the scales f learn.
+  "lws": Stage(
+    freeze=("^backbone/", "^head/fc/"), load=("backbone", "head/fc"), frozen_backbone=True
+  ),
+}
+
+
+def get_stage(name: str) -> Stage:
+  if name not in STAGES:
+    raise ValueError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}.")
+  return STAGES[name]
 
 
 @dataclasses.dataclass
@@ -51,6 +83,7 @@ class Experiment:
   state_sharding: object
   train_step: Callable
   eval_step: Callable
+  feature_step: Callable
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
@@ -60,7 +93,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
   )
 
 
-def _init_fn(exp_model, tx_fn, config, image_shape):
+def _init_fn(model, tx_fn, image_shape):
   def init(seed):
     # Parameters are drawn with the "rbg" generator: its initialisers compile several
     # times faster on CPU than threefry's, and the state is replicated, so the draw
@@ -68,7 +101,7 @@ def _init_fn(exp_model, tx_fn, config, image_shape):
     params_rng = jax.random.key(seed, impl="rbg")
     state_rng = jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(seed), 1))
     x = jnp.zeros((1, *image_shape), jnp.float32)
-    variables = exp_model.init({"params": params_rng, "dropout": params_rng}, x, train=False)
+    variables = model.init({"params": params_rng, "dropout": params_rng}, x, train=False)
     params = variables["params"]
     return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -81,35 +114,70 @@ def _init_fn(exp_model, tx_fn, config, image_shape):
   return init
 
 
+def _load_earlier_stage(config, stage: Stage, state: TrainState) -> TrainState:
+  """Copies the stage's ``load`` subtrees (and the backbone's BatchNorm statistics)."""
+  params, batch_stats, meta = ckpt_lib.load_variables(config.init_from)
+  source = f"init_from={config.init_from}"
+  new_params = jax.device_get(state.params)
+  new_stats = jax.device_get(state.batch_stats)
+  for prefix in stage.load:
+    new_params = ckpt_lib.graft(new_params, params, prefix, source)
+    if prefix == "backbone" and batch_stats:
+      new_stats = ckpt_lib.graft(new_stats, batch_stats, prefix, source)
+  log.info(
+    "loaded %s from %s (stage %s)", ", ".join(stage.load), config.init_from, meta.get("stage", "?")
+  )
+  return state.replace(params=new_params, batch_stats=new_stats)
+
+
 def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -> tuple:
-  """Builds the experiment and its initial (sharded) train state."""
-  if config.stage not in STAGES:
-    raise ValueError(f"unknown stage {config.stage!r}; valid: {', '.join(STAGES)}.")
+  """Builds the experiment and its initial (sharded) train state.
+
+  For stages that start from an earlier run (cRT, LWS), the initial state holds the
+  loaded parameters; ``train`` then resumes from the stage's own checkpoints if any.
+  """
+  stage = get_stage(config.stage)
+  if stage.load:
+    ckpt_lib.resolve_init_from(config.init_from)  # Fails early with a clear message.
   mesh = mesh_lib.make_mesh(config.num_devices)
   mesh_lib.check_batch_size(config.batch_size, mesh)
   mesh_lib.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
-  splits = splits if splits is not None else build_splits(config.dataset, config.seed)
+  splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
   model = build_model(config, splits.num_classes)
   steps_per_epoch = len(splits.train) / config.batch_size
   total_steps = max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
   schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
-  tx_fn = lambda params: optim.make_optimizer(config.optim, schedule, params)
-  image_shape = input_shape(config, splits.train)
-  init = _init_fn(model, tx_fn, config, image_shape)
+  freeze = stage.freeze + tuple(config.optim.freeze)
+  tx_fn = lambda params: optim.make_optimizer(config.optim, schedule, params, freeze)
+  init = _init_fn(model, tx_fn, input_shape(config, splits.train))
   abstract = jax.eval_shape(init, config.seed)
   repl = mesh_lib.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
   state = jax.jit(init, out_shardings=state_sharding, static_argnums=0)(config.seed)
+  if stage.load:
+    state = jax.device_put(_load_earlier_stage(config, stage, state), state_sharding)
   tx = tx_fn(state.params)
   data = mesh_lib.batch_sharding(mesh)
+  mean, std = config.dataset.mean, config.dataset.std
+  train_fn = steps.make_train_step(
+    model,
+    tx,
+    mean,
+    std,
+    freeze_backbone=stage.frozen_backbone,
+    backbone_train=not stage.frozen_backbone or config.update_frozen_bn,
+  )
   train_step = jax.jit(
-    steps.make_train_step(model, tx, config.dataset.mean, config.dataset.std),
+    train_fn,
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
   )
   eval_step = jax.jit(
-    steps.make_eval_step(model, config.dataset.mean, config.dataset.std),
+    steps.make_eval_step(model, mean, std), in_shardings=(state_sharding, data), out_shardings=repl
+  )
+  feature_step = jax.jit(
+    steps.make_feature_step(model, mean, std),
     in_shardings=(state_sharding, data),
     out_shardings=repl,
   )
@@ -125,6 +193,7 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
     state_sharding,
     train_step,
     eval_step,
+    feature_step,
   )
   return exp, state
 
@@ -278,6 +347,17 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
     ckpt.close()
     writer.close()
   return state
+
+
+def restore_trained(
+  config: ml_collections.ConfigDict, workdir: str, splits: DataSplits | None = None
+) -> tuple[Experiment, TrainState]:
+  """The experiment of ``config`` with the latest state saved in ``workdir``."""
+  exp, state = setup(config, splits)
+  target = ckpt_lib.abstract_like(state, exp.state_sharding)
+  state, _, _, step = ckpt_lib.restore(os.path.join(workdir, "checkpoints"), target)
+  log.info("restored step %d from %s", step, workdir)
+  return exp, state
 
 
 def train_and_evaluate(

@@ -48,18 +48,23 @@ def freeze_labels(params, patterns: tuple[str, ...]):
 
 
 def make_optimizer(
-  cfg: ml_collections.ConfigDict, schedule: optax.Schedule, params
+  cfg: ml_collections.ConfigDict, schedule: optax.Schedule, params, freeze: tuple[str, ...] = ()
 ) -> optax.GradientTransformation:
   """SGD with momentum and L2 weight decay added to the gradient (PyTorch's SGD).
 
-  Parameters matching ``cfg.freeze`` get exactly zero updates.
+  Args:
+    cfg: ``config.optim``.
+    schedule: learning rate per step.
+    params: the parameter tree (for the freeze labels).
+    freeze: regexes over parameter paths; matching parameters get exactly zero updates
+      (no weight decay either).
   """
   sgd = optax.chain(
     optax.add_decayed_weights(cfg.weight_decay), optax.sgd(schedule, momentum=cfg.momentum or None)
   )
-  if not cfg.freeze:
+  if not freeze:
     return sgd
-  labels = freeze_labels(params, tuple(cfg.freeze))
+  labels = freeze_labels(params, tuple(freeze))
   if "trained" not in jax.tree.leaves(labels):
-    raise ValueError(f"optim.freeze={tuple(cfg.freeze)} freezes every parameter.")
+    raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
   return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)

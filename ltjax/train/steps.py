@@ -1,4 +1,4 @@
-"""Pure, jittable train and eval steps."""
+"""Pure, jittable train, eval and feature-extraction steps."""
 
 from __future__ import annotations
 
@@ -19,9 +19,25 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) ->
 
 
 def make_train_step(
-  model: nn.Module, tx: optax.GradientTransformation, mean: Sequence[float], std: Sequence[float]
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mean: Sequence[float],
+  std: Sequence[float],
+  *,
+  freeze_backbone: bool = False,
+  backbone_train: bool = True,
 ) -> Callable:
-  """Softmax cross-entropy training of the whole model (joint training).
+  """Softmax cross-entropy training (joint training, and the heads of cRT and LWS).
+
+  Args:
+    model: a ``ltjax.models.Classifier``.
+    tx: the optimizer (frozen parameters get exactly zero updates from it).
+    mean, std: per-channel input normalisation.
+    freeze_backbone: cut gradients at the features, so the step computes no backward
+      pass through the backbone (cRT, LWS).
+    backbone_train: BatchNorm mode of the backbone. cRT/LWS use False (inference mode,
+      statistics frozen); True reproduces the reference code, whose BatchNorm
+      statistics keep drifting under class-balanced sampling.
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
@@ -34,6 +50,8 @@ def make_train_step(
       variables,
       normalize(batch["image"], mean, std),
       train=True,
+      backbone_train=backbone_train,
+      freeze_backbone=freeze_backbone,
       mutable=["batch_stats"],
       rngs={"dropout": rng},
     )
@@ -65,3 +83,17 @@ def make_eval_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]
     return {"pred": jnp.argmax(logits, -1).astype(jnp.int32), "max_prob": jnp.max(probs, -1)}
 
   return eval_step
+
+
+def make_feature_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Callable:
+  """``feature_step(state, batch) -> {"features" (B, D), "logits" (B, K)}``, inference mode.
+
+  One forward serves NCM, tau-normalisation, centroids and plots.
+  """
+
+  def feature_step(state: TrainState, batch) -> dict:
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits, aux = model.apply(variables, normalize(batch["image"], mean, std), train=False)
+    return {"features": aux["features"], "logits": logits}
+
+  return feature_step

@@ -152,3 +152,14 @@ def test_imagenet_augmentation_through_the_stream():
     pipeline.TrainStream(
       src, sampler="instance", sampler_options={}, seed=0, global_batch=4, augment="autoaugment"
     )
+
+
+def test_concat_keeps_order_across_sources():
+  a = ArraySource(np.full((3, 2, 2, 1), 1, np.uint8), np.array([0, 1, 0]), 2)
+  b = ArraySource(np.full((2, 2, 2, 1), 2, np.uint8), np.array([-1, -1]), 2, allow_open=True)
+  from ltjax.data.sources import Concat  # noqa: PLC0415
+
+  c = Concat(a, b)
+  assert len(c) == 5 and c.labels.tolist() == [0, 1, 0, -1, -1]
+  images, labels = c.get_batch(np.array([4, 0, 3]))
+  assert images[:, 0, 0, 0].tolist() == [2, 1, 2] and labels.tolist() == [-1, 0, -1]

@@ -28,14 +28,33 @@ def run_steps(exp, state, n):
   return state, np.array(losses)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
-def test_one_step_of_every_config(path):
+def one_step_of(path, tmp_path, real_backbone):
   config = load_config(path)
   config.batch_size = config.eval.batch_size = 8
+  config.data.crop_size = 32  # ImageNet-size configs: 32-px crops keep the step cheap.
+  config.data.num_threads = 1
+  if not real_backbone and not config.model.backbone.startswith("cifar_"):
+    config.model.backbone = "cifar_resnet8"  # The real ones run in the slow variant.
   splits = tiny_splits(num_classes=4, size=16, channels=len(config.dataset.mean))
+  if loop.get_stage(config.stage).load:  # Needs a stage-1 model of the same backbone.
+    joint = config.copy_and_resolve_references()
+    joint.stage, joint.model.head, joint.num_epochs = "joint", "linear", 1
+    loop.train(*loop.setup(joint, splits), str(tmp_path))
+    config.init_from = str(tmp_path)
   exp, state = loop.setup(config, splits)
   state, losses = run_steps(exp, state, 1)
   assert np.isfinite(losses).all() and int(state.step) == 1
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
+def test_one_step_of_every_config(path, tmp_path):
+  one_step_of(path, tmp_path, real_backbone=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
+def test_one_step_of_every_config_with_its_real_backbone(path, tmp_path):
+  one_step_of(path, tmp_path, real_backbone=True)
 
 
 def test_eight_devices_match_one_device():
@@ -115,7 +134,7 @@ def test_batch_not_divisible_by_devices():
 
 
 def test_unknown_names_list_the_valid_ones():
-  with pytest.raises(ValueError, match="valid: joint"):
-    loop.setup(tiny_config(stage="crt"), tiny_splits())
+  with pytest.raises(ValueError, match="valid: joint, crt, lws"):
+    loop.setup(tiny_config(stage="ldam"), tiny_splits())
   with pytest.raises(ValueError, match="valid: cosine, step, constant"):
     loop.setup(tiny_config(**{"optim.schedule": "linear"}), tiny_splits())

@@ -1,0 +1,147 @@
+"""Post-hoc classifiers on extracted features: NCM and tau-normalisation (Kang et al.).
+
+Both are selected on the validation split (never on test): NCM's feature type and
+similarity, and tau from a grid. Features are extracted once per split with the
+jitted, sharded feature step and cached as ``features/<split>.npz`` in the work dir.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+
+import jax
+import numpy as np
+
+from ltjax.data import pipeline
+from ltjax.evaluate import metrics
+from ltjax.models import heads
+from ltjax.train import mesh as mesh_lib
+
+log = logging.getLogger(__name__)
+
+NCM_FEAT_TYPES = ("un", "l2n", "cl2n")
+NCM_DISTANCES = ("l2", "cos")
+DEFAULT_TAUS = tuple(np.round(np.linspace(0.0, 2.0, 41), 3))
+
+
+def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarray]:
+  """Features (N, D), logits (N, K) and labels (N,) of every record, in order.
+
+  Uses the evaluation transform (no augmentation): on the training source this is the
+  un-sampled "train_plain" set of the references.
+  """
+  if cache and os.path.exists(cache):
+    with np.load(cache) as f:
+      return dict(f)
+  sharding = mesh_lib.batch_sharding(exp.mesh)
+  feats, logits = [], []
+  for batch in pipeline.eval_batches(
+    source,
+    exp.config.eval.batch_size,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    transform=exp.config.data.eval_transform,
+    size=exp.config.data.crop_size,
+  ):
+    out = exp.feature_step(
+      state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding)
+    )
+    feats.append(out["features"])
+    logits.append(out["logits"])
+  feats, logits = jax.device_get((feats, logits))
+  n = len(source)
+  out = {
+    "features": np.concatenate(feats)[:n],
+    "logits": np.concatenate(logits)[:n],
+    "labels": np.asarray(source.labels),
+  }
+  if cache and jax.process_index() == 0:
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    np.savez(cache + ".tmp.npz", **out)
+    os.replace(cache + ".tmp.npz", cache)
+  return out
+
+
+def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+  known = labels >= 0
+  return float(np.mean(pred[known] == labels[known])) if known.any() else float("nan")
+
+
+def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
+  """Nearest class mean, feature type and similarity chosen by val accuracy.
+
+  Returns:
+    {"pred": test predictions, "probs_max": max softmax of the NCM logits, "feat_type",
+    "distance", "val_accuracy": {combo: acc}}.
+  """
+  scores = {}
+  for feat_type, distance in itertools.product(NCM_FEAT_TYPES, NCM_DISTANCES):
+    means, train_mean = heads.class_means(
+      train["features"], train["labels"], num_classes, feat_type
+    )
+    logits = heads.ncm_logits(val["features"], means, train_mean, feat_type, distance)
+    scores[(feat_type, distance)] = _accuracy(np.asarray(logits).argmax(-1), val["labels"])
+  feat_type, distance = max(scores, key=scores.get)
+  means, train_mean = heads.class_means(train["features"], train["labels"], num_classes, feat_type)
+  logits = np.asarray(heads.ncm_logits(test["features"], means, train_mean, feat_type, distance))
+  log.info("NCM: %s/%s chosen on val (%.4f)", feat_type, distance, scores[feat_type, distance])
+  return {
+    "pred": logits.argmax(-1),
+    "max_prob": _softmax_max(logits),
+    "feat_type": feat_type,
+    "distance": distance,
+    "val_accuracy": {f"{f}/{d}": v for (f, d), v in scores.items()},
+  }
+
+
+def _softmax_max(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(-1, keepdims=True)
+  e = np.exp(z)
+  return (e / e.sum(-1, keepdims=True)).max(-1)
+
+
+def tau_norm(
+  weights: np.ndarray, val: dict, test: dict, train_counts: np.ndarray, eval_cfg, taus=DEFAULT_TAUS
+) -> dict:
+  """Sweeps tau on val (one matmul per split), picks the best overall val accuracy.
+
+  Args:
+    weights: (K, D) linear classifier weights of the joint model (bias dropped).
+    val, test: extracted features/labels.
+    train_counts: (K,) for the shot-group curves.
+    eval_cfg: ``config.eval`` (shot thresholds).
+    taus: the grid.
+
+  Returns:
+    {"tau": chosen, "pred": test predictions at tau, "max_prob", "curves": {"taus",
+    "val": {many, medium, few, all}, "test": {...}}} — the test curve is for plots only.
+  """
+  taus = np.asarray(taus, np.float32)
+  curves = {"taus": taus.tolist()}
+  preds = {}
+  for split, data in (("val", val), ("test", test)):
+    preds[split] = np.asarray(heads.tau_sweep_predictions(data["features"], weights, taus))
+    rows = [
+      metrics.closed_set_summary(
+        p, data["labels"], train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
+      )
+      for p in preds[split]
+    ]
+    curves[split] = {k: [r[k] for r in rows] for k in ("many", "medium", "few", "all")}
+  best = int(np.nanargmax(curves["val"]["all"]))
+  tau = float(taus[best])
+  log.info("tau-norm: tau=%.3f chosen on val (%.4f)", tau, curves["val"]["all"][best])
+  logits = np.asarray(heads.tau_logits(test["features"], weights, tau))
+  return {
+    "tau": tau,
+    "pred": preds["test"][best],
+    "max_prob": _softmax_max(logits),
+    "curves": {**curves, "chosen_tau": tau},
+  }
+
+
+def weight_norms(weights: np.ndarray) -> np.ndarray:
+  """Per-class L2 norms of (K, D) classifier weights."""
+  return np.linalg.norm(np.asarray(weights, np.float64), axis=1)
