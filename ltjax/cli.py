@@ -19,6 +19,11 @@ _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
+_POSTHOC = flags.DEFINE_bool(
+  "posthoc",
+  False,
+  "evaluate: also NCM and tau-norm (selected on val) on top of a joint model's features.",
+)
 _OPEN_SET = flags.DEFINE_bool("open_set", False, "evaluate: require and report open-set metrics.")
 
 USAGE = __doc__
@@ -59,8 +64,13 @@ def cmd_evaluate(argv) -> None:
       "--open_set: the test split has no open-set images (label -1); "
       "set --config.dataset.open_classes or an open-set source."
     )
-  summary = runner.evaluate_and_write(exp, state, _WORKDIR.value)
-  print(runner.format_table({exp.config.method: summary}))
+  results = {exp.config.method: runner.evaluate_and_write(exp, state, _WORKDIR.value)}
+  if _POSTHOC.value:
+    from ltjax.evaluate import posthoc  # noqa: PLC0415
+
+    features_dir = os.path.join(_WORKDIR.value, "features")
+    results.update(posthoc.evaluate_all(exp, state, _WORKDIR.value, features_dir))
+  print(runner.format_table(results))
 
 
 def cmd_demo(argv) -> None:

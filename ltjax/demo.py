@@ -12,9 +12,7 @@ import json
 import logging
 import os
 
-import jax
 import ml_collections
-import numpy as np
 
 from ltjax import config as config_lib
 
@@ -70,15 +68,6 @@ def lws_config(init_from: str = "") -> ml_collections.ConfigDict:
   return c
 
 
-def _classifier_weights(params) -> np.ndarray:
-  """(K, D) weights of a linear head, with LWS scales folded in."""
-  head = jax.device_get(params["head"])
-  weights = np.asarray(head["fc"]["kernel"]).T
-  if "scales" in head:
-    weights = weights * np.asarray(head["scales"])[:, None]
-  return weights
-
-
 def _train_stage(config, stage_dir: str, workdir: str):
   """Trains (or resumes) one stage, records its test results in ``workdir``."""
   from ltjax.evaluate import runner  # noqa: PLC0415
@@ -99,41 +88,15 @@ def run(workdir: str) -> dict:
   Returns:
     results.json's content.
   """
-  from ltjax.evaluate import posthoc, report, runner  # noqa: PLC0415
+  from ltjax.evaluate import posthoc, report  # noqa: PLC0415
 
   os.makedirs(workdir, exist_ok=True)
   joint_dir = os.path.join(workdir, "joint")
   exp, state = _train_stage(joint_config(), joint_dir, workdir)
-  counts, eval_cfg = exp.splits.train_counts, exp.config.eval
-  runner.update_json(os.path.join(workdir, "meta.json"), "dataset", "digits-LT")
-  runner.update_json(os.path.join(workdir, "meta.json"), "many_threshold", eval_cfg.many_threshold)
-  runner.update_json(os.path.join(workdir, "meta.json"), "few_threshold", eval_cfg.few_threshold)
-
   log.info("demo: NCM and tau-norm on the joint model's features")
-  feats = {
-    split: posthoc.extract(
-      exp, state, getattr(exp.splits, split), os.path.join(joint_dir, "features", f"{split}.npz")
-    )
-    for split in ("train", "val", "test")
-  }
-  labels = feats["test"]["labels"]
-  out = posthoc.ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
-  runner.record(workdir, "ncm", out["pred"], out["max_prob"], labels, counts, eval_cfg)
-  joint_w = _classifier_weights(state.params)
-  out = posthoc.tau_norm(joint_w, feats["val"], feats["test"], counts, eval_cfg)
-  runner.record(workdir, "tau_norm", out["pred"], out["max_prob"], labels, counts, eval_cfg)
-  runner._write_json(os.path.join(workdir, "tau_sweep.json"), out["curves"])
-  from ltjax.models import heads  # noqa: PLC0415
-
-  norms = {
-    "joint": posthoc.weight_norms(joint_w),
-    "tau_norm": posthoc.weight_norms(heads.tau_normalize(joint_w, out["tau"])),
-  }
-
+  posthoc.evaluate_all(exp, state, workdir, os.path.join(joint_dir, "features"))
   for config in (crt_config(joint_dir), lws_config(joint_dir)):
-    _, stage_state = _train_stage(config, os.path.join(workdir, config.method), workdir)
-    norms[config.method] = posthoc.weight_norms(_classifier_weights(stage_state.params))
-  runner._write_json(os.path.join(workdir, "weight_norms.json"), norms)
+    _train_stage(config, os.path.join(workdir, config.method), workdir)
   report.write_report(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)

@@ -1,5 +1,6 @@
 """The command line, run as a user runs it: clear errors, no traceback soup."""
 
+import json
 import os
 import subprocess
 import sys
@@ -61,9 +62,18 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
   assert result.returncode == 0, result.stderr
   assert "joint" in result.stdout and "many" in result.stdout
   os.remove(tmp_path / "run" / "results.json")
-  result = ltjax("evaluate", f"--config={DIGITS}", "--workdir=run", *small, tmp_path=tmp_path)
+  result = ltjax(
+    "evaluate", f"--config={DIGITS}", "--workdir=run", "--posthoc", *small, tmp_path=tmp_path
+  )
   assert result.returncode == 0, result.stderr
-  assert (tmp_path / "run" / "results.json").exists()
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert set(results) == {"joint", "ncm", "tau_norm"}
+  assert "ncm" in result.stdout and "tau_norm" in result.stdout
+  assert (tmp_path / "run" / "tau_sweep.json").exists()
+  assert set(json.loads((tmp_path / "run" / "weight_norms.json").read_text())) == {
+    "joint",
+    "tau_norm",
+  }
   result = ltjax(
     "evaluate", f"--config={DIGITS}", "--workdir=run", "--open_set", *small, tmp_path=tmp_path
   )
@@ -83,7 +93,6 @@ def test_cifar10_lt_config_trains_on_mocked_tfds(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
-  import json  # noqa: PLC0415
   import signal  # noqa: PLC0415
   import time  # noqa: PLC0415
 

@@ -142,6 +142,45 @@ def tau_norm(
   }
 
 
-def weight_norms(weights: np.ndarray) -> np.ndarray:
-  """Per-class L2 norms of (K, D) classifier weights."""
-  return np.linalg.norm(np.asarray(weights, np.float64), axis=1)
+def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
+  """NCM and tau-norm on top of a joint model, recorded in ``workdir``'s results.
+
+  Extracts (or reads cached) train/val/test features into ``features_dir``; writes the
+  ``ncm`` and ``tau_norm`` results, ``tau_sweep.json`` and tau-norm's weight norms.
+
+  Returns:
+    {"ncm": summary, "tau_norm": summary}.
+  """
+  from ltjax.evaluate import runner  # noqa: PLC0415
+
+  weights = runner.classifier_weights(state.params)
+  if weights is None:
+    raise ValueError(
+      f"NCM/tau-norm need a joint model with a linear head (model.head={exp.config.model.head!r})."
+    )
+  counts, eval_cfg = exp.splits.train_counts, exp.config.eval
+  feats = {
+    split: extract(
+      exp, state, getattr(exp.splits, split), os.path.join(features_dir, f"{split}.npz")
+    )
+    for split in ("train", "val", "test")
+  }
+  if not len(feats["val"]["labels"]):
+    raise ValueError(
+      "NCM and tau-norm are selected on the validation split, which is empty; "
+      "set dataset.val_per_class (or use a dataset with a val list)."
+    )
+  labels = feats["test"]["labels"]
+  out = {}
+  ncm_out = ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
+  out["ncm"] = runner.record(
+    workdir, "ncm", ncm_out["pred"], ncm_out["max_prob"], labels, counts, eval_cfg
+  )
+  tau_out = tau_norm(weights, feats["val"], feats["test"], counts, eval_cfg)
+  out["tau_norm"] = runner.record(
+    workdir, "tau_norm", tau_out["pred"], tau_out["max_prob"], labels, counts, eval_cfg
+  )
+  if jax.process_index() == 0:
+    runner.write_json(os.path.join(workdir, "tau_sweep.json"), tau_out["curves"])
+  runner.record_weight_norms(workdir, "tau_norm", heads.tau_normalize(weights, tau_out["tau"]))
+  return out

@@ -63,7 +63,7 @@ def evaluate_split(exp, state, source) -> dict:
   return summarize(p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval)
 
 
-def _write_json(path: str, obj) -> None:
+def write_json(path: str, obj) -> None:
   """Atomic write: a crash never leaves a half-written results file."""
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
@@ -77,7 +77,7 @@ def update_json(path: str, key: str, value) -> dict:
     with open(path) as f:
       data = json.load(f)
   data[key] = value
-  _write_json(path, data)
+  write_json(path, data)
   return data
 
 
@@ -105,12 +105,44 @@ def record(
   return summary
 
 
+def classifier_weights(params) -> np.ndarray | None:
+  """(K, D) weights of a linear or LWS head (scales folded in), None for other heads."""
+  head = jax.device_get(params.get("head", {}))
+  if "fc" not in head:
+    return None
+  weights = np.asarray(head["fc"]["kernel"]).T
+  if "scales" in head:
+    weights = weights * np.asarray(head["scales"])[:, None]
+  return weights
+
+
+def record_weight_norms(workdir: str, method: str, weights: np.ndarray | None) -> None:
+  """Per-class classifier weight norms into weight_norms.json (for the report's figure)."""
+  if weights is not None and jax.process_index() == 0:
+    norms = np.linalg.norm(np.asarray(weights, np.float64), axis=1)
+    update_json(os.path.join(workdir, "weight_norms.json"), method, norms)
+
+
+def write_meta(workdir: str, dataset: str, eval_cfg) -> None:
+  if jax.process_index() == 0:
+    for key, value in (
+      ("dataset", dataset),
+      ("many_threshold", eval_cfg.many_threshold),
+      ("few_threshold", eval_cfg.few_threshold),
+    ):
+      update_json(os.path.join(workdir, "meta.json"), key, value)
+
+
 def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> dict:
-  """Evaluates on the test split; merges into results.json and per_class.json."""
+  """Evaluates on the test split; merges into results.json, per_class.json and (for
+  linear-type heads) weight_norms.json."""
+  method = method or exp.config.method
+  write_meta(workdir, exp.config.dataset.name, exp.config.eval)
+  record_weight_norms(workdir, method, classifier_weights(state.params))
   p = predict(exp, state, exp.splits.test)
   return record(
     workdir,
-    method or exp.config.method,
+    method,
     p["pred"],
     p["max_prob"],
     p["label"],
