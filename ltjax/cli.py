@@ -24,6 +24,8 @@ _POSTHOC = flags.DEFINE_bool(
   False,
   "evaluate: also NCM and tau-norm (selected on val) on top of a joint model's features.",
 )
+_SPLIT = flags.DEFINE_string("split", None, "stats: a split list file (path label per line).")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "stats: number of classes (optional).")
 _OPEN_SET = flags.DEFINE_bool("open_set", False, "evaluate: require and report open-set metrics.")
 
 USAGE = __doc__
@@ -92,7 +94,23 @@ def cmd_report(argv) -> None:
   print(f"wrote {report.write_report(_WORKDIR.value)}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "report": cmd_report}
+def cmd_stats(argv) -> None:
+  del argv
+  _require(_SPLIT, "split")
+  from ltjax.data import splitlist  # noqa: PLC0415
+
+  _, labels = splitlist.parse_split_file(_SPLIT.value, _NUM_CLASSES.value, allow_open=True)
+  stats = splitlist.split_statistics(labels, _NUM_CLASSES.value)
+  print(splitlist.format_statistics(stats, os.path.basename(_SPLIT.value)))
+
+
+COMMANDS = {
+  "train": cmd_train,
+  "evaluate": cmd_evaluate,
+  "demo": cmd_demo,
+  "report": cmd_report,
+  "stats": cmd_stats,
+}
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:

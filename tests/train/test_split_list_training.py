@@ -1,0 +1,57 @@
+"""A generated JPEG tree + reference-format split lists, trained end to end."""
+
+import os
+
+import numpy as np
+from helpers import load_config
+from PIL import Image
+
+from ltjax.train import loop
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+
+
+def make_tree(root, rng):
+  """ImageNet-LT-style lists over 4 classes (class id = dominant colour) + an open list."""
+  colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]])
+  lists = {"train": [12, 6, 3, 2], "val": [2] * 4, "test": [2] * 4}
+  for split, counts in lists.items():
+    lines = []
+    for label, n in enumerate(counts):
+      for i in range(n):
+        rel = f"{split}/c{label}/{i}.jpg"
+        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+        h, w = rng.integers(20, 40, 2)
+        image = np.clip(colours[label] + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(os.path.join(root, rel), quality=90)
+        lines.append(f"{rel} {label}")
+    with open(os.path.join(root, f"ImageNet_LT_{split}.txt"), "w") as f:
+      f.write("\n".join(lines) + "\n")
+  os.makedirs(os.path.join(root, "open"), exist_ok=True)
+  for i in range(3):
+    Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(
+      os.path.join(root, f"open/{i}.jpg")
+    )
+  with open(os.path.join(root, "ImageNet_LT_open.txt"), "w") as f:
+    f.write("".join(f"open/{i}.jpg -1\n" for i in range(3)))
+
+
+def test_imagenet_lt_config_trains_on_a_generated_tree(tmp_path, monkeypatch):
+  from ltjax.data import splitlist  # noqa: PLC0415
+
+  make_tree(str(tmp_path / "data"), np.random.default_rng(0))
+  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 4)
+  config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "joint_sqrt.py"))
+  config.dataset.root = str(tmp_path / "data")
+  config.dataset.open_set = True
+  config.model.backbone = "cifar_resnet8"
+  config.data.crop_size = 16
+  config.data.num_threads = 2
+  config.batch_size = config.eval.batch_size = 8
+  config.num_epochs = 2
+  config.eval.many_threshold, config.eval.few_threshold = 10, 3
+  summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert {"many", "medium", "few", "all", "open_f_measure", "open_auroc"} <= set(summary)
+  exp, _ = loop.setup(config)
+  assert len(exp.splits.test) == 8 + 3 and (exp.splits.test.labels == -1).sum() == 3
+  np.testing.assert_array_equal(exp.splits.train_counts, [12, 6, 3, 2])
