@@ -86,6 +86,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 2
 
+  # OLTR stage 2 (Liu et al. 2019, Sec. 3): the meta-embedding head with centroids.
+  c.oltr = r = ml_collections.ConfigDict()
+  r.use_attention = True  # Modulated attention after the backbone's last stage.
+  r.fc_add = 0  # > 0: dense to this width + ReLU after pooling (reference use_fc: 512).
+  r.head_lr = 0.1  # The meta-embedding head's learning rate (optim.lr: backbone).
+  r.centroids_lr = 0.01  # The centroids' own SGD group.
+  r.centroids_momentum = 0.9
+  r.centroids_weight_decay = 5e-4
+  r.loss_weight = 0.01  # Weight of the discriminative centroids loss on top of CE.
+  r.margin = 10.0  # Repel margin of the centroids loss.
+  r.repel_weight = 0.01  # Weight of the repel term inside the centroids loss.
+
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 512
   e.many_threshold = 100  # many-shot: n_j > 100 (papers' convention).
@@ -147,5 +159,32 @@ def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collec
   c.sampler.name, c.sampler.k = "class_aware", 4
   c.num_epochs, c.batch_size = (10 if stage == "crt" else 5), 512
   c.optim.lr, c.optim.schedule, c.optim.weight_decay, c.optim.momentum = 0.2, "cosine", 5e-4, 0.9
+  c.eval_every_epochs = 0
+  return c
+
+
+def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """OLTR stage 1 (Liu et al. 2019, ImageNet-LT): plain joint training, 30 epochs,
+  batch 128, SGD 0.9, lr 0.1 divided by 10 every 10 epochs, weight decay 5e-4."""
+  c.stage = c.method = "joint"
+  c.sampler.name = "instance"
+  c.num_epochs, c.batch_size = 30, 128
+  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 5e-4
+  c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 10, 0.1
+  c.eval_every_epochs = 5
+  return c
+
+
+def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """OLTR stage 2: dynamic meta-embedding on the stage-1 model, class-aware sampling
+  k=4, 60 epochs, batch 128, lrs 0.01 (backbone) / 0.1 (head) / 0.01 (centroids),
+  divided by 10 every 20 epochs; open-set test. ``init_from`` = the stage-1 run."""
+  c.stage = c.method = "oltr"
+  c.model.head = "meta_embedding"
+  c.sampler.name, c.sampler.k = "class_aware", 4
+  c.num_epochs, c.batch_size = 60, 128
+  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.01, 0.9, 5e-4
+  c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 20, 0.1
+  c.dataset.open_set = True
   c.eval_every_epochs = 0
   return c

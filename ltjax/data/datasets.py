@@ -106,6 +106,10 @@ SPLIT_LIST_DATASETS = ("imagenet_lt", "places_lt", "inat2018")
 DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
 
 
+def open_source_path(cfg, spec) -> str:
+  return os.path.join(cfg.lists_dir or cfg.root, spec["open"])
+
+
 def build_split_list_splits(
   cfg: ml_collections.ConfigDict, decode_min_size: int = 0, skip_corrupt: bool = False
 ) -> DataSplits:
@@ -135,7 +139,15 @@ def build_split_list_splits(
   if cfg.open_set:
     if "open" not in spec:
       raise ValueError(f"dataset {cfg.name} has no open-set list; unset dataset.open_set.")
-    test = Concat(test, source("open", allow_open=True))
+    open_source = source("open", allow_open=True)
+    known = np.flatnonzero(open_source.labels != -1)
+    if known.size:
+      raise ValueError(
+        f"open-set list {open_source_path(cfg, spec)} has {known.size} record(s) with a label "
+        f"other than -1 (first: line {known[0] + 1}, label {open_source.labels[known[0]]}); "
+        "open-set images must all be labelled -1."
+      )
+    test = Concat(test, open_source)
   return DataSplits(
     train=source("train"), val=source("val"), test=test, num_classes=spec["num_classes"]
   )

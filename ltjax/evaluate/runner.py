@@ -58,6 +58,17 @@ def summarize(
   return out
 
 
+OPEN_THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 41), 3))
+
+
+def open_set_curve(
+  pred: np.ndarray, max_prob: np.ndarray, labels: np.ndarray, thresholds=OPEN_THRESHOLDS
+) -> dict:
+  """Open-set F-measure when rejecting (predicting -1) below each max-probability threshold."""
+  f = [metrics.open_set_f_measure(np.where(max_prob < t, -1, pred), labels) for t in thresholds]
+  return {"thresholds": list(thresholds), "f_measure": f}
+
+
 def evaluate_split(exp, state, source) -> dict:
   p = predict(exp, state, source)
   return summarize(p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval)
@@ -93,6 +104,10 @@ def record(
   """Summarises one method's test predictions into results.json and per_class.json."""
   summary = summarize(pred, max_prob, labels, train_counts, eval_cfg)
   acc, count = metrics.per_class_accuracy(pred, labels, len(train_counts))
+  if jax.process_index() == 0 and np.any(labels == -1):
+    update_json(
+      os.path.join(workdir, "open_set_curve.json"), method, open_set_curve(pred, max_prob, labels)
+    )
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     update_json(os.path.join(workdir, "results.json"), method, summary)

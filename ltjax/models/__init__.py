@@ -123,17 +123,36 @@ def get_head(name: str, **kwargs: Any) -> nn.Module:
 
 
 class Classifier(nn.Module):
-  """Backbone followed by a classifier head on the pooled features.
+  """Backbone, optional neck, and a classifier head on the features.
 
   Attributes:
     backbone: module called as ``backbone(x, train)`` returning ``{"feature_map",
       "features"}``.
-    head: module called as ``head(features, train)`` returning logits, or
+    head: module called as ``head(features, train)`` (or ``head(features, train,
+      centroids=...)`` for OLTR's meta-embedding) returning logits, or
       ``(logits, extras)`` with ``extras`` merged into ``aux``.
+    neck: optional module ``neck(feature_map, train) -> (B, D)`` replacing the
+      backbone's pooling (OLTR: modulated attention, pooling, optional fc).
   """
 
   backbone: nn.Module
   head: nn.Module
+  neck: nn.Module | None = None
+
+  def features(
+    self,
+    x: Array,
+    train: bool,
+    *,
+    backbone_train: bool | None = None,
+    freeze_backbone: bool = False,
+  ) -> tuple[Array, Array]:
+    """(features (B, D) float32, feature_map) of a normalised batch; see ``__call__``."""
+    out = self.backbone(x, train if backbone_train is None else backbone_train)
+    if freeze_backbone:
+      out = jax.lax.stop_gradient(out)
+    features = out["features"] if self.neck is None else self.neck(out["feature_map"], train)
+    return features.astype(jnp.float32), out["feature_map"]
 
   def __call__(
     self,
@@ -142,6 +161,7 @@ class Classifier(nn.Module):
     *,
     backbone_train: bool | None = None,
     freeze_backbone: bool = False,
+    centroids: Array | None = None,
   ) -> tuple[Array, dict[str, Array]]:
     """Classifies a float, already normalised NHWC batch.
 
@@ -151,20 +171,22 @@ class Classifier(nn.Module):
         False.
       backbone_train: BatchNorm mode of the backbone alone (default: ``train``). cRT and
         LWS run a frozen backbone in inference mode.
-      freeze_backbone: stop gradients at the pooled features, so a step that trains only
-        the head never computes the backbone's backward pass.
+      freeze_backbone: stop gradients at the backbone's output, so a step that trains
+        only the head never computes the backbone's backward pass.
+      centroids: OLTR's class centroids (K, D), given to the head when not None.
 
     Returns:
       ``(logits, aux)``: float32 logits ``(B, K)`` and ``aux = {"features": (B, D)
-      float32, "feature_map": (B, H', W', D)}`` plus any head extras.
+      float32, "feature_map": (B, H', W', C)}`` plus any head extras.
     """
-    out = self.backbone(x, train if backbone_train is None else backbone_train)
-    features = out["features"].astype(jnp.float32)
-    if freeze_backbone:
-      features = jax.lax.stop_gradient(features)
-      out = jax.lax.stop_gradient(out)
-    aux = {"features": features, "feature_map": out["feature_map"]}
-    head_out = self.head(features, train)
+    features, feature_map = self.features(
+      x, train, backbone_train=backbone_train, freeze_backbone=freeze_backbone
+    )
+    aux = {"features": features, "feature_map": feature_map}
+    if centroids is None:
+      head_out = self.head(features, train)
+    else:
+      head_out = self.head(features, train, centroids=centroids)
     if isinstance(head_out, tuple):
       logits, extras = head_out
       aux.update(extras)
@@ -174,22 +196,35 @@ class Classifier(nn.Module):
 
 
 def build_model(
-  backbone: str, head: str, num_classes: int, dtype: str = "float32", **backbone_kwargs: Any
+  backbone: str,
+  head: str,
+  num_classes: int,
+  dtype: str = "float32",
+  neck: dict | None = None,
+  **backbone_kwargs: Any,
 ) -> Classifier:
-  """Builds ``Classifier(backbone, head)`` from registry names.
+  """Builds ``Classifier(backbone, head, neck)`` from registry names.
 
   Args:
     backbone: a key of ``BACKBONES``.
     head: a key of ``HEADS``.
     num_classes: number of logits.
     dtype: computation dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32.
+    neck: keyword arguments of ``ltjax.models.oltr.OLTRNeck`` (``use_attention``,
+      ``fc_add``), or None for the backbone's own pooling.
     **backbone_kwargs: extra backbone attributes, e.g. ``width=0.25`` for ``cifar_*``.
 
   Raises:
     ValueError: for an unknown backbone, head or dtype (listing the valid choices).
   """
   jdtype = resolve_dtype(dtype)
+  neck_module = None
+  if neck is not None:
+    from ltjax.models.oltr import OLTRNeck  # noqa: PLC0415
+
+    neck_module = OLTRNeck(dtype=jdtype, **neck)
   return Classifier(
     backbone=get_backbone(backbone, dtype=jdtype, **backbone_kwargs),
     head=get_head(head, num_classes=num_classes, dtype=jdtype),
+    neck=neck_module,
   )

@@ -160,18 +160,29 @@ def load_variables(init_from: str) -> tuple[dict, dict, dict]:
   return dict(state["params"]), dict(state.get("batch_stats") or {}), dict(meta)
 
 
-def graft(tree: dict, loaded: dict, prefix: str, source: str) -> dict:
-  """Returns ``tree`` with the subtree at ``prefix`` ("backbone", "head/fc") from ``loaded``.
+def graft(tree: dict, loaded: dict, prefix: str, source: str, target: str | None = None) -> dict:
+  """Returns ``tree`` with its subtree at ``target`` replaced by ``loaded``'s at ``prefix``.
+
+  Args:
+    tree: the parameter (or statistics) tree to update.
+    loaded: the earlier run's tree.
+    prefix: path in ``loaded``, e.g. "backbone" or "head/fc".
+    source: description of ``loaded`` for error messages.
+    target: path in ``tree`` (default ``prefix``), e.g. "head/hallucinator".
 
   Raises:
     ValueError: the subtree is missing from ``loaded`` or its shapes differ.
   """
-  keys = prefix.split("/")
-  new_sub, old_sub = loaded, tree
-  for k in keys:
+  target = target or prefix
+  new_sub = loaded
+  for k in prefix.split("/"):
     if not isinstance(new_sub, dict) or k not in new_sub:
       raise ValueError(f"{source} has no '{prefix}' to load.")
-    new_sub, old_sub = new_sub[k], old_sub[k]
+    new_sub = new_sub[k]
+  keys = target.split("/")
+  old_sub = tree
+  for k in keys:
+    old_sub = old_sub[k]
   _check_shapes(source, "latest", new_sub, old_sub)
 
   def replace(node, depth):

@@ -40,25 +40,33 @@ class Stage:
 
   Attributes:
     freeze: regexes over parameter paths that get no updates (on top of optim.freeze).
-    load: parameter subtrees copied from the earlier run's checkpoint.
+    load: (path in the earlier run, path in this model) pairs of parameter subtrees
+      copied from the earlier run's latest checkpoint.
     frozen_backbone: the backbone is frozen: no backward pass through it, and BatchNorm
       in inference mode unless ``config.update_frozen_bn``.
+    oltr: the OLTR stage-2 recipe: neck, meta-embedding head, centroids and their loss.
   """
 
   freeze: tuple[str, ...] = ()
-  load: tuple[str, ...] = ()
+  load: tuple[tuple[str, str], ...] = ()
   frozen_backbone: bool = False
+  oltr: bool = False
 
 
 STAGES = {
   # Representation learning: everything trains (Kang et al. Sec. 3; OLTR stage 1).
   "joint": Stage(),
   # Classifier re-training: stage-1 backbone frozen, linear classifier re-initialised.
-  "crt": Stage(freeze=("^backbone/",), load=("backbone",), frozen_backbone=True),
+  "crt": Stage(freeze=("^backbone/",), load=(("backbone", "backbone"),), frozen_backbone=True),
   # Learnable weight scaling: backbone and classifier frozen, only the scales f learn.
   "lws": Stage(
-    freeze=("^backbone/", "^head/fc/"), load=("backbone", "head/fc"), frozen_backbone=True
+    freeze=("^backbone/", "^head/fc/"),
+    load=(("backbone", "backbone"), ("head/fc", "head/fc")),
+    frozen_backbone=True,
   ),
+  # OLTR stage 2 (Liu et al. Sec. 3.1-3.3): stage-1 backbone, hallucinator initialised
+  # from the stage-1 classifier; attention, selector and cosine classifier fresh.
+  "oltr": Stage(load=(("backbone", "backbone"), ("head/fc", "head/hallucinator")), oltr=True),
 }
 
 
@@ -88,12 +96,22 @@ class Experiment:
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
   kwargs = {"width": config.model.width} if config.model.width != 1 else {}
+  neck = None
+  if get_stage(config.stage).oltr:
+    if config.model.head != "meta_embedding":
+      raise ValueError(f"stage oltr needs model.head='meta_embedding', got {config.model.head!r}.")
+    neck = {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
   return models.build_model(
-    config.model.backbone, config.model.head, num_classes, dtype=config.model.dtype, **kwargs
+    config.model.backbone,
+    config.model.head,
+    num_classes,
+    dtype=config.model.dtype,
+    neck=neck,
+    **kwargs,
   )
 
 
-def _init_fn(model, tx_fn, image_shape):
+def _init_fn(model, tx_fn, image_shape, num_classes: int, with_centroids: bool):
   def init(seed):
     # Parameters are drawn with the "rbg" generator: its initialisers compile several
     # times faster on CPU than threefry's, and the state is replicated, so the draw
@@ -101,14 +119,21 @@ def _init_fn(model, tx_fn, image_shape):
     params_rng = jax.random.key(seed, impl="rbg")
     state_rng = jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(seed), 1))
     x = jnp.zeros((1, *image_shape), jnp.float32)
-    variables = model.init({"params": params_rng, "dropout": params_rng}, x, train=False)
+    rngs = {"params": params_rng, "dropout": params_rng}
+    centroids = None
+    if with_centroids:  # (K, D): D is the neck's output width.
+      (features, _), _ = model.init_with_output(rngs, x, train=False, method=model.features)
+      centroids = jnp.zeros((num_classes, features.shape[-1]), jnp.float32)
+    variables = model.init(rngs, x, train=False, centroids=centroids)
     params = variables["params"]
+    trainable = params if centroids is None else {"params": params, "centroids": centroids}
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       batch_stats=variables.get("batch_stats", {}),
-      opt_state=tx_fn(params).init(params),
+      opt_state=tx_fn(trainable).init(trainable),
       rng=state_rng,
+      centroids=centroids,
     )
 
   return init
@@ -120,21 +145,66 @@ def _load_earlier_stage(config, stage: Stage, state: TrainState) -> TrainState:
   source = f"init_from={config.init_from}"
   new_params = jax.device_get(state.params)
   new_stats = jax.device_get(state.batch_stats)
-  for prefix in stage.load:
-    new_params = ckpt_lib.graft(new_params, params, prefix, source)
-    if prefix == "backbone" and batch_stats:
-      new_stats = ckpt_lib.graft(new_stats, batch_stats, prefix, source)
+  for src, dst in stage.load:
+    new_params = ckpt_lib.graft(new_params, params, src, source, dst)
+    if src == "backbone" and batch_stats:
+      new_stats = ckpt_lib.graft(new_stats, batch_stats, src, source, dst)
   log.info(
-    "loaded %s from %s (stage %s)", ", ".join(stage.load), config.init_from, meta.get("stage", "?")
+    "loaded %s from %s (stage %s)",
+    ", ".join(f"{a}->{b}" for a, b in stage.load),
+    config.init_from,
+    meta.get("stage", "?"),
   )
   return state.replace(params=new_params, batch_stats=new_stats)
+
+
+def _make_tx_fn(config, stage: Stage, steps_per_epoch: float, total_steps: int):
+  schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
+  if stage.oltr:
+    schedule_fn = lambda lr: optim.make_schedule(config.optim, steps_per_epoch, total_steps, lr)
+    return schedule, lambda tree: optim.make_oltr_optimizer(
+      config.optim, config.oltr, schedule_fn, tree
+    )
+  freeze = stage.freeze + tuple(config.optim.freeze)
+  return schedule, lambda params: optim.make_optimizer(config.optim, schedule, params, freeze)
+
+
+def _make_train_step(config, stage: Stage, model, tx):
+  mean, std = config.dataset.mean, config.dataset.std
+  if stage.oltr:
+    r = config.oltr
+    return steps.make_oltr_train_step(
+      model, tx, mean, std, loss_weight=r.loss_weight, margin=r.margin, repel_weight=r.repel_weight
+    )
+  return steps.make_train_step(
+    model,
+    tx,
+    mean,
+    std,
+    freeze_backbone=stage.frozen_backbone,
+    backbone_train=not stage.frozen_backbone or config.update_frozen_bn,
+  )
+
+
+def init_centroids(exp: Experiment, state: TrainState) -> TrainState:
+  """OLTR: centroids = class means, over the un-sampled training set, of the features
+  of the stage-2 model as it is now (stage-1 weights loaded, new layers fresh)."""
+  from ltjax.evaluate import posthoc  # noqa: PLC0415
+  from ltjax.models import heads  # noqa: PLC0415
+
+  train = posthoc.extract(exp, state, exp.splits.train)
+  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
+  centroids = jax.device_put(np.asarray(means, np.float32), mesh_lib.replicated(exp.mesh))
+  log.info("centroids initialised from %d training features", len(train["labels"]))
+  return state.replace(centroids=centroids)
 
 
 def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -> tuple:
   """Builds the experiment and its initial (sharded) train state.
 
-  For stages that start from an earlier run (cRT, LWS), the initial state holds the
-  loaded parameters; ``train`` then resumes from the stage's own checkpoints if any.
+  For stages that start from an earlier run (cRT, LWS, OLTR), the initial state holds
+  the loaded parameters (and OLTR's initial centroids); ``train`` then resumes from the
+  stage's own checkpoints if any.
   """
   stage = get_stage(config.stage)
   if stage.load:
@@ -146,29 +216,21 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
   model = build_model(config, splits.num_classes)
   steps_per_epoch = len(splits.train) / config.batch_size
   total_steps = max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
-  schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
-  freeze = stage.freeze + tuple(config.optim.freeze)
-  tx_fn = lambda params: optim.make_optimizer(config.optim, schedule, params, freeze)
-  init = _init_fn(model, tx_fn, input_shape(config, splits.train))
+  schedule, tx_fn = _make_tx_fn(config, stage, steps_per_epoch, total_steps)
+  init = _init_fn(model, tx_fn, input_shape(config, splits.train), splits.num_classes, stage.oltr)
   abstract = jax.eval_shape(init, config.seed)
   repl = mesh_lib.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
   state = jax.jit(init, out_shardings=state_sharding, static_argnums=0)(config.seed)
   if stage.load:
     state = jax.device_put(_load_earlier_stage(config, stage, state), state_sharding)
-  tx = tx_fn(state.params)
+  tx = tx_fn(
+    state.params if not stage.oltr else {"params": state.params, "centroids": state.centroids}
+  )
   data = mesh_lib.batch_sharding(mesh)
   mean, std = config.dataset.mean, config.dataset.std
-  train_fn = steps.make_train_step(
-    model,
-    tx,
-    mean,
-    std,
-    freeze_backbone=stage.frozen_backbone,
-    backbone_train=not stage.frozen_backbone or config.update_frozen_bn,
-  )
   train_step = jax.jit(
-    train_fn,
+    _make_train_step(config, stage, model, tx),
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
@@ -195,6 +257,8 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
     eval_step,
     feature_step,
   )
+  if stage.oltr:
+    state = init_centroids(exp, state)
   return exp, state
 
 

@@ -12,23 +12,27 @@ SCHEDULES = ("cosine", "step", "constant")
 
 
 def make_schedule(
-  cfg: ml_collections.ConfigDict, steps_per_epoch: float, total_steps: int
+  cfg: ml_collections.ConfigDict, steps_per_epoch: float, total_steps: int, lr: float | None = None
 ) -> optax.Schedule:
-  """The learning rate per step: cosine to 0, step decay, or constant; optional warmup."""
+  """The learning rate per step: cosine to 0, step decay, or constant; optional warmup.
+
+  ``lr`` overrides ``cfg.lr`` as the base rate (OLTR's optimizer groups).
+  """
+  lr = cfg.lr if lr is None else lr
   if cfg.schedule == "cosine":
-    main = optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+    main = optax.cosine_decay_schedule(lr, max(total_steps, 1))
   elif cfg.schedule == "step":
     every = max(int(round(cfg.step_every_epochs * steps_per_epoch)), 1)
     bounds = {every * i: cfg.step_gamma for i in range(1, total_steps // every + 1)}
-    main = optax.piecewise_constant_schedule(cfg.lr, bounds)
+    main = optax.piecewise_constant_schedule(lr, bounds)
   elif cfg.schedule == "constant":
-    main = optax.constant_schedule(cfg.lr)
+    main = optax.constant_schedule(lr)
   else:
     raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
   warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
   if warmup <= 0:
     return main
-  ramp = optax.linear_schedule(0.0, cfg.lr, warmup)
+  ramp = optax.linear_schedule(0.0, lr, warmup)
   return optax.join_schedules([ramp, main], [warmup])
 
 
@@ -68,3 +72,36 @@ def make_optimizer(
   if "trained" not in jax.tree.leaves(labels):
     raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
   return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)
+
+
+def make_oltr_optimizer(
+  cfg: ml_collections.ConfigDict, oltr: ml_collections.ConfigDict, schedule_fn, tree
+) -> optax.GradientTransformation:
+  """OLTR stage 2's three SGD groups over ``{"params": ..., "centroids": ...}``.
+
+  Backbone and neck (``optim.lr``, 0.01 in the reference), the meta-embedding head
+  (``oltr.head_lr``, 0.1) and the centroids (``oltr.centroids_lr``, 0.01, with their
+  own momentum and weight decay). Every group follows the same schedule shape
+  (``schedule_fn(base_lr)``).
+  """
+
+  def sgd(lr, momentum, weight_decay):
+    return optax.chain(
+      optax.add_decayed_weights(weight_decay), optax.sgd(schedule_fn(lr), momentum=momentum or None)
+    )
+
+  def label(path, _):
+    p = param_path(path)
+    if p.startswith("centroids"):
+      return "centroids"
+    return "head" if p.startswith("params/head/") else "backbone"
+
+  labels = jax.tree_util.tree_map_with_path(label, tree)
+  return optax.multi_transform(
+    {
+      "backbone": sgd(cfg.lr, cfg.momentum, cfg.weight_decay),
+      "head": sgd(oltr.head_lr, cfg.momentum, cfg.weight_decay),
+      "centroids": sgd(oltr.centroids_lr, oltr.centroids_momentum, oltr.centroids_weight_decay),
+    },
+    labels,
+  )

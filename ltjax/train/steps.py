@@ -78,7 +78,9 @@ def make_eval_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]
 
   def eval_step(state: TrainState, batch) -> dict:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits, _ = model.apply(variables, normalize(batch["image"], mean, std), train=False)
+    logits, _ = model.apply(
+      variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
+    )
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     return {"pred": jnp.argmax(logits, -1).astype(jnp.int32), "max_prob": jnp.max(probs, -1)}
 
@@ -93,7 +95,69 @@ def make_feature_step(model: nn.Module, mean: Sequence[float], std: Sequence[flo
 
   def feature_step(state: TrainState, batch) -> dict:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits, aux = model.apply(variables, normalize(batch["image"], mean, std), train=False)
+    logits, aux = model.apply(
+      variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
+    )
     return {"features": aux["features"], "logits": logits}
 
   return feature_step
+
+
+def make_oltr_train_step(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  mean: Sequence[float],
+  std: Sequence[float],
+  *,
+  loss_weight: float,
+  margin: float,
+  repel_weight: float,
+) -> Callable:
+  """OLTR stage 2: cross-entropy + ``loss_weight`` x discriminative centroids loss.
+
+  The optimizer ``tx`` acts on ``{"params": ..., "centroids": ...}``. The centroids
+  enter the meta-embedding head as constants, so only the centroids loss moves them;
+  its attract term gives them the reference centre-loss update (see
+  ``ltjax.losses.disc_centroids_loss``), which ``loss_weight`` does not scale.
+  """
+  from ltjax.losses import disc_centroids_loss  # noqa: PLC0415
+
+  def loss_fn(trainable, state: TrainState, batch, rng):
+    variables = {"params": trainable["params"], "batch_stats": state.batch_stats}
+    (logits, aux), new_vars = model.apply(
+      variables,
+      normalize(batch["image"], mean, std),
+      train=True,
+      centroids=trainable["centroids"],
+      mutable=["batch_stats"],
+      rngs={"dropout": rng},
+    )
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    centroid_loss = disc_centroids_loss(
+      aux["features"],
+      batch["label"],
+      trainable["centroids"],
+      margin=margin,
+      repel_weight=repel_weight,
+    )
+    loss = ce + loss_weight * centroid_loss
+    return loss, (logits, new_vars["batch_stats"], ce, centroid_loss)
+
+  def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    trainable = {"params": state.params, "centroids": state.centroids}
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (logits, batch_stats, ce, centroid_loss)), grads = grad_fn(trainable, state, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    new_state = state.replace(
+      step=state.step + 1,
+      params=trainable["params"],
+      centroids=trainable["centroids"],
+      batch_stats=batch_stats,
+      opt_state=opt_state,
+    )
+    return new_state, {"loss": loss, "accuracy": accuracy, "ce": ce, "centroid_loss": centroid_loss}
+
+  return train_step

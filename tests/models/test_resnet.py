@@ -262,7 +262,7 @@ def test_bfloat16_compute_float32_params(tiny_cifar):
 
 def test_registry_names():
   assert set(BACKBONES) == set(IMAGENET_SPECS) | {f"cifar_resnet{d}" for d in (8, 20, 32, 44, 56)}
-  assert set(HEADS) == {"linear"}
+  assert {"linear", "lws"} <= set(HEADS)
   assert isinstance(get_backbone("resnet18"), nn.Module)
   assert get_backbone("resnet18", dtype="bfloat16").dtype == jnp.bfloat16
   assert get_head("linear", num_classes=4).num_classes == 4

@@ -55,3 +55,19 @@ def test_imagenet_lt_config_trains_on_a_generated_tree(tmp_path, monkeypatch):
   exp, _ = loop.setup(config)
   assert len(exp.splits.test) == 8 + 3 and (exp.splits.test.labels == -1).sum() == 3
   np.testing.assert_array_equal(exp.splits.train_counts, [12, 6, 3, 2])
+
+
+def test_open_list_with_known_labels_is_a_clear_error(tmp_path, monkeypatch):
+  import pytest  # noqa: PLC0415
+
+  from ltjax.data import splitlist  # noqa: PLC0415
+  from ltjax.data.datasets import build_splits  # noqa: PLC0415
+
+  root = tmp_path / "data"
+  make_tree(str(root), np.random.default_rng(0))
+  (root / "ImageNet_LT_open.txt").write_text("open/0.jpg -1\nopen/1.jpg 2\n")
+  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 4)
+  config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "oltr_stage2.py"))
+  config.dataset.root = str(root)
+  with pytest.raises(ValueError, match=r"ImageNet_LT_open.txt has 1 record.*line 2, label 2"):
+    build_splits(config.dataset, 0, config.data)

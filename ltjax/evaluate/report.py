@@ -1,0 +1,514 @@
+"""A markdown report with figures from the results files of a work directory.
+
+`write_report` reads what training and evaluation left in a work directory and writes
+``report.md`` next to them, with PNG figures in the style of Kang et al. 2020
+("Decoupling Representation and Classifier for Long-Tailed Recognition"):
+
+* ``results.json`` (required): the results table.
+* ``meta.json``: dataset name and the shot-group thresholds.
+* ``weight_norms.json`` (+ train counts from ``per_class.json``): ``weight_norms.png``.
+* ``tau_sweep.json``: the chosen tau and ``tau_sweep.png``.
+* ``per_class.json``: ``per_class_accuracy.png``.
+* ``open_set_curve.json``: ``open_set_f_measure.png``.
+
+Every file but ``results.json`` is optional: a missing one only drops its section.
+A file that exists but cannot be read as expected raises a ValueError naming it.
+Host-side only (numpy and matplotlib with the Agg backend).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+METHOD_ORDER = ("joint", "ncm", "crt", "tau_norm", "lws", "oltr")
+METHOD_LABELS = {
+  "joint": "Joint",
+  "ncm": "NCM",
+  "crt": "cRT",
+  "tau_norm": "τ-norm",
+  "lws": "LWS",
+  "oltr": "OLTR",
+}
+# (results key, column header, is an accuracy shown in percent).
+ACCURACY_COLUMNS = (
+  ("many", "Many", True),
+  ("medium", "Medium", True),
+  ("few", "Few", True),
+  ("all", "All", True),
+  ("mean_class", "Mean class", True),
+)
+OPEN_SET_COLUMNS = (
+  ("open_f_measure", "Open F-measure", False),
+  ("open_auroc", "Open AUROC", False),
+)
+GROUPS = ("many", "medium", "few", "all")
+MISSING = "–"  # En dash: an empty shot group or a metric a method does not have.
+DPI = 120
+
+_GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:green", "all": "black"}
+_METHOD_COLORS = {
+  "joint": "tab:blue",
+  "ncm": "tab:purple",
+  "crt": "tab:green",
+  "tau_norm": "tab:orange",
+  "lws": "tab:brown",
+  "oltr": "tab:red",
+}
+_OTHER_COLORS = ("tab:gray", "tab:olive", "tab:cyan", "tab:pink")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _order_methods(methods) -> list[str]:
+  """Canonical methods first (joint, ncm, crt, tau_norm, lws, oltr), then the rest as given."""
+  methods = list(methods)
+  return [m for m in METHOD_ORDER if m in methods] + [m for m in methods if m not in METHOD_ORDER]
+
+
+def _label(method: str) -> str:
+  return METHOD_LABELS.get(method, method)
+
+
+def _colors(methods) -> dict[str, str]:
+  others = iter(_OTHER_COLORS * (len(methods) // len(_OTHER_COLORS) + 1))
+  return {m: _METHOD_COLORS[m] if m in _METHOD_COLORS else next(others) for m in methods}
+
+
+def _is_missing(v: Any) -> bool:
+  return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _format_cell(value: Any, percent: bool, where: str) -> str:
+  if _is_missing(value):
+    return MISSING
+  if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+    raise ValueError(f"{where} must be a number or null, got {value!r}.")
+  return f"{100 * float(value):.1f}" if percent else f"{float(value):.3f}"
+
+
+def _escape(text: str) -> str:
+  return str(text).replace("|", "\\|")
+
+
+def _read_json(path: str) -> Any:
+  """Parsed JSON of ``path``, None when it does not exist."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path} is not valid JSON ({e}); rewrite or delete it.") from e
+
+
+def _mapping(obj: Any, path: str) -> Mapping:
+  if not isinstance(obj, Mapping):
+    raise ValueError(f"{path} must hold a JSON object, got {type(obj).__name__}.")
+  return obj
+
+
+def _floats(values: Any, path: str, what: str, size: int | None = None) -> np.ndarray:
+  """A 1-D float array from a JSON list, null -> nan; a ValueError naming the file otherwise."""
+  if not isinstance(values, list | tuple):
+    raise ValueError(f"{path}: {what} must be a list of numbers, got {type(values).__name__}.")
+  try:
+    out = np.array([np.nan if v is None else float(v) for v in values], np.float64)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{path}: {what} must be a list of numbers or nulls ({e}).") from e
+  if size is not None and out.size != size:
+    raise ValueError(f"{path}: {what} has {out.size} entries, expected {size}.")
+  return out
+
+
+def _pyplot():
+  import matplotlib  # noqa: PLC0415
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  return plt
+
+
+def _save(fig, path: str) -> None:
+  plt = _pyplot()
+  try:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+  finally:
+    plt.close(fig)
+
+
+def _thresholds(meta: Mapping | None) -> tuple[float, float] | None:
+  """(many_threshold, few_threshold) from meta.json when both are numbers."""
+  if not meta:
+    return None
+  many, few = meta.get("many_threshold"), meta.get("few_threshold")
+  numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (many, few))
+  return (float(many), float(few)) if numeric else None
+
+
+def _train_counts(per_class: Mapping | None, path: str) -> np.ndarray | None:
+  """Per-class training counts (class-id order) from the first method of per_class.json."""
+  for entry in (per_class or {}).values():
+    if isinstance(entry, Mapping) and "train_count" in entry:
+      return _floats(entry["train_count"], path, "train_count")
+  return None
+
+
+# ---------------------------------------------------------------------------- table
+
+
+def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+  """The markdown table of a results.json dict.
+
+  Rows are methods in the canonical order (joint, ncm, crt, tau_norm, lws, oltr, then
+  any others in the given order). Accuracy columns (many, medium, few, all, mean class)
+  are in percent with one decimal; the open-set columns (F-measure, AUROC), shown only
+  when some method has them, are plain numbers with three decimals. A null, nan or
+  absent value renders as "–".
+
+  Args:
+    results: ``{method: {"many": float | None, ..., "mean_class": float, ...}}``.
+
+  Returns:
+    The table, one line per row, without a trailing newline.
+
+  Raises:
+    ValueError: a method entry is not a mapping or a value is not a number or null.
+  """
+  columns = list(ACCURACY_COLUMNS)
+  columns += [c for c in OPEN_SET_COLUMNS if any(c[0] in r for r in results.values())]
+  lines = [
+    "| Method | " + " | ".join(header for _, header, _ in columns) + " |",
+    "| :--- | " + " | ".join("---:" for _ in columns) + " |",
+  ]
+  for method in _order_methods(results):
+    row = results[method]
+    if not isinstance(row, Mapping):
+      raise ValueError(f"results[{method!r}] must be a mapping of metrics, got {row!r}.")
+    cells = [
+      _format_cell(row.get(key), percent, f"results[{method!r}][{key!r}]")
+      for key, _, percent in columns
+    ]
+    lines.append(f"| {_escape(method)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _group_boundaries(ax, positions: list[tuple[float, str, str]]) -> None:
+  """Dashed vertical lines, each labelled at the bottom; side "left"/"right" of the line."""
+  for x, label, side in positions:
+    ax.axvline(x, color="gray", linestyle="--", linewidth=1)
+    ax.annotate(
+      label,
+      (x, 0.0),
+      xycoords=("data", "axes fraction"),
+      xytext=(-3 if side == "left" else 3, 4),
+      textcoords="offset points",
+      ha="right" if side == "left" else "left",
+      fontsize=8,
+      color="dimgray",
+    )
+
+
+def _legend_outside(ax) -> None:
+  ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+
+
+def _moving_average(y: np.ndarray, window: int) -> np.ndarray:
+  """Centred moving average; the window shrinks at the ends instead of padding."""
+  if window <= 1:
+    return y
+  c = np.concatenate([[0.0], np.cumsum(y)])
+  i = np.arange(y.size)
+  lo = np.maximum(i - window // 2, 0)
+  hi = np.minimum(i - window // 2 + window, y.size)
+  return (c[hi] - c[lo]) / (hi - lo)
+
+
+def _plot_weight_norms(
+  norms: Mapping, path: str, out: str, counts: np.ndarray | None, thresholds
+) -> str:
+  plt = _pyplot()
+  methods = _order_methods(norms)
+  arrays = {m: _floats(norms[m], path, f"weight norms of {m!r}") for m in methods}
+  sizes = {a.size for a in arrays.values()}
+  if len(sizes) != 1:
+    raise ValueError(f"{path}: methods have different numbers of classes {sorted(sizes)}.")
+  (k,) = sizes
+  sort_by_count = counts is not None and counts.size == k and not np.isnan(counts).any()
+  order = np.argsort(-counts, kind="stable") if sort_by_count else np.arange(k)
+  colors = _colors(methods)
+  fig, ax = plt.subplots(figsize=(8.5, 4.5))
+  rank = np.arange(1, k + 1)
+  for m in methods:
+    a = arrays[m][order]
+    top = np.nanmax(a) if np.isfinite(a).any() else np.nan
+    a = a / top if np.isfinite(top) and top > 0 else a
+    ax.plot(rank, a, color=colors[m], label=_label(m), linewidth=1.5, marker="." if k <= 50 else "")
+  if sort_by_count and thresholds is not None:
+    sorted_counts = counts[order]
+    n_many = int(np.sum(sorted_counts > thresholds[0]))
+    n_not_few = int(np.sum(sorted_counts >= thresholds[1]))
+    _group_boundaries(
+      ax,
+      [
+        (n + 0.5, name, "right")
+        for n, name in ((n_many, "many | medium"), (n_not_few, "medium | few"))
+        if 0 < n < k
+      ],
+    )
+  ax.set_xlabel(
+    "Class rank by training count (most frequent first)" if sort_by_count else "Class id"
+  )
+  ax.set_ylabel("Weight norm / method's max norm")
+  ax.set_title("Per-class classifier weight norms")
+  ax.set_ylim(bottom=0)
+  ax.grid(alpha=0.3)
+  _legend_outside(ax)
+  _save(fig, out)
+  return out
+
+
+def _plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | None]:
+  plt = _pyplot()
+  if "taus" not in sweep:
+    raise ValueError(f"{path} has no 'taus' list.")
+  taus = _floats(sweep["taus"], path, "taus")
+  chosen = sweep.get("chosen_tau")
+  if chosen is not None and (isinstance(chosen, bool) or not isinstance(chosen, int | float)):
+    raise ValueError(f"{path}: chosen_tau must be a number, got {chosen!r}.")
+  fig, ax = plt.subplots(figsize=(8.5, 4.5))
+  plotted = False
+  for split, style in (("val", "-"), ("test", "--")):
+    curves = sweep.get(split)
+    if curves is None:
+      continue
+    curves = _mapping(curves, f"{path} ({split!r})")
+    for g in GROUPS:
+      if g not in curves:
+        continue
+      acc = _floats(curves[g], path, f"{split}.{g}", size=taus.size)
+      if np.isnan(acc).all():
+        continue
+      ax.plot(taus, 100 * acc, style, color=_GROUP_COLORS[g], label=f"{g} ({split})")
+      plotted = True
+  if not plotted:
+    plt.close(fig)
+    raise ValueError(f"{path} has no accuracy curves under 'val' or 'test'.")
+  if chosen is not None:
+    ax.axvline(chosen, color="red", linestyle=":", linewidth=1.5, label=f"chosen τ = {chosen:g}")
+  ax.set_xlabel("τ (weight normalisation exponent)")
+  ax.set_ylabel("Accuracy (%)")
+  ax.set_title("τ-normalised classifier: accuracy against τ\n(val solid, test dashed)")
+  ax.grid(alpha=0.3)
+  _legend_outside(ax)
+  _save(fig, out)
+  return out, chosen
+
+
+def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
+  plt = _pyplot()
+  methods = _order_methods(per_class)
+  colors = _colors(methods)
+  fig, ax = plt.subplots(figsize=(8.5, 4.5))
+  plotted, window = False, 1
+  for m in methods:
+    entry = _mapping(per_class[m], f"{path} ({m!r})")
+    if "accuracy" not in entry or "train_count" not in entry:
+      raise ValueError(f"{path}: {m!r} needs 'accuracy' and 'train_count' lists.")
+    counts = _floats(entry["train_count"], path, f"{m}.train_count")
+    acc = _floats(entry["accuracy"], path, f"{m}.accuracy", size=counts.size)
+    keep = ~np.isnan(acc) & (counts > 0)  # No test sample, or not placeable on a log axis.
+    order = np.argsort(counts[keep], kind="stable")
+    x, y = counts[keep][order], 100 * acc[keep][order]
+    if not x.size:
+      continue
+    # Points are classes; the line is a moving average over ~10% of the classes (>= 3).
+    window = min(counts.size, max(3, counts.size // 10))
+    ax.scatter(x, y, color=colors[m], s=10, alpha=0.35, linewidths=0)
+    ax.plot(x, _moving_average(y, window), color=colors[m], label=_label(m), linewidth=1.8)
+    plotted = True
+  if thresholds is not None and plotted:
+    _group_boundaries(ax, [(thresholds[0], "many →", "right"), (thresholds[1], "← few", "left")])
+  ax.set_xscale("log")
+  ax.set_xlabel("Training images of the class (log scale)")
+  ax.set_ylabel("Test accuracy of the class (%)")
+  ax.set_title(
+    f"Per-class test accuracy against class size\n(points: classes; lines: moving average "
+    f"over {window} classes)"
+  )
+  ax.grid(alpha=0.3, which="both")
+  if plotted:
+    _legend_outside(ax)
+  _save(fig, out)
+  return out
+
+
+def _plot_open_set(curves: Mapping, path: str, out: str) -> str:
+  plt = _pyplot()
+  methods = _order_methods(curves)
+  colors = _colors(methods)
+  fig, ax = plt.subplots(figsize=(8.5, 4.5))
+  for m in methods:
+    entry = _mapping(curves[m], f"{path} ({m!r})")
+    if "thresholds" not in entry or "f_measure" not in entry:
+      raise ValueError(f"{path}: {m!r} needs 'thresholds' and 'f_measure' lists.")
+    t = _floats(entry["thresholds"], path, f"{m}.thresholds")
+    f = _floats(entry["f_measure"], path, f"{m}.f_measure", size=t.size)
+    ax.plot(t, f, color=colors[m], label=_label(m))
+  ax.set_xlabel("Open-set threshold on the max softmax probability")
+  ax.set_ylabel("Open-set F-measure")
+  ax.set_title("Open-set F-measure against the rejection threshold")
+  ax.grid(alpha=0.3)
+  if methods:
+    _legend_outside(ax)
+  _save(fig, out)
+  return out
+
+
+# ---------------------------------------------------------------------------- report
+
+_CAPTIONS = {
+  "weight_norms": (
+    "Per-class classifier weight norms (each method scaled by its own max), classes sorted "
+    "by training count; cf. Kang et al. 2020, Fig. 2 (left): the joint classifier's norms "
+    "grow with class size, while cRT, τ-norm and LWS are flatter."
+  ),
+  "tau_sweep": (
+    "Many/medium/few/all accuracy against τ (val solid, test dashed; τ chosen on val), as "
+    "in Kang et al. 2020's accuracy-vs-τ plot: τ = 0 is the joint classifier, larger τ "
+    "trades many-shot for few-shot accuracy."
+  ),
+  "per_class": (
+    "Per-class test accuracy against training count: the per-class view behind the "
+    "many/medium/few numbers of Kang et al. 2020 and Liu et al. 2019; re-balancing should "
+    "lift the tail (left) at some cost to the head (right)."
+  ),
+  "open_set": (
+    "Open-set F-measure against the rejection threshold, the trade-off behind the single "
+    "open-set F-measure reported by Liu et al. 2019 (OLTR)."
+  ),
+}
+
+
+def _figure_lines(path: str, alt: str, caption: str) -> list[str]:
+  """An image link relative to the report, then its one-line italic caption."""
+  return [f"![{alt}]({os.path.basename(path)})", "", f"*{_CAPTIONS[caption]}*", ""]
+
+
+def write_report(workdir: str) -> str:
+  """Writes ``report.md`` and its figures into ``workdir`` from the results files there.
+
+  Args:
+    workdir: a work directory holding at least ``results.json``; ``meta.json``,
+      ``per_class.json``, ``tau_sweep.json``, ``weight_norms.json`` and
+      ``open_set_curve.json`` each add a section (and a PNG figure) when present.
+
+  Returns:
+    The path of the written ``report.md``.
+
+  Raises:
+    ValueError: ``results.json`` is missing or empty, or a present file is not valid
+      JSON or not of the expected structure (the message names the file).
+  """
+  files = {
+    name: os.path.join(workdir, f"{name}.json")
+    for name in ("results", "meta", "per_class", "tau_sweep", "weight_norms", "open_set_curve")
+  }
+  results = _read_json(files["results"])
+  if results is None:
+    raise ValueError(
+      f"No results.json in {workdir!r}: run training/evaluation first (it writes "
+      "results.json), then make the report."
+    )
+  results = _mapping(results, files["results"])
+  if not results:
+    raise ValueError(
+      f"{files['results']} holds no methods: run training/evaluation first, then make the report."
+    )
+  data = {name: _read_json(path) for name, path in files.items() if name != "results"}
+  for name, obj in data.items():
+    if obj is not None:
+      _mapping(obj, files[name])
+  meta = data["meta"]
+  thresholds = _thresholds(meta)
+
+  lines = ["# Long-tailed recognition report", ""]
+  if meta:
+    if meta.get("dataset") is not None:
+      lines.append(f"- Dataset: `{meta['dataset']}`")
+    if thresholds is not None:
+      many, few = (f"{t:g}" for t in thresholds)
+      lines.append(
+        f"- Shot groups by training images n: many n > {many}, medium {few} ≤ n ≤ {many}, "
+        f"few n < {few}"
+      )
+    lines.append("")
+  try:
+    table = format_results_table(results)
+  except ValueError as e:
+    raise ValueError(f"{files['results']}: {e}") from e
+  lines += ["## Test results", "", table, ""]
+  has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
+  note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
+  if has_open:
+    note += " Open-set F-measure and AUROC are fractions in [0, 1]."
+  lines += [note, ""]
+
+  if data["tau_sweep"] is not None:
+    out, chosen = _plot_tau_sweep(
+      data["tau_sweep"], files["tau_sweep"], os.path.join(workdir, "tau_sweep.png")
+    )
+    chosen_text = f"{chosen:g}" if chosen is not None else "not recorded"
+    lines += [
+      "## τ-normalisation",
+      "",
+      f"Chosen τ: **{chosen_text}** (best overall accuracy on the validation split).",
+      "",
+    ]
+    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
+  if data["weight_norms"] is not None:
+    counts = _train_counts(data["per_class"], files["per_class"])
+    out = _plot_weight_norms(
+      data["weight_norms"],
+      files["weight_norms"],
+      os.path.join(workdir, "weight_norms.png"),
+      counts,
+      thresholds,
+    )
+    lines += ["## Classifier weight norms", ""]
+    lines += _figure_lines(out, "Classifier weight norms", "weight_norms")
+  if data["per_class"] is not None:
+    out = _plot_per_class(
+      data["per_class"],
+      files["per_class"],
+      os.path.join(workdir, "per_class_accuracy.png"),
+      thresholds,
+    )
+    lines += ["## Per-class accuracy", ""]
+    lines += _figure_lines(out, "Per-class accuracy", "per_class")
+  if data["open_set_curve"] is not None:
+    out = _plot_open_set(
+      data["open_set_curve"],
+      files["open_set_curve"],
+      os.path.join(workdir, "open_set_f_measure.png"),
+    )
+    lines += ["## Open-set F-measure", ""]
+    lines += _figure_lines(out, "Open-set F-measure", "open_set")
+
+  report = os.path.join(workdir, "report.md")
+  tmp = f"{report}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines).rstrip("\n") + "\n")
+  os.replace(tmp, report)
+  return report

@@ -1,0 +1,224 @@
+"""Tests for ltjax.evaluate.report: the markdown report and its figures."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ltjax.evaluate import report as R
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+K = 10
+# Not in count order, so the weight-norm figure has to sort: 4 many, 3 medium, 3 few classes.
+TRAIN_COUNTS = [90, 400, 3, 150, 30, 250, 18, 120, 9, 60]
+FIGURES = ("tau_sweep.png", "weight_norms.png", "per_class_accuracy.png")
+
+
+def _write(workdir, name, obj):
+  with open(os.path.join(workdir, name), "w") as f:
+    json.dump(obj, f)
+
+
+def _results(open_set=False):
+  out = {
+    "lws": {"many": 0.6, "medium": 0.5, "few": 0.4, "all": 0.52, "mean_class": 0.5},
+    "joint": {"many": 0.8, "medium": 0.4, "few": None, "all": 0.55, "mean_class": 0.5},
+    "crt": {"many": 0.7, "medium": 0.5, "few": 0.3, "all": 0.56, "mean_class": 0.5},
+    "ncm": {"many": 0.65, "medium": 0.45, "few": 0.35, "all": 0.5, "mean_class": 0.48},
+    "tau_norm": {"many": 0.68, "medium": 0.5, "few": 0.38, "all": 0.57, "mean_class": 0.52},
+  }
+  if open_set:
+    out["oltr"] = {
+      "many": 0.7,
+      "medium": 0.5,
+      "few": 0.4,
+      "all": 0.6,
+      "mean_class": 0.55,
+      "open_f_measure": 0.4567,
+      "open_auroc": 0.8123,
+    }
+  return out
+
+
+def _full_workdir(path, open_set=False):
+  rng = np.random.default_rng(0)
+  counts = np.array(TRAIN_COUNTS)
+  results = _results(open_set)
+  _write(path, "results.json", results)
+  _write(path, "meta.json", {"dataset": "synthetic_lt", "many_threshold": 100, "few_threshold": 20})
+  _write(
+    path,
+    "per_class.json",
+    {
+      m: {
+        "accuracy": [None] + rng.uniform(0, 1, K - 1).tolist(),  # Class 0 has no test sample.
+        "test_count": [0] + [5] * (K - 1),
+        "train_count": TRAIN_COUNTS,
+      }
+      for m in results
+    },
+  )
+  base = np.sqrt(counts)
+  _write(
+    path,
+    "weight_norms.json",
+    {
+      "joint": base.tolist(),
+      "crt": (1 + 0.03 * base).tolist(),
+      "tau_norm": np.ones(K).tolist(),
+      "lws": (2 + 0.02 * base).tolist(),
+    },
+  )
+  taus = np.linspace(0, 2, 9)
+  curve = {g: (0.5 + 0.1 * np.sin(taus + i)).tolist() for i, g in enumerate(R.GROUPS)}
+  _write(
+    path,
+    "tau_sweep.json",
+    {
+      "taus": taus.tolist(),
+      "chosen_tau": 0.75,
+      "val": curve,
+      "test": {
+        **{g: (np.array(v) - 0.03).tolist() for g, v in curve.items()},
+        "few": [None] * len(taus),
+      },
+    },
+  )
+  if open_set:
+    t = np.linspace(0, 1, 11)
+    _write(
+      path,
+      "open_set_curve.json",
+      {"oltr": {"thresholds": t.tolist(), "f_measure": (t * (1 - t)).tolist()}},
+    )
+  return results
+
+
+def _assert_png(path):
+  assert os.path.getsize(path) > 1000
+  with open(path, "rb") as f:
+    assert f.read(8) == PNG_MAGIC
+
+
+# ---------------------------------------------------------------------------- table
+
+
+def test_format_results_table_exact():
+  results = {
+    "crt": {"many": 0.5, "medium": 0.25, "few": None, "all": 0.4, "mean_class": 0.3333},
+    "custom": {"many": 1.0, "medium": 0.0, "few": 0.1, "all": 0.5, "mean_class": float("nan")},
+    "joint": {"many": 0.6789, "medium": 0.4, "few": 0.05, "all": 0.45, "mean_class": 0.4444},
+  }
+  assert R.format_results_table(results) == (
+    "| Method | Many | Medium | Few | All | Mean class |\n"
+    "| :--- | ---: | ---: | ---: | ---: | ---: |\n"
+    "| joint | 67.9 | 40.0 | 5.0 | 45.0 | 44.4 |\n"
+    "| crt | 50.0 | 25.0 | – | 40.0 | 33.3 |\n"
+    "| custom | 100.0 | 0.0 | 10.0 | 50.0 | – |"
+  )
+
+
+def test_format_results_table_open_set_columns():
+  results = {
+    "oltr": {
+      "many": 0.5,
+      "medium": 0.4,
+      "few": 0.3,
+      "all": 0.45,
+      "mean_class": 0.4,
+      "open_f_measure": 0.12345,
+      "open_auroc": 0.9,
+    },
+    "joint": {"many": 0.5, "medium": 0.4, "few": 0.3, "all": 0.45, "mean_class": 0.4},
+  }
+  assert R.format_results_table(results).splitlines() == [
+    "| Method | Many | Medium | Few | All | Mean class | Open F-measure | Open AUROC |",
+    "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| joint | 50.0 | 40.0 | 30.0 | 45.0 | 40.0 | – | – |",
+    "| oltr | 50.0 | 40.0 | 30.0 | 45.0 | 40.0 | 0.123 | 0.900 |",
+  ]
+
+
+def test_format_results_table_rejects_non_numbers():
+  with pytest.raises(ValueError, match="'joint'.*'all'"):
+    R.format_results_table({"joint": {"all": "high"}})
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def test_full_report(tmp_path):
+  results = _full_workdir(tmp_path)
+  path = R.write_report(str(tmp_path))
+  assert path == str(tmp_path / "report.md")
+  text = open(path, encoding="utf-8").read()
+  for name in FIGURES:
+    _assert_png(tmp_path / name)
+    assert f"]({name})" in text
+  assert not (tmp_path / "open_set_f_measure.png").exists()
+  assert "open_set_f_measure" not in text
+  for method in results:
+    assert f"| {method} |" in text
+  # Canonical row order.
+  rows = [line.split(" | ")[0][2:] for line in text.splitlines() if line.startswith("| ")][2:]
+  assert rows == ["joint", "ncm", "crt", "tau_norm", "lws"]
+  assert "Chosen τ: **0.75**" in text
+  assert "synthetic_lt" in text and "many n > 100" in text and "few n < 20" in text
+  assert "| joint | 80.0 | 40.0 | – | 55.0 | 50.0 |" in text
+  assert "Fig. 2 (left)" in text
+  assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_full_report_with_open_set(tmp_path):
+  _full_workdir(tmp_path, open_set=True)
+  text = open(R.write_report(str(tmp_path)), encoding="utf-8").read()
+  for name in (*FIGURES, "open_set_f_measure.png"):
+    _assert_png(tmp_path / name)
+    assert f"]({name})" in text
+  assert "| oltr | 70.0 | 50.0 | 40.0 | 60.0 | 55.0 | 0.457 | 0.812 |" in text
+  assert "| joint | 80.0 | 40.0 | – | 55.0 | 50.0 | – | – |" in text
+
+
+def test_results_only(tmp_path):
+  _write(tmp_path, "results.json", _results())
+  path = R.write_report(str(tmp_path))
+  text = open(path, encoding="utf-8").read()
+  assert sorted(os.listdir(tmp_path)) == ["report.md", "results.json"]
+  assert "![" not in text and ".png" not in text
+  assert R.format_results_table(_results()) in text
+  assert "τ" not in text.split("## Test results")[0]  # No tau section without tau_sweep.json.
+  assert "Chosen" not in text
+
+
+def test_weight_norms_without_counts_or_meta(tmp_path):
+  _write(tmp_path, "results.json", _results())
+  _write(tmp_path, "weight_norms.json", {"joint": [3.0, None, 1.0], "other": [0.0, 0.0, 0.0]})
+  text = open(R.write_report(str(tmp_path)), encoding="utf-8").read()
+  _assert_png(tmp_path / "weight_norms.png")
+  assert "](weight_norms.png)" in text
+  assert "tau_sweep.png" not in text and "per_class_accuracy.png" not in text
+
+
+def test_missing_results_raises(tmp_path):
+  _write(tmp_path, "tau_sweep.json", {"taus": [0.0], "chosen_tau": 0.0, "val": {"all": [0.5]}})
+  with pytest.raises(ValueError, match=r"results\.json.*run training/evaluation first") as e:
+    R.write_report(str(tmp_path))
+  assert str(tmp_path) in str(e.value)
+  assert not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("name", ["results.json", "tau_sweep.json", "per_class.json"])
+def test_malformed_json_names_the_file(tmp_path, name):
+  _write(tmp_path, "results.json", _results())
+  with open(tmp_path / name, "w") as f:
+    f.write('{"joint": {"all": 0.5,')
+  with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+    R.write_report(str(tmp_path))
+
+
+def test_wrong_structure_names_the_file(tmp_path):
+  _write(tmp_path, "results.json", _results())
+  _write(tmp_path, "weight_norms.json", {"joint": "not a list"})
+  with pytest.raises(ValueError, match=r"weight_norms\.json"):
+    R.write_report(str(tmp_path))
