@@ -46,6 +46,10 @@ def ltjax(*args, tmp_path):
       ["train", f"--config={CIFAR}", "--workdir=w", "--config.dataset.data_dir=/nonexistent"],
       "cifar10",
     ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.checkpoint_every_steps=0"],
+      "checkpoint_every_steps must be an integer >= 1, got 0",
+    ),
     (["fly"], "unknown command 'fly'; valid: train, evaluate, demo"),
   ],
 )
@@ -74,8 +78,19 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
     "joint",
     "tau_norm",
   }
+  # digits-LT holds digits 8 and 9 out as the open set: --open_set reports on them ...
   result = ltjax(
     "evaluate", f"--config={DIGITS}", "--workdir=run", "--open_set", *small, tmp_path=tmp_path
+  )
+  assert result.returncode == 0, result.stderr
+  joint = json.loads((tmp_path / "run" / "results.json").read_text())["joint"]
+  assert 0 <= joint["open_f_measure"] <= 1 and 0 <= joint["open_auroc"] <= 1
+  # ... and is a clear error on a test split without open-set images.
+  closed = [*small, "--config.dataset.open_classes=()"]
+  result = ltjax("train", f"--config={DIGITS}", "--workdir=closed", *closed, tmp_path=tmp_path)
+  assert result.returncode == 0, result.stderr
+  result = ltjax(
+    "evaluate", f"--config={DIGITS}", "--workdir=closed", "--open_set", *closed, tmp_path=tmp_path
   )
   assert result.returncode == 1 and "no open-set images" in result.stderr
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ltjax.models.heads import LinearClassifier, LWSClassifier
+from ltjax.models.oltr import MetaEmbeddingHead, OLTRNeck
 from ltjax.models.resnet import (
   RESNET_CONFIGS,
   BasicBlock,
@@ -38,6 +39,8 @@ __all__ = [
   "CifarResNet",
   "Classifier",
   "LinearClassifier",
+  "MetaEmbeddingHead",
+  "OLTRNeck",
   "ResNet",
   "build_model",
   "get_backbone",
@@ -86,6 +89,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 HEADS: dict[str, Callable[..., nn.Module]] = {
   "linear": LinearClassifier,
   "lws": LWSClassifier,
+  "meta_embedding": MetaEmbeddingHead,
 }
 
 
@@ -220,8 +224,6 @@ def build_model(
   jdtype = resolve_dtype(dtype)
   neck_module = None
   if neck is not None:
-    from ltjax.models.oltr import OLTRNeck  # noqa: PLC0415
-
     neck_module = OLTRNeck(dtype=jdtype, **neck)
   return Classifier(
     backbone=get_backbone(backbone, dtype=jdtype, **backbone_kwargs),

@@ -199,6 +199,16 @@ def init_centroids(exp: Experiment, state: TrainState) -> TrainState:
   return state.replace(centroids=centroids)
 
 
+def _check_intervals(config: ml_collections.ConfigDict) -> None:
+  for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    if not isinstance(config[key], int) or config[key] < 1:
+      raise ValueError(f"{key} must be an integer >= 1, got {config[key]!r}.")
+  if not config.num_epochs > 0:
+    raise ValueError(f"num_epochs must be > 0, got {config.num_epochs!r}.")
+  if not config.eval_every_epochs >= 0:
+    raise ValueError(f"eval_every_epochs must be >= 0 (0: none), got {config.eval_every_epochs!r}.")
+
+
 def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -> tuple:
   """Builds the experiment and its initial (sharded) train state.
 
@@ -207,6 +217,7 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
   stage's own checkpoints if any.
   """
   stage = get_stage(config.stage)
+  _check_intervals(config)
   if stage.load:
     ckpt_lib.resolve_init_from(config.init_from)  # Fails early with a clear message.
   mesh = mesh_lib.make_mesh(config.num_devices)

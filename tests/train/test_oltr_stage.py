@@ -1,0 +1,124 @@
+"""OLTR stage 2: what it loads, how the centroids start, sharding equivalence, bad input."""
+
+import jax
+import numpy as np
+import pytest
+from helpers import tiny_config, tiny_splits
+
+from ltjax.data import pipeline
+from ltjax.demo import oltr_config
+from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import loop
+from ltjax.train import mesh as mesh_lib
+from ltjax.train.steps import normalize
+
+
+@pytest.fixture(scope="module")
+def joint_dir(tmp_path_factory):
+  """A short stage-1 (joint) run that stage 2 starts from."""
+  workdir = str(tmp_path_factory.mktemp("joint"))
+  exp, state = loop.setup(tiny_config(num_epochs=2), tiny_splits())
+  loop.train(exp, state, workdir)
+  return workdir
+
+
+def stage2_config(joint_dir, **overrides):
+  c = oltr_config(joint_dir)
+  base = tiny_config()
+  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
+    c[key] = base[key]
+  c.eval.batch_size = base.eval.batch_size
+  c.model.width = base.model.width
+  c.data.num_threads = 1
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
+  params, stats, _ = ckpt_lib.load_variables(joint_dir)
+  _, state = loop.setup(stage2_config(joint_dir), tiny_splits())
+  got = jax.device_get(state.params)
+  for a, b in zip(
+    jax.tree.leaves(params["backbone"]), jax.tree.leaves(got["backbone"]), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(
+    jax.tree.leaves(stats["backbone"]),
+    jax.tree.leaves(jax.device_get(state.batch_stats)["backbone"]),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(
+    got["head"]["hallucinator"]["kernel"], params["head"]["fc"]["kernel"]
+  )
+  np.testing.assert_array_equal(got["head"]["hallucinator"]["bias"], params["head"]["fc"]["bias"])
+  # New layers exist and are fresh: the attention's output conv starts at zero.
+  assert set(got["head"]) == {"hallucinator", "selector", "cosnorm"}
+  np.testing.assert_array_equal(got["neck"]["attention"]["W"]["kernel"], 0.0)
+
+
+def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
+  splits = tiny_splits()
+  exp, state = loop.setup(stage2_config(joint_dir), splits)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  images = normalize(
+    np.asarray(splits.train.images, np.float32), exp.config.dataset.mean, exp.config.dataset.std
+  )
+  features, _ = exp.model.apply(variables, images, train=False, method=exp.model.features)
+  features = np.asarray(features)
+  labels = np.asarray(splits.train.labels)
+  expected = np.stack([features[labels == k].mean(0) for k in range(splits.num_classes)])
+  centroids = np.asarray(jax.device_get(state.centroids))
+  assert centroids.shape == (splits.num_classes, features.shape[1])
+  np.testing.assert_allclose(centroids, expected, rtol=1e-5, atol=1e-5)
+
+
+def three_steps(config):
+  exp, state = loop.setup(config, tiny_splits())
+  stream = loop.make_stream(exp)
+  losses = []
+  for step in range(3):
+    batch = pipeline.to_global(stream(step), mesh_lib.batch_sharding(exp.mesh))
+    state, metrics = exp.train_step(state, batch)
+    losses.append([float(metrics[k]) for k in ("loss", "ce", "centroid_loss")])
+  return np.array(losses), jax.device_get(state)
+
+
+def test_stage_two_on_eight_devices_matches_one(joint_dir):
+  (loss1, s1), (loss8, s8) = (three_steps(stage2_config(joint_dir, num_devices=n)) for n in (1, 8))
+  assert np.all(np.isfinite(loss1))
+  np.testing.assert_allclose(loss1, loss8, rtol=1e-5, atol=1e-5)
+  for tree in ("params", "batch_stats", "centroids"):
+    leaves1 = jax.tree_util.tree_leaves_with_path(getattr(s1, tree))
+    leaves8 = jax.tree.leaves(getattr(s8, tree))
+    assert len(leaves1) == len(leaves8) > 0
+    for (path, a), b in zip(leaves1, leaves8, strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f"{tree} {path}")
+
+
+def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path):
+  _, start = loop.setup(stage2_config(joint_dir), tiny_splits())
+  start = jax.device_get(start)
+  exp, state = loop.setup(stage2_config(joint_dir, num_epochs=2), tiny_splits())
+  end = jax.device_get(loop.train(exp, state, str(tmp_path)))
+  assert not np.allclose(start.centroids, end.centroids)
+  for group in ("backbone", "neck", "head"):
+    moved = [
+      not np.array_equal(a, b)
+      for a, b in zip(
+        jax.tree.leaves(start.params[group]), jax.tree.leaves(end.params[group]), strict=True
+      )
+    ]
+    assert any(moved), group
+
+
+def test_stage_two_bad_configs_are_clear_errors(joint_dir):
+  with pytest.raises(ValueError, match="set --config.init_from"):
+    loop.setup(stage2_config(""), tiny_splits())
+  with pytest.raises(ValueError, match="meta_embedding"):
+    loop.setup(stage2_config(joint_dir, **{"model.head": "linear"}), tiny_splits())
