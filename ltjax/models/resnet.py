@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ltjax.models.conv import conv_general_dilated
+
 Dtype = Any
 Array = Any
 
@@ -55,6 +57,7 @@ def _conv(
     dtype=dtype,
     param_dtype=jnp.float32,
     kernel_init=conv_init,
+    conv_general_dilated=conv_general_dilated,
     name=name,
   )
 

@@ -1,0 +1,84 @@
+"""The conv with a matmul filter gradient equals lax.conv_general_dilated and its gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from ltjax.models.conv import conv_general_dilated, im2col_filter_grad
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize(
+  "size, cin, cout, kernel, stride, groups, padding",
+  [
+    (9, 3, 8, 7, 2, 1, ((3, 3), (3, 3))),  # ResNet stem
+    (8, 4, 6, 3, 1, 1, ((1, 1), (1, 1))),
+    (8, 4, 6, 3, 2, 1, ((1, 1), (1, 1))),  # strided, odd output
+    (7, 4, 6, 1, 2, 1, ((0, 0), (0, 0))),  # downsample shortcut
+    (6, 8, 8, 3, 1, 4, ((1, 1), (1, 1))),  # grouped (ResNeXt)
+    (6, 8, 4, 3, 2, 2, "SAME"),
+    (5, 2, 3, 2, 1, 1, ((0, 1), (1, 0))),  # asymmetric padding, even kernel
+  ],
+)
+def test_values_and_gradients_match_lax(size, cin, cout, kernel, stride, groups, padding):
+  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (2, size, size + 1, cin))
+  w = jax.random.normal(kw, (kernel, kernel, cin // groups, cout))
+
+  def conv(fn):
+    return lambda x, w: fn(
+      x, w, (stride, stride), padding, dimension_numbers=DN, feature_group_count=groups
+    )
+
+  ref, ref_vjp = jax.vjp(conv(lax.conv_general_dilated), x, w)
+  out, vjp = jax.jit(lambda x, w: jax.vjp(conv(conv_general_dilated), x, w))(x, w)
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(kg, ref.shape)
+  for got, want in zip(vjp(g), ref_vjp(g), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_filter_grad_is_the_im2col_matmul_on_cpu():
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
+  w = jnp.zeros((3, 3, 3, 5))
+  g = jax.random.normal(jax.random.key(2), (2, 3, 3, 5))
+  pads = ((1, 1), (1, 1))
+  f = lambda w: conv_general_dilated(x, w, (2, 2), pads, dimension_numbers=DN)
+  dw = jax.vjp(f, w)[1](g)[0]
+  np.testing.assert_array_equal(dw, im2col_filter_grad(x, g, w.shape, (2, 2), pads, 1))
+  assert "dot_general" in str(jax.make_jaxpr(lambda w: jax.vjp(f, w)[1](g))(w))
+
+
+def test_bfloat16_gradient_keeps_the_kernel_dtype():
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 4), jnp.bfloat16)
+  w = jax.random.normal(jax.random.key(2), (3, 3, 4, 4), jnp.bfloat16)
+  f = lambda w: conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN).sum()
+  assert jax.grad(f)(w).dtype == jnp.bfloat16
+
+
+def test_flax_conv_with_it_has_the_same_params_and_outputs():
+  x = jax.random.normal(jax.random.key(3), (2, 8, 8, 3))
+  plain = nn.Conv(4, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False)
+  ours = plain.clone(conv_general_dilated=conv_general_dilated)
+  variables = plain.init(jax.random.key(4), x)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(4), x)) == jax.tree.map(
+    jnp.shape, variables
+  )
+  np.testing.assert_allclose(ours.apply(variables, x), plain.apply(variables, x), rtol=1e-5)
+  loss = lambda m: lambda v: (m.apply(v, x) ** 2).sum()
+  g1, g2 = jax.grad(loss(ours))(variables), jax.grad(loss(plain))(variables)
+  np.testing.assert_allclose(g1["params"]["kernel"], g2["params"]["kernel"], rtol=1e-4, atol=1e-4)
+
+
+def test_dilated_conv_falls_back_to_lax():
+  x = jax.random.normal(jax.random.key(5), (1, 9, 9, 2))
+  w = jax.random.normal(jax.random.key(6), (3, 3, 2, 2))
+  kw = dict(rhs_dilation=(2, 2), dimension_numbers=DN)
+  np.testing.assert_array_equal(
+    conv_general_dilated(x, w, (1, 1), "SAME", **kw),
+    lax.conv_general_dilated(x, w, (1, 1), "SAME", **kw),
+  )
