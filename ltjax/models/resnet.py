@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ltjax.models.conv import conv_general_dilated
+from ltjax.models.pool import max_pool
 
 Dtype = Any
 Array = Any
@@ -189,7 +190,7 @@ class ResNet(nn.Module):
     x = _conv(64, 7, 2, self.dtype, "conv1")(x)
     x = _bn(train, self.dtype, "bn1")(x)
     x = nn.relu(x)
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         x = self.block_cls(
