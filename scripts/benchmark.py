@@ -1,0 +1,496 @@
+"""Throughput benchmark of ltjax's production train step, side by side with PyTorch.
+
+Times the real jitted, state-donating ``train_step`` that ``ltjax.train.loop.setup`` builds
+(SGD momentum + weight decay, BatchNorm, uint8 -> normalised input on device) on synthetic
+in-memory data, and an equivalent PyTorch model (``scripts/torch_resnet.py``) with the same
+batch, image size and optimiser. JAX and PyTorch are timed *interleaved* in one process:
+each round runs k JAX steps, then k PyTorch steps (per layout), then a large matmul in each
+framework, so a noisy neighbour slows every contender alike; the figures reported are
+medians over rounds and the ltjax/torch ratio is the median of the per-round ratios.
+
+Also reported: XLA's FLOP count of the compiled step and the achieved FLOP/s as a fraction
+of a same-run 2048^3 f32 matmul; XLA's buffer sizes of the compiled step and the process
+max RSS; optionally the input pipeline alone (``--pipeline``) and images/s over simulated
+CPU devices (``--devices 1,2,4``, run in a child process that forces that many host
+devices before importing jax).
+
+Examples::
+
+  python scripts/benchmark.py                       # resnet10, 112 px, batch 64, fp32
+  python scripts/benchmark.py --pipeline --devices 1,2,4
+  python scripts/benchmark.py --image_size 224 --batch 32 --rounds 5
+  python scripts/benchmark.py --xla_flags=--xla_cpu_use_onednn=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--backbone", default="resnet10")
+  p.add_argument("--batch", type=int, default=64, help="global batch size")
+  p.add_argument("--image_size", type=int, default=112)
+  p.add_argument("--num_classes", type=int, default=1000)
+  p.add_argument("--steps", type=int, default=5, help="timed steps per round")
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument(
+    "--devices", default="", help="comma-separated simulated CPU device counts, e.g. 1,2,4,8"
+  )
+  p.add_argument("--torch", dest="torch", action="store_true", default=True)
+  p.add_argument("--no_torch", dest="torch", action="store_false")
+  p.add_argument(
+    "--torch_layout",
+    choices=("nchw", "channels_last", "both"),
+    default="both",
+    help="PyTorch memory format(s) to time",
+  )
+  p.add_argument("--torch_threads", type=int, default=2)
+  p.add_argument("--pipeline", action="store_true", help="also time the input pipeline alone")
+  p.add_argument("--pipeline_batches", type=int, default=20)
+  p.add_argument("--no_donate", action="store_true", help="re-jit the step without donation")
+  p.add_argument("--matmul_n", type=int, default=2048)
+  p.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before jax starts")
+  p.add_argument("--json_out", default="", help="also write the results here as JSON")
+  p.add_argument("--_scaling_worker", action="store_true", help=argparse.SUPPRESS)
+  return p.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+_USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
+if ARGS is not None:
+  _flags = [os.environ.get("XLA_FLAGS", ""), ARGS.xla_flags]
+  if ARGS._scaling_worker:
+    counts = [int(d) for d in ARGS.devices.split(",") if d]
+    _flags.append(f"--xla_force_host_platform_device_count={max(counts)}")
+  os.environ["XLA_FLAGS"] = " ".join(f for f in _flags if f).strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ltjax.config import base_config  # noqa: E402
+from ltjax.data import pipeline  # noqa: E402
+from ltjax.data.datasets import DataSplits  # noqa: E402
+from ltjax.data.sources import ArraySource  # noqa: E402
+from ltjax.train import loop, steps  # noqa: E402
+from ltjax.train import mesh as mesh_lib  # noqa: E402
+
+# ------------------------------------------------------------------------------------------
+# Setup.
+
+
+def synthetic_source(n: int, size: int, num_classes: int, seed: int = 0) -> ArraySource:
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+  return ArraySource(images, np.arange(n) % num_classes, num_classes)
+
+
+def synthetic_splits(args) -> DataSplits:
+  n = max(2 * args.batch, args.num_classes)
+  train = synthetic_source(n, args.image_size, args.num_classes)
+  small = synthetic_source(args.batch, args.image_size, args.num_classes, seed=1)
+  return DataSplits(train=train, val=small, test=small, num_classes=args.num_classes)
+
+
+def make_config(args, num_devices: int):
+  c = base_config()
+  c.model.backbone = args.backbone
+  c.model.dtype = args.dtype
+  c.batch_size = args.batch
+  c.eval.batch_size = args.batch
+  c.num_devices = num_devices
+  c.num_epochs = 1
+  return c
+
+
+class JaxStep:
+  """ltjax's compiled production train step with its state and one device batch."""
+
+  def __init__(self, args, splits: DataSplits, num_devices: int):
+    config = make_config(args, num_devices)
+    t0 = time.perf_counter()
+    exp, self.state = loop.setup(config, splits)
+    self.mesh_size = exp.mesh.size
+    fn = exp.train_step
+    if args.no_donate:
+      repl = mesh_lib.replicated(exp.mesh)
+      fn = jax.jit(
+        steps.make_train_step(exp.model, exp.tx, config.dataset.mean, config.dataset.std),
+        in_shardings=(exp.state_sharding, mesh_lib.batch_sharding(exp.mesh)),
+        out_shardings=(exp.state_sharding, repl),
+      )
+    images, labels = splits.train.get_batch(np.arange(args.batch))
+    local = {"image": images, "label": labels.astype(np.int32)}
+    self.batch = pipeline.to_global(local, mesh_lib.batch_sharding(exp.mesh))
+    t1 = time.perf_counter()
+    self.compiled = fn.lower(self.state, self.batch).compile()
+    self.compile_s = time.perf_counter() - t1
+    self.setup_s = t1 - t0
+    self.run(args.warmup)
+
+  def run(self, n: int) -> float:
+    """Runs ``n`` steps, blocking only at the end; returns the wall time."""
+    t0 = time.perf_counter()
+    metrics = None
+    for _ in range(n):
+      self.state, metrics = self.compiled(self.state, self.batch)
+    jax.block_until_ready((self.state, metrics))
+    return time.perf_counter() - t0
+
+  def flops(self) -> float:
+    cost = self.compiled.cost_analysis()
+    if isinstance(cost, list | tuple):  # Older jax: one dict per computation.
+      cost = cost[0]
+    return float(cost.get("flops", float("nan")))
+
+  def memory(self) -> dict:
+    m = self.compiled.memory_analysis()
+    names = ("argument", "output", "temp", "alias", "generated_code")
+    out = {k: int(getattr(m, f"{k}_size_in_bytes", 0) or 0) for k in names}
+    out["peak_reported"] = int(getattr(m, "peak_memory_in_bytes", 0) or 0)
+    return out
+
+
+class JaxMatmul:
+  def __init__(self, n: int):
+    self.n = n
+    k1, k2 = jax.random.split(jax.random.key(0))
+    self.a = jax.random.normal(k1, (n, n), jnp.float32)
+    self.b = jax.random.normal(k2, (n, n), jnp.float32)
+    self.f = jax.jit(jnp.matmul).lower(self.a, self.b).compile()
+    self.run(1)
+
+  def run(self, reps: int) -> float:
+    t0 = time.perf_counter()
+    out = None
+    for _ in range(reps):
+      out = self.f(self.a, self.b)
+    jax.block_until_ready(out)
+    return time.perf_counter() - t0
+
+
+class TorchStep:
+  """The PyTorch twin of the step: uint8 -> normalise, forward, CE, backward, SGD."""
+
+  def __init__(self, args, layout: str):
+    import torch  # noqa: PLC0415
+
+    sys.path.insert(0, _HERE)
+    import torch_resnet  # noqa: PLC0415
+
+    self.torch = torch
+    torch.manual_seed(0)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    self.model = torch_resnet.build(args.backbone, args.num_classes).to(memory_format=fmt)
+    self.model.train()
+    self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(0)
+    shape = (args.batch, 3, args.image_size, args.image_size)
+    self.images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).contiguous(
+      memory_format=fmt
+    )
+    self.labels = torch.randint(0, args.num_classes, (args.batch,), generator=g)
+    cfg = base_config().dataset
+    self.mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
+    self.std = torch.tensor(cfg.std).view(1, 3, 1, 1)
+    self.bf16 = args.dtype == "bfloat16"
+    self.run(args.warmup)
+
+  def step(self):
+    torch = self.torch
+    x = (self.images.float() / 255.0 - self.mean) / self.std
+    self.opt.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+      logits = self.model(x)
+    loss = torch.nn.functional.cross_entropy(logits.float(), self.labels)
+    loss.backward()
+    self.opt.step()
+    return loss.detach(), (logits.argmax(-1) == self.labels).float().mean()
+
+  def run(self, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+      loss, _ = self.step()
+    float(loss)  # PyTorch CPU is synchronous; this is just a use of the result.
+    return time.perf_counter() - t0
+
+
+class TorchMatmul:
+  def __init__(self, n: int):
+    import torch  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(0)
+    self.a = torch.randn(n, n, generator=g)
+    self.b = torch.randn(n, n, generator=g)
+    self.torch = torch
+    self.run(1)
+
+  def run(self, reps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(reps):
+      self.torch.mm(self.a, self.b)
+    return time.perf_counter() - t0
+
+
+def max_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux.
+
+
+# ------------------------------------------------------------------------------------------
+# Measurements.
+
+
+def interleaved(args) -> dict:
+  """The main run: ltjax vs PyTorch (and matmul peaks), alternating rounds."""
+  splits = synthetic_splits(args)
+  jstep = JaxStep(args, splits, num_devices=1)
+  rss_after_jax = max_rss_bytes()
+  contenders = {"ltjax": jstep}
+  layouts = []
+  if args.torch:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(args.torch_threads)
+    layouts = ["nchw", "channels_last"] if args.torch_layout == "both" else [args.torch_layout]
+    for layout in layouts:
+      contenders[f"torch_{layout}"] = TorchStep(args, layout)
+  mm_reps = 3
+  matmuls = {"jax_matmul": JaxMatmul(args.matmul_n)}
+  if args.torch:
+    matmuls["torch_matmul"] = TorchMatmul(args.matmul_n)
+
+  times = {k: [] for k in [*contenders, *matmuls]}
+  for _ in range(args.rounds):
+    for name, c in contenders.items():
+      times[name].append(c.run(args.steps))
+    for name, m in matmuls.items():
+      times[name].append(m.run(mm_reps))
+
+  res = {"step_s": {}, "images_per_s": {}, "ratio": {}, "matmul_gflops": {}}
+  for name in contenders:
+    per_step = [t / args.steps for t in times[name]]
+    res["step_s"][name] = statistics.median(per_step)
+    res["images_per_s"][name] = statistics.median(args.batch / s for s in per_step)
+  for layout in layouts:
+    r = [t / j for j, t in zip(times["ltjax"], times[f"torch_{layout}"], strict=True)]
+    res["ratio"][f"torch_{layout}"] = {"median": statistics.median(r), "min": min(r), "max": max(r)}
+  mm_flops = 2.0 * args.matmul_n**3
+  for name in matmuls:
+    res["matmul_gflops"][name] = (
+      statistics.median(mm_reps * mm_flops / t for t in times[name]) / 1e9
+    )
+  flops = jstep.flops()
+  step_s = res["step_s"]["ltjax"]
+  res["flops_per_step"] = flops
+  res["achieved_gflops"] = flops / step_s / 1e9
+  res["fraction_of_matmul_peak"] = res["achieved_gflops"] / res["matmul_gflops"]["jax_matmul"]
+  res["memory"] = jstep.memory()
+  res["max_rss_after_jax"] = rss_after_jax
+  res["max_rss_end"] = max_rss_bytes()
+  res["compile_s"] = jstep.compile_s
+  res["setup_s"] = jstep.setup_s
+  res["rounds_s"] = times
+  return res
+
+
+def time_pipeline(args) -> dict:
+  """Batches/s of TrainStream + train_iterator (crop_flip) over synthetic uint8 images."""
+  config = make_config(args, 1)
+  source = synthetic_source(
+    max(4 * args.batch, args.num_classes), args.image_size, args.num_classes
+  )
+  stream = pipeline.TrainStream(
+    source,
+    sampler="instance",
+    sampler_options={},
+    seed=0,
+    global_batch=args.batch,
+    augment="crop_flip",
+    pad=config.data.pad,
+    flip=config.data.flip,
+  )
+  n, warm = args.pipeline_batches, 3
+  out = {"num_threads": config.data.num_threads, "prefetch": config.data.prefetch}
+  it = pipeline.train_iterator(
+    stream, n + warm, num_threads=config.data.num_threads, prefetch=config.data.prefetch
+  )
+  for _ in range(warm):
+    next(it)
+  t0 = time.perf_counter()
+  for _ in range(n):
+    next(it)
+  out["iterator_images_per_s"] = n * args.batch / (time.perf_counter() - t0)
+  t0 = time.perf_counter()
+  for step in range(n):
+    stream(step)
+  out["single_call_images_per_s"] = n * args.batch / (time.perf_counter() - t0)
+  return out
+
+
+def scaling_worker(args) -> dict:
+  """Runs in a child process with max(--devices) forced host devices: rounds interleaved."""
+  counts = [int(d) for d in args.devices.split(",") if d]
+  splits = synthetic_splits(args)
+  runs = {n: JaxStep(args, splits, num_devices=n) for n in counts}
+  times = {n: [] for n in counts}
+  for _ in range(args.rounds):
+    for n, r in runs.items():
+      times[n].append(r.run(args.steps))
+  return {
+    str(n): {
+      "images_per_s": statistics.median(args.steps * args.batch / t for t in times[n]),
+      "compile_s": runs[n].compile_s,
+    }
+    for n in counts
+  }
+
+
+def run_scaling(args) -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), "--_scaling_worker", *sys.argv[1:]]
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS")
+  if _USER_XLA_FLAGS is not None:
+    env["XLA_FLAGS"] = _USER_XLA_FLAGS
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+  if proc.returncode:
+    sys.stderr.write(proc.stderr)
+    raise RuntimeError(f"scaling worker failed with exit code {proc.returncode}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------
+# Report.
+
+
+def _mib(b: float) -> str:
+  return f"{b / 2**20:,.0f} MiB"
+
+
+def environment() -> dict:
+  env = {
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "jax_devices": f"{len(jax.devices())} x {jax.devices()[0].platform}",
+    "cpu_count": os.cpu_count(),
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+  }
+  try:
+    with open("/proc/cpuinfo") as f:
+      env["cpu"] = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+  except (OSError, StopIteration):
+    env["cpu"] = platform.processor()
+  return env
+
+
+def report(args, env: dict, res: dict) -> str:
+  lines = []
+  add = lines.append
+  add(f"## ltjax train-step benchmark: {args.backbone}, {args.image_size} px, batch {args.batch}")
+  add("")
+  add(
+    f"{env['cpu']}, {env['cpu_count']} CPUs; jax {env['jax']} ({env['jax_devices']})"
+    + (f", torch {env['torch']} ({args.torch_threads} threads)" if "torch" in env else "")
+    + f"; dtype {args.dtype}; {args.rounds} rounds x {args.steps} steps, interleaved"
+    + ("; no donation" if args.no_donate else "")
+    + (f"; XLA_FLAGS=`{env['XLA_FLAGS']}`" if env["XLA_FLAGS"] else "")
+  )
+  add("")
+  if "main" in res:
+    m = res["main"]
+    add("| contender | step (ms) | images/s | ltjax / this (median [min, max] of rounds) |")
+    add("|---|---:|---:|---:|")
+    for name, ips in m["images_per_s"].items():
+      ratio = m["ratio"].get(name)
+      rtxt = f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]" if ratio else ""
+      add(f"| {name} | {1e3 * m['step_s'][name]:.0f} | {ips:.1f} | {rtxt} |")
+    add("")
+    mem = m["memory"]
+    flops = m["flops_per_step"]
+    mm = m["matmul_gflops"]
+    add("| ltjax step figure | value |")
+    add("|---|---:|")
+    add(f"| FLOPs per step (XLA cost analysis) | {flops / 1e9:.1f} GFLOP |")
+    add(f"| achieved | {m['achieved_gflops']:.1f} GFLOP/s |")
+    add(f"| jax f32 matmul {args.matmul_n}^3 (same run) | {mm['jax_matmul']:.1f} GFLOP/s |")
+    if "torch_matmul" in mm:
+      add(f"| torch f32 matmul {args.matmul_n}^3 (same run) | {mm['torch_matmul']:.1f} GFLOP/s |")
+    add(f"| achieved / jax matmul peak | {100 * m['fraction_of_matmul_peak']:.0f}% |")
+    add(
+      f"| XLA buffers: arguments + outputs + temps | "
+      f"{_mib(mem['argument'] + mem['output'] + mem['temp'])} |"
+    )
+    add(
+      f"| (arguments {_mib(mem['argument'])}, outputs {_mib(mem['output'])}, "
+      f"temps {_mib(mem['temp'])}, aliased by donation {_mib(mem['alias'])}) | |"
+    )
+    add(
+      f"| XLA live-buffer estimate: arguments + outputs + temps - aliased | "
+      f"{_mib(mem['argument'] + mem['output'] + mem['temp'] - mem['alias'])} |"
+    )
+    add(f"| process max RSS after JAX compile + warmup | {_mib(m['max_rss_after_jax'])} |")
+    add(f"| process max RSS at the end (JAX + PyTorch + data) | {_mib(m['max_rss_end'])} |")
+    add(f"| compile time (excluded from timings) | {m['compile_s']:.1f} s |")
+    add("")
+  if "pipeline" in res:
+    p = res["pipeline"]
+    add(
+      f"Input pipeline alone (TrainStream + train_iterator, crop_flip, "
+      f"{p['num_threads']} threads, prefetch {p['prefetch']}): "
+      f"**{p['iterator_images_per_s']:.0f} images/s**; "
+      f"one `stream(step)` call at a time: {p['single_call_images_per_s']:.0f} images/s."
+    )
+    add("")
+  if "scaling" in res:
+    add(
+      "Device-count scaling on *simulated* CPU devices (`--xla_force_host_platform_device_count`"
+      "): they all share the same cores, so this measures the overhead of sharding the same "
+      "global batch, not real scaling."
+    )
+    add("")
+    add("| devices | per-device batch | images/s | vs 1 device |")
+    add("|---:|---:|---:|---:|")
+    base = res["scaling"].get("1", {}).get("images_per_s")
+    for n, r in res["scaling"].items():
+      rel = f"{r['images_per_s'] / base:.2f}" if base else ""
+      add(f"| {n} | {args.batch // int(n)} | {r['images_per_s']:.1f} | {rel} |")
+    add("")
+  return "\n".join(lines)
+
+
+def main(args) -> None:
+  if args._scaling_worker:
+    print(json.dumps(scaling_worker(args)))
+    return
+  env = environment()
+  if args.torch:
+    import torch  # noqa: PLC0415
+
+    env["torch"] = torch.__version__
+  res = {"args": vars(args), "env": env}
+  res["main"] = interleaved(args)
+  if args.pipeline:
+    res["pipeline"] = time_pipeline(args)
+  if args.devices:
+    res["scaling"] = run_scaling(args)
+  print(report(args, env, res))
+  if args.json_out:
+    with open(args.json_out, "w") as f:
+      json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+  main(ARGS)
