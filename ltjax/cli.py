@@ -1,8 +1,14 @@
-"""The ``ltjax`` command: train, evaluate, demo.
+"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare.
 
 ltjax train --config=configs/<dataset>/<stage>.py --workdir=DIR [--config.x=y ...]
-ltjax evaluate --config=... --workdir=DIR [--open_set]
+ltjax evaluate --config=... --workdir=DIR [--open_set] [--posthoc]
 ltjax demo [--workdir=DIR]
+ltjax report --workdir=DIR
+ltjax stats --split=LIST.txt [--num_classes=K]
+ltjax prepare --dataset=imagenet_lt|places_lt|inat2018 --root=IMAGES --out=DIR
+    [--lists_dir=LISTS] [--splits=train,val,test,open] [--records_per_shard=1024]
+  packs the split lists' images into ArrayRecord shards (resumable: re-run after an
+  interruption); train from them with --config.dataset.packed_dir=DIR.
 """
 
 from __future__ import annotations
@@ -27,6 +33,16 @@ _POSTHOC = flags.DEFINE_bool(
 _SPLIT = flags.DEFINE_string("split", None, "stats: a split list file (path label per line).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "stats: number of classes (optional).")
 _OPEN_SET = flags.DEFINE_bool("open_set", False, "evaluate: require and report open-set metrics.")
+_DATASET = flags.DEFINE_string("dataset", None, "prepare: imagenet_lt, places_lt or inat2018.")
+_ROOT = flags.DEFINE_string("root", None, "prepare: the image directory the lists refer to.")
+_LISTS_DIR = flags.DEFINE_string(
+  "lists_dir", None, "prepare: the directory of the split lists (default: --root)."
+)
+_OUT = flags.DEFINE_string("out", None, "prepare: the output directory of the shards.")
+_SPLITS = flags.DEFINE_string("splits", "train,val,test,open", "prepare: the splits to pack.")
+_RECORDS_PER_SHARD = flags.DEFINE_integer(
+  "records_per_shard", 1024, "prepare: images per ArrayRecord shard."
+)
 
 USAGE = __doc__
 
@@ -104,12 +120,65 @@ def cmd_stats(argv) -> None:
   print(splitlist.format_statistics(stats, os.path.basename(_SPLIT.value)))
 
 
+def cmd_prepare(argv) -> None:
+  del argv
+  for flag, name in ((_DATASET, "dataset"), (_ROOT, "root"), (_OUT, "out")):
+    _require(flag, name)
+  from ltjax.data import packed, splitlist  # noqa: PLC0415
+
+  dataset = _DATASET.value
+  if dataset not in splitlist.DATASET_LISTS:
+    raise ValueError(f"unknown --dataset {dataset!r}; valid: {', '.join(splitlist.DATASET_LISTS)}.")
+  if _RECORDS_PER_SHARD.value < 1:
+    raise ValueError(f"--records_per_shard must be >= 1, got {_RECORDS_PER_SHARD.value}.")
+  if not os.path.isdir(_ROOT.value):
+    raise ValueError(f"--root {_ROOT.value!r} is not a directory.")
+  spec = splitlist.DATASET_LISTS[dataset]
+  lists_dir = _LISTS_DIR.value or _ROOT.value
+  splits = [s.strip() for s in _SPLITS.value.split(",") if s.strip()]
+  valid = ("train", "val", "test", "open")
+  unknown = [s for s in splits if s not in valid]
+  if unknown or not splits:
+    raise ValueError(f"bad --splits {_SPLITS.value!r}; a comma-separated subset of {valid}.")
+  jobs: dict[str, str] = {}  # Packed split name -> list file, each list packed once.
+  for split in splits:
+    if split not in spec:
+      print(f"{split}: {dataset} has no {split} list, skipped")
+      continue
+    name = packed.packed_split_name(dataset, split)
+    if name != split:
+      print(f"{split}: same list as {name} ({spec[split]}), read from the {name} shards")
+    path = splitlist.split_list_path(dataset, name, lists_dir)
+    if not os.path.isfile(path):
+      if split == "open" and not _SPLITS.present:  # Only OLTR needs it: optional by default.
+        print(f"open: no {path}, skipped (it is only needed for open-set evaluation)")
+        continue
+      raise ValueError(f"split list {path} does not exist; check --lists_dir (or --root).")
+    jobs[name] = path
+  for name, path in jobs.items():
+    try:
+      summary = packed.pack_split_list(
+        path,
+        _ROOT.value,
+        _OUT.value,
+        name,
+        spec["num_classes"],
+        allow_open=name == "open",
+        records_per_shard=_RECORDS_PER_SHARD.value,
+        progress=True,
+      )
+    except OSError as e:  # E.g. an unwritable --out.
+      raise ValueError(f"prepare {name}: {e}") from e
+    print(packed.format_summary(summary), flush=True)
+
+
 COMMANDS = {
   "train": cmd_train,
   "evaluate": cmd_evaluate,
   "demo": cmd_demo,
   "report": cmd_report,
   "stats": cmd_stats,
+  "prepare": cmd_prepare,
 }
 
 

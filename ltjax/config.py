@@ -43,6 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   d.root = ""  # Split-list datasets: the image directory the list paths are relative to.
   d.lists_dir = ""  # Split-list datasets: where ImageNet_LT_train.txt etc. are (default root).
   d.open_set = False  # Split-list datasets: append the open-set list (label -1) to test.
+  # Split-list datasets: read every split from the ArrayRecord shards that `ltjax prepare`
+  # wrote to this directory instead of the image files under root (then not needed).
+  d.packed_dir = ""
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
 
   c.data = ml_collections.ConfigDict()
@@ -136,6 +139,45 @@ def inat2018(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """iNaturalist 2018: 437,513 train images of 8,142 classes; evaluated on the official
   val list (24,426 images, 3 per class), as the references do."""
   return _split_list_dataset(c, "inat2018")
+
+
+CIFAR_LT = {"cifar10": 5000, "cifar100": 500}  # TFDS name -> images per class in train.
+
+
+def cifar_lt(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """CIFAR-10-LT / CIFAR-100-LT from TFDS (the community convention of Cui et al. 2019):
+  the training images cut to n_j = n_max * ratio^(-j/(K-1)) with ratio 100 (override
+  ``dataset.imbalance_ratio`` for 50 or 10), the balanced test set kept, ResNet-32,
+  pad-4 crop + flip.
+
+  One deviation, so that NCM and tau-norm can be selected without touching test: 20
+  images per class are held out of the training pool as a balanced validation split,
+  so the head class has n_max = 4,980 (CIFAR-10) / 480 (CIFAR-100) images instead of
+  5,000 / 500. ``--config.dataset.val_per_class=0 --config.dataset.n_max=5000`` (500)
+  gives the exact convention, without validation-based selection."""
+  if name not in CIFAR_LT:
+    raise ValueError(f"unknown CIFAR-LT dataset {name!r}; valid: {sorted(CIFAR_LT)}.")
+  c.dataset.name = "tfds"
+  c.dataset.tfds_name = name
+  c.dataset.imbalance_ratio = 100.0
+  c.dataset.val_per_class = 20
+  c.dataset.n_max = CIFAR_LT[name] - c.dataset.val_per_class
+  c.dataset.mean, c.dataset.std = CIFAR_MEAN, CIFAR_STD
+  c.data.augment = "crop_flip"
+  c.data.pad = 4
+  c.model.backbone = "cifar_resnet32"
+  return c
+
+
+def cifar_lt_joint(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Joint training on CIFAR-LT (the usual CIFAR-LT recipe): 200 epochs, batch 128, SGD
+  0.9, lr 0.1 with 5 warm-up epochs then cosine, weight decay 2e-4."""
+  c.stage = c.method = "joint"
+  c.batch_size, c.num_epochs = 128, 200
+  c.optim.lr, c.optim.weight_decay, c.optim.warmup_epochs = 0.1, 2e-4, 5
+  c.optim.schedule = "cosine"
+  c.eval_every_epochs = 20
+  return c
 
 
 def decoupling_joint(c: ml_collections.ConfigDict, sampler: str) -> ml_collections.ConfigDict:

@@ -95,16 +95,20 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
   assert result.returncode == 1 and "no open-set images" in result.stderr
 
 
-def test_cifar10_lt_config_trains_on_mocked_tfds(tmp_path):
-  config = load_config(CIFAR)
-  config.dataset.n_max = 12
-  config.dataset.imbalance_ratio = 4
+@pytest.mark.parametrize("name, examples", [("cifar10_lt", 300), ("cifar100_lt", 1500)])
+def test_cifar_lt_config_trains_on_mocked_tfds(name, examples, tmp_path):
+  config = load_config(os.path.join(REPO, "configs", name, "joint.py"))
+  config.dataset.n_max, config.dataset.val_per_class = 6, 1
+  config.dataset.imbalance_ratio = 3
   config.batch_size = config.eval.batch_size = 16
   config.num_epochs = 1
   config.model.backbone = "cifar_resnet8"
-  with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE_CODE):
+  with tfds.testing.mock_data(num_examples=examples, policy=tfds.testing.MockPolicy.USE_CODE):
     summary = loop.train_and_evaluate(config, str(tmp_path))
+    exp, _ = loop.setup(config)
   assert set(summary) == {"many", "medium", "few", "all", "mean_class"}
+  assert exp.splits.train_counts[0] == 6 and exp.splits.train_counts[-1] == 2
+  assert len(exp.splits.val) == exp.splits.num_classes
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):

@@ -106,34 +106,50 @@ SPLIT_LIST_DATASETS = ("imagenet_lt", "places_lt", "inat2018")
 DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
 
 
-def open_source_path(cfg, spec) -> str:
-  return os.path.join(cfg.lists_dir or cfg.root, spec["open"])
-
-
 def build_split_list_splits(
   cfg: ml_collections.ConfigDict, decode_min_size: int = 0, skip_corrupt: bool = False
 ) -> DataSplits:
   """The reference split lists (ImageNet_LT_train.txt, ...) over an image root.
 
   ``cfg.lists_dir`` holds the list files (default: ``cfg.root``); ``cfg.open_set``
-  appends the open-set list (label -1) to the test split.
+  appends the open-set list (label -1) to the test split. With ``cfg.packed_dir`` every
+  split is read from the ArrayRecord shards written by ``ltjax prepare`` instead (same
+  labels and pixels; ``root`` and ``lists_dir`` are then not needed).
   """
   from ltjax.data.splitlist import DATASET_LISTS, SplitListSource  # noqa: PLC0415
 
-  if not cfg.root:
-    raise ValueError(f"dataset {cfg.name}: set --config.dataset.root to the image directory.")
   spec = DATASET_LISTS[cfg.name]
-  lists_dir = cfg.lists_dir or cfg.root
+  min_size = decode_min_size or None
+  if cfg.packed_dir:
+    from ltjax.data.packed import PackedSource, packed_split_name  # noqa: PLC0415
 
-  def source(split: str, allow_open: bool = False) -> SplitListSource:
-    return SplitListSource(
-      os.path.join(lists_dir, spec[split]),
-      cfg.root,
-      spec["num_classes"],
-      allow_open=allow_open,
-      min_size=decode_min_size or None,
-      skip_corrupt=skip_corrupt,
-    )
+    def source(split: str, allow_open: bool = False) -> Source:
+      return PackedSource(
+        cfg.packed_dir,
+        packed_split_name(cfg.name, split),
+        spec["num_classes"],
+        allow_open=allow_open,
+        min_size=min_size,
+        skip_corrupt=skip_corrupt,
+      )
+
+  else:
+    if not cfg.root:
+      raise ValueError(
+        f"dataset {cfg.name}: set --config.dataset.root to the image directory (or "
+        "--config.dataset.packed_dir to the output of 'ltjax prepare')."
+      )
+    lists_dir = cfg.lists_dir or cfg.root
+
+    def source(split: str, allow_open: bool = False) -> Source:
+      return SplitListSource(
+        os.path.join(lists_dir, spec[split]),
+        cfg.root,
+        spec["num_classes"],
+        allow_open=allow_open,
+        min_size=min_size,
+        skip_corrupt=skip_corrupt,
+      )
 
   test = source("test")
   if cfg.open_set:
@@ -143,9 +159,9 @@ def build_split_list_splits(
     known = np.flatnonzero(open_source.labels != -1)
     if known.size:
       raise ValueError(
-        f"open-set list {open_source_path(cfg, spec)} has {known.size} record(s) with a label "
-        f"other than -1 (first: line {known[0] + 1}, label {open_source.labels[known[0]]}); "
-        "open-set images must all be labelled -1."
+        f"open-set list {open_source.list_file} has {known.size} record(s) with a label "
+        f"other than -1 (first: line {open_source.lines[known[0]]}, label "
+        f"{open_source.labels[known[0]]}); open-set images must all be labelled -1."
       )
     test = Concat(test, open_source)
   return DataSplits(

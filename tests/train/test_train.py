@@ -33,7 +33,7 @@ def one_step_of(path, tmp_path, real_backbone):
   config.batch_size = config.eval.batch_size = 8
   config.data.crop_size = 32  # ImageNet-size configs: 32-px crops keep the step cheap.
   config.data.num_threads = 1
-  if not real_backbone and not config.model.backbone.startswith("cifar_"):
+  if not real_backbone:
     config.model.backbone = "cifar_resnet8"  # The real ones run in the slow variant.
   splits = tiny_splits(num_classes=4, size=16, channels=len(config.dataset.mean))
   if loop.get_stage(config.stage).load:  # Needs a stage-1 model of the same backbone.

@@ -1,0 +1,22 @@
+"""CIFAR-100-LT joint training (representation learning), ResNet-32, instance sampling.
+
+  ltjax train --config=configs/cifar100_lt/joint.py --workdir=runs/cifar100_lt_joint \\
+      --config.dataset.data_dir=DIR
+
+NCM and tau-norm on top of it (selected on the validation split, never on test):
+
+  ltjax evaluate --config=configs/cifar100_lt/joint.py --workdir=runs/cifar100_lt_joint \\
+      --config.dataset.data_dir=DIR --posthoc
+
+Other samplers: `--config.sampler.name=class_balanced|sqrt|progressive`.
+Data: the TFDS `cifar100` dataset as ArrayRecord (read without TensorFlow): run
+`tfds build cifar100 --data_dir=DIR --file_format=array_record` once on a machine with
+internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).
+Not yet run to completion by the team (no CIFAR copy on the development machine).
+"""
+
+from ltjax import config as config_lib
+
+
+def get_config():
+  return config_lib.cifar_lt_joint(config_lib.cifar_lt(config_lib.base_config(), "cifar100"))

@@ -1,0 +1,18 @@
+"""CIFAR-10-LT cRT: the joint ResNet-32 frozen, a new linear classifier trained with
+class-aware sampling (k=4), 10 epochs (Kang et al.'s classifier re-balancing recipe).
+
+  ltjax train --config=configs/cifar10_lt/crt.py --workdir=runs/cifar10_lt_crt \\
+      --config.init_from=runs/cifar10_lt_joint --config.dataset.data_dir=DIR
+
+Data: the TFDS `cifar10` dataset as ArrayRecord (read without TensorFlow): run
+`tfds build cifar10 --data_dir=DIR --file_format=array_record` once on a machine with
+internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).
+Not yet run to completion by the team (no CIFAR copy on the development machine).
+"""
+
+from ltjax import config as config_lib
+
+
+def get_config():
+  c = config_lib.cifar_lt(config_lib.base_config(), "cifar10")
+  return config_lib.decoupling_classifier(c, "crt")
