@@ -3,20 +3,20 @@
 XLA:CPU lowers the gradient of a convolution with respect to its filter to a convolution
 whose "kernel" is the output gradient (spatially as large as the feature map), and runs
 it 10-20x below the machine's matmul rate (measured in BENCHMARKS.md: 6 GFLOP/s for a
-3x3 64->64 conv on a 28x28 map, batch 64, against ~120 GFLOP/s for a matmul). That one
+3x3 64->64 conv on a 28x28 map, batch 64, against ~130 GFLOP/s for a matmul). That one
 op made a ResNet-10 train step 3x slower than PyTorch on the same CPU.
 
 ``conv_general_dilated`` here is a drop-in replacement for ``lax.conv_general_dilated``
 (pass it to ``flax.linen.Conv(conv_general_dilated=...)``) for NHWC inputs and HWIO
 kernels without dilation. Its forward pass and its input gradient are XLA's own; its
-filter gradient is, on CPU, the im2col form: the ``kh * kw`` shifted (strided) views of
-the padded input are stacked into patches ``(N, kh*kw*C)`` and contracted with the output
-gradient ``(N, O)`` in one matmul (grouped convs: one batched matmul over the groups). On
+filter gradient is, on CPU, computed with matmuls: each of the ``kh * kw`` kernel offsets
+sees a shifted (strided) view of the padded input, contracted with the output gradient
+``(N, O)`` (``matmul_filter_grad``). On
 other platforms (GPU, TPU) ``lax.platform_dependent`` keeps XLA's native filter gradient,
 which cuDNN and the TPU compiler run well.
 
-The patches cost ``kh * kw`` times the input activation in temporary memory during the
-backward pass of each layer (e.g. 115 MB for a 3x3 conv on a 64x28x28x64 float32 map).
+The views and patches cost up to ``kh * kw`` times the input activation in temporary
+memory during the backward pass of each layer.
 """
 
 from __future__ import annotations
@@ -52,8 +52,19 @@ def _conv_fwd(x, w, strides, padding, groups):
   return _xla_conv(x, w, strides, padding, groups), (x, w)
 
 
-def im2col_filter_grad(x, g, kernel_shape, strides, padding, groups):
-  """d(conv(x, w)) / dw contracted with the output gradient ``g``, as one matmul.
+# Below this many input channels per group, one matmul over stacked patches (im2col)
+# beats one matmul per kernel offset (the ResNet stem, C=3); above, the per-offset matmuls
+# avoid writing kh*kw copies of the input (measured with scripts/bench_layers.py).
+_PER_OFFSET_MIN_CHANNELS = 16
+
+
+def matmul_filter_grad(x, g, kernel_shape, strides, padding, groups):
+  """d(conv(x, w)) / dw contracted with the output gradient ``g``, as matmuls.
+
+  With ``C`` input channels per group: for ``C >= 16`` (and no groups) one ``(C, N) x
+  (N, O)`` matmul per kernel offset, on the strided view of the padded input that the
+  offset sees; otherwise (the stem, grouped convs) one matmul of the stacked views
+  (im2col patches ``(N, kh*kw*C)``) with ``g``.
 
   Args:
     x: ``(B, H, W, C)`` conv input.
@@ -81,12 +92,22 @@ def im2col_filter_grad(x, g, kernel_shape, strides, padding, groups):
     for j in range(kw)
   ]
   n = b * ho * wo
+  contract_rows = (((0,), (0,)), ((), ()))
+  if groups == 1 and cin_g >= _PER_OFFSET_MIN_CHANNELS:
+    g2 = g.reshape(n, cout)
+    dw = jnp.stack(
+      [
+        lax.dot_general(v.reshape(n, cin_g), g2, contract_rows, preferred_element_type=jnp.float32)
+        for v in views
+      ]
+    )
+    return dw.reshape(kh, kw, cin_g, cout).astype(g.dtype)
   patches = views[0] if len(views) == 1 else jnp.stack(views, axis=3)
   if groups == 1:
     dw = lax.dot_general(
       patches.reshape(n, kh * kw * cin_g),
       g.reshape(n, cout),
-      (((0,), (0,)), ((), ())),
+      contract_rows,
       preferred_element_type=jnp.float32,
     )
     return dw.reshape(kh, kw, cin_g, cout).astype(g.dtype)
@@ -108,7 +129,7 @@ def _conv_bwd(strides, padding, groups, residuals, g):
     return vjp(g)[1]
 
   def matmul(x, g):
-    return im2col_filter_grad(x, g, w.shape, strides, padding, groups)
+    return matmul_filter_grad(x, g, w.shape, strides, padding, groups)
 
   dx = vjp(g)[0]
   dw = lax.platform_dependent(x, g, cpu=matmul, default=native)

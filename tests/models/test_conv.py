@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from ltjax.models.conv import conv_general_dilated, im2col_filter_grad
+from ltjax.models.conv import conv_general_dilated, matmul_filter_grad
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -22,6 +22,8 @@ DN = ("NHWC", "HWIO", "NHWC")
     (6, 8, 8, 3, 1, 4, ((1, 1), (1, 1))),  # grouped (ResNeXt)
     (6, 8, 4, 3, 2, 2, "SAME"),
     (5, 2, 3, 2, 1, 1, ((0, 1), (1, 0))),  # asymmetric padding, even kernel
+    (7, 16, 8, 3, 2, 1, ((1, 1), (1, 1))),  # >= 16 channels: one matmul per kernel offset
+    (6, 16, 4, 1, 1, 1, ((0, 0), (0, 0))),
   ],
 )
 def test_values_and_gradients_match_lax(size, cin, cout, kernel, stride, groups, padding):
@@ -42,14 +44,14 @@ def test_values_and_gradients_match_lax(size, cin, cout, kernel, stride, groups,
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_filter_grad_is_the_im2col_matmul_on_cpu():
+def test_filter_grad_is_the_matmul_form_on_cpu():
   x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
   w = jnp.zeros((3, 3, 3, 5))
   g = jax.random.normal(jax.random.key(2), (2, 3, 3, 5))
   pads = ((1, 1), (1, 1))
   f = lambda w: conv_general_dilated(x, w, (2, 2), pads, dimension_numbers=DN)
   dw = jax.vjp(f, w)[1](g)[0]
-  np.testing.assert_array_equal(dw, im2col_filter_grad(x, g, w.shape, (2, 2), pads, 1))
+  np.testing.assert_array_equal(dw, matmul_filter_grad(x, g, w.shape, (2, 2), pads, 1))
   assert "dot_general" in str(jax.make_jaxpr(lambda w: jax.vjp(f, w)[1](g))(w))
 
 
