@@ -2,7 +2,7 @@
 
   ltjax train --config=configs/digits/joint.py --workdir=/tmp/digits_joint
 
-Measured test figures (seed 0): README, "The demo's numbers" (joint: all 95.0, few 86.7).
+Measured test figures (seed 0): README, "The demo's numbers".
 """
 
 from ltjax.demo import joint_config
