@@ -213,8 +213,9 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
   """Builds the experiment and its initial (sharded) train state.
 
   For stages that start from an earlier run (cRT, LWS, OLTR), the initial state holds
-  the loaded parameters (and OLTR's initial centroids); ``train`` then resumes from the
-  stage's own checkpoints if any.
+  the loaded parameters; ``train`` then resumes from the stage's own checkpoints if any,
+  or else (OLTR) computes the initial centroids with ``init_centroids`` (a pass over the
+  training set that a resumed run does not need).
   """
   stage = get_stage(config.stage)
   _check_intervals(config)
@@ -268,8 +269,6 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
     eval_step,
     feature_step,
   )
-  if stage.oltr:
-    state = init_centroids(exp, state)
   return exp, state
 
 
@@ -382,6 +381,8 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
     state, data_state, _, start = ckpt_lib.restore(ckpt.directory, target)
     it.set_state(data_state)
     log.info("resumed from step %d in %s", start, ckpt.directory)
+  elif get_stage(c.stage).oltr:
+    state = init_centroids(exp, state)
   start = start or 0
   writer = MetricWriter(workdir)
   data_sharding = mesh_lib.batch_sharding(exp.mesh)

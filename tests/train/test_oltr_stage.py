@@ -65,6 +65,8 @@ def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
 def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
   splits = tiny_splits()
   exp, state = loop.setup(stage2_config(joint_dir), splits)
+  np.testing.assert_array_equal(jax.device_get(state.centroids), 0.0)  # train() sets them.
+  state = loop.init_centroids(exp, state)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   images = normalize(
     np.asarray(splits.train.images, np.float32), exp.config.dataset.mean, exp.config.dataset.std
@@ -80,6 +82,7 @@ def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
 
 def three_steps(config):
   exp, state = loop.setup(config, tiny_splits())
+  state = loop.init_centroids(exp, state)
   stream = loop.make_stream(exp)
   losses = []
   for step in range(3):
@@ -102,8 +105,8 @@ def test_stage_two_on_eight_devices_matches_one(joint_dir):
 
 
 def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path):
-  _, start = loop.setup(stage2_config(joint_dir), tiny_splits())
-  start = jax.device_get(start)
+  exp, start = loop.setup(stage2_config(joint_dir), tiny_splits())
+  start = jax.device_get(loop.init_centroids(exp, start))
   exp, state = loop.setup(stage2_config(joint_dir, num_epochs=2), tiny_splits())
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
   assert not np.allclose(start.centroids, end.centroids)
@@ -122,3 +125,16 @@ def test_stage_two_bad_configs_are_clear_errors(joint_dir):
     loop.setup(stage2_config(""), tiny_splits())
   with pytest.raises(ValueError, match="meta_embedding"):
     loop.setup(stage2_config(joint_dir, **{"model.head": "linear"}), tiny_splits())
+
+
+def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path, monkeypatch):
+  calls = []
+  real = loop.init_centroids
+  monkeypatch.setattr(loop, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
+  config = stage2_config(joint_dir)
+  first = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
+  assert calls == [1]
+  assert np.abs(first.centroids).max() > 0
+  again = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
+  assert calls == [1]  # Resumed from the final checkpoint: no new pass over the train set.
+  np.testing.assert_array_equal(again.centroids, first.centroids)
