@@ -59,11 +59,9 @@ import dataclasses
 import glob
 import hashlib
 import json
-import logging
 import os
 import re
 import struct
-import threading
 import time
 from typing import Any
 
@@ -72,16 +70,13 @@ from array_record.python.array_record_module import ArrayRecordReader, ArrayReco
 
 from ltjax.data.image_ops import decode_image
 from ltjax.data.sources import check_labels
-from ltjax.data.splitlist import DATASET_LISTS, _parse
-
-logger = logging.getLogger(__name__)
+from ltjax.data.splitlist import DATASET_LISTS, DecodedRecords, _parse
 
 FORMAT = "ltjax-packed-v1"
 DEFAULT_RECORDS_PER_SHARD = 1024  # ~100 MB shards of ImageNet-size JPEGs.
 HEADER = struct.Struct("<Ii")  # (line number, label); the image bytes follow.
 _WRITER_OPTIONS = "group_size:1,uncompressed"
 _COUNT_OPTIONS = "readahead_buffer_size:0,max_parallelism:0,footer_prefetch_bytes:0"
-_MAX_WARNINGS = 10  # Corrupt images logged one by one (skip_corrupt) before going quiet.
 _RERUN = "re-run 'ltjax prepare' with the same arguments to finish or repair it"
 
 
@@ -464,7 +459,7 @@ def read_manifest(directory: str | os.PathLike, split: str) -> dict:
   return manifest
 
 
-class PackedSource:
+class PackedSource(DecodedRecords):
   """A split packed by `pack_split_list`; a ``Source`` interchangeable with SplitListSource.
 
   Args:
@@ -513,33 +508,14 @@ class PackedSource:
     self.labels = check_labels(
       labels, self.num_classes, allow_open=allow_open, what=f"labels of packed split {split!r}"
     )
-    if min_size is not None and (
-      isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1
-    ):
-      raise ValueError(f"min_size must be a positive int or None, got {min_size!r}.")
-    self.min_size = None if min_size is None else int(min_size)
-    self.skip_corrupt = bool(skip_corrupt)
-    self.num_skipped = 0
-    self.bad_records: set[int] = set()
+    self._name = f"packed split {split!r}"
+    self._init_records(min_size, skip_corrupt)
     self.shards = [os.path.join(self.directory, s["name"]) for s in manifest["shards"]]
     counts = [int(s["num_records"]) for s in manifest["shards"]]
     self._starts = np.cumsum([0, *counts])
     self._records = grain.sources.ArrayRecordDataSource(
       [_ShardInstruction(p, 0, n, n) for p, n in zip(self.shards, counts, strict=True)]
     )
-    self._lock = threading.Lock()
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-  def __getstate__(self) -> dict:
-    state = self.__dict__.copy()
-    del state["_lock"]  # Not picklable; recreated in worker processes.
-    return state
-
-  def __setstate__(self, state: dict) -> None:
-    self.__dict__.update(state)
-    self._lock = threading.Lock()
 
   def _where(self, index: int) -> str:
     shard = int(np.searchsorted(self._starts, index, side="right")) - 1
@@ -567,42 +543,11 @@ class PackedSource:
         "or pass skip_corrupt=True to replace it by another image of the same class."
       ) from e
 
-  def _replace(self, index: int, error: ValueError) -> np.ndarray:
-    """The first decodable record after ``index`` in its class, cyclically."""
-    records = np.flatnonzero(self.labels == self.labels[index])
-    start = int(np.searchsorted(records, index))
-    for k in range(1, len(records)):
-      candidate = int(records[(start + k) % len(records)])
-      if candidate in self.bad_records:
-        continue
-      try:
-        image = self._decode(candidate, self._records[candidate])
-      except ValueError:
-        with self._lock:
-          self.bad_records.add(candidate)
-        continue
-      with self._lock:
-        self.num_skipped += 1
-        count = self.num_skipped
-      if count <= _MAX_WARNINGS:
-        logger.warning("skip_corrupt: replacing record %d by %d: %s", index, candidate, error)
-      return image
-    raise ValueError(
-      f"skip_corrupt: no decodable image of class {int(self.labels[index])} in packed split "
-      f"{self.split!r} ({len(records)} record(s)); first failure: {error}"
-    ) from error
+  def _read(self, index: int) -> np.ndarray:
+    return self._decode(index, self._records[index])
 
-  def _load(self, index: int, record: bytes) -> np.ndarray:
-    if self.skip_corrupt and index in self.bad_records:
-      return self._replace(index, ValueError(f"record {index} is unreadable"))
-    try:
-      return self._decode(index, record)
-    except ValueError as e:
-      if not self.skip_corrupt:
-        raise
-      with self._lock:
-        self.bad_records.add(index)
-      return self._replace(index, e)
+  def _describe(self, index: int) -> str:
+    return self._where(index)
 
   def get_batch(self, indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Reads and decodes the records at ``indices``.
@@ -610,17 +555,10 @@ class PackedSource:
     Returns:
       (images, labels): a list of B (H_i, W_i, 3) uint8 arrays, and (B,) int32 labels.
     """
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-      raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}.")
-    n = len(self)
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-      bad = indices[(indices < 0) | (indices >= n)]
-      raise ValueError(
-        f"indices must lie in [0, {n}) for packed split {self.split!r}; got {bad.size} "
-        f"outside, e.g. {int(bad[0])}."
-      )
+    indices = self._check_indices(indices)
     keys = [int(i) for i in indices]
-    records = self._records.__getitems__(keys) if keys else []
-    images = [self._load(i, r) for i, r in zip(keys, records, strict=True)]
+    records = self._records.__getitems__(keys) if keys else []  # One batched read.
+    images = [
+      self._load(i, lambda i=i, r=r: self._decode(i, r)) for i, r in zip(keys, records, strict=True)
+    ]
     return images, self.labels[indices]

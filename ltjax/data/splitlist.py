@@ -314,7 +314,122 @@ def format_statistics(stats: dict[str, Any], name: str = "split") -> str:
 # ----------------------------------------------------------------------------- source
 
 
-class SplitListSource:
+class DecodedRecords:
+  """What `SplitListSource` and `PackedSource` share: records decoded one by one, the
+  ``skip_corrupt`` replacement of unreadable ones, index checks and pickling.
+
+  A subclass sets ``labels`` and calls `_init_records`; it defines ``_read(index)`` (the
+  decoded image, or ValueError naming the record), ``_describe(index)`` (the record, for
+  logs) and ``_name`` (the split, for errors).
+  """
+
+  labels: np.ndarray
+  _name: str
+
+  def _init_records(self, min_size: int | None, skip_corrupt: bool) -> None:
+    if min_size is not None and (
+      isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1
+    ):
+      raise ValueError(f"min_size must be a positive int or None, got {min_size!r}.")
+    self.min_size = None if min_size is None else int(min_size)
+    self.skip_corrupt = bool(skip_corrupt)
+    self.num_skipped = 0
+    self.bad_records: set[int] = set()
+    self._lock = threading.Lock()
+    self._by_class: tuple[np.ndarray, np.ndarray] | None = None
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __getstate__(self) -> dict:
+    state = self.__dict__.copy()
+    del state["_lock"]  # Not picklable; recreated in worker processes.
+    return state
+
+  def __setstate__(self, state: dict) -> None:
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
+
+  def _read(self, index: int) -> np.ndarray:
+    raise NotImplementedError
+
+  def _describe(self, index: int) -> str:
+    raise NotImplementedError
+
+  def _check_indices(self, indices: np.ndarray) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
+      raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}.")
+    n = len(self)
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+      bad = indices[(indices < 0) | (indices >= n)]
+      raise ValueError(
+        f"indices must lie in [0, {n}) for {self._name}; got {bad.size} outside, "
+        f"e.g. {int(bad[0])}."
+      )
+    return indices
+
+  def _class_records(self, index: int) -> np.ndarray:
+    """The indices of the records with the label of ``index``, ascending."""
+    if self._by_class is None:
+      order = np.argsort(self.labels, kind="stable")  # Stable: each class stays ascending.
+      self._by_class = (order, self.labels[order])
+    order, sorted_labels = self._by_class
+    label = self.labels[index]
+    lo = np.searchsorted(sorted_labels, label, side="left")
+    hi = np.searchsorted(sorted_labels, label, side="right")
+    return order[lo:hi]
+
+  def _replace(self, index: int, error: ValueError) -> np.ndarray:
+    """The first readable record after ``index`` in its class, cyclically."""
+    records = self._class_records(index)
+    start = int(np.searchsorted(records, index))
+    for k in range(1, len(records)):
+      candidate = int(records[(start + k) % len(records)])
+      if candidate in self.bad_records:
+        continue
+      try:
+        image = self._read(candidate)
+      except ValueError:
+        with self._lock:
+          self.bad_records.add(candidate)
+        continue
+      with self._lock:
+        self.num_skipped += 1
+        count = self.num_skipped
+      if count <= _MAX_WARNINGS:
+        logger.warning(
+          "skip_corrupt: replacing %s by %s: %s%s",
+          self._describe(index),
+          self._describe(candidate),
+          error.__cause__ or error,
+          "; further replacements are only counted in num_skipped"
+          if count == _MAX_WARNINGS
+          else "",
+        )
+      return image
+    raise ValueError(
+      f"skip_corrupt: no readable image of class {int(self.labels[index])} in "
+      f"{self._name} ({len(records)} record(s), all missing or corrupt); first failure: "
+      f"{error}"
+    ) from error
+
+  def _load(self, index: int, read=None) -> np.ndarray:
+    """Record ``index`` decoded by ``read()`` (default ``self._read(index)``), or with
+    ``skip_corrupt`` its replacement when unreadable."""
+    if self.skip_corrupt and index in self.bad_records:
+      return self._replace(index, ValueError(f"{self._describe(index)} is unreadable"))
+    try:
+      return read() if read is not None else self._read(index)
+    except ValueError as e:
+      if not self.skip_corrupt:
+        raise
+      with self._lock:
+        self.bad_records.add(index)
+      return self._replace(index, e)
+
+
+class SplitListSource(DecodedRecords):
   """Images under ``root`` listed in a split-list file; a ``Source`` of varying sizes.
 
   Args:
@@ -358,28 +473,8 @@ class SplitListSource:
         )
       num_classes = int(self.labels.max()) + 1
     self.num_classes = int(num_classes)
-    if min_size is not None and (
-      isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1
-    ):
-      raise ValueError(f"min_size must be a positive int or None, got {min_size!r}.")
-    self.min_size = None if min_size is None else int(min_size)
-    self.skip_corrupt = bool(skip_corrupt)
-    self.num_skipped = 0
-    self.bad_records: set[int] = set()
-    self._lock = threading.Lock()
-    self._by_class: tuple[np.ndarray, np.ndarray] | None = None
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-  def __getstate__(self) -> dict:
-    state = self.__dict__.copy()
-    del state["_lock"]  # Not picklable; recreated in worker processes.
-    return state
-
-  def __setstate__(self, state: dict) -> None:
-    self.__dict__.update(state)
-    self._lock = threading.Lock()
+    self._name = self.list_file
+    self._init_records(min_size, skip_corrupt)
 
   def full_path(self, index: int) -> str:
     """``root/relative_path`` of record ``index``."""
@@ -407,63 +502,8 @@ class SplitListSource:
     except ValueError as e:
       raise ValueError(f"corrupt image {path} ({self._where(index)}): {e}. {fix}") from e
 
-  def _class_records(self, index: int) -> np.ndarray:
-    """The indices of the records with the label of ``index``, ascending."""
-    if self._by_class is None:
-      order = np.argsort(self.labels, kind="stable")  # Stable: each class stays ascending.
-      self._by_class = (order, self.labels[order])
-    order, sorted_labels = self._by_class
-    label = self.labels[index]
-    lo = np.searchsorted(sorted_labels, label, side="left")
-    hi = np.searchsorted(sorted_labels, label, side="right")
-    return order[lo:hi]
-
-  def _replace(self, index: int, error: ValueError) -> np.ndarray:
-    """The first readable record after ``index`` in its class, cyclically."""
-    records = self._class_records(index)
-    start = int(np.searchsorted(records, index))
-    for k in range(1, len(records)):
-      candidate = int(records[(start + k) % len(records)])
-      if candidate in self.bad_records:
-        continue
-      try:
-        image = self._read(candidate)
-      except ValueError:
-        with self._lock:
-          self.bad_records.add(candidate)
-        continue
-      with self._lock:
-        self.num_skipped += 1
-        count = self.num_skipped
-      if count <= _MAX_WARNINGS:
-        logger.warning(
-          "skip_corrupt: replacing %s (%s) by %s: %s%s",
-          self.full_path(index),
-          self._where(index),
-          self.full_path(candidate),
-          error.__cause__ or error,
-          "; further replacements are only counted in num_skipped"
-          if count == _MAX_WARNINGS
-          else "",
-        )
-      return image
-    raise ValueError(
-      f"skip_corrupt: no readable image of class {int(self.labels[index])} in "
-      f"{self.list_file} ({len(records)} record(s), all missing or corrupt); first failure: "
-      f"{error}"
-    ) from error
-
-  def _load(self, index: int) -> np.ndarray:
-    if self.skip_corrupt and index in self.bad_records:
-      return self._replace(index, ValueError(f"{self.full_path(index)} is unreadable"))
-    try:
-      return self._read(index)
-    except ValueError as e:
-      if not self.skip_corrupt:
-        raise
-      with self._lock:
-        self.bad_records.add(index)
-      return self._replace(index, e)
+  def _describe(self, index: int) -> str:
+    return f"{self.full_path(index)} ({self._where(index)})"
 
   def get_batch(self, indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Decodes the records at ``indices``.
@@ -480,16 +520,7 @@ class SplitListSource:
       ValueError: on an index out of range, or a missing or corrupt image (naming its
         path, the list file and the line) unless ``skip_corrupt``.
     """
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-      raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}.")
-    n = len(self)
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-      bad = indices[(indices < 0) | (indices >= n)]
-      raise ValueError(
-        f"indices must lie in [0, {n}) for {self.list_file}; got {bad.size} outside, "
-        f"e.g. {int(bad[0])}."
-      )
+    indices = self._check_indices(indices)
     images = [self._load(int(i)) for i in indices]
     return images, self.labels[indices]
 
