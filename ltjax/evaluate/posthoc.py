@@ -14,10 +14,9 @@ import os
 import jax
 import numpy as np
 
-from ltjax.data import pipeline
 from ltjax.evaluate import metrics
+from ltjax.evaluate.runner import run_over
 from ltjax.models import heads
-from ltjax.train import mesh as mesh_lib
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +34,8 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
   if cache and os.path.exists(cache):
     with np.load(cache) as f:
       return dict(f)
-  sharding = mesh_lib.batch_sharding(exp.mesh)
-  feats, logits = [], []
-  for batch in pipeline.eval_batches(
-    source,
-    exp.config.eval.batch_size,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-    transform=exp.config.data.eval_transform,
-    size=exp.config.data.crop_size,
-  ):
-    out = exp.feature_step(
-      state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding)
-    )
-    feats.append(out["features"])
-    logits.append(out["logits"])
-  feats, logits = jax.device_get((feats, logits))
-  n = len(source)
-  out = {
-    "features": np.concatenate(feats)[:n],
-    "logits": np.concatenate(logits)[:n],
-    "labels": np.asarray(source.labels),
-  }
+  out = run_over(exp, state, source, exp.feature_step, ("features", "logits"))
+  out["labels"] = np.asarray(source.labels)
   if cache and jax.process_index() == 0:
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     np.savez(cache + ".tmp.npz", **out)

@@ -18,10 +18,11 @@ log = logging.getLogger(__name__)
 RESULT_KEYS = ("many", "medium", "few", "all", "mean_class", "open_f_measure", "open_auroc")
 
 
-def predict(exp, state, source) -> dict[str, np.ndarray]:
-  """Predicted class and max softmax probability for every record of ``source``."""
+def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+  """``step(state, batch)`` over every record of ``source`` (sharded, evaluation
+  transform, in order): the outputs ``keys`` concatenated to ``len(source)`` rows."""
   sharding = mesh_lib.batch_sharding(exp.mesh)
-  preds, probs = [], []
+  outs = {k: [] for k in keys}
   for batch in pipeline.eval_batches(
     source,
     exp.config.eval.batch_size,
@@ -30,18 +31,17 @@ def predict(exp, state, source) -> dict[str, np.ndarray]:
     transform=exp.config.data.eval_transform,
     size=exp.config.data.crop_size,
   ):
-    out = exp.eval_step(
-      state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding)
-    )
-    preds.append(out["pred"])
-    probs.append(out["max_prob"])
-  preds, probs = jax.device_get((preds, probs))
-  pred = np.concatenate(preds)[: len(source)]
-  return {
-    "pred": pred,
-    "max_prob": np.concatenate(probs)[: len(source)],
-    "label": np.asarray(source.labels),
-  }
+    out = step(state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding))
+    for k in keys:
+      outs[k].append(out[k])
+  outs = jax.device_get(outs)
+  return {k: np.concatenate(v)[: len(source)] for k, v in outs.items()}
+
+
+def predict(exp, state, source) -> dict[str, np.ndarray]:
+  """Predicted class and max softmax probability for every record of ``source``."""
+  out = run_over(exp, state, source, exp.eval_step, ("pred", "max_prob"))
+  return {**out, "label": np.asarray(source.labels)}
 
 
 def summarize(
