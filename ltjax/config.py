@@ -30,8 +30,13 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.dataset = d = ml_collections.ConfigDict()
   d.name = "digits"  # See ltjax.data.datasets.DATASETS.
+  # TFDS name (optionally ":version"). With name "tfds": the dataset to cut a long tail from
+  # (cifar10, ...). With a split-list dataset: read the train/val/test lists' images from
+  # this prepared TFDS dataset instead of root (imagenet_lt: imagenet2012, or TFDS's own
+  # imagenet_lt; places_lt: places365_small; inat2018: i_naturalist2018), matching list
+  # entries to TFDS records by file name; the lists are still read from lists_dir.
   d.tfds_name = ""
-  d.data_dir = ""
+  d.data_dir = ""  # TFDS data directory of tfds_name; "" = the TFDS default.
   d.train_split = "train"
   d.test_split = "test"
   d.image_size = 0  # 0 = as stored.
@@ -42,9 +47,12 @@ def base_config() -> ml_collections.ConfigDict:
   d.open_classes = ()  # Class ids held out of training; their test images become -1.
   d.root = ""  # Split-list datasets: the image directory the list paths are relative to.
   d.lists_dir = ""  # Split-list datasets: where ImageNet_LT_train.txt etc. are (default root).
-  d.open_set = False  # Split-list datasets: append the open-set list (label -1) to test.
+  # Split-list datasets: append the open-set list (label -1) to test. Its images are in no
+  # TFDS dataset: with tfds_name they are still read from root (or packed_dir).
+  d.open_set = False
   # Split-list datasets: read every split from the ArrayRecord shards that `ltjax prepare`
-  # wrote to this directory instead of the image files under root (then not needed).
+  # wrote to this directory instead of the image files under root (then not needed). With
+  # tfds_name set, only the open split is read from here.
   d.packed_dir = ""
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
 
@@ -125,19 +133,23 @@ def imagenet_lt(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """ImageNet-LT (Liu et al. 2019): 115,846 train images of 1,000 classes (1,280 to 5
   per class), balanced 20,000 val and 50,000 test, and an open set. Set
   ``dataset.root`` to the ImageNet-2012 image directory and ``dataset.lists_dir`` to
-  the directory of ImageNet_LT_{train,val,test,open}.txt."""
+  the directory of ImageNet_LT_{train,val,test,open}.txt; or, instead of ``root``,
+  ``dataset.tfds_name=imagenet2012`` (and ``dataset.data_dir``) to read the images from
+  a prepared TFDS ImageNet (ArrayRecord)."""
   return _split_list_dataset(c, "imagenet_lt")
 
 
 def places_lt(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Places-LT (Liu et al. 2019): 62,500 train images of 365 classes (4,980 to 5 per
-  class), balanced val and test, and an open set; ``dataset.root`` = Places-365 images."""
+  class), balanced val and test, and an open set; ``dataset.root`` = Places-365 images,
+  or ``dataset.tfds_name=places365_small`` (256x256 Places365-Standard) instead."""
   return _split_list_dataset(c, "places_lt")
 
 
 def inat2018(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """iNaturalist 2018: 437,513 train images of 8,142 classes; evaluated on the official
-  val list (24,426 images, 3 per class), as the references do."""
+  val list (24,426 images, 3 per class), as the references do. ``dataset.root`` = the
+  directory holding train_val2018/, or ``dataset.tfds_name=i_naturalist2018`` instead."""
   return _split_list_dataset(c, "inat2018")
 
 

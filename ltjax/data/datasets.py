@@ -106,20 +106,11 @@ SPLIT_LIST_DATASETS = ("imagenet_lt", "places_lt", "inat2018")
 DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
 
 
-def build_split_list_splits(
-  cfg: ml_collections.ConfigDict, decode_min_size: int = 0, skip_corrupt: bool = False
-) -> DataSplits:
-  """The reference split lists (ImageNet_LT_train.txt, ...) over an image root.
-
-  ``cfg.lists_dir`` holds the list files (default: ``cfg.root``); ``cfg.open_set``
-  appends the open-set list (label -1) to the test split. With ``cfg.packed_dir`` every
-  split is read from the ArrayRecord shards written by ``ltjax prepare`` instead (same
-  labels and pixels; ``root`` and ``lists_dir`` are then not needed).
-  """
+def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
+  """``source(split, allow_open)`` over the image tree (``root``) or the packed shards."""
   from ltjax.data.splitlist import DATASET_LISTS, SplitListSource  # noqa: PLC0415
 
   spec = DATASET_LISTS[cfg.name]
-  min_size = decode_min_size or None
   if cfg.packed_dir:
     from ltjax.data.packed import PackedSource, packed_split_name  # noqa: PLC0415
 
@@ -133,39 +124,128 @@ def build_split_list_splits(
         skip_corrupt=skip_corrupt,
       )
 
-  else:
-    if not cfg.root:
-      raise ValueError(
-        f"dataset {cfg.name}: set --config.dataset.root to the image directory (or "
-        "--config.dataset.packed_dir to the output of 'ltjax prepare')."
-      )
-    lists_dir = cfg.lists_dir or cfg.root
+    return source
+  if not cfg.root:
+    raise ValueError(
+      f"dataset {cfg.name}: set --config.dataset.root to the image directory (or "
+      "--config.dataset.packed_dir to the output of 'ltjax prepare', or "
+      "--config.dataset.tfds_name to a prepared TFDS dataset)."
+    )
+  lists_dir = cfg.lists_dir or cfg.root
 
-    def source(split: str, allow_open: bool = False) -> Source:
-      return SplitListSource(
-        os.path.join(lists_dir, spec[split]),
-        cfg.root,
-        spec["num_classes"],
-        allow_open=allow_open,
+  def source(split: str, allow_open: bool = False) -> Source:
+    return SplitListSource(
+      os.path.join(lists_dir, spec[split]),
+      cfg.root,
+      spec["num_classes"],
+      allow_open=allow_open,
+      min_size=min_size,
+      skip_corrupt=skip_corrupt,
+    )
+
+  return source
+
+
+def _tfds_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
+  """``source(split)`` reading a known-class list's images from TFDS ``cfg.tfds_name``."""
+  from ltjax.data.splitlist import DATASET_LISTS  # noqa: PLC0415
+  from ltjax.data.tfds_lists import TfdsListSource, list_layout  # noqa: PLC0415
+
+  list_layout(cfg.tfds_name, cfg.name)  # An unknown or mismatched name fails first.
+  spec = DATASET_LISTS[cfg.name]
+  lists_dir = cfg.lists_dir or cfg.root
+  if not lists_dir:
+    raise ValueError(
+      f"dataset {cfg.name} from TFDS {cfg.tfds_name!r}: set --config.dataset.lists_dir to "
+      f"the directory of the reference split lists ({spec['train']}, ...); TFDS does not "
+      "ship them."
+    )
+  tfds_splits: dict = {}  # Shared: the lists of one dataset open each TFDS split once.
+  by_file: dict = {}  # iNaturalist's val and test are one list.
+
+  def source(split: str) -> Source:
+    path = os.path.join(lists_dir, spec[split])
+    if path not in by_file:
+      by_file[path] = TfdsListSource(
+        path,
+        cfg.tfds_name,
+        split=split,
+        data_dir=cfg.data_dir or None,
+        num_classes=spec["num_classes"],
+        dataset=cfg.name,
         min_size=min_size,
         skip_corrupt=skip_corrupt,
+        sources=tfds_splits,
       )
+    return by_file[path]
 
-  test = source("test")
+  return source
+
+
+def _check_open_set(cfg: ml_collections.ConfigDict) -> None:
+  """Fails before any list is read if ``cfg.open_set`` cannot be served."""
+  from ltjax.data.splitlist import DATASET_LISTS  # noqa: PLC0415
+
+  if "open" not in DATASET_LISTS[cfg.name]:
+    raise ValueError(f"dataset {cfg.name} has no open-set list; unset dataset.open_set.")
+  if cfg.tfds_name and not (cfg.root or cfg.packed_dir):
+    raise ValueError(
+      f"dataset {cfg.name} with dataset.open_set: the open-set images are in no TFDS "
+      "dataset (ImageNet-LT's are ImageNet-2010 images absent from ILSVRC-2012, Places-LT's "
+      "come from Places-Extra69), so TFDS cannot provide them. Set --config.dataset.root to "
+      "the directory their list paths are relative to (holding the ImageNet_LT_open/ or "
+      "Places_LT_open/ folder distributed with the lists), or pack them with 'ltjax prepare "
+      "--splits=open' and set --config.dataset.packed_dir; or unset dataset.open_set. The "
+      "other splits still come from TFDS."
+    )
+
+
+def _open_set_source(file_source) -> Source:
+  """The open-set list, checked to hold only label -1."""
+  open_source = file_source("open", allow_open=True)
+  known = np.flatnonzero(open_source.labels != -1)
+  if known.size:
+    raise ValueError(
+      f"open-set list {open_source.list_file} has {known.size} record(s) with a label "
+      f"other than -1 (first: line {open_source.lines[known[0]]}, label "
+      f"{open_source.labels[known[0]]}); open-set images must all be labelled -1."
+    )
+  return open_source
+
+
+def build_split_list_splits(
+  cfg: ml_collections.ConfigDict, decode_min_size: int = 0, skip_corrupt: bool = False
+) -> DataSplits:
+  """The reference split lists (ImageNet_LT_train.txt, ...) over their images.
+
+  The images of the train, val and test lists come, in this order of precedence, from the
+  prepared TFDS dataset ``cfg.tfds_name`` (imagenet2012, places365_small,
+  i_naturalist2018; see ``ltjax.data.tfds_lists.TfdsListSource``), from the ArrayRecord
+  shards ``ltjax prepare`` wrote to ``cfg.packed_dir``, or from the image tree
+  ``cfg.root``: the same labels, and the same pixels for the same JPEG bytes. The lists
+  are read from ``cfg.lists_dir`` (default ``cfg.root``; the packed shards hold their
+  own). ``cfg.open_set`` appends the open-set list (label -1) to the test split; no TFDS
+  dataset holds it, so with ``tfds_name`` it is read from ``packed_dir`` or ``root``.
+  """
+  from ltjax.data.splitlist import DATASET_LISTS  # noqa: PLC0415
+
+  min_size = decode_min_size or None
   if cfg.open_set:
-    if "open" not in spec:
-      raise ValueError(f"dataset {cfg.name} has no open-set list; unset dataset.open_set.")
-    open_source = source("open", allow_open=True)
-    known = np.flatnonzero(open_source.labels != -1)
-    if known.size:
-      raise ValueError(
-        f"open-set list {open_source.list_file} has {known.size} record(s) with a label "
-        f"other than -1 (first: line {open_source.lines[known[0]]}, label "
-        f"{open_source.labels[known[0]]}); open-set images must all be labelled -1."
-      )
-    test = Concat(test, open_source)
+    _check_open_set(cfg)
+  if cfg.tfds_name:
+    known = _tfds_sources(cfg, min_size, skip_corrupt)
+  else:
+    known = _file_sources(cfg, min_size, skip_corrupt)
+  closed_test = test = known("test")  # First: the smallest scan; the open list is next.
+  if cfg.open_set:
+    test = Concat(test, _open_set_source(_file_sources(cfg, min_size, skip_corrupt)))
+  train, val = known("train"), known("val")
+  if cfg.tfds_name:
+    from ltjax.data.tfds_lists import check_class_correspondence  # noqa: PLC0415
+
+    check_class_correspondence(train, val, closed_test)  # One class numbering in all lists.
   return DataSplits(
-    train=source("train"), val=source("val"), test=test, num_classes=spec["num_classes"]
+    train=train, val=val, test=test, num_classes=DATASET_LISTS[cfg.name]["num_classes"]
   )
 
 

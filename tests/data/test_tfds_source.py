@@ -125,6 +125,18 @@ def test_mock_variable_sizes_need_image_size():
   assert images.shape == (4, 24, 24, 3) and images.dtype == np.uint8
 
 
+def test_mock_ids_come_with_the_labels():
+  with tfds.testing.mock_data(num_examples=9, policy=USE_CODE):
+    src = TfdsSource("cifar10", "train", id_key="id")
+    plain = TfdsSource("cifar10", "train")
+  assert src.ids.shape == (9,) and src.ids.dtype.kind == "S"
+  assert src.ids_cache_path is None and plain.ids is None
+  np.testing.assert_array_equal(src.labels, plain.labels)
+  np.testing.assert_array_equal(src.id_index().find(src.ids[[4, 0]]), [4, 0])
+  with pytest.raises(ValueError, match="has no id_key"):
+    plain.id_index()
+
+
 def test_mock_load_tfds_splits():
   with tfds.testing.mock_data(num_examples=6, policy=USE_CODE):
     splits = load_tfds_splits("cifar10", image_size=16)
@@ -140,6 +152,10 @@ def test_bad_arguments():
       TfdsSource("cifar10", "train", label_key="fine_label")
     with pytest.raises(ValueError, match="image_size must be a positive int"):
       TfdsSource("cifar10", "train", image_size=0)
+    with pytest.raises(ValueError, match="id_key='file_name' is not a feature of cifar10"):
+      TfdsSource("cifar10", "train", id_key="file_name")
+    with pytest.raises(ValueError, match="id_key='label' of cifar10 is a ClassLabel, not a Text"):
+      TfdsSource("cifar10", "train", id_key="label")
     src = TfdsSource("cifar10", "train")
     with pytest.raises(IndexError, match="index 2 is out of range"):
       src.get_batch(np.array([0, 2]))
@@ -173,7 +189,7 @@ def test_label_cache_file_is_written_and_reused(tiny_dir, monkeypatch):
   def no_scan(self):
     raise AssertionError("labels should come from the cache file")
 
-  monkeypatch.setattr(TfdsSource, "_scan_labels", no_scan)
+  monkeypatch.setattr(TfdsSource, "_scan_records", no_scan)
   second = TfdsSource("tiny_lt", "test", data_dir=tiny_dir)
   np.testing.assert_array_equal(second.labels, [tiny_label(i) for i in range(TINY_TEST)])
   # A different split spec gets its own cache file, so it needs a scan.
@@ -212,7 +228,7 @@ def test_read_only_dataset_dir(tiny_dir, monkeypatch):
   np.testing.assert_array_equal(src.labels, [tiny_label(i) for i in range(5, 9)])
   assert len(cache_files(tiny_dir)) == n_files
   # An existing cache file is still read.
-  monkeypatch.setattr(TfdsSource, "_scan_labels", lambda self: 1 / 0)
+  monkeypatch.setattr(TfdsSource, "_scan_records", lambda self: 1 / 0)
   cached = TfdsSource("tiny_lt", "test[1:]", data_dir=tiny_dir)
   assert cached.cache_path == written.cache_path
   np.testing.assert_array_equal(cached.labels, written.labels)
