@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ltjax.train.optim import param_path
 
@@ -142,6 +143,23 @@ def resolve_init_from(path: str) -> str:
   raise ValueError(f"init_from={path!r} does not exist.")
 
 
+def _restore_replicated(path: str) -> dict:
+  """A saved state item, whatever its structure, replicated over this run's devices.
+
+  The target is built from the checkpoint's own metadata: restoring without one would
+  ask for the devices of the run that saved it (another process count fails).
+  """
+  checkpointer = ocp.StandardCheckpointer()
+  stored = checkpointer.metadata(path)
+  stored = getattr(stored, "item_metadata", stored)
+  repl = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), PartitionSpec())
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=repl) if hasattr(m, "shape") else m,
+    stored.tree if hasattr(stored, "tree") else stored,
+  )
+  return checkpointer.restore(path, target)
+
+
 def load_variables(init_from: str) -> tuple[dict, dict, dict]:
   """(params, batch_stats, metadata) of the latest checkpoint of an earlier run.
 
@@ -155,7 +173,7 @@ def load_variables(init_from: str) -> tuple[dict, dict, dict]:
   if step is None:
     raise ValueError(f"no checkpoint found in {directory} (init_from).")
   path = os.path.join(directory, str(step))
-  state = ocp.StandardCheckpointer().restore(os.path.join(path, "state"))
+  state = _restore_replicated(os.path.join(path, "state"))
   meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(path, "meta"))
   return dict(state["params"]), dict(state.get("batch_stats") or {}), dict(meta)
 

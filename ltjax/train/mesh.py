@@ -13,9 +13,11 @@ DATA_AXIS = "data"
 def make_mesh(num_devices: int = 0) -> Mesh:
   """A 1-D mesh with axis ``data`` over the first ``num_devices`` devices (0 = all).
 
+  Devices are ordered by process, so that each process's devices hold one contiguous
+  block of the batch: the block that process reads (``ltjax.data.pipeline``).
   Auto axis type: the explicit-axes default rejects a contraction over the batch axis.
   """
-  devices = jax.devices()
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
   if num_devices:
     if num_devices > len(devices):
       raise ValueError(f"num_devices={num_devices} but only {len(devices)} devices exist.")

@@ -1,0 +1,62 @@
+"""One process of a multi-process test run (started by test_multihost.py).
+
+JAX_COORDINATOR_ADDRESS=... JAX_NUM_PROCESSES=N JAX_PROCESS_ID=I \
+  python multihost_worker.py OUT_DIR DEVICES
+
+Trains a tiny joint model for 3 steps, evaluates it, then trains OLTR stage 2 from it
+for 3 steps, all through ``ltjax.train.loop`` (checkpoints included), and process 0
+saves the final parameters of both runs to OUT_DIR/{joint,oltr}.npz.
+"""
+
+import os
+import sys
+
+out_dir, devices = sys.argv[1], int(sys.argv[2])
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # For `import helpers`.
+from helpers import tiny_config, tiny_splits  # noqa: E402
+
+from ltjax.demo import oltr_config  # noqa: E402
+from ltjax.train import distributed, loop  # noqa: E402
+from ltjax.train.optim import param_path  # noqa: E402
+
+assert distributed.initialize()  # From the environment, as `ltjax train` does.
+assert jax.local_device_count() == devices
+
+
+def flat(state) -> dict:
+  trees = {"params": state.params, "batch_stats": state.batch_stats}
+  if state.centroids is not None:
+    trees["centroids"] = {"c": state.centroids}
+  return {
+    f"{name}/{param_path(p)}": np.asarray(jax.device_get(v))
+    for name, tree in trees.items()
+    for p, v in jax.tree_util.tree_leaves_with_path(tree)
+  }
+
+
+def run(config, workdir, name):
+  splits = tiny_splits()
+  results = loop.train_and_evaluate(config, workdir, splits=splits)
+  _, state = loop.restore_trained(config, workdir, splits)
+  if jax.process_index() == 0:
+    np.savez(os.path.join(out_dir, f"{name}.npz"), **flat(state))
+  return results
+
+
+joint_dir = os.path.join(out_dir, "joint")
+run(tiny_config(), joint_dir, "joint")  # 45 images, batch 16: 3 steps.
+stage2 = oltr_config(joint_dir)
+base = tiny_config()
+for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
+  stage2[key] = base[key]
+stage2.eval.batch_size = base.eval.batch_size
+stage2.model.width = base.model.width
+stage2.data.num_threads = 1
+run(stage2, os.path.join(out_dir, "oltr"), "oltr")
+print(f"process {jax.process_index()} done", flush=True)

@@ -1,0 +1,165 @@
+"""Multi-process training: 2 processes x 2 devices == 1 process x 4 devices.
+
+The two processes run tests/train/multihost_worker.py on 127.0.0.1 (jax.distributed,
+gloo collectives on CPU); the reference runs here, on 4 of the 8 simulated devices.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from helpers import tiny_config, tiny_splits
+
+from ltjax.demo import oltr_config
+from ltjax.train import distributed, loop
+from ltjax.train.optim import param_path
+
+WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
+TIMEOUT_S = 400
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  """Output directory of the 2-process run; both processes end even on failure."""
+  out = tmp_path_factory.mktemp("two_processes")
+  address = f"127.0.0.1:{free_port()}"
+  procs, logs = [], []
+  try:
+    for i in range(2):
+      env = {
+        **os.environ,
+        "JAX_COORDINATOR_ADDRESS": address,
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(i),
+      }
+      log = open(out / f"process{i}.log", "w")  # noqa: SIM115
+      logs.append(log)
+      procs.append(
+        subprocess.Popen(
+          [sys.executable, WORKER, str(out), "2"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+      )
+    deadline = time.monotonic() + TIMEOUT_S
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+      if any(p.returncode not in (None, 0) for p in procs):
+        break  # One failed: the other would wait for it until the timeout.
+      time.sleep(0.5)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+      p.wait()
+    for log in logs:
+      log.close()
+  for i, p in enumerate(procs):
+    if p.returncode != 0:
+      text = (out / f"process{i}.log").read_text()
+      pytest.fail(f"process {i} exited with {p.returncode}:\n{text[-4000:]}")
+  return out
+
+
+def flat(state) -> dict:
+  trees = {"params": state.params, "batch_stats": state.batch_stats}
+  if state.centroids is not None:
+    trees["centroids"] = {"c": state.centroids}
+  return {
+    f"{name}/{param_path(p)}": np.asarray(jax.device_get(v))
+    for name, tree in trees.items()
+    for p, v in jax.tree_util.tree_leaves_with_path(tree)
+  }
+
+
+def stage2(joint_dir: str, **overrides):
+  c = oltr_config(joint_dir)
+  base = tiny_config(**overrides)
+  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
+    c[key] = base[key]
+  c.eval.batch_size = base.eval.batch_size
+  c.model.width = base.model.width
+  c.data.num_threads = 1
+  c.num_devices = base.num_devices
+  return c
+
+
+def assert_same(got: dict, want, what: str) -> None:
+  assert sorted(got) == sorted(want), what
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=f"{what} {key}")
+
+
+def test_two_processes_match_one_process_with_as_many_devices(two_process_run, tmp_path):
+  joint_dir, oltr_dir = str(tmp_path / "joint"), str(tmp_path / "oltr")
+  for name, config, workdir in (
+    ("joint", tiny_config(num_devices=4), joint_dir),
+    ("oltr", stage2(joint_dir, num_devices=4), oltr_dir),
+  ):
+    exp, state = loop.setup(config, tiny_splits())
+    assert exp.mesh.size == 4
+    state = loop.train(exp, state, workdir)
+    assert int(state.step) == 3
+    assert_same(np.load(two_process_run / f"{name}.npz"), flat(state), name)
+    loop.runner.evaluate_and_write(exp, state, workdir)
+    # Process 0 wrote the results, from the test predictions of both processes.
+    with open(two_process_run / name / "results.json") as f, open(f"{workdir}/results.json") as g:
+      assert json.load(f) == json.load(g)
+  with open(two_process_run / "joint" / "metrics.jsonl") as f:
+    assert [json.loads(line)["step"] for line in f] == [1, 2, 3]
+  assert sorted(os.listdir(two_process_run / "joint" / "checkpoints")) == ["2", "3"]
+
+
+def test_checkpoint_of_two_processes_restores_in_one(two_process_run):
+  for name, config in (
+    ("joint", tiny_config()),
+    ("oltr", stage2(str(two_process_run / "joint"))),
+  ):
+    exp, state = loop.restore_trained(config, str(two_process_run / name), tiny_splits())
+    assert exp.mesh.size == jax.device_count() == 8
+    assert_same(flat(state), np.load(two_process_run / f"{name}.npz"), name)
+
+
+def test_settings_from_flags_and_environment(monkeypatch):
+  for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(var, raising=False)
+  assert distributed.settings() is None
+  assert not distributed.initialize()  # Single process: nothing to join.
+  got = distributed.settings("10.0.0.1:1234", 4, 3)
+  assert got == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:99")
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("JAX_PROCESS_ID", "1")
+  assert distributed.settings()["process_id"] == 1
+  assert distributed.settings(process_id=0)["process_id"] == 0  # The flag wins.
+
+
+@pytest.mark.parametrize(
+  "args, message",
+  [
+    (("127.0.0.1:1", None, 0), "missing: num_processes"),
+    ((None, 2, 0), "missing: coordinator_address"),
+    (("127.0.0.1:1", 2, 2), "process_id must be in [0, 2)"),
+    (("127.0.0.1", 2, 0), "host:port"),
+  ],
+)
+def test_incomplete_settings_are_clear_errors(args, message, monkeypatch):
+  for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(var, raising=False)
+  with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
+    distributed.settings(*args)
+
+
+def test_bad_process_id_env_is_a_clear_error(monkeypatch):
+  monkeypatch.setenv("JAX_PROCESS_ID", "one")
+  with pytest.raises(ValueError, match="JAX_PROCESS_ID='one' is not an integer"):
+    distributed.settings()
