@@ -99,10 +99,16 @@ def oltr_config(init_from: str = "") -> ml_collections.ConfigDict:
   return c
 
 
-def run(workdir: str) -> dict:
-  """Runs the demo in ``workdir``: joint, then NCM, cRT, tau-norm and LWS on top of it.
+def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
+  """Runs the demo in ``workdir``: joint, then NCM, cRT, tau-norm, LWS and OLTR on top.
 
-  Every stage resumes from its checkpoints if ``workdir`` holds a previous run.
+  Every stage resumes from its checkpoints if ``workdir`` holds a previous run (of the
+  same ``dtype`` and ``seed``: use a fresh ``workdir`` for others).
+
+  Args:
+    workdir: where the stages' checkpoints and the results go.
+    dtype: the models' computation dtype (``model.dtype``): float32 or bfloat16.
+    seed: ``config.seed`` of every stage (data split, sampling, initialisation).
 
   Returns:
     results.json's content.
@@ -111,11 +117,16 @@ def run(workdir: str) -> dict:
 
   os.makedirs(workdir, exist_ok=True)
   joint_dir = os.path.join(workdir, "joint")
-  exp, state = _train_stage(joint_config(), joint_dir, workdir)
+
+  def adjust(config):
+    config.model.dtype, config.seed = dtype, seed
+    return config
+
+  exp, state = _train_stage(adjust(joint_config()), joint_dir, workdir)
   log.info("demo: NCM and tau-norm on the joint model's features")
   posthoc.evaluate_all(exp, state, workdir, os.path.join(joint_dir, "features"))
   for config in (crt_config(joint_dir), lws_config(joint_dir), oltr_config(joint_dir)):
-    _train_stage(config, os.path.join(workdir, config.method), workdir)
+    _train_stage(adjust(config), os.path.join(workdir, config.method), workdir)
   report.write_report(workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)

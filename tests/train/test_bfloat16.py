@@ -1,0 +1,66 @@
+"""bfloat16 training: bf16 compute, float32 parameters, optimizer state, centroids,
+batch statistics, losses and metrics; and close to float32 training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import tiny_config, tiny_splits
+
+from ltjax.data import pipeline
+from ltjax.demo import oltr_config
+from ltjax.train import loop
+from ltjax.train import mesh as mesh_lib
+
+
+@pytest.fixture(scope="module")
+def joint_dir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("joint"))
+  loop.train(*loop.setup(tiny_config(num_epochs=2), tiny_splits()), workdir)
+  return workdir
+
+
+def configs(joint_dir, dtype):
+  joint = tiny_config(**{"model.dtype": dtype})
+  oltr = oltr_config(joint_dir)
+  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
+    oltr[key] = joint[key]
+  oltr.eval.batch_size = joint.eval.batch_size
+  oltr.model.width, oltr.model.dtype = joint.model.width, dtype
+  oltr.data.num_threads = 1
+  return {"joint": joint, "oltr": oltr}
+
+
+def train_steps(config, n=3):
+  exp, state = loop.setup(config, tiny_splits())
+  if loop.get_stage(config.stage).oltr:
+    state = loop.init_centroids(exp, state)
+  stream, sharding = loop.make_stream(exp), mesh_lib.batch_sharding(exp.mesh)
+  history = []
+  for step in range(n):
+    state, metrics = exp.train_step(state, pipeline.to_global(stream(step), sharding))
+    history.append(metrics)
+  return exp, state, history
+
+
+@pytest.mark.parametrize("stage", ["joint", "oltr"])
+def test_bfloat16_compute_float32_state_and_losses_close_to_float32(joint_dir, stage):
+  losses = {}
+  for dtype in ("float32", "bfloat16"):
+    exp, state, history = train_steps(configs(joint_dir, dtype)[stage])
+    losses[dtype] = np.array([float(m["loss"]) for m in history])
+  assert exp.model.backbone.dtype == jnp.bfloat16
+  trees = [state.params, state.batch_stats, state.opt_state]
+  if stage == "oltr":
+    trees.append(state.centroids)
+  floats = [x for x in jax.tree.leaves(trees) if jnp.issubdtype(x.dtype, jnp.floating)]
+  assert floats and all(x.dtype == jnp.float32 for x in floats)
+  for metrics in history:
+    assert all(v.dtype == jnp.float32 and np.isfinite(v) for v in metrics.values())
+  # The compute is bf16: the model's feature map is bf16 ...
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  x = jnp.zeros((2, 8, 8, 1), jnp.float32)
+  _, aux = exp.model.apply(variables, x, train=False, centroids=state.centroids)
+  assert aux["feature_map"].dtype == jnp.bfloat16
+  # ... and the losses agree with float32 to bf16's precision (8 bits of mantissa).
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=3e-2, atol=3e-2)
