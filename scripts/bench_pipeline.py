@@ -1,5 +1,5 @@
 """Input-pipeline throughput for ImageNet-style training, from an image tree and from
-ArrayRecord shards.
+ArrayRecord shards, and the JPEG decoders compared.
 
 Generates ``--images`` synthetic JPEGs of ImageNet's typical size (500x375, smooth content
 plus noise, quality 90: ~50-100 kB each, like ImageNet's), a split list over them, and the
@@ -10,42 +10,73 @@ colour jitter -> batch) per batch of 64:
 * one core: ``stream(step)`` called in the main thread, one batch at a time;
 * the training iterator (grain, ``--threads`` threads, prefetch 4), as ``ltjax train``
   uses it;
-* for reference, the JPEG decode alone (Pillow) per image, one core.
+* the stages of one image on one core: decode, crop + resize, flip + jitter;
+* with ``--baseline OLD.py``, the same stream with another version of
+  ``ltjax/data/image_ops.py`` (its decode and augmentation), interleaved with this one.
 
-With ``--decode_min_size 256`` JPEGs are decoded at reduced scale (PIL draft mode), the
-``data.decode_min_size`` option.
+Every figure is the median over ``--rounds`` rounds, the variants interleaved in each round.
+Rates are given per wall-clock second and per CPU-second of this process (``process_time``):
+on a shared machine the second is the robust measure of one core's throughput. With
+``--decode_min_size 256`` JPEGs are decoded at reduced scale, the ``data.decode_min_size``
+option.
 
-  python scripts/bench_pipeline.py [--images 512 --batches 8 --threads 2]
+``--decoders`` instead compares JPEG decoders (one core, from memory, to an RGB uint8
+array) on the synthetic JPEGs and on 500x375 crops of scikit-learn's two sample photos
+(re-encoded at quality 90): Pillow as ltjax used it (``convert("RGB")`` + ``np.array``),
+Pillow's own decode, Pillow draft 1/2, simplejpeg (ltjax's decoder) full and at 1/2 and at
+libjpeg's smallest n/8 scale >= 224, and, when installed, OpenCV (full, IMREAD_REDUCED_*)
+and PyTurboJPEG (full, 1/2).
+
+  python scripts/bench_pipeline.py [--images 512 --batches 8 --threads 2 --rounds 3]
+  git show a1cdd52:ltjax/data/image_ops.py > /tmp/old_image_ops.py
+  python scripts/bench_pipeline.py --baseline /tmp/old_image_ops.py --batches 4 --rounds 9
+  python scripts/bench_pipeline.py --decoders [--rounds 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import os
 import tempfile
 import time
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
-from ltjax.data import pipeline
-from ltjax.data.image_ops import decode_image
+from ltjax.data import image_ops, pipeline, splitlist
+from ltjax.data import packed as packed_lib
+from ltjax.data.augment import record_uniforms
 from ltjax.data.packed import PackedSource, pack_split_list
 from ltjax.data.splitlist import SplitListSource
 
 
+def synthetic_image(rng: np.random.Generator) -> np.ndarray:
+  yy, xx = np.mgrid[0:375, 0:500]
+  phase = rng.uniform(0, 2 * np.pi, 3)
+  freq = rng.uniform(0.005, 0.05, 3)
+  base = 127 + 100 * np.sin(freq[:, None, None] * (xx + yy * 0.7)[None] + phase[:, None, None])
+  image = np.clip(base.transpose(1, 2, 0) + rng.normal(0, 12, (375, 500, 3)), 0, 255)
+  return image.astype(np.uint8)
+
+
+def encode(image: np.ndarray) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, "JPEG", quality=90)
+  return buf.getvalue()
+
+
 def make_tree(root: str, n: int, num_classes: int = 10) -> str:
   rng = np.random.default_rng(0)
-  yy, xx = np.mgrid[0:375, 0:500]
   lines = []
   for i in range(n):
-    phase = rng.uniform(0, 2 * np.pi, 3)
-    freq = rng.uniform(0.005, 0.05, 3)
-    base = 127 + 100 * np.sin(freq[:, None, None] * (xx + yy * 0.7)[None] + phase[:, None, None])
-    image = np.clip(base.transpose(1, 2, 0) + rng.normal(0, 12, (375, 500, 3)), 0, 255)
     rel = f"img/{i % num_classes}/{i}.jpg"
     os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-    Image.fromarray(image.astype(np.uint8)).save(os.path.join(root, rel), quality=90)
+    with open(os.path.join(root, rel), "wb") as f:
+      f.write(encode(synthetic_image(rng)))
     lines.append(f"{rel} {i % num_classes}")
   list_file = os.path.join(root, "train.txt")
   with open(list_file, "w") as f:
@@ -65,32 +96,80 @@ def stream_for(source, batch: int) -> pipeline.TrainStream:
   )
 
 
-def images_per_s_one_core(stream, batches: int, batch: int) -> float:
-  stream(0)  # warm-up
-  t0 = time.perf_counter()
-  for step in range(1, batches + 1):
+def _rates(n: int, t0: tuple[float, float]) -> tuple[float, float]:
+  """(images per wall-clock second, images per CPU-second of this process) since t0."""
+  return n / (time.perf_counter() - t0[0]), n / (time.process_time() - t0[1])
+
+
+def _now() -> tuple[float, float]:
+  return time.perf_counter(), time.process_time()
+
+
+def images_per_s_one_core(stream, batches: int, batch: int, first_step: int):
+  t0 = _now()
+  for step in range(first_step, first_step + batches):
     stream(step)
-  return batches * batch / (time.perf_counter() - t0)
+  return _rates(batches * batch, t0)
 
 
-def images_per_s_iterator(stream, batches: int, batch: int, threads: int) -> float:
+def images_per_s_iterator(stream, batches: int, batch: int, threads: int):
   it = pipeline.train_iterator(stream, batches + 2, num_threads=threads, prefetch=4)
   next(it)
   next(it)
-  t0 = time.perf_counter()
+  t0 = _now()
   for _ in range(batches):
     next(it)
-  return batches * batch / (time.perf_counter() - t0)
+  return _rates(batches * batch, t0)
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--images", type=int, default=512)
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--batches", type=int, default=8)
-  p.add_argument("--threads", type=int, default=2)
-  p.add_argument("--decode_min_size", type=int, default=0)
-  args = p.parse_args()
+def per_image_us(fn, n: int) -> float:
+  """CPU microseconds per call of fn(i), i < n (CPU time: robust to a shared machine)."""
+  t0 = time.process_time()
+  for i in range(n):
+    fn(i)
+  return (time.process_time() - t0) / n * 1e6
+
+
+def stage_functions(blobs: list[bytes], min_size: int | None) -> dict:
+  """Per-image callables for each stage of the training transform, on record i."""
+  u = record_uniforms(0, np.arange(len(blobs)), image_ops.IMAGENET_TRAIN_DRAWS)
+  images = [image_ops.decode_image(b, min_size=min_size) for b in blobs]
+  boxes = [
+    image_ops.random_resized_crop_params(*im.shape[:2], row)
+    for im, row in zip(images, u, strict=True)
+  ]
+  crops = [image_ops._crop_resize(im, box, 224) for im, box in zip(images, boxes, strict=True)]
+  return {
+    "decode": lambda i: image_ops.decode_image(blobs[i], min_size=min_size),
+    "crop + resize": lambda i: image_ops._crop_resize(images[i], boxes[i], 224),
+    "flip + jitter": lambda i: image_ops._flip_jitter(crops[i], u[i]),
+    "decode + augment": lambda i: image_ops.imagenet_train(
+      image_ops.decode_image(blobs[i], min_size=min_size), u[i]
+    ),
+  }
+
+
+@contextlib.contextmanager
+def image_ops_from(path: str | None):
+  """Runs the stream with the decode and augmentation of another image_ops.py (a baseline,
+  e.g. ``git show COMMIT:ltjax/data/image_ops.py > old.py``); None: the current one."""
+  if path is None:
+    yield
+    return
+  spec = importlib.util.spec_from_file_location("baseline_image_ops", path)
+  old = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(old)
+  current = (splitlist.decode_image, image_ops.imagenet_train_batch)
+  splitlist.decode_image = packed_lib.decode_image = old.decode_image
+  image_ops.imagenet_train_batch = old.imagenet_train_batch
+  try:
+    yield
+  finally:
+    splitlist.decode_image = packed_lib.decode_image = current[0]
+    image_ops.imagenet_train_batch = current[1]
+
+
+def run_pipeline(args) -> None:
   min_size = args.decode_min_size or None
   with tempfile.TemporaryDirectory() as tmp:
     root = os.path.join(tmp, "tree")
@@ -101,25 +180,178 @@ def main() -> None:
       "image tree": SplitListSource(list_file, root, 10, min_size=min_size),
       "ArrayRecord": PackedSource(packed, "train", 10, min_size=min_size),
     }
-    sizes = [os.path.getsize(os.path.join(root, path)) for path in sources["image tree"].paths]
-    blobs = [open(os.path.join(root, path), "rb").read() for path in sources["image tree"].paths]
-    t0 = time.perf_counter()
-    for blob in blobs[:100]:
-      decode_image(blob, min_size=min_size)
-    decode = 100 / (time.perf_counter() - t0)
+    paths = [os.path.join(root, p) for p in sources["image tree"].paths]
+    blobs = []
+    for path in paths[:100]:
+      with open(path, "rb") as f:
+        blobs.append(f.read())
+    variants = {"current": None} | ({"baseline": args.baseline} if args.baseline else {})
+    streams = {
+      (variant, name): stream_for(source, args.batch)
+      for variant in variants
+      for name, source in sources.items()
+    }
+    for (variant, _), stream in streams.items():
+      with image_ops_from(variants[variant]):
+        stream(0)  # Warm-up.
+    stages = stage_functions(blobs, min_size)
+    one = {key: [] for key in streams}
+    many = {key: [] for key in streams}
+    stage_us = {name: [] for name in stages}
+    for r in range(args.rounds):
+      for (variant, name), stream in streams.items():
+        with image_ops_from(variants[variant]):
+          one[variant, name].append(
+            images_per_s_one_core(stream, args.batches, args.batch, 1 + r * args.batches)
+          )
+          many[variant, name].append(
+            images_per_s_iterator(stream, args.batches, args.batch, args.threads)
+          )
+      for name, fn in stages.items():
+        stage_us[name].append(per_image_us(fn, len(blobs)))
+    sizes = [os.path.getsize(p) for p in paths]
     print(
       f"{args.images} JPEGs 500x375 (mean {np.mean(sizes) / 1e3:.0f} kB), RandomResizedCrop 224 + "
       f"flip + jitter, batch {args.batch}, decode_min_size={args.decode_min_size}, "
-      f"{os.cpu_count()} CPUs"
+      f"{os.cpu_count()} CPUs, medians of {args.rounds} rounds"
     )
-    print("| source | one core, images/s | iterator, images/s |")
+    print(
+      f"| image_ops, source | one thread: images/s, per CPU-s | iterator ({args.threads} "
+      "threads): images/s, per CPU-s |"
+    )
     print("|---|---:|---:|")
-    for name, source in sources.items():
-      stream = stream_for(source, args.batch)
-      one = images_per_s_one_core(stream, args.batches, args.batch)
-      many = images_per_s_iterator(stream, args.batches, args.batch, args.threads)
-      print(f"| {name} | {one:.0f} | {many:.0f} ({args.threads} threads) |")
-    print(f"JPEG decode alone (Pillow, from memory, one core): {decode:.0f} images/s")
+    for variant, name in streams:
+      wall, cpu = np.median(one[variant, name], axis=0)
+      wall_many, cpu_many = np.median(many[variant, name], axis=0)
+      print(f"| {variant}, {name} | {wall:.0f}, {cpu:.0f} | {wall_many:.0f}, {cpu_many:.0f} |")
+    if args.baseline:
+      print("\nper-round ratios current / baseline, median [min, max] (one thread: per CPU-s):")
+      for name in sources:
+        for label, runs, col in (("one thread", one, 1), ("iterator", many, 0)):
+          ratio = np.array(runs["current", name])[:, col] / np.array(runs["baseline", name])[:, col]
+          print(f"  {name}, {label}: {np.median(ratio):.2f} [{ratio.min():.2f}, {ratio.max():.2f}]")
+    print("\n| one image, one core (CPU time) | us | images/s |")
+    print("|---|---:|---:|")
+    for name, values in stage_us.items():
+      us = float(np.median(values))
+      print(f"| {name} | {us:.0f} | {1e6 / us:.0f} |")
+
+
+# ----------------------------------------------------------------------------- decoders
+
+
+def photo_crops(n: int) -> list[np.ndarray]:
+  from sklearn.datasets import load_sample_images  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  photos = load_sample_images().images
+  crops = []
+  for i in range(n):
+    photo = photos[i % len(photos)]
+    top = rng.integers(0, photo.shape[0] - 375 + 1)
+    left = rng.integers(0, photo.shape[1] - 500 + 1)
+    crop = photo[top : top + 375, left : left + 500]
+    crops.append(np.ascontiguousarray(crop[:, ::-1] if i % 4 >= 2 else crop))
+  return crops
+
+
+def _pil_as_before(data: bytes) -> np.ndarray:
+  with Image.open(io.BytesIO(data)) as img:
+    return np.array(img.convert("RGB"))
+
+
+def _pil_decode_only(data: bytes) -> np.ndarray:
+  img = Image.open(io.BytesIO(data))
+  img.load()
+  return np.asarray(img)
+
+
+def _pil_draft_half(data: bytes) -> np.ndarray:
+  img = Image.open(io.BytesIO(data))
+  img.draft("RGB", (img.size[0] // 2, img.size[1] // 2))
+  img.load()
+  return np.asarray(img)
+
+
+def decoders() -> dict:
+  """Name -> decode(bytes) of every decoder available here."""
+  found = {
+    "Pillow, as ltjax used it (convert + np.array)": _pil_as_before,
+    "Pillow, decode + np.asarray only": _pil_decode_only,
+    "Pillow draft 1/2": _pil_draft_half,
+    "simplejpeg (ltjax's decode_image)": image_ops.decode_image,
+    "simplejpeg, bare decode_jpeg": simplejpeg.decode_jpeg,
+    "simplejpeg 1/2": lambda b: simplejpeg.decode_jpeg(b, min_height=188, min_width=250),
+    "simplejpeg >= 224 (5/8)": lambda b: simplejpeg.decode_jpeg(b, min_height=224, min_width=224),
+  }
+  try:
+    import cv2  # noqa: PLC0415
+
+    cv2.setNumThreads(1)
+    flags = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+
+    def cv(flag):
+      return lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), flag)
+
+    found["OpenCV"] = cv(flags)
+    found["OpenCV IMREAD_REDUCED_COLOR_2"] = cv(cv2.IMREAD_REDUCED_COLOR_2)
+    found["OpenCV IMREAD_REDUCED_COLOR_4"] = cv(cv2.IMREAD_REDUCED_COLOR_4)
+  except ImportError:
+    print("OpenCV (opencv-python-headless) not installed: skipped.")
+  try:
+    import turbojpeg  # noqa: PLC0415
+
+    tj = turbojpeg.TurboJPEG()
+    found["PyTurboJPEG"] = lambda b: tj.decode(b, pixel_format=turbojpeg.TJPF_RGB)
+    found["PyTurboJPEG 1/2"] = lambda b: tj.decode(
+      b, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=(1, 2)
+    )
+  except (ImportError, RuntimeError, OSError) as e:
+    print(f"PyTurboJPEG unavailable ({type(e).__name__}: {str(e).splitlines()[0]}): skipped.")
+  return found
+
+
+def run_decoders(args) -> None:
+  rng = np.random.default_rng(0)
+  sets = {
+    "synthetic": [encode(synthetic_image(rng)) for _ in range(32)],
+    "photo crops": [encode(c) for c in photo_crops(32)],
+  }
+  found = decoders()
+  rates = {(s, d): [] for s in sets for d in found}
+  for _ in range(args.rounds):
+    for set_name, blobs in sets.items():
+      for name, fn in found.items():
+        t0 = time.process_time()
+        for blob in blobs:
+          fn(blob)
+        rates[set_name, name].append(len(blobs) / (time.process_time() - t0))
+  print(f"JPEG decode to RGB uint8, images per CPU-second (medians of {args.rounds} rounds)")
+  header = " | ".join(
+    f"{s} ({np.mean([len(b) for b in blobs]) / 1e3:.0f} kB)" for s, blobs in sets.items()
+  )
+  print(f"| decoder | {header} |")
+  print("|---|" + "---:|" * len(sets))
+  for name in found:
+    row = " | ".join(f"{np.median(rates[s, name]):.0f}" for s in sets)
+    print(f"| {name} | {row} |")
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--images", type=int, default=512)
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--batches", type=int, default=8)
+  p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--decode_min_size", type=int, default=0)
+  p.add_argument("--baseline", help="another image_ops.py to time, interleaved, against")
+  p.add_argument("--decoders", action="store_true", help="compare JPEG decoders instead")
+  args = p.parse_args()
+  if args.decoders:
+    run_decoders(args)
+  else:
+    run_pipeline(args)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,27 @@
-"""ImageNet-size augmentations on single decoded images, driven by per-record uniforms.
+"""ImageNet-size augmentations on single images, driven by per-record uniforms.
 
-These are numpy/PIL versions of the torchvision transforms used by the reference
-long-tailed recipes (facebookresearch/classifier-balancing, OLTR) for ImageNet-LT and
-Places-LT:
+These reproduce the torchvision transforms used by the reference long-tailed recipes
+(facebookresearch/classifier-balancing, OLTR) for ImageNet-LT and Places-LT:
 
   train: RandomResizedCrop(224) -> RandomHorizontalFlip() -> ColorJitter(0.4, 0.4, 0.4)
   eval:  Resize(256) -> CenterCrop(224)
+
+The references apply them to PIL images, so torchvision runs Pillow's operations: crop
+then bilinear resize (antialiased when downsampling), ``transpose`` for the flip, and
+``ImageEnhance`` for the jitter (each adjustment a ``blend`` with a degenerate image,
+truncated to uint8). This module runs the same Pillow operations, so its outputs are
+those of torchvision on the same decoded image and the same random draws.
 
 All randomness comes from an explicit 1-D array ``u`` of uniforms in [0, 1), normally a
 row of ``ltjax.data.augment.record_uniforms(seed, positions, IMAGENET_TRAIN_DRAWS)``. A
 record is therefore augmented identically whatever the batch size, process count or
 thread order. Nothing here touches numpy's global random state or torch.
 
-Images are (H, W, C) uint8 arrays with C = 1 (grayscale) or C = 3 (RGB). Resizing uses
-PIL's bilinear filter, which (like torchvision on PIL images) antialiases when
-downsampling.
+Images are (H, W, C) uint8 arrays with C = 1 (grayscale) or C = 3 (RGB).
+
+JPEGs are decoded by libjpeg-turbo through simplejpeg, straight into a numpy array (the
+same pixels as Pillow, faster: BENCHMARKS.md has the comparison); everything else (PNG,
+..., and the JPEGs libjpeg-turbo's strict mode refuses) by Pillow.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from ltjax.data.augment import record_uniforms
@@ -40,9 +48,10 @@ FLIP_DRAWS = 1
 JITTER_DRAWS = 6
 #: Uniforms consumed by `imagenet_train`: crop, then flip, then jitter, in that layout.
 IMAGENET_TRAIN_DRAWS = RRC_DRAWS + FLIP_DRAWS + JITTER_DRAWS
-
-# ITU-R 601-2 luma weights, as in PIL's convert("L") and torchvision's rgb_to_grayscale.
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+#: Colour-jitter strengths of the reference recipes (brightness, contrast, saturation).
+IMAGENET_JITTER = (0.4, 0.4, 0.4)
+#: DCT scale-downs libjpeg offers that decode faster than full size (others are slower).
+_JPEG_SCALES = (8, 4, 2, 1)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -89,21 +98,29 @@ def _check_range(value, name: str, *, positive: bool) -> tuple[float, float]:
   return lo, hi
 
 
+def _check_strengths(brightness, contrast, saturation) -> tuple[float, float, float]:
+  strengths = (brightness, contrast, saturation)
+  for name, s in zip(("brightness", "contrast", "saturation"), strengths, strict=True):
+    if not (isinstance(s, int | float | np.floating | np.integer) and math.isfinite(s) and s >= 0):
+      raise ValueError(f"{name} must be a finite number >= 0, got {s!r}.")
+  return tuple(float(s) for s in strengths)
+
+
 def _to_pil(image: np.ndarray) -> Image.Image:
+  """A PIL copy of an (H, W, C) uint8 array, which may be a strided view (a crop)."""
   return Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
 
 
-def _from_pil(img: Image.Image, channels: int) -> np.ndarray:
+def _from_pil(img: Image.Image) -> np.ndarray:
   out = np.array(img, dtype=np.uint8)  # A writable copy (asarray would be read-only).
-  return out[:, :, None] if channels == 1 else out
+  return out[:, :, None] if out.ndim == 2 else out
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   """Bilinear (antialiased) resize of an (H, W, C) uint8 image to (height, width)."""
   if image.shape[:2] == (height, width):
     return image
-  img = _to_pil(image).resize((width, height), Image.Resampling.BILINEAR)
-  return _from_pil(img, image.shape[2])
+  return _from_pil(_to_pil(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _round_half_even(x: float) -> int:
@@ -174,6 +191,23 @@ def random_resized_crop_params(
   return (height - h) // 2, (width - w) // 2, h, w
 
 
+def _crop_to_pil(image: np.ndarray, top: int, left: int, h: int, w: int) -> Image.Image:
+  """The crop as a PIL image, copying only the crop's pixels, once."""
+  if image.shape[2] == 1 or not image.flags.c_contiguous:
+    return _to_pil(image[top : top + h, left : left + w])
+  width = image.shape[1]
+  pixels = memoryview(image.reshape(-1))[(top * width + left) * 3 :]
+  return Image.frombuffer("RGB", (w, h), pixels, "raw", "RGB", width * 3, 1)
+
+
+def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> Image.Image:
+  """torchvision's ``resized_crop`` on PIL: crop ``box``, then bilinear resize to size^2."""
+  img = _crop_to_pil(image, *box)
+  if img.size == (size, size):
+    return img
+  return img.resize((size, size), Image.Resampling.BILINEAR)
+
+
 def random_resized_crop(
   image: np.ndarray,
   u,
@@ -202,8 +236,8 @@ def random_resized_crop(
   """
   image = _check_image(image)
   size = _check_size(size, "size")
-  top, left, h, w = random_resized_crop_params(image.shape[0], image.shape[1], u, scale, ratio)
-  return _resize(image[top : top + h, left : left + w], size, size)
+  box = random_resized_crop_params(image.shape[0], image.shape[1], u, scale, ratio)
+  return _from_pil(_crop_resize(image, box, size))
 
 
 def horizontal_flip(image: np.ndarray, u0: float) -> np.ndarray:
@@ -226,11 +260,34 @@ def horizontal_flip(image: np.ndarray, u0: float) -> np.ndarray:
 # ---------------------------------------------------------------------- color jitter
 
 
-def _grayscale(x: np.ndarray) -> np.ndarray:
-  """(H, W, 1) float32 luma of an (H, W, C) float32 image."""
-  if x.shape[2] == 1:
-    return x
-  return (x @ _LUMA)[:, :, None]
+def _blend(degenerate: Image.Image, img: Image.Image, factor: float) -> Image.Image:
+  # ImageEnhance's enhance(): trunc(d + f * (x - d)) in float32, clipped to [0, 255].
+  return Image.blend(degenerate, img, factor)
+
+
+def _gray_mean(img: Image.Image) -> int:
+  """ImageEnhance.Contrast's mean: int(mean of the "L" image + 0.5)."""
+  hist = np.asarray((img if img.mode == "L" else img.convert("L")).histogram(), np.int64)
+  return int(int(hist @ np.arange(256)) / int(hist.sum()) + 0.5)
+
+
+def _jitter(img: Image.Image, u: np.ndarray, strengths: tuple[float, float, float]) -> Image.Image:
+  """`color_jitter` on a PIL image ("L" or "RGB"), ``u`` already checked."""
+  for op in np.argsort(u[3:6], kind="stable"):
+    s = strengths[op]
+    if s == 0.0 or (op == 2 and img.mode == "L"):
+      continue  # A grey image is its own saturation degenerate: a no-op.
+    lo = max(0.0, 1.0 - s)
+    factor = lo + (1.0 + s - lo) * float(u[op])
+    if op == 0:
+      degenerate = Image.new(img.mode, img.size, 0)
+    elif op == 1:
+      mean = _gray_mean(img)
+      degenerate = Image.new(img.mode, img.size, mean if img.mode == "L" else (mean,) * 3)
+    else:
+      degenerate = img.convert("L").convert(img.mode)
+    img = _blend(degenerate, img, factor)
+  return img
 
 
 def color_jitter(
@@ -245,17 +302,15 @@ def color_jitter(
   Factors are ``u[0..2]`` mapped uniformly onto ``[max(0, 1 - s), 1 + s]`` for strength
   ``s`` (brightness, contrast, saturation in that order); the three adjustments are applied
   in the order given by sorting ``u[3..5]`` (a uniformly random permutation). A strength of
-  0 skips its adjustment. With ``x`` the image and ``f`` the factor:
+  0 skips its adjustment. As torchvision on PIL images (``ImageEnhance``), each adjustment
+  is ``trunc(d + f * (x - d))`` clipped to [0, 255], for ``x`` the image, ``f`` the factor
+  and ``d`` the degenerate image:
 
-  * brightness: ``x * f``;
-  * contrast: ``m + f * (x - m)`` with ``m`` the mean of the grayscale image;
-  * saturation: ``g + f * (x - g)`` with ``g`` the per-pixel grayscale (ITU-R 601-2 luma,
-    ``0.299 R + 0.587 G + 0.114 B``); a no-op for 1-channel images.
+  * brightness: ``d = 0``;
+  * contrast: ``d = int(m + 0.5)`` with ``m`` the mean of the grayscale image;
+  * saturation: ``d`` the per-pixel grayscale; a no-op for 1-channel images.
 
-  The arithmetic is in float32. Like torchvision, each adjustment clips to [0, 255], but
-  the result is rounded to uint8 only once, at the end; torchvision quantizes to uint8
-  after every adjustment (and PIL uses an integer grayscale and contrast mean), so outputs
-  can differ from torchvision's by about one grey level per adjustment.
+  Grayscale is Pillow's ITU-R 601-2 luma, ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``.
 
   Args:
     image: (H, W, C) uint8.
@@ -272,32 +327,10 @@ def color_jitter(
   """
   image = _check_image(image)
   u = _check_uniforms(u, JITTER_DRAWS)
-  strengths = (brightness, contrast, saturation)
-  for name, s in zip(("brightness", "contrast", "saturation"), strengths, strict=True):
-    if not (isinstance(s, int | float | np.floating | np.integer) and math.isfinite(s) and s >= 0):
-      raise ValueError(f"{name} must be a finite number >= 0, got {s!r}.")
-  factors = [
-    max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * u[i] for i, s in enumerate(strengths)
-  ]
-  active = [i for i, s in enumerate(strengths) if s > 0 and not (i == 2 and image.shape[2] == 1)]
-  if not active:
+  strengths = _check_strengths(brightness, contrast, saturation)
+  if not any(strengths[: 2 if image.shape[2] == 1 else 3]):
     return image
-
-  x = image.astype(np.float32)
-  for op in np.argsort(u[3:6], kind="stable"):
-    if op not in active:
-      continue
-    f = np.float32(factors[op])
-    if op == 0:
-      x = x * f
-    elif op == 1:
-      m = np.float32(_grayscale(x).mean(dtype=np.float64))
-      x = m + f * (x - m)
-    else:
-      g = _grayscale(x)
-      x = g + f * (x - g)
-    np.clip(x, 0.0, 255.0, out=x)
-  return np.rint(x).astype(np.uint8)
+  return _from_pil(_jitter(_to_pil(image), u, strengths))
 
 
 # -------------------------------------------------------------- deterministic resizing
@@ -367,11 +400,25 @@ def eval_resize_center_crop(image: np.ndarray, resize: int = 256, crop: int = 22
 # ---------------------------------------------------------------- full pipelines
 
 
+def _flip_jitter(img: Image.Image, u: np.ndarray) -> Image.Image:
+  """The flip and jitter of `imagenet_train` on its resized crop; ``u`` is its whole row."""
+  if u[RRC_DRAWS] < 0.5:
+    img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+  return _jitter(img, u[RRC_DRAWS + FLIP_DRAWS :], IMAGENET_JITTER)
+
+
+def _train_pil(image: np.ndarray, u: np.ndarray, size: int) -> Image.Image:
+  box = random_resized_crop_params(image.shape[0], image.shape[1], u[:RRC_DRAWS])
+  return _flip_jitter(_crop_resize(image, box, size), u)
+
+
 def imagenet_train(image: np.ndarray, u, size: int = 224) -> np.ndarray:
   """RandomResizedCrop(size) -> RandomHorizontalFlip -> ColorJitter(0.4, 0.4, 0.4).
 
   Layout of ``u``: ``u[:RRC_DRAWS]`` crop, ``u[RRC_DRAWS]`` flip, then `JITTER_DRAWS`
-  for the jitter; `IMAGENET_TRAIN_DRAWS` (= 47) in all.
+  for the jitter; `IMAGENET_TRAIN_DRAWS` (= 47) in all. The result equals
+  ``color_jitter(horizontal_flip(random_resized_crop(image, ...), ...), ...)``; this
+  function just stays in Pillow between the steps.
 
   Args:
     image: (H, W, C) uint8.
@@ -381,10 +428,10 @@ def imagenet_train(image: np.ndarray, u, size: int = 224) -> np.ndarray:
   Returns:
     (size, size, C) uint8.
   """
+  image = _check_image(image)
+  size = _check_size(size, "size")
   u = _check_uniforms(u, IMAGENET_TRAIN_DRAWS)
-  out = random_resized_crop(image, u[:RRC_DRAWS], size)
-  out = horizontal_flip(out, u[RRC_DRAWS])
-  return color_jitter(out, u[RRC_DRAWS + FLIP_DRAWS :])
+  return _from_pil(_train_pil(image, u, size))
 
 
 def _check_image_list(images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -420,7 +467,10 @@ def imagenet_train_batch(
     raise ValueError(f"positions must have shape ({len(images)},), got {positions.shape}.")
   size = _check_size(size, "size")
   u = record_uniforms(seed, positions, IMAGENET_TRAIN_DRAWS)
-  return np.stack([imagenet_train(im, row, size) for im, row in zip(images, u, strict=True)])
+  out = np.empty((len(images), size, size, images[0].shape[2]), np.uint8)
+  for i, (image, row) in enumerate(zip(images, u, strict=True)):
+    out[i] = np.asarray(_train_pil(image, row, size)).reshape(out.shape[1:])
+  return out
 
 
 def imagenet_eval_batch(
@@ -443,33 +493,34 @@ def imagenet_eval_batch(
 # ----------------------------------------------------------------------- decoding
 
 
-def decode_image(data: bytes, channels: int = 3, min_size: int | None = None) -> np.ndarray:
-  """Decodes an encoded image (JPEG, PNG, ... anything PIL reads) to a uint8 array.
+def _is_jpeg(data) -> bool:
+  return bytes(data[:2]) == b"\xff\xd8"
 
-  With ``min_size``, JPEGs are decoded at a reduced scale (1/2, 1/4 or 1/8, via PIL's
-  ``draft``) chosen so both sides, hence the shorter side, stay >= ``min_size`` (unless
-  the image is already smaller). Decoding large JPEGs for 224-pixel training is then much
-  faster; pixels differ slightly from a full decode followed by a resize. Other formats
-  ignore ``min_size``.
 
-  Args:
-    data: the encoded bytes.
-    channels: 3 for RGB or 1 for grayscale (ITU-R 601-2 luma).
-    min_size: optional lower bound on the decoded shorter side, enabling draft mode.
+def jpeg_scale(height: int, width: int, min_size: int | None) -> int:
+  """The DCT scale-down 1, 2, 4 or 8 of Pillow's ``draft(mode, (min_size, min_size))``.
 
-  Returns:
-    (H, W, channels) uint8.
-
-  Raises:
-    ValueError: on bad arguments, or "cannot decode image: ..." if PIL fails to decode
-      (chained from PIL's error).
+  The largest of them not above ``min(height // min_size, width // min_size)``, so both
+  decoded sides, ``ceil(side / scale)``, stay >= min_size (1 if the image is smaller).
   """
-  if channels not in (1, 3):
-    raise ValueError(f"channels must be 1 or 3, got {channels!r}.")
-  if min_size is not None:
-    min_size = _check_size(min_size, "min_size")
-  if not isinstance(data, bytes | bytearray | memoryview):
-    raise ValueError(f"data must be bytes, got {type(data).__name__}.")
+  if min_size is None:
+    return 1
+  limit = min(height // min_size, width // min_size)
+  return next(s for s in _JPEG_SCALES if s <= max(limit, 1))
+
+
+def _decode_jpeg(data, channels: int, height: int, width: int, scale: int) -> np.ndarray:
+  """libjpeg-turbo decode at 1/scale; ValueError on anything its strict mode refuses."""
+  out = simplejpeg.decode_jpeg(
+    data,
+    "RGB" if channels == 3 else "GRAY",
+    min_height=-(-height // scale),
+    min_width=-(-width // scale),
+  )
+  return out.reshape(out.shape[0], out.shape[1], channels)
+
+
+def _decode_pil(data, channels: int, min_size: int | None) -> np.ndarray:
   mode = "RGB" if channels == 3 else "L"
   try:
     with Image.open(io.BytesIO(data)) as img:
@@ -478,4 +529,48 @@ def decode_image(data: bytes, channels: int = 3, min_size: int | None = None) ->
       img = img.convert(mode)  # Forces the full decode inside the try.
   except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, ... on bad data.
     raise ValueError(f"cannot decode image: {e}") from e
-  return _from_pil(img, channels)
+  return _from_pil(img)
+
+
+def _check_decode_args(data, channels: int, min_size: int | None) -> int | None:
+  if channels not in (1, 3):
+    raise ValueError(f"channels must be 1 or 3, got {channels!r}.")
+  if not isinstance(data, bytes | bytearray | memoryview):
+    raise ValueError(f"data must be bytes, got {type(data).__name__}.")
+  return None if min_size is None else _check_size(min_size, "min_size")
+
+
+def decode_image(data: bytes, channels: int = 3, min_size: int | None = None) -> np.ndarray:
+  """Decodes an encoded image (JPEG, PNG, ... anything PIL reads) to a uint8 array.
+
+  JPEGs go to libjpeg-turbo (simplejpeg) in strict mode; what it refuses (other formats,
+  and JPEGs with libjpeg warnings, which Pillow decodes) goes to Pillow, whose error is
+  reported if it fails too. Both decode a JPEG to the same pixels. Grayscale output of a
+  colour JPEG is its luma channel (Y).
+
+  With ``min_size``, JPEGs are decoded at a reduced scale (1/2, 1/4 or 1/8, see
+  `jpeg_scale`) chosen so both sides stay >= ``min_size`` (unless the image is already
+  smaller), as Pillow's ``draft`` does. Decoding large JPEGs for 224-pixel evaluation is
+  then much faster; pixels differ slightly from a full decode followed by a resize. Other
+  formats ignore ``min_size``.
+
+  Args:
+    data: the encoded bytes.
+    channels: 3 for RGB or 1 for grayscale (ITU-R 601-2 luma).
+    min_size: optional lower bound on the decoded shorter side, enabling scaled decoding.
+
+  Returns:
+    (H, W, channels) uint8, writable.
+
+  Raises:
+    ValueError: on bad arguments, or "cannot decode image: ..." if the image cannot be
+      decoded (chained from PIL's error).
+  """
+  min_size = _check_decode_args(data, channels, min_size)
+  if _is_jpeg(data):
+    try:
+      height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+      return _decode_jpeg(data, channels, height, width, jpeg_scale(height, width, min_size))
+    except ValueError:
+      pass  # Pillow decodes what strict libjpeg-turbo refuses, or names the error.
+  return _decode_pil(data, channels, min_size)

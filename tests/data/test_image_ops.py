@@ -321,3 +321,202 @@ def test_decode_draft_keeps_shorter_side(channels):
     800,
     3,
   )
+
+
+# ------------------------------------------- references: torchvision's formulas, in numpy
+
+
+def torchvision_pil_jitter(image: np.ndarray, u: np.ndarray, strengths=(0.4, 0.4, 0.4)):
+  """torchvision's ColorJitter on a PIL image: ImageEnhance, in the order sorted(u[3:6])."""
+  from PIL import ImageEnhance
+
+  img = Image.fromarray(image)
+  enhancers = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
+  for op in np.argsort(u[3:6], kind="stable"):
+    s = strengths[op]
+    if s:
+      factor = max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * u[op]
+      img = enhancers[op](img).enhance(factor)
+  return np.asarray(img)
+
+
+def tensor_jitter_reference(image: np.ndarray, u: np.ndarray, s: float = 0.4) -> np.ndarray:
+  """torchvision's tensor ColorJitter formulas on uint8, in numpy: each adjustment blends
+  with a degenerate image (black, the grey mean, the grey image), clamps to [0, 255] and
+  truncates to uint8; grey = 0.2989 R + 0.587 G + 0.114 B, truncated."""
+  x = image.astype(np.float64)
+
+  def gray(x):
+    return np.floor(x @ np.array([0.2989, 0.587, 0.114]))[..., None]
+
+  for op in np.argsort(u[3:6], kind="stable"):
+    f = 1.0 - s + 2.0 * s * u[op]
+    degenerate = (0.0, gray(x).mean(), gray(x))[op]
+    x = np.floor(np.clip(f * x + (1.0 - f) * degenerate, 0.0, 255.0))
+  return x.astype(np.uint8)
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """(n_out, n_in) weights of an antialiased bilinear resize (a triangle filter widened by
+  the downscale factor, pixel centres at i + 0.5), as PIL and torchvision's antialias."""
+  scale = n_in / n_out
+  support = max(scale, 1.0)
+  centres = (np.arange(n_out) + 0.5) * scale
+  w = np.maximum(0.0, 1.0 - np.abs((np.arange(n_in)[None, :] + 0.5 - centres[:, None]) / support))
+  return w / w.sum(axis=1, keepdims=True)
+
+
+def resize_reference(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  wy, wx = bilinear_matrix(image.shape[0], height), bilinear_matrix(image.shape[1], width)
+  return np.einsum("ij,jkc,lk->ilc", wy, image.astype(np.float64), wx)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_color_jitter_is_torchvision_on_pil_images(seed):
+  # The references jitter PIL images, so torchvision runs ImageEnhance: same pixels exactly.
+  image = random_image(23, 31, seed=seed)
+  u = uniforms(6, seed)
+  np.testing.assert_array_equal(image_ops.color_jitter(image, u), torchvision_pil_jitter(image, u))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_color_jitter_within_two_levels_of_the_tensor_formulas(seed):
+  image = np.clip(smooth_image(32, 40).astype(int) + random_image(32, 40, seed=seed) // 4, 0, 255)
+  image = image.astype(np.uint8)
+  u = uniforms(6, seed)
+  diff = image_ops.color_jitter(image, u).astype(int) - tensor_jitter_reference(image, u)
+  # torchvision's two backends differ in the grey (rounded 0.299 R + ... in PIL, truncated
+  # 0.2989 R + ... for tensors) and the contrast mean (rounded in PIL): about one level
+  # per adjustment, which later factors (up to 1.4) can stretch to three.
+  assert np.abs(diff).max() <= 3 and np.abs(diff).mean() < 0.5
+
+
+@pytest.mark.parametrize("shape, size", [((60, 90, 3), 24), ((20, 30, 3), 48), ((50, 40, 1), 32)])
+def test_resize_is_antialiased_bilinear(shape, size):
+  image = smooth_image(*shape[:2])[:, :, : shape[2]]
+  image = np.ascontiguousarray(image) + random_image(*shape, seed=1) // 8
+  out = image_ops.random_resized_crop(image, uniforms(40), size, scale=(1, 1), ratio=(1, 1))
+  box = image_ops.random_resized_crop_params(*shape[:2], uniforms(40), (1, 1), (1, 1))
+  top, left, h, w = box
+  expected = resize_reference(image[top : top + h, left : left + w], size, size)
+  assert np.abs(out - expected).max() <= 1.0 + 1e-9  # PIL rounds fixed-point sums.
+
+
+def test_random_resized_crop_box_distribution():
+  # Area fraction uniform in scale, log aspect ratio uniform in log([3/4, 4/3]). With areas
+  # up to 3/4 of a square image every first attempt fits (3/4 * 4/3 = 1), so the boxes
+  # follow the first draw's distribution; larger boxes are sometimes redrawn, as in
+  # torchvision.
+  boxes = np.array(
+    [
+      image_ops.random_resized_crop_params(1000, 1000, uniforms(40, s), scale=(0.08, 0.75))
+      for s in range(2000)
+    ]
+  )
+  area = boxes[:, 2] * boxes[:, 3] / 1e6
+  log_ratio = np.log(boxes[:, 3] / boxes[:, 2])
+  assert abs(area.mean() - 0.415) < 0.015 and area.min() > 0.079 and area.max() < 0.76
+  assert abs(np.mean(area < 0.08 + 0.67 / 2) - 0.5) < 0.04
+  assert abs(log_ratio.mean()) < 0.02 and np.abs(log_ratio).max() <= np.log(4 / 3) + 0.01
+  assert abs(np.mean(np.abs(log_ratio)) - np.log(4 / 3) / 2) < 0.02  # Uniform, not peaked.
+  # The offsets are uniform over the valid positions: centres spread over the image.
+  centre = boxes[:, 1] + boxes[:, 3] / 2
+  assert abs(centre.mean() - 500) < 15
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_imagenet_train_is_crop_then_flip_then_jitter(seed):
+  image = random_image(45, 70, seed=seed)
+  u = uniforms(image_ops.IMAGENET_TRAIN_DRAWS, seed)
+  expected = image_ops.random_resized_crop(image, u[:40], 24)
+  expected = image_ops.horizontal_flip(expected, u[40])
+  expected = image_ops.color_jitter(expected, u[41:])
+  np.testing.assert_array_equal(image_ops.imagenet_train(image, u, 24), expected)
+  gray = random_image(45, 70, 1, seed=seed)
+  out = image_ops.imagenet_train(gray, u, 24)
+  assert out.shape == (24, 24, 1)
+  np.testing.assert_array_equal(
+    out,
+    image_ops.color_jitter(
+      image_ops.horizontal_flip(image_ops.random_resized_crop(gray, u[:40], 24), u[40]), u[41:]
+    ),
+  )
+
+
+def test_imagenet_train_accepts_non_contiguous_images():
+  image = random_image(50, 60)
+  u = uniforms(image_ops.IMAGENET_TRAIN_DRAWS)
+  view = image[:, ::-1]
+  np.testing.assert_array_equal(
+    image_ops.imagenet_train(view, u, 16), image_ops.imagenet_train(view.copy(), u, 16)
+  )
+
+
+# ------------------------------------------------------------------- the JPEG decoder
+
+
+def photo_jpeg(**options) -> bytes:
+  from sklearn.datasets import load_sample_images
+
+  return encode(load_sample_images().images[0][:200, :300], "JPEG", quality=90, **options)
+
+
+def pil_decode(data: bytes, mode: str = "RGB", draft=None) -> np.ndarray:
+  with Image.open(io.BytesIO(data)) as img:
+    if draft:
+      img.draft(mode, draft)
+    return np.asarray(img.convert(mode))
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"subsampling": 0}])
+def test_decode_jpeg_equals_pillow(options):
+  data = photo_jpeg(**options)
+  np.testing.assert_array_equal(image_ops.decode_image(data), pil_decode(data))
+  np.testing.assert_array_equal(image_ops.decode_image(memoryview(data)), pil_decode(data))
+  out = image_ops.decode_image(data, min_size=90)  # 200 x 300 at 1/2.
+  np.testing.assert_array_equal(out, pil_decode(data, draft=(90, 90)))
+  assert out.shape == (100, 150, 3) and out.flags.writeable
+
+
+def test_jpeg_scale_is_pillow_draft():
+  for h, w in [(1, 1), (7, 300), (375, 500), (600, 800), (2000, 90)]:
+    for m in (1, 3, 64, 224, 256, 1000):
+      data = encode(np.zeros((h, w, 3), np.uint8), "JPEG")
+      s = image_ops.jpeg_scale(h, w, m)
+      assert pil_decode(data, draft=(m, m)).shape[:2] == (-(-h // s), -(-w // s)), (h, w, m)
+  assert image_ops.jpeg_scale(600, 800, None) == 1
+
+
+def test_decode_grayscale_jpeg_is_luma():
+  data = photo_jpeg()
+  gray = image_ops.decode_image(data, channels=1)
+  assert gray.shape == (200, 300, 1)
+  assert np.abs(gray[:, :, 0].astype(int) - pil_decode(data, "L")).max() <= 12
+  assert np.abs(gray[:, :, 0].astype(int) - pil_decode(data, "L")).mean() < 0.5
+  one_channel = encode(smooth_image(40, 30)[:, :, :1], "JPEG")
+  assert image_ops.decode_image(one_channel).shape == (40, 30, 3)
+
+
+def test_decode_cmyk_jpeg():
+  rgb = Image.open(io.BytesIO(photo_jpeg()))
+  buf = io.BytesIO()
+  rgb.convert("CMYK").save(buf, "JPEG", quality=95)
+  out = image_ops.decode_image(buf.getvalue())
+  assert np.abs(out.astype(int) - pil_decode(buf.getvalue())).max() <= 1
+
+
+def test_decode_jpeg_with_libjpeg_warning_falls_back_to_pillow():
+  # Extraneous bytes before the end marker: libjpeg warns, strict libjpeg-turbo refuses,
+  # Pillow (as torchvision's loader) decodes it, so ltjax does too.
+  data = photo_jpeg()
+  assert data.endswith(b"\xff\xd9")
+  warned = data[:-2] + b"\x00" * 16 + b"\xff\xd9"
+  np.testing.assert_array_equal(image_ops.decode_image(warned), pil_decode(warned))
+
+
+@pytest.mark.parametrize("keep", [0.05, 0.5, 0.98])
+def test_decode_truncated_jpeg_raises(keep):
+  data = photo_jpeg()
+  with pytest.raises(ValueError, match="cannot decode image") as info:
+    image_ops.decode_image(data[: int(len(data) * keep)])
+  assert info.value.__cause__ is not None
