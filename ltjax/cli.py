@@ -1,14 +1,22 @@
-"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare.
+"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare, import-torch.
 
 ltjax train --config=configs/<dataset>/<stage>.py --workdir=DIR [--config.x=y ...]
 ltjax evaluate --config=... --workdir=DIR [--open_set] [--posthoc]
-ltjax demo [--workdir=DIR]
+ltjax demo [--workdir=DIR] [--dtype=bfloat16]
 ltjax report --workdir=DIR
 ltjax stats --split=LIST.txt [--num_classes=K]
 ltjax prepare --dataset=imagenet_lt|places_lt|inat2018 --root=IMAGES --out=DIR
     [--lists_dir=LISTS] [--splits=train,val,test,open] [--records_per_shard=1024]
   packs the split lists' images into ArrayRecord shards (resumable: re-run after an
   interruption); train from them with --config.dataset.packed_dir=DIR.
+ltjax import-torch CKPT.pth --config=... --workdir=DIR [--allow_pickle]
+  writes a reference PyTorch checkpoint (classifier-balancing / OLTR
+  final_model_checkpoint.pth) as a finished run of the config in DIR (needs '.[torch]').
+
+Several processes (hosts): run the same train/evaluate command in each, with
+  --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+(or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or --distributed on
+SLURM, Open MPI and Cloud TPU pods, where JAX finds them itself.
 """
 
 from __future__ import annotations
@@ -44,7 +52,38 @@ _RECORDS_PER_SHARD = flags.DEFINE_integer(
   "records_per_shard", 1024, "prepare: images per ArrayRecord shard."
 )
 
+_DTYPE = flags.DEFINE_enum(
+  "dtype", "float32", ["float32", "bfloat16"], "demo: the models' computation dtype."
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "train/evaluate: host:port of process 0 (multi-process runs)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes", None, "train/evaluate: number of processes (multi-process runs)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  "process_id", None, "train/evaluate: this process's index in [0, num_processes)."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  "distributed",
+  False,
+  "train/evaluate: join a multi-process run whose settings JAX detects "
+  "(SLURM, Open MPI, Kubernetes, Cloud TPU pods).",
+)
+_ALLOW_PICKLE = flags.DEFINE_bool(
+  "allow_pickle",
+  False,
+  "import-torch: also unpickle Python objects other than tensors (only for trusted files).",
+)
+
 USAGE = __doc__
+MULTI_PROCESS_COMMANDS = ("train", "evaluate")
+
+
+def _is_main_process() -> bool:
+  import jax  # noqa: PLC0415
+
+  return jax.process_index() == 0
 
 
 def _require(flag, name: str) -> None:
@@ -66,7 +105,8 @@ def cmd_train(argv) -> None:
   from ltjax.train import loop  # noqa: PLC0415
 
   summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  print(format_table({_CONFIG.value.method: summary}))
+  if _is_main_process():
+    print(format_table({_CONFIG.value.method: summary}))
 
 
 def cmd_evaluate(argv) -> None:
@@ -88,7 +128,8 @@ def cmd_evaluate(argv) -> None:
 
     features_dir = os.path.join(_WORKDIR.value, "features")
     results.update(posthoc.evaluate_all(exp, state, _WORKDIR.value, features_dir))
-  print(runner.format_table(results))
+  if _is_main_process():
+    print(runner.format_table(results))
 
 
 def cmd_demo(argv) -> None:
@@ -97,7 +138,7 @@ def cmd_demo(argv) -> None:
   from ltjax.evaluate.runner import format_table  # noqa: PLC0415
 
   workdir = _WORKDIR.value or os.path.abspath("ltjax_demo")
-  results = demo.run(workdir)
+  results = demo.run(workdir, dtype=_DTYPE.value)
   print(f"\nltjax demo: digits-LT results (test split), written to {workdir}/results.json\n")
   print(format_table(results))
 
@@ -172,6 +213,27 @@ def cmd_prepare(argv) -> None:
     print(packed.format_summary(summary), flush=True)
 
 
+def cmd_import_torch(argv) -> None:
+  paths = argv[1:]
+  if len(paths) != 1:
+    raise app.UsageError(f"import-torch takes one checkpoint file, got {paths or 'none'}.")
+  _require(_CONFIG, "config")
+  _require(_WORKDIR, "workdir")
+  try:
+    from ltjax.interop import torch_import  # noqa: PLC0415
+
+    summary = torch_import.import_checkpoint(
+      paths[0], _CONFIG.value, _WORKDIR.value, allow_pickle=_ALLOW_PICKLE.value
+    )
+  except ImportError as e:
+    raise ValueError(str(e)) from e
+  print(
+    f"imported {paths[0]}: {summary['tensors']} tensors ({summary['parameters']:,} values) "
+    f"into {summary['workdir']} as a finished '{summary['stage']}' run (step {summary['step']})."
+    f"\nevaluate it with: ltjax evaluate --config=... --workdir={summary['workdir']}"
+  )
+
+
 COMMANDS = {
   "train": cmd_train,
   "evaluate": cmd_evaluate,
@@ -179,6 +241,7 @@ COMMANDS = {
   "report": cmd_report,
   "stats": cmd_stats,
   "prepare": cmd_prepare,
+  "import-torch": cmd_import_torch,
 }
 
 
@@ -207,6 +270,20 @@ def _parse_flags(command: str, args: list[str]) -> list[str]:
   return []
 
 
+def _start_processes() -> None:
+  """Joins a multi-process run if the flags or the environment ask for one."""
+  from ltjax.train import distributed  # noqa: PLC0415
+
+  if (
+    distributed.initialize(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value
+    )
+    and not _is_main_process()
+  ):
+    # Progress and results come from process 0; the others report warnings and errors.
+    std_logging.getLogger("ltjax").setLevel(std_logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
@@ -227,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
   std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
   signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
   try:
+    if command in MULTI_PROCESS_COMMANDS:
+      _start_processes()
     COMMANDS[command](rest)
   except KeyboardInterrupt:
     print(

@@ -51,6 +51,10 @@ def ltjax(*args, tmp_path):
       "checkpoint_every_steps must be an integer >= 1, got 0",
     ),
     (["fly"], "unknown command 'fly'; valid: train, evaluate, demo"),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--process_id=1", "--num_processes=2"],
+      "missing: coordinator_address",
+    ),
   ],
 )
 def test_bad_input_is_one_clear_error(args, message, tmp_path):
