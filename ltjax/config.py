@@ -219,8 +219,10 @@ def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collec
 
 def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """OLTR stage 1 (Liu et al. 2019, ImageNet-LT): plain joint training, 30 epochs,
-  batch 128, SGD 0.9, lr 0.1 divided by 10 every 10 epochs, weight decay 5e-4."""
+  batch 128, SGD 0.9, lr 0.1 divided by 10 every 10 epochs, weight decay 5e-4, and the
+  reference's ``use_fc`` layer (512 units + ReLU after pooling), which stage 2 loads."""
   c.stage = c.method = "joint"
+  c.oltr.fc_add = 512
   c.sampler.name = "instance"
   c.num_epochs, c.batch_size = 30, 128
   c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 5e-4
@@ -232,8 +234,10 @@ def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """OLTR stage 2: dynamic meta-embedding on the stage-1 model, class-aware sampling
   k=4, 60 epochs, batch 128, lrs 0.01 (backbone) / 0.1 (head) / 0.01 (centroids),
-  divided by 10 every 20 epochs; open-set test. ``init_from`` = the stage-1 run."""
+  divided by 10 every 20 epochs; open-set test. ``init_from`` = the stage-1 run, whose
+  ``use_fc`` layer (``oltr.fc_add``) it loads."""
   c.stage = c.method = "oltr"
+  c.oltr.fc_add = 512
   c.model.head = "meta_embedding"
   c.sampler.name, c.sampler.k = "class_aware", 4
   c.num_epochs, c.batch_size = 60, 128

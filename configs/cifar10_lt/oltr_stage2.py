@@ -18,5 +18,6 @@ from ltjax import config as config_lib
 
 def get_config():
   c = config_lib.oltr_stage2(config_lib.cifar_lt(config_lib.base_config(), "cifar10"))
+  c.oltr.fc_add = 0  # Stage 1 is the plain joint run (joint.py): no use_fc layer.
   c.dataset.open_set = False  # The open-set list is a split-list dataset's; CIFAR has none.
   return c

@@ -14,4 +14,6 @@ from ltjax import config as config_lib
 def get_config():
   c = config_lib.imagenet_lt(config_lib.base_config())
   c.model.backbone = "resnet10"
-  return config_lib.oltr_stage1(c)
+  c = config_lib.oltr_stage1(c)
+  c.batch_size = 256  # The reference config (stage_1.py).
+  return c

@@ -17,4 +17,12 @@ from ltjax import config as config_lib
 def get_config():
   c = config_lib.places_lt(config_lib.base_config())
   c.model.backbone = "resnet152"
-  return config_lib.oltr_stage2(c)
+  c = config_lib.oltr_stage2(c)
+  # The reference Places-LT stage 2 (stage_2_meta_embedding.py): the ResNet-152 is fixed
+  # (only the attention and the use_fc layer of the feature model train, at lr 1e-4),
+  # meta-embedding head lr 0.01, 30 epochs, lr divided by 10 every 10, batch 128.
+  c.optim.freeze = ("^backbone/",)
+  c.optim.lr, c.oltr.head_lr = 1e-4, 0.01
+  c.num_epochs, c.optim.step_every_epochs = 30, 10
+  c.batch_size = 128
+  return c

@@ -101,6 +101,14 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
     if config.model.head != "meta_embedding":
       raise ValueError(f"stage oltr needs model.head='meta_embedding', got {config.model.head!r}.")
     neck = {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
+  elif config.oltr.fc_add:
+    # OLTR stage 1: the reference's use_fc layer, carried into stage 2.
+    if config.stage != "joint":
+      raise ValueError(
+        f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
+        f"stage 2 (stage oltr), not stage {config.stage!r}; set --config.oltr.fc_add=0."
+      )
+    neck = {"use_attention": False, "fc_add": config.oltr.fc_add}
   return models.build_model(
     config.model.backbone,
     config.model.head,
@@ -145,13 +153,21 @@ def _load_earlier_stage(config, stage: Stage, state: TrainState) -> TrainState:
   source = f"init_from={config.init_from}"
   new_params = jax.device_get(state.params)
   new_stats = jax.device_get(state.batch_stats)
-  for src, dst in stage.load:
+  load = stage.load
+  if stage.oltr and config.oltr.fc_add:  # Stage 1's use_fc layer (see build_model).
+    if "fc_add" not in params.get("neck", {}):
+      raise ValueError(
+        f"oltr.fc_add={config.oltr.fc_add} but {source} has no fc_add layer to start from: "
+        "train stage 1 with the same oltr.fc_add (the reference use_fc), or set it to 0."
+      )
+    load = (*load, ("neck/fc_add", "neck/fc_add"))
+  for src, dst in load:
     new_params = ckpt_lib.graft(new_params, params, src, source, dst)
     if src == "backbone" and batch_stats:
       new_stats = ckpt_lib.graft(new_stats, batch_stats, src, source, dst)
   log.info(
     "loaded %s from %s (stage %s)",
-    ", ".join(f"{a}->{b}" for a, b in stage.load),
+    ", ".join(f"{a}->{b}" for a, b in load),
     config.init_from,
     meta.get("stage", "?"),
   )
@@ -160,12 +176,12 @@ def _load_earlier_stage(config, stage: Stage, state: TrainState) -> TrainState:
 
 def _make_tx_fn(config, stage: Stage, steps_per_epoch: float, total_steps: int):
   schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
+  freeze = stage.freeze + tuple(config.optim.freeze)
   if stage.oltr:
     schedule_fn = lambda lr: optim.make_schedule(config.optim, steps_per_epoch, total_steps, lr)
     return schedule, lambda tree: optim.make_oltr_optimizer(
-      config.optim, config.oltr, schedule_fn, tree
+      config.optim, config.oltr, schedule_fn, tree, freeze
     )
-  freeze = stage.freeze + tuple(config.optim.freeze)
   return schedule, lambda params: optim.make_optimizer(config.optim, schedule, params, freeze)
 
 
@@ -209,17 +225,25 @@ def _check_intervals(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"eval_every_epochs must be >= 0 (0: none), got {config.eval_every_epochs!r}.")
 
 
-def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -> tuple:
+def setup(
+  config: ml_collections.ConfigDict,
+  splits: DataSplits | None = None,
+  *,
+  load_init_from: bool = True,
+) -> tuple:
   """Builds the experiment and its initial (sharded) train state.
 
   For stages that start from an earlier run (cRT, LWS, OLTR), the initial state holds
   the loaded parameters; ``train`` then resumes from the stage's own checkpoints if any,
   or else (OLTR) computes the initial centroids with ``init_centroids`` (a pass over the
-  training set that a resumed run does not need).
+  training set that a resumed run does not need). ``load_init_from=False`` skips the
+  loading (and the need for ``config.init_from``): for callers that replace the whole
+  state, e.g. with a finished run's checkpoint.
   """
   stage = get_stage(config.stage)
   _check_intervals(config)
-  if stage.load:
+  load = stage.load if load_init_from else ()
+  if load:
     ckpt_lib.resolve_init_from(config.init_from)  # Fails early with a clear message.
   mesh = mesh_lib.make_mesh(config.num_devices)
   mesh_lib.check_batch_size(config.batch_size, mesh)
@@ -234,7 +258,7 @@ def setup(config: ml_collections.ConfigDict, splits: DataSplits | None = None) -
   repl = mesh_lib.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
   state = jax.jit(init, out_shardings=state_sharding, static_argnums=0)(config.seed)
-  if stage.load:
+  if load:
     state = jax.device_put(_load_earlier_stage(config, stage, state), state_sharding)
   tx = tx_fn(
     state.params if not stage.oltr else {"params": state.params, "centroids": state.centroids}
@@ -428,8 +452,9 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
 def restore_trained(
   config: ml_collections.ConfigDict, workdir: str, splits: DataSplits | None = None
 ) -> tuple[Experiment, TrainState]:
-  """The experiment of ``config`` with the latest state saved in ``workdir``."""
-  exp, state = setup(config, splits)
+  """The experiment of ``config`` with the latest state saved in ``workdir``
+  (``config.init_from`` is not read: the checkpoint holds every variable)."""
+  exp, state = setup(config, splits, load_init_from=False)
   target = ckpt_lib.abstract_like(state, exp.state_sharding)
   state, _, _, step = ckpt_lib.restore(os.path.join(workdir, "checkpoints"), target)
   log.info("restored step %d from %s", step, workdir)

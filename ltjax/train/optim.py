@@ -75,15 +75,23 @@ def make_optimizer(
 
 
 def make_oltr_optimizer(
-  cfg: ml_collections.ConfigDict, oltr: ml_collections.ConfigDict, schedule_fn, tree
+  cfg: ml_collections.ConfigDict,
+  oltr: ml_collections.ConfigDict,
+  schedule_fn,
+  tree,
+  freeze: tuple[str, ...] = (),
 ) -> optax.GradientTransformation:
   """OLTR stage 2's three SGD groups over ``{"params": ..., "centroids": ...}``.
 
   Backbone and neck (``optim.lr``, 0.01 in the reference), the meta-embedding head
   (``oltr.head_lr``, 0.1) and the centroids (``oltr.centroids_lr``, 0.01, with their
   own momentum and weight decay). Every group follows the same schedule shape
-  (``schedule_fn(base_lr)``).
+  (``schedule_fn(base_lr)``). Parameters whose path (as in ``optim.freeze``, e.g.
+  ``backbone/conv1/kernel``) matches a ``freeze`` regex get exactly zero updates: the
+  reference's ``fix`` of the feature model is ``freeze=("^backbone/",)``, which leaves
+  the neck (attention, ``fc_add``) training.
   """
+  compiled = [re.compile(p) for p in freeze]
 
   def sgd(lr, momentum, weight_decay):
     return optax.chain(
@@ -94,14 +102,19 @@ def make_oltr_optimizer(
     p = param_path(path)
     if p.startswith("centroids"):
       return "centroids"
+    if any(c.search(p.removeprefix("params/")) for c in compiled):
+      return "frozen"
     return "head" if p.startswith("params/head/") else "backbone"
 
   labels = jax.tree_util.tree_map_with_path(label, tree)
+  if freeze and not {"backbone", "head"} & set(jax.tree.leaves(labels)):
+    raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
   return optax.multi_transform(
     {
       "backbone": sgd(cfg.lr, cfg.momentum, cfg.weight_decay),
       "head": sgd(oltr.head_lr, cfg.momentum, cfg.weight_decay),
       "centroids": sgd(oltr.centroids_lr, oltr.centroids_momentum, oltr.centroids_weight_decay),
+      "frozen": optax.set_to_zero(),
     },
     labels,
   )

@@ -138,3 +138,49 @@ def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path,
   again = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]  # Resumed from the final checkpoint: no new pass over the train set.
   np.testing.assert_array_equal(again.centroids, first.centroids)
+
+
+def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
+  """The reference's use_fc (oltr.fc_add): a dense + ReLU after pooling in stage 1, which
+  stage 2 starts from, as the ImageNet-LT and Places-LT configs do."""
+  stage1 = tiny_config(**{"oltr.fc_add": 12})
+  exp1, state1 = loop.setup(stage1, tiny_splits())
+  assert exp1.model.neck is not None and not exp1.model.neck.use_attention
+  assert state1.params["head"]["fc"]["kernel"].shape[0] == 12  # Features are fc_add wide.
+  trained = jax.device_get(loop.train(exp1, state1, str(tmp_path)))
+  exp2, state2 = loop.setup(stage2_config(str(tmp_path), **{"oltr.fc_add": 12}), tiny_splits())
+  loaded = jax.device_get(state2.params)
+  for a, b in zip(
+    jax.tree.leaves(trained.params["neck"]["fc_add"]),
+    jax.tree.leaves(loaded["neck"]["fc_add"]),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(a, b)
+  assert state2.centroids.shape == (4, 12)
+  # Stage 2 with fc_add over a stage 1 without it, and fc_add in another stage: errors.
+  with pytest.raises(ValueError, match="has no fc_add layer to start from"):
+    loop.setup(stage2_config(joint_dir, **{"oltr.fc_add": 12}), tiny_splits())
+  crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
+  with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):
+    loop.setup(crt, tiny_splits())
+
+
+def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_dir, tmp_path):
+  """optim.freeze in OLTR stage 2: the reference's ``fix`` of the feature model (Places-LT)."""
+  config = stage2_config(joint_dir, num_epochs=2, **{"optim.freeze": ("^backbone/",)})
+  exp, state = loop.setup(config, tiny_splits())
+  start = jax.device_get(state.params)
+  end = jax.device_get(loop.train(exp, state, str(tmp_path)))
+  for a, b in zip(
+    jax.tree.leaves(start["backbone"]), jax.tree.leaves(end.params["backbone"]), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
+  for group in ("neck", "head"):
+    assert any(
+      not np.array_equal(a, b)
+      for a, b in zip(
+        jax.tree.leaves(start[group]), jax.tree.leaves(end.params[group]), strict=True
+      )
+    ), group
+  with pytest.raises(ValueError, match="freeze every parameter"):
+    loop.setup(stage2_config(joint_dir, **{"optim.freeze": (".",)}), tiny_splits())
