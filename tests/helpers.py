@@ -1,12 +1,15 @@
 """Tiny configs and in-memory data for fast end-to-end tests."""
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import numpy as np
 
 from ltjax.data.datasets import DataSplits
 from ltjax.data.sources import ArraySource
-from ltjax.demo import joint_config
+from ltjax.demo import joint_config, oltr_config
 
 
 def tiny_splits(num_classes=4, size=8, channels=1, seed=0, counts=(24, 12, 6, 3)):
@@ -27,6 +30,16 @@ def tiny_splits(num_classes=4, size=8, channels=1, seed=0, counts=(24, 12, 6, 3)
   )
 
 
+def _override(c, overrides):
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
 def tiny_config(**overrides):
   c = joint_config()
   c.batch_size = 16
@@ -37,13 +50,48 @@ def tiny_config(**overrides):
   c.eval_every_epochs = 0
   c.checkpoint_every_steps = 2
   c.data.num_threads = 1
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return _override(c, overrides)
+
+
+def tiny_stage2_config(joint_dir, **overrides):
+  """OLTR stage 2 (the demo's recipe) on top of a tiny_config joint run in joint_dir."""
+  c = oltr_config(joint_dir)
+  base = tiny_config()
+  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
+    c[key] = base[key]
+  c.eval.batch_size = base.eval.batch_size
+  c.model.width = base.model.width
+  c.data.num_threads = 1
+  return _override(c, overrides)
+
+
+def flat_state(state) -> dict:
+  """{"params/<path>": array, "batch_stats/...", "centroids"} of a train state, on host."""
+  import jax  # noqa: PLC0415
+
+  from ltjax.train.optim import param_path  # noqa: PLC0415
+
+  trees = {"params": state.params, "batch_stats": state.batch_stats}
+  if state.centroids is not None:
+    trees["centroids"] = {"c": state.centroids}
+  return {
+    f"{name}/{param_path(p)}": np.asarray(jax.device_get(v))
+    for name, tree in trees.items()
+    for p, v in jax.tree_util.tree_leaves_with_path(tree)
+  }
+
+
+def run_ltjax(*args, cwd):
+  """`python -m ltjax.cli ARGS` in cwd, as a user runs it (one CPU device)."""
+  env = dict(os.environ, XLA_FLAGS="")
+  return subprocess.run(
+    [sys.executable, "-m", "ltjax.cli", *args],
+    capture_output=True,
+    text=True,
+    cwd=cwd,
+    env=env,
+    timeout=300,
+  )
 
 
 def load_config(path):

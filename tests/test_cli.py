@@ -7,25 +7,13 @@ import sys
 
 import pytest
 import tensorflow_datasets as tfds
-from helpers import load_config
+from helpers import load_config, run_ltjax
 
 from ltjax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(__file__))
 DIGITS = os.path.join(REPO, "configs", "digits", "joint.py")
 CIFAR = os.path.join(REPO, "configs", "cifar10_lt", "joint.py")
-
-
-def ltjax(*args, tmp_path):
-  env = dict(os.environ, XLA_FLAGS="")
-  return subprocess.run(
-    [sys.executable, "-m", "ltjax.cli", *args],
-    capture_output=True,
-    text=True,
-    cwd=tmp_path,
-    env=env,
-    timeout=300,
-  )
 
 
 @pytest.mark.parametrize(
@@ -58,7 +46,7 @@ def ltjax(*args, tmp_path):
   ],
 )
 def test_bad_input_is_one_clear_error(args, message, tmp_path):
-  result = ltjax(*args, tmp_path=tmp_path)
+  result = run_ltjax(*args, cwd=tmp_path)
   assert result.returncode != 0
   assert message in result.stderr, result.stderr
   assert "Traceback" not in result.stderr, result.stderr
@@ -66,12 +54,12 @@ def test_bad_input_is_one_clear_error(args, message, tmp_path):
 
 def test_train_then_evaluate_from_the_command_line(tmp_path):
   small = ["--config.num_epochs=1", "--config.batch_size=32", "--config.model.width=1"]
-  result = ltjax("train", f"--config={DIGITS}", "--workdir=run", *small, tmp_path=tmp_path)
+  result = run_ltjax("train", f"--config={DIGITS}", "--workdir=run", *small, cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert "joint" in result.stdout and "many" in result.stdout
   os.remove(tmp_path / "run" / "results.json")
-  result = ltjax(
-    "evaluate", f"--config={DIGITS}", "--workdir=run", "--posthoc", *small, tmp_path=tmp_path
+  result = run_ltjax(
+    "evaluate", f"--config={DIGITS}", "--workdir=run", "--posthoc", *small, cwd=tmp_path
   )
   assert result.returncode == 0, result.stderr
   results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -83,18 +71,18 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
     "tau_norm",
   }
   # digits-LT holds digits 8 and 9 out as the open set: --open_set reports on them ...
-  result = ltjax(
-    "evaluate", f"--config={DIGITS}", "--workdir=run", "--open_set", *small, tmp_path=tmp_path
+  result = run_ltjax(
+    "evaluate", f"--config={DIGITS}", "--workdir=run", "--open_set", *small, cwd=tmp_path
   )
   assert result.returncode == 0, result.stderr
   joint = json.loads((tmp_path / "run" / "results.json").read_text())["joint"]
   assert 0 <= joint["open_f_measure"] <= 1 and 0 <= joint["open_auroc"] <= 1
   # ... and is a clear error on a test split without open-set images.
   closed = [*small, "--config.dataset.open_classes=()"]
-  result = ltjax("train", f"--config={DIGITS}", "--workdir=closed", *closed, tmp_path=tmp_path)
+  result = run_ltjax("train", f"--config={DIGITS}", "--workdir=closed", *closed, cwd=tmp_path)
   assert result.returncode == 0, result.stderr
-  result = ltjax(
-    "evaluate", f"--config={DIGITS}", "--workdir=closed", "--open_set", *closed, tmp_path=tmp_path
+  result = run_ltjax(
+    "evaluate", f"--config={DIGITS}", "--workdir=closed", "--open_set", *closed, cwd=tmp_path
   )
   assert result.returncode == 1 and "no open-set images" in result.stderr
 

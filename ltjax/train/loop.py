@@ -11,7 +11,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -391,6 +393,39 @@ def _log_train(writer, exp, step, pending, t0, n_steps) -> None:
   )
 
 
+class StopRequests:
+  """SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) as a flag checked between steps.
+
+  The train step donates the state: an exception raised in the middle of a step would
+  leave the loop holding deleted arrays and nothing to save. Inside this context the
+  first signal only sets ``signum``; the loop stops after the step, saves a checkpoint
+  and raises ``KeyboardInterrupt``. A second signal raises at once (the latest periodic
+  checkpoint is kept). Installed from the main thread only (Python's rule).
+  """
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous: dict = {}
+
+  def __enter__(self) -> StopRequests:
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    if self.signum is not None:
+      raise KeyboardInterrupt(f"signal {signum} (second)")
+    self.signum = signum
+    log.warning("signal %d: stopping after this step (again to stop at once).", signum)
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
   """Runs (or resumes) training to ``exp.total_steps``, checkpointing along the way."""
   c = exp.config
@@ -421,31 +456,39 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
     mininterval=1,
   )
   step = start
-  try:
-    for step in range(start + 1, exp.total_steps + 1):
-      batch = pipeline.to_global(next(it), data_sharding)
-      state, metrics = exp.train_step(state, batch)
-      pending.append(metrics)
-      since += 1
-      bar.update(1)
-      if step % c.log_every_steps == 0 or step == exp.total_steps:
-        _log_train(writer, exp, step, pending, t0, since)
-        pending, t0, since = [], time.perf_counter(), 0
-      if eval_every and step % eval_every == 0 and len(exp.splits.val):
-        val = runner.evaluate_split(exp, state, exp.splits.val)
-        writer.write(step, "val", {k: v for k, v in val.items() if v == v})
-      if step % c.checkpoint_every_steps == 0 or step == exp.total_steps:
-        ckpt.save(step, state, it.get_state(), run_metadata(exp))
-  except KeyboardInterrupt:
-    # Nothing lost on Ctrl-C or a scheduler's SIGINT: save where we are, then stop.
-    log.warning("interrupted at step %d: saving a checkpoint before exiting.", step)
-    if int(jax.device_get(state.step)) > (ckpt.latest_step() or 0):
-      ckpt.save(int(jax.device_get(state.step)), state, it.get_state(), run_metadata(exp))
-    raise
-  finally:
-    bar.close()
-    ckpt.close()
-    writer.close()
+  with StopRequests() as stop:
+    try:
+      for step in range(start + 1, exp.total_steps + 1):
+        batch = pipeline.to_global(next(it), data_sharding)
+        state, metrics = exp.train_step(state, batch)
+        pending.append(metrics)
+        since += 1
+        bar.update(1)
+        if step % c.log_every_steps == 0 or step == exp.total_steps:
+          _log_train(writer, exp, step, pending, t0, since)
+          pending, t0, since = [], time.perf_counter(), 0
+        if eval_every and step % eval_every == 0 and len(exp.splits.val):
+          val = runner.evaluate_split(exp, state, exp.splits.val)
+          writer.write(step, "val", {k: v for k, v in val.items() if v == v})
+        if step % c.checkpoint_every_steps == 0 or step == exp.total_steps:
+          ckpt.save(step, state, it.get_state(), run_metadata(exp))
+        if stop.signum is not None:
+          raise KeyboardInterrupt(f"signal {stop.signum}")
+    except KeyboardInterrupt:
+      # Nothing lost on Ctrl-C or a scheduler's SIGTERM: save where we are, then stop.
+      try:
+        done = int(jax.device_get(state.step))
+      except RuntimeError:  # A second signal inside a step: the donated state is gone.
+        log.warning("interrupted inside step %d; the latest checkpoint is kept.", step)
+        raise KeyboardInterrupt from None
+      log.warning("interrupted after step %d: saving a checkpoint before exiting.", done)
+      if done > (ckpt.latest_step() or 0):
+        ckpt.save(done, state, it.get_state(), run_metadata(exp))
+      raise
+    finally:
+      bar.close()
+      ckpt.close()
+      writer.close()
   return state
 
 

@@ -4,12 +4,10 @@ import glob
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import load_config
+from helpers import load_config, run_ltjax
 from PIL import Image
 
 from ltjax.data import packed
@@ -289,22 +287,10 @@ def test_a_corrupt_record_names_the_list_line(tree):
 # ------------------------------------------------------------------------ the CLI
 
 
-def ltjax(*args, cwd):
-  env = dict(os.environ, XLA_FLAGS="")
-  return subprocess.run(
-    [sys.executable, "-m", "ltjax.cli", *args],
-    capture_output=True,
-    text=True,
-    cwd=cwd,
-    env=env,
-    timeout=300,
-  )
-
-
 def test_prepare_command(tmp_path):
   root = make_tree(tmp_path / "images")
   args = ["prepare", "--dataset=imagenet_lt", f"--root={root}", "--out=packed"]
-  result = ltjax(*args, "--records_per_shard=4", cwd=tmp_path)
+  result = run_ltjax(*args, "--records_per_shard=4", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert [line.split(":")[0] for line in lines] == ["train", "val", "test", "open"]
@@ -317,7 +303,7 @@ def test_prepare_command(tmp_path):
       PackedSource(out, split, 1000, allow_open=split == "open"),
       SplitListSource(list_file, root, 1000, allow_open=split == "open"),
     )
-  result = ltjax(*args, "--splits=train,val", cwd=tmp_path)
+  result = run_ltjax(*args, "--splits=train,val", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert result.stdout.splitlines()[0].startswith("train: up to date, 22 images in 6 shards")
 
@@ -326,7 +312,7 @@ def test_prepare_command(tmp_path):
   lists.mkdir()
   for split in ("train", "val", "test"):
     os.rename(os.path.join(root, f"ImageNet_LT_{split}.txt"), lists / f"ImageNet_LT_{split}.txt")
-  result = ltjax(*args, f"--lists_dir={lists}", cwd=tmp_path)
+  result = run_ltjax(*args, f"--lists_dir={lists}", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert "open: no " in result.stdout and "train: up to date" in result.stdout
 
@@ -351,7 +337,7 @@ def test_prepare_bad_input_is_one_clear_error(tmp_path, extra, message):
     os.remove(tmp_path / "images" / "train" / "c0" / "1.jpg")
     extra = [e for e in extra if e != "--missing-image"]
   args = ["prepare", "--root=images", "--out=packed"]
-  result = ltjax(*args, *extra, cwd=tmp_path)  # A later --root wins.
+  result = run_ltjax(*args, *extra, cwd=tmp_path)  # A later --root wins.
   assert result.returncode != 0
   errors = [line for line in result.stderr.splitlines() if line.startswith("ltjax: error: ")]
   assert len(errors) == 1 and message in errors[0], result.stderr

@@ -2,13 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
-from helpers import load_config, tiny_config, tiny_splits
+from helpers import load_config, run_ltjax, tiny_config, tiny_splits
 
 from ltjax import config as config_lib
 from ltjax.data.datasets import build_splits
@@ -169,18 +167,6 @@ def test_oltr_stage_one_then_stage_two(tmp_path):
   assert set(runner.evaluate_and_write(exp, state, str(tmp_path / "stage2"))) >= {"many", "all"}
 
 
-def ltjax_cli(*args, cwd):
-  env = dict(os.environ, XLA_FLAGS="")
-  return subprocess.run(
-    [sys.executable, "-m", "ltjax.cli", *args],
-    capture_output=True,
-    text=True,
-    cwd=cwd,
-    env=env,
-    timeout=300,
-  )
-
-
 def test_import_torch_command_line(tmp_path):
   """`ltjax import-torch` on the digits config with a grey-image ResNet-10."""
   config = load_config(DIGITS)
@@ -195,7 +181,7 @@ def test_import_torch_command_line(tmp_path):
   ref.save_reference_checkpoint(str(tmp_path / "final.pth"), feat, clf)
   overrides = ["--config.model.backbone=resnet10", "--config.model.width=1"]
 
-  result = ltjax_cli(
+  result = run_ltjax(
     "import-torch", "final.pth", f"--config={DIGITS}", "--workdir=run", *overrides, cwd=tmp_path
   )
   assert result.returncode == 0, result.stderr
@@ -203,12 +189,12 @@ def test_import_torch_command_line(tmp_path):
   exp, state = loop.restore_trained(config, str(tmp_path / "run"), splits)
   assert_logits_match_torch(exp, state, splits.test, feat, clf)
 
-  missing = ltjax_cli(
+  missing = run_ltjax(
     "import-torch", "missing.pth", f"--config={DIGITS}", "--workdir=w", *overrides, cwd=tmp_path
   )
   assert missing.returncode == 1
   assert "ltjax: error: no checkpoint file 'missing.pth'" in missing.stderr
   assert "Traceback" not in missing.stderr
-  usage = ltjax_cli("import-torch", f"--config={DIGITS}", "--workdir=w", cwd=tmp_path)
+  usage = run_ltjax("import-torch", f"--config={DIGITS}", "--workdir=w", cwd=tmp_path)
   assert usage.returncode == 2
   assert "import-torch takes one checkpoint file, got none" in usage.stderr

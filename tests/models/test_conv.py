@@ -24,6 +24,9 @@ DN = ("NHWC", "HWIO", "NHWC")
     (5, 2, 3, 2, 1, 1, ((0, 1), (1, 0))),  # asymmetric padding, even kernel
     (7, 16, 8, 3, 2, 1, ((1, 1), (1, 1))),  # >= 16 channels: one matmul per kernel offset
     (6, 16, 4, 1, 1, 1, ((0, 0), (0, 0))),
+    (10, 3, 5, 7, 2, 1, ((3, 2), (2, 3))),  # stem path, asymmetric padding
+    (6, 1, 3, 3, 1, 1, ((1, 1), (1, 1))),  # one input channel
+    (8, 5, 4, 2, 3, 1, ((0, 0), (1, 1))),  # stride 3, even kernel
   ],
 )
 def test_values_and_gradients_match_lax(size, cin, cout, kernel, stride, groups, padding):
@@ -60,6 +63,27 @@ def test_bfloat16_gradient_keeps_the_kernel_dtype():
   w = jax.random.normal(jax.random.key(2), (3, 3, 4, 4), jnp.bfloat16)
   f = lambda w: conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN).sum()
   assert jax.grad(f)(w).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("cin, groups", [(3, 1), (16, 1), (8, 2)])
+def test_bfloat16_filter_gradient_matches_float32(cin, groups):
+  # Each path (channel-first im2col for C < 16, per-offset matmuls, grouped im2col) on
+  # bfloat16 inputs: the gradient stays bfloat16 and equals the float32 one to bf16 precision.
+  kx, kw, kg = jax.random.split(jax.random.key(7), 3)
+  x = jax.random.normal(kx, (2, 9, 8, cin))
+  w = jax.random.normal(kw, (3, 3, cin // groups, 4))
+  g = jax.random.normal(kg, (2, 5, 4, 4))
+  pads = ((1, 1), (1, 1))
+
+  def grad(dtype):
+    f = lambda w: conv_general_dilated(
+      x.astype(dtype), w, (2, 2), pads, dimension_numbers=DN, feature_group_count=groups
+    )
+    return jax.vjp(f, w.astype(dtype))[1](g.astype(dtype))[0]
+
+  got, want = grad(jnp.bfloat16), grad(jnp.float32)
+  assert got.dtype == jnp.bfloat16
+  np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=0.05, atol=0.1)
 
 
 def test_flax_conv_with_it_has_the_same_params_and_outputs():

@@ -19,25 +19,12 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # For `import helpers`.
-from helpers import tiny_config, tiny_splits  # noqa: E402
+from helpers import flat_state, tiny_config, tiny_splits, tiny_stage2_config  # noqa: E402
 
-from ltjax.demo import oltr_config  # noqa: E402
 from ltjax.train import distributed, loop  # noqa: E402
-from ltjax.train.optim import param_path  # noqa: E402
 
 assert distributed.initialize()  # From the environment, as `ltjax train` does.
 assert jax.local_device_count() == devices
-
-
-def flat(state) -> dict:
-  trees = {"params": state.params, "batch_stats": state.batch_stats}
-  if state.centroids is not None:
-    trees["centroids"] = {"c": state.centroids}
-  return {
-    f"{name}/{param_path(p)}": np.asarray(jax.device_get(v))
-    for name, tree in trees.items()
-    for p, v in jax.tree_util.tree_leaves_with_path(tree)
-  }
 
 
 def run(config, workdir, name):
@@ -45,18 +32,12 @@ def run(config, workdir, name):
   results = loop.train_and_evaluate(config, workdir, splits=splits)
   _, state = loop.restore_trained(config, workdir, splits)
   if jax.process_index() == 0:
-    np.savez(os.path.join(out_dir, f"{name}.npz"), **flat(state))
+    np.savez(os.path.join(out_dir, f"{name}.npz"), **flat_state(state))
   return results
 
 
 joint_dir = os.path.join(out_dir, "joint")
 run(tiny_config(), joint_dir, "joint")  # 45 images, batch 16: 3 steps.
-stage2 = oltr_config(joint_dir)
-base = tiny_config()
-for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
-  stage2[key] = base[key]
-stage2.eval.batch_size = base.eval.batch_size
-stage2.model.width = base.model.width
-stage2.data.num_threads = 1
+stage2 = tiny_stage2_config(joint_dir)
 run(stage2, os.path.join(out_dir, "oltr"), "oltr")
 print(f"process {jax.process_index()} done", flush=True)

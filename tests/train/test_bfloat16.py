@@ -5,10 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_splits
+from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax.data import pipeline
-from ltjax.demo import oltr_config
 from ltjax.train import loop
 from ltjax.train import mesh as mesh_lib
 
@@ -21,14 +20,10 @@ def joint_dir(tmp_path_factory):
 
 
 def configs(joint_dir, dtype):
-  joint = tiny_config(**{"model.dtype": dtype})
-  oltr = oltr_config(joint_dir)
-  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
-    oltr[key] = joint[key]
-  oltr.eval.batch_size = joint.eval.batch_size
-  oltr.model.width, oltr.model.dtype = joint.model.width, dtype
-  oltr.data.num_threads = 1
-  return {"joint": joint, "oltr": oltr}
+  return {
+    "joint": tiny_config(**{"model.dtype": dtype}),
+    "oltr": tiny_stage2_config(joint_dir, **{"model.dtype": dtype}),
+  }
 
 
 def train_steps(config, n=3):

@@ -14,11 +14,9 @@ import time
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_splits
+from helpers import flat_state, tiny_config, tiny_splits, tiny_stage2_config
 
-from ltjax.demo import oltr_config
 from ltjax.train import distributed, loop
-from ltjax.train.optim import param_path
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 TIMEOUT_S = 400
@@ -70,29 +68,6 @@ def two_process_run(tmp_path_factory):
   return out
 
 
-def flat(state) -> dict:
-  trees = {"params": state.params, "batch_stats": state.batch_stats}
-  if state.centroids is not None:
-    trees["centroids"] = {"c": state.centroids}
-  return {
-    f"{name}/{param_path(p)}": np.asarray(jax.device_get(v))
-    for name, tree in trees.items()
-    for p, v in jax.tree_util.tree_leaves_with_path(tree)
-  }
-
-
-def stage2(joint_dir: str, **overrides):
-  c = oltr_config(joint_dir)
-  base = tiny_config(**overrides)
-  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
-    c[key] = base[key]
-  c.eval.batch_size = base.eval.batch_size
-  c.model.width = base.model.width
-  c.data.num_threads = 1
-  c.num_devices = base.num_devices
-  return c
-
-
 def assert_same(got: dict, want, what: str) -> None:
   assert sorted(got) == sorted(want), what
   for key in want:
@@ -103,13 +78,13 @@ def test_two_processes_match_one_process_with_as_many_devices(two_process_run, t
   joint_dir, oltr_dir = str(tmp_path / "joint"), str(tmp_path / "oltr")
   for name, config, workdir in (
     ("joint", tiny_config(num_devices=4), joint_dir),
-    ("oltr", stage2(joint_dir, num_devices=4), oltr_dir),
+    ("oltr", tiny_stage2_config(joint_dir, num_devices=4), oltr_dir),
   ):
     exp, state = loop.setup(config, tiny_splits())
     assert exp.mesh.size == 4
     state = loop.train(exp, state, workdir)
     assert int(state.step) == 3
-    assert_same(np.load(two_process_run / f"{name}.npz"), flat(state), name)
+    assert_same(np.load(two_process_run / f"{name}.npz"), flat_state(state), name)
     loop.runner.evaluate_and_write(exp, state, workdir)
     # Process 0 wrote the results, from the test predictions of both processes.
     with open(two_process_run / name / "results.json") as f, open(f"{workdir}/results.json") as g:
@@ -122,11 +97,11 @@ def test_two_processes_match_one_process_with_as_many_devices(two_process_run, t
 def test_checkpoint_of_two_processes_restores_in_one(two_process_run):
   for name, config in (
     ("joint", tiny_config()),
-    ("oltr", stage2(str(two_process_run / "joint"))),
+    ("oltr", tiny_stage2_config(str(two_process_run / "joint"))),
   ):
     exp, state = loop.restore_trained(config, str(two_process_run / name), tiny_splits())
     assert exp.mesh.size == jax.device_count() == 8
-    assert_same(flat(state), np.load(two_process_run / f"{name}.npz"), name)
+    assert_same(flat_state(state), np.load(two_process_run / f"{name}.npz"), name)
 
 
 def test_settings_from_flags_and_environment(monkeypatch):

@@ -3,10 +3,9 @@
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_splits
+from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax.data import pipeline
-from ltjax.demo import oltr_config
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import loop
 from ltjax.train import mesh as mesh_lib
@@ -22,26 +21,9 @@ def joint_dir(tmp_path_factory):
   return workdir
 
 
-def stage2_config(joint_dir, **overrides):
-  c = oltr_config(joint_dir)
-  base = tiny_config()
-  for key in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps"):
-    c[key] = base[key]
-  c.eval.batch_size = base.eval.batch_size
-  c.model.width = base.model.width
-  c.data.num_threads = 1
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
-
-
 def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
   params, stats, _ = ckpt_lib.load_variables(joint_dir)
-  _, state = loop.setup(stage2_config(joint_dir), tiny_splits())
+  _, state = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
   got = jax.device_get(state.params)
   for a, b in zip(
     jax.tree.leaves(params["backbone"]), jax.tree.leaves(got["backbone"]), strict=True
@@ -64,7 +46,7 @@ def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
 
 def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
   splits = tiny_splits()
-  exp, state = loop.setup(stage2_config(joint_dir), splits)
+  exp, state = loop.setup(tiny_stage2_config(joint_dir), splits)
   np.testing.assert_array_equal(jax.device_get(state.centroids), 0.0)  # train() sets them.
   state = loop.init_centroids(exp, state)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -93,7 +75,9 @@ def three_steps(config):
 
 
 def test_stage_two_on_eight_devices_matches_one(joint_dir):
-  (loss1, s1), (loss8, s8) = (three_steps(stage2_config(joint_dir, num_devices=n)) for n in (1, 8))
+  (loss1, s1), (loss8, s8) = (
+    three_steps(tiny_stage2_config(joint_dir, num_devices=n)) for n in (1, 8)
+  )
   assert np.all(np.isfinite(loss1))
   np.testing.assert_allclose(loss1, loss8, rtol=1e-5, atol=1e-5)
   for tree in ("params", "batch_stats", "centroids"):
@@ -105,9 +89,9 @@ def test_stage_two_on_eight_devices_matches_one(joint_dir):
 
 
 def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path):
-  exp, start = loop.setup(stage2_config(joint_dir), tiny_splits())
+  exp, start = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
   start = jax.device_get(loop.init_centroids(exp, start))
-  exp, state = loop.setup(stage2_config(joint_dir, num_epochs=2), tiny_splits())
+  exp, state = loop.setup(tiny_stage2_config(joint_dir, num_epochs=2), tiny_splits())
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
   assert not np.allclose(start.centroids, end.centroids)
   for group in ("backbone", "neck", "head"):
@@ -122,16 +106,16 @@ def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path)
 
 def test_stage_two_bad_configs_are_clear_errors(joint_dir):
   with pytest.raises(ValueError, match="set --config.init_from"):
-    loop.setup(stage2_config(""), tiny_splits())
+    loop.setup(tiny_stage2_config(""), tiny_splits())
   with pytest.raises(ValueError, match="meta_embedding"):
-    loop.setup(stage2_config(joint_dir, **{"model.head": "linear"}), tiny_splits())
+    loop.setup(tiny_stage2_config(joint_dir, **{"model.head": "linear"}), tiny_splits())
 
 
 def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path, monkeypatch):
   calls = []
   real = loop.init_centroids
   monkeypatch.setattr(loop, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
-  config = stage2_config(joint_dir)
+  config = tiny_stage2_config(joint_dir)
   first = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]
   assert np.abs(first.centroids).max() > 0
@@ -148,7 +132,7 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   assert exp1.model.neck is not None and not exp1.model.neck.use_attention
   assert state1.params["head"]["fc"]["kernel"].shape[0] == 12  # Features are fc_add wide.
   trained = jax.device_get(loop.train(exp1, state1, str(tmp_path)))
-  exp2, state2 = loop.setup(stage2_config(str(tmp_path), **{"oltr.fc_add": 12}), tiny_splits())
+  exp2, state2 = loop.setup(tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 12}), tiny_splits())
   loaded = jax.device_get(state2.params)
   for a, b in zip(
     jax.tree.leaves(trained.params["neck"]["fc_add"]),
@@ -159,7 +143,7 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   assert state2.centroids.shape == (4, 12)
   # Stage 2 with fc_add over a stage 1 without it, and fc_add in another stage: errors.
   with pytest.raises(ValueError, match="has no fc_add layer to start from"):
-    loop.setup(stage2_config(joint_dir, **{"oltr.fc_add": 12}), tiny_splits())
+    loop.setup(tiny_stage2_config(joint_dir, **{"oltr.fc_add": 12}), tiny_splits())
   crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
   with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):
     loop.setup(crt, tiny_splits())
@@ -167,7 +151,7 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
 
 def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_dir, tmp_path):
   """optim.freeze in OLTR stage 2: the reference's ``fix`` of the feature model (Places-LT)."""
-  config = stage2_config(joint_dir, num_epochs=2, **{"optim.freeze": ("^backbone/",)})
+  config = tiny_stage2_config(joint_dir, num_epochs=2, **{"optim.freeze": ("^backbone/",)})
   exp, state = loop.setup(config, tiny_splits())
   start = jax.device_get(state.params)
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
@@ -183,4 +167,4 @@ def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_
       )
     ), group
   with pytest.raises(ValueError, match="freeze every parameter"):
-    loop.setup(stage2_config(joint_dir, **{"optim.freeze": (".",)}), tiny_splits())
+    loop.setup(tiny_stage2_config(joint_dir, **{"optim.freeze": (".",)}), tiny_splits())

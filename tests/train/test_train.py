@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import signal
 
 import jax
 import numpy as np
@@ -100,6 +101,29 @@ def test_resumed_run_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(a, b)
   rows = [json.loads(line) for line in open(tmp_path / "resumed" / "metrics.jsonl")]
   assert [r["step"] for r in rows if r["split"] == "train"][-3:] == [4, 5, 6]
+
+
+def test_signal_inside_a_step_stops_after_it_with_a_checkpoint(tmp_path):
+  """SIGTERM while a step runs (its input state already donated): the step finishes,
+  a checkpoint of it is saved, then KeyboardInterrupt; the handlers are restored."""
+  config = tiny_config(num_epochs=2, checkpoint_every_steps=100)
+  exp, state = loop.setup(config, tiny_splits())
+  calls, real_step = [0], exp.train_step
+
+  def step_with_signal(*args):
+    calls[0] += 1
+    out = real_step(*args)  # The old state is donated (deleted) from here on.
+    if calls[0] == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return out
+
+  exp.train_step = step_with_signal
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(KeyboardInterrupt, match="signal 15"):
+    loop.train(exp, state, str(tmp_path))
+  assert signal.getsignal(signal.SIGTERM) is before
+  assert calls[0] == 2
+  assert ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 2
 
 
 def test_train_and_evaluate_writes_results(tmp_path):
