@@ -57,7 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
 
   c.data = ml_collections.ConfigDict()
-  c.data.augment = "crop_flip"  # See ltjax.data.augment.AUGMENTATIONS.
+  # See ltjax.data.augment.AUGMENTATIONS. "imagenet_device": "imagenet"'s random numbers,
+  # but the resize, flip and jitter run in the train step (ltjax.data.device_augment).
+  c.data.augment = "crop_flip"
   c.data.pad = 4
   c.data.flip = True
   c.data.crop_size = 224  # Output side of the "imagenet" augmentation and eval transform.

@@ -31,6 +31,13 @@ and PyTurboJPEG (full, 1/2).
   git show a1cdd52:ltjax/data/image_ops.py > /tmp/old_image_ops.py
   python scripts/bench_pipeline.py --baseline /tmp/old_image_ops.py --batches 4 --rounds 9
   python scripts/bench_pipeline.py --decoders [--rounds 7]
+  python scripts/bench_pipeline.py --device_augment [--batches 4 --rounds 9]
+
+``--device_augment`` compares the host work of ``data.augment`` "imagenet_device" (decode,
+crop box, crop copied into the 448x448 buffer; the resize, flip and jitter run in the train
+step) with "imagenet" (all on the host) and "none" (read + decode alone), one thread,
+interleaved, images per CPU-second, from both sources; then times the device half
+(``device_augment.apply``, jitted) on this machine's default jax device for a batch of 64.
 """
 
 from __future__ import annotations
@@ -84,14 +91,14 @@ def make_tree(root: str, n: int, num_classes: int = 10) -> str:
   return list_file
 
 
-def stream_for(source, batch: int) -> pipeline.TrainStream:
+def stream_for(source, batch: int, augment: str = "imagenet") -> pipeline.TrainStream:
   return pipeline.TrainStream(
     source,
     sampler="instance",
     sampler_options={},
     seed=0,
     global_batch=batch,
-    augment="imagenet",
+    augment=augment,
     size=224,
   )
 
@@ -237,6 +244,112 @@ def run_pipeline(args) -> None:
       print(f"| {name} | {us:.0f} | {1e6 / us:.0f} |")
 
 
+def device_apply_seconds(batch: int, rounds: int) -> tuple[float, float]:
+  """Median (wall, CPU) seconds of the jitted ``device_augment.apply`` on a batch."""
+  import jax  # noqa: PLC0415
+
+  from ltjax.data import device_augment  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  images = [synthetic_image(rng) for _ in range(batch)]
+  prepared = device_augment.prepare_batch(images, np.arange(batch), 0, size=224)
+  prepared = jax.device_put(prepared)
+  fn = jax.jit(device_augment.apply)
+  fn(prepared).block_until_ready()
+  times = []
+  for _ in range(rounds):
+    t0 = _now()
+    fn(prepared).block_until_ready()
+    times.append((time.perf_counter() - t0[0], time.process_time() - t0[1]))
+  return tuple(np.median(times, axis=0))
+
+
+def host_stage_us(rel_paths, root: str, rounds: int) -> dict[str, float]:
+  """CPU microseconds per image of the host stages of imagenet_device, on one batch."""
+  from ltjax.data import device_augment  # noqa: PLC0415
+
+  blobs = []
+  for rel in rel_paths:
+    with open(os.path.join(root, rel), "rb") as f:
+      blobs.append(f.read())
+  images = [image_ops.decode_image(b) for b in blobs]
+  positions = np.arange(len(images))
+  fns = {
+    "decode": lambda: [image_ops.decode_image(b) for b in blobs],
+    "crop into the buffer (prepare_batch)": lambda: device_augment.prepare_batch(
+      images, positions, 0, size=224
+    ),
+    "imagenet: crop + resize + flip + jitter": lambda: image_ops.imagenet_train_batch(
+      images, positions, 0, size=224
+    ),
+  }
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      t0 = time.process_time()
+      fn()
+      times[name].append((time.process_time() - t0) / len(images) * 1e6)
+  return {name: float(np.median(v)) for name, v in times.items()}
+
+
+def run_device_augment(args) -> None:
+  kinds = ("none", "imagenet", "imagenet_device")
+  with tempfile.TemporaryDirectory() as tmp:
+    root = os.path.join(tmp, "tree")
+    list_file = make_tree(root, args.images)
+    packed = os.path.join(tmp, "packed")
+    pack_split_list(list_file, root, packed, "train", 10)
+    sources = {
+      "image tree": SplitListSource(list_file, root, 10),
+      "ArrayRecord": PackedSource(packed, "train", 10),
+    }
+    streams = {
+      (kind, name): stream_for(source, args.batch, kind)
+      for name, source in sources.items()
+      for kind in kinds
+    }
+    for stream in streams.values():
+      stream(0)  # Warm-up.
+    cpu = {key: [] for key in streams}
+    for r in range(args.rounds):
+      for key, stream in streams.items():
+        first = 1 + r * args.batches
+        cpu[key].append(images_per_s_one_core(stream, args.batches, args.batch, first)[1])
+    wall_s, cpu_s = device_apply_seconds(args.batch, args.rounds)
+    stage_us = host_stage_us(sources["image tree"].paths[: args.batch], root, args.rounds)
+  print(
+    f"{args.images} JPEGs 500x375, batch {args.batch}, one thread, images per CPU-second "
+    f"(medians of {args.rounds} rounds, interleaved), {os.cpu_count()} CPUs"
+  )
+  print("| host work | " + " | ".join(sources) + " |")
+  print("|---|" + "---:|" * len(sources))
+  labels = {
+    "none": "read + decode alone",
+    "imagenet": "imagenet (decode + crop + resize + flip + jitter)",
+    "imagenet_device": "imagenet_device (decode + crop into 448^2 buffer)",
+  }
+  for kind in kinds:
+    row = " | ".join(f"{np.median(cpu[kind, name]):.0f}" for name in sources)
+    print(f"| {labels[kind]} | {row} |")
+  for name in sources:
+    ratio = np.array(cpu["imagenet_device", name]) / np.array(cpu["imagenet", name])
+    print(
+      f"  {name}: imagenet_device / imagenet per round, median {np.median(ratio):.2f} "
+      f"[{ratio.min():.2f}, {ratio.max():.2f}]"
+    )
+  print("| one image, host, CPU time | us |")
+  print("|---|---:|")
+  for name, us in stage_us.items():
+    print(f"| {name} | {us:.0f} |")
+  import jax  # noqa: PLC0415
+
+  print(
+    f"device half (jitted device_augment.apply, batch {args.batch}, 448 -> 224) on "
+    f"{jax.devices()[0].platform}: {wall_s * 1e3:.0f} ms wall, {cpu_s * 1e3:.0f} ms CPU "
+    f"({args.batch / wall_s:.0f} images/s wall)"
+  )
+
+
 # ----------------------------------------------------------------------------- decoders
 
 
@@ -347,9 +460,14 @@ def main() -> None:
   p.add_argument("--decode_min_size", type=int, default=0)
   p.add_argument("--baseline", help="another image_ops.py to time, interleaved, against")
   p.add_argument("--decoders", action="store_true", help="compare JPEG decoders instead")
+  p.add_argument(
+    "--device_augment", action="store_true", help="imagenet_device's host work vs imagenet's"
+  )
   args = p.parse_args()
   if args.decoders:
     run_decoders(args)
+  elif args.device_augment:
+    run_device_augment(args)
   else:
     run_pipeline(args)
 

@@ -72,7 +72,7 @@ def random_crop_flip(
   return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-AUGMENTATIONS = ("none", "crop_flip", "imagenet")
+AUGMENTATIONS = ("none", "crop_flip", "imagenet", "imagenet_device")
 EVAL_TRANSFORMS = ("none", "resize_center_crop")
 
 
@@ -85,7 +85,7 @@ def augment_batch(
   pad: int = 4,
   flip: bool = True,
   size: int = 224,
-) -> np.ndarray:
+) -> np.ndarray | dict[str, np.ndarray]:
   """Applies the named training augmentation to a batch with per-record randomness.
 
   Args:
@@ -93,9 +93,12 @@ def augment_batch(
     positions: (B,) global stream positions of the records (the randomness key).
     seed: stream seed.
     kind: ``none``; ``crop_flip`` (small images: pad, random crop, optional flip);
-      ``imagenet`` (RandomResizedCrop(size) + flip + colour jitter 0.4, as the references).
+      ``imagenet`` (RandomResizedCrop(size) + flip + colour jitter 0.4, as the references);
+      ``imagenet_device`` (the same random numbers, but the host only crops: returns the
+      dict of ``ltjax.data.device_augment.prepare_batch``, which the train step resizes,
+      flips and jitters on the device).
     pad, flip: ``crop_flip`` options.
-    size: output side of ``imagenet``.
+    size: output side of ``imagenet`` and ``imagenet_device``.
   """
   if kind == "none":
     return images
@@ -105,6 +108,10 @@ def augment_batch(
     from ltjax.data import image_ops  # noqa: PLC0415
 
     return image_ops.imagenet_train_batch(list(images), positions, seed, size=size)
+  if kind == "imagenet_device":
+    from ltjax.data import device_augment  # noqa: PLC0415
+
+    return device_augment.prepare_batch(list(images), positions, seed, size=size)
   raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}.")
 
 

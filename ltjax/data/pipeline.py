@@ -43,7 +43,8 @@ class TrainStream:
     global_batch: batch size summed over all processes.
     augment: augmentation name (see ``ltjax.data.augment.AUGMENTATIONS``).
     pad, flip: crop padding and horizontal flip of the ``crop_flip`` augmentation.
-    size: output size of the ``imagenet`` augmentation.
+    size: output size of the ``imagenet`` and ``imagenet_device`` augmentations
+      (``imagenet_device`` batches also carry ``ltjax.data.device_augment.KEYS``).
     process_index, process_count: this process's slice of every batch.
   """
 
@@ -116,6 +117,8 @@ class TrainStream:
     images = augment_lib.augment_batch(
       images, positions, self.seed, kind=self.augment, pad=self.pad, flip=self.flip, size=self.size
     )
+    if isinstance(images, dict):  # imagenet_device: image buffer + per-record draws.
+      return {**images, "label": labels.astype(np.int32)}
     return {"image": images, "label": labels.astype(np.int32)}
 
 

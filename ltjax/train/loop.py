@@ -301,7 +301,7 @@ def setup(
 def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, ...]:
   """(H, W, C) of the model's input: the stored size, or the crop size when resized."""
   image = np.asarray(source.get_batch(np.array([0]))[0][0])
-  if config.data.augment == "imagenet":
+  if config.data.augment in ("imagenet", "imagenet_device"):
     return (config.data.crop_size, config.data.crop_size, image.shape[-1])
   return image.shape
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ltjax.data import device_augment
 from ltjax.train.state import TrainState
 
 
@@ -16,6 +17,15 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) ->
   """uint8 NHWC -> float32 ((x / 255) - mean) / std, on device (uint8 crosses the bus)."""
   x = images.astype(jnp.float32) / 255.0
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def _with_train_images(batch) -> dict:
+  """The batch with ``image`` the model's input: the ``imagenet_device`` augmentation
+  (``ltjax.data.device_augment.apply``) runs here when the batch carries its inputs."""
+  if not device_augment.has_device_inputs(batch):
+    return batch
+  rest = {k: v for k, v in batch.items() if k not in device_augment.KEYS}
+  return rest | {"image": device_augment.apply(batch)}
 
 
 def make_train_step(
@@ -41,7 +51,8 @@ def make_train_step(
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
-    ``image`` (B, H, W, C) and int32 ``label`` (B,).
+    ``image`` (B, H, W, C) and int32 ``label`` (B,), or an ``imagenet_device`` batch
+    (``ltjax.data.device_augment``), augmented here on the device.
   """
 
   def loss_fn(params, state: TrainState, batch, rng):
@@ -59,6 +70,7 @@ def make_train_step(
     return loss, (logits, new_vars["batch_stats"])
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+    batch = _with_train_images(batch)
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (logits, batch_stats)), grads = grad_fn(state.params, state, batch, rng)
@@ -144,6 +156,7 @@ def make_oltr_train_step(
     return loss, (logits, new_vars["batch_stats"], ce, centroid_loss)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+    batch = _with_train_images(batch)
     rng = jax.random.fold_in(state.rng, state.step)
     trainable = {"params": state.params, "centroids": state.centroids}
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
