@@ -5,6 +5,11 @@ times ``jax.jit`` of the train-mode loss and of its gradient, and the same in Py
 (channels_last, 2 threads), on one random batch.
 
   python scripts/bench_fwd_bwd.py [--backbone resnet10 --batch 64 --image_size 112]
+                                  [--malloc_hugepages]
+
+``--malloc_hugepages`` re-runs the script with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
+(see BENCHMARKS.md: XLA's per-call temp buffer is otherwise faulted in 4 KiB pages on
+every call).
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ def main() -> None:
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--image_size", type=int, default=112)
   p.add_argument("--num_classes", type=int, default=1000)
+  p.add_argument("--malloc_hugepages", action="store_true")
   args = p.parse_args()
+  tunable = "glibc.malloc.hugetlb=1"
+  if args.malloc_hugepages and tunable not in os.environ.get("GLIBC_TUNABLES", ""):
+    os.environ["GLIBC_TUNABLES"] = ":".join(
+      t for t in (os.environ.get("GLIBC_TUNABLES", ""), tunable) if t
+    )
+    os.execv(sys.executable, [sys.executable, *sys.argv])
   b, s, k = args.batch, args.image_size, args.num_classes
 
   model = build_model(args.backbone, "linear", k)

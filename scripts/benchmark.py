@@ -20,6 +20,7 @@ Examples::
   python scripts/benchmark.py --pipeline --devices 1,2,4
   python scripts/benchmark.py --image_size 224 --batch 32 --rounds 5
   python scripts/benchmark.py --xla_flags=--xla_cpu_use_onednn=true
+  python scripts/benchmark.py --malloc_hugepages   # GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 """
 
 from __future__ import annotations
@@ -64,12 +65,24 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--no_donate", action="store_true", help="re-jit the step without donation")
   p.add_argument("--matmul_n", type=int, default=2048)
   p.add_argument("--xla_flags", default="", help="appended to XLA_FLAGS before jax starts")
+  p.add_argument(
+    "--malloc_hugepages",
+    action="store_true",
+    help="re-run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for "
+    "malloc's large blocks: XLA's per-step temp buffer and PyTorch's tensors)",
+  )
   p.add_argument("--json_out", default="", help="also write the results here as JSON")
   p.add_argument("--_scaling_worker", action="store_true", help=argparse.SUPPRESS)
   return p.parse_args(argv)
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
+HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
+if ARGS is not None and ARGS.malloc_hugepages:
+  _tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if HUGETLB_TUNABLE not in _tunables:  # glibc reads it at process start: re-exec.
+    os.environ["GLIBC_TUNABLES"] = ":".join(t for t in (_tunables, HUGETLB_TUNABLE) if t)
+    os.execv(sys.executable, [sys.executable, *sys.argv])
 _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 if ARGS is not None:
   _flags = [os.environ.get("XLA_FLAGS", ""), ARGS.xla_flags]
@@ -387,6 +400,7 @@ def environment() -> dict:
     "jax_devices": f"{len(jax.devices())} x {jax.devices()[0].platform}",
     "cpu_count": os.cpu_count(),
     "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+    "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", ""),
   }
   try:
     with open("/proc/cpuinfo") as f:
@@ -407,6 +421,7 @@ def report(args, env: dict, res: dict) -> str:
     + f"; dtype {args.dtype}; {args.rounds} rounds x {args.steps} steps, interleaved"
     + ("; no donation" if args.no_donate else "")
     + (f"; XLA_FLAGS=`{env['XLA_FLAGS']}`" if env["XLA_FLAGS"] else "")
+    + (f"; GLIBC_TUNABLES=`{env['GLIBC_TUNABLES']}`" if env.get("GLIBC_TUNABLES") else "")
   )
   add("")
   if "main" in res:

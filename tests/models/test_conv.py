@@ -24,7 +24,7 @@ DN = ("NHWC", "HWIO", "NHWC")
     (5, 2, 3, 2, 1, 1, ((0, 1), (1, 0))),  # asymmetric padding, even kernel
     (7, 16, 8, 3, 2, 1, ((1, 1), (1, 1))),  # >= 16 channels: one matmul per kernel offset
     (6, 16, 4, 1, 1, 1, ((0, 0), (0, 0))),
-    (10, 3, 5, 7, 2, 1, ((3, 2), (2, 3))),  # stem path, asymmetric padding
+    (10, 3, 5, 7, 2, 1, ((3, 2), (2, 3))),  # im2col path, asymmetric padding
     (6, 1, 3, 3, 1, 1, ((1, 1), (1, 1))),  # one input channel
     (8, 5, 4, 2, 3, 1, ((0, 0), (1, 1))),  # stride 3, even kernel
   ],
@@ -67,8 +67,8 @@ def test_bfloat16_gradient_keeps_the_kernel_dtype():
 
 @pytest.mark.parametrize("cin, groups", [(3, 1), (16, 1), (8, 2)])
 def test_bfloat16_filter_gradient_matches_float32(cin, groups):
-  # Each path (channel-first im2col for C < 16, per-offset matmuls, grouped im2col) on
-  # bfloat16 inputs: the gradient stays bfloat16 and equals the float32 one to bf16 precision.
+  # Each path (im2col for C < 16, per-offset matmuls, grouped im2col) on bfloat16 inputs:
+  # the gradient stays bfloat16 and equals the float32 one to bfloat16 precision.
   kx, kw, kg = jax.random.split(jax.random.key(7), 3)
   x = jax.random.normal(kx, (2, 9, 8, cin))
   w = jax.random.normal(kw, (3, 3, cin // groups, 4))
