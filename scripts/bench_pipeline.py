@@ -176,17 +176,22 @@ def image_ops_from(path: str | None):
     image_ops.imagenet_train_batch = current[1]
 
 
+def make_sources(tmp: str, images: int, min_size: int | None = None) -> tuple[str, dict]:
+  """(tree root, {"image tree": source, "ArrayRecord": source}) over the same JPEGs."""
+  root = os.path.join(tmp, "tree")
+  list_file = make_tree(root, images)
+  packed = os.path.join(tmp, "packed")
+  pack_split_list(list_file, root, packed, "train", 10)
+  return root, {
+    "image tree": SplitListSource(list_file, root, 10, min_size=min_size),
+    "ArrayRecord": PackedSource(packed, "train", 10, min_size=min_size),
+  }
+
+
 def run_pipeline(args) -> None:
   min_size = args.decode_min_size or None
   with tempfile.TemporaryDirectory() as tmp:
-    root = os.path.join(tmp, "tree")
-    list_file = make_tree(root, args.images)
-    packed = os.path.join(tmp, "packed")
-    pack_split_list(list_file, root, packed, "train", 10)
-    sources = {
-      "image tree": SplitListSource(list_file, root, 10, min_size=min_size),
-      "ArrayRecord": PackedSource(packed, "train", 10, min_size=min_size),
-    }
+    root, sources = make_sources(tmp, args.images, min_size)
     paths = [os.path.join(root, p) for p in sources["image tree"].paths]
     blobs = []
     for path in paths[:100]:
@@ -295,14 +300,7 @@ def host_stage_us(rel_paths, root: str, rounds: int) -> dict[str, float]:
 def run_device_augment(args) -> None:
   kinds = ("none", "imagenet", "imagenet_device")
   with tempfile.TemporaryDirectory() as tmp:
-    root = os.path.join(tmp, "tree")
-    list_file = make_tree(root, args.images)
-    packed = os.path.join(tmp, "packed")
-    pack_split_list(list_file, root, packed, "train", 10)
-    sources = {
-      "image tree": SplitListSource(list_file, root, 10),
-      "ArrayRecord": PackedSource(packed, "train", 10),
-    }
+    root, sources = make_sources(tmp, args.images)
     streams = {
       (kind, name): stream_for(source, args.batch, kind)
       for name, source in sources.items()
