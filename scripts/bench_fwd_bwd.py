@@ -1,8 +1,8 @@
 """Forward and forward+backward time of a backbone in ltjax and in PyTorch.
 
 Splits the train-step gap of ``scripts/benchmark.py`` into its forward and backward parts:
-times ``jax.jit`` of the train-mode loss and of its gradient, and the same in PyTorch
-(channels_last, 2 threads), on one random batch.
+times ``jax.jit`` of the train-mode loss and of its gradient (with ltjax's compile
+options), and the same in PyTorch (channels_last, 2 threads), on one random batch.
 
   python scripts/bench_fwd_bwd.py [--backbone resnet10 --batch 64 --image_size 112]
                                   [--malloc_hugepages]
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from ltjax.models import build_model
+from ltjax.train import compile_options
 
 
 def timed(fn, *args, n: int = 4) -> float:
@@ -63,8 +64,9 @@ def main() -> None:
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   params, stats = variables["params"], variables["batch_stats"]
-  jax_fwd = timed(jax.jit(loss), params, stats, x)
-  jax_all = timed(jax.jit(jax.grad(loss)), params, stats, x)
+  options = compile_options.for_platform(jax.default_backend())  # As ltjax's own steps.
+  jax_fwd = timed(jax.jit(loss, compiler_options=options), params, stats, x)
+  jax_all = timed(jax.jit(jax.grad(loss), compiler_options=options), params, stats, x)
 
   import torch  # noqa: PLC0415
 

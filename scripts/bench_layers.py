@@ -1,9 +1,11 @@
-"""Per-layer gradient timings behind ltjax's CPU conv and max-pool gradients.
+"""Per-layer timings behind ltjax's CPU compile options and its conv and max-pool gradients.
 
-For each convolution of a ResNet-10 at 112 px (and one ResNeXt grouped conv), batch 64:
-the filter gradient as XLA computes it (``jax.vjp`` of ``lax.conv_general_dilated``)
-against ``ltjax.models.conv``'s matmul form; then the stem max pool's input gradient,
-XLA's ``select_and_scatter`` against ``ltjax.models.pool``'s elementwise form.
+For each convolution of a ResNet-10 at 112 px (and two ResNeXt grouped convs), batch 64:
+forward, input gradient and filter gradient, compiled with XLA:CPU's defaults
+(convolutions on YNNPACK) and with ``ltjax.train.compile_options`` (Eigen convolutions),
+and the filter gradient as ``ltjax.models.conv.matmul_filter_grad``'s im2col contraction
+(which ltjax uses for grouped convs); then the stem max pool's input gradient, XLA's
+``select_and_scatter`` against ``ltjax.models.pool``'s elementwise form.
 
   python scripts/bench_layers.py [--batch 64]
 """
@@ -17,8 +19,9 @@ import flax.linen as nn
 import jax
 from jax import lax
 
-from ltjax.models.conv import conv_general_dilated
+from ltjax.models.conv import matmul_filter_grad
 from ltjax.models.pool import max_pool
+from ltjax.train import compile_options
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (input size, in channels, out channels, kernel, stride, groups, label)
@@ -30,8 +33,10 @@ CONVS = [
   (14, 128, 128, 3, 1, 1, "layer2"),
   (7, 256, 256, 3, 1, 1, "layer3"),
   (4, 512, 512, 3, 1, 1, "layer4"),
-  (28, 128, 128, 3, 1, 32, "ResNeXt grouped"),
+  (28, 128, 128, 3, 1, 32, "ResNeXt layer2 grouped"),
+  (14, 256, 256, 3, 1, 32, "ResNeXt layer3 grouped"),
 ]
+OPTIONS = compile_options.CPU_OPTIONS
 
 
 def timed(fn, *args, n: int = 5) -> float:
@@ -43,27 +48,34 @@ def timed(fn, *args, n: int = 5) -> float:
   return (time.perf_counter() - t0) / n
 
 
-def filter_grad_row(b, size, cin, cout, k, s, groups, label) -> str:
+def conv_row(b, size, cin, cout, k, s, groups, label) -> str:
   key = jax.random.key(0)
   x = jax.random.normal(key, (b, size, size, cin))
   w = jax.random.normal(key, (k, k, cin // groups, cout))
   pads = ((k // 2, k // 2),) * 2
-  kw = dict(dimension_numbers=DN, feature_group_count=groups)
-  y = jax.eval_shape(lambda: lax.conv_general_dilated(x, w, (s, s), pads, **kw))
+  conv = lambda x, w: lax.conv_general_dilated(
+    x, w, (s, s), pads, dimension_numbers=DN, feature_group_count=groups
+  )
+  y = jax.eval_shape(conv, x, w)
   g = jax.random.normal(key, y.shape)
   flops = 2 * y.size * k * k * cin // groups
+  fns = {
+    "forward": (lambda x, w, g: conv(x, w)),
+    "input gradient": (lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0]),
+    "filter gradient": (lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0]),
+  }
   cells = []
-  for conv in (lax.conv_general_dilated, conv_general_dilated):
-
-    def grad_w(x, w, g, conv=conv):
-      return jax.vjp(lambda w: conv(x, w, (s, s), pads, **kw), w)[1](g)[0]
-
-    t = timed(jax.jit(grad_w), x, w, g)
-    cells.append(f"{1e3 * t:,.0f} ms ({flops / t / 1e9:.1f} GFLOP/s)")
-  return (
-    f"| {label}: {size}x{size}x{cin} -> {cout}, {k}x{k}, /{s}, groups {groups} | "
-    f"{cells[0]} | {cells[1]} |"
-  )
+  for name, fn in fns.items():
+    for options in (None, OPTIONS):
+      if name == "filter gradient" and groups > 1:
+        cells.append("(seconds)")  # XLA's grouped filter gradient: 2-6 s at batch 16.
+        continue
+      t = timed(jax.jit(fn, compiler_options=options), x, w, g)
+      cells.append(f"{1e3 * t:,.0f} ({flops / t / 1e9:.0f})")
+  im2col = lambda x, g: matmul_filter_grad(x, g, w.shape, (s, s), pads, groups)
+  t = timed(jax.jit(im2col, compiler_options=OPTIONS), x, g)
+  cells.append(f"{1e3 * t:,.0f} ({flops / t / 1e9:.0f})")
+  return f"| {label}: {size}x{size}x{cin} -> {cout}, {k}x{k}, /{s} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -71,11 +83,15 @@ def main() -> None:
   p.add_argument("--batch", type=int, default=64)
   b = p.parse_args().batch
   key = jax.random.key(0)
-  print(f"filter gradient, batch {b}, float32, jax {jax.__version__}")
-  print("| conv | XLA | ltjax matmuls |")
-  print("|---|---:|---:|")
+  print(f"ms (GFLOP/s), batch {b}, float32, jax {jax.__version__}; YNNPACK = XLA:CPU defaults,")
+  print("Eigen = ltjax.train.compile_options")
+  print(
+    "| conv | forward YNNPACK | forward Eigen | input grad YNNPACK | input grad Eigen "
+    "| filter grad YNNPACK | filter grad Eigen | filter grad im2col |"
+  )
+  print("|---|---:|---:|---:|---:|---:|---:|---:|")
   for case in CONVS:
-    print(filter_grad_row(b, *case))
+    print(conv_row(b, *case))
 
   x = jax.nn.relu(jax.random.normal(key, (b, 56, 56, 64)))
   pads = ((1, 1), (1, 1))

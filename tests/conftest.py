@@ -11,6 +11,7 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Many tests build the same tiny model again (resume, evaluate, ...): reuse compilations.
 jax.config.update(
@@ -19,3 +20,17 @@ jax.config.update(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 sys.path.insert(0, os.path.dirname(__file__))  # For `import helpers`.
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _keep_stray_temp_dirs_in_pytest_tmp(tmp_path_factory):
+  """TFDS leaves an empty ``/tmp/tmp*tfds`` dir per builder of an unprepared dataset (many
+  tests make one): send those, and the CLI subprocesses' temp files, to pytest's tmp."""
+  old_dir, old_env = tempfile.tempdir, os.environ.get("TMPDIR")
+  tempfile.tempdir = os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tempfile"))
+  yield
+  tempfile.tempdir = old_dir
+  if old_env is None:
+    os.environ.pop("TMPDIR", None)
+  else:
+    os.environ["TMPDIR"] = old_env

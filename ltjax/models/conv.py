@@ -1,22 +1,19 @@
-"""2-D convolution whose filter gradient is a matmul on CPU.
+"""2-D convolution whose filter gradient is a matmul on CPU for grouped convolutions.
 
-XLA:CPU lowers the gradient of a convolution with respect to its filter to a convolution
-whose "kernel" is the output gradient (spatially as large as the feature map), and runs
-it 10-20x below the machine's matmul rate (measured in BENCHMARKS.md: 6 GFLOP/s for a
-3x3 64->64 conv on a 28x28 map, batch 64, against ~130 GFLOP/s for a matmul). That one
-op made a ResNet-10 train step 3x slower than PyTorch on the same CPU.
+XLA:CPU computes the filter gradient of a grouped convolution (ResNeXt's 3x3, 32 groups)
+in seconds, with YNNPACK or Eigen convolutions alike (BENCHMARKS.md: 5.9 s for a
+28x28x128 layer at batch 16, against 0.12 s here). Ungrouped convolutions need no help
+once ltjax's steps compile with ``ltjax.train.compile_options`` (Eigen convolutions on
+CPU): XLA's own gradients then run near the matmul rate.
 
 ``conv_general_dilated`` here is a drop-in replacement for ``lax.conv_general_dilated``
-(pass it to ``flax.linen.Conv(conv_general_dilated=...)``) for NHWC inputs and HWIO
-kernels without dilation. Its forward pass and its input gradient are XLA's own; its
-filter gradient is, on CPU, computed with matmuls: each of the ``kh * kw`` kernel offsets
-sees a shifted (strided) view of the padded input, contracted with the output gradient
-``(N, O)`` (``matmul_filter_grad``). On
-other platforms (GPU, TPU) ``lax.platform_dependent`` keeps XLA's native filter gradient,
-which cuDNN and the TPU compiler run well.
-
-The views and patches cost up to ``kh * kw`` times the input activation in temporary
-memory during the backward pass of each layer.
+(pass it to ``flax.linen.Conv(conv_general_dilated=...)``). Ungrouped convolutions, and
+anything that is not a plain NHWC/HWIO 2-D convolution, are ``lax``'s. For grouped ones
+the forward pass and the input gradient are XLA's own and, on CPU, the filter gradient
+is one contraction of the im2col patches ``(N, kh*kw, groups, C)`` with the output
+gradient (``matmul_filter_grad``); on other platforms (GPU, TPU) ``lax.platform_dependent``
+keeps XLA's native filter gradient, which cuDNN and the TPU compiler run well. The patches
+cost ``kh * kw`` times the input activation in temporary memory during the backward pass.
 """
 
 from __future__ import annotations
@@ -52,30 +49,23 @@ def _conv_fwd(x, w, strides, padding, groups):
   return _xla_conv(x, w, strides, padding, groups), (x, w)
 
 
-# Below this many input channels per group, one matmul over stacked patches (im2col)
-# beats one matmul per kernel offset (the ResNet stem, C=3); above, the per-offset matmuls
-# avoid writing kh*kw copies of the input (measured with scripts/bench_layers.py).
-_PER_OFFSET_MIN_CHANNELS = 16
-
-
 def matmul_filter_grad(x, g, kernel_shape, strides, padding, groups):
-  """d(conv(x, w)) / dw contracted with the output gradient ``g``, as matmuls.
+  """d(conv(x, w)) / dw contracted with the output gradient ``g``, as one contraction.
 
-  With ``C`` input channels per group: for ``C >= 16`` (and no groups) one ``(C, N) x
-  (N, O)`` matmul per kernel offset, on the strided view of the padded input that the
-  offset sees; otherwise (the stem, grouped convs) one matmul of the stacked views
-  (im2col patches ``(N, kh*kw*C)``) with ``g``.
+  The ``kh * kw`` strided views of the padded input that the kernel offsets see are
+  stacked into im2col patches ``(N, kh*kw, groups, C)`` and contracted with ``g``
+  ``(N, groups, O // groups)`` over ``N``.
 
   Args:
-    x: ``(B, H, W, C)`` conv input.
+    x: ``(B, H, W, C * groups)`` conv input.
     g: ``(B, Ho, Wo, O)`` output gradient.
-    kernel_shape: ``(kh, kw, C // groups, O)``.
+    kernel_shape: ``(kh, kw, C, O)``.
     strides: ``(sh, sw)``.
     padding: ``((top, bottom), (left, right))``.
     groups: feature group count.
 
   Returns:
-    ``(kh, kw, C // groups, O)`` filter gradient in ``g``'s dtype (accumulated in float32).
+    ``(kh, kw, C, O)`` filter gradient in ``g``'s dtype (accumulated in float32).
   """
   kh, kw, cin_g, cout = kernel_shape
   b, ho, wo, _ = g.shape
@@ -92,25 +82,7 @@ def matmul_filter_grad(x, g, kernel_shape, strides, padding, groups):
     for j in range(kw)
   ]
   n = b * ho * wo
-  contract_rows = (((0,), (0,)), ((), ()))
-  if groups == 1 and cin_g >= _PER_OFFSET_MIN_CHANNELS:
-    g2 = g.reshape(n, cout)
-    dw = jnp.stack(
-      [
-        lax.dot_general(v.reshape(n, cin_g), g2, contract_rows, preferred_element_type=jnp.float32)
-        for v in views
-      ]
-    )
-    return dw.reshape(kh, kw, cin_g, cout).astype(g.dtype)
   patches = views[0] if len(views) == 1 else jnp.stack(views, axis=3)
-  if groups == 1:
-    dw = lax.dot_general(
-      patches.reshape(n, kh * kw * cin_g),
-      g.reshape(n, cout),
-      contract_rows,
-      preferred_element_type=jnp.float32,
-    )
-    return dw.reshape(kh, kw, cin_g, cout).astype(g.dtype)
   cout_g = cout // groups
   dw = jnp.einsum(
     "nkgc,ngo->kcgo",
@@ -151,17 +123,19 @@ def conv_general_dilated(
   precision=None,
   **kwargs,
 ):
-  """``lax.conv_general_dilated`` for 2-D NHWC/HWIO convs, with a matmul filter gradient
-  on CPU; any other case (dilation, other layouts, precision) falls back to ``lax``."""
-  plain = (
-    lhs.ndim == 4
+  """``lax.conv_general_dilated``, with a matmul filter gradient on CPU for grouped 2-D
+  NHWC/HWIO convs; any other case (no groups, dilation, other layouts, precision) is
+  ``lax``'s."""
+  grouped = (
+    feature_group_count > 1
+    and lhs.ndim == 4
     and not any(d != 1 for d in (lhs_dilation or ()))
     and not any(d != 1 for d in (rhs_dilation or ()))
     and precision is None
     and not kwargs
     and _is_nhwc(dimension_numbers)
   )
-  if not plain:
+  if not grouped:
     return lax.conv_general_dilated(
       lhs,
       rhs,

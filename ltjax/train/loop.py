@@ -29,8 +29,8 @@ from ltjax.data import pipeline
 from ltjax.data.datasets import DataSplits, build_splits
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import compile_options, optim, steps
 from ltjax.train import mesh as mesh_lib
-from ltjax.train import optim, steps
 from ltjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -267,19 +267,25 @@ def setup(
   )
   data = mesh_lib.batch_sharding(mesh)
   mean, std = config.dataset.mean, config.dataset.std
+  options = compile_options.for_devices(mesh.devices.flat)
   train_step = jax.jit(
     _make_train_step(config, stage, model, tx),
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
+    compiler_options=options,
   )
   eval_step = jax.jit(
-    steps.make_eval_step(model, mean, std), in_shardings=(state_sharding, data), out_shardings=repl
+    steps.make_eval_step(model, mean, std),
+    in_shardings=(state_sharding, data),
+    out_shardings=repl,
+    compiler_options=options,
   )
   feature_step = jax.jit(
     steps.make_feature_step(model, mean, std),
     in_shardings=(state_sharding, data),
     out_shardings=repl,
+    compiler_options=options,
   )
   exp = Experiment(
     config,

@@ -1,4 +1,4 @@
-"""The conv with a matmul filter gradient equals lax.conv_general_dilated and its gradients."""
+"""The conv (a matmul filter gradient for grouped convs on CPU) equals lax and its gradients."""
 
 import flax.linen as nn
 import jax
@@ -22,9 +22,12 @@ DN = ("NHWC", "HWIO", "NHWC")
     (6, 8, 8, 3, 1, 4, ((1, 1), (1, 1))),  # grouped (ResNeXt)
     (6, 8, 4, 3, 2, 2, "SAME"),
     (5, 2, 3, 2, 1, 1, ((0, 1), (1, 0))),  # asymmetric padding, even kernel
-    (7, 16, 8, 3, 2, 1, ((1, 1), (1, 1))),  # >= 16 channels: one matmul per kernel offset
+    (7, 16, 8, 3, 2, 1, ((1, 1), (1, 1))),
     (6, 16, 4, 1, 1, 1, ((0, 0), (0, 0))),
-    (10, 3, 5, 7, 2, 1, ((3, 2), (2, 3))),  # im2col path, asymmetric padding
+    (10, 3, 5, 7, 2, 1, ((3, 2), (2, 3))),  # asymmetric padding
+    (10, 6, 6, 7, 2, 3, ((3, 2), (2, 3))),  # grouped, asymmetric padding
+    (7, 8, 16, 1, 2, 2, ((0, 0), (0, 0))),  # grouped 1x1, strided
+    (8, 10, 5, 2, 3, 5, ((0, 0), (1, 1))),  # grouped, stride 3, even kernel, depthwise-like
     (6, 1, 3, 3, 1, 1, ((1, 1), (1, 1))),  # one input channel
     (8, 5, 4, 2, 3, 1, ((0, 0), (1, 1))),  # stride 3, even kernel
   ],
@@ -47,15 +50,26 @@ def test_values_and_gradients_match_lax(size, cin, cout, kernel, stride, groups,
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_filter_grad_is_the_matmul_form_on_cpu():
-  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
-  w = jnp.zeros((3, 3, 3, 5))
-  g = jax.random.normal(jax.random.key(2), (2, 3, 3, 5))
+def test_grouped_filter_grad_is_the_matmul_form_on_cpu():
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 4))
+  w = jnp.zeros((3, 3, 2, 6))
+  g = jax.random.normal(jax.random.key(2), (2, 3, 3, 6))
   pads = ((1, 1), (1, 1))
-  f = lambda w: conv_general_dilated(x, w, (2, 2), pads, dimension_numbers=DN)
+  f = lambda w: conv_general_dilated(
+    x, w, (2, 2), pads, dimension_numbers=DN, feature_group_count=2
+  )
   dw = jax.vjp(f, w)[1](g)[0]
-  np.testing.assert_array_equal(dw, matmul_filter_grad(x, g, w.shape, (2, 2), pads, 1))
+  np.testing.assert_array_equal(dw, matmul_filter_grad(x, g, w.shape, (2, 2), pads, 2))
   assert "dot_general" in str(jax.make_jaxpr(lambda w: jax.vjp(f, w)[1](g))(w))
+
+
+def test_ungrouped_conv_is_lax_itself():
+  # Its gradients are XLA's own: fast once the steps compile with Eigen convolutions.
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 3, 5))
+  f = lambda fn: lambda w: fn(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=DN)
+  jaxpr = lambda fn: str(jax.make_jaxpr(lambda w: jax.vjp(f(fn), w)[1](jnp.ones((2, 3, 3, 5))))(w))
+  assert jaxpr(conv_general_dilated) == jaxpr(lax.conv_general_dilated)
 
 
 def test_bfloat16_gradient_keeps_the_kernel_dtype():
@@ -67,8 +81,8 @@ def test_bfloat16_gradient_keeps_the_kernel_dtype():
 
 @pytest.mark.parametrize("cin, groups", [(3, 1), (16, 1), (8, 2)])
 def test_bfloat16_filter_gradient_matches_float32(cin, groups):
-  # Each path (im2col for C < 16, per-offset matmuls, grouped im2col) on bfloat16 inputs:
-  # the gradient stays bfloat16 and equals the float32 one to bfloat16 precision.
+  # Ungrouped (XLA's gradient) and grouped (im2col matmul) on bfloat16 inputs: the
+  # gradient stays bfloat16 and equals the float32 one to bfloat16 precision.
   kx, kw, kg = jax.random.split(jax.random.key(7), 3)
   x = jax.random.normal(kx, (2, 9, 8, cin))
   w = jax.random.normal(kw, (3, 3, cin // groups, 4))
