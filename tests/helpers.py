@@ -100,3 +100,15 @@ def load_config(path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+def shrink_imagenet_config(c, num_epochs=1):
+  """An ImageNet-size config made cheap for a 4-class image tree: small backbone and crops,
+  batch 8, shot thresholds 10/3 so that each shot group has classes."""
+  c.model.backbone = "cifar_resnet8"
+  c.data.crop_size = 16
+  c.data.num_threads = 2
+  c.batch_size = c.eval.batch_size = 8
+  c.num_epochs = num_epochs
+  c.eval.many_threshold, c.eval.few_threshold = 10, 3
+  return c

@@ -21,7 +21,7 @@ import pickle
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from helpers import load_config
+from helpers import load_config, shrink_imagenet_config
 from PIL import Image
 
 from ltjax.data import splitlist, tfds_source
@@ -471,13 +471,9 @@ def test_imagenet_lt_config_trains_from_mocked_tfds(tmp_path, four_classes):
   from ltjax.train import loop  # noqa: PLC0415
 
   tables = fake_imagenet(tmp_path / "lists")
-  config = imagenet_config(tmp_path / "lists", open_set=True, root=str(tmp_path / "lists"))
-  config.model.backbone = "cifar_resnet8"
-  config.data.crop_size = 16
-  config.data.num_threads = 2
-  config.batch_size = config.eval.batch_size = 8
-  config.num_epochs = 1
-  config.eval.many_threshold, config.eval.few_threshold = 10, 3
+  config = shrink_imagenet_config(
+    imagenet_config(tmp_path / "lists", open_set=True, root=str(tmp_path / "lists"))
+  )
   with fake_tfds(tables):
     summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
     exp, _ = loop.setup(config)

@@ -13,6 +13,8 @@ from ltjax.data import pipeline
 from ltjax.train import compile_options, loop
 from ltjax.train import mesh as mesh_lib
 
+DN = ("NHWC", "HWIO", "NHWC")
+
 
 def ynn_convolutions(hlo: str) -> int:
   """How many fused computations called by a YNN fusion have a convolution as root."""
@@ -29,9 +31,6 @@ def conv_hlo(options) -> str:
   w = jnp.ones((3, 3, 64, 64))
   f = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
   return jax.jit(f, compiler_options=options).lower(x, w).compile().as_text()
-
-
-DN = ("NHWC", "HWIO", "NHWC")
 
 
 def test_options_only_on_cpu():

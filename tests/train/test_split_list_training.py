@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from helpers import load_config
+from helpers import load_config, shrink_imagenet_config
 from PIL import Image
 
 from ltjax.train import loop
@@ -44,12 +44,7 @@ def test_imagenet_lt_config_trains_on_a_generated_tree(tmp_path, monkeypatch):
   config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "joint_sqrt.py"))
   config.dataset.root = str(tmp_path / "data")
   config.dataset.open_set = True
-  config.model.backbone = "cifar_resnet8"
-  config.data.crop_size = 16
-  config.data.num_threads = 2
-  config.batch_size = config.eval.batch_size = 8
-  config.num_epochs = 2
-  config.eval.many_threshold, config.eval.few_threshold = 10, 3
+  shrink_imagenet_config(config, num_epochs=2)
   summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert {"many", "medium", "few", "all", "open_f_measure", "open_auroc"} <= set(summary)
   exp, _ = loop.setup(config)
