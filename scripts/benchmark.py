@@ -21,6 +21,7 @@ Examples::
   python scripts/benchmark.py --image_size 224 --batch 32 --rounds 5
   python scripts/benchmark.py --xla_flags=--xla_cpu_use_onednn=true
   python scripts/benchmark.py --malloc_hugepages   # GLIBC_TUNABLES=glibc.malloc.hugetlb=1
+  python scripts/benchmark.py --malloc_reuse       # malloc keeps freed memory: no page faults
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ import sys
 import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# glibc serves large allocations (above a threshold it raises to at most 32 MiB; XLA's
+# per-step temp buffer, PyTorch's largest activations) with fresh pages from mmap and
+# unmaps them on free, so every step page-faults them in again. These tunables keep all
+# memory in one heap that is never trimmed (worker threads' arenas would still mmap).
+REUSE_TUNABLES = (
+  "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,6 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     help="re-run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for "
     "malloc's large blocks: XLA's per-step temp buffer and PyTorch's tensors)",
   )
+  p.add_argument(
+    "--malloc_reuse",
+    action="store_true",
+    help=f"re-run with GLIBC_TUNABLES={REUSE_TUNABLES} (one malloc arena, no mmap, no "
+    "trimming: freed memory is reused, so buffers are not page-faulted afresh every step; "
+    "applies to JAX and PyTorch alike)",
+  )
   p.add_argument("--json_out", default="", help="also write the results here as JSON")
   p.add_argument("--_scaling_worker", action="store_true", help=argparse.SUPPRESS)
   return p.parse_args(argv)
@@ -78,11 +95,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 ARGS = parse_args() if __name__ == "__main__" else None
 HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
-if ARGS is not None and ARGS.malloc_hugepages:
-  _tunables = os.environ.get("GLIBC_TUNABLES", "")
-  if HUGETLB_TUNABLE not in _tunables:  # glibc reads it at process start: re-exec.
-    os.environ["GLIBC_TUNABLES"] = ":".join(t for t in (_tunables, HUGETLB_TUNABLE) if t)
+
+
+def _reexec_with_tunables(tunables: str) -> None:
+  """glibc reads GLIBC_TUNABLES at process start: re-exec with ``tunables`` added."""
+  current = os.environ.get("GLIBC_TUNABLES", "")
+  if tunables not in current:
+    os.environ["GLIBC_TUNABLES"] = ":".join(t for t in (current, tunables) if t)
     os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+if ARGS is not None and ARGS.malloc_hugepages:
+  _reexec_with_tunables(HUGETLB_TUNABLE)
+if ARGS is not None and ARGS.malloc_reuse:
+  _reexec_with_tunables(REUSE_TUNABLES)
 _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 if ARGS is not None:
   _flags = [os.environ.get("XLA_FLAGS", ""), ARGS.xla_flags]
@@ -263,6 +289,10 @@ def max_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux.
 
 
+def minor_faults() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 # ------------------------------------------------------------------------------------------
 # Measurements.
 
@@ -287,13 +317,17 @@ def interleaved(args) -> dict:
     matmuls["torch_matmul"] = TorchMatmul(args.matmul_n)
 
   times = {k: [] for k in [*contenders, *matmuls]}
+  faults = {k: [] for k in contenders}
   for _ in range(args.rounds):
     for name, c in contenders.items():
+      f0 = minor_faults()
       times[name].append(c.run(args.steps))
+      faults[name].append((minor_faults() - f0) / args.steps)
     for name, m in matmuls.items():
       times[name].append(m.run(mm_reps))
 
   res = {"step_s": {}, "images_per_s": {}, "ratio": {}, "matmul_gflops": {}}
+  res["page_faults_per_step"] = {k: statistics.median(v) for k, v in faults.items()}
   for name in contenders:
     per_step = [t / args.steps for t in times[name]]
     res["step_s"][name] = statistics.median(per_step)
@@ -426,12 +460,18 @@ def report(args, env: dict, res: dict) -> str:
   add("")
   if "main" in res:
     m = res["main"]
-    add("| contender | step (ms) | images/s | ltjax / this (median [min, max] of rounds) |")
-    add("|---|---:|---:|---:|")
+    add(
+      "| contender | step (ms) | images/s | ltjax / this (median [min, max] of rounds) "
+      "| page faults / step |"
+    )
+    add("|---|---:|---:|---:|---:|")
     for name, ips in m["images_per_s"].items():
       ratio = m["ratio"].get(name)
       rtxt = f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]" if ratio else ""
-      add(f"| {name} | {1e3 * m['step_s'][name]:.0f} | {ips:.1f} | {rtxt} |")
+      add(
+        f"| {name} | {1e3 * m['step_s'][name]:.0f} | {ips:.1f} | {rtxt} "
+        f"| {m['page_faults_per_step'][name]:,.0f} |"
+      )
     add("")
     mem = m["memory"]
     flops = m["flops_per_step"]
