@@ -53,6 +53,13 @@ def tiny_config(**overrides):
   return _override(c, overrides)
 
 
+def stop_config(**overrides):
+  """tiny_config for 12 steps, logging every 4, checkpoints only at a stop and the end."""
+  return tiny_config(
+    **{"num_epochs": 4, "log_every_steps": 4, "checkpoint_every_steps": 100, **overrides}
+  )
+
+
 def tiny_stage2_config(joint_dir, **overrides):
   """OLTR stage 2 (the demo's recipe) on top of a tiny_config joint run in joint_dir."""
   c = oltr_config(joint_dir)

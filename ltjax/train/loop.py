@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 import tqdm
+from jax.experimental import multihost_utils
 
 from ltjax import models
 from ltjax.data import pipeline
@@ -407,6 +408,11 @@ class StopRequests:
   first signal only sets ``signum``; the loop stops after the step, saves a checkpoint
   and raises ``KeyboardInterrupt``. A second signal raises at once (the latest periodic
   checkpoint is kept). Installed from the main thread only (Python's rule).
+
+  With several processes, saving is collective and every step runs collectives, so one
+  process cannot stop alone: ``agreed`` gathers every process's flag, and the loop calls
+  it at logging steps (``log_every_steps``), where it syncs with the device anyway. A
+  signal that reaches any process stops all of them at the same step.
   """
 
   def __init__(self):
@@ -419,6 +425,13 @@ class StopRequests:
         self._previous[sig] = signal.getsignal(sig)
         signal.signal(sig, self._handle)
     return self
+
+  def agreed(self) -> bool:
+    """Whether any process has a stop request (collective when there are several)."""
+    if jax.process_count() == 1:
+      return self.signum is not None
+    flags = multihost_utils.process_allgather(np.int32(self.signum is not None))
+    return bool(np.max(flags))
 
   def _handle(self, signum, frame) -> None:
     del frame
@@ -462,6 +475,7 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
     mininterval=1,
   )
   step = start
+  multi_process, agreed_stop = jax.process_count() > 1, False
   with StopRequests() as stop:
     try:
       for step in range(start + 1, exp.total_steps + 1):
@@ -470,7 +484,8 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
         pending.append(metrics)
         since += 1
         bar.update(1)
-        if step % c.log_every_steps == 0 or step == exp.total_steps:
+        sync_point = step % c.log_every_steps == 0 or step == exp.total_steps
+        if sync_point:
           _log_train(writer, exp, step, pending, t0, since)
           pending, t0, since = [], time.perf_counter(), 0
         if eval_every and step % eval_every == 0 and len(exp.splits.val):
@@ -478,10 +493,17 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
           writer.write(step, "val", {k: v for k, v in val.items() if v == v})
         if step % c.checkpoint_every_steps == 0 or step == exp.total_steps:
           ckpt.save(step, state, it.get_state(), run_metadata(exp))
-        if stop.signum is not None:
-          raise KeyboardInterrupt(f"signal {stop.signum}")
+        # One process stops at once; several agree at logging steps (see StopRequests).
+        if (sync_point if multi_process else stop.signum is not None) and stop.agreed():
+          agreed_stop = True
+          why = f"signal {stop.signum}" if stop.signum else "another process was signalled"
+          raise KeyboardInterrupt(why)
     except KeyboardInterrupt:
       # Nothing lost on Ctrl-C or a scheduler's SIGTERM: save where we are, then stop.
+      if multi_process and not agreed_stop:
+        # A second signal: saving is collective, and the other processes are not here.
+        log.warning("interrupted at step %d; the latest checkpoint is kept.", step)
+        raise
       try:
         done = int(jax.device_get(state.step))
       except RuntimeError:  # A second signal inside a step: the donated state is gone.

@@ -6,6 +6,7 @@ gloo collectives on CPU); the reference runs here, on 4 of the 8 simulated devic
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,11 +15,12 @@ import time
 import jax
 import numpy as np
 import pytest
-from helpers import flat_state, tiny_config, tiny_splits, tiny_stage2_config
+from helpers import flat_state, stop_config, tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax.train import distributed, loop
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
+STOP_WORKER = os.path.join(os.path.dirname(__file__), "multihost_stop_worker.py")
 TIMEOUT_S = 400
 
 
@@ -28,10 +30,8 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory):
-  """Output directory of the 2-process run; both processes end even on failure."""
-  out = tmp_path_factory.mktemp("two_processes")
+def run_two_processes(worker: str, out) -> None:
+  """Runs ``worker OUT 2`` as processes 0 and 1; both end even on failure."""
   address = f"127.0.0.1:{free_port()}"
   procs, logs = [], []
   try:
@@ -46,7 +46,7 @@ def two_process_run(tmp_path_factory):
       logs.append(log)
       procs.append(
         subprocess.Popen(
-          [sys.executable, WORKER, str(out), "2"], env=env, stdout=log, stderr=subprocess.STDOUT
+          [sys.executable, worker, str(out), "2"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
       )
     deadline = time.monotonic() + TIMEOUT_S
@@ -65,6 +65,13 @@ def two_process_run(tmp_path_factory):
     if p.returncode != 0:
       text = (out / f"process{i}.log").read_text()
       pytest.fail(f"process {i} exited with {p.returncode}:\n{text[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  """Output directory of the 2-process run of multihost_worker.py."""
+  out = tmp_path_factory.mktemp("two_processes")
+  run_two_processes(WORKER, out)
   return out
 
 
@@ -102,6 +109,26 @@ def test_checkpoint_of_two_processes_restores_in_one(two_process_run):
     exp, state = loop.restore_trained(config, str(two_process_run / name), tiny_splits())
     assert exp.mesh.size == jax.device_count() == 8
     assert_same(flat_state(state), np.load(two_process_run / f"{name}.npz"), name)
+
+
+def test_signal_to_one_process_stops_all_at_the_same_step_and_resumes(tmp_path):
+  """SIGTERM reaches process 1 only, during step 2: both processes stop at the next
+  logging step (4), save one checkpoint together and resume to the same final state as
+  an uninterrupted run (here: 1 process, as many devices)."""
+  out = tmp_path / "stop"
+  out.mkdir()
+  run_two_processes(STOP_WORKER, out)
+  reports = [json.loads((out / f"process{i}.json").read_text()) for i in range(2)]
+  for report in reports:
+    assert report["interrupted"], report
+    assert report["steps_run"] == 4, report
+    assert report["checkpoints"] == [4], report
+  assert reports[0]["reason"] == "another process was signalled"
+  assert reports[1]["reason"] == f"signal {int(signal.SIGTERM)}"
+  exp, state = loop.setup(stop_config(num_devices=4), tiny_splits())
+  state = loop.train(exp, state, str(tmp_path / "uninterrupted"))
+  assert int(state.step) == 12
+  assert_same(np.load(out / "final.npz"), flat_state(state), "resumed")
 
 
 def test_settings_from_flags_and_environment(monkeypatch):
