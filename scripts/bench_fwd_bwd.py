@@ -19,6 +19,7 @@ import os
 import sys
 import time
 
+import glibc_tunables  # scripts/, on sys.path when run as a script
 import jax
 import jax.numpy as jnp
 import optax
@@ -44,12 +45,8 @@ def main() -> None:
   p.add_argument("--num_classes", type=int, default=1000)
   p.add_argument("--malloc_hugepages", action="store_true")
   args = p.parse_args()
-  tunable = "glibc.malloc.hugetlb=1"
-  if args.malloc_hugepages and tunable not in os.environ.get("GLIBC_TUNABLES", ""):
-    os.environ["GLIBC_TUNABLES"] = ":".join(
-      t for t in (os.environ.get("GLIBC_TUNABLES", ""), tunable) if t
-    )
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+  if args.malloc_hugepages:
+    glibc_tunables.reexec_with(glibc_tunables.HUGEPAGES)
   b, s, k = args.batch, args.image_size, args.num_classes
 
   model = build_model(args.backbone, "linear", k)

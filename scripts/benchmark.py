@@ -36,16 +36,9 @@ import subprocess
 import sys
 import time
 
+import glibc_tunables  # scripts/, on sys.path when run as a script
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-# glibc serves large allocations (above a threshold it raises to at most 32 MiB; XLA's
-# per-step temp buffer, PyTorch's largest activations) with fresh pages from mmap and
-# unmaps them on free, so every step page-faults them in again. These tunables keep all
-# memory in one heap that is never trimmed (worker threads' arenas would still mmap).
-REUSE_TUNABLES = (
-  "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
-)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument(
     "--malloc_reuse",
     action="store_true",
-    help=f"re-run with GLIBC_TUNABLES={REUSE_TUNABLES} (one malloc arena, no mmap, no "
+    help=f"re-run with GLIBC_TUNABLES={glibc_tunables.REUSE} (one malloc arena, no mmap, no "
     "trimming: freed memory is reused, so buffers are not page-faulted afresh every step; "
     "applies to JAX and PyTorch alike)",
   )
@@ -94,21 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
-HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
-
-
-def _reexec_with_tunables(tunables: str) -> None:
-  """glibc reads GLIBC_TUNABLES at process start: re-exec with ``tunables`` added."""
-  current = os.environ.get("GLIBC_TUNABLES", "")
-  if tunables not in current:
-    os.environ["GLIBC_TUNABLES"] = ":".join(t for t in (current, tunables) if t)
-    os.execv(sys.executable, [sys.executable, *sys.argv])
-
-
 if ARGS is not None and ARGS.malloc_hugepages:
-  _reexec_with_tunables(HUGETLB_TUNABLE)
+  glibc_tunables.reexec_with(glibc_tunables.HUGEPAGES)
 if ARGS is not None and ARGS.malloc_reuse:
-  _reexec_with_tunables(REUSE_TUNABLES)
+  glibc_tunables.reexec_with(glibc_tunables.REUSE)
 _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 if ARGS is not None:
   _flags = [os.environ.get("XLA_FLAGS", ""), ARGS.xla_flags]
