@@ -81,7 +81,7 @@ MULTI_PROCESS_COMMANDS = ("train", "evaluate")
 
 
 def _is_main_process() -> bool:
-  import jax  # noqa: PLC0415
+  import jax
 
   return jax.process_index() == 0
 
@@ -101,8 +101,8 @@ def cmd_train(argv) -> None:
   del argv
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
-  from ltjax.evaluate.runner import format_table  # noqa: PLC0415
-  from ltjax.train import loop  # noqa: PLC0415
+  from ltjax.evaluate.runner import format_table
+  from ltjax.train import loop
 
   summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   if _is_main_process():
@@ -113,8 +113,8 @@ def cmd_evaluate(argv) -> None:
   del argv
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
-  from ltjax.evaluate import runner  # noqa: PLC0415
-  from ltjax.train import loop  # noqa: PLC0415
+  from ltjax.evaluate import runner
+  from ltjax.train import loop
 
   exp, state = loop.restore_trained(_CONFIG.value, _WORKDIR.value)
   if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
@@ -124,7 +124,7 @@ def cmd_evaluate(argv) -> None:
     )
   results = {exp.config.method: runner.evaluate_and_write(exp, state, _WORKDIR.value)}
   if _POSTHOC.value:
-    from ltjax.evaluate import posthoc  # noqa: PLC0415
+    from ltjax.evaluate import posthoc
 
     features_dir = os.path.join(_WORKDIR.value, "features")
     results.update(posthoc.evaluate_all(exp, state, _WORKDIR.value, features_dir))
@@ -134,8 +134,8 @@ def cmd_evaluate(argv) -> None:
 
 def cmd_demo(argv) -> None:
   del argv
-  from ltjax import demo  # noqa: PLC0415
-  from ltjax.evaluate.runner import format_table  # noqa: PLC0415
+  from ltjax import demo
+  from ltjax.evaluate.runner import format_table
 
   workdir = _WORKDIR.value or os.path.abspath("ltjax_demo")
   results = demo.run(workdir, dtype=_DTYPE.value)
@@ -146,7 +146,7 @@ def cmd_demo(argv) -> None:
 def cmd_report(argv) -> None:
   del argv
   _require(_WORKDIR, "workdir")
-  from ltjax.evaluate import report  # noqa: PLC0415
+  from ltjax.evaluate import report
 
   print(f"wrote {report.write_report(_WORKDIR.value)}")
 
@@ -154,18 +154,22 @@ def cmd_report(argv) -> None:
 def cmd_stats(argv) -> None:
   del argv
   _require(_SPLIT, "split")
-  from ltjax.data import splitlist  # noqa: PLC0415
+  from ltjax.data import longtail
+  from ltjax.data.sources import splitlist
 
   _, labels = splitlist.parse_split_file(_SPLIT.value, _NUM_CLASSES.value, allow_open=True)
-  stats = splitlist.split_statistics(labels, _NUM_CLASSES.value)
-  print(splitlist.format_statistics(stats, os.path.basename(_SPLIT.value)))
+  stats = longtail.split_statistics(labels, _NUM_CLASSES.value)
+  print(longtail.format_statistics(stats, os.path.basename(_SPLIT.value)))
 
 
 def cmd_prepare(argv) -> None:
   del argv
   for flag, name in ((_DATASET, "dataset"), (_ROOT, "root"), (_OUT, "out")):
     _require(flag, name)
-  from ltjax.data import packed, splitlist  # noqa: PLC0415
+  from ltjax.data.sources import (
+    packed,
+    splitlist,
+  )
 
   dataset = _DATASET.value
   if dataset not in splitlist.DATASET_LISTS:
@@ -220,7 +224,7 @@ def cmd_import_torch(argv) -> None:
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
   try:
-    from ltjax.interop import torch_import  # noqa: PLC0415
+    from ltjax.interop import torch_import
 
     summary = torch_import.import_checkpoint(
       paths[0], _CONFIG.value, _WORKDIR.value, allow_pickle=_ALLOW_PICKLE.value
@@ -272,7 +276,7 @@ def _parse_flags(command: str, args: list[str]) -> list[str]:
 
 def _start_processes() -> None:
   """Joins a multi-process run if the flags or the environment ask for one."""
-  from ltjax.train import distributed  # noqa: PLC0415
+  from ltjax.train import distributed
 
   if (
     distributed.initialize(

@@ -8,6 +8,10 @@ config is locked by the command line, so a misspelt key is an error.
 from __future__ import annotations
 
 import ml_collections
+from ml_collections.config_dict import placeholder
+
+from ltjax import losses
+from ltjax.models import oltr as oltr_models
 
 # Mean/std of the pixel values in [0, 1], per channel.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -18,7 +22,7 @@ DIGITS_MEAN, DIGITS_STD = (0.305,), (0.376,)  # Measured on sklearn digits scale
 def base_config() -> ml_collections.ConfigDict:
   """All fields, with the defaults of representation learning (joint training)."""
   c = ml_collections.ConfigDict()
-  c.stage = "joint"  # Which training recipe; see ltjax.train.loop.STAGES.
+  c.stage = "joint"  # Which training recipe; see ltjax.train.stages.STAGES.
   c.method = "joint"  # Name of this model's entry in results.json.
   c.seed = 0
   c.num_devices = 0  # 0 = every device of every process.
@@ -57,13 +61,13 @@ def base_config() -> ml_collections.ConfigDict:
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
 
   c.data = ml_collections.ConfigDict()
-  # See ltjax.data.augment.AUGMENTATIONS. "imagenet_device": "imagenet"'s random numbers,
-  # but the resize, flip and jitter run in the train step (ltjax.data.device_augment).
+  # See ltjax.data.pp.augment.AUGMENTATIONS. "imagenet_device": "imagenet"'s random numbers,
+  # but the resize, flip and jitter run in the train step (ltjax.data.pp.device_ops).
   c.data.augment = "crop_flip"
   c.data.pad = 4
   c.data.flip = True
   c.data.crop_size = 224  # Output side of the "imagenet" augmentation and eval transform.
-  c.data.eval_transform = "none"  # See ltjax.data.augment.EVAL_TRANSFORMS.
+  c.data.eval_transform = "none"  # See ltjax.data.pp.augment.EVAL_TRANSFORMS.
   # JPEG decoding may downscale by powers of two while the shorter side stays >= this
   # (PIL draft mode; a large speed-up for 224-px training). 0 = full resolution.
   c.data.decode_min_size = 256
@@ -75,6 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.sampler.name = "instance"  # See ltjax.data.samplers.SAMPLERS.
   c.sampler.q = 1.0  # Only for "qpower".
   c.sampler.k = 4  # Only for "class_aware".
+  # Only for "class_aware": shuffle within each batch, so that a batch mixes its classes
+  # (the references' `shuffle: true` with ClassAwareSampler).
+  c.sampler.shuffle_in_batch = False
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet10"  # See ltjax.models.BACKBONES.
@@ -83,7 +90,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"  # Computation dtype; parameters stay float32.
 
   c.optim = o = ml_collections.ConfigDict()
-  o.lr = 0.2
+  o.lr = 0.2  # Backbone (and neck: the references' feat_model).
+  o.head_lr = placeholder(float)  # Classifier head; unset (None) = optim.lr.
   o.momentum = 0.9
   o.weight_decay = 5e-4
   o.schedule = "cosine"  # cosine | step | constant
@@ -103,13 +111,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.oltr = r = ml_collections.ConfigDict()
   r.use_attention = True  # Modulated attention after the backbone's last stage.
   r.fc_add = 0  # > 0: dense to this width + ReLU after pooling (reference use_fc: 512).
-  r.head_lr = 0.1  # The meta-embedding head's learning rate (optim.lr: backbone).
   r.centroids_lr = 0.01  # The centroids' own SGD group.
   r.centroids_momentum = 0.9
   r.centroids_weight_decay = 5e-4
-  r.loss_weight = 0.01  # Weight of the discriminative centroids loss on top of CE.
-  r.margin = 10.0  # Repel margin of the centroids loss.
-  r.repel_weight = 0.01  # Weight of the repel term inside the centroids loss.
+  r.loss_weight = losses.LOSS_WEIGHT  # Of the discriminative centroids loss on top of CE.
+  r.margin = losses.MARGIN  # Repel margin of the centroids loss.
+  r.repel_weight = losses.REPEL_WEIGHT  # Weight of the repel term inside the centroids loss.
 
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 512
@@ -212,7 +219,7 @@ def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collec
     raise ValueError(f"decoupling classifier stage must be crt or lws, got {stage!r}.")
   c.stage = c.method = stage
   c.model.head = "lws" if stage == "lws" else "linear"
-  c.sampler.name, c.sampler.k = "class_aware", 4
+  c.sampler.name, c.sampler.k, c.sampler.shuffle_in_batch = "class_aware", 4, True
   c.num_epochs, c.batch_size = (10 if stage == "crt" else 5), 512
   c.optim.lr, c.optim.schedule, c.optim.weight_decay, c.optim.momentum = 0.2, "cosine", 5e-4, 0.9
   c.eval_every_epochs = 0
@@ -224,7 +231,7 @@ def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   batch 128, SGD 0.9, lr 0.1 divided by 10 every 10 epochs, weight decay 5e-4, and the
   reference's ``use_fc`` layer (512 units + ReLU after pooling), which stage 2 loads."""
   c.stage = c.method = "joint"
-  c.oltr.fc_add = 512
+  c.oltr.fc_add = oltr_models.REFERENCE_FC_ADD
   c.sampler.name = "instance"
   c.num_epochs, c.batch_size = 30, 128
   c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 5e-4
@@ -239,11 +246,11 @@ def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   divided by 10 every 20 epochs; open-set test. ``init_from`` = the stage-1 run, whose
   ``use_fc`` layer (``oltr.fc_add``) it loads."""
   c.stage = c.method = "oltr"
-  c.oltr.fc_add = 512
+  c.oltr.fc_add = oltr_models.REFERENCE_FC_ADD
   c.model.head = "meta_embedding"
   c.sampler.name, c.sampler.k = "class_aware", 4
   c.num_epochs, c.batch_size = 60, 128
-  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.01, 0.9, 5e-4
+  c.optim.lr, c.optim.head_lr, c.optim.momentum, c.optim.weight_decay = 0.01, 0.1, 0.9, 5e-4
   c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 20, 0.1
   c.dataset.open_set = True
   c.eval_every_epochs = 0

@@ -73,8 +73,8 @@ def lws_config(init_from: str = "") -> ml_collections.ConfigDict:
 
 def _train_stage(config, stage_dir: str, workdir: str):
   """Trains (or resumes) one stage, records its test results in ``workdir``."""
-  from ltjax.evaluate import runner  # noqa: PLC0415
-  from ltjax.train import loop  # noqa: PLC0415
+  from ltjax.evaluate import runner
+  from ltjax.train import loop
 
   log.info("demo: %s", config.method)
   exp, state = loop.setup(config)
@@ -93,7 +93,7 @@ def oltr_config(init_from: str = "") -> ml_collections.ConfigDict:
   c.model.head = "meta_embedding"
   c.sampler.name, c.sampler.k = "class_aware", 4
   c.num_epochs = 30
-  c.optim.lr = 0.01
+  c.optim.lr, c.optim.head_lr = 0.01, 0.1
   c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 10, 0.1
   c.eval_every_epochs = 0
   return c
@@ -113,7 +113,7 @@ def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
   Returns:
     results.json's content.
   """
-  from ltjax.evaluate import posthoc, report  # noqa: PLC0415
+  from ltjax.evaluate import posthoc, report
 
   os.makedirs(workdir, exist_ok=True)
   joint_dir = os.path.join(workdir, "joint")

@@ -65,10 +65,10 @@ def main() -> None:
   jax_fwd = timed(jax.jit(loss, compiler_options=options), params, stats, x)
   jax_all = timed(jax.jit(jax.grad(loss), compiler_options=options), params, stats, x)
 
-  import torch  # noqa: PLC0415
+  import torch
 
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import torch_resnet  # noqa: PLC0415
+  import torch_resnet
 
   torch.set_num_threads(2)
   net = torch_resnet.build(args.backbone, k).to(memory_format=torch.channels_last).train()

@@ -3,9 +3,9 @@
 For each convolution of a ResNet-10 at 112 px (and two ResNeXt grouped convs), batch 64:
 forward, input gradient and filter gradient, compiled with XLA:CPU's defaults
 (convolutions on YNNPACK) and with ``ltjax.train.compile_options`` (Eigen convolutions),
-and the filter gradient as ``ltjax.models.conv.matmul_filter_grad``'s im2col contraction
+and the filter gradient as ``ltjax.models.cpu_kernels.matmul_filter_grad``'s im2col contraction
 (which ltjax uses for grouped convs); then the stem max pool's input gradient, XLA's
-``select_and_scatter`` against ``ltjax.models.pool``'s elementwise form.
+``select_and_scatter`` against ``ltjax.models.cpu_kernels``'s elementwise form.
 
   python scripts/bench_layers.py [--batch 64]
 """
@@ -19,8 +19,7 @@ import flax.linen as nn
 import jax
 from jax import lax
 
-from ltjax.models.conv import matmul_filter_grad
-from ltjax.models.pool import max_pool
+from ltjax.models.cpu_kernels import matmul_filter_grad, max_pool
 from ltjax.train import compile_options
 
 DN = ("NHWC", "HWIO", "NHWC")

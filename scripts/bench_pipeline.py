@@ -12,7 +12,7 @@ colour jitter -> batch) per batch of 64:
   uses it;
 * the stages of one image on one core: decode, crop + resize, flip + jitter;
 * with ``--baseline OLD.py``, the same stream with another version of
-  ``ltjax/data/image_ops.py`` (its decode and augmentation), interleaved with this one.
+  ``ltjax/data/pp/image_ops.py`` (its decode and augmentation), interleaved with this one.
 
 Every figure is the median over ``--rounds`` rounds, the variants interleaved in each round.
 Rates are given per wall-clock second and per CPU-second of this process (``process_time``):
@@ -28,7 +28,7 @@ libjpeg's smallest n/8 scale >= 224, and, when installed, OpenCV (full, IMREAD_R
 and PyTurboJPEG (full, 1/2).
 
   python scripts/bench_pipeline.py [--images 512 --batches 8 --threads 2 --rounds 3]
-  git show a1cdd52:ltjax/data/image_ops.py > /tmp/old_image_ops.py
+  git show a1cdd52:ltjax/data/pp/image_ops.py > /tmp/old_image_ops.py
   python scripts/bench_pipeline.py --baseline /tmp/old_image_ops.py --batches 4 --rounds 9
   python scripts/bench_pipeline.py --decoders [--rounds 7]
   python scripts/bench_pipeline.py --device_augment [--batches 4 --rounds 9]
@@ -37,7 +37,7 @@ and PyTurboJPEG (full, 1/2).
 crop box, crop copied into the 448x448 buffer; the resize, flip and jitter run in the train
 step) with "imagenet" (all on the host) and "none" (read + decode alone), one thread,
 interleaved, images per CPU-second, from both sources; then times the device half
-(``device_augment.apply``, jitted) on this machine's default jax device for a batch of 64.
+(``device_ops.apply``, jitted) on this machine's default jax device for a batch of 64.
 """
 
 from __future__ import annotations
@@ -54,11 +54,13 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from ltjax.data import image_ops, pipeline, splitlist
-from ltjax.data import packed as packed_lib
-from ltjax.data.augment import record_uniforms
-from ltjax.data.packed import PackedSource, pack_split_list
-from ltjax.data.splitlist import SplitListSource
+from ltjax.data import pipeline
+from ltjax.data.pp import image_ops
+from ltjax.data.pp.augment import record_uniforms
+from ltjax.data.sources import packed as packed_lib
+from ltjax.data.sources import splitlist
+from ltjax.data.sources.packed import PackedSource, pack_split_list
+from ltjax.data.sources.splitlist import SplitListSource
 
 
 def synthetic_image(rng: np.random.Generator) -> np.ndarray:
@@ -159,7 +161,7 @@ def stage_functions(blobs: list[bytes], min_size: int | None) -> dict:
 @contextlib.contextmanager
 def image_ops_from(path: str | None):
   """Runs the stream with the decode and augmentation of another image_ops.py (a baseline,
-  e.g. ``git show COMMIT:ltjax/data/image_ops.py > old.py``); None: the current one."""
+  e.g. ``git show COMMIT:ltjax/data/pp/image_ops.py > old.py``); None: the current one."""
   if path is None:
     yield
     return
@@ -250,16 +252,16 @@ def run_pipeline(args) -> None:
 
 
 def device_apply_seconds(batch: int, rounds: int) -> tuple[float, float]:
-  """Median (wall, CPU) seconds of the jitted ``device_augment.apply`` on a batch."""
-  import jax  # noqa: PLC0415
+  """Median (wall, CPU) seconds of the jitted ``device_ops.apply`` on a batch."""
+  import jax
 
-  from ltjax.data import device_augment  # noqa: PLC0415
+  from ltjax.data.pp import device_ops
 
   rng = np.random.default_rng(0)
   images = [synthetic_image(rng) for _ in range(batch)]
-  prepared = device_augment.prepare_batch(images, np.arange(batch), 0, size=224)
+  prepared = device_ops.prepare_batch(images, np.arange(batch), 0, size=224)
   prepared = jax.device_put(prepared)
-  fn = jax.jit(device_augment.apply)
+  fn = jax.jit(device_ops.apply)
   fn(prepared).block_until_ready()
   times = []
   for _ in range(rounds):
@@ -271,7 +273,7 @@ def device_apply_seconds(batch: int, rounds: int) -> tuple[float, float]:
 
 def host_stage_us(rel_paths, root: str, rounds: int) -> dict[str, float]:
   """CPU microseconds per image of the host stages of imagenet_device, on one batch."""
-  from ltjax.data import device_augment  # noqa: PLC0415
+  from ltjax.data.pp import device_ops
 
   blobs = []
   for rel in rel_paths:
@@ -281,7 +283,7 @@ def host_stage_us(rel_paths, root: str, rounds: int) -> dict[str, float]:
   positions = np.arange(len(images))
   fns = {
     "decode": lambda: [image_ops.decode_image(b) for b in blobs],
-    "crop into the buffer (prepare_batch)": lambda: device_augment.prepare_batch(
+    "crop into the buffer (prepare_batch)": lambda: device_ops.prepare_batch(
       images, positions, 0, size=224
     ),
     "imagenet: crop + resize + flip + jitter": lambda: image_ops.imagenet_train_batch(
@@ -339,10 +341,10 @@ def run_device_augment(args) -> None:
   print("|---|---:|")
   for name, us in stage_us.items():
     print(f"| {name} | {us:.0f} |")
-  import jax  # noqa: PLC0415
+  import jax
 
   print(
-    f"device half (jitted device_augment.apply, batch {args.batch}, 448 -> 224) on "
+    f"device half (jitted device_ops.apply, batch {args.batch}, 448 -> 224) on "
     f"{jax.devices()[0].platform}: {wall_s * 1e3:.0f} ms wall, {cpu_s * 1e3:.0f} ms CPU "
     f"({args.batch / wall_s:.0f} images/s wall)"
   )
@@ -352,7 +354,7 @@ def run_device_augment(args) -> None:
 
 
 def photo_crops(n: int) -> list[np.ndarray]:
-  from sklearn.datasets import load_sample_images  # noqa: PLC0415
+  from sklearn.datasets import load_sample_images
 
   rng = np.random.default_rng(0)
   photos = load_sample_images().images
@@ -396,7 +398,7 @@ def decoders() -> dict:
     "simplejpeg >= 224 (5/8)": lambda b: simplejpeg.decode_jpeg(b, min_height=224, min_width=224),
   }
   try:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     cv2.setNumThreads(1)
     flags = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
@@ -410,7 +412,7 @@ def decoders() -> dict:
   except ImportError:
     print("OpenCV (opencv-python-headless) not installed: skipped.")
   try:
-    import turbojpeg  # noqa: PLC0415
+    import turbojpeg
 
     tj = turbojpeg.TurboJPEG()
     found["PyTurboJPEG"] = lambda b: tj.decode(b, pixel_format=turbojpeg.TJPF_RGB)

@@ -103,12 +103,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ltjax import sharding  # noqa: E402
 from ltjax.config import base_config  # noqa: E402
 from ltjax.data import pipeline  # noqa: E402
 from ltjax.data.datasets import DataSplits  # noqa: E402
 from ltjax.data.sources import ArraySource  # noqa: E402
 from ltjax.train import loop, steps  # noqa: E402
-from ltjax.train import mesh as mesh_lib  # noqa: E402
 
 # ------------------------------------------------------------------------------------------
 # Setup.
@@ -148,15 +148,15 @@ class JaxStep:
     self.mesh_size = exp.mesh.size
     fn = exp.train_step
     if args.no_donate:
-      repl = mesh_lib.replicated(exp.mesh)
+      repl = sharding.replicated(exp.mesh)
       fn = jax.jit(
-        steps.make_train_step(exp.model, exp.tx, config.dataset.mean, config.dataset.std),
-        in_shardings=(exp.state_sharding, mesh_lib.batch_sharding(exp.mesh)),
+        steps.make_train_step(exp.model, exp.tx, exp.stage, config),
+        in_shardings=(exp.state_sharding, sharding.batch_sharding(exp.mesh)),
         out_shardings=(exp.state_sharding, repl),
       )
     images, labels = splits.train.get_batch(np.arange(args.batch))
     local = {"image": images, "label": labels.astype(np.int32)}
-    self.batch = pipeline.to_global(local, mesh_lib.batch_sharding(exp.mesh))
+    self.batch = sharding.to_global(local, sharding.batch_sharding(exp.mesh))
     t1 = time.perf_counter()
     self.compiled = fn.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t1
@@ -208,10 +208,10 @@ class TorchStep:
   """The PyTorch twin of the step: uint8 -> normalise, forward, CE, backward, SGD."""
 
   def __init__(self, args, layout: str):
-    import torch  # noqa: PLC0415
+    import torch
 
     sys.path.insert(0, _HERE)
-    import torch_resnet  # noqa: PLC0415
+    import torch_resnet
 
     self.torch = torch
     torch.manual_seed(0)
@@ -252,7 +252,7 @@ class TorchStep:
 
 class TorchMatmul:
   def __init__(self, n: int):
-    import torch  # noqa: PLC0415
+    import torch
 
     g = torch.Generator().manual_seed(0)
     self.a = torch.randn(n, n, generator=g)
@@ -287,7 +287,7 @@ def interleaved(args) -> dict:
   contenders = {"ltjax": jstep}
   layouts = []
   if args.torch:
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.set_num_threads(args.torch_threads)
     layouts = ["nchw", "channels_last"] if args.torch_layout == "both" else [args.torch_layout]
@@ -514,7 +514,7 @@ def main(args) -> None:
     return
   env = environment()
   if args.torch:
-    import torch  # noqa: PLC0415
+    import torch
 
     env["torch"] = torch.__version__
   res = {"args": vars(args), "env": env}

@@ -74,9 +74,9 @@ def tiny_stage2_config(joint_dir, **overrides):
 
 def flat_state(state) -> dict:
   """{"params/<path>": array, "batch_stats/...", "centroids"} of a train state, on host."""
-  import jax  # noqa: PLC0415
+  import jax
 
-  from ltjax.train.optim import param_path  # noqa: PLC0415
+  from ltjax.train.optim import param_path
 
   trees = {"params": state.params, "batch_stats": state.batch_stats}
   if state.centroids is not None:

@@ -104,8 +104,8 @@ def test_cifar_lt_config_trains_on_mocked_tfds(name, examples, tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
-  import signal  # noqa: PLC0415
-  import time  # noqa: PLC0415
+  import signal
+  import time
 
   args = [
     sys.executable,

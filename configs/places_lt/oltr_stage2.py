@@ -22,7 +22,7 @@ def get_config():
   # (only the attention and the use_fc layer of the feature model train, at lr 1e-4),
   # meta-embedding head lr 0.01, 30 epochs, lr divided by 10 every 10, batch 128.
   c.optim.freeze = ("^backbone/",)
-  c.optim.lr, c.oltr.head_lr = 1e-4, 0.01
+  c.optim.lr, c.optim.head_lr = 1e-4, 0.01
   c.num_epochs, c.optim.step_every_epochs = 30, 10
   c.batch_size = 128
   return c

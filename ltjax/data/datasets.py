@@ -10,7 +10,9 @@ import ml_collections
 import numpy as np
 
 from ltjax.data import longtail
-from ltjax.data.sources import ArraySource, Concat, Source, Subset
+from ltjax.data.sources.base import ArraySource, Concat, Source, Subset
+from ltjax.data.sources.packed import PackedSource, packed_split_name
+from ltjax.data.sources.splitlist import DATASET_LISTS, SplitListSource
 
 
 @dataclasses.dataclass
@@ -39,7 +41,7 @@ def load_digits_source() -> ArraySource:
 
   Pixel values 0..16 are scaled to 0..255 uint8, one channel.
   """
-  from sklearn.datasets import load_digits  # noqa: PLC0415 (slow import, only here)
+  from sklearn.datasets import load_digits
 
   digits = load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
@@ -108,11 +110,8 @@ DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
 
 def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
   """``source(split, allow_open)`` over the image tree (``root``) or the packed shards."""
-  from ltjax.data.splitlist import DATASET_LISTS, SplitListSource  # noqa: PLC0415
-
   spec = DATASET_LISTS[cfg.name]
   if cfg.packed_dir:
-    from ltjax.data.packed import PackedSource, packed_split_name  # noqa: PLC0415
 
     def source(split: str, allow_open: bool = False) -> Source:
       return PackedSource(
@@ -148,8 +147,8 @@ def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
 
 def _tfds_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
   """``source(split)`` reading a known-class list's images from TFDS ``cfg.tfds_name``."""
-  from ltjax.data.splitlist import DATASET_LISTS  # noqa: PLC0415
-  from ltjax.data.tfds_lists import TfdsListSource, list_layout  # noqa: PLC0415
+  # tensorflow_datasets takes seconds to import: only the TFDS-backed datasets pay for it.
+  from ltjax.data.sources.tfds_lists import TfdsListSource, list_layout
 
   list_layout(cfg.tfds_name, cfg.name)  # An unknown or mismatched name fails first.
   spec = DATASET_LISTS[cfg.name]
@@ -184,8 +183,6 @@ def _tfds_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
 
 def _check_open_set(cfg: ml_collections.ConfigDict) -> None:
   """Fails before any list is read if ``cfg.open_set`` cannot be served."""
-  from ltjax.data.splitlist import DATASET_LISTS  # noqa: PLC0415
-
   if "open" not in DATASET_LISTS[cfg.name]:
     raise ValueError(f"dataset {cfg.name} has no open-set list; unset dataset.open_set.")
   if cfg.tfds_name and not (cfg.root or cfg.packed_dir):
@@ -220,15 +217,13 @@ def build_split_list_splits(
 
   The images of the train, val and test lists come, in this order of precedence, from the
   prepared TFDS dataset ``cfg.tfds_name`` (imagenet2012, places365_small,
-  i_naturalist2018; see ``ltjax.data.tfds_lists.TfdsListSource``), from the ArrayRecord
+  i_naturalist2018; see ``ltjax.data.sources.tfds_lists.TfdsListSource``), from the ArrayRecord
   shards ``ltjax prepare`` wrote to ``cfg.packed_dir``, or from the image tree
   ``cfg.root``: the same labels, and the same pixels for the same JPEG bytes. The lists
   are read from ``cfg.lists_dir`` (default ``cfg.root``; the packed shards hold their
   own). ``cfg.open_set`` appends the open-set list (label -1) to the test split; no TFDS
   dataset holds it, so with ``tfds_name`` it is read from ``packed_dir`` or ``root``.
   """
-  from ltjax.data.splitlist import DATASET_LISTS  # noqa: PLC0415
-
   min_size = decode_min_size or None
   if cfg.open_set:
     _check_open_set(cfg)
@@ -241,7 +236,7 @@ def build_split_list_splits(
     test = Concat(test, _open_set_source(_file_sources(cfg, min_size, skip_corrupt)))
   train, val = known("train"), known("val")
   if cfg.tfds_name:
-    from ltjax.data.tfds_lists import check_class_correspondence  # noqa: PLC0415
+    from ltjax.data.sources.tfds_lists import check_class_correspondence
 
     check_class_correspondence(train, val, closed_test)  # One class numbering in all lists.
   return DataSplits(
@@ -269,7 +264,7 @@ def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> Da
       load_digits_source(), None, test_per_class=cfg.test_per_class, **common
     )
   if cfg.name == "tfds":
-    from ltjax.data.tfds_source import TfdsSource  # noqa: PLC0415
+    from ltjax.data.sources.tfds import TfdsSource
 
     kw = dict(data_dir=cfg.data_dir or None, image_size=cfg.image_size or None)
     pool = TfdsSource(cfg.tfds_name, cfg.train_split, **kw)

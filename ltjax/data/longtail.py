@@ -1,4 +1,5 @@
-"""Long-tailed subsets and open-set splits of balanced datasets.
+"""Long-tailed subsets and open-set splits of balanced datasets; shot groups and the class
+statistics of a split.
 
 The exponential profile is the CIFAR-LT convention (Cui et al. 2019, used by the
 long-tail literature): class j keeps n_j = floor(n_max * ratio^(-j / (K - 1)))
@@ -8,10 +9,11 @@ images, so class 0 is the head and class K - 1 the tail with n_max / ratio image
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ltjax.data.sources import check_labels
+from ltjax.data.sources.base import check_labels
 
 
 def exponential_counts(num_classes: int, n_max: int, imbalance_ratio: float) -> np.ndarray:
@@ -94,3 +96,160 @@ def open_set_label_map(num_classes: int, open_classes: Sequence[int]) -> tuple[n
   known = [c for c in range(num_classes) if c not in open_set]
   label_map[known] = np.arange(len(known), dtype=np.int32)
   return label_map, len(known)
+
+
+# ------------------------------------------------------------------- shot groups and statistics
+
+
+def check_num_classes(num_classes: int | None) -> int | None:
+  if num_classes is None:
+    return None
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+    raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}.")
+  if num_classes < 1:
+    raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}.")
+  return int(num_classes)
+
+
+def check_train_counts(train_counts: Any) -> np.ndarray:
+  counts = np.asarray(train_counts)
+  if counts.ndim != 1 or counts.size == 0:
+    raise ValueError(
+      f"train_counts must be a non-empty 1-D array (one count per class), got shape {counts.shape}."
+    )
+  if not (np.issubdtype(counts.dtype, np.number) and counts.dtype != np.bool_):
+    raise ValueError(f"train_counts must be numeric, got dtype {counts.dtype}.")
+  if not np.all(np.isfinite(counts)) or np.any(counts != np.round(counts)) or np.any(counts < 0):
+    bad = np.flatnonzero(~np.isfinite(counts) | (counts != np.round(counts)) | (counts < 0))
+    i = int(bad[0])
+    raise ValueError(
+      f"train_counts[{i}] = {counts[i]} is not a non-negative whole number; pass the number "
+      "of training images of each class."
+    )
+  return counts.astype(np.int64)
+
+
+def shot_groups(
+  train_counts: Any, many_threshold: int = 100, few_threshold: int = 20
+) -> dict[str, np.ndarray]:
+  """Splits classes into many-, medium- and few-shot by their training counts.
+
+  Args:
+    train_counts: (K,) number of training images of each class.
+    many_threshold: classes with n_j > many_threshold are many-shot.
+    few_threshold: classes with n_j < few_threshold are few-shot. Everything else
+      (including n_j equal to either threshold) is medium-shot.
+
+  Returns:
+    {"many", "medium", "few"} -> boolean (K,) masks; every class is in exactly one.
+
+  Raises:
+    ValueError: if few_threshold > many_threshold or train_counts is malformed.
+  """
+  if few_threshold > many_threshold:
+    raise ValueError(
+      f"few_threshold ({few_threshold}) must be <= many_threshold ({many_threshold}); "
+      "swap them (defaults: many_threshold=100, few_threshold=20)."
+    )
+  counts = check_train_counts(train_counts)
+  many = counts > many_threshold
+  few = counts < few_threshold
+  return {"many": many, "medium": ~many & ~few, "few": few}
+
+
+def split_statistics(
+  labels: Sequence[int] | np.ndarray,
+  num_classes: int | None = None,
+  many_threshold: int = 100,
+  few_threshold: int = 20,
+) -> dict[str, Any]:
+  """The class distribution of a split.
+
+  Open-set records (label -1) are counted in ``num_open`` and left out of everything
+  else. The many/medium/few groups follow `shot_groups`: many if
+  n > many_threshold, few if n < few_threshold, medium otherwise; empty classes are few,
+  so the three counts sum to ``num_classes``.
+
+  Args:
+    labels: (N,) integer class ids, -1 for open-set records.
+    num_classes: K; the largest label + 1 if not given.
+    many_threshold: see above.
+    few_threshold: see above.
+
+  Returns:
+    A dict with ``num_images`` (all records, open ones included), ``num_open``,
+    ``num_classes``, ``counts`` ((K,) int64 images per class), ``largest`` and
+    ``smallest`` (over the classes with at least one image; 0 if none), ``num_empty``
+    (classes without images), ``imbalance`` (largest / smallest, nan if no class has
+    images), ``many``, ``medium`` and ``few`` (numbers of classes), and the two
+    thresholds.
+
+  Raises:
+    ValueError: on labels below -1 or >= num_classes, or inconsistent thresholds.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+    raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}.")
+  num_classes = check_num_classes(num_classes)
+  known = labels[labels >= 0]
+  if np.any(labels < -1):
+    i = int(np.flatnonzero(labels < -1)[0])
+    raise ValueError(f"labels[{i}] = {int(labels[i])}; class ids must be >= 0 (or -1 for open).")
+  if num_classes is None:
+    if not known.size:
+      raise ValueError("no labels >= 0 to infer the number of classes from; pass num_classes.")
+    num_classes = int(known.max()) + 1
+  elif known.size and known.max() >= num_classes:
+    raise ValueError(
+      f"label {int(known.max())} is >= num_classes={num_classes}; check num_classes."
+    )
+  counts = np.bincount(known, minlength=num_classes).astype(np.int64)
+  present = counts[counts > 0]
+  largest = int(present.max()) if present.size else 0
+  smallest = int(present.min()) if present.size else 0
+  groups = shot_groups(counts, many_threshold=many_threshold, few_threshold=few_threshold)
+  return {
+    "num_images": int(labels.size),
+    "num_open": int(labels.size - known.size),
+    "num_classes": num_classes,
+    "counts": counts,
+    "largest": largest,
+    "smallest": smallest,
+    "num_empty": int(num_classes - present.size),
+    "imbalance": largest / smallest if smallest else float("nan"),
+    "many": int(groups["many"].sum()),
+    "medium": int(groups["medium"].sum()),
+    "few": int(groups["few"].sum()),
+    "many_threshold": many_threshold,
+    "few_threshold": few_threshold,
+  }
+
+
+def format_statistics(stats: dict[str, Any], name: str = "split") -> str:
+  """A readable multi-line summary of a `split_statistics` result.
+
+  Args:
+    stats: the dict returned by `split_statistics`.
+    name: a title, e.g. the list file name.
+
+  Returns:
+    The text, without a trailing newline.
+  """
+  k = stats["num_classes"]
+  known = stats["num_images"] - stats["num_open"]
+  many, few = stats["many_threshold"], stats["few_threshold"]
+  open_note = f" ({stats['num_open']:,} open-set, label -1)" if stats["num_open"] else ""
+  rows = [
+    ("images", f"{stats['num_images']:,}{open_note}"),
+    ("classes", f"{k:,} ({k - stats['num_empty']:,} with images, {stats['num_empty']:,} empty)"),
+    ("largest class", f"{stats['largest']:,}"),
+    ("smallest class", f"{stats['smallest']:,} (over classes with images)"),
+    ("mean per class", f"{known / k:,.1f}"),
+    ("imbalance", f"{stats['imbalance']:.1f} (largest / smallest)"),
+    (f"many (n > {many})", f"{stats['many']:,} classes"),
+    (f"medium ({few} <= n <= {many})", f"{stats['medium']:,} classes"),
+    (f"few (n < {few})", f"{stats['few']:,} classes"),
+  ]
+  width = max(len(key) for key, _ in rows) + 1
+  lines = [f"{name}:"] + [f"  {(key + ':').ljust(width)} {value}" for key, value in rows]
+  return "\n".join(lines)

@@ -15,11 +15,10 @@ import threading
 from collections.abc import Iterator
 
 import grain
-import jax
 import numpy as np
 
-from ltjax.data import augment as augment_lib
 from ltjax.data import samplers
+from ltjax.data.pp import augment as augment_lib
 from ltjax.data.sources import Source
 
 
@@ -41,10 +40,10 @@ class TrainStream:
     sampler_options: keyword options of the sampler (q, k, num_epochs, batch_size).
     seed: seed of the sampler and of the augmentation.
     global_batch: batch size summed over all processes.
-    augment: augmentation name (see ``ltjax.data.augment.AUGMENTATIONS``).
+    augment: augmentation name (see ``ltjax.data.pp.augment.AUGMENTATIONS``).
     pad, flip: crop padding and horizontal flip of the ``crop_flip`` augmentation.
     size: output size of the ``imagenet`` and ``imagenet_device`` augmentations
-      (``imagenet_device`` batches also carry ``ltjax.data.device_augment.KEYS``).
+      (``imagenet_device`` batches also carry ``ltjax.data.pp.device_ops.KEYS``).
     process_index, process_count: this process's slice of every batch.
   """
 
@@ -147,7 +146,7 @@ def eval_batches(
 
   Each batch has ``image``, ``label`` and ``mask`` (False on padding rows); the
   padding repeats the last record so shapes never change (one compilation).
-  ``transform`` is an ``ltjax.data.augment.EVAL_TRANSFORMS`` name.
+  ``transform`` is an ``ltjax.data.pp.augment.EVAL_TRANSFORMS`` name.
   """
   local = local_batch_size(global_batch, process_count)
   n = len(source)
@@ -157,8 +156,3 @@ def eval_batches(
     images, labels = source.get_batch(np.minimum(pos, n - 1))
     images = augment_lib.eval_transform(images, kind=transform, size=size)
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask}
-
-
-def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
-  """Assembles the global batch, sharded on the batch axis, from every process's slice."""
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ltjax.data.longtail import check_train_counts, shot_groups
+
 SHOT_GROUPS = ("many", "medium", "few")
 
 
@@ -70,24 +72,6 @@ def _check_preds_labels(
   return preds, labels
 
 
-def _check_train_counts(train_counts: Any) -> np.ndarray:
-  counts = np.asarray(train_counts)
-  if counts.ndim != 1 or counts.size == 0:
-    raise ValueError(
-      f"train_counts must be a non-empty 1-D array (one count per class), got shape {counts.shape}."
-    )
-  if not (np.issubdtype(counts.dtype, np.number) and counts.dtype != np.bool_):
-    raise ValueError(f"train_counts must be numeric, got dtype {counts.dtype}.")
-  if not np.all(np.isfinite(counts)) or np.any(counts != np.round(counts)) or np.any(counts < 0):
-    bad = np.flatnonzero(~np.isfinite(counts) | (counts != np.round(counts)) | (counts < 0))
-    i = int(bad[0])
-    raise ValueError(
-      f"train_counts[{i}] = {counts[i]} is not a non-negative whole number; pass the number "
-      "of training images of each class."
-    )
-  return counts.astype(np.int64)
-
-
 def _check_probs(probs: Any) -> np.ndarray:
   """(N, K) floating array with finite entries; integer input is cast to float64."""
   probs = np.asarray(probs)
@@ -114,34 +98,6 @@ def _mean_or_nan(values: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------ closed set
-
-
-def shot_groups(
-  train_counts: Any, many_threshold: int = 100, few_threshold: int = 20
-) -> dict[str, np.ndarray]:
-  """Splits classes into many-, medium- and few-shot by their training counts.
-
-  Args:
-    train_counts: (K,) number of training images of each class.
-    many_threshold: classes with n_j > many_threshold are many-shot.
-    few_threshold: classes with n_j < few_threshold are few-shot. Everything else
-      (including n_j equal to either threshold) is medium-shot.
-
-  Returns:
-    {"many", "medium", "few"} -> boolean (K,) masks; every class is in exactly one.
-
-  Raises:
-    ValueError: if few_threshold > many_threshold or train_counts is malformed.
-  """
-  if few_threshold > many_threshold:
-    raise ValueError(
-      f"few_threshold ({few_threshold}) must be <= many_threshold ({many_threshold}); "
-      "swap them (defaults: many_threshold=100, few_threshold=20)."
-    )
-  counts = _check_train_counts(train_counts)
-  many = counts > many_threshold
-  few = counts < few_threshold
-  return {"many": many, "medium": ~many & ~few, "few": few}
 
 
 def per_class_accuracy(preds: Any, labels: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +132,7 @@ def per_class_accuracy(preds: Any, labels: Any, num_classes: int) -> tuple[np.nd
 def _per_class_from_counts(
   preds: Any, labels: Any, train_counts: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  counts = _check_train_counts(train_counts)
+  counts = check_train_counts(train_counts)
   k = len(counts)
   preds, labels = _check_preds_labels(preds, labels, k, k_hint=" = len(train_counts)")
   acc, count = per_class_accuracy(preds, labels, k)

@@ -130,7 +130,7 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   Returns:
     {"ncm": summary, "tau_norm": summary}.
   """
-  from ltjax.evaluate import runner  # noqa: PLC0415
+  from ltjax.evaluate import runner
 
   weights = runner.classifier_weights(state.params)
   if weights is None:

@@ -128,10 +128,10 @@ def _floats(values: Any, path: str, what: str, size: int | None = None) -> np.nd
 
 
 def _pyplot():
-  import matplotlib  # noqa: PLC0415
+  import matplotlib
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import matplotlib.pyplot as plt
 
   return plt
 

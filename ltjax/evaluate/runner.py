@@ -9,9 +9,9 @@ import os
 import jax
 import numpy as np
 
+from ltjax import sharding
 from ltjax.data import pipeline
 from ltjax.evaluate import metrics
-from ltjax.train import mesh as mesh_lib
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ RESULT_KEYS = ("many", "medium", "few", "all", "mean_class", "open_f_measure", "
 def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
   """``step(state, batch)`` over every record of ``source`` (sharded, evaluation
   transform, in order): the outputs ``keys`` concatenated to ``len(source)`` rows."""
-  sharding = mesh_lib.batch_sharding(exp.mesh)
+  data_sharding = sharding.batch_sharding(exp.mesh)
   outs = {k: [] for k in keys}
   for batch in pipeline.eval_batches(
     source,
@@ -31,7 +31,7 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
     transform=exp.config.data.eval_transform,
     size=exp.config.data.crop_size,
   ):
-    out = step(state, pipeline.to_global({k: batch[k] for k in ("image", "label")}, sharding))
+    out = step(state, sharding.to_global({k: batch[k] for k in ("image", "label")}, data_sharding))
     for k in keys:
       outs[k].append(out[k])
   outs = jax.device_get(outs)

@@ -105,7 +105,7 @@ _MAX_LISTED = 20
 
 def _import_torch():
   try:
-    import torch  # noqa: PLC0415
+    import torch
   except ImportError as e:
     raise ImportError(
       "reading PyTorch checkpoints needs PyTorch, an optional extra of ltjax: "
@@ -519,7 +519,7 @@ def import_checkpoint(
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise ValueError(f"{ckpt_dir} already holds checkpoints; import into a new work directory.")
   networks, centroids, info = parse_reference(load_reference(ckpt_path, allow_pickle), ckpt_path)
-  exp, state = loop.setup(config, splits, load_init_from=False)
+  exp, state = loop.setup(config, splits, check_start=False)
   params, stats, cents = convert(
     networks,
     centroids,

@@ -31,8 +31,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ltjax.models.conv import conv_general_dilated
-from ltjax.models.pool import max_pool
+from ltjax.models.cpu_kernels import conv_general_dilated, max_pool
 
 Dtype = Any
 Array = Any

@@ -52,7 +52,7 @@ def _cpu_options_accepted() -> bool:
     jax.jit(lambda x: x + 1, compiler_options=CPU_OPTIONS).lower(
       jax.device_put(jnp.zeros(()), cpu)
     ).compile()
-  except Exception as e:  # noqa: BLE001 (any rejection means: compile without them)
+  except Exception as e:  # any rejection means: compile without them
     warnings.warn(
       f"This jaxlib rejects ltjax's XLA:CPU options {CPU_OPTIONS} ({e}); compiling without "
       "them, so CPU convolutions run on YNNPACK (slower, see ltjax/train/compile_options.py).",

@@ -25,58 +25,16 @@ import optax
 import tqdm
 from jax.experimental import multihost_utils
 
-from ltjax import models
+from ltjax import models, sharding
 from ltjax.data import pipeline
 from ltjax.data.datasets import DataSplits, build_splits
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
-from ltjax.train import mesh as mesh_lib
+from ltjax.train.stages import Stage, get_stage
 from ltjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """What a training stage trains and what it loads from ``config.init_from``.
-
-  Attributes:
-    freeze: regexes over parameter paths that get no updates (on top of optim.freeze).
-    load: (path in the earlier run, path in this model) pairs of parameter subtrees
-      copied from the earlier run's latest checkpoint.
-    frozen_backbone: the backbone is frozen: no backward pass through it, and BatchNorm
-      in inference mode unless ``config.update_frozen_bn``.
-    oltr: the OLTR stage-2 recipe: neck, meta-embedding head, centroids and their loss.
-  """
-
-  freeze: tuple[str, ...] = ()
-  load: tuple[tuple[str, str], ...] = ()
-  frozen_backbone: bool = False
-  oltr: bool = False
-
-
-STAGES = {
-  # Representation learning: everything trains (Kang et al. Sec. 3; OLTR stage 1).
-  "joint": Stage(),
-  # Classifier re-training: stage-1 backbone frozen, linear classifier re-initialised.
-  "crt": Stage(freeze=("^backbone/",), load=(("backbone", "backbone"),), frozen_backbone=True),
-  # Learnable weight scaling: backbone and classifier frozen, only the scales f learn.
-  "lws": Stage(
-    freeze=("^backbone/", "^head/fc/"),
-    load=(("backbone", "backbone"), ("head/fc", "head/fc")),
-    frozen_backbone=True,
-  ),
-  # OLTR stage 2 (Liu et al. Sec. 3.1-3.3): stage-1 backbone, hallucinator initialised
-  # from the stage-1 classifier; attention, selector and cosine classifier fresh.
-  "oltr": Stage(load=(("backbone", "backbone"), ("head/fc", "head/hallucinator")), oltr=True),
-}
-
-
-def get_stage(name: str) -> Stage:
-  if name not in STAGES:
-    raise ValueError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}.")
-  return STAGES[name]
 
 
 @dataclasses.dataclass
@@ -84,6 +42,7 @@ class Experiment:
   """Everything about a run that is not the train state."""
 
   config: ml_collections.ConfigDict
+  stage: Stage
   mesh: jax.sharding.Mesh
   splits: DataSplits
   model: object
@@ -98,26 +57,14 @@ class Experiment:
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  """The ``ltjax.models.Classifier`` of ``config``, with the neck its stage asks for."""
   kwargs = {"width": config.model.width} if config.model.width != 1 else {}
-  neck = None
-  if get_stage(config.stage).oltr:
-    if config.model.head != "meta_embedding":
-      raise ValueError(f"stage oltr needs model.head='meta_embedding', got {config.model.head!r}.")
-    neck = {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
-  elif config.oltr.fc_add:
-    # OLTR stage 1: the reference's use_fc layer, carried into stage 2.
-    if config.stage != "joint":
-      raise ValueError(
-        f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
-        f"stage 2 (stage oltr), not stage {config.stage!r}; set --config.oltr.fc_add=0."
-      )
-    neck = {"use_attention": False, "fc_add": config.oltr.fc_add}
   return models.build_model(
     config.model.backbone,
     config.model.head,
     num_classes,
     dtype=config.model.dtype,
-    neck=neck,
+    neck=get_stage(config.stage).neck(config),
     **kwargs,
   )
 
@@ -136,86 +83,18 @@ def _init_fn(model, tx_fn, image_shape, num_classes: int, with_centroids: bool):
       (features, _), _ = model.init_with_output(rngs, x, train=False, method=model.features)
       centroids = jnp.zeros((num_classes, features.shape[-1]), jnp.float32)
     variables = model.init(rngs, x, train=False, centroids=centroids)
-    params = variables["params"]
-    trainable = params if centroids is None else {"params": params, "centroids": centroids}
-    return TrainState(
+    state = TrainState(
       step=jnp.zeros((), jnp.int32),
-      params=params,
+      params=variables["params"],
       batch_stats=variables.get("batch_stats", {}),
-      opt_state=tx_fn(trainable).init(trainable),
+      opt_state=None,
       rng=state_rng,
       centroids=centroids,
     )
+    tree = steps.trainable(state)
+    return state.replace(opt_state=tx_fn(tree).init(tree))
 
   return init
-
-
-def _load_earlier_stage(config, stage: Stage, state: TrainState) -> TrainState:
-  """Copies the stage's ``load`` subtrees (and the backbone's BatchNorm statistics)."""
-  params, batch_stats, meta = ckpt_lib.load_variables(config.init_from)
-  source = f"init_from={config.init_from}"
-  new_params = jax.device_get(state.params)
-  new_stats = jax.device_get(state.batch_stats)
-  load = stage.load
-  if stage.oltr and config.oltr.fc_add:  # Stage 1's use_fc layer (see build_model).
-    if "fc_add" not in params.get("neck", {}):
-      raise ValueError(
-        f"oltr.fc_add={config.oltr.fc_add} but {source} has no fc_add layer to start from: "
-        "train stage 1 with the same oltr.fc_add (the reference use_fc), or set it to 0."
-      )
-    load = (*load, ("neck/fc_add", "neck/fc_add"))
-  for src, dst in load:
-    new_params = ckpt_lib.graft(new_params, params, src, source, dst)
-    if src == "backbone" and batch_stats:
-      new_stats = ckpt_lib.graft(new_stats, batch_stats, src, source, dst)
-  log.info(
-    "loaded %s from %s (stage %s)",
-    ", ".join(f"{a}->{b}" for a, b in load),
-    config.init_from,
-    meta.get("stage", "?"),
-  )
-  return state.replace(params=new_params, batch_stats=new_stats)
-
-
-def _make_tx_fn(config, stage: Stage, steps_per_epoch: float, total_steps: int):
-  schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
-  freeze = stage.freeze + tuple(config.optim.freeze)
-  if stage.oltr:
-    schedule_fn = lambda lr: optim.make_schedule(config.optim, steps_per_epoch, total_steps, lr)
-    return schedule, lambda tree: optim.make_oltr_optimizer(
-      config.optim, config.oltr, schedule_fn, tree, freeze
-    )
-  return schedule, lambda params: optim.make_optimizer(config.optim, schedule, params, freeze)
-
-
-def _make_train_step(config, stage: Stage, model, tx):
-  mean, std = config.dataset.mean, config.dataset.std
-  if stage.oltr:
-    r = config.oltr
-    return steps.make_oltr_train_step(
-      model, tx, mean, std, loss_weight=r.loss_weight, margin=r.margin, repel_weight=r.repel_weight
-    )
-  return steps.make_train_step(
-    model,
-    tx,
-    mean,
-    std,
-    freeze_backbone=stage.frozen_backbone,
-    backbone_train=not stage.frozen_backbone or config.update_frozen_bn,
-  )
-
-
-def init_centroids(exp: Experiment, state: TrainState) -> TrainState:
-  """OLTR: centroids = class means, over the un-sampled training set, of the features
-  of the stage-2 model as it is now (stage-1 weights loaded, new layers fresh)."""
-  from ltjax.evaluate import posthoc  # noqa: PLC0415
-  from ltjax.models import heads  # noqa: PLC0415
-
-  train = posthoc.extract(exp, state, exp.splits.train)
-  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
-  centroids = jax.device_put(np.asarray(means, np.float32), mesh_lib.replicated(exp.mesh))
-  log.info("centroids initialised from %d training features", len(train["labels"]))
-  return state.replace(centroids=centroids)
 
 
 def _check_intervals(config: ml_collections.ConfigDict) -> None:
@@ -229,48 +108,45 @@ def _check_intervals(config: ml_collections.ConfigDict) -> None:
 
 
 def setup(
-  config: ml_collections.ConfigDict,
-  splits: DataSplits | None = None,
-  *,
-  load_init_from: bool = True,
+  config: ml_collections.ConfigDict, splits: DataSplits | None = None, *, check_start: bool = True
 ) -> tuple:
-  """Builds the experiment and its initial (sharded) train state.
+  """Builds the experiment and its freshly initialised, sharded train state.
 
-  For stages that start from an earlier run (cRT, LWS, OLTR), the initial state holds
-  the loaded parameters; ``train`` then resumes from the stage's own checkpoints if any,
-  or else (OLTR) computes the initial centroids with ``init_centroids`` (a pass over the
-  training set that a resumed run does not need). ``load_init_from=False`` skips the
-  loading (and the need for ``config.init_from``): for callers that replace the whole
-  state, e.g. with a finished run's checkpoint.
+  The state is what initialisation draws, before the stage's start (``exp.stage.start``:
+  what it loads from ``config.init_from``, OLTR's centroids), which ``train`` runs for a
+  fresh run and skips when it resumes from the run's own checkpoints. The config is checked
+  before any data is read, including what the start needs (``init_from``) unless
+  ``check_start=False``: for callers that replace the whole state (a finished run's
+  checkpoint, an imported one).
   """
   stage = get_stage(config.stage)
   _check_intervals(config)
-  load = stage.load if load_init_from else ()
-  if load:
-    ckpt_lib.resolve_init_from(config.init_from)  # Fails early with a clear message.
-  mesh = mesh_lib.make_mesh(config.num_devices)
-  mesh_lib.check_batch_size(config.batch_size, mesh)
-  mesh_lib.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
+  stage.check(config)
+  if check_start:
+    stage.check_start(config)
+  mesh = sharding.make_mesh(config.num_devices)
+  sharding.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
   model = build_model(config, splits.num_classes)
   steps_per_epoch = len(splits.train) / config.batch_size
   total_steps = max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
-  schedule, tx_fn = _make_tx_fn(config, stage, steps_per_epoch, total_steps)
-  init = _init_fn(model, tx_fn, input_shape(config, splits.train), splits.num_classes, stage.oltr)
+  schedule_fn = lambda lr: optim.make_schedule(config.optim, steps_per_epoch, total_steps, lr)
+  freeze = stage.freeze + tuple(config.optim.freeze)
+  tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze)
+  init = _init_fn(
+    model, tx_fn, input_shape(config, splits.train), splits.num_classes, stage.centroids
+  )
   abstract = jax.eval_shape(init, config.seed)
-  repl = mesh_lib.replicated(mesh)
+  repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
   state = jax.jit(init, out_shardings=state_sharding, static_argnums=0)(config.seed)
-  if load:
-    state = jax.device_put(_load_earlier_stage(config, stage, state), state_sharding)
-  tx = tx_fn(
-    state.params if not stage.oltr else {"params": state.params, "centroids": state.centroids}
-  )
-  data = mesh_lib.batch_sharding(mesh)
+  tx = tx_fn(steps.trainable(state))
+  data = sharding.batch_sharding(mesh)
   mean, std = config.dataset.mean, config.dataset.std
   options = compile_options.for_devices(mesh.devices.flat)
   train_step = jax.jit(
-    _make_train_step(config, stage, model, tx),
+    steps.make_train_step(model, tx, stage, config),
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
@@ -290,12 +166,13 @@ def setup(
   )
   exp = Experiment(
     config,
+    stage,
     mesh,
     splits,
     model,
     steps_per_epoch,
     total_steps,
-    schedule,
+    schedule_fn(config.optim.lr),
     tx,
     state_sharding,
     train_step,
@@ -314,6 +191,7 @@ def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, ...]:
 
 
 def make_stream(exp: Experiment) -> pipeline.TrainStream:
+  """The training stream of ``exp``: its sampler, augmentation and this process's slice."""
   c = exp.config
   options = {}
   if c.sampler.name == "qpower":
@@ -322,6 +200,8 @@ def make_stream(exp: Experiment) -> pipeline.TrainStream:
     options["num_epochs"] = c.num_epochs
   elif c.sampler.name == "class_aware":
     options["k"] = c.sampler.k
+    if c.sampler.shuffle_in_batch:  # The reference cRT/LWS: one batch mixes its classes.
+      options["batch_size"] = c.batch_size
   return pipeline.TrainStream(
     exp.splits.train,
     sampler=c.sampler.name,
@@ -354,9 +234,9 @@ class MetricWriter:
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
-      self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+      self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
       try:
-        from tensorboardX import SummaryWriter  # noqa: PLC0415
+        from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
       except ImportError:  # pragma: no cover - tensorboardX is a dependency.
@@ -459,11 +339,11 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
     state, data_state, _, start = ckpt_lib.restore(ckpt.directory, target)
     it.set_state(data_state)
     log.info("resumed from step %d in %s", start, ckpt.directory)
-  elif get_stage(c.stage).oltr:
-    state = init_centroids(exp, state)
+  else:
+    state = exp.stage.start(exp, state)
   start = start or 0
   writer = MetricWriter(workdir)
-  data_sharding = mesh_lib.batch_sharding(exp.mesh)
+  data_sharding = sharding.batch_sharding(exp.mesh)
   eval_every = int(round(c.eval_every_epochs * exp.steps_per_epoch)) if c.eval_every_epochs else 0
   pending, t0, since = [], time.perf_counter(), 0
   bar = tqdm.tqdm(
@@ -479,7 +359,7 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
   with StopRequests() as stop:
     try:
       for step in range(start + 1, exp.total_steps + 1):
-        batch = pipeline.to_global(next(it), data_sharding)
+        batch = sharding.to_global(next(it), data_sharding)
         state, metrics = exp.train_step(state, batch)
         pending.append(metrics)
         since += 1
@@ -525,7 +405,7 @@ def restore_trained(
 ) -> tuple[Experiment, TrainState]:
   """The experiment of ``config`` with the latest state saved in ``workdir``
   (``config.init_from`` is not read: the checkpoint holds every variable)."""
-  exp, state = setup(config, splits, load_init_from=False)
+  exp, state = setup(config, splits, check_start=False)
   target = ckpt_lib.abstract_like(state, exp.state_sharding)
   state, _, _, step = ckpt_lib.restore(os.path.join(workdir, "checkpoints"), target)
   log.info("restored step %d from %s", step, workdir)

@@ -1,4 +1,4 @@
-"""Learning-rate schedules, SGD with weight decay, and parameter freezing by path."""
+"""Learning-rate schedules and the SGD groups (backbone, head, centroids, frozen) of every stage."""
 
 from __future__ import annotations
 
@@ -42,79 +42,71 @@ def param_path(path) -> str:
   return "/".join(str(p) for p in parts)
 
 
-def freeze_labels(params, patterns: tuple[str, ...]):
-  """'frozen' for parameters whose path matches one of the regexes, else 'trained'."""
-  compiled = [re.compile(p) for p in patterns]
-  return jax.tree_util.tree_map_with_path(
-    lambda path, _: "frozen" if any(c.search(param_path(path)) for c in compiled) else "trained",
-    params,
-  )
+GROUPS = ("backbone", "head", "centroids")
 
 
-def make_optimizer(
-  cfg: ml_collections.ConfigDict, schedule: optax.Schedule, params, freeze: tuple[str, ...] = ()
-) -> optax.GradientTransformation:
-  """SGD with momentum and L2 weight decay added to the gradient (PyTorch's SGD).
+def group_labels(tree, freeze: tuple[str, ...] = ()):
+  """The optimizer group of every leaf of ``{"params": ..., "centroids": ...}``.
 
-  Args:
-    cfg: ``config.optim``.
-    schedule: learning rate per step.
-    params: the parameter tree (for the freeze labels).
-    freeze: regexes over parameter paths; matching parameters get exactly zero updates
-      (no weight decay either).
-  """
-  sgd = optax.chain(
-    optax.add_decayed_weights(cfg.weight_decay), optax.sgd(schedule, momentum=cfg.momentum or None)
-  )
-  if not freeze:
-    return sgd
-  labels = freeze_labels(params, tuple(freeze))
-  if "trained" not in jax.tree.leaves(labels):
-    raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
-  return optax.multi_transform({"trained": sgd, "frozen": optax.set_to_zero()}, labels)
-
-
-def make_oltr_optimizer(
-  cfg: ml_collections.ConfigDict,
-  oltr: ml_collections.ConfigDict,
-  schedule_fn,
-  tree,
-  freeze: tuple[str, ...] = (),
-) -> optax.GradientTransformation:
-  """OLTR stage 2's three SGD groups over ``{"params": ..., "centroids": ...}``.
-
-  Backbone and neck (``optim.lr``, 0.01 in the reference), the meta-embedding head
-  (``oltr.head_lr``, 0.1) and the centroids (``oltr.centroids_lr``, 0.01, with their
-  own momentum and weight decay). Every group follows the same schedule shape
-  (``schedule_fn(base_lr)``). Parameters whose path (as in ``optim.freeze``, e.g.
-  ``backbone/conv1/kernel``) matches a ``freeze`` regex get exactly zero updates: the
-  reference's ``fix`` of the feature model is ``freeze=("^backbone/",)``, which leaves
-  the neck (attention, ``fc_add``) training.
+  ``"centroids"`` for the OLTR centroids; ``"frozen"`` for parameters whose path (without the
+  ``params/`` prefix, e.g. ``backbone/conv1/kernel``) matches one of the ``freeze`` regexes;
+  ``"head"`` for the classifier (``head/...``); ``"backbone"`` for everything else (the
+  backbone and the neck: the reference's ``feat_model``).
   """
   compiled = [re.compile(p) for p in freeze]
-
-  def sgd(lr, momentum, weight_decay):
-    return optax.chain(
-      optax.add_decayed_weights(weight_decay), optax.sgd(schedule_fn(lr), momentum=momentum or None)
-    )
 
   def label(path, _):
     p = param_path(path)
     if p.startswith("centroids"):
       return "centroids"
-    if any(c.search(p.removeprefix("params/")) for c in compiled):
+    p = p.removeprefix("params/")
+    if any(c.search(p) for c in compiled):
       return "frozen"
-    return "head" if p.startswith("params/head/") else "backbone"
+    return "head" if p.startswith("head/") else "backbone"
 
-  labels = jax.tree_util.tree_map_with_path(label, tree)
-  if freeze and not {"backbone", "head"} & set(jax.tree.leaves(labels)):
+  return jax.tree_util.tree_map_with_path(label, tree)
+
+
+def group_hyperparameters(
+  config: ml_collections.ConfigDict,
+) -> dict[str, tuple[float, float, float]]:
+  """(base learning rate, momentum, weight decay) of each optimizer group.
+
+  backbone: ``optim.lr``; head: ``optim.head_lr`` (unset: ``optim.lr``); both with
+  ``optim.momentum`` and ``optim.weight_decay``. centroids: ``oltr.centroids_lr``,
+  ``oltr.centroids_momentum``, ``oltr.centroids_weight_decay``.
+  """
+  o, r = config.optim, config.oltr
+  head_lr = o.lr if o.head_lr is None else o.head_lr
+  return {
+    "backbone": (o.lr, o.momentum, o.weight_decay),
+    "head": (head_lr, o.momentum, o.weight_decay),
+    "centroids": (r.centroids_lr, r.centroids_momentum, r.centroids_weight_decay),
+  }
+
+
+def make_optimizer(
+  config: ml_collections.ConfigDict, schedule_fn, tree, freeze: tuple[str, ...] = ()
+) -> optax.GradientTransformation:
+  """SGD groups over ``tree`` = ``{"params": ..., ["centroids": ...]}``: the one optimizer of
+  every stage.
+
+  Each group (see `group_labels`, `group_hyperparameters`) is PyTorch's SGD: L2 weight decay
+  added to the gradient, then momentum, at ``schedule_fn(base_lr)``; every group follows the
+  same schedule shape. Frozen parameters get exactly zero updates (no weight decay either).
+
+  Raises:
+    ValueError: the freeze patterns leave no parameter to train.
+  """
+  labels = group_labels(tree, tuple(freeze))
+  used = set(jax.tree.leaves(labels))
+  if not used & {"backbone", "head"}:
     raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
-  return optax.multi_transform(
-    {
-      "backbone": sgd(cfg.lr, cfg.momentum, cfg.weight_decay),
-      "head": sgd(oltr.head_lr, cfg.momentum, cfg.weight_decay),
-      "centroids": sgd(oltr.centroids_lr, oltr.centroids_momentum, oltr.centroids_weight_decay),
-      "frozen": optax.set_to_zero(),
-    },
-    labels,
-  )
+  transforms = {"frozen": optax.set_to_zero()}
+  for group, (lr, momentum, weight_decay) in group_hyperparameters(config).items():
+    if group in used:
+      transforms[group] = optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.sgd(schedule_fn(lr), momentum=momentum or None),
+      )
+  return optax.multi_transform(transforms, labels)

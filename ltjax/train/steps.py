@@ -1,4 +1,4 @@
-"""Pure, jittable train, eval and feature-extraction steps."""
+"""Pure, jittable steps: the one train step of every stage, evaluation and features."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
-from ltjax.data import device_augment
+from ltjax.data.pp import device_ops
 from ltjax.train.state import TrainState
 
 
@@ -21,66 +22,80 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) ->
 
 def _with_train_images(batch) -> dict:
   """The batch with ``image`` the model's input: the ``imagenet_device`` augmentation
-  (``ltjax.data.device_augment.apply``) runs here when the batch carries its inputs."""
-  if not device_augment.has_device_inputs(batch):
+  (``ltjax.data.pp.device_ops.apply``) runs here when the batch carries its inputs."""
+  if not device_ops.has_device_inputs(batch):
     return batch
-  rest = {k: v for k, v in batch.items() if k not in device_augment.KEYS}
-  return rest | {"image": device_augment.apply(batch)}
+  rest = {k: v for k, v in batch.items() if k not in device_ops.KEYS}
+  return rest | {"image": device_ops.apply(batch)}
+
+
+def trainable(state: TrainState) -> dict:
+  """What the optimizer updates: ``{"params": ...}``, plus ``"centroids"`` when the state
+  has them (OLTR)."""
+  if state.centroids is None:
+    return {"params": state.params}
+  return {"params": state.params, "centroids": state.centroids}
 
 
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
-  mean: Sequence[float],
-  std: Sequence[float],
-  *,
-  freeze_backbone: bool = False,
-  backbone_train: bool = True,
+  stage,
+  config: ml_collections.ConfigDict,
 ) -> Callable:
-  """Softmax cross-entropy training (joint training, and the heads of cRT and LWS).
+  """The train step of every stage: the stage's loss, its gradient, one optimizer update.
 
   Args:
     model: a ``ltjax.models.Classifier``.
-    tx: the optimizer (frozen parameters get exactly zero updates from it).
-    mean, std: per-channel input normalisation.
-    freeze_backbone: cut gradients at the features, so the step computes no backward
-      pass through the backbone (cRT, LWS).
-    backbone_train: BatchNorm mode of the backbone. cRT/LWS use False (inference mode,
-      statistics frozen); True reproduces the reference code, whose BatchNorm
-      statistics keep drifting under class-balanced sampling.
+    tx: the optimizer over ``trainable(state)`` (frozen parameters get exactly zero
+      updates from it; ``ltjax.train.optim.make_optimizer``).
+    stage: the ``ltjax.train.stages.Stage``: its ``loss`` and the model's training-forward
+      arguments (``apply_kwargs``: a frozen backbone runs without a backward pass, with
+      BatchNorm in inference mode unless ``config.update_frozen_bn``).
+    config: the experiment config (input normalisation ``dataset.mean``/``std``, and what
+      the stage's loss reads).
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
     ``image`` (B, H, W, C) and int32 ``label`` (B,), or an ``imagenet_device`` batch
-    (``ltjax.data.device_augment``), augmented here on the device.
+    (``ltjax.data.pp.device_ops``), augmented here on the device. ``metrics``: ``loss``,
+    ``accuracy`` and the stage's extras (OLTR: ``ce``, ``centroid_loss``).
   """
+  mean, std = config.dataset.mean, config.dataset.std
+  forward_kwargs = stage.apply_kwargs(config)
 
-  def loss_fn(params, state: TrainState, batch, rng):
-    variables = {"params": params, "batch_stats": state.batch_stats}
-    (logits, _), new_vars = model.apply(
+  def loss_fn(tree, state: TrainState, batch, rng):
+    variables = {"params": tree["params"], "batch_stats": state.batch_stats}
+    centroids = tree.get("centroids")
+    (logits, aux), new_vars = model.apply(
       variables,
       normalize(batch["image"], mean, std),
       train=True,
-      backbone_train=backbone_train,
-      freeze_backbone=freeze_backbone,
+      centroids=centroids,
       mutable=["batch_stats"],
       rngs={"dropout": rng},
+      **forward_kwargs,
     )
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-    return loss, (logits, new_vars["batch_stats"])
+    loss, extras = stage.loss(config, logits, aux, batch["label"], centroids)
+    return loss, (logits, new_vars["batch_stats"], extras)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     batch = _with_train_images(batch)
     rng = jax.random.fold_in(state.rng, state.step)
+    tree = trainable(state)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (logits, batch_stats)), grads = grad_fn(state.params, state, batch, rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    (loss, (logits, batch_stats, extras)), grads = grad_fn(tree, state, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, tree)
+    tree = optax.apply_updates(tree, updates)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+      step=state.step + 1,
+      params=tree["params"],
+      centroids=tree.get("centroids"),
+      batch_stats=batch_stats,
+      opt_state=opt_state,
     )
-    return new_state, {"loss": loss, "accuracy": accuracy}
+    return new_state, {"loss": loss, "accuracy": accuracy, **extras}
 
   return train_step
 
@@ -113,64 +128,3 @@ def make_feature_step(model: nn.Module, mean: Sequence[float], std: Sequence[flo
     return {"features": aux["features"], "logits": logits}
 
   return feature_step
-
-
-def make_oltr_train_step(
-  model: nn.Module,
-  tx: optax.GradientTransformation,
-  mean: Sequence[float],
-  std: Sequence[float],
-  *,
-  loss_weight: float,
-  margin: float,
-  repel_weight: float,
-) -> Callable:
-  """OLTR stage 2: cross-entropy + ``loss_weight`` x discriminative centroids loss.
-
-  The optimizer ``tx`` acts on ``{"params": ..., "centroids": ...}``. The centroids
-  enter the meta-embedding head as constants, so only the centroids loss moves them;
-  its attract term gives them the reference centre-loss update (see
-  ``ltjax.losses.disc_centroids_loss``), which ``loss_weight`` does not scale.
-  """
-  from ltjax.losses import disc_centroids_loss  # noqa: PLC0415
-
-  def loss_fn(trainable, state: TrainState, batch, rng):
-    variables = {"params": trainable["params"], "batch_stats": state.batch_stats}
-    (logits, aux), new_vars = model.apply(
-      variables,
-      normalize(batch["image"], mean, std),
-      train=True,
-      centroids=trainable["centroids"],
-      mutable=["batch_stats"],
-      rngs={"dropout": rng},
-    )
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-    centroid_loss = disc_centroids_loss(
-      aux["features"],
-      batch["label"],
-      trainable["centroids"],
-      margin=margin,
-      repel_weight=repel_weight,
-    )
-    loss = ce + loss_weight * centroid_loss
-    return loss, (logits, new_vars["batch_stats"], ce, centroid_loss)
-
-  def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
-    batch = _with_train_images(batch)
-    rng = jax.random.fold_in(state.rng, state.step)
-    trainable = {"params": state.params, "centroids": state.centroids}
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (logits, batch_stats, ce, centroid_loss)), grads = grad_fn(trainable, state, batch, rng)
-    updates, opt_state = tx.update(grads, state.opt_state, trainable)
-    trainable = optax.apply_updates(trainable, updates)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-    new_state = state.replace(
-      step=state.step + 1,
-      params=trainable["params"],
-      centroids=trainable["centroids"],
-      batch_stats=batch_stats,
-      opt_state=opt_state,
-    )
-    return new_state, {"loss": loss, "accuracy": accuracy, "ce": ce, "centroid_loss": centroid_loss}
-
-  return train_step

@@ -1,4 +1,4 @@
-"""Tests for ltjax.data.image_ops."""
+"""Tests for ltjax.data.pp.image_ops."""
 
 import io
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ltjax.data import image_ops
-from ltjax.data.augment import record_uniforms
+from ltjax.data.pp import image_ops
+from ltjax.data.pp.augment import record_uniforms
 
 
 def random_image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:

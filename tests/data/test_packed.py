@@ -1,4 +1,4 @@
-"""Tests for ltjax.data.packed and ``ltjax prepare``: packed shards read back exactly."""
+"""Tests for ltjax.data.sources.packed and ``ltjax prepare``: packed shards read back exactly."""
 
 import glob
 import json
@@ -10,9 +10,9 @@ import pytest
 from helpers import load_config, run_ltjax
 from PIL import Image
 
-from ltjax.data import packed
-from ltjax.data.packed import PackedSource, pack_split_list
-from ltjax.data.splitlist import SplitListSource
+from ltjax.data.sources import packed
+from ltjax.data.sources.packed import PackedSource, pack_split_list
+from ltjax.data.sources.splitlist import SplitListSource
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 COUNTS = {"train": [12, 6, 4], "val": [2, 2, 2], "test": [2, 2, 2]}  # Images per class.
@@ -125,7 +125,7 @@ def test_round_trip_is_bit_identical(tree):
 def test_record_format_is_the_original_file_bytes(tree):
   list_file, root, out = tree
   pack(list_file, root, out)
-  from array_record.python.array_record_module import ArrayRecordReader  # noqa: PLC0415
+  from array_record.python.array_record_module import ArrayRecordReader
 
   reader = ArrayRecordReader(shard_files(out)[3])
   record = reader.read([1])[0]  # Record 16 (the 5th of class 1), on line 18.
@@ -350,8 +350,8 @@ def test_prepare_bad_input_is_one_clear_error(tmp_path, extra, message):
 
 
 def test_training_from_packed_shards_matches_the_image_tree(tmp_path, monkeypatch):
-  from ltjax.data import splitlist  # noqa: PLC0415
-  from ltjax.train import loop  # noqa: PLC0415
+  from ltjax.data.sources import splitlist
+  from ltjax.train import loop
 
   root = make_tree(tmp_path / "images")
   out = str(tmp_path / "packed")
@@ -394,8 +394,8 @@ def test_training_from_packed_shards_matches_the_image_tree(tmp_path, monkeypatc
 
 
 def test_packed_open_split_with_known_labels_is_a_clear_error(tmp_path, monkeypatch):
-  from ltjax.data import splitlist  # noqa: PLC0415
-  from ltjax.data.datasets import build_splits  # noqa: PLC0415
+  from ltjax.data.datasets import build_splits
+  from ltjax.data.sources import splitlist
 
   root = make_tree(tmp_path / "images")
   out = str(tmp_path / "packed")

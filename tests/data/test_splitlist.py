@@ -1,4 +1,4 @@
-"""Tests for ltjax.data.splitlist."""
+"""Tests for ltjax.data.sources.splitlist."""
 
 import logging
 import os
@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ltjax.data import image_ops, splitlist
-from ltjax.data.splitlist import (
-  DATASET_LISTS,
-  SplitListSource,
-  format_statistics,
-  parse_split_file,
-  split_statistics,
-)
+from ltjax.data.longtail import format_statistics, split_statistics
+from ltjax.data.pp import image_ops
+from ltjax.data.sources import splitlist
+from ltjax.data.sources.splitlist import DATASET_LISTS, SplitListSource, parse_split_file
 
 # The reference split lists live next to the repository, never inside it.
 SPLITS_DIR = os.path.normpath(
@@ -279,7 +275,7 @@ def test_skip_corrupt_replaces_within_class(tree, caplog):
     f.write(b"not a jpeg at all")
   os.remove(os.path.join(root, "cls1", "c.png"))
   source = SplitListSource(list_file, root, skip_corrupt=True)
-  with caplog.at_level(logging.WARNING, logger="ltjax.data.splitlist"):
+  with caplog.at_level(logging.WARNING, logger="ltjax.data.sources.splitlist"):
     batch, labels = source.get_batch(np.array([1, 2, 0]))
   np.testing.assert_array_equal(labels, [0, 1, 0])
   # Record 1 (class 0) wraps around to record 0; record 2 (class 1) moves on to record 3.
@@ -309,7 +305,7 @@ def test_skip_corrupt_warns_only_ten_times(tmp_path, caplog):
   source = SplitListSource(
     write(tmp_path / "l.txt", "\n".join(lines)), str(root), skip_corrupt=True
   )
-  with caplog.at_level(logging.WARNING, logger="ltjax.data.splitlist"):
+  with caplog.at_level(logging.WARNING, logger="ltjax.data.sources.splitlist"):
     batch, _ = source.get_batch(np.arange(16))
   assert all(image.shape == (4, 4, 3) for image in batch)
   assert source.num_skipped == 15

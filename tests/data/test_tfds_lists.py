@@ -24,11 +24,11 @@ import tensorflow_datasets as tfds
 from helpers import load_config, shrink_imagenet_config
 from PIL import Image
 
-from ltjax.data import splitlist, tfds_source
 from ltjax.data.datasets import build_splits
-from ltjax.data.sources import Concat
-from ltjax.data.tfds_lists import TfdsListSource, list_layout, match_keys
-from ltjax.data.tfds_source import TfdsSource
+from ltjax.data.sources import Concat, splitlist
+from ltjax.data.sources import tfds as tfds_source
+from ltjax.data.sources.tfds import TfdsSource
+from ltjax.data.sources.tfds_lists import TfdsListSource, list_layout, match_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 USE_CODE = tfds.testing.MockPolicy.USE_CODE
@@ -368,7 +368,7 @@ def test_inat2018_matches_by_id_and_val_is_test(tmp_path, four_classes):
     ("i_naturalist2018", "train"): records[:8],
     ("i_naturalist2018", "validation"): records[8:],
   }
-  lines = lambda recs: [(f"train_val2018/Plantae/{c}/{h}.jpg", c) for h, c, _ in recs]  # noqa: E731
+  lines = lambda recs: [(f"train_val2018/Plantae/{c}/{h}.jpg", c) for h, c, _ in recs]
   write_list(tmp_path / "iNaturalist18_train.txt", lines(records[:8]))
   write_list(tmp_path / "iNaturalist18_val.txt", lines(records[8:][::-1]))
   config = load_config(os.path.join(REPO, "configs", "inat2018", "joint.py"))
@@ -468,7 +468,7 @@ def test_stale_id_cache_is_detected(prepared, monkeypatch):
 
 
 def test_imagenet_lt_config_trains_from_mocked_tfds(tmp_path, four_classes):
-  from ltjax.train import loop  # noqa: PLC0415
+  from ltjax.train import loop
 
   tables = fake_imagenet(tmp_path / "lists")
   config = shrink_imagenet_config(

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ltjax.data import splitlist
-from ltjax.data.tfds_lists import TfdsListSource, check_class_correspondence, list_layout
+from ltjax.data.sources import splitlist
+from ltjax.data.sources.tfds_lists import TfdsListSource, check_class_correspondence, list_layout
 
 SPLITS_DIR = os.environ.get("LTJAX_SPLITS_DIR", "/work/shared/data/splits")
 USE_CODE = tfds.testing.MockPolicy.USE_CODE
@@ -163,7 +163,7 @@ def test_places_lt_full_size_matching_against_tfds_file_names():
       else f"data_256/{places_class(p)[0]}/{places_class(p)}/{os.path.basename(p)}"
       for p in paths
     ]
-  label_of = lambda name: names.index("/".join(name.split("/")[2:-1]))  # noqa: E731
+  label_of = lambda name: names.index("/".join(name.split("/")[2:-1]))
   train = [(n.encode(), label_of(n)) for n in expected["train"] + expected["val"]]
   train += [(f"data_256/a/airfield/{k:08d}.jpg".encode(), 0) for k in range(6000, 6100)]
   val = [

@@ -1,4 +1,4 @@
-"""Tests for ``ltjax.data.tfds_source`` without TensorFlow and without downloads.
+"""Tests for ``ltjax.data.sources.tfds`` without TensorFlow and without downloads.
 
 Two kinds of fake data are used:
 
@@ -30,7 +30,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ltjax.data.tfds_source import TfdsSource, load_tfds_splits
+from ltjax.data.sources.tfds import TfdsSource, load_tfds_splits
 
 USE_CODE = tfds.testing.MockPolicy.USE_CODE
 TINY_TRAIN = 23
@@ -198,7 +198,7 @@ def test_label_cache_file_is_written_and_reused(tiny_dir, monkeypatch):
 
 
 def test_label_scan_skips_image_decoding_and_batches(tiny_dir, monkeypatch):
-  from ltjax.data import tfds_source
+  from ltjax.data.sources import tfds as tfds_source
 
   def no_decode(self, example):
     raise AssertionError("the label scan decoded an image")

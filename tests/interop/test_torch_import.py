@@ -35,7 +35,7 @@ def variable_shapes(model, x, centroids_shape=None):
   c = None if centroids_shape is None else jax.ShapeDtypeStruct(centroids_shape, jnp.float32)
   init = functools.partial(model.init, train=False)
   shapes = jax.eval_shape(lambda x, c: init(jax.random.key(0), x, centroids=c), x, c)
-  as_tuples = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)  # noqa: E731
+  as_tuples = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
   return as_tuples(shapes["params"]), as_tuples(shapes.get("batch_stats", {}))
 
 

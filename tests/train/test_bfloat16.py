@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
-from ltjax.data import pipeline
+from ltjax import sharding
 from ltjax.train import loop
-from ltjax.train import mesh as mesh_lib
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +27,11 @@ def configs(joint_dir, dtype):
 
 def train_steps(config, n=3):
   exp, state = loop.setup(config, tiny_splits())
-  if loop.get_stage(config.stage).oltr:
-    state = loop.init_centroids(exp, state)
-  stream, sharding = loop.make_stream(exp), mesh_lib.batch_sharding(exp.mesh)
+  state = exp.stage.start(exp, state)  # OLTR: stage 1 loaded, centroids initialised.
+  stream, data_sharding = loop.make_stream(exp), sharding.batch_sharding(exp.mesh)
   history = []
   for step in range(n):
-    state, metrics = exp.train_step(state, pipeline.to_global(stream(step), sharding))
+    state, metrics = exp.train_step(state, sharding.to_global(stream(step), data_sharding))
     history.append(metrics)
   return exp, state, history
 

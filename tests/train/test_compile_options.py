@@ -9,9 +9,8 @@ import pytest
 from helpers import tiny_config, tiny_splits
 from jax import lax
 
-from ltjax.data import pipeline
+from ltjax import sharding
 from ltjax.train import compile_options, loop
-from ltjax.train import mesh as mesh_lib
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -61,7 +60,7 @@ def test_train_eval_and_feature_steps_compile_with_them(tmp_path, monkeypatch):
   # The state initialiser (no options needed), then the train, eval and feature steps.
   assert options[1:] == [compile_options.CPU_OPTIONS] * 3
   stream = loop.make_stream(exp)
-  batch = pipeline.to_global(stream(0), mesh_lib.batch_sharding(exp.mesh))
+  batch = sharding.to_global(stream(0), sharding.batch_sharding(exp.mesh))
   state, metrics = exp.train_step(state, batch)
   assert bool(jnp.isfinite(metrics["loss"]))
 

@@ -42,7 +42,7 @@ def run_two_processes(worker: str, out) -> None:
         "JAX_NUM_PROCESSES": "2",
         "JAX_PROCESS_ID": str(i),
       }
-      log = open(out / f"process{i}.log", "w")  # noqa: SIM115
+      log = open(out / f"process{i}.log", "w")
       logs.append(log)
       procs.append(
         subprocess.Popen(

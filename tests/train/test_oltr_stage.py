@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
-from ltjax.data import pipeline
+from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop
-from ltjax.train import mesh as mesh_lib
+from ltjax.train import loop, stages
 from ltjax.train.steps import normalize
 
 
@@ -23,7 +22,8 @@ def joint_dir(tmp_path_factory):
 
 def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
   params, stats, _ = ckpt_lib.load_variables(joint_dir)
-  _, state = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
+  exp, state = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
+  state = exp.stage.start(exp, state)
   got = jax.device_get(state.params)
   for a, b in zip(
     jax.tree.leaves(params["backbone"]), jax.tree.leaves(got["backbone"]), strict=True
@@ -47,8 +47,8 @@ def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
 def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
   splits = tiny_splits()
   exp, state = loop.setup(tiny_stage2_config(joint_dir), splits)
-  np.testing.assert_array_equal(jax.device_get(state.centroids), 0.0)  # train() sets them.
-  state = loop.init_centroids(exp, state)
+  np.testing.assert_array_equal(jax.device_get(state.centroids), 0.0)  # start() sets them.
+  state = exp.stage.start(exp, state)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   images = normalize(
     np.asarray(splits.train.images, np.float32), exp.config.dataset.mean, exp.config.dataset.std
@@ -64,11 +64,11 @@ def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
 
 def three_steps(config):
   exp, state = loop.setup(config, tiny_splits())
-  state = loop.init_centroids(exp, state)
+  state = exp.stage.start(exp, state)
   stream = loop.make_stream(exp)
   losses = []
   for step in range(3):
-    batch = pipeline.to_global(stream(step), mesh_lib.batch_sharding(exp.mesh))
+    batch = sharding.to_global(stream(step), sharding.batch_sharding(exp.mesh))
     state, metrics = exp.train_step(state, batch)
     losses.append([float(metrics[k]) for k in ("loss", "ce", "centroid_loss")])
   return np.array(losses), jax.device_get(state)
@@ -90,7 +90,7 @@ def test_stage_two_on_eight_devices_matches_one(joint_dir):
 
 def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path):
   exp, start = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
-  start = jax.device_get(loop.init_centroids(exp, start))
+  start = jax.device_get(exp.stage.start(exp, start))
   exp, state = loop.setup(tiny_stage2_config(joint_dir, num_epochs=2), tiny_splits())
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
   assert not np.allclose(start.centroids, end.centroids)
@@ -113,8 +113,8 @@ def test_stage_two_bad_configs_are_clear_errors(joint_dir):
 
 def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path, monkeypatch):
   calls = []
-  real = loop.init_centroids
-  monkeypatch.setattr(loop, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
+  real = stages.init_centroids
+  monkeypatch.setattr(stages, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
   config = tiny_stage2_config(joint_dir)
   first = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]
@@ -133,6 +133,7 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   assert state1.params["head"]["fc"]["kernel"].shape[0] == 12  # Features are fc_add wide.
   trained = jax.device_get(loop.train(exp1, state1, str(tmp_path)))
   exp2, state2 = loop.setup(tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 12}), tiny_splits())
+  state2 = exp2.stage.start(exp2, state2)
   loaded = jax.device_get(state2.params)
   for a, b in zip(
     jax.tree.leaves(trained.params["neck"]["fc_add"]),
@@ -143,7 +144,8 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   assert state2.centroids.shape == (4, 12)
   # Stage 2 with fc_add over a stage 1 without it, and fc_add in another stage: errors.
   with pytest.raises(ValueError, match="has no fc_add layer to start from"):
-    loop.setup(tiny_stage2_config(joint_dir, **{"oltr.fc_add": 12}), tiny_splits())
+    exp3, state3 = loop.setup(tiny_stage2_config(joint_dir, **{"oltr.fc_add": 12}), tiny_splits())
+    exp3.stage.start(exp3, state3)
   crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
   with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):
     loop.setup(crt, tiny_splits())
@@ -153,7 +155,7 @@ def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_
   """optim.freeze in OLTR stage 2: the reference's ``fix`` of the feature model (Places-LT)."""
   config = tiny_stage2_config(joint_dir, num_epochs=2, **{"optim.freeze": ("^backbone/",)})
   exp, state = loop.setup(config, tiny_splits())
-  start = jax.device_get(state.params)
+  start = jax.device_get(exp.stage.start(exp, state).params)
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
   for a, b in zip(
     jax.tree.leaves(start["backbone"]), jax.tree.leaves(end.params["backbone"]), strict=True

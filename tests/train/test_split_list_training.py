@@ -37,7 +37,7 @@ def make_tree(root, rng):
 
 
 def test_imagenet_lt_config_trains_on_a_generated_tree(tmp_path, monkeypatch):
-  from ltjax.data import splitlist  # noqa: PLC0415
+  from ltjax.data.sources import splitlist
 
   make_tree(str(tmp_path / "data"), np.random.default_rng(0))
   monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 4)
@@ -53,10 +53,10 @@ def test_imagenet_lt_config_trains_on_a_generated_tree(tmp_path, monkeypatch):
 
 
 def test_open_list_with_known_labels_is_a_clear_error(tmp_path, monkeypatch):
-  import pytest  # noqa: PLC0415
+  import pytest
 
-  from ltjax.data import splitlist  # noqa: PLC0415
-  from ltjax.data.datasets import build_splits  # noqa: PLC0415
+  from ltjax.data.datasets import build_splits
+  from ltjax.data.sources import splitlist
 
   root = tmp_path / "data"
   make_tree(str(root), np.random.default_rng(0))

@@ -58,7 +58,8 @@ def test_frozen_parts_are_bit_identical_to_stage_one(stage, joint_dir, tmp_path)
 
 def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
   params, _, _ = ckpt_lib.load_variables(joint_dir)
-  _, state = loop.setup(stage_config("lws", joint_dir), tiny_splits())
+  exp, state = loop.setup(stage_config("lws", joint_dir), tiny_splits())
+  state = exp.stage.start(exp, state)
   head = jax.device_get(state.params["head"])
   np.testing.assert_array_equal(head["scales"], np.ones(4, np.float32))
   np.testing.assert_array_equal(head["fc"]["kernel"], params["head"]["fc"]["kernel"])
@@ -66,7 +67,8 @@ def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
 
 def test_crt_reinitialises_the_classifier(joint_dir):
   params, _, _ = ckpt_lib.load_variables(joint_dir)
-  _, state = loop.setup(stage_config("crt", joint_dir), tiny_splits())
+  exp, state = loop.setup(stage_config("crt", joint_dir), tiny_splits())
+  state = exp.stage.start(exp, state)
   assert not np.allclose(
     jax.device_get(state.params["head"]["fc"]["kernel"]), params["head"]["fc"]["kernel"]
   )
@@ -97,13 +99,13 @@ def test_stage_on_eight_devices_matches_one(stage, joint_dir):
   out = {}
   for n in (1, 8):
     exp, state = loop.setup(stage_config(stage, joint_dir, num_devices=n), tiny_splits())
+    state = exp.stage.start(exp, state)
     stream = loop.make_stream(exp)
-    from ltjax.data import pipeline  # noqa: PLC0415
-    from ltjax.train import mesh as mesh_lib  # noqa: PLC0415
+    from ltjax import sharding
 
     losses = []
     for step in range(3):
-      batch = pipeline.to_global(stream(step), mesh_lib.batch_sharding(exp.mesh))
+      batch = sharding.to_global(stream(step), sharding.batch_sharding(exp.mesh))
       state, metrics = exp.train_step(state, batch)
       losses.append(float(metrics["loss"]))
     out[n] = (np.array(losses), jax.device_get(state.params["head"]))
@@ -122,4 +124,5 @@ def test_stage_without_init_from_is_a_clear_error():
 def test_init_from_with_another_backbone_is_a_clear_error(joint_dir):
   config = stage_config("crt", joint_dir, **{"model.width": 2})
   with pytest.raises(ValueError, match="does not match the config"):
-    loop.setup(config, tiny_splits())
+    exp, state = loop.setup(config, tiny_splits())
+    exp.stage.start(exp, state)

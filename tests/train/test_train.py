@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from helpers import load_config, tiny_config, tiny_splits
 
-from ltjax.data import pipeline
+from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop
-from ltjax.train import mesh as mesh_lib
+from ltjax.train import loop, stages
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
@@ -21,10 +20,10 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursiv
 
 def run_steps(exp, state, n):
   stream = loop.make_stream(exp)
-  sharding = mesh_lib.batch_sharding(exp.mesh)
+  data_sharding = sharding.batch_sharding(exp.mesh)
   losses = []
   for step in range(n):
-    state, metrics = exp.train_step(state, pipeline.to_global(stream(step), sharding))
+    state, metrics = exp.train_step(state, sharding.to_global(stream(step), data_sharding))
     losses.append(float(metrics["loss"]))
   return state, np.array(losses)
 
@@ -37,13 +36,13 @@ def one_step_of(path, tmp_path, real_backbone):
   if not real_backbone:
     config.model.backbone = "cifar_resnet8"  # The real ones run in the slow variant.
   splits = tiny_splits(num_classes=4, size=16, channels=len(config.dataset.mean))
-  if loop.get_stage(config.stage).load:  # Needs a stage-1 model of the same backbone.
+  if stages.get_stage(config.stage).load:  # Needs a stage-1 model of the same backbone.
     joint = config.copy_and_resolve_references()
     joint.stage, joint.model.head, joint.num_epochs = "joint", "linear", 1
     loop.train(*loop.setup(joint, splits), str(tmp_path))
     config.init_from = str(tmp_path)
   exp, state = loop.setup(config, splits)
-  state, losses = run_steps(exp, state, 1)
+  state, losses = run_steps(exp, exp.stage.start(exp, state), 1)
   assert np.isfinite(losses).all() and int(state.step) == 1
 
 

@@ -1,7 +1,7 @@
 """The ImageNet training augmentation split between host and accelerator.
 
 ``data.augment = "imagenet_device"`` runs the ``imagenet`` augmentation (RandomResizedCrop
-+ horizontal flip + ColorJitter(0.4, 0.4, 0.4), see ``ltjax.data.image_ops``) with the
++ horizontal flip + ColorJitter(0.4, 0.4, 0.4), see ``ltjax.data.pp.image_ops``) with the
 same per-record random numbers, but leaves the host only the JPEG decode and a crop copy:
 
 * host (`prepare_batch`): pick the crop box (``image_ops.random_resized_crop_params``,
@@ -33,6 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltjax.data.pp import image_ops
+from ltjax.data.pp.rng import record_uniforms
+
 #: Keys of a batch prepared by `prepare_batch`, besides ``image`` and ``label``.
 KEYS = ("crop_hw", "flip", "jitter", "jitter_order")
 #: Buffer side over output side: crops up to 2 x size pass to the device untouched.
@@ -63,13 +66,11 @@ def has_device_inputs(batch) -> bool:
 
 def _fit_crop(image: np.ndarray, box: tuple[int, int, int, int], side: int) -> np.ndarray:
   """The crop, reduced by integer factors (Pillow ``reduce``) so both sides fit in ``side``."""
-  from ltjax.data import image_ops  # noqa: PLC0415
-
   top, left, h, w = box
   if h <= side and w <= side:
     return image[top : top + h, left : left + w]
   factors = (-(-w // side), -(-h // side))  # (x, y), as Pillow takes them.
-  return image_ops._from_pil(image_ops._crop_to_pil(image, *box).reduce(factors))
+  return image_ops.from_pil(image_ops.crop_to_pil(image, *box).reduce(factors))
 
 
 def prepare_batch(
@@ -92,14 +93,12 @@ def prepare_batch(
     brightness, contrast and saturation factors; ``jitter_order`` (B, 3) int32, the
     adjustments in the order to apply (0 brightness, 1 contrast, 2 saturation).
   """
-  from ltjax.data import image_ops  # noqa: PLC0415
-  from ltjax.data.augment import record_uniforms  # noqa: PLC0415
 
-  images = image_ops._check_image_list(images_list)
+  images = image_ops.check_image_list(images_list)
   positions = np.asarray(positions)
   if positions.shape != (len(images),):
     raise ValueError(f"positions must have shape ({len(images)},), got {positions.shape}.")
-  size = image_ops._check_size(size, "size")
+  size = image_ops.check_size(size, "size")
   side = buffer_side(size)
   u = record_uniforms(seed, positions, image_ops.IMAGENET_TRAIN_DRAWS)
   rrc = image_ops.RRC_DRAWS  # Layout: crop, flip, jitter factors, jitter order keys.

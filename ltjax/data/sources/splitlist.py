@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ltjax.data.image_ops import decode_image
-from ltjax.evaluate.metrics import shot_groups
+from ltjax.data.longtail import check_num_classes
+from ltjax.data.pp.image_ops import decode_image
+from ltjax.data.sources.base import DecodedRecords
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,6 @@ DATASET_LISTS: dict[str, dict[str, Any]] = {
   },
 }
 
-_MAX_WARNINGS = 10  # Unreadable images logged one by one before the log goes quiet.
 _PROGRESS_MIN = 10_000  # `verify` shows a progress bar above this many records.
 _QUOTE_MAX = 120  # Characters of an offending line quoted in an error message.
 
@@ -97,29 +95,19 @@ def _is_int(token: str) -> bool:
   return digits.isascii() and digits.isdigit()
 
 
-def _check_num_classes(num_classes: int | None) -> int | None:
-  if num_classes is None:
-    return None
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-    raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}.")
-  if num_classes < 1:
-    raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}.")
-  return int(num_classes)
-
-
-def _parse(
+def read_split_list(
   path: str | os.PathLike, num_classes: int | None, allow_open: bool
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
   """`parse_split_file`, also returning the 1-based line number of each record."""
   path = os.fspath(path)
-  num_classes = _check_num_classes(num_classes)
+  num_classes = check_num_classes(num_classes)
   try:
     with open(path, "rb") as f:
       raw = f.read()
   except FileNotFoundError:
     raise ValueError(
       f"split list {path!r} does not exist; check the path (the reference lists are named "
-      "like ImageNet_LT_train.txt, see ltjax.data.splitlist.DATASET_LISTS)."
+      "like ImageNet_LT_train.txt, see ltjax.data.sources.splitlist.DATASET_LISTS)."
     ) from None
   except OSError as e:
     raise ValueError(f"cannot read split list {path!r}: {e}") from e
@@ -206,227 +194,11 @@ def parse_split_file(
       non-integer label or a label out of range (naming the file, the 1-based line number
       and the line).
   """
-  paths, labels, _ = _parse(path, num_classes, allow_open)
+  paths, labels, _ = read_split_list(path, num_classes, allow_open)
   return paths, labels
 
 
-# ------------------------------------------------------------------------- statistics
-
-
-def split_statistics(
-  labels: Sequence[int] | np.ndarray,
-  num_classes: int | None = None,
-  many_threshold: int = 100,
-  few_threshold: int = 20,
-) -> dict[str, Any]:
-  """The class distribution of a split.
-
-  Open-set records (label -1) are counted in ``num_open`` and left out of everything
-  else. The many/medium/few groups follow ``ltjax.evaluate.metrics.shot_groups``: many if
-  n > many_threshold, few if n < few_threshold, medium otherwise; empty classes are few,
-  so the three counts sum to ``num_classes``.
-
-  Args:
-    labels: (N,) integer class ids, -1 for open-set records.
-    num_classes: K; the largest label + 1 if not given.
-    many_threshold: see above.
-    few_threshold: see above.
-
-  Returns:
-    A dict with ``num_images`` (all records, open ones included), ``num_open``,
-    ``num_classes``, ``counts`` ((K,) int64 images per class), ``largest`` and
-    ``smallest`` (over the classes with at least one image; 0 if none), ``num_empty``
-    (classes without images), ``imbalance`` (largest / smallest, nan if no class has
-    images), ``many``, ``medium`` and ``few`` (numbers of classes), and the two
-    thresholds.
-
-  Raises:
-    ValueError: on labels below -1 or >= num_classes, or inconsistent thresholds.
-  """
-  labels = np.asarray(labels)
-  if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
-    raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}.")
-  num_classes = _check_num_classes(num_classes)
-  known = labels[labels >= 0]
-  if np.any(labels < -1):
-    i = int(np.flatnonzero(labels < -1)[0])
-    raise ValueError(f"labels[{i}] = {int(labels[i])}; class ids must be >= 0 (or -1 for open).")
-  if num_classes is None:
-    if not known.size:
-      raise ValueError("no labels >= 0 to infer the number of classes from; pass num_classes.")
-    num_classes = int(known.max()) + 1
-  elif known.size and known.max() >= num_classes:
-    raise ValueError(
-      f"label {int(known.max())} is >= num_classes={num_classes}; check num_classes."
-    )
-  counts = np.bincount(known, minlength=num_classes).astype(np.int64)
-  present = counts[counts > 0]
-  largest = int(present.max()) if present.size else 0
-  smallest = int(present.min()) if present.size else 0
-  groups = shot_groups(counts, many_threshold=many_threshold, few_threshold=few_threshold)
-  return {
-    "num_images": int(labels.size),
-    "num_open": int(labels.size - known.size),
-    "num_classes": num_classes,
-    "counts": counts,
-    "largest": largest,
-    "smallest": smallest,
-    "num_empty": int(num_classes - present.size),
-    "imbalance": largest / smallest if smallest else float("nan"),
-    "many": int(groups["many"].sum()),
-    "medium": int(groups["medium"].sum()),
-    "few": int(groups["few"].sum()),
-    "many_threshold": many_threshold,
-    "few_threshold": few_threshold,
-  }
-
-
-def format_statistics(stats: dict[str, Any], name: str = "split") -> str:
-  """A readable multi-line summary of a `split_statistics` result.
-
-  Args:
-    stats: the dict returned by `split_statistics`.
-    name: a title, e.g. the list file name.
-
-  Returns:
-    The text, without a trailing newline.
-  """
-  k = stats["num_classes"]
-  known = stats["num_images"] - stats["num_open"]
-  many, few = stats["many_threshold"], stats["few_threshold"]
-  open_note = f" ({stats['num_open']:,} open-set, label -1)" if stats["num_open"] else ""
-  rows = [
-    ("images", f"{stats['num_images']:,}{open_note}"),
-    ("classes", f"{k:,} ({k - stats['num_empty']:,} with images, {stats['num_empty']:,} empty)"),
-    ("largest class", f"{stats['largest']:,}"),
-    ("smallest class", f"{stats['smallest']:,} (over classes with images)"),
-    ("mean per class", f"{known / k:,.1f}"),
-    ("imbalance", f"{stats['imbalance']:.1f} (largest / smallest)"),
-    (f"many (n > {many})", f"{stats['many']:,} classes"),
-    (f"medium ({few} <= n <= {many})", f"{stats['medium']:,} classes"),
-    (f"few (n < {few})", f"{stats['few']:,} classes"),
-  ]
-  width = max(len(key) for key, _ in rows) + 1
-  lines = [f"{name}:"] + [f"  {(key + ':').ljust(width)} {value}" for key, value in rows]
-  return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- source
-
-
-class DecodedRecords:
-  """What `SplitListSource` and `PackedSource` share: records decoded one by one, the
-  ``skip_corrupt`` replacement of unreadable ones, index checks and pickling.
-
-  A subclass sets ``labels`` and calls `_init_records`; it defines ``_read(index)`` (the
-  decoded image, or ValueError naming the record), ``_describe(index)`` (the record, for
-  logs) and ``_name`` (the split, for errors).
-  """
-
-  labels: np.ndarray
-  _name: str
-
-  def _init_records(self, min_size: int | None, skip_corrupt: bool) -> None:
-    if min_size is not None and (
-      isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1
-    ):
-      raise ValueError(f"min_size must be a positive int or None, got {min_size!r}.")
-    self.min_size = None if min_size is None else int(min_size)
-    self.skip_corrupt = bool(skip_corrupt)
-    self.num_skipped = 0
-    self.bad_records: set[int] = set()
-    self._lock = threading.Lock()
-    self._by_class: tuple[np.ndarray, np.ndarray] | None = None
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-  def __getstate__(self) -> dict:
-    state = self.__dict__.copy()
-    del state["_lock"]  # Not picklable; recreated in worker processes.
-    return state
-
-  def __setstate__(self, state: dict) -> None:
-    self.__dict__.update(state)
-    self._lock = threading.Lock()
-
-  def _read(self, index: int) -> np.ndarray:
-    raise NotImplementedError
-
-  def _describe(self, index: int) -> str:
-    raise NotImplementedError
-
-  def _check_indices(self, indices: np.ndarray) -> np.ndarray:
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
-      raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}.")
-    n = len(self)
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-      bad = indices[(indices < 0) | (indices >= n)]
-      raise ValueError(
-        f"indices must lie in [0, {n}) for {self._name}; got {bad.size} outside, "
-        f"e.g. {int(bad[0])}."
-      )
-    return indices
-
-  def _class_records(self, index: int) -> np.ndarray:
-    """The indices of the records with the label of ``index``, ascending."""
-    if self._by_class is None:
-      order = np.argsort(self.labels, kind="stable")  # Stable: each class stays ascending.
-      self._by_class = (order, self.labels[order])
-    order, sorted_labels = self._by_class
-    label = self.labels[index]
-    lo = np.searchsorted(sorted_labels, label, side="left")
-    hi = np.searchsorted(sorted_labels, label, side="right")
-    return order[lo:hi]
-
-  def _replace(self, index: int, error: ValueError) -> np.ndarray:
-    """The first readable record after ``index`` in its class, cyclically."""
-    records = self._class_records(index)
-    start = int(np.searchsorted(records, index))
-    for k in range(1, len(records)):
-      candidate = int(records[(start + k) % len(records)])
-      if candidate in self.bad_records:
-        continue
-      try:
-        image = self._read(candidate)
-      except ValueError:
-        with self._lock:
-          self.bad_records.add(candidate)
-        continue
-      with self._lock:
-        self.num_skipped += 1
-        count = self.num_skipped
-      if count <= _MAX_WARNINGS:
-        logger.warning(
-          "skip_corrupt: replacing %s by %s: %s%s",
-          self._describe(index),
-          self._describe(candidate),
-          error.__cause__ or error,
-          "; further replacements are only counted in num_skipped"
-          if count == _MAX_WARNINGS
-          else "",
-        )
-      return image
-    raise ValueError(
-      f"skip_corrupt: no readable image of class {int(self.labels[index])} in "
-      f"{self._name} ({len(records)} record(s), all missing or corrupt); first failure: "
-      f"{error}"
-    ) from error
-
-  def _load(self, index: int, read=None) -> np.ndarray:
-    """Record ``index`` decoded by ``read()`` (default ``self._read(index)``), or with
-    ``skip_corrupt`` its replacement when unreadable."""
-    if self.skip_corrupt and index in self.bad_records:
-      return self._replace(index, ValueError(f"{self._describe(index)} is unreadable"))
-    try:
-      return read() if read is not None else self._read(index)
-    except ValueError as e:
-      if not self.skip_corrupt:
-        raise
-      with self._lock:
-        self.bad_records.add(index)
-      return self._replace(index, e)
 
 
 class SplitListSource(DecodedRecords):
@@ -464,7 +236,7 @@ class SplitListSource(DecodedRecords):
   ):
     self.list_file = os.fspath(list_file)
     self.root = os.fspath(root)
-    self.paths, self.labels, self.lines = _parse(self.list_file, num_classes, allow_open)
+    self.paths, self.labels, self.lines = read_split_list(self.list_file, num_classes, allow_open)
     if num_classes is None:
       if self.labels.max() < 0:
         raise ValueError(
@@ -538,7 +310,7 @@ class SplitListSource(DecodedRecords):
       progress = n > _PROGRESS_MIN
     bar = None
     if progress:
-      from tqdm.auto import tqdm  # noqa: PLC0415
+      from tqdm.auto import tqdm
 
       bar = tqdm(total=n, desc=f"checking {os.path.basename(self.list_file)}", unit="img")
     missing = []

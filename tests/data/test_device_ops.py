@@ -6,8 +6,9 @@ import pytest
 from helpers import load_config
 from train.test_split_list_training import REPO, make_tree
 
-from ltjax.data import device_augment, image_ops, pipeline
-from ltjax.data.augment import AUGMENTATIONS, augment_batch
+from ltjax.data import pipeline
+from ltjax.data.pp import device_ops, image_ops
+from ltjax.data.pp.augment import AUGMENTATIONS, augment_batch
 from ltjax.data.sources import ArraySource
 
 SIZE = 32  # Output side; the buffer side is 64.
@@ -28,8 +29,8 @@ SHAPES = [(40, 50), (64, 64), (75, 100), (20, 13), (32, 32), (150, 120), (300, 2
 
 def both_paths(images, positions, seed=7, size=SIZE):
   host = image_ops.imagenet_train_batch(images, positions, seed, size=size)
-  batch = device_augment.prepare_batch(images, positions, seed, size=size)
-  device = np.asarray(jax.jit(device_augment.apply)(batch))
+  batch = device_ops.prepare_batch(images, positions, seed, size=size)
+  device = np.asarray(jax.jit(device_ops.apply)(batch))
   return host, device, batch
 
 
@@ -42,7 +43,7 @@ def test_device_path_matches_the_host_path():
   assert device.dtype == np.uint8
   diff = np.abs(device.astype(np.int64) - host).reshape(len(images), -1)
   assert diff.mean() < 1.5, diff.mean()
-  side = device_augment.buffer_side(SIZE)
+  side = device_ops.buffer_side(SIZE)
   reduced = np.array(
     [
       max(image_ops.random_resized_crop_params(*im.shape[:2], u)[2:]) > side
@@ -58,7 +59,7 @@ def test_device_path_matches_the_host_path():
 
 
 def record_u(positions, seed=7):
-  from ltjax.data.augment import record_uniforms  # noqa: PLC0415
+  from ltjax.data.pp.augment import record_uniforms
 
   return record_uniforms(seed, positions, image_ops.IMAGENET_TRAIN_DRAWS)[:, : image_ops.RRC_DRAWS]
 
@@ -67,9 +68,9 @@ def test_flip_and_jitter_draws_are_the_host_paths():
   rng = np.random.default_rng(1)
   images = [smooth_image(rng, 48, 48) for _ in range(16)]
   positions = np.arange(16)
-  batch = device_augment.prepare_batch(images, positions, 3, size=SIZE)
+  batch = device_ops.prepare_batch(images, positions, 3, size=SIZE)
   u = record_u(positions, 3)  # Crop draws only; the rest below.
-  from ltjax.data.augment import record_uniforms  # noqa: PLC0415
+  from ltjax.data.pp.augment import record_uniforms
 
   full = record_uniforms(3, positions, image_ops.IMAGENET_TRAIN_DRAWS)
   np.testing.assert_array_equal(batch["flip"], full[:, image_ops.RRC_DRAWS] < 0.5)
@@ -87,13 +88,13 @@ def test_jitter_alone_is_pillows():
   host = np.stack([image_ops.color_jitter(im, row) for im, row in zip(x, u, strict=True)])
   factors = (0.6 + 0.8 * u[:, :3]).astype(np.float32)
   order = np.argsort(u[:, 3:], axis=1, kind="stable").astype(np.int32)
-  device = device_augment.color_jitter(x.astype(np.float32), factors, order)
+  device = device_ops.color_jitter(x.astype(np.float32), factors, order)
   np.testing.assert_array_equal(np.asarray(device), host)
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (10, 37), (64, 5), (1, 1)])
 def test_padding_never_leaks(hw):
-  side = device_augment.buffer_side(SIZE)
+  side = device_ops.buffer_side(SIZE)
   h, w = hw
   image = np.zeros((2, side, side, 3), np.uint8)
   image[:, :h, :w] = 255  # A white crop in a zero buffer.
@@ -105,14 +106,14 @@ def test_padding_never_leaks(hw):
     "jitter": np.ones((2, 3), np.float32),  # Identity factors.
     "jitter_order": np.array([[0, 1, 2], [2, 1, 0]], np.int32),
   }
-  out = np.asarray(device_augment.apply(batch))
+  out = np.asarray(device_ops.apply(batch))
   assert out.shape == (2, SIZE, SIZE, 3)
   assert (out[0] == 255).all()
   np.testing.assert_array_equal(out[1], np.broadcast_to([255, 90, 255], out[1].shape))
 
 
 def test_weights_normalise_over_the_valid_region():
-  w = np.asarray(device_augment.resize_weights(np.array([1, 7, 32, 50, 64]), 64, SIZE))
+  w = np.asarray(device_ops.resize_weights(np.array([1, 7, 32, 50, 64]), 64, SIZE))
   np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
   for row, n in zip(w, [1, 7, 32, 50, 64], strict=True):
     assert (row[:, n:] == 0).all() and (row >= 0).all()
@@ -123,16 +124,16 @@ def test_deterministic_and_batch_independent():
   rng = np.random.default_rng(3)
   images = [smooth_image(rng, *s) for s in SHAPES]
   positions = np.arange(len(images)) + 1000
-  a = device_augment.prepare_batch(images, positions, 5, size=SIZE)
-  b = device_augment.prepare_batch(images, positions, 5, size=SIZE)
+  a = device_ops.prepare_batch(images, positions, 5, size=SIZE)
+  b = device_ops.prepare_batch(images, positions, 5, size=SIZE)
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
-  out = np.asarray(device_augment.apply(a))
-  np.testing.assert_array_equal(out, np.asarray(device_augment.apply(b)))
-  half = device_augment.prepare_batch(images[3:], positions[3:], 5, size=SIZE)
-  np.testing.assert_array_equal(np.asarray(device_augment.apply(half)), out[3:])
-  other = device_augment.prepare_batch(images, positions, 6, size=SIZE)
-  assert not np.array_equal(np.asarray(device_augment.apply(other)), out)
+  out = np.asarray(device_ops.apply(a))
+  np.testing.assert_array_equal(out, np.asarray(device_ops.apply(b)))
+  half = device_ops.prepare_batch(images[3:], positions[3:], 5, size=SIZE)
+  np.testing.assert_array_equal(np.asarray(device_ops.apply(half)), out[3:])
+  other = device_ops.prepare_batch(images, positions, 6, size=SIZE)
+  assert not np.array_equal(np.asarray(device_ops.apply(other)), out)
 
 
 def test_stream_and_augment_batch_give_the_device_batch():
@@ -150,7 +151,7 @@ def test_stream_and_augment_batch_give_the_device_batch():
     size=16,
   )
   batch = stream(1)
-  assert set(batch) == {"image", "label", *device_augment.KEYS}
+  assert set(batch) == {"image", "label", *device_ops.KEYS}
   assert batch["image"].shape == (4, 32, 32, 3)
   direct = augment_batch(list(images[:4]), np.arange(4), 0, kind="imagenet_device", size=16)
   assert set(direct) == set(batch) - {"label"}
@@ -158,8 +159,8 @@ def test_stream_and_augment_batch_give_the_device_batch():
 
 
 def test_imagenet_device_config_trains_sharded_on_eight_devices(tmp_path, monkeypatch):
-  from ltjax.data import splitlist  # noqa: PLC0415
-  from ltjax.train import loop  # noqa: PLC0415
+  from ltjax.data.sources import splitlist
+  from ltjax.train import loop
 
   assert len(jax.devices()) == 8
   make_tree(str(tmp_path / "data"), np.random.default_rng(0))
@@ -177,14 +178,14 @@ def test_imagenet_device_config_trains_sharded_on_eight_devices(tmp_path, monkey
   stream = loop.make_stream(exp)
   local = stream(0)
   assert local["image"].shape == (8, 32, 32, 3)
-  from ltjax.train import mesh as mesh_lib  # noqa: PLC0415
+  from ltjax import sharding
 
-  batch = pipeline.to_global(local, mesh_lib.batch_sharding(exp.mesh))
+  batch = sharding.to_global(local, sharding.batch_sharding(exp.mesh))
   assert len(batch["image"].sharding.device_set) == 8
   assert len(batch["jitter"].sharding.device_set) == 8
   state, metrics = exp.train_step(state, batch)
   assert np.isfinite(float(metrics["loss"]))
   assert int(jax.device_get(state.step)) == 1
   # The model saw crop_size images: the device augmentation of the same batch.
-  images = np.asarray(device_augment.apply(local))
+  images = np.asarray(device_ops.apply(local))
   assert images.shape == (8, 16, 16, 3)

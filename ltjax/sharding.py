@@ -1,4 +1,8 @@
-"""The device mesh and the shardings of state and batches."""
+"""The one device mesh, the shardings of state and batches, and host batches -> global arrays.
+
+Training and evaluation both use it: a 1-D mesh with axis ``data`` over every device
+(of every process), batches sharded on that axis, the train state replicated.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   """A 1-D mesh with axis ``data`` over the first ``num_devices`` devices (0 = all).
 
   Devices are ordered by process, so that each process's devices hold one contiguous
-  block of the batch: the block that process reads (``ltjax.data.pipeline``).
+  block of the batch: the block that process reads (``ltjax.data.pipeline``), which
+  ``to_global`` assembles into one array.
   Auto axis type: the explicit-axes default rejects a contraction over the batch axis.
   """
   devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
@@ -41,3 +46,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> N
       f"{what}={batch_size} is not divisible by the {mesh.size} devices; "
       f"use a multiple of {mesh.size}."
     )
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
+  """Assembles the global batch, sharded on the batch axis, from every process's slice."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -13,7 +13,7 @@ truncated to uint8). This module runs the same Pillow operations, so its outputs
 those of torchvision on the same decoded image and the same random draws.
 
 All randomness comes from an explicit 1-D array ``u`` of uniforms in [0, 1), normally a
-row of ``ltjax.data.augment.record_uniforms(seed, positions, IMAGENET_TRAIN_DRAWS)``. A
+row of ``ltjax.data.pp.rng.record_uniforms(seed, positions, IMAGENET_TRAIN_DRAWS)``. A
 record is therefore augmented identically whatever the batch size, process count or
 thread order. Nothing here touches numpy's global random state or torch.
 
@@ -34,7 +34,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from ltjax.data.augment import record_uniforms
+from ltjax.data.pp.rng import record_uniforms
 
 #: Attempts made by `random_resized_crop` before falling back to a central crop.
 RRC_ATTEMPTS = 10
@@ -68,7 +68,7 @@ def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
   return image
 
 
-def _check_size(value, name: str) -> int:
+def check_size(value, name: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
     raise ValueError(f"{name} must be a positive int, got {value!r}.")
   return int(value)
@@ -111,7 +111,7 @@ def _to_pil(image: np.ndarray) -> Image.Image:
   return Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
 
 
-def _from_pil(img: Image.Image) -> np.ndarray:
+def from_pil(img: Image.Image) -> np.ndarray:
   out = np.array(img, dtype=np.uint8)  # A writable copy (asarray would be read-only).
   return out[:, :, None] if out.ndim == 2 else out
 
@@ -120,7 +120,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   """Bilinear (antialiased) resize of an (H, W, C) uint8 image to (height, width)."""
   if image.shape[:2] == (height, width):
     return image
-  return _from_pil(_to_pil(image).resize((width, height), Image.Resampling.BILINEAR))
+  return from_pil(_to_pil(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _round_half_even(x: float) -> int:
@@ -159,8 +159,8 @@ def random_resized_crop_params(
   Raises:
     ValueError: on a non-positive image size, too few uniforms or invalid ranges.
   """
-  height = _check_size(height, "height")
-  width = _check_size(width, "width")
+  height = check_size(height, "height")
+  width = check_size(width, "width")
   u = _check_uniforms(u, RRC_DRAWS)
   scale_lo, scale_hi = _check_range(scale, "scale", positive=False)
   ratio_lo, ratio_hi = _check_range(ratio, "ratio", positive=True)
@@ -191,7 +191,7 @@ def random_resized_crop_params(
   return (height - h) // 2, (width - w) // 2, h, w
 
 
-def _crop_to_pil(image: np.ndarray, top: int, left: int, h: int, w: int) -> Image.Image:
+def crop_to_pil(image: np.ndarray, top: int, left: int, h: int, w: int) -> Image.Image:
   """The crop as a PIL image, copying only the crop's pixels, once."""
   if image.shape[2] == 1 or not image.flags.c_contiguous:
     return _to_pil(image[top : top + h, left : left + w])
@@ -202,7 +202,7 @@ def _crop_to_pil(image: np.ndarray, top: int, left: int, h: int, w: int) -> Imag
 
 def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> Image.Image:
   """torchvision's ``resized_crop`` on PIL: crop ``box``, then bilinear resize to size^2."""
-  img = _crop_to_pil(image, *box)
+  img = crop_to_pil(image, *box)
   if img.size == (size, size):
     return img
   return img.resize((size, size), Image.Resampling.BILINEAR)
@@ -235,9 +235,9 @@ def random_resized_crop(
     ValueError: on a malformed image, size, uniforms or ranges.
   """
   image = _check_image(image)
-  size = _check_size(size, "size")
+  size = check_size(size, "size")
   box = random_resized_crop_params(image.shape[0], image.shape[1], u, scale, ratio)
-  return _from_pil(_crop_resize(image, box, size))
+  return from_pil(_crop_resize(image, box, size))
 
 
 def horizontal_flip(image: np.ndarray, u0: float) -> np.ndarray:
@@ -258,6 +258,38 @@ def horizontal_flip(image: np.ndarray, u0: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- color jitter
+
+
+def random_crop_flip(
+  images: np.ndarray, uniforms: np.ndarray, *, pad: int, flip: bool
+) -> np.ndarray:
+  """Zero-pads by ``pad``, crops back to the input size at a random offset, maybe flips.
+
+  The CIFAR recipe (pad 4, random 32x32 crop, horizontal flip with probability 1/2).
+
+  Args:
+    images: (B, H, W, C) uint8.
+    uniforms: (B, >=3) per-record uniforms: y offset, x offset, flip.
+    pad: padding in pixels on every side (0 disables the crop).
+    flip: whether to flip horizontally with probability 1/2.
+
+  Returns:
+    (B, H, W, C) uint8.
+  """
+  b, h, w, _ = images.shape
+  if pad:
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    oy = np.minimum((uniforms[:, 0] * (2 * pad + 1)).astype(np.int64), 2 * pad)
+    ox = np.minimum((uniforms[:, 1] * (2 * pad + 1)).astype(np.int64), 2 * pad)
+  else:
+    padded = images
+    oy = ox = np.zeros(b, np.int64)
+  cols = np.arange(w)[None, :]
+  if flip:
+    cols = np.where((uniforms[:, 2] < 0.5)[:, None], w - 1 - cols, cols)
+  rows = oy[:, None] + np.arange(h)[None, :]
+  cols = ox[:, None] + cols
+  return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _blend(degenerate: Image.Image, img: Image.Image, factor: float) -> Image.Image:
@@ -330,7 +362,7 @@ def color_jitter(
   strengths = _check_strengths(brightness, contrast, saturation)
   if not any(strengths[: 2 if image.shape[2] == 1 else 3]):
     return image
-  return _from_pil(_jitter(_to_pil(image), u, strengths))
+  return from_pil(_jitter(_to_pil(image), u, strengths))
 
 
 # -------------------------------------------------------------- deterministic resizing
@@ -349,7 +381,7 @@ def resize_shorter(image: np.ndarray, size: int) -> np.ndarray:
     (H', W', C) uint8 with min(H', W') == size; the input itself if already that size.
   """
   image = _check_image(image)
-  size = _check_size(size, "size")
+  size = check_size(size, "size")
   h, w = image.shape[:2]
   if h <= w:
     new_h, new_w = size, int(size * w / h)
@@ -372,7 +404,7 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     (size, size, C) uint8.
   """
   image = _check_image(image)
-  size = _check_size(size, "size")
+  size = check_size(size, "size")
   h, w = image.shape[:2]
   if h < size or w < size:
     pad_h, pad_w = max(size - h, 0), max(size - w, 0)
@@ -429,12 +461,12 @@ def imagenet_train(image: np.ndarray, u, size: int = 224) -> np.ndarray:
     (size, size, C) uint8.
   """
   image = _check_image(image)
-  size = _check_size(size, "size")
+  size = check_size(size, "size")
   u = _check_uniforms(u, IMAGENET_TRAIN_DRAWS)
-  return _from_pil(_train_pil(image, u, size))
+  return from_pil(_train_pil(image, u, size))
 
 
-def _check_image_list(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+def check_image_list(images: Sequence[np.ndarray]) -> list[np.ndarray]:
   images = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
   if not images:
     raise ValueError("images must hold at least one image.")
@@ -461,11 +493,11 @@ def imagenet_train_batch(
   Returns:
     (B, size, size, C) uint8.
   """
-  images = _check_image_list(images_list)
+  images = check_image_list(images_list)
   positions = np.asarray(positions)
   if positions.shape != (len(images),):
     raise ValueError(f"positions must have shape ({len(images)},), got {positions.shape}.")
-  size = _check_size(size, "size")
+  size = check_size(size, "size")
   u = record_uniforms(seed, positions, IMAGENET_TRAIN_DRAWS)
   out = np.empty((len(images), size, size, images[0].shape[2]), np.uint8)
   for i, (image, row) in enumerate(zip(images, u, strict=True)):
@@ -486,7 +518,7 @@ def imagenet_eval_batch(
   Returns:
     (B, crop, crop, C) uint8.
   """
-  images = _check_image_list(images_list)
+  images = check_image_list(images_list)
   return np.stack([eval_resize_center_crop(im, resize, crop) for im in images])
 
 
@@ -529,7 +561,7 @@ def _decode_pil(data, channels: int, min_size: int | None) -> np.ndarray:
       img = img.convert(mode)  # Forces the full decode inside the try.
   except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, ... on bad data.
     raise ValueError(f"cannot decode image: {e}") from e
-  return _from_pil(img)
+  return from_pil(img)
 
 
 def _check_decode_args(data, channels: int, min_size: int | None) -> int | None:
@@ -537,7 +569,7 @@ def _check_decode_args(data, channels: int, min_size: int | None) -> int | None:
     raise ValueError(f"channels must be 1 or 3, got {channels!r}.")
   if not isinstance(data, bytes | bytearray | memoryview):
     raise ValueError(f"data must be bytes, got {type(data).__name__}.")
-  return None if min_size is None else _check_size(min_size, "min_size")
+  return None if min_size is None else check_size(min_size, "min_size")
 
 
 def decode_image(data: bytes, channels: int = 3, min_size: int | None = None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Reading hundreds of thousands of small JPEG files is slow on network and cloud file
 systems; `pack_split_list` copies the images of a split list (see
-``ltjax.data.splitlist``) into a few large ArrayRecord files, and `PackedSource` reads
+``ltjax.data.sources.splitlist``) into a few large ArrayRecord files, and `PackedSource` reads
 them back as a ``ltjax.data.sources.Source`` that is interchangeable with
 `SplitListSource`: the same labels and, image for image, bit-identical pixels.
 
@@ -68,9 +68,9 @@ from typing import Any
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 
-from ltjax.data.image_ops import decode_image
-from ltjax.data.sources import check_labels
-from ltjax.data.splitlist import DATASET_LISTS, DecodedRecords, _parse
+from ltjax.data.pp.image_ops import decode_image
+from ltjax.data.sources.base import DecodedRecords, check_labels
+from ltjax.data.sources.splitlist import DATASET_LISTS, read_split_list
 
 FORMAT = "ltjax-packed-v1"
 DEFAULT_RECORDS_PER_SHARD = 1024  # ~100 MB shards of ImageNet-size JPEGs.
@@ -165,14 +165,14 @@ def _num_records(path: str) -> int | None:
     return None
   try:
     reader = ArrayRecordReader(path, _COUNT_OPTIONS)
-  except Exception:  # noqa: BLE001 (the reader raises various errors on a bad file)
+  except Exception:  # the reader raises various errors on a bad file
     return None
   try:
     return int(reader.num_records()) if reader.ok() else None
   finally:
     try:
       reader.close()
-    except Exception:  # noqa: BLE001, S110 (closing a damaged file reports its error again)
+    except Exception:  # closing a damaged file reports its error again
       pass
 
 
@@ -289,7 +289,7 @@ def pack_split_list(
   if records_per_shard < 1:
     raise ValueError(f"records_per_shard must be a positive int, got {records_per_shard!r}.")
   records_per_shard = int(records_per_shard)
-  paths, labels, lines = _parse(list_path, num_classes, allow_open)  # Clear list errors.
+  paths, labels, lines = read_split_list(list_path, num_classes, allow_open)  # Clear list errors.
   sha256 = file_sha256(list_path)
   os.makedirs(out_dir, exist_ok=True)
   manifest_file = manifest_path(out_dir, split_name)
@@ -334,7 +334,7 @@ def pack_split_list(
   shards, reused, written = [], 0, 0
   bar = None
   if progress:
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     bar = tqdm(total=len(paths), desc=f"packing {split_name}", unit="img", mininterval=1)
 
@@ -488,7 +488,7 @@ class PackedSource(DecodedRecords):
     min_size: int | None = None,
     skip_corrupt: bool = False,
   ):
-    import grain  # noqa: PLC0415 (slow import, only when reading)
+    import grain
 
     self.directory = os.fspath(directory)
     self.split = split

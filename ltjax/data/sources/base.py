@@ -1,4 +1,5 @@
-"""Random-access data sources.
+"""Random-access data sources: the protocol, in-memory and composed sources, and the
+record-by-record decoding that the file-backed sources share.
 
 A source is anything with ``labels`` (an ``(N,)`` int array, read without decoding
 images), ``num_classes``, ``__len__`` and ``get_batch(indices) -> (images, labels)``
@@ -11,10 +12,16 @@ Samplers and long-tail builders only ever look at ``labels``; the pipeline calls
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_MAX_WARNINGS = 10  # Unreadable images logged one by one before the log goes quiet.
 
 
 class Source(Protocol):
@@ -145,3 +152,118 @@ class Concat:
         images[j] = image
     same = all(getattr(x, "shape", None) == getattr(images[0], "shape", 0) for x in images)
     return (np.stack(images) if same else images), self.labels[indices]
+
+
+class DecodedRecords:
+  """What `SplitListSource` and `PackedSource` share: records decoded one by one, the
+  ``skip_corrupt`` replacement of unreadable ones, index checks and pickling.
+
+  A subclass sets ``labels`` and calls `_init_records`; it defines ``_read(index)`` (the
+  decoded image, or ValueError naming the record), ``_describe(index)`` (the record, for
+  logs) and ``_name`` (the split, for errors).
+  """
+
+  labels: np.ndarray
+  _name: str
+
+  def _init_records(self, min_size: int | None, skip_corrupt: bool) -> None:
+    if min_size is not None and (
+      isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1
+    ):
+      raise ValueError(f"min_size must be a positive int or None, got {min_size!r}.")
+    self.min_size = None if min_size is None else int(min_size)
+    self.skip_corrupt = bool(skip_corrupt)
+    self.num_skipped = 0
+    self.bad_records: set[int] = set()
+    self._lock = threading.Lock()
+    self._by_class: tuple[np.ndarray, np.ndarray] | None = None
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __getstate__(self) -> dict:
+    state = self.__dict__.copy()
+    del state["_lock"]  # Not picklable; recreated in worker processes.
+    return state
+
+  def __setstate__(self, state: dict) -> None:
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
+
+  def _read(self, index: int) -> np.ndarray:
+    raise NotImplementedError
+
+  def _describe(self, index: int) -> str:
+    raise NotImplementedError
+
+  def _check_indices(self, indices: np.ndarray) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
+      raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype} {indices.shape}.")
+    n = len(self)
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+      bad = indices[(indices < 0) | (indices >= n)]
+      raise ValueError(
+        f"indices must lie in [0, {n}) for {self._name}; got {bad.size} outside, "
+        f"e.g. {int(bad[0])}."
+      )
+    return indices
+
+  def _class_records(self, index: int) -> np.ndarray:
+    """The indices of the records with the label of ``index``, ascending."""
+    if self._by_class is None:
+      order = np.argsort(self.labels, kind="stable")  # Stable: each class stays ascending.
+      self._by_class = (order, self.labels[order])
+    order, sorted_labels = self._by_class
+    label = self.labels[index]
+    lo = np.searchsorted(sorted_labels, label, side="left")
+    hi = np.searchsorted(sorted_labels, label, side="right")
+    return order[lo:hi]
+
+  def _replace(self, index: int, error: ValueError) -> np.ndarray:
+    """The first readable record after ``index`` in its class, cyclically."""
+    records = self._class_records(index)
+    start = int(np.searchsorted(records, index))
+    for k in range(1, len(records)):
+      candidate = int(records[(start + k) % len(records)])
+      if candidate in self.bad_records:
+        continue
+      try:
+        image = self._read(candidate)
+      except ValueError:
+        with self._lock:
+          self.bad_records.add(candidate)
+        continue
+      with self._lock:
+        self.num_skipped += 1
+        count = self.num_skipped
+      if count <= _MAX_WARNINGS:
+        logger.warning(
+          "skip_corrupt: replacing %s by %s: %s%s",
+          self._describe(index),
+          self._describe(candidate),
+          error.__cause__ or error,
+          "; further replacements are only counted in num_skipped"
+          if count == _MAX_WARNINGS
+          else "",
+        )
+      return image
+    raise ValueError(
+      f"skip_corrupt: no readable image of class {int(self.labels[index])} in "
+      f"{self._name} ({len(records)} record(s), all missing or corrupt); first failure: "
+      f"{error}"
+    ) from error
+
+  def _load(self, index: int, read=None) -> np.ndarray:
+    """Record ``index`` decoded by ``read()`` (default ``self._read(index)``), or with
+    ``skip_corrupt`` its replacement when unreadable."""
+    if self.skip_corrupt and index in self.bad_records:
+      return self._replace(index, ValueError(f"{self._describe(index)} is unreadable"))
+    try:
+      return read() if read is not None else self._read(index)
+    except ValueError as e:
+      if not self.skip_corrupt:
+        raise
+      with self._lock:
+        self.bad_records.add(index)
+      return self._replace(index, e)

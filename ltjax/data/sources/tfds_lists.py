@@ -5,7 +5,7 @@ the list's entries, in list order and with the list's labels; ``LIST_LAYOUTS`` s
 TFDS builder, in which split and under which name each list entry is found. A record
 read for a list is checked to carry the expected identifier, so a stale id cache cannot
 silently give other images. The identifiers are read and cached by
-``ltjax.data.tfds_source.TfdsSource`` (``id_key``).
+``ltjax.data.sources.tfds.TfdsSource`` (``id_key``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from ltjax.data.image_ops import decode_image
-from ltjax.data.splitlist import DecodedRecords, _parse
-from ltjax.data.tfds_source import KeyIndex, TfdsSource, _as_bytes
+from ltjax.data.pp.image_ops import decode_image
+from ltjax.data.sources.base import DecodedRecords
+from ltjax.data.sources.splitlist import read_split_list
+from ltjax.data.sources.tfds import KeyIndex, TfdsSource, as_bytes
 
 
 def _parts(path: str) -> list[str]:
@@ -63,7 +64,7 @@ class ListLayout:
   """Where the entries of a reference split list are in one TFDS dataset.
 
   Attributes:
-    dataset: the split-list dataset (a key of ``ltjax.data.splitlist.DATASET_LISTS``).
+    dataset: the split-list dataset (a key of ``ltjax.data.sources.splitlist.DATASET_LISTS``).
     id_key: the ``Text`` feature naming each TFDS record.
     tfds_split: ``(list path, list split) -> TFDS split`` (``None``: cannot be placed).
     list_key: list path -> match key.
@@ -79,7 +80,7 @@ class ListLayout:
   where: str
 
 
-_BY_TOP = lambda mapping: lambda path, split: mapping.get(_top(path))  # noqa: E731
+_BY_TOP = lambda mapping: lambda path, split: mapping.get(_top(path))
 
 #: The TFDS builders that can stand in for the image tree of a split-list dataset.
 #: ImageNet-LT's train and val lists draw from ILSVRC-2012 train (``train/nXXXX/
@@ -251,7 +252,7 @@ class TfdsListSource(DecodedRecords):
     self.list_file = os.fspath(list_file)
     self.tfds_name = tfds_name
     list_layout(tfds_name, dataset)  # Checks the name; the layout itself is not pickled.
-    self.paths, labels, self.lines = _parse(self.list_file, num_classes, False)
+    self.paths, labels, self.lines = read_split_list(self.list_file, num_classes, False)
     self.labels = labels
     self.num_classes = int(num_classes) if num_classes else int(labels.max()) + 1
     self._name = f"{self.list_file} (TFDS {tfds_name})"
@@ -348,7 +349,7 @@ class TfdsListSource(DecodedRecords):
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
       return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image  # Mocked data.
     try:
-      return decode_image(_as_bytes(image), channels=3, min_size=self.min_size)
+      return decode_image(as_bytes(image), channels=3, min_size=self.min_size)
     except ValueError as e:
       raise ValueError(
         f"corrupt image ({self._describe(index)}): {e}. Pass skip_corrupt=True to replace "
@@ -364,10 +365,10 @@ class TfdsListSource(DecodedRecords):
       source = self._sources[s]
       keys = self.record_index[indices[sel]]
       for j, k, record in zip(sel, keys, source.read_encoded(keys), strict=True):
-        if _as_bytes(record[source.id_key]) != source.ids[k]:
+        if as_bytes(record[source.id_key]) != source.ids[k]:
           raise ValueError(
             f"TFDS {self.tfds_name} {source.split!r} record {int(k)} is "
-            f"{_as_bytes(record[source.id_key])!r}, but the id cache "
+            f"{as_bytes(record[source.id_key])!r}, but the id cache "
             f"{source.ids_cache_path or '(in memory)'} says {source.ids[k]!r}: the dataset "
             "changed since the cache was written. Delete the ltjax_ids-*.npy and "
             "ltjax_labels-*.npy files in the dataset directory and retry."

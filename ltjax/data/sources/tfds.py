@@ -34,7 +34,7 @@ Id cache:
   record than full decoding on 500x375 JPEGs.
 
 The reference split lists (ImageNet-LT, Places-LT, iNaturalist 2018) over these sources
-are in ``ltjax.data.tfds_lists``.
+are in ``ltjax.data.sources.tfds_lists``.
 """
 
 from __future__ import annotations
@@ -45,14 +45,13 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
-from ltjax.data.sources import check_labels
+from ltjax.data.sources.base import check_labels
 
 _CHUNK = 1024  # Records per batched read when scanning labels.
 _PROGRESS_MIN = 10_000  # Show a progress bar when scanning more records than this.
@@ -61,21 +60,11 @@ _CACHE_PREFIX = "ltjax_labels"
 _IDS_PREFIX = "ltjax_ids"
 
 
-def _as_bytes(value: Any) -> bytes:
+def as_bytes(value: Any) -> bytes:
   """A TFDS ``Text`` value (bytes from ArrayRecord, str or 0-d array from mocks) as bytes."""
   if isinstance(value, np.ndarray):
     value = value.item()
   return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def _is_mocked(ds: Any) -> bool:
-  """Whether ``ds`` comes from ``tfds.testing.mock_data``.
-
-  The mocked records are ``unittest.mock`` objects. Without TensorFlow they support only
-  full decoding (``decoders`` need TF to encode the fake images) and record-by-record
-  access (the mocked ``__getitems__`` is not bound to the instance and raises TypeError).
-  """
-  return isinstance(getattr(ds, "data_source", None), mock.NonCallableMock)
 
 
 def _default_data_dir() -> str:
@@ -94,7 +83,7 @@ def _open_error(name: str, split: str, data_dir: str | None, err: Exception) -> 
     builder = tfds.builder(name, data_dir=data_dir)
     if builder.is_prepared():
       prepared_format = builder.info.file_format
-  except Exception:  # noqa: BLE001
+  except Exception:
     pass
   if prepared_format is None:
     return ValueError(
@@ -169,7 +158,7 @@ class TfdsSource:
       if err is e:
         raise
       raise err from e
-    self._mocked = _is_mocked(self._ds)
+    self._batched_reads = True  # Until a source turns out unable to read a batch.
     self.info = (
       getattr(self._ds, "dataset_info", None) or tfds.builder(name, data_dir=data_dir).info
     )
@@ -220,30 +209,42 @@ class TfdsSource:
     """Reads records ``keys`` (python ints), batched when the source supports it."""
     if not keys:
       return []
-    if not self._mocked and hasattr(ds, "__getitems__"):
-      return list(ds.__getitems__(keys))
+    if self._batched_reads and hasattr(ds, "__getitems__"):
+      try:
+        return list(ds.__getitems__(keys))
+      except TypeError:
+        # A source whose batched read is unusable (tfds.testing.mock_data's is not bound to
+        # its instance): read record by record from now on.
+        self._batched_reads = False
     return [ds[k] for k in keys]
 
   def _label_source(self) -> Any:
-    """A data source that skips the image decode (full decoding under mock_data)."""
+    """A data source that skips the image decode, or the plain one where that fails (a
+    source that cannot skip decoding, such as tfds.testing.mock_data's without TensorFlow)."""
     if self._label_ds is None:
-      if self._mocked or not hasattr(self._ds, "data_source"):
-        self._label_ds = self._ds
-      else:
-        self._label_ds = tfds.data_source(
-          self.name,
-          split=self.split,
-          data_dir=self.data_dir,
-          download=False,
-          decoders={self.image_key: tfds.decode.SkipDecoding()},
-        )
+      self._label_ds = self._ds
+      if hasattr(self._ds, "data_source"):
+        try:
+          skipping = tfds.data_source(
+            self.name,
+            split=self.split,
+            data_dir=self.data_dir,
+            download=False,
+            decoders={self.image_key: tfds.decode.SkipDecoding()},
+          )
+          if len(skipping):
+            self._records(skipping, [0])  # Fails here if the source cannot skip decoding.
+          self._label_ds = skipping
+        except Exception as e:  # Any failure: read with full decoding instead.
+          logging.info("%s: reading labels with full decoding (%s)", self.name, e)
     return self._label_ds
 
   def read_encoded(self, keys: Sequence[int]) -> list[dict[str, Any]]:
     """Records ``keys`` with the image left encoded, as ``bytes``, in one batched read.
 
-    Under ``tfds.testing.mock_data`` (whose fake images cannot be encoded without
-    TensorFlow) the image comes decoded, as an array. ``keys`` are not range-checked.
+    From a source that cannot skip decoding (``tfds.testing.mock_data``'s, whose fake
+    images cannot be encoded without TensorFlow) the image comes decoded, as an array.
+    ``keys`` are not range-checked.
     """
     return self._records(self._label_source(), [int(k) for k in keys])
 
@@ -252,14 +253,14 @@ class TfdsSource:
     labels = np.asarray([int(r[self.label_key]) for r in records], dtype=np.int64)
     if not self.id_key:
       return labels, None
-    return labels, np.asarray([_as_bytes(r[self.id_key]) for r in records], dtype=bytes)
+    return labels, np.asarray([as_bytes(r[self.id_key]) for r in records], dtype=bytes)
 
   def _scan_records(self) -> tuple[np.ndarray, np.ndarray | None]:
     """Reads the label (and id) of every record: slow, one pass over the split."""
     n = len(self)
     bar = None
     if n > _PROGRESS_MIN:
-      from tqdm.auto import tqdm  # noqa: PLC0415
+      from tqdm.auto import tqdm
 
       what = "labels" + (f" and {self.id_key}" if self.id_key else "")
       bar = tqdm(total=n, desc=f"{self.name} {self.split}: reading {what}", unit="rec")

@@ -1,0 +1,67 @@
+"""The augmentation registry: a config name -> the batched host (and device) ops.
+
+Training augmentations (``data.augment``) and evaluation transforms
+(``data.eval_transform``) are looked up here by name; the ops themselves are in
+``ltjax.data.pp.image_ops`` (host) and ``ltjax.data.pp.device_ops`` (device), which never
+import this module. Randomness is per record (``ltjax.data.pp.rng.record_uniforms``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ltjax.data.pp import device_ops, image_ops
+from ltjax.data.pp.rng import record_uniforms
+
+AUGMENTATIONS = ("none", "crop_flip", "imagenet", "imagenet_device")
+EVAL_TRANSFORMS = ("none", "resize_center_crop")
+
+
+def augment_batch(
+  images,
+  positions: np.ndarray,
+  seed: int,
+  *,
+  kind: str,
+  pad: int = 4,
+  flip: bool = True,
+  size: int = 224,
+) -> np.ndarray | dict[str, np.ndarray]:
+  """Applies the named training augmentation to a batch with per-record randomness.
+
+  Args:
+    images: (B, H, W, C) uint8, or for ``imagenet`` also a list of differently sized images.
+    positions: (B,) global stream positions of the records (the randomness key).
+    seed: stream seed.
+    kind: ``none``; ``crop_flip`` (small images: pad, random crop, optional flip);
+      ``imagenet`` (RandomResizedCrop(size) + flip + colour jitter 0.4, as the references);
+      ``imagenet_device`` (the same random numbers, but the host only crops: returns the
+      dict of ``ltjax.data.device_ops.prepare_batch``, which the train step resizes,
+      flips and jitters on the device).
+    pad, flip: ``crop_flip`` options.
+    size: output side of ``imagenet`` and ``imagenet_device``.
+  """
+  if kind == "none":
+    return images
+  if kind == "crop_flip":
+    return image_ops.random_crop_flip(
+      images, record_uniforms(seed, positions, 3), pad=pad, flip=flip
+    )
+  if kind == "imagenet":
+    return image_ops.imagenet_train_batch(list(images), positions, seed, size=size)
+  if kind == "imagenet_device":
+    return device_ops.prepare_batch(list(images), positions, seed, size=size)
+  raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}.")
+
+
+def eval_transform(images, *, kind: str, size: int = 224) -> np.ndarray:
+  """Deterministic evaluation transform.
+
+  ``none``, or ``resize_center_crop``: resize the shorter side to size * 256 / 224 and
+  centre-crop size x size (the references' 256 -> 224).
+  """
+  if kind == "none":
+    return images
+  if kind == "resize_center_crop":
+    return image_ops.imagenet_eval_batch(list(images), resize=round(size * 256 / 224), crop=size)
+  raise ValueError(f"unknown eval transform {kind!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")

@@ -1,0 +1,269 @@
+"""CPU-only kernels: a grouped-convolution filter gradient and a max-pool gradient.
+
+XLA:CPU runs two backward passes of the ResNets far below its matmul rate: the filter
+gradient of a grouped convolution (ResNeXt's 3x3 with 32 groups) and the gradient of max
+pooling (``select_and_scatter``, a scalar loop). BENCHMARKS.md ("CPU-only kernels") has the
+measurements that justify these replacements. Both are ``jax.custom_vjp`` functions whose
+forward pass is XLA's own and whose backward pass is chosen per platform with
+``lax.platform_dependent``: on CPU the replacement below, everywhere else (GPU, TPU) XLA's
+native gradient, which cuDNN and the TPU compiler run well. Nothing here reaches a GPU or
+TPU lowering (tests/train/test_lowering.py checks it).
+
+* ``conv_general_dilated``: a drop-in replacement for ``lax.conv_general_dilated`` (pass
+  it to ``flax.linen.Conv(conv_general_dilated=...)``). Ungrouped convolutions, and
+  anything that is not a plain NHWC/HWIO 2-D convolution, are ``lax``'s (once ltjax's
+  steps compile with ``ltjax.train.compile_options``, XLA's own gradients of ungrouped
+  convolutions run near the matmul rate). For grouped ones the filter gradient on CPU is
+  one contraction of the im2col patches ``(N, kh*kw, groups, C)`` with the output gradient
+  (``matmul_filter_grad``); the patches cost ``kh * kw`` times the input activation in
+  temporary memory during the backward pass.
+* ``max_pool``: ``flax.linen.max_pool`` for NHWC float inputs with explicit padding. On
+  CPU its gradient is computed with elementwise operations: for each of the ``kh * kw``
+  window offsets in row-major order, the output gradient goes to the positions of that
+  strided view that equal the window's maximum and were not already claimed by an earlier
+  offset (so ties go to the first maximum in the window, as XLA's ``select_and_scatter``
+  with ``>=`` and PyTorch do), and is added back in place with an interior-padded
+  ``lax.pad``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _xla_conv(x, w, strides, padding, groups):
+  return lax.conv_general_dilated(
+    x,
+    w,
+    strides,
+    padding,
+    dimension_numbers=_DIMENSION_NUMBERS,
+    feature_group_count=groups,
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides: tuple[int, int], padding: Pads, groups: int):
+  return _xla_conv(x, w, strides, padding, groups)
+
+
+def _conv_fwd(x, w, strides, padding, groups):
+  return _xla_conv(x, w, strides, padding, groups), (x, w)
+
+
+def matmul_filter_grad(x, g, kernel_shape, strides, padding, groups):
+  """d(conv(x, w)) / dw contracted with the output gradient ``g``, as one contraction.
+
+  The ``kh * kw`` strided views of the padded input that the kernel offsets see are
+  stacked into im2col patches ``(N, kh*kw, groups, C)`` and contracted with ``g``
+  ``(N, groups, O // groups)`` over ``N``.
+
+  Args:
+    x: ``(B, H, W, C * groups)`` conv input.
+    g: ``(B, Ho, Wo, O)`` output gradient.
+    kernel_shape: ``(kh, kw, C, O)``.
+    strides: ``(sh, sw)``.
+    padding: ``((top, bottom), (left, right))``.
+    groups: feature group count.
+
+  Returns:
+    ``(kh, kw, C, O)`` filter gradient in ``g``'s dtype (accumulated in float32).
+  """
+  kh, kw, cin_g, cout = kernel_shape
+  b, ho, wo, _ = g.shape
+  sh, sw = strides
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  views = [
+    lax.slice(
+      xp,
+      (0, i, j, 0),
+      (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, xp.shape[3]),
+      (1, sh, sw, 1),
+    )
+    for i in range(kh)
+    for j in range(kw)
+  ]
+  n = b * ho * wo
+  patches = views[0] if len(views) == 1 else jnp.stack(views, axis=3)
+  cout_g = cout // groups
+  dw = jnp.einsum(
+    "nkgc,ngo->kcgo",
+    patches.reshape(n, kh * kw, groups, cin_g),
+    g.reshape(n, groups, cout_g),
+    preferred_element_type=jnp.float32,
+  )
+  return dw.reshape(kh, kw, cin_g, cout).astype(g.dtype)
+
+
+def _conv_bwd(strides, padding, groups, residuals, g):
+  x, w = residuals
+  _, vjp = jax.vjp(lambda x, w: _xla_conv(x, w, strides, padding, groups), x, w)
+
+  def native(x, g):
+    return vjp(g)[1]
+
+  def matmul(x, g):
+    return matmul_filter_grad(x, g, w.shape, strides, padding, groups)
+
+  dx = vjp(g)[0]
+  dw = lax.platform_dependent(x, g, cpu=matmul, default=native)
+  return dx, dw.astype(w.dtype)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides: Sequence[int],
+  padding: str | Sequence[tuple[int, int]],
+  lhs_dilation: Sequence[int] | None = None,
+  rhs_dilation: Sequence[int] | None = None,
+  dimension_numbers=None,
+  feature_group_count: int = 1,
+  precision=None,
+  **kwargs,
+):
+  """``lax.conv_general_dilated``, with a matmul filter gradient on CPU for grouped 2-D
+  NHWC/HWIO convs; any other case (no groups, dilation, other layouts, precision) is
+  ``lax``'s."""
+  grouped = (
+    feature_group_count > 1
+    and lhs.ndim == 4
+    and not any(d != 1 for d in (lhs_dilation or ()))
+    and not any(d != 1 for d in (rhs_dilation or ()))
+    and precision is None
+    and not kwargs
+    and _is_nhwc(dimension_numbers)
+  )
+  if not grouped:
+    return lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      precision=precision,
+      **kwargs,
+    )
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  return _conv(lhs, rhs, tuple(int(s) for s in window_strides), pads, int(feature_group_count))
+
+
+def _is_nhwc(dimension_numbers) -> bool:
+  if dimension_numbers is None:
+    return False
+  if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+    return dimension_numbers == lax.conv_dimension_numbers(
+      (1, 1, 1, 1), (1, 1, 1, 1), _DIMENSION_NUMBERS
+    )
+  return tuple(dimension_numbers) == _DIMENSION_NUMBERS
+
+
+# ---------------------------------------------------------------------------- max pool
+
+
+def _native(x, window, strides, padding):
+  return lax.reduce_window(
+    x,
+    -jnp.inf,
+    lax.max,
+    (1, *window, 1),
+    (1, *strides, 1),
+    ((0, 0), *padding, (0, 0)),
+  )
+
+
+def _views(xp, window, strides, out_hw):
+  """The ``kh * kw`` strided views of the padded input, one per window offset."""
+  b, _, _, c = xp.shape
+  (kh, kw), (sh, sw), (ho, wo) = window, strides, out_hw
+  for i in range(kh):
+    for j in range(kw):
+      yield (
+        (i, j),
+        lax.slice(
+          xp, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1)
+        ),
+      )
+
+
+def _elementwise_grad(x, y, g, window, strides, padding):
+  (pt, pb), (pl, pr) = padding
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
+  b, hp, wp, c = xp.shape
+  _, ho, wo, _ = y.shape
+  sh, sw = strides
+  zero = jnp.zeros((), g.dtype)
+  # Padded-input row i + sh * r belongs to phase i % sh, at phase row i // sh + r: each
+  # offset's gradient lands in one (n_h, n_w) phase grid, shifted by (i // sh, j // sw).
+  n_h, n_w = -(-hp // sh), -(-wp // sw)
+  phases = [[None] * sw for _ in range(sh)]
+  taken = jnp.zeros(y.shape, bool)
+  for (i, j), view in _views(xp, window, strides, (ho, wo)):
+    hit = (view == y) & ~taken
+    taken = taken | hit
+    part = jnp.where(hit, g, zero)
+    part = lax.pad(
+      part,
+      zero,
+      ((0, 0, 0), (i // sh, n_h - i // sh - ho, 0), (j // sw, n_w - j // sw - wo, 0), (0, 0, 0)),
+    )
+    a, q = i % sh, j % sw
+    phases[a][q] = part if phases[a][q] is None else phases[a][q] + part
+  empty = jnp.zeros((b, n_h, n_w, c), g.dtype)
+  grid = jnp.stack(
+    [jnp.stack([p if p is not None else empty for p in row], axis=3) for row in phases], axis=2
+  )  # (B, n_h, sh, n_w, sw, C): interleave the phases back into rows and columns.
+  dxp = grid.reshape(b, n_h * sh, n_w * sw, c)
+  return dxp[:, pt : hp - pb, pl : wp - pr, :]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, strides, padding):
+  return _native(x, window, strides, padding)
+
+
+def _fwd(x, window, strides, padding):
+  y = _native(x, window, strides, padding)
+  return y, (x, y)
+
+
+def _bwd(window, strides, padding, residuals, g):
+  x, y = residuals
+
+  def native(x, g):
+    return jax.vjp(lambda x: _native(x, window, strides, padding), x)[1](g)[0]
+
+  def elementwise(x, g):
+    return _elementwise_grad(x, y, g, window, strides, padding)
+
+  return (lax.platform_dependent(x, g, cpu=elementwise, default=native),)
+
+
+_max_pool.defvjp(_fwd, _bwd)
+
+
+def max_pool(x, window: tuple[int, int], strides: tuple[int, int], padding: Pads):
+  """``flax.linen.max_pool`` for NHWC float inputs with explicit padding (padded with
+  -inf), with an elementwise gradient on CPU (see the module docstring)."""
+  return _max_pool(
+    x,
+    tuple(int(w) for w in window),
+    tuple(int(s) for s in strides),
+    tuple((int(lo), int(hi)) for lo, hi in padding),
+  )

@@ -1,0 +1,216 @@
+"""Training stages: one object per recipe, which the loop runs without asking which it is.
+
+A stage owns what differs between the recipes of the two papers:
+
+* the model between backbone and head: its neck (``neck``), checked against the config
+  before any work (``check``, and ``check_start`` for what a fresh run loads);
+* what trains: the parameters it freezes (``freeze``), how a frozen backbone runs
+  (``apply_kwargs``: no backward pass, BatchNorm in inference mode), and whether the state
+  carries class centroids that the optimizer moves (``centroids``);
+* the loss its train step minimises (``loss``);
+* how a fresh run starts (``start``): what it loads from ``config.init_from`` and what it
+  computes before the first step (OLTR's centroids).
+
+What every stage shares is elsewhere and called, not copied: the SGD groups (backbone, head,
+centroids; ``ltjax.train.optim.make_optimizer``), the one train step
+(``ltjax.train.steps.make_train_step``), setup, checkpoints and the loop
+(``ltjax.train.loop``). Adding a stage is one subclass here, an entry in ``STAGES`` and a
+config (``config.stage``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from ltjax import losses, sharding
+from ltjax.evaluate import posthoc
+from ltjax.models import heads
+from ltjax.train import checkpoint as ckpt_lib
+
+log = logging.getLogger(__name__)
+
+
+class Stage:
+  """Joint training (representation learning; Kang et al. Sec. 3, OLTR stage 1): backbone and
+  linear classifier trained together with softmax cross-entropy from a fresh start.
+
+  The other stages refine it; their class attributes say what changes.
+  """
+
+  name: ClassVar[str] = "joint"
+  #: Regexes over parameter paths ("backbone/layer1_0/conv1/kernel") that never update, on
+  #: top of ``optim.freeze``.
+  freeze: ClassVar[tuple[str, ...]] = ()
+  #: (path in the earlier run, path in this model): subtrees copied from ``init_from``.
+  load: ClassVar[tuple[tuple[str, str], ...]] = ()
+  #: The backbone is frozen: the step computes no backward pass through it, and runs its
+  #: BatchNorm in inference mode unless ``config.update_frozen_bn``.
+  frozen_backbone: ClassVar[bool] = False
+  #: The train state carries class centroids (K, D), trained as their own optimizer group.
+  centroids: ClassVar[bool] = False
+
+  def check(self, config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError for a model config this stage cannot build (before any work)."""
+    self.neck(config)
+
+  def check_start(self, config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError if a fresh run could not ``start`` (e.g. no ``init_from``)."""
+    if self.load:
+      ckpt_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
+
+  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+    """``ltjax.models.oltr.OLTRNeck`` arguments, or None for the backbone's own pooling.
+
+    Joint training has the reference's ``use_fc`` layer (``oltr.fc_add``) when OLTR stage 1
+    asks for it: stage 2 can then load it.
+    """
+    if config.oltr.fc_add:
+      return {"use_attention": False, "fc_add": config.oltr.fc_add}
+    return None
+
+  def apply_kwargs(self, config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Keyword arguments of the model's training forward (``Classifier.__call__``)."""
+    if not self.frozen_backbone:
+      return {}
+    return {"freeze_backbone": True, "backbone_train": bool(config.update_frozen_bn)}
+
+  def loss(
+    self, config: ml_collections.ConfigDict, logits, aux: dict, labels, centroids
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(loss, extra metrics) of a batch: softmax cross-entropy."""
+    del config, aux, centroids
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), {}
+
+  def loads(self, config: ml_collections.ConfigDict, earlier: dict) -> tuple[tuple[str, str], ...]:
+    """The (source, destination) subtrees to copy from the earlier run's parameters."""
+    del config, earlier
+    return self.load
+
+  def start(self, exp, state):
+    """The state a fresh run starts from (not called on resume): the subtrees ``loads`` names,
+    copied from ``config.init_from``."""
+    return load_earlier_stage(exp, state, self) if self.load else state
+
+
+class ClassifierRetraining(Stage):
+  """cRT (Kang et al. Sec. 4): the stage-1 backbone frozen, a re-initialised linear
+  classifier trained (the references' class-aware sampling lives in the configs)."""
+
+  name = "crt"
+  freeze = ("^backbone/",)
+  load = (("backbone", "backbone"),)
+  frozen_backbone = True
+
+  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+    if config.oltr.fc_add:
+      raise ValueError(
+        f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
+        f"stage 2 (stage oltr), not stage {self.name!r}; set --config.oltr.fc_add=0."
+      )
+    return None
+
+
+class LearnableWeightScaling(ClassifierRetraining):
+  """LWS (Kang et al. Sec. 4): backbone and classifier of stage 1 frozen, one scale per class
+  learnt (``model.head=lws``: logits = (Wx + b) * f)."""
+
+  name = "lws"
+  freeze = ("^backbone/", "^head/fc/")
+  load = (("backbone", "backbone"), ("head/fc", "head/fc"))
+
+
+class OLTR(Stage):
+  """OLTR stage 2 (Liu et al. Sec. 3.1-3.3): modulated attention and the meta-embedding head
+  on the stage-1 backbone, the centroids in the state, cross-entropy plus the discriminative
+  centroids loss. The hallucinator starts from the stage-1 classifier; attention, selector
+  and cosine classifier start fresh."""
+
+  name = "oltr"
+  load = (("backbone", "backbone"), ("head/fc", "head/hallucinator"))
+  centroids = True
+
+  def check(self, config: ml_collections.ConfigDict) -> None:
+    if config.model.head != "meta_embedding":
+      raise ValueError(f"stage oltr needs model.head='meta_embedding', got {config.model.head!r}.")
+    super().check(config)
+
+  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+    return {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
+
+  def loss(self, config, logits, aux, labels, centroids):
+    """Cross-entropy + ``oltr.loss_weight`` x the discriminative centroids loss, whose attract
+    term gives the centroids the reference centre-loss update (see
+    ``ltjax.losses.disc_centroids_loss``), which ``loss_weight`` does not scale."""
+    r = config.oltr
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    centroid_loss = losses.disc_centroids_loss(
+      aux["features"], labels, centroids, margin=r.margin, repel_weight=r.repel_weight
+    )
+    return ce + r.loss_weight * centroid_loss, {"ce": ce, "centroid_loss": centroid_loss}
+
+  def loads(self, config, earlier):
+    """Stage 1's backbone and classifier, and its ``use_fc`` layer when ``oltr.fc_add``."""
+    if not config.oltr.fc_add:
+      return self.load
+    if "fc_add" not in earlier.get("neck", {}):
+      raise ValueError(
+        f"oltr.fc_add={config.oltr.fc_add} but init_from={config.init_from} has no fc_add "
+        "layer to start from: train stage 1 with the same oltr.fc_add (the reference "
+        "use_fc), or set it to 0."
+      )
+    return (*self.load, ("neck/fc_add", "neck/fc_add"))
+
+  def start(self, exp, state):
+    """Loads stage 1, then sets the centroids to the class means of the stage-2 model's
+    features over the un-sampled training set."""
+    return init_centroids(exp, super().start(exp, state))
+
+
+STAGES: dict[str, Stage] = {
+  stage.name: stage for stage in (Stage(), ClassifierRetraining(), LearnableWeightScaling(), OLTR())
+}
+
+
+def get_stage(name: str) -> Stage:
+  """The stage registered as ``name``; a ValueError listing the valid names otherwise."""
+  if name not in STAGES:
+    raise ValueError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}.")
+  return STAGES[name]
+
+
+def load_earlier_stage(exp, state, stage: Stage):
+  """``state`` with the subtrees ``stage.loads`` names (and the backbone's BatchNorm
+  statistics) copied from the latest checkpoint of ``config.init_from``."""
+  config = exp.config
+  params, batch_stats, meta = ckpt_lib.load_variables(config.init_from)
+  load = stage.loads(config, params)
+  source = f"init_from={config.init_from}"
+  new_params = jax.device_get(state.params)
+  new_stats = jax.device_get(state.batch_stats)
+  for src, dst in load:
+    new_params = ckpt_lib.graft(new_params, params, src, source, dst)
+    if src == "backbone" and batch_stats:
+      new_stats = ckpt_lib.graft(new_stats, batch_stats, src, source, dst)
+  log.info(
+    "loaded %s from %s (stage %s)",
+    ", ".join(f"{a}->{b}" for a, b in load),
+    config.init_from,
+    meta.get("stage", "?"),
+  )
+  return jax.device_put(state.replace(params=new_params, batch_stats=new_stats), exp.state_sharding)
+
+
+def init_centroids(exp, state):
+  """OLTR: centroids = class means, over the un-sampled training set, of the features of the
+  stage-2 model as it is now (stage-1 weights loaded, new layers fresh)."""
+  train = posthoc.extract(exp, state, exp.splits.train)
+  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
+  centroids = jax.device_put(np.asarray(means, np.float32), sharding.replicated(exp.mesh))
+  log.info("centroids initialised from %d training features", len(train["labels"]))
+  return state.replace(centroids=centroids)
