@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
-import signal
 import sys
 
 from absl import app, flags, logging
@@ -101,19 +100,19 @@ def cmd_train(argv) -> None:
   del argv
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
-  from ltjax.evaluate.runner import format_table
+  from ltjax.evaluate.report import format_results_table
   from ltjax.train import loop
 
   summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   if _is_main_process():
-    print(format_table({_CONFIG.value.method: summary}))
+    print(format_results_table({_CONFIG.value.method: summary}))
 
 
 def cmd_evaluate(argv) -> None:
   del argv
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
-  from ltjax.evaluate import runner
+  from ltjax.evaluate import report, runner
   from ltjax.train import loop
 
   exp, state = loop.restore_trained(_CONFIG.value, _WORKDIR.value)
@@ -129,18 +128,18 @@ def cmd_evaluate(argv) -> None:
     features_dir = os.path.join(_WORKDIR.value, "features")
     results.update(posthoc.evaluate_all(exp, state, _WORKDIR.value, features_dir))
   if _is_main_process():
-    print(runner.format_table(results))
+    print(report.format_results_table(results))
 
 
 def cmd_demo(argv) -> None:
   del argv
   from ltjax import demo
-  from ltjax.evaluate.runner import format_table
+  from ltjax.evaluate.report import format_results_table
 
   workdir = _WORKDIR.value or os.path.abspath("ltjax_demo")
   results = demo.run(workdir, dtype=_DTYPE.value)
   print(f"\nltjax demo: digits-LT results (test split), written to {workdir}/results.json\n")
-  print(format_table(results))
+  print(format_results_table(results))
 
 
 def cmd_report(argv) -> None:
@@ -166,55 +165,19 @@ def cmd_prepare(argv) -> None:
   del argv
   for flag, name in ((_DATASET, "dataset"), (_ROOT, "root"), (_OUT, "out")):
     _require(flag, name)
-  from ltjax.data.sources import (
-    packed,
-    splitlist,
-  )
+  from ltjax.data.sources import packed
 
-  dataset = _DATASET.value
-  if dataset not in splitlist.DATASET_LISTS:
-    raise ValueError(f"unknown --dataset {dataset!r}; valid: {', '.join(splitlist.DATASET_LISTS)}.")
-  if _RECORDS_PER_SHARD.value < 1:
-    raise ValueError(f"--records_per_shard must be >= 1, got {_RECORDS_PER_SHARD.value}.")
-  if not os.path.isdir(_ROOT.value):
-    raise ValueError(f"--root {_ROOT.value!r} is not a directory.")
-  spec = splitlist.DATASET_LISTS[dataset]
-  lists_dir = _LISTS_DIR.value or _ROOT.value
-  splits = [s.strip() for s in _SPLITS.value.split(",") if s.strip()]
-  valid = ("train", "val", "test", "open")
-  unknown = [s for s in splits if s not in valid]
-  if unknown or not splits:
-    raise ValueError(f"bad --splits {_SPLITS.value!r}; a comma-separated subset of {valid}.")
-  jobs: dict[str, str] = {}  # Packed split name -> list file, each list packed once.
-  for split in splits:
-    if split not in spec:
-      print(f"{split}: {dataset} has no {split} list, skipped")
-      continue
-    name = packed.packed_split_name(dataset, split)
-    if name != split:
-      print(f"{split}: same list as {name} ({spec[split]}), read from the {name} shards")
-    path = splitlist.split_list_path(dataset, name, lists_dir)
-    if not os.path.isfile(path):
-      if split == "open" and not _SPLITS.present:  # Only OLTR needs it: optional by default.
-        print(f"open: no {path}, skipped (it is only needed for open-set evaluation)")
-        continue
-      raise ValueError(f"split list {path} does not exist; check --lists_dir (or --root).")
-    jobs[name] = path
-  for name, path in jobs.items():
-    try:
-      summary = packed.pack_split_list(
-        path,
-        _ROOT.value,
-        _OUT.value,
-        name,
-        spec["num_classes"],
-        allow_open=name == "open",
-        records_per_shard=_RECORDS_PER_SHARD.value,
-        progress=True,
-      )
-    except OSError as e:  # E.g. an unwritable --out.
-      raise ValueError(f"prepare {name}: {e}") from e
-    print(packed.format_summary(summary), flush=True)
+  packed.prepare_dataset(
+    _DATASET.value,
+    _ROOT.value,
+    _OUT.value,
+    lists_dir=_LISTS_DIR.value,
+    splits=tuple(s.strip() for s in _SPLITS.value.split(",") if s.strip()),
+    require_open=_SPLITS.present,  # Only OLTR needs the open list: optional by default.
+    records_per_shard=_RECORDS_PER_SHARD.value,
+    progress=True,
+    note=lambda line: print(line, flush=True),
+  )
 
 
 def cmd_import_torch(argv) -> None:
@@ -247,12 +210,6 @@ COMMANDS = {
   "prepare": cmd_prepare,
   "import-torch": cmd_import_torch,
 }
-
-
-def _sigterm_as_interrupt(signum, frame) -> None:
-  # Schedulers preempt with SIGTERM: turn it into the KeyboardInterrupt that makes the
-  # training loop save a checkpoint before exiting.
-  raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -306,7 +263,6 @@ def main(argv: list[str] | None = None) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
-  signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
   try:
     if command in MULTI_PROCESS_COMMANDS:
       _start_processes()

@@ -56,7 +56,7 @@ from PIL import Image
 
 from ltjax.data import pipeline
 from ltjax.data.pp import image_ops
-from ltjax.data.pp.augment import record_uniforms
+from ltjax.data.pp.rng import record_uniforms
 from ltjax.data.sources import packed as packed_lib
 from ltjax.data.sources import splitlist
 from ltjax.data.sources.packed import PackedSource, pack_split_list

@@ -119,3 +119,43 @@ def shrink_imagenet_config(c, num_epochs=1):
   c.num_epochs = num_epochs
   c.eval.many_threshold, c.eval.few_threshold = 10, 3
   return c
+
+
+def expected_first_step(exp, state, batch):
+  """(loss, params after one step) of ``exp`` from ``state`` on the host ``batch``, recomputed
+  outside the train step: the model's training forward, the stage's loss, its gradient by
+  ``jax.grad``, and PyTorch SGD's first update p - lr_group(0) * (g + wd_group * p) (momentum
+  starts at zero), with frozen parameters unchanged."""
+  import jax  # Deferred like the other jax users here: conftest sets XLA_FLAGS first.
+
+  from ltjax.train import optim, steps
+
+  config, stage = exp.config, exp.stage
+  tree = jax.device_get(steps.trainable(state))
+  stats = jax.device_get(state.batch_stats)
+  x = steps.normalize(np.asarray(batch["image"]), config.dataset.mean, config.dataset.std)
+
+  def loss_fn(tree):
+    variables = {"params": tree["params"], "batch_stats": stats}
+    (logits, aux), _ = exp.model.apply(
+      variables,
+      x,
+      train=True,
+      centroids=tree.get("centroids"),
+      mutable=["batch_stats"],
+      **stage.apply_kwargs(config),
+    )
+    return stage.loss(config, logits, aux, np.asarray(batch["label"]), tree.get("centroids"))[0]
+
+  loss, grads = jax.value_and_grad(loss_fn)(tree)
+  labels = optim.group_labels(tree, stage.freeze + tuple(config.optim.freeze))
+  hyper = optim.group_hyperparameters(config)
+
+  def update(label, p, g):
+    if label == "frozen":
+      return p
+    lr, _, wd = hyper[label]
+    lr0 = optim.make_schedule(config.optim, exp.steps_per_epoch, exp.total_steps, lr)(0)
+    return p - lr0 * (g + wd * p)
+
+  return float(loss), jax.tree.map(update, labels, tree, grads)

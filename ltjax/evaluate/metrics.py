@@ -212,12 +212,41 @@ def closed_set_summary(
 # -------------------------------------------------------------------------- open set
 
 
+def reject_unconfident(preds: Any, max_probs: Any, threshold: float = 0.1) -> np.ndarray:
+  """``preds`` with -1 (open) where the max probability is below ``threshold``.
+
+  The comparison is done in the dtype of ``max_probs`` (the threshold is cast to it), so a
+  max probability equal to the threshold as written is kept as known.
+
+  Args:
+    preds: (N,) predicted class ids (the argmax).
+    max_probs: (N,) max softmax probability of each prediction.
+    threshold: rejection threshold; the OLTR reference uses 0.1.
+
+  Returns:
+    (N,) int64 predictions, -1 where rejected.
+
+  Raises:
+    ValueError: on length mismatch, non-integer ids, or a non-finite threshold.
+  """
+  preds = _int_array(preds, "preds")
+  max_probs = np.asarray(max_probs)
+  if max_probs.shape != preds.shape:
+    raise ValueError(
+      f"max_probs has shape {max_probs.shape} but preds {preds.shape}; pass one max "
+      "probability per prediction."
+    )
+  _check_threshold(threshold)
+  preds = preds.copy()
+  preds[max_probs < np.asarray(threshold, dtype=max_probs.dtype)] = -1
+  return preds
+
+
 def open_set_predictions(probs: Any, threshold: float = 0.1) -> np.ndarray:
   """Argmax predictions, with -1 (open) where the max probability is below threshold.
 
-  The comparison is done in the dtype of `probs` (the threshold is cast to it), so a
-  max probability equal to the threshold as written is kept as known. Ties in the
-  argmax go to the lowest class id.
+  ``reject_unconfident`` of the argmax and max of ``probs`` (the comparison in the dtype of
+  ``probs``). Ties in the argmax go to the lowest class id.
 
   Args:
     probs: (N, K) softmax probabilities (any score where higher means more confident).
@@ -230,11 +259,8 @@ def open_set_predictions(probs: Any, threshold: float = 0.1) -> np.ndarray:
     ValueError: if probs is not (N, K) or not finite, or threshold is not finite.
   """
   probs = _check_probs(probs)
-  _check_threshold(threshold)
   preds = np.argmax(probs, axis=1).astype(np.int64)
-  max_probs = np.max(probs, axis=1, initial=-np.inf)
-  preds[max_probs < np.asarray(threshold, dtype=probs.dtype)] = -1
-  return preds
+  return reject_unconfident(preds, np.max(probs, axis=1, initial=-np.inf), threshold)
 
 
 def _f_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -322,7 +348,7 @@ def f_measure_curve(probs: Any, labels: Any, thresholds: Any) -> np.ndarray:
 
   Equivalent to ``[open_set_f_measure(open_set_predictions(probs, t), labels) for t in
   thresholds]`` (thresholds are likewise cast to the dtype of probs), in
-  O((N + T) log N).
+  O((N + T) log N); `f_measure_thresholds` of the argmax and max of ``probs``.
 
   Args:
     probs: (N, K) softmax probabilities.
@@ -344,14 +370,40 @@ def f_measure_curve(probs: Any, labels: Any, thresholds: Any) -> np.ndarray:
       "pass one label per sample."
     )
   _check_range(labels, "labels", k, " = probs.shape[1]")
+  preds = np.argmax(probs, axis=1).astype(np.int64)
+  return f_measure_thresholds(preds, np.max(probs, axis=1, initial=-np.inf), labels, thresholds)
+
+
+def f_measure_thresholds(preds: Any, max_probs: Any, labels: Any, thresholds: Any) -> np.ndarray:
+  """Open-set F-measure of ``reject_unconfident(preds, max_probs, t)`` at each threshold t.
+
+  Equivalent to ``[open_set_f_measure(reject_unconfident(preds, max_probs, t), labels) for t
+  in thresholds]`` (thresholds cast to the dtype of ``max_probs``), in O((N + T) log N).
+
+  Args:
+    preds: (N,) predicted class ids (the argmax).
+    max_probs: (N,) max softmax probability of each prediction.
+    labels: (N,) true ids, -1 for open-set samples.
+    thresholds: (T,) rejection thresholds (a scalar is treated as (1,)).
+
+  Returns:
+    (T,) float64 F-measures.
+
+  Raises:
+    ValueError: on malformed inputs.
+  """
+  preds, labels = _check_preds_labels(preds, labels, None)
+  max_probs = np.asarray(max_probs)
+  if max_probs.shape != preds.shape:
+    raise ValueError(
+      f"max_probs has shape {max_probs.shape} but preds {preds.shape}; pass one max "
+      "probability per prediction."
+    )
   thresholds = np.atleast_1d(np.asarray(thresholds))
   if thresholds.ndim != 1:
     raise ValueError(f"thresholds must be 1-D, got shape {thresholds.shape}.")
   _check_threshold(thresholds, "thresholds")
-  thresholds = thresholds.astype(probs.dtype)
-
-  argmax = np.argmax(probs, axis=1)
-  max_probs = np.max(probs, axis=1, initial=-np.inf)
+  thresholds = thresholds.astype(max_probs.dtype)
   known = labels != -1
 
   def accepted(mask: np.ndarray) -> np.ndarray:
@@ -359,8 +411,8 @@ def f_measure_curve(probs: Any, labels: Any, thresholds: Any) -> np.ndarray:
     s = np.sort(max_probs[mask])
     return len(s) - np.searchsorted(s, thresholds, side="left")
 
-  tp = accepted(known & (argmax == labels))
-  fp = accepted(known & (argmax != labels))
+  tp = accepted(known & (preds == labels))
+  fp = accepted(known & (preds != labels))
   fn = accepted(~known)
   return _f_from_counts(tp, fp, fn)
 

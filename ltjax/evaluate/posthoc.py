@@ -14,14 +14,11 @@ import os
 import jax
 import numpy as np
 
-from ltjax.evaluate import metrics
-from ltjax.evaluate.runner import run_over
+from ltjax.evaluate import metrics, runner
 from ltjax.models import heads
 
 log = logging.getLogger(__name__)
 
-NCM_FEAT_TYPES = ("un", "l2n", "cl2n")
-NCM_DISTANCES = ("l2", "cos")
 DEFAULT_TAUS = tuple(np.round(np.linspace(0.0, 2.0, 41), 3))
 
 
@@ -34,7 +31,7 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
   if cache and os.path.exists(cache):
     with np.load(cache) as f:
       return dict(f)
-  out = run_over(exp, state, source, exp.feature_step, ("features", "logits"))
+  out = runner.run_over(exp, state, source, exp.feature_step, ("features", "logits"))
   out["labels"] = np.asarray(source.labels)
   if cache and jax.process_index() == 0:
     os.makedirs(os.path.dirname(cache), exist_ok=True)
@@ -56,7 +53,7 @@ def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
     "distance", "val_accuracy": {combo: acc}}.
   """
   scores = {}
-  for feat_type, distance in itertools.product(NCM_FEAT_TYPES, NCM_DISTANCES):
+  for feat_type, distance in itertools.product(heads.NCM_FEATURE_TYPES, heads.NCM_DISTANCES):
     means, train_mean = heads.class_means(
       train["features"], train["labels"], num_classes, feat_type
     )
@@ -130,8 +127,6 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   Returns:
     {"ncm": summary, "tau_norm": summary}.
   """
-  from ltjax.evaluate import runner
-
   weights = runner.classifier_weights(state.params)
   if weights is None:
     raise ValueError(

@@ -15,8 +15,6 @@ from ltjax.evaluate import metrics
 
 log = logging.getLogger(__name__)
 
-RESULT_KEYS = ("many", "medium", "few", "all", "mean_class", "open_f_measure", "open_auroc")
-
 
 def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
   """``step(state, batch)`` over every record of ``source`` (sharded, evaluation
@@ -52,7 +50,7 @@ def summarize(
     pred, labels, train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
   )
   if np.any(labels == -1):
-    open_pred = np.where(max_prob < eval_cfg.open_threshold, -1, pred)
+    open_pred = metrics.reject_unconfident(pred, max_prob, eval_cfg.open_threshold)
     out["open_f_measure"] = metrics.open_set_f_measure(open_pred, labels)
     out["open_auroc"] = metrics.open_set_auroc(max_prob, labels)
   return out
@@ -65,8 +63,8 @@ def open_set_curve(
   pred: np.ndarray, max_prob: np.ndarray, labels: np.ndarray, thresholds=OPEN_THRESHOLDS
 ) -> dict:
   """Open-set F-measure when rejecting (predicting -1) below each max-probability threshold."""
-  f = [metrics.open_set_f_measure(np.where(max_prob < t, -1, pred), labels) for t in thresholds]
-  return {"thresholds": list(thresholds), "f_measure": f}
+  f = metrics.f_measure_thresholds(pred, max_prob, labels, np.asarray(thresholds))
+  return {"thresholds": list(thresholds), "f_measure": f.tolist()}
 
 
 def evaluate_split(exp, state, source) -> dict:
@@ -164,21 +162,3 @@ def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> d
     exp.splits.train_counts,
     exp.config.eval,
   )
-
-
-def format_table(results: dict) -> str:
-  """A fixed-width table of results.json, one row per method, accuracies in percent."""
-  cols = [k for k in RESULT_KEYS if any(k in r for r in results.values())]
-  lines = [f"{'method':<10}" + "".join(f"{c:>16}" for c in cols)]
-  for method, r in results.items():
-    cells = []
-    for c in cols:
-      v = r.get(c)
-      if v is None or v != v:
-        cells.append(f"{'-':>16}")
-      elif c.startswith("open_"):
-        cells.append(f"{v:>16.3f}")
-      else:
-        cells.append(f"{100 * v:>15.1f}%")
-    lines.append(f"{method:<10}" + "".join(cells))
-  return "\n".join(lines)

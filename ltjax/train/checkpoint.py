@@ -52,9 +52,6 @@ class Checkpointer:
       force=True,
     )
 
-  def wait(self) -> None:
-    self._mngr.wait_until_finished()
-
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
@@ -122,10 +119,6 @@ def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict,
   )
   mngr.close()
   return restored["state"], restored["data"], restored["meta"], step
-
-
-def to_host(tree) -> Any:
-  return jax.tree.map(np.asarray, tree)
 
 
 def resolve_init_from(path: str) -> str:

@@ -1,15 +1,12 @@
 """XLA compile options for ltjax's jitted steps: on CPU, Eigen convolutions, not YNNPACK.
 
-XLA:CPU (jaxlib 0.10) hands every convolution to YNNPACK by default. On the machine of
-BENCHMARKS.md (2 cores), YNNPACK ran ResNet-10's convolutions at 29-89 GFLOP/s forward
-(the 28x28x64 layer on a single core) and their filter gradients at 3-71 GFLOP/s (3 for
-layer1: 1.3 s). XLA's Eigen convolutions ran on both cores: 44-126 GFLOP/s forward and
-31-116 GFLOP/s for the filter gradients, against a 2048^3 matmul rate of 110-130. A
-ResNet-10 loss + gradient took 1.10 s instead of 1.70 s. ``python scripts/bench_layers.py``
-and ``scripts/benchmark.py`` measure both. YNNPACK stays on for what it does by default
-apart from convolutions: single dots, and reductions, where its float32 sums are the
-accurate ones. Only ``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`` is taken off the
-default list.
+XLA:CPU (jaxlib 0.10) hands every convolution to YNNPACK by default, whose convolutions ran
+on one of the two cores of the machine of BENCHMARKS.md and whose filter gradients ran at a
+fraction of the matmul rate; XLA's own Eigen convolutions use every core (BENCHMARKS.md,
+"CPU-only kernels", has the figures; ``python scripts/bench_layers.py`` and
+``scripts/benchmark.py`` measure both). YNNPACK stays on for what it does by default apart
+from convolutions: single dots, and reductions, where its float32 sums are the accurate
+ones. Only ``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION`` is taken off the default list.
 
 The options are per compilation (``jax.jit(..., compiler_options=...)``), so they touch
 nothing outside ltjax's own steps. Other backends get none.

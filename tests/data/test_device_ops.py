@@ -59,7 +59,7 @@ def test_device_path_matches_the_host_path():
 
 
 def record_u(positions, seed=7):
-  from ltjax.data.pp.augment import record_uniforms
+  from ltjax.data.pp.rng import record_uniforms
 
   return record_uniforms(seed, positions, image_ops.IMAGENET_TRAIN_DRAWS)[:, : image_ops.RRC_DRAWS]
 
@@ -70,7 +70,7 @@ def test_flip_and_jitter_draws_are_the_host_paths():
   positions = np.arange(16)
   batch = device_ops.prepare_batch(images, positions, 3, size=SIZE)
   u = record_u(positions, 3)  # Crop draws only; the rest below.
-  from ltjax.data.pp.augment import record_uniforms
+  from ltjax.data.pp.rng import record_uniforms
 
   full = record_uniforms(3, positions, image_ops.IMAGENET_TRAIN_DRAWS)
   np.testing.assert_array_equal(batch["flip"], full[:, image_ops.RRC_DRAWS] < 0.5)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ltjax.data.pp import image_ops
-from ltjax.data.pp.augment import record_uniforms
+from ltjax.data.pp.rng import record_uniforms
 
 
 def random_image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
@@ -40,9 +40,14 @@ def test_draw_counts():
 
 
 @pytest.mark.parametrize("shape", [(50, 70, 3), (90, 40, 1)])
-def test_random_resized_crop_shape(shape):
-  out = image_ops.random_resized_crop(random_image(*shape), uniforms(40), 32)
-  assert out.shape == (32, 32, shape[2]) and out.dtype == np.uint8
+def test_random_resized_crop_is_the_box_resized_by_pillow(shape):
+  image, u = random_image(*shape), uniforms(40)
+  out = image_ops.random_resized_crop(image, u, 32)
+  top, left, h, w = image_ops.random_resized_crop_params(shape[0], shape[1], u)
+  crop = Image.fromarray(image[top : top + h, left : left + w].squeeze(-1 if shape[2] == 1 else ()))
+  expected = np.asarray(crop.resize((32, 32), Image.Resampling.BILINEAR)).reshape(32, 32, -1)
+  assert out.dtype == np.uint8
+  np.testing.assert_array_equal(out, expected)
 
 
 def test_random_resized_crop_full_square_is_plain_resize():
@@ -203,8 +208,12 @@ def test_color_jitter_validation():
   "shape, expected",
   [((30, 60, 3), (20, 40, 3)), ((45, 30, 1), (30, 20, 1)), ((7, 10, 3), (20, 28, 3))],
 )
-def test_resize_shorter_shape(shape, expected):
-  assert image_ops.resize_shorter(random_image(*shape), 20).shape == expected
+def test_resize_shorter_is_pillow_bilinear_to_torchvision_size(shape, expected):
+  image = random_image(*shape)
+  out = image_ops.resize_shorter(image, 20)
+  pil = Image.fromarray(image.squeeze(-1) if shape[2] == 1 else image)
+  resized = pil.resize((expected[1], expected[0]), Image.Resampling.BILINEAR)
+  np.testing.assert_array_equal(out, np.asarray(resized).reshape(expected))
 
 
 def test_center_crop_exact_content():

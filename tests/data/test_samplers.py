@@ -210,7 +210,10 @@ def test_progressive_past_last_epoch_is_clamped():
   assert_binomial(np.bincount(LABELS[extra], minlength=K), np.full(K, 1 / K))  # ... balanced.
 
 
-def test_registry():
+def test_registry_names_select_the_documented_sampler():
+  """Each name is its formula: instance = a permutation, class_balanced / sqrt = q-power
+  with q = 0 / 1/2 (same draws for the same seed), progressive = q-power's probabilities at
+  its first and last epoch, class_aware = groups of k of one class."""
   assert set(samplers.SAMPLERS) == {
     "instance",
     "class_balanced",
@@ -219,6 +222,17 @@ def test_registry():
     "progressive",
     "class_aware",
   }
+  labels = np.repeat(np.arange(4), [40, 20, 10, 5])
+  draw = lambda name, **kw: samplers.epoch_indices(name, labels, 4, epoch=1, seed=7, **kw)
+  np.testing.assert_array_equal(np.sort(draw("instance")), np.arange(labels.size))
+  np.testing.assert_array_equal(draw("class_balanced"), draw("qpower", q=0.0))
+  np.testing.assert_array_equal(draw("sqrt"), draw("qpower", q=0.5))
+  first = samplers.progressive_probabilities(np.bincount(labels), 0, 10)
+  last = samplers.progressive_probabilities(np.bincount(labels), 9, 10)
+  np.testing.assert_allclose(first, samplers.class_probabilities(np.bincount(labels), 1.0))
+  np.testing.assert_allclose(last, samplers.class_probabilities(np.bincount(labels), 0.0))
+  groups = labels[draw("class_aware", k=5)].reshape(-1, 5)
+  assert (groups == groups[:, :1]).all()
   for name, fn in samplers.SAMPLERS.items():
     assert samplers.get(name) is fn
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 from ltjax.models import (
   BACKBONES,
@@ -191,7 +192,10 @@ def _apply(model, variables, x, train):
   return _JITTED[key](variables, x)
 
 
-def _check_forward(model, variables, x, num_classes, feat_dim, map_hw):
+def _check_forward(model, variables, x, num_classes, feat_dim, map_hw, stem):
+  """Shapes and dtypes, and the values a bug would move: features are the feature map's
+  global average, logits the linear head of the features, and the stem BatchNorm's running
+  statistics move to 0.9 old + 0.1 batch (PyTorch momentum 0.1) in train mode only."""
   b = x.shape[0]
   (logits, aux), updates = _apply(model, variables, x, train=True)
   assert set(aux) == {"features", "feature_map"}
@@ -199,29 +203,47 @@ def _check_forward(model, variables, x, num_classes, feat_dim, map_hw):
   assert aux["features"].shape == (b, feat_dim) and aux["features"].dtype == jnp.float32
   assert aux["feature_map"].shape == (b, *map_hw, feat_dim)
   assert set(updates) == {"batch_stats"}
-  old, new = variables["batch_stats"], updates["batch_stats"]
-  assert jax.tree.structure(old) == jax.tree.structure(new)
-  assert any(
-    not np.allclose(a, b) for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new), strict=True)
+  fc = variables["params"]["head"]["fc"]
+  np.testing.assert_allclose(aux["features"], aux["feature_map"].mean((1, 2)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    logits, aux["features"] @ fc["kernel"] + fc["bias"], rtol=1e-5, atol=1e-5
   )
+  kernel, stride, pad = stem
+  conv1 = lax.conv_general_dilated(
+    x,
+    variables["params"]["backbone"]["conv1"]["kernel"],
+    (stride, stride),
+    ((pad, pad), (pad, pad)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=lax.Precision.HIGHEST,
+  )
+  old = variables["batch_stats"]["backbone"]["bn1"]
+  new = updates["batch_stats"]["backbone"]["bn1"]
+  np.testing.assert_allclose(
+    new["mean"], 0.9 * old["mean"] + 0.1 * conv1.mean((0, 1, 2)), rtol=1e-4, atol=1e-5
+  )
+  assert jax.tree.structure(variables["batch_stats"]) == jax.tree.structure(updates["batch_stats"])
 
   eval_logits, eval_aux = _apply(model, variables, x, train=False)
   assert eval_logits.shape == (b, num_classes) and eval_logits.dtype == jnp.float32
-  assert eval_aux["features"].shape == (b, feat_dim)
+  np.testing.assert_allclose(
+    eval_logits, eval_aux["features"] @ fc["kernel"] + fc["bias"], rtol=1e-5, atol=1e-5
+  )
+  assert not np.allclose(eval_logits, logits)  # Running averages, not batch statistics.
   assert np.all(np.isfinite(logits)) and np.all(np.isfinite(eval_logits))
 
 
 def test_cifar_forward_train_and_eval(tiny_cifar):
   model, variables = tiny_cifar
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
-  _check_forward(model, variables, x, num_classes=3, feat_dim=16, map_hw=(2, 2))
+  _check_forward(model, variables, x, num_classes=3, feat_dim=16, map_hw=(2, 2), stem=(3, 1, 1))
 
 
 def test_resnet10_forward_train_and_eval(resnet10):
   model, variables = resnet10
   # Same input shape as the torch parity test, so the compiled functions are shared.
   x = jax.random.normal(jax.random.key(1), (2, 56, 56, 3))
-  _check_forward(model, variables, x, num_classes=5, feat_dim=512, map_hw=(2, 2))
+  _check_forward(model, variables, x, num_classes=5, feat_dim=512, map_hw=(2, 2), stem=(7, 2, 3))
 
 
 def test_parameter_paths_and_init(tiny_cifar):

@@ -2,11 +2,13 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
-from helpers import tiny_config, tiny_splits
+from helpers import expected_first_step, tiny_config, tiny_splits
 
+from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop
+from ltjax.train import loop, stages, steps
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,20 @@ def run_stage(config, workdir):
   return loop.train(exp, state, str(workdir))
 
 
+def first_step(config):
+  """(start state, state after one train step, recomputed (loss, params), step metrics,
+  host batch), states on the host."""
+  exp, state = loop.setup(config, tiny_splits())
+  start = jax.device_get(exp.stage.start(exp, state))
+  batch = loop.make_stream(exp)(0)
+  expected = expected_first_step(exp, start, batch)
+  state, metrics = exp.train_step(
+    jax.device_put(start, exp.state_sharding),
+    sharding.to_global(batch, sharding.batch_sharding(exp.mesh)),
+  )
+  return start, jax.device_get(state), expected, metrics, batch
+
+
 @pytest.mark.parametrize("stage", ["crt", "lws"])
 def test_frozen_parts_are_bit_identical_to_stage_one(stage, joint_dir, tmp_path):
   params, stats, _ = ckpt_lib.load_variables(joint_dir)
@@ -51,9 +67,27 @@ def test_frozen_parts_are_bit_identical_to_stage_one(stage, joint_dir, tmp_path)
   if stage == "lws":
     np.testing.assert_array_equal(head["fc"]["kernel"], params["head"]["fc"]["kernel"])
     np.testing.assert_array_equal(head["fc"]["bias"], params["head"]["fc"]["bias"])
-    assert not np.allclose(head["scales"], 1.0)  # The scales did learn.
-  else:
-    assert not np.allclose(head["fc"]["kernel"], params["head"]["fc"]["kernel"])
+
+
+@pytest.mark.parametrize("stage", ["crt", "lws"])
+def test_first_step_is_sgd_on_the_trained_head_only(stage, joint_dir):
+  """One cRT / LWS step equals the loss and SGD update recomputed outside the step: the
+  classifier (cRT) or the scales (LWS) move by -lr * (g + wd * p), nothing else moves."""
+  start, state, (loss, params), metrics, _ = first_step(stage_config(stage, joint_dir))
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+  for (path, want), got in zip(
+    jax.tree_util.tree_leaves_with_path(params["params"]),
+    jax.tree.leaves(state.params),
+    strict=True,
+  ):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=str(path))
+  trained = {"crt": "fc", "lws": "scales"}[stage]
+  for a, b in zip(  # The pinned update is not a no-op.
+    jax.tree.leaves(start.params["head"][trained]),
+    jax.tree.leaves(state.params["head"][trained]),
+    strict=True,
+  ):
+    assert not np.array_equal(a, b)
 
 
 def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
@@ -74,24 +108,27 @@ def test_crt_reinitialises_the_classifier(joint_dir):
   )
 
 
-def test_reference_bn_mode_updates_statistics_only(joint_dir, tmp_path):
+def test_reference_bn_mode_updates_statistics_only(joint_dir):
+  """update_frozen_bn (the reference's BatchNorm in train mode): the backbone's weights stay,
+  its running statistics move by PyTorch's momentum 0.1 towards the batch's."""
   params, stats, _ = ckpt_lib.load_variables(joint_dir)
-  state = run_stage(stage_config("crt", joint_dir, update_frozen_bn=True), tmp_path)
+  config = stage_config("crt", joint_dir, update_frozen_bn=True)
+  _, state, _, _, batch = first_step(config)
   for a, b in zip(
-    jax.tree.leaves(params["backbone"]),
-    jax.tree.leaves(jax.device_get(state.params["backbone"])),
-    strict=True,
+    jax.tree.leaves(params["backbone"]), jax.tree.leaves(state.params["backbone"]), strict=True
   ):
     np.testing.assert_array_equal(a, b)
-  moved = [
-    not np.array_equal(a, b)
-    for a, b in zip(
-      jax.tree.leaves(stats["backbone"]),
-      jax.tree.leaves(jax.device_get(state.batch_stats)["backbone"]),
-      strict=True,
-    )
-  ]
-  assert any(moved)
+  x = steps.normalize(np.asarray(batch["image"]), config.dataset.mean, config.dataset.std)
+  conv1 = jax.lax.conv_general_dilated(
+    x,
+    params["backbone"]["conv1"]["kernel"],
+    (1, 1),
+    ((1, 1), (1, 1)),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=jax.lax.Precision.HIGHEST,
+  )
+  old, new = stats["backbone"]["bn1"]["mean"], state.batch_stats["backbone"]["bn1"]["mean"]
+  np.testing.assert_allclose(new, 0.9 * old + 0.1 * conv1.mean((0, 1, 2)), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("stage", ["crt", "lws"])
@@ -126,3 +163,33 @@ def test_init_from_with_another_backbone_is_a_clear_error(joint_dir):
   with pytest.raises(ValueError, match="does not match the config"):
     exp, state = loop.setup(config, tiny_splits())
     exp.stage.start(exp, state)
+
+
+class SmoothedHeadOnly(stages.Stage):
+  """A toy stage, defined the way the docstring of ltjax.train.stages says to add one: the
+  head alone trained with label-smoothed cross-entropy, from a fresh start."""
+
+  name = "toy_smoothed_head"
+  freeze = ("^backbone/",)
+
+  def loss(self, config, logits, aux, labels, centroids):
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), 0.1)
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
+    return loss, {"smoothed_ce": loss}
+
+
+def test_a_new_stage_is_one_object_and_a_config(monkeypatch, tmp_path):
+  monkeypatch.setitem(stages.STAGES, SmoothedHeadOnly.name, SmoothedHeadOnly())
+  config = tiny_config(stage=SmoothedHeadOnly.name, method="toy")
+  start, state, (loss, params), metrics, batch = first_step(config)
+  assert float(metrics["smoothed_ce"]) == float(metrics["loss"])
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(state.params), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(  # The freeze patterns of the stage hold.
+    jax.tree.leaves(start.params["backbone"])[0], jax.tree.leaves(state.params["backbone"])[0]
+  )
+  # The loop runs it end to end like any stage: train, checkpoint, evaluate.
+  summary = loop.train_and_evaluate(config, str(tmp_path), splits=tiny_splits())
+  assert set(summary) >= {"many", "medium", "few", "all"}
+  assert ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 3

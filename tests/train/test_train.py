@@ -8,11 +8,11 @@ import signal
 import jax
 import numpy as np
 import pytest
-from helpers import load_config, tiny_config, tiny_splits
+from helpers import expected_first_step, load_config, tiny_config, tiny_splits
 
 from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop, stages
+from ltjax.train import loop, stages, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
@@ -42,8 +42,19 @@ def one_step_of(path, tmp_path, real_backbone):
     loop.train(*loop.setup(joint, splits), str(tmp_path))
     config.init_from = str(tmp_path)
   exp, state = loop.setup(config, splits)
-  state, losses = run_steps(exp, exp.stage.start(exp, state), 1)
-  assert np.isfinite(losses).all() and int(state.step) == 1
+  state = exp.stage.start(exp, state)
+  batch = loop.make_stream(exp)(0)
+  loss, params = expected_first_step(exp, state, batch)
+  state, metrics = exp.train_step(
+    state, sharding.to_global(batch, sharding.batch_sharding(exp.mesh))
+  )
+  assert int(state.step) == 1
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+  got = jax.device_get(steps.trainable(state))
+  for (path, a), b in zip(
+    jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(got), strict=True
+  ):
+    np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6, err_msg=str(path))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
@@ -126,13 +137,27 @@ def test_signal_inside_a_step_stops_after_it_with_a_checkpoint(tmp_path):
 
 
 def test_train_and_evaluate_writes_results(tmp_path):
-  summary = loop.train_and_evaluate(tiny_config(), str(tmp_path), splits=tiny_splits())
+  splits = tiny_splits()
+  summary = loop.train_and_evaluate(tiny_config(), str(tmp_path), splits=splits)
   results = json.load(open(tmp_path / "results.json"))
   assert set(results) == {"joint"}
   assert set(results["joint"]) == {"many", "medium", "few", "all", "mean_class"}
-  assert 0 <= results["joint"]["all"] <= 1 and summary["all"] == results["joint"]["all"]
-  per_class = json.load(open(tmp_path / "per_class.json"))["joint"]
-  assert len(per_class["accuracy"]) == 4 and per_class["train_count"] == [24, 12, 6, 3]
+  # The figures are those of the trained model's own predictions on the test split.
+  exp, state = loop.restore_trained(tiny_config(), str(tmp_path), splits)
+  images, labels = splits.test.get_batch(np.arange(len(splits.test)))
+  x = steps.normalize(images, exp.config.dataset.mean, exp.config.dataset.std)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  pred = np.asarray(exp.model.apply(jax.device_get(variables), x, train=False)[0]).argmax(-1)
+  per_class = [np.mean(pred[labels == k] == k) for k in range(4)]
+  assert results["joint"]["all"] == pytest.approx(np.mean(pred == labels))
+  assert summary["all"] == results["joint"]["all"]
+  # Shot groups of the demo's thresholds (many > 60, few < 20): 24 medium, 12/6/3 few.
+  assert results["joint"]["many"] is None
+  assert results["joint"]["medium"] == pytest.approx(per_class[0])
+  assert results["joint"]["few"] == pytest.approx(np.mean(per_class[1:]))
+  per_class_json = json.load(open(tmp_path / "per_class.json"))["joint"]
+  np.testing.assert_allclose(per_class_json["accuracy"], per_class)
+  assert per_class_json["train_count"] == [24, 12, 6, 3]
 
 
 def test_checkpoint_with_other_shapes_is_a_clear_error(tmp_path):

@@ -70,7 +70,7 @@ from array_record.python.array_record_module import ArrayRecordReader, ArrayReco
 
 from ltjax.data.pp.image_ops import decode_image
 from ltjax.data.sources.base import DecodedRecords, check_labels
-from ltjax.data.sources.splitlist import DATASET_LISTS, read_split_list
+from ltjax.data.sources.splitlist import DATASET_LISTS, read_split_list, split_list_path
 
 FORMAT = "ltjax-packed-v1"
 DEFAULT_RECORDS_PER_SHARD = 1024  # ~100 MB shards of ImageNet-size JPEGs.
@@ -414,6 +414,93 @@ def format_summary(summary: dict[str, Any]) -> str:
     done = f"resumed, kept {reused} of {into} and wrote {shards - reused}"
     return f"{summary['split']}: {done}: {images} {written} {where}"
   return f"{summary['split']}: packed {images} into {into} {written} {where}"
+
+
+PREPARE_SPLITS = ("train", "val", "test", "open")
+
+
+def prepare_dataset(
+  dataset: str,
+  root: str,
+  out_dir: str,
+  *,
+  lists_dir: str | None = None,
+  splits: tuple[str, ...] = PREPARE_SPLITS,
+  require_open: bool = True,
+  records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
+  progress: bool = False,
+  note: Any = print,
+) -> list[dict[str, Any]]:
+  """``ltjax prepare``: packs the reference split lists of ``dataset`` for training.
+
+  Each list is packed once (iNaturalist's test list is its val list, read from the val
+  shards), with `pack_split_list`; re-running resumes or skips what is done.
+
+  Args:
+    dataset: a key of ``DATASET_LISTS`` (imagenet_lt, places_lt, inat2018).
+    root: the image directory the lists refer to.
+    out_dir: where the shards go.
+    lists_dir: the directory of the split lists (default ``root``).
+    splits: the splits to pack, a subset of ``PREPARE_SPLITS``.
+    require_open: a missing open-set list is an error; False skips it with a note (only
+      open-set evaluation needs it).
+    records_per_shard: images per shard.
+    progress: tqdm progress bars.
+    note: called with one line for each split skipped or shared.
+
+  Returns:
+    The `pack_split_list` summary of every packed split, in order.
+
+  Raises:
+    ValueError: an unknown dataset or split, a missing root or list, or a packing error.
+  """
+  if dataset not in DATASET_LISTS:
+    raise ValueError(f"unknown --dataset {dataset!r}; valid: {', '.join(DATASET_LISTS)}.")
+  if records_per_shard < 1:
+    raise ValueError(f"--records_per_shard must be >= 1, got {records_per_shard}.")
+  if not os.path.isdir(root):
+    raise ValueError(f"--root {root!r} is not a directory.")
+  unknown = [s for s in splits if s not in PREPARE_SPLITS]
+  if unknown or not splits:
+    raise ValueError(
+      f"bad --splits {','.join(splits)!r}; a comma-separated subset of {PREPARE_SPLITS}."
+    )
+  spec = DATASET_LISTS[dataset]
+  lists_dir = lists_dir or root
+  jobs: dict[str, str] = {}  # Packed split name -> list file, each list packed once.
+  for split in splits:
+    if split not in spec:
+      note(f"{split}: {dataset} has no {split} list, skipped")
+      continue
+    name = packed_split_name(dataset, split)
+    if name != split:
+      note(f"{split}: same list as {name} ({spec[split]}), read from the {name} shards")
+    path = split_list_path(dataset, name, lists_dir)
+    if not os.path.isfile(path):
+      if split == "open" and not require_open:
+        note(f"open: no {path}, skipped (it is only needed for open-set evaluation)")
+        continue
+      raise ValueError(f"split list {path} does not exist; check --lists_dir (or --root).")
+    jobs[name] = path
+  summaries = []
+  for name, path in jobs.items():
+    try:
+      summaries.append(
+        pack_split_list(
+          path,
+          root,
+          out_dir,
+          name,
+          spec["num_classes"],
+          allow_open=name == "open",
+          records_per_shard=records_per_shard,
+          progress=progress,
+        )
+      )
+    except OSError as e:  # E.g. an unwritable out_dir.
+      raise ValueError(f"prepare {name}: {e}") from e
+    note(format_summary(summaries[-1]))
+  return summaries
 
 
 # ---------------------------------------------------------------------------- reading
