@@ -15,6 +15,8 @@ from ltjax.models import oltr as oltr_models
 
 # Mean/std of the pixel values in [0, 1], per channel.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# classifier-balancing data/dataloader.py RGB_statistics['iNaturalist18'].
+INAT_MEAN, INAT_STD = (0.466, 0.471, 0.380), (0.195, 0.194, 0.192)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 DIGITS_MEAN, DIGITS_STD = (0.305,), (0.376,)  # Measured on sklearn digits scaled to [0, 1].
 
@@ -67,10 +69,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pad = 4
   c.data.flip = True
   c.data.crop_size = 224  # Output side of the "imagenet" augmentation and eval transform.
+  # ColorJitter strength (brightness = contrast = saturation, hue 0) of the "imagenet"
+  # augmentations; 0 = no jitter (the references' iNaturalist recipe).
+  c.data.jitter = 0.4
   c.data.eval_transform = "none"  # See ltjax.data.pp.augment.EVAL_TRANSFORMS.
-  # JPEG decoding may downscale by powers of two while the shorter side stays >= this
-  # (PIL draft mode; a large speed-up for 224-px training). 0 = full resolution.
-  c.data.decode_min_size = 256
+  # Training images only: JPEG decoding may downscale by powers of two while the shorter
+  # side stays >= this (libjpeg's scaled decoding, as PIL's draft mode): ~1.2x faster
+  # decoding of images whose shorter side is >= 2x this (BENCHMARKS.md, "JPEG decoder
+  # choice"), slightly other pixels than the references' full decode. 0 = full resolution,
+  # as the references; evaluation always decodes in full.
+  c.data.decode_min_size = 0
   c.data.skip_corrupt = False  # Replace unreadable images by another of the class (logged).
   c.data.num_threads = 2  # grain reader threads.
   c.data.prefetch = 4  # Batches read ahead.
@@ -88,6 +96,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.head = "linear"  # See ltjax.models.HEADS.
   c.model.width = 1  # Channel multiplier of the cifar_resnet backbones.
   c.model.dtype = "float32"  # Computation dtype; parameters stay float32.
+  # A PyTorch state dict (torchvision / reference ResNet layout, e.g. torchvision's ImageNet
+  # resnet152 or OLTR's caffe_resnet152.pth) that a fresh run's backbone starts from; its
+  # ImageNet classifier (fc.*) is skipped. "" = random initialisation.
+  c.model.pretrained = ""
+  # Also unpickle Python objects other than tensors in model.pretrained (can run code: only
+  # for files you trust; the same opt-in as `ltjax import-torch --allow_pickle`).
+  c.model.pretrained_allow_pickle = False
 
   c.optim = o = ml_collections.ConfigDict()
   o.lr = 0.2  # Backbone (and neck: the references' feat_model).
@@ -95,6 +110,10 @@ def base_config() -> ml_collections.ConfigDict:
   o.momentum = 0.9
   o.weight_decay = 5e-4
   o.schedule = "cosine"  # cosine | step | constant
+  # When the rate changes: every step, or once per epoch as the references' scheduler.step()
+  # (before the epoch's batches: "epoch_start", classifier-balancing; after: "epoch_end",
+  # OLTR). See ltjax.train.optim.make_schedule.
+  o.lr_update = "step"
   o.step_every_epochs = 10  # step schedule: lr *= step_gamma every this many epochs.
   o.step_gamma = 0.1
   o.warmup_epochs = 0.0
@@ -158,8 +177,13 @@ def places_lt(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def inat2018(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """iNaturalist 2018: 437,513 train images of 8,142 classes; evaluated on the official
   val list (24,426 images, 3 per class), as the references do. ``dataset.root`` = the
-  directory holding train_val2018/, or ``dataset.tfds_name=i_naturalist2018`` instead."""
-  return _split_list_dataset(c, "inat2018")
+  directory holding train_val2018/, or ``dataset.tfds_name=i_naturalist2018`` instead.
+  iNaturalist's own mean/std and no colour jitter, as classifier-balancing's
+  ``data/dataloader.py``."""
+  c = _split_list_dataset(c, "inat2018")
+  c.dataset.mean, c.dataset.std = INAT_MEAN, INAT_STD
+  c.data.jitter = 0.0
+  return c
 
 
 CIFAR_LT = {"cifar10": 5000, "cifar100": 500}  # TFDS name -> images per class in train.
@@ -201,57 +225,90 @@ def cifar_lt_joint(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+# -------------------------------------------------------------------------- recipes
+# The reference experiments' hyperparameters, field by field. The files named are those of
+# facebookresearch/classifier-balancing (commit 22370c6) and zhmiao/OpenLongTailRecognition-OLTR
+# (its newest configs); tests/test_configs.py pins every config under configs/ to them.
+
+
 def decoupling_joint(c: ml_collections.ConfigDict, sampler: str) -> ml_collections.ConfigDict:
-  """Kang et al. representation learning: 90 epochs, batch 512, SGD 0.9, lr 0.2 cosine,
-  weight decay 5e-4, with the given sampler."""
+  """classifier-balancing representation learning (``config/*/feat_*.yaml``): 90 epochs,
+  batch 512, SGD momentum 0.9, lr 0.2 for backbone and classifier, weight decay 5e-4,
+  cosine to 0 (``coslr: true, endlr: 0``) stepped at the start of every epoch.
+
+  ``sampler``: ``instance`` (``sampler: null``, a shuffle), ``class_aware``
+  (``feat_balance.yaml``: ClassAwareSampler, 4 per class, ``shuffle: true`` = shuffled
+  within each batch), ``sqrt`` (MixedPrioritizedSampler, ``nroot: 2``), ``progressive``
+  (ClassPrioritySampler, ``feat_shift.yaml``).
+  """
   c.stage = c.method = "joint"
   c.sampler.name = sampler
+  if sampler == "class_aware":
+    c.sampler.k, c.sampler.shuffle_in_batch = 4, True
   c.num_epochs, c.batch_size = 90, 512
-  c.optim.lr, c.optim.schedule, c.optim.weight_decay, c.optim.momentum = 0.2, "cosine", 5e-4, 0.9
+  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.2, 0.9, 5e-4  # head_lr: the same.
+  c.optim.schedule, c.optim.lr_update = "cosine", "epoch_start"
   c.eval_every_epochs = 10
   return c
 
 
 def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
-  """Kang et al. classifier re-balancing on a frozen backbone, class-aware sampling k=4,
-  batch 512, lr 0.2 cosine: cRT 10 epochs, LWS 5 epochs. ``init_from`` = the joint run."""
+  """classifier-balancing classifier re-balancing (``config/*/cls_crt.yaml``,
+  ``cls_lws.yaml``): the stage-1 backbone fixed, class-aware sampling (4 per class,
+  shuffled within each batch), batch 512, lr 0.2 (the classifier's; the fixed backbone's
+  is unused), momentum 0.9, weight decay 5e-4, cosine to 0 stepped at the start of every
+  epoch; cRT 10 epochs, LWS 5. The reference leaves the fixed backbone's BatchNorm in train
+  mode (``model.train()`` on every network each epoch), so ``update_frozen_bn`` is on;
+  ``--config.update_frozen_bn=False`` is ltjax's inference-mode alternative (the backbone
+  stays bit-identical to stage 1). ``init_from`` = the joint run."""
   if stage not in ("crt", "lws"):
     raise ValueError(f"decoupling classifier stage must be crt or lws, got {stage!r}.")
   c.stage = c.method = stage
   c.model.head = "lws" if stage == "lws" else "linear"
   c.sampler.name, c.sampler.k, c.sampler.shuffle_in_batch = "class_aware", 4, True
   c.num_epochs, c.batch_size = (10 if stage == "crt" else 5), 512
-  c.optim.lr, c.optim.schedule, c.optim.weight_decay, c.optim.momentum = 0.2, "cosine", 5e-4, 0.9
+  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.2, 0.9, 5e-4  # head_lr: the same.
+  c.optim.schedule, c.optim.lr_update = "cosine", "epoch_start"
+  c.update_frozen_bn = True
   c.eval_every_epochs = 0
   return c
 
 
 def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """OLTR stage 1 (Liu et al. 2019, ImageNet-LT): plain joint training, 30 epochs,
-  batch 128, SGD 0.9, lr 0.1 divided by 10 every 10 epochs, weight decay 5e-4, and the
-  reference's ``use_fc`` layer (512 units + ReLU after pooling), which stage 2 loads."""
+  """OLTR stage 1 (``config/ImageNet_LT/stage_1.py``): plain joint training with instance
+  sampling, 30 epochs, batch 128, SGD momentum 0.9, lr 0.1 (backbone and classifier),
+  weight decay 5e-4, StepLR(10, 0.1) stepped after every epoch; no ``use_fc`` layer (the
+  newest reference; its stage 2 starts ``fc_add`` fresh)."""
   c.stage = c.method = "joint"
-  c.oltr.fc_add = oltr_models.REFERENCE_FC_ADD
+  c.oltr.fc_add = 0
   c.sampler.name = "instance"
   c.num_epochs, c.batch_size = 30, 128
-  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 5e-4
+  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 5e-4  # head_lr: the same.
   c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 10, 0.1
+  c.optim.lr_update = "epoch_end"
   c.eval_every_epochs = 5
   return c
 
 
 def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """OLTR stage 2: dynamic meta-embedding on the stage-1 model, class-aware sampling
-  k=4, 60 epochs, batch 128, lrs 0.01 (backbone) / 0.1 (head) / 0.01 (centroids),
-  divided by 10 every 20 epochs; open-set test. ``init_from`` = the stage-1 run, whose
-  ``use_fc`` layer (``oltr.fc_add``) it loads."""
+  """OLTR stage 2 (``config/ImageNet_LT/stage_2_meta_embedding.py``): modulated attention,
+  the ``use_fc`` layer (512 + ReLU), the meta-embedding head and the discriminative
+  centroids loss (weight 0.01); class-aware sampling, 4 per class (no in-batch shuffle), 60
+  epochs, batch 128, SGD momentum 0.9, weight decay 5e-4, lrs 0.01 (feature model) / 0.1
+  (classifier) / 0.01 (centroids, their own SGD 0.9 / 5e-4), StepLR(20, 0.1) stepped after
+  every epoch; open-set test. ``init_from`` = the stage-1 run (its ``use_fc`` layer is
+  loaded when it has one, else starts fresh)."""
   c.stage = c.method = "oltr"
   c.oltr.fc_add = oltr_models.REFERENCE_FC_ADD
+  c.oltr.use_attention = True
   c.model.head = "meta_embedding"
-  c.sampler.name, c.sampler.k = "class_aware", 4
+  c.sampler.name, c.sampler.k, c.sampler.shuffle_in_batch = "class_aware", 4, False
   c.num_epochs, c.batch_size = 60, 128
   c.optim.lr, c.optim.head_lr, c.optim.momentum, c.optim.weight_decay = 0.01, 0.1, 0.9, 5e-4
   c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 20, 0.1
+  c.optim.lr_update = "epoch_end"
+  c.oltr.centroids_lr, c.oltr.centroids_momentum, c.oltr.centroids_weight_decay = 0.01, 0.9, 5e-4
+  c.oltr.loss_weight = losses.LOSS_WEIGHT
   c.dataset.open_set = True
   c.eval_every_epochs = 0
   return c

@@ -151,7 +151,7 @@ def stage_functions(blobs: list[bytes], min_size: int | None) -> dict:
   return {
     "decode": lambda i: image_ops.decode_image(blobs[i], min_size=min_size),
     "crop + resize": lambda i: image_ops._crop_resize(images[i], boxes[i], 224),
-    "flip + jitter": lambda i: image_ops._flip_jitter(crops[i], u[i]),
+    "flip + jitter": lambda i: image_ops._flip_jitter(crops[i], u[i], 0.4),
     "decode + augment": lambda i: image_ops.imagenet_train(
       image_ops.decode_image(blobs[i], min_size=min_size), u[i]
     ),

@@ -155,7 +155,36 @@ def expected_first_step(exp, state, batch):
     if label == "frozen":
       return p
     lr, _, wd = hyper[label]
-    lr0 = optim.make_schedule(config.optim, exp.steps_per_epoch, exp.total_steps, lr)(0)
+    lr0 = optim.make_schedule(config, len(exp.splits.train), lr)(0)
     return p - lr0 * (g + wd * p)
 
   return float(loss), jax.tree.map(update, labels, tree, grads)
+
+
+def write_state_dict(config, splits, path, seed=0):
+  """A random bare PyTorch state dict (torchvision layout) for ``config``'s backbone, as
+  ``model.pretrained`` reads it; torch.save'd to ``path``."""
+  import jax
+  import torch
+  from flax import traverse_util
+
+  from ltjax.interop import torch_weights
+  from ltjax.train import loop
+
+  plain = config.copy_and_resolve_references()
+  plain.model.pretrained, plain.stage, plain.model.head = "", "joint", "linear"
+  _, state = loop.setup(plain, splits)
+  rng = np.random.default_rng(seed)
+  out = {}
+  for collection in ("params", "batch_stats"):
+    tree = jax.device_get(getattr(state, collection))["backbone"]
+    for sub, value in traverse_util.flatten_dict(tree).items():
+      full = ("backbone", *sub)
+      _, key = torch_weights.torch_name(full, collection)
+      value = np.asarray(value)
+      if value.ndim == 4:
+        value = value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+      noise = rng.uniform(0.9, 1.1, value.shape) if collection == "batch_stats" else 1.0
+      out[key] = torch.from_numpy(np.ascontiguousarray(value * noise, np.float32))
+  torch.save(out, path)
+  return path

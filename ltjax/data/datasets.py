@@ -108,6 +108,12 @@ SPLIT_LIST_DATASETS = ("imagenet_lt", "places_lt", "inat2018")
 DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
 
 
+def _decode_size(split: str, min_size: int | None) -> int | None:
+  """Draft decoding (``data.decode_min_size``) is for training images only: evaluation
+  decodes in full, as the references' Resize(256) + CenterCrop(224) does."""
+  return min_size if split == "train" else None
+
+
 def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
   """``source(split, allow_open)`` over the image tree (``root``) or the packed shards."""
   spec = DATASET_LISTS[cfg.name]
@@ -119,7 +125,7 @@ def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
         packed_split_name(cfg.name, split),
         spec["num_classes"],
         allow_open=allow_open,
-        min_size=min_size,
+        min_size=_decode_size(split, min_size),
         skip_corrupt=skip_corrupt,
       )
 
@@ -138,7 +144,7 @@ def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
       cfg.root,
       spec["num_classes"],
       allow_open=allow_open,
-      min_size=min_size,
+      min_size=_decode_size(split, min_size),
       skip_corrupt=skip_corrupt,
     )
 
@@ -172,7 +178,7 @@ def _tfds_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
         data_dir=cfg.data_dir or None,
         num_classes=spec["num_classes"],
         dataset=cfg.name,
-        min_size=min_size,
+        min_size=_decode_size(split, min_size),
         skip_corrupt=skip_corrupt,
         sources=tfds_splits,
       )

@@ -44,6 +44,7 @@ class TrainStream:
     pad, flip: crop padding and horizontal flip of the ``crop_flip`` augmentation.
     size: output size of the ``imagenet`` and ``imagenet_device`` augmentations
       (``imagenet_device`` batches also carry ``ltjax.data.pp.device_ops.KEYS``).
+    jitter: their ColorJitter strength (0 = none).
     process_index, process_count: this process's slice of every batch.
   """
 
@@ -59,6 +60,7 @@ class TrainStream:
     pad: int = 4,
     flip: bool = True,
     size: int = 224,
+    jitter: float = 0.4,
     process_index: int = 0,
     process_count: int = 1,
   ):
@@ -76,6 +78,7 @@ class TrainStream:
     self.pad = pad
     self.flip = flip
     self.size = size
+    self.jitter = jitter
     if augment not in augment_lib.AUGMENTATIONS:
       raise ValueError(
         f"unknown augmentation {augment!r}; valid: {', '.join(augment_lib.AUGMENTATIONS)}."
@@ -114,7 +117,14 @@ class TrainStream:
       indices[sel] = self.epoch_indices(int(e))[slots[sel]]
     images, labels = self.source.get_batch(indices)
     images = augment_lib.augment_batch(
-      images, positions, self.seed, kind=self.augment, pad=self.pad, flip=self.flip, size=self.size
+      images,
+      positions,
+      self.seed,
+      kind=self.augment,
+      pad=self.pad,
+      flip=self.flip,
+      size=self.size,
+      jitter=self.jitter,
     )
     if isinstance(images, dict):  # imagenet_device: image buffer + per-record draws.
       return {**images, "label": labels.astype(np.int32)}

@@ -263,6 +263,37 @@ def open_set_predictions(probs: Any, threshold: float = 0.1) -> np.ndarray:
   return reject_unconfident(preds, np.max(probs, axis=1, initial=-np.inf), threshold)
 
 
+#: Share of the known validation images that the validation-chosen open-set threshold keeps
+#: (``open_threshold_val``): a fixed rule, since validation has no open images to tune on.
+KEEP_KNOWN = 0.95
+
+
+def threshold_keeping(max_probs: Any, fraction: float = KEEP_KNOWN) -> float:
+  """The largest threshold that keeps (does not reject) ``fraction`` of the samples.
+
+  With the max probabilities of N known validation images sorted ascending, p_(1) <= ... <=
+  p_(N), it is p_(N - ceil(fraction N) + 1): at least ceil(fraction N) of them are
+  >= it, so `reject_unconfident` keeps them. Unlike the paper's fixed 0.1, it means
+  something whatever the number of classes (with K classes the max softmax is >= 1/K).
+
+  Args:
+    max_probs: (N,) max softmax probabilities of known images, N >= 1.
+    fraction: in (0, 1].
+
+  Raises:
+    ValueError: no samples, a fraction outside (0, 1], or non-finite scores.
+  """
+  p = np.sort(np.asarray(max_probs, np.float64).reshape(-1))
+  if not p.size:
+    raise ValueError("threshold_keeping needs at least one max probability.")
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+  if not np.all(np.isfinite(p)):
+    raise ValueError("max_probs has a non-finite entry; check the model outputs.")
+  keep = math.ceil(fraction * p.size - 1e-9)
+  return float(p[p.size - keep])
+
+
 def _f_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
   """F = 2PR / (P + R), with P, R and F set to 0 where their denominator is 0."""
   tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))

@@ -49,8 +49,8 @@ def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
   """Nearest class mean, feature type and similarity chosen by val accuracy.
 
   Returns:
-    {"pred": test predictions, "probs_max": max softmax of the NCM logits, "feat_type",
-    "distance", "val_accuracy": {combo: acc}}.
+    {"pred": test predictions, "max_prob": max softmax of the NCM test logits,
+    "val_max_prob": the same on val, "feat_type", "distance", "val_accuracy": {combo: acc}}.
   """
   scores = {}
   for feat_type, distance in itertools.product(heads.NCM_FEATURE_TYPES, heads.NCM_DISTANCES):
@@ -62,10 +62,12 @@ def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
   feat_type, distance = max(scores, key=scores.get)
   means, train_mean = heads.class_means(train["features"], train["labels"], num_classes, feat_type)
   logits = np.asarray(heads.ncm_logits(test["features"], means, train_mean, feat_type, distance))
+  val_logits = heads.ncm_logits(val["features"], means, train_mean, feat_type, distance)
   log.info("NCM: %s/%s chosen on val (%.4f)", feat_type, distance, scores[feat_type, distance])
   return {
     "pred": logits.argmax(-1),
     "max_prob": _softmax_max(logits),
+    "val_max_prob": _softmax_max(np.asarray(val_logits)),
     "feat_type": feat_type,
     "distance": distance,
     "val_accuracy": {f"{f}/{d}": v for (f, d), v in scores.items()},
@@ -91,8 +93,9 @@ def tau_norm(
     taus: the grid.
 
   Returns:
-    {"tau": chosen, "pred": test predictions at tau, "max_prob", "curves": {"taus",
-    "val": {many, medium, few, all}, "test": {...}}} — the test curve is for plots only.
+    {"tau": chosen, "pred": test predictions at tau, "max_prob", "val_max_prob", "curves":
+    {"taus", "val": {many, medium, few, all}, "test": {...}}} — the test curve is for plots
+    only.
   """
   taus = np.asarray(taus, np.float32)
   curves = {"taus": taus.tolist()}
@@ -114,6 +117,7 @@ def tau_norm(
     "tau": tau,
     "pred": preds["test"][best],
     "max_prob": _softmax_max(logits),
+    "val_max_prob": _softmax_max(np.asarray(heads.tau_logits(val["features"], weights, tau))),
     "curves": {**curves, "chosen_tau": tau},
   }
 
@@ -148,11 +152,25 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   out = {}
   ncm_out = ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
   out["ncm"] = runner.record(
-    workdir, "ncm", ncm_out["pred"], ncm_out["max_prob"], labels, counts, eval_cfg
+    workdir,
+    "ncm",
+    ncm_out["pred"],
+    ncm_out["max_prob"],
+    labels,
+    counts,
+    eval_cfg,
+    ncm_out["val_max_prob"],
   )
   tau_out = tau_norm(weights, feats["val"], feats["test"], counts, eval_cfg)
   out["tau_norm"] = runner.record(
-    workdir, "tau_norm", tau_out["pred"], tau_out["max_prob"], labels, counts, eval_cfg
+    workdir,
+    "tau_norm",
+    tau_out["pred"],
+    tau_out["max_prob"],
+    labels,
+    counts,
+    eval_cfg,
+    tau_out["val_max_prob"],
   )
   if jax.process_index() == 0:
     runner.write_json(os.path.join(workdir, "tau_sweep.json"), tau_out["curves"])

@@ -44,7 +44,8 @@ ACCURACY_COLUMNS = (
   ("mean_class", "Mean class", True),
 )
 OPEN_SET_COLUMNS = (
-  ("open_f_measure", "Open F-measure", False),
+  ("open_f_measure", "Open F (0.1)", False),
+  ("open_f_measure_val", "Open F (val 95%)", False),
   ("open_auroc", "Open AUROC", False),
 )
 GROUPS = ("many", "medium", "few", "all")
@@ -462,7 +463,12 @@ def write_report(workdir: str) -> str:
   has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
   note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
   if has_open:
-    note += " Open-set F-measure and AUROC are fractions in [0, 1]."
+    note += (
+      " Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
+      " on the max softmax probability, and at the threshold that keeps 95% of the known"
+      " validation images (it means something with few classes, where the max softmax"
+      " cannot fall below 1/K)."
+    )
   lines += [note, ""]
 
   if data["tau_sweep"] is not None:

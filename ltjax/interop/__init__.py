@@ -1,11 +1,11 @@
-"""Interoperability with other frameworks.
+"""Interoperability with PyTorch.
 
-* ``ltjax.interop.torch_import``: reads the reference PyTorch checkpoints of
-  facebookresearch/classifier-balancing and zhmiao/OpenLongTailRecognition-OLTR into an
-  ltjax work directory (``ltjax import-torch``). PyTorch is an optional extra
-  (``pip install 'ltjax[torch]'``), imported only when a checkpoint is read.
+* ``ltjax.interop.torch_weights``: torchvision / reference ResNet names and layouts, safe
+  reading of ``.pth`` files, and ImageNet-pretrained backbones (``model.pretrained``).
+* ``ltjax.interop.torch_import``: the reference PyTorch checkpoints of
+  facebookresearch/classifier-balancing and zhmiao/OpenLongTailRecognition-OLTR as an
+  ltjax work directory (``ltjax import-torch``).
+
+PyTorch is an optional extra (``pip install 'ltjax[torch]'``), imported only when a file
+is read.
 """
-
-from ltjax.interop.torch_import import import_checkpoint
-
-__all__ = ["import_checkpoint"]

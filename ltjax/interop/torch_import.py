@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,7 +59,18 @@ import numpy as np
 from flax import traverse_util
 
 from ltjax.data.datasets import DataSplits
-from ltjax.models.resnet import RESNET_CONFIGS, Bottleneck
+from ltjax.interop.torch_weights import (
+  IGNORED_SUFFIXES,
+  MAX_LISTED,
+  guess_backbone,
+  listing,
+  load_reference,
+  reference_shape,
+  strip_prefix,
+  to_ltjax,
+  to_numpy,
+  torch_name,
+)
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import loop
 
@@ -68,183 +78,8 @@ log = logging.getLogger(__name__)
 
 # The two networks of the reference's ``state_dict_best``.
 NETWORKS = ("feat_model", "classifier")
-# ``nn.DataParallel`` wraps every module as ``module``: the references save its state dicts.
-DATA_PARALLEL_PREFIX = "module."
-# BatchNorm's batch counter (PyTorch >= 0.4.1); not used in inference, no ltjax counterpart.
-IGNORED_SUFFIXES = (".num_batches_tracked",)
 # Scalars of the reference file kept in the imported run's metadata.
 INFO_KEYS = ("epoch", "best_epoch", "best_acc")
-
-# ltjax module name -> reference module name (others are the same in both).
-_MODULES = {
-  "attention": "modulatedatt",
-  "W": "conv_mask",
-  "spatial": "fc_spatial",
-  "downsample_conv": "downsample.0",
-  "downsample_bn": "downsample.1",
-  "hallucinator": "fc_hallucinator",
-  "selector": "fc_selector",
-  "cosnorm": "cosnorm_classifier",
-}
-# (collection, ltjax leaf name) -> reference tensor name.
-_LEAVES = {
-  ("params", "kernel"): "weight",
-  ("params", "scale"): "weight",
-  ("params", "bias"): "bias",
-  ("params", "weight"): "weight",
-  ("params", "scales"): "scales",
-  ("batch_stats", "mean"): "running_mean",
-  ("batch_stats", "var"): "running_var",
-}
-# Top-level ltjax subtree -> reference network.
-_NETWORK_OF = {"backbone": "feat_model", "neck": "feat_model", "head": "classifier"}
-_BLOCK = re.compile(r"^layer(\d+)_(\d+)$")
-
-_MAX_LISTED = 20
-
-
-def _import_torch():
-  try:
-    import torch
-  except ImportError as e:
-    raise ImportError(
-      "reading PyTorch checkpoints needs PyTorch, an optional extra of ltjax: "
-      "pip install 'ltjax[torch]' (in a checkout: pip install '.[torch]')."
-    ) from e
-  return torch
-
-
-# --- Names and layouts ------------------------------------------------------------------
-
-
-def torch_name(path: tuple[str, ...], collection: str = "params") -> tuple[str, str]:
-  """``(network, key)`` of the reference tensor for an ltjax variable.
-
-  Args:
-    path: the variable's path in ``params`` or ``batch_stats``, e.g. ``("backbone",
-      "layer1_0", "downsample_conv", "kernel")``.
-    collection: ``"params"`` or ``"batch_stats"``.
-
-  Returns:
-    e.g. ``("feat_model", "layer1.0.downsample.0.weight")``.
-
-  Raises:
-    ValueError: for a variable with no reference counterpart.
-  """
-  top, *modules, leaf = path
-  if top not in _NETWORK_OF or (collection, leaf) not in _LEAVES:
-    raise ValueError(f"{collection} {'/'.join(path)} has no counterpart in the reference models.")
-  names = []
-  for m in modules:
-    block = _BLOCK.match(m)
-    names.append(f"layer{block[1]}.{block[2]}" if block else _MODULES.get(m, m))
-  return _NETWORK_OF[top], ".".join([*names, _LEAVES[(collection, leaf)]])
-
-
-def _layout(path: tuple[str, ...], ndim: int) -> str:
-  """How the reference stores this ltjax variable: conv, dense, spatial or same."""
-  if path[-1] != "kernel":
-    return "same"
-  if ndim == 4:
-    return "conv"
-  return "spatial" if path[-2] == "spatial" else "dense"
-
-
-def reference_shape(path: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-  """The reference tensor's shape for an ltjax variable of ``shape``."""
-  layout = _layout(path, len(shape))
-  if layout == "conv":  # (kh, kw, I/g, O) <- (O, I/g, kh, kw)
-    return (shape[3], shape[2], shape[0], shape[1])
-  if layout in ("dense", "spatial"):  # (in, out) <- (out, in)
-    return (shape[1], shape[0])
-  return tuple(shape)
-
-
-def to_ltjax(path: tuple[str, ...], value: np.ndarray, ndim: int) -> np.ndarray:
-  """Converts a reference tensor (already of ``reference_shape``) to ltjax's layout.
-
-  ``spatial`` (``fc_spatial``, ``(P, C * P)`` for ``P = H * W`` positions): the reference
-  input index is ``c * P + p`` (NCHW flattening), ltjax's ``p * C + c`` (NHWC).
-  """
-  layout = _layout(path, ndim)
-  if layout == "conv":
-    return np.transpose(value, (2, 3, 1, 0))
-  if layout == "dense":
-    return value.T
-  if layout == "spatial":
-    positions = value.shape[0]
-    channels = value.shape[1] // positions
-    # (P_out, C, P_in) -> (P_in, C, P_out) -> (P_in * C, P_out)
-    by_channel = value.reshape(positions, channels, positions)
-    return np.transpose(by_channel, (2, 1, 0)).reshape(positions * channels, positions)
-  return value
-
-
-# --- Reading the reference file ---------------------------------------------------------
-
-
-def _numpy_globals() -> list:
-  """The numpy constructors that unpickle plain arrays and scalars (some reference
-  checkpoints store e.g. ``embed`` as a numpy array); data only, no code."""
-  dtypes = [type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64")]
-  return [
-    np.zeros(0).__reduce__()[0],  # numpy's _reconstruct
-    np.float64(0).__reduce__()[0],  # numpy's scalar
-    np.ndarray,
-    np.dtype,
-    *dtypes,
-  ]
-
-
-def load_reference(path: str, allow_pickle: bool = False) -> Any:
-  """``torch.load`` of a reference checkpoint on the CPU.
-
-  Args:
-    path: the ``.pth`` file.
-    allow_pickle: unpickle arbitrary Python objects (``weights_only=False``): only for a
-      file you trust, as unpickling can run code. By default only tensors, numpy arrays and
-      plain containers load.
-
-  Raises:
-    ImportError: PyTorch is not installed.
-    FileNotFoundError: no such file.
-    ValueError: the file is not a PyTorch checkpoint, or holds other objects.
-  """
-  torch = _import_torch()
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no checkpoint file {path!r}.")
-  try:
-    with torch.serialization.safe_globals(_numpy_globals()):
-      return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-  except Exception as e:  # torch.load raises many types (KeyError, EOFError, ...) on bad files.
-    text = str(e)
-    unsupported = re.findall(r"Unsupported global: GLOBAL (\S+)", text)
-    if unsupported:
-      raise ValueError(
-        f"{path} holds Python objects other than tensors and arrays ({unsupported[0]}), "
-        "which would have to be unpickled: only do that for a file you trust, with "
-        "--allow_pickle (import_checkpoint(..., allow_pickle=True))."
-      ) from e
-    # torch's weights-only errors put the cause after "WeightsUnpickler error:".
-    text = text.split("WeightsUnpickler error:", 1)[-1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    reason = lines[0] if lines else type(e).__name__
-    raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from e
-
-
-def _to_numpy(value: Any, where: str) -> np.ndarray:
-  if hasattr(value, "detach"):  # a torch tensor
-    value = value.detach().cpu()
-    if value.is_floating_point():
-      value = value.float()
-    value = value.numpy()
-  if not isinstance(value, np.ndarray):
-    raise ValueError(f"{where} is a {type(value).__name__}, not a tensor.")
-  return value
-
-
-def _strip_prefix(key: str) -> str:
-  return key[len(DATA_PARALLEL_PREFIX) :] if key.startswith(DATA_PARALLEL_PREFIX) else key
 
 
 def parse_reference(raw: Any, path: str = "the checkpoint") -> tuple[dict, np.ndarray | None, dict]:
@@ -270,7 +105,7 @@ def parse_reference(raw: Any, path: str = "the checkpoint") -> tuple[dict, np.nd
     elif "state_dict" in raw:
       what = "a 'latest' checkpoint ('state_dict' but no 'state_dict_best')"
     else:
-      what = f"a dict with keys {found[:_MAX_LISTED]}"
+      what = f"a dict with keys {found[:MAX_LISTED]}"
     raise ValueError(
       f"{path} is {what}, not a reference final checkpoint: expected a dict with "
       "'state_dict_best': {'feat_model': ..., 'classifier': ...} (the references' "
@@ -299,11 +134,11 @@ def parse_reference(raw: Any, path: str = "the checkpoint") -> tuple[dict, np.nd
         raise ValueError(f"{path}: state_dict_best[{name!r}] has a non-string key {key!r}.")
       if key.endswith(IGNORED_SUFFIXES):
         continue
-      tensors[_strip_prefix(key)] = _to_numpy(value, f"{name}.{key}")
+      tensors[strip_prefix(key)] = to_numpy(value, f"{name}.{key}")
     networks[name] = tensors
   centroids = raw.get("centroids")
   if centroids is not None:
-    centroids = _to_numpy(centroids, "centroids")
+    centroids = to_numpy(centroids, "centroids")
   info = {}
   for key in INFO_KEYS:
     value = raw.get(key)
@@ -315,38 +150,6 @@ def parse_reference(raw: Any, path: str = "the checkpoint") -> tuple[dict, np.nd
 
 
 # --- Matching tensors to the model ------------------------------------------------------
-
-
-def guess_backbone(feat_model: Mapping[str, np.ndarray]) -> str | None:
-  """The ``model.backbone`` name whose layout the reference feature model has, if any."""
-  blocks: dict[int, set[int]] = {}
-  for key in feat_model:
-    m = re.match(r"^layer(\d+)\.(\d+)\.", key)
-    if m:
-      blocks.setdefault(int(m[1]), set()).add(int(m[2]))
-  sizes = tuple(len(blocks[i]) for i in sorted(blocks))
-  bottleneck = "layer1.0.conv3.weight" in feat_model
-  groups = 1
-  conv2 = feat_model.get("layer1.0.conv2.weight")
-  if bottleneck and conv2 is not None and conv2.ndim == 4 and conv2.shape[1]:
-    groups = conv2.shape[0] // conv2.shape[1]
-  for name, (_, fixed) in RESNET_CONFIGS.items():
-    if (
-      "stage_sizes" in fixed
-      and tuple(fixed["stage_sizes"]) == sizes
-      and (fixed["block_cls"] is Bottleneck) == bottleneck
-      and fixed.get("groups", 1) == groups
-    ):
-      return name
-  return None
-
-
-def _listing(title: str, items: list[str]) -> list[str]:
-  if not items:
-    return []
-  shown = [f"    {x}" for x in items[:_MAX_LISTED]]
-  more = [f"    ... and {len(items) - _MAX_LISTED} more"] if len(items) > _MAX_LISTED else []
-  return [f"  {title} ({len(items)}):", *shown, *more]
 
 
 def _hints(unknown: set, missing: set, networks: dict, config) -> list[str]:
@@ -446,9 +249,9 @@ def convert(
       )
     elif tuple(centroids.shape) != tuple(centroids_shape):
       mismatched.append(f"centroids: {tuple(centroids.shape)}, model needs {centroids_shape}")
-  problems += _listing("unknown tensors (no parameter of the model)", _names(unknown))
-  problems += _listing("missing tensors (model parameters not in the checkpoint)", _names(missing))
-  problems += _listing("shape mismatches (reference layouts)", mismatched)
+  problems += listing("unknown tensors (no parameter of the model)", _names(unknown))
+  problems += listing("missing tensors (model parameters not in the checkpoint)", _names(missing))
+  problems += listing("shape mismatches (reference layouts)", mismatched)
   if problems:
     model = "the model"
     hints = []

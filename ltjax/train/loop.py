@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -129,9 +128,8 @@ def setup(
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
   model = build_model(config, splits.num_classes)
-  steps_per_epoch = len(splits.train) / config.batch_size
-  total_steps = max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
-  schedule_fn = lambda lr: optim.make_schedule(config.optim, steps_per_epoch, total_steps, lr)
+  steps_per_epoch, total_steps = optim.run_length(config, len(splits.train))
+  schedule_fn = lambda lr: optim.make_schedule(config, len(splits.train), lr)
   freeze = stage.freeze + tuple(config.optim.freeze)
   tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze)
   init = _init_fn(
@@ -212,6 +210,7 @@ def make_stream(exp: Experiment) -> pipeline.TrainStream:
     pad=c.data.pad,
     flip=c.data.flip,
     size=c.data.crop_size,
+    jitter=c.data.jitter,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )

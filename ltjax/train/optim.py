@@ -2,33 +2,91 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 SCHEDULES = ("cosine", "step", "constant")
+#: When the learning rate changes: "step" (every train step, ltjax's default), or once per
+#: epoch as the reference PyTorch code calls ``scheduler.step()``: "epoch_start" (before the
+#: epoch's batches: classifier-balancing's ``run_networks.py``) or "epoch_end" (after them:
+#: OLTR's ``run_networks.py``).
+LR_UPDATES = ("step", "epoch_start", "epoch_end")
+
+
+def run_length(config: ml_collections.ConfigDict, num_train: int) -> tuple[float, int]:
+  """(steps per epoch, total steps) of ``config`` on ``num_train`` training images.
+
+  An epoch is ``num_train`` samples for every sampler; a step is ``batch_size`` of them.
+  """
+  steps_per_epoch = num_train / config.batch_size
+  return steps_per_epoch, max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
+
+
+def _per_epoch(cfg: ml_collections.ConfigDict, lr: float, num_epochs: int, offset: int):
+  """lr(e) of a PyTorch scheduler (torch >= 1.1) stepped ``e + offset`` times by epoch e.
+
+  CosineAnnealingLR(T_max=num_epochs, eta_min=0): lr (1 + cos(pi x / T)) / 2;
+  StepLR(step_every_epochs, step_gamma): lr * gamma^floor(x / step); x = e + offset.
+  """
+
+  def at(epoch):
+    x = jnp.asarray(epoch + offset, jnp.float32)
+    if cfg.schedule == "cosine":
+      x = jnp.minimum(x, num_epochs)
+      return lr * (1.0 + jnp.cos(jnp.pi * x / num_epochs)) / 2.0
+    if cfg.schedule == "step":
+      return lr * cfg.step_gamma ** jnp.floor(x / cfg.step_every_epochs)
+    return jnp.asarray(lr, jnp.float32)
+
+  return at
 
 
 def make_schedule(
-  cfg: ml_collections.ConfigDict, steps_per_epoch: float, total_steps: int, lr: float | None = None
+  config: ml_collections.ConfigDict, num_train: int, lr: float | None = None
 ) -> optax.Schedule:
-  """The learning rate per step: cosine to 0, step decay, or constant; optional warmup.
+  """The learning rate per step: cosine to 0, step decay, or constant (``optim.schedule``).
 
-  ``lr`` overrides ``cfg.lr`` as the base rate (OLTR's optimizer groups).
+  ``optim.lr_update = "step"`` changes it every step (with an optional linear warm-up of
+  ``optim.warmup_epochs``). ``"epoch_start"`` / ``"epoch_end"`` hold it for each epoch, with
+  the value the reference code's per-epoch ``scheduler.step()`` gives that epoch (PyTorch
+  >= 1.1): before the batches (classifier-balancing: a cosine's epoch e runs at
+  lr (1 + cos(pi (e + 1) / T)) / 2, so the last epoch at 0) or after them (OLTR: a StepLR's
+  epoch e runs at lr gamma^floor(e / step)). The epoch of a step is that of its first sample.
+
+  Args:
+    config: the experiment config (``optim``, ``num_epochs``, ``batch_size``).
+    num_train: training images (an epoch).
+    lr: the base rate (default ``optim.lr``; the optimizer groups pass theirs).
   """
+  cfg = config.optim
   lr = cfg.lr if lr is None else lr
+  if cfg.schedule not in SCHEDULES:
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
+  if cfg.lr_update not in LR_UPDATES:
+    raise ValueError(f"unknown optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}.")
+  steps_per_epoch, total_steps = run_length(config, num_train)
+  if cfg.lr_update != "step":
+    if cfg.warmup_epochs:
+      raise ValueError(
+        f"optim.warmup_epochs={cfg.warmup_epochs} needs optim.lr_update='step' (the "
+        "references' per-epoch schedules have no warm-up); set one of them."
+      )
+    at = _per_epoch(cfg, lr, config.num_epochs, 1 if cfg.lr_update == "epoch_start" else 0)
+    batch, n = config.batch_size, int(num_train)
+    return lambda step: at((jnp.asarray(step, jnp.int32) * batch) // n)
   if cfg.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total_steps, 1))
   elif cfg.schedule == "step":
     every = max(int(round(cfg.step_every_epochs * steps_per_epoch)), 1)
     bounds = {every * i: cfg.step_gamma for i in range(1, total_steps // every + 1)}
     main = optax.piecewise_constant_schedule(lr, bounds)
-  elif cfg.schedule == "constant":
-    main = optax.constant_schedule(lr)
   else:
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
+    main = optax.constant_schedule(lr)
   warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
   if warmup <= 0:
     return main

@@ -21,6 +21,7 @@ config (``config.stage``).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, ClassVar
 
 import jax
@@ -30,6 +31,7 @@ import optax
 
 from ltjax import losses, sharding
 from ltjax.evaluate import posthoc
+from ltjax.interop import torch_weights
 from ltjax.models import heads
 from ltjax.train import checkpoint as ckpt_lib
 
@@ -58,11 +60,27 @@ class Stage:
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     self.neck(config)
+    if config.model.pretrained and any(dst.startswith("backbone") for _, dst in self.load):
+      raise ValueError(
+        f"model.pretrained starts a backbone from ImageNet weights, but stage {self.name!r} "
+        "loads its backbone from init_from: unset --config.model.pretrained."
+      )
 
   def check_start(self, config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError if a fresh run could not ``start`` (e.g. no ``init_from``)."""
+    """Raises ValueError if a fresh run could not ``start`` (no ``init_from``, no
+    ``model.pretrained`` file or no PyTorch to read it)."""
     if self.load:
       ckpt_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
+    if config.model.pretrained:
+      if not os.path.isfile(config.model.pretrained):
+        raise ValueError(
+          f"model.pretrained={config.model.pretrained} does not exist; give the path of a "
+          "PyTorch ResNet state dict (see the config's docstring for where to get it)."
+        )
+      try:
+        torch_weights.import_torch()
+      except ImportError as e:
+        raise ValueError(f"model.pretrained: {e}") from e
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
     """``ltjax.models.oltr.OLTRNeck`` arguments, or None for the backbone's own pooling.
@@ -93,8 +111,11 @@ class Stage:
     return self.load
 
   def start(self, exp, state):
-    """The state a fresh run starts from (not called on resume): the subtrees ``loads`` names,
-    copied from ``config.init_from``."""
+    """The state a fresh run starts from (not called on resume): the pretrained backbone
+    (``model.pretrained``), then the subtrees ``loads`` names, copied from
+    ``config.init_from``."""
+    if exp.config.model.pretrained:
+      state = load_pretrained(exp, state)
     return load_earlier_stage(exp, state, self) if self.load else state
 
 
@@ -155,15 +176,26 @@ class OLTR(Stage):
     return ce + r.loss_weight * centroid_loss, {"ce": ce, "centroid_loss": centroid_loss}
 
   def loads(self, config, earlier):
-    """Stage 1's backbone and classifier, and its ``use_fc`` layer when ``oltr.fc_add``."""
+    """Stage 1's backbone and classifier, and its ``use_fc`` layer (``neck/fc_add``) when
+    both stages have one. With ``oltr.fc_add`` but a stage 1 without the layer (the current
+    reference's ImageNet-LT stage 1), it starts fresh, as the reference's stage 2 does."""
+    earlier_fc = earlier.get("neck", {}).get("fc_add")
     if not config.oltr.fc_add:
+      if earlier_fc is not None:
+        width = np.shape(earlier_fc["kernel"])[-1]
+        raise ValueError(
+          f"init_from={config.init_from} has a use_fc layer (fc_add, {width} units) that "
+          f"oltr.fc_add=0 would drop: set --config.oltr.fc_add={width}."
+        )
       return self.load
-    if "fc_add" not in earlier.get("neck", {}):
-      raise ValueError(
-        f"oltr.fc_add={config.oltr.fc_add} but init_from={config.init_from} has no fc_add "
-        "layer to start from: train stage 1 with the same oltr.fc_add (the reference "
-        "use_fc), or set it to 0."
+    if earlier_fc is None:
+      log.info(
+        "init_from=%s has no fc_add layer: oltr.fc_add=%d starts fresh (as the reference "
+        "stage 2 over a stage 1 without use_fc)",
+        config.init_from,
+        config.oltr.fc_add,
       )
+      return self.load
     return (*self.load, ("neck/fc_add", "neck/fc_add"))
 
   def start(self, exp, state):
@@ -204,6 +236,31 @@ def load_earlier_stage(exp, state, stage: Stage):
     meta.get("stage", "?"),
   )
   return jax.device_put(state.replace(params=new_params, batch_stats=new_stats), exp.state_sharding)
+
+
+def load_pretrained(exp, state):
+  """``state`` with its backbone (and BatchNorm statistics) from ``model.pretrained``; the
+  model's tensors the file lacks keep their initialisation and are logged."""
+  config = exp.config
+  params, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
+  backbone, backbone_stats, missing = torch_weights.load_pretrained_backbone(
+    config.model.pretrained,
+    params["backbone"],
+    stats.get("backbone", {}),
+    allow_pickle=config.model.pretrained_allow_pickle,
+  )
+  log.info("backbone loaded from model.pretrained=%s", config.model.pretrained)
+  if missing:
+    log.warning(
+      "model.pretrained=%s lacks %d tensor(s) of the backbone, left at their initialisation: %s",
+      config.model.pretrained,
+      len(missing),
+      ", ".join(missing),
+    )
+  params = {**params, "backbone": backbone}
+  if backbone_stats:
+    stats = {**stats, "backbone": backbone_stats}
+  return jax.device_put(state.replace(params=params, batch_stats=stats), exp.state_sharding)
 
 
 def init_centroids(exp, state):

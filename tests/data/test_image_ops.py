@@ -529,3 +529,12 @@ def test_decode_truncated_jpeg_raises(keep):
   with pytest.raises(ValueError, match="cannot decode image") as info:
     image_ops.decode_image(data[: int(len(data) * keep)])
   assert info.value.__cause__ is not None
+
+
+def test_imagenet_train_without_jitter_is_crop_then_flip():
+  """jitter=0 (the references' iNaturalist recipe): no ColorJitter at all."""
+  image, u = random_image(60, 80), uniforms(image_ops.IMAGENET_TRAIN_DRAWS)
+  crop = image_ops.random_resized_crop(image, u[: image_ops.RRC_DRAWS], 32)
+  expected = image_ops.horizontal_flip(crop, u[image_ops.RRC_DRAWS])
+  np.testing.assert_array_equal(image_ops.imagenet_train(image, u, 32, jitter=0.0), expected)
+  assert not np.array_equal(image_ops.imagenet_train(image, u, 32), expected)  # 0.4 jitters.

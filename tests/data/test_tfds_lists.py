@@ -226,13 +226,15 @@ def test_build_splits_from_tfds_shares_the_scans(tmp_path, four_classes, monkeyp
 
   monkeypatch.setattr(TfdsSource, "__init__", counting_init)
   config = imagenet_config(tmp_path)
+  config.data.decode_min_size = 256
   with fake_tfds(tables):
     splits = build_splits(config.dataset, 0, config.data)
   assert sorted(opened) == ["train", "validation"]  # ILSVRC train serves two lists.
   np.testing.assert_array_equal(splits.train_counts, [12, 6, 3, 2])
   assert len(splits.val) == 8 and len(splits.test) == 8
   assert splits.train._sources[0] is splits.val._sources[0]
-  assert splits.train.min_size == config.data.decode_min_size
+  # Draft decoding (data.decode_min_size) for training images only, never evaluation.
+  assert splits.train.min_size == 256 and splits.val.min_size is None
 
 
 def test_open_set_comes_from_root_or_is_a_clear_error(tmp_path, four_classes):

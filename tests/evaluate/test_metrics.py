@@ -281,3 +281,36 @@ def test_other_validation_errors():
     M.open_set_auroc([0.1, np.nan], [0, -1])
   with pytest.raises(ValueError, match="num_classes must be >= 1"):
     M.per_class_accuracy([], [], 0)
+
+
+def test_threshold_keeping_keeps_the_fraction_of_known_images():
+  p = np.array([0.9, 0.2, 0.5, 0.35, 0.8, 0.6, 0.3, 0.7, 0.4, 0.95])
+  t = M.threshold_keeping(p, 0.8)  # 8 of 10 kept: the 3rd smallest, 0.35.
+  assert t == 0.35 and np.sum(p >= t) == 8
+  assert M.threshold_keeping(p, 1.0) == 0.2
+  assert M.threshold_keeping(np.linspace(0, 1, 20), 0.95) == pytest.approx(1 / 19)  # 19 kept.
+  with pytest.raises(ValueError, match="fraction"):
+    M.threshold_keeping(p, 0.0)
+  with pytest.raises(ValueError, match="at least one"):
+    M.threshold_keeping([], 0.5)
+
+
+def test_summary_reports_the_f_measure_at_the_validation_threshold():
+  from ltjax.evaluate import runner
+
+  class Eval:
+    many_threshold, few_threshold, open_threshold = 100, 20, 0.1
+
+  labels = np.array([0, 0, 1, 1, -1, -1])
+  pred = np.array([0, 1, 1, 1, 0, 1])
+  max_prob = np.array([0.9, 0.4, 0.8, 0.3, 0.35, 0.5])
+  val_max_prob = np.linspace(0.3, 0.9, 20)  # 95% kept: threshold = the 2nd smallest.
+  out = runner.summarize(pred, max_prob, labels, np.array([200, 5]), Eval, val_max_prob)
+  t = out["open_threshold_val"]
+  assert t == pytest.approx(0.3 + 0.6 / 19)
+  # At t: 0.3 (a known, correct) is rejected, 0.35 (open) kept -> TP 2, FP 1, FN 2.
+  expected = M.open_set_f_measure(M.reject_unconfident(pred, max_prob, t), labels)
+  assert out["open_f_measure_val"] == pytest.approx(expected)
+  assert out["open_f_measure_val"] == pytest.approx(2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4))
+  # At the paper's 0.1 nothing is rejected: TP 3, FP 1, FN 2.
+  assert out["open_f_measure"] == pytest.approx(2 * (3 / 4) * (3 / 5) / (3 / 4 + 3 / 5))

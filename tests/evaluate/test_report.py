@@ -133,7 +133,7 @@ def test_format_results_table_open_set_columns():
     "joint": {"many": 0.5, "medium": 0.4, "few": 0.3, "all": 0.45, "mean_class": 0.4},
   }
   assert R.format_results_table(results).splitlines() == [
-    "| Method | Many | Medium | Few | All | Mean class | Open F-measure | Open AUROC |",
+    "| Method | Many | Medium | Few | All | Mean class | Open F (0.1) | Open AUROC |",
     "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     "| joint | 50.0 | 40.0 | 30.0 | 45.0 | 40.0 | – | – |",
     "| oltr | 50.0 | 40.0 | 30.0 | 45.0 | 40.0 | 0.123 | 0.900 |",

@@ -11,7 +11,7 @@ from helpers import load_config, run_ltjax, tiny_config, tiny_splits
 from ltjax import config as config_lib
 from ltjax.data.datasets import build_splits
 from ltjax.evaluate import posthoc, runner
-from ltjax.interop import import_checkpoint
+from ltjax.interop.torch_import import import_checkpoint
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import loop
 from ltjax.train.steps import normalize
@@ -165,6 +165,38 @@ def test_oltr_stage_one_then_stage_two(tmp_path):
   np.testing.assert_array_equal(jax.device_get(state.centroids), centroids.numpy())
   assert_logits_match_torch(exp, state, splits.test, feat2, clf2, centroids)
   assert set(runner.evaluate_and_write(exp, state, str(tmp_path / "stage2"))) >= {"many", "all"}
+
+
+def test_current_reference_stage_one_continues_to_stage_two_with_a_fresh_use_fc(tmp_path):
+  """The newest OLTR ImageNet-LT stage 1 has no use_fc layer; its stage 2 (use_fc 512)
+  starts that layer fresh. An imported stage-1 checkpoint without it trains stage 2."""
+  splits = tiny_splits(size=64, channels=3)
+  stage1 = rgb_config()
+  feat1, clf1 = random_reference(
+    ref.resnet10(), ref.DotProductClassifier(512, NUM_CLASSES), normalized(splits.train, stage1), 0
+  )
+  path1 = str(tmp_path / "stage1.pth")
+  ref.save_reference_checkpoint(path1, feat1, clf1)
+  import_checkpoint(path1, stage1, str(tmp_path / "stage1"), splits=splits)
+  stage2 = rgb_config(
+    stage="oltr",
+    method="oltr",
+    init_from=str(tmp_path / "stage1"),
+    **{"model.head": "meta_embedding", "oltr.use_attention": True, "oltr.fc_add": 512},
+  )
+  exp, fresh = loop.setup(stage2, splits)
+  started = exp.stage.start(exp, fresh)
+  params1, _, _ = ckpt_lib.load_variables(str(tmp_path / "stage1"))
+  np.testing.assert_array_equal(  # The fc_add layer is the fresh one...
+    jax.device_get(started.params["neck"]["fc_add"]["kernel"]),
+    jax.device_get(fresh.params["neck"]["fc_add"]["kernel"]),
+  )
+  np.testing.assert_array_equal(  # ... the hallucinator the stage-1 classifier.
+    jax.device_get(started.params["head"]["hallucinator"]["kernel"]),
+    params1["head"]["fc"]["kernel"],
+  )
+  summary = loop.train_and_evaluate(stage2, str(tmp_path / "stage2"), splits=splits)
+  assert np.isfinite(summary["all"])
 
 
 def test_import_torch_command_line(tmp_path):

@@ -142,9 +142,13 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   ):
     np.testing.assert_array_equal(a, b)
   assert state2.centroids.shape == (4, 12)
-  # Stage 2 with fc_add over a stage 1 without it, and fc_add in another stage: errors.
-  with pytest.raises(ValueError, match="has no fc_add layer to start from"):
-    exp3, state3 = loop.setup(tiny_stage2_config(joint_dir, **{"oltr.fc_add": 12}), tiny_splits())
+  # Stage 2 over a stage 1 with fc_add but oltr.fc_add=0 would drop it: an error; fc_add in
+  # another stage: an error. (Over a stage 1 without it, fc_add starts fresh:
+  # tests/interop/test_import_run.py.)
+  with pytest.raises(ValueError, match="fc_add, 12 units.*set --config.oltr.fc_add=12"):
+    exp3, state3 = loop.setup(
+      tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 0}), tiny_splits()
+    )
     exp3.stage.start(exp3, state3)
   crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
   with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):

@@ -8,7 +8,13 @@ import signal
 import jax
 import numpy as np
 import pytest
-from helpers import expected_first_step, load_config, tiny_config, tiny_splits
+from helpers import (
+  expected_first_step,
+  load_config,
+  tiny_config,
+  tiny_splits,
+  write_state_dict,
+)
 
 from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
@@ -36,6 +42,8 @@ def one_step_of(path, tmp_path, real_backbone):
   if not real_backbone:
     config.model.backbone = "cifar_resnet8"  # The real ones run in the slow variant.
   splits = tiny_splits(num_classes=4, size=16, channels=len(config.dataset.mean))
+  if config.model.pretrained:  # Places-LT: ImageNet weights, here a generated state dict.
+    config.model.pretrained = write_state_dict(config, splits, str(tmp_path / "pretrained.pth"))
   if stages.get_stage(config.stage).load:  # Needs a stage-1 model of the same backbone.
     joint = config.copy_and_resolve_references()
     joint.stage, joint.model.head, joint.num_epochs = "joint", "linear", 1

@@ -26,6 +26,7 @@ def augment_batch(
   pad: int = 4,
   flip: bool = True,
   size: int = 224,
+  jitter: float = image_ops.IMAGENET_JITTER[0],
 ) -> np.ndarray | dict[str, np.ndarray]:
   """Applies the named training augmentation to a batch with per-record randomness.
 
@@ -34,12 +35,13 @@ def augment_batch(
     positions: (B,) global stream positions of the records (the randomness key).
     seed: stream seed.
     kind: ``none``; ``crop_flip`` (small images: pad, random crop, optional flip);
-      ``imagenet`` (RandomResizedCrop(size) + flip + colour jitter 0.4, as the references);
+      ``imagenet`` (RandomResizedCrop(size) + flip + ColorJitter(jitter), as the references);
       ``imagenet_device`` (the same random numbers, but the host only crops: returns the
-      dict of ``ltjax.data.device_ops.prepare_batch``, which the train step resizes,
+      dict of ``ltjax.data.pp.device_ops.prepare_batch``, which the train step resizes,
       flips and jitters on the device).
     pad, flip: ``crop_flip`` options.
     size: output side of ``imagenet`` and ``imagenet_device``.
+    jitter: their ColorJitter strength (brightness = contrast = saturation; 0 = none).
   """
   if kind == "none":
     return images
@@ -48,9 +50,9 @@ def augment_batch(
       images, record_uniforms(seed, positions, 3), pad=pad, flip=flip
     )
   if kind == "imagenet":
-    return image_ops.imagenet_train_batch(list(images), positions, seed, size=size)
+    return image_ops.imagenet_train_batch(list(images), positions, seed, size=size, jitter=jitter)
   if kind == "imagenet_device":
-    return device_ops.prepare_batch(list(images), positions, seed, size=size)
+    return device_ops.prepare_batch(list(images), positions, seed, size=size, jitter=jitter)
   raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}.")
 
 

@@ -74,7 +74,11 @@ def _fit_crop(image: np.ndarray, box: tuple[int, int, int, int], side: int) -> n
 
 
 def prepare_batch(
-  images_list: Sequence[np.ndarray], positions, seed: int, size: int = 224
+  images_list: Sequence[np.ndarray],
+  positions,
+  seed: int,
+  size: int = 224,
+  jitter: float = image_ops.IMAGENET_JITTER[0],
 ) -> dict[str, np.ndarray]:
   """Host half of ``imagenet_device``: crops in a fixed buffer + the per-record draws.
 
@@ -86,6 +90,8 @@ def prepare_batch(
     positions: (B,) global positions of the records in the sample stream.
     seed: augmentation seed.
     size: output side of the device half (`apply`); the buffer side is 2 x size.
+    jitter: the ColorJitter strength (0: factors of exactly 1, which `apply`'s blends leave
+      unchanged).
 
   Returns:
     ``image`` (B, S, S, C) uint8, zero outside each crop; ``crop_hw`` (B, 2) int32, the
@@ -111,7 +117,7 @@ def prepare_batch(
     h, w = crop.shape[:2]
     buf[i, :h, :w] = crop
     crop_hw[i] = h, w
-  strengths = np.asarray(image_ops.IMAGENET_JITTER, np.float64)
+  strengths = np.full(3, float(jitter), np.float64)
   lo = np.maximum(0.0, 1.0 - strengths)
   # As image_ops._jitter: the factor in float64, then float32 as Image.blend takes it.
   factors = lo + (1.0 + strengths - lo) * u[:, jit_at : jit_at + 3]

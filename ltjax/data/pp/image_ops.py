@@ -432,20 +432,24 @@ def eval_resize_center_crop(image: np.ndarray, resize: int = 256, crop: int = 22
 # ---------------------------------------------------------------- full pipelines
 
 
-def _flip_jitter(img: Image.Image, u: np.ndarray) -> Image.Image:
+def _flip_jitter(img: Image.Image, u: np.ndarray, jitter: float) -> Image.Image:
   """The flip and jitter of `imagenet_train` on its resized crop; ``u`` is its whole row."""
   if u[RRC_DRAWS] < 0.5:
     img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-  return _jitter(img, u[RRC_DRAWS + FLIP_DRAWS :], IMAGENET_JITTER)
+  if not jitter:  # No ColorJitter in the recipe (its draws stay in the row, unused).
+    return img
+  return _jitter(img, u[RRC_DRAWS + FLIP_DRAWS :], (jitter,) * 3)
 
 
-def _train_pil(image: np.ndarray, u: np.ndarray, size: int) -> Image.Image:
+def _train_pil(image: np.ndarray, u: np.ndarray, size: int, jitter: float) -> Image.Image:
   box = random_resized_crop_params(image.shape[0], image.shape[1], u[:RRC_DRAWS])
-  return _flip_jitter(_crop_resize(image, box, size), u)
+  return _flip_jitter(_crop_resize(image, box, size), u, jitter)
 
 
-def imagenet_train(image: np.ndarray, u, size: int = 224) -> np.ndarray:
-  """RandomResizedCrop(size) -> RandomHorizontalFlip -> ColorJitter(0.4, 0.4, 0.4).
+def imagenet_train(
+  image: np.ndarray, u, size: int = 224, jitter: float = IMAGENET_JITTER[0]
+) -> np.ndarray:
+  """RandomResizedCrop(size) -> RandomHorizontalFlip -> ColorJitter(jitter, jitter, jitter).
 
   Layout of ``u``: ``u[:RRC_DRAWS]`` crop, ``u[RRC_DRAWS]`` flip, then `JITTER_DRAWS`
   for the jitter; `IMAGENET_TRAIN_DRAWS` (= 47) in all. The result equals
@@ -456,6 +460,8 @@ def imagenet_train(image: np.ndarray, u, size: int = 224) -> np.ndarray:
     image: (H, W, C) uint8.
     u: 1-D array of at least `IMAGENET_TRAIN_DRAWS` uniforms in [0, 1).
     size: output height and width.
+    jitter: brightness, contrast and saturation strength (0.4 in the references'
+      ImageNet-LT / Places-LT recipes; 0: no jitter, as their iNaturalist recipe).
 
   Returns:
     (size, size, C) uint8.
@@ -463,7 +469,7 @@ def imagenet_train(image: np.ndarray, u, size: int = 224) -> np.ndarray:
   image = _check_image(image)
   size = check_size(size, "size")
   u = _check_uniforms(u, IMAGENET_TRAIN_DRAWS)
-  return from_pil(_train_pil(image, u, size))
+  return from_pil(_train_pil(image, u, size, _check_strengths(jitter, jitter, jitter)[0]))
 
 
 def check_image_list(images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -477,7 +483,11 @@ def check_image_list(images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def imagenet_train_batch(
-  images_list: Sequence[np.ndarray], positions, seed: int, size: int = 224
+  images_list: Sequence[np.ndarray],
+  positions,
+  seed: int,
+  size: int = 224,
+  jitter: float = IMAGENET_JITTER[0],
 ) -> np.ndarray:
   """`imagenet_train` on each image, with per-record randomness.
 
@@ -489,11 +499,13 @@ def imagenet_train_batch(
     positions: (B,) global positions of the records in the sample stream.
     seed: augmentation seed.
     size: output height and width.
+    jitter: the ColorJitter strength (see `imagenet_train`).
 
   Returns:
     (B, size, size, C) uint8.
   """
   images = check_image_list(images_list)
+  jitter = _check_strengths(jitter, jitter, jitter)[0]
   positions = np.asarray(positions)
   if positions.shape != (len(images),):
     raise ValueError(f"positions must have shape ({len(images)},), got {positions.shape}.")
@@ -501,7 +513,7 @@ def imagenet_train_batch(
   u = record_uniforms(seed, positions, IMAGENET_TRAIN_DRAWS)
   out = np.empty((len(images), size, size, images[0].shape[2]), np.uint8)
   for i, (image, row) in enumerate(zip(images, u, strict=True)):
-    out[i] = np.asarray(_train_pil(image, row, size)).reshape(out.shape[1:])
+    out[i] = np.asarray(_train_pil(image, row, size, jitter)).reshape(out.shape[1:])
   return out
 
 

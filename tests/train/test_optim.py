@@ -1,0 +1,111 @@
+"""Learning-rate schedules: the references' per-epoch sequences, exactly; and the SGD groups."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ltjax import config as config_lib
+from ltjax.train import optim
+
+
+def schedule_config(schedule, lr_update, num_epochs, **optim_fields):
+  c = config_lib.base_config()
+  c.num_epochs, c.batch_size = num_epochs, 64
+  c.optim.schedule, c.optim.lr_update = schedule, lr_update
+  for k, v in optim_fields.items():
+    c.optim[k] = v
+  return c
+
+
+def torch_epoch_lrs(kind, placement, base, num_epochs, step_size=10, gamma=0.1):
+  """The lr each epoch's batches see in the reference loops, computed with torch."""
+  torch = pytest.importorskip("torch")
+  param = torch.nn.Parameter(torch.zeros(1))
+  opt = torch.optim.SGD([param], lr=base, momentum=0.9)
+  if kind == "cosine":
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, num_epochs, eta_min=0.0)
+  else:
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
+  lrs = []
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # torch warns about scheduler.step() before opt.step().
+    for _ in range(num_epochs):
+      if placement == "epoch_start":  # classifier-balancing run_networks.py
+        sched.step()
+      lrs.append(opt.param_groups[0]["lr"])
+      opt.step()  # The epoch's batches.
+      if placement == "epoch_end":  # OLTR run_networks.py
+        sched.step()
+  return np.array(lrs)
+
+
+def closed_form(kind, placement, base, num_epochs, step_size=10, gamma=0.1):
+  """The same sequences from the schedulers' formulas (PyTorch >= 1.1)."""
+  x = np.arange(num_epochs) + (1 if placement == "epoch_start" else 0)
+  if kind == "cosine":
+    return base * (1 + np.cos(np.pi * x / num_epochs)) / 2
+  return base * gamma ** np.floor(x / step_size)
+
+
+@pytest.mark.parametrize(
+  "kind, placement, base, num_epochs",
+  [
+    ("cosine", "epoch_start", 0.2, 10),  # classifier-balancing cRT (cls_crt.yaml)
+    ("cosine", "epoch_start", 0.2, 90),  # classifier-balancing representation learning
+    ("step", "epoch_end", 0.1, 30),  # OLTR stage 1: StepLR(10, 0.1)
+    ("step", "epoch_start", 0.1, 30),  # the same scheduler stepped first: decays after 9
+    ("cosine", "epoch_end", 0.2, 12),
+  ],
+)
+def test_per_epoch_schedule_is_the_reference_sequence(kind, placement, base, num_epochs):
+  num_train = 1000  # 15.6 steps of 64 per epoch: batches straddle epochs.
+  config = schedule_config(kind, placement, num_epochs, lr=base, step_every_epochs=10)
+  schedule = optim.make_schedule(config, num_train)
+  _, total = optim.run_length(config, num_train)
+  steps = np.arange(total)
+  got = np.array([float(schedule(s)) for s in steps])
+  expected = closed_form(kind, placement, base, num_epochs)
+  np.testing.assert_allclose(
+    expected, torch_epoch_lrs(kind, placement, base, num_epochs), atol=1e-7
+  )
+  epoch = steps * 64 // num_train
+  np.testing.assert_allclose(got, expected[epoch], rtol=1e-6, atol=1e-8)
+  if kind == "cosine" and placement == "epoch_start":
+    assert got[-1] == 0.0  # The last epoch runs at lr 0, as the reference's.
+
+
+def test_per_step_schedule_is_unchanged_and_warmup_needs_it():
+  config = schedule_config("cosine", "step", 2, lr=0.2)
+  schedule = optim.make_schedule(config, 640)  # 10 steps per epoch, 20 in all.
+  np.testing.assert_allclose([float(schedule(s)) for s in (0, 10, 20)], [0.2, 0.1, 0.0], atol=1e-7)
+  with pytest.raises(ValueError, match="warmup_epochs=1.0 needs optim.lr_update='step'"):
+    optim.make_schedule(schedule_config("cosine", "epoch_start", 2, warmup_epochs=1.0), 640)
+  with pytest.raises(ValueError, match="unknown optim.lr_update 'epoch'"):
+    optim.make_schedule(schedule_config("cosine", "epoch", 2), 640)
+
+
+def test_groups_take_their_own_learning_rates():
+  c = config_lib.base_config()
+  c.optim.lr, c.optim.head_lr, c.oltr.centroids_lr = 0.001, 0.1, 0.01
+  tree = {
+    "params": {
+      "backbone": {"conv1": {"kernel": 0}},
+      "neck": {"fc_add": {"kernel": 0}},
+      "head": {"fc": {"kernel": 0}},
+    },
+    "centroids": 0,
+  }
+  labels = optim.group_labels(tree, ("^backbone/",))
+  assert labels == {
+    "params": {
+      "backbone": {"conv1": {"kernel": "frozen"}},
+      "neck": {"fc_add": {"kernel": "backbone"}},
+      "head": {"fc": {"kernel": "head"}},
+    },
+    "centroids": "centroids",
+  }
+  hyper = optim.group_hyperparameters(c)
+  assert [hyper[g][0] for g in ("backbone", "head", "centroids")] == [0.001, 0.1, 0.01]
+  c.optim.head_lr = None  # Unset: the head follows optim.lr.
+  assert optim.group_hyperparameters(c)["head"][0] == 0.001
