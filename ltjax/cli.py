@@ -1,17 +1,16 @@
-"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare, import-torch.
+"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare, verify, import-torch.
 
 ltjax train --config=configs/<dataset>/<stage>.py --workdir=DIR [--config.x=y ...]
 ltjax evaluate --config=... --workdir=DIR [--open_set] [--posthoc]
 ltjax demo [--workdir=DIR] [--dtype=bfloat16]
-ltjax report --workdir=DIR
+ltjax report --workdir=DIR [--compare RUN ...]
 ltjax stats --split=LIST.txt [--num_classes=K]
 ltjax prepare --dataset=imagenet_lt|places_lt|inat2018 --root=IMAGES --out=DIR
-    [--lists_dir=LISTS] [--splits=train,val,test,open] [--records_per_shard=1024]
-  packs the split lists' images into ArrayRecord shards (resumable: re-run after an
-  interruption); train from them with --config.dataset.packed_dir=DIR.
+ltjax verify --config=... [--splits=train,val,test]
 ltjax import-torch CKPT.pth --config=... --workdir=DIR [--allow_pickle]
-  writes a reference PyTorch checkpoint (classifier-balancing / OLTR
-  final_model_checkpoint.pth) as a finished run of the config in DIR (needs '.[torch]').
+
+`ltjax <command> --help` lists a command's flags; `ltjax train --config=FILE --help` also
+lists the config's fields with their values.
 
 Several processes (hosts): run the same train/evaluate command in each, with
   --coordinator_address=HOST:PORT --num_processes=N --process_id=I
@@ -21,62 +20,78 @@ SLURM, Open MPI and Cloud TPU pods, where JAX finds them itself.
 
 from __future__ import annotations
 
+import errno
+import importlib.util
 import logging as std_logging
 import os
+import re
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Experiment config file.", lock_config=True
+  "config", None, "Experiment config file (configs/<dataset>/<stage>.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _POSTHOC = flags.DEFINE_bool(
-  "posthoc",
+  "posthoc", False, "Also NCM and tau-norm (selected on val) on the joint model's features."
+)
+_OPEN_SET = flags.DEFINE_bool(
+  "open_set", False, "Require open-set test images (label -1) and report open-set metrics."
+)
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+  "allow_config_change",
   False,
-  "evaluate: also NCM and tau-norm (selected on val) on top of a joint model's features.",
+  "Resume a run whose saved config differs from --config (the differing fields are logged).",
 )
-_SPLIT = flags.DEFINE_string("split", None, "stats: a split list file (path label per line).")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "stats: number of classes (optional).")
-_OPEN_SET = flags.DEFINE_bool("open_set", False, "evaluate: require and report open-set metrics.")
-_DATASET = flags.DEFINE_string("dataset", None, "prepare: imagenet_lt, places_lt or inat2018.")
-_ROOT = flags.DEFINE_string("root", None, "prepare: the image directory the lists refer to.")
+_SPLIT = flags.DEFINE_string("split", None, "A split list file (one 'path label' per line).")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Number of classes (optional).")
+_DATASET = flags.DEFINE_string("dataset", None, "imagenet_lt, places_lt or inat2018.")
+_ROOT = flags.DEFINE_string("root", None, "The image directory the lists refer to.")
 _LISTS_DIR = flags.DEFINE_string(
-  "lists_dir", None, "prepare: the directory of the split lists (default: --root)."
+  "lists_dir", None, "The directory of the split lists (default: --root)."
 )
-_OUT = flags.DEFINE_string("out", None, "prepare: the output directory of the shards.")
-_SPLITS = flags.DEFINE_string("splits", "train,val,test,open", "prepare: the splits to pack.")
-_RECORDS_PER_SHARD = flags.DEFINE_integer(
-  "records_per_shard", 1024, "prepare: images per ArrayRecord shard."
+_OUT = flags.DEFINE_string("out", None, "The output directory of the shards.")
+_SPLITS = flags.DEFINE_string(
+  "splits", None, "Comma-separated splits (prepare: train,val,test,open; verify: train,val,test)."
 )
-
+_RECORDS_PER_SHARD = flags.DEFINE_integer("records_per_shard", 1024, "Images per shard.")
 _DTYPE = flags.DEFINE_enum(
-  "dtype", "float32", ["float32", "bfloat16"], "demo: the models' computation dtype."
+  "dtype", "float32", ["float32", "bfloat16"], "The models' computation dtype."
+)
+_COMPARE = flags.DEFINE_multi_string(
+  "compare",
+  [],
+  "Work directories (or their results.json) to compare in one table and one set of "
+  "figures, written to --workdir (repeat the flag, or give several after one).",
 )
 _COORDINATOR = flags.DEFINE_string(
-  "coordinator_address", None, "train/evaluate: host:port of process 0 (multi-process runs)."
+  "coordinator_address", None, "host:port of process 0 (multi-process runs)."
 )
 _NUM_PROCESSES = flags.DEFINE_integer(
-  "num_processes", None, "train/evaluate: number of processes (multi-process runs)."
+  "num_processes", None, "Number of processes (multi-process runs)."
 )
 _PROCESS_ID = flags.DEFINE_integer(
-  "process_id", None, "train/evaluate: this process's index in [0, num_processes)."
+  "process_id", None, "This process's index in [0, num_processes) (multi-process runs)."
 )
 _DISTRIBUTED = flags.DEFINE_bool(
   "distributed",
   False,
-  "train/evaluate: join a multi-process run whose settings JAX detects "
-  "(SLURM, Open MPI, Kubernetes, Cloud TPU pods).",
+  "Join a multi-process run whose settings JAX detects (SLURM, Open MPI, Kubernetes, "
+  "Cloud TPU pods).",
 )
 _ALLOW_PICKLE = flags.DEFINE_bool(
   "allow_pickle",
   False,
-  "import-torch: also unpickle Python objects other than tensors (only for trusted files).",
+  "Also unpickle Python objects other than tensors (can run code: trusted files only).",
 )
 
 USAGE = __doc__
-MULTI_PROCESS_COMMANDS = ("train", "evaluate")
+MULTI_PROCESS = ("coordinator_address", "num_processes", "process_id", "distributed")
+
+log = std_logging.getLogger("ltjax.cli")
 
 
 def _is_main_process() -> bool:
@@ -86,29 +101,28 @@ def _is_main_process() -> bool:
 
 
 def _require(flag, name: str) -> None:
-  value = flag.value
-  if name == "config" and value is not None:
-    try:
-      value.stage  # noqa: B018 (config_flags defers a load error to first use)
-    except OSError as e:
-      raise ValueError(f"cannot load the config file: {e}") from e
-  if value is None:
+  if flag.value is None:
     raise app.UsageError(f"--{name} is required.")
 
 
 def cmd_train(argv) -> None:
+  """Trains (or resumes) the config's stage in --workdir, then evaluates it on test."""
   del argv
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
   from ltjax.evaluate.report import format_results_table
   from ltjax.train import loop
 
-  summary = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  summary = loop.train_and_evaluate(
+    _CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value
+  )
   if _is_main_process():
     print(format_results_table({_CONFIG.value.method: summary}))
+    print(f"\nresults: {_WORKDIR.value}/results.json; `ltjax report --workdir={_WORKDIR.value}`")
 
 
 def cmd_evaluate(argv) -> None:
+  """Evaluates the latest checkpoint in --workdir on test (works on a read-only run)."""
   del argv
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
@@ -132,25 +146,35 @@ def cmd_evaluate(argv) -> None:
 
 
 def cmd_demo(argv) -> None:
+  """The whole pipeline on digits-LT: joint, NCM, cRT, tau-norm, LWS, OLTR (about a minute)."""
   del argv
   from ltjax import demo
   from ltjax.evaluate.report import format_results_table
 
   workdir = _WORKDIR.value or os.path.abspath("ltjax_demo")
   results = demo.run(workdir, dtype=_DTYPE.value)
-  print(f"\nltjax demo: digits-LT results (test split), written to {workdir}/results.json\n")
+  print(f"\nltjax demo: digits-LT results (test split), written to {workdir}/results.json")
+  print(f"report with figures: {workdir}/report.md\n")
   print(format_results_table(results))
 
 
 def cmd_report(argv) -> None:
-  del argv
-  _require(_WORKDIR, "workdir")
+  """Writes report.md and its figures from the results in --workdir, or compares runs."""
   from ltjax.evaluate import report
 
+  runs = [*_COMPARE.value, *argv[1:]]
+  if runs:
+    _require(_WORKDIR, "workdir")
+    path, table = report.write_comparison(runs, _WORKDIR.value)
+    print(table)
+    print(f"\nwrote {path}")
+    return
+  _require(_WORKDIR, "workdir")
   print(f"wrote {report.write_report(_WORKDIR.value)}")
 
 
 def cmd_stats(argv) -> None:
+  """The class distribution of a split list: sizes, imbalance, shot groups."""
   del argv
   _require(_SPLIT, "split")
   from ltjax.data import longtail
@@ -162,25 +186,54 @@ def cmd_stats(argv) -> None:
 
 
 def cmd_prepare(argv) -> None:
+  """Packs the reference split lists' images into ArrayRecord shards (resumable); train
+  from them with --config.dataset.packed_dir=OUT."""
   del argv
   for flag, name in ((_DATASET, "dataset"), (_ROOT, "root"), (_OUT, "out")):
     _require(flag, name)
   from ltjax.data.sources import packed
 
+  splits = _SPLITS.value or ",".join(packed.PREPARE_SPLITS)
   packed.prepare_dataset(
     _DATASET.value,
     _ROOT.value,
     _OUT.value,
     lists_dir=_LISTS_DIR.value,
-    splits=tuple(s.strip() for s in _SPLITS.value.split(",") if s.strip()),
-    require_open=_SPLITS.present,  # Only OLTR needs the open list: optional by default.
+    splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
+    require_open=_SPLITS.value is not None,  # Only OLTR needs the open list.
     records_per_shard=_RECORDS_PER_SHARD.value,
     progress=True,
     note=lambda line: print(line, flush=True),
   )
 
 
+def cmd_verify(argv) -> None:
+  """Decodes every image of the config's splits before a long run; lists all bad ones."""
+  del argv
+  _require(_CONFIG, "config")
+  from ltjax.data import datasets
+
+  config = _CONFIG.value
+  config.data.skip_corrupt = False  # Report every unreadable image, replace none.
+  names = tuple(s.strip() for s in (_SPLITS.value or "train,val,test").split(",") if s.strip())
+  splits = datasets.build_splits(config.dataset, config.seed, config.data)
+  problems = datasets.verify_splits(splits, names, threads=config.data.num_threads)
+  bad = sum(len(p) for p in problems.values())
+  for name in names:
+    n = len(getattr(splits, name))
+    print(f"{name}: {n:,} images, {len(problems[name])} unreadable")
+    for line in problems[name]:
+      print(f"  {line}")
+  if bad:
+    raise ValueError(
+      f"{bad} unreadable image(s), listed above: fix or remove them, or set "
+      "--config.data.skip_corrupt=True to replace each by another image of its class."
+    )
+
+
 def cmd_import_torch(argv) -> None:
+  """Writes a reference PyTorch checkpoint (classifier-balancing / OLTR
+  final_model_checkpoint.pth) as a finished run of the config in --workdir."""
   paths = argv[1:]
   if len(paths) != 1:
     raise app.UsageError(f"import-torch takes one checkpoint file, got {paths or 'none'}.")
@@ -201,34 +254,138 @@ def cmd_import_torch(argv) -> None:
   )
 
 
+#: command -> (function, its flags in the order --help lists them).
 COMMANDS = {
-  "train": cmd_train,
-  "evaluate": cmd_evaluate,
-  "demo": cmd_demo,
-  "report": cmd_report,
-  "stats": cmd_stats,
-  "prepare": cmd_prepare,
-  "import-torch": cmd_import_torch,
+  "train": (cmd_train, ("config", "workdir", "allow_config_change", *MULTI_PROCESS)),
+  "evaluate": (cmd_evaluate, ("config", "workdir", "posthoc", "open_set", *MULTI_PROCESS)),
+  "demo": (cmd_demo, ("workdir", "dtype")),
+  "report": (cmd_report, ("workdir", "compare")),
+  "stats": (cmd_stats, ("split", "num_classes")),
+  "prepare": (cmd_prepare, ("dataset", "root", "out", "lists_dir", "splits", "records_per_shard")),
+  "verify": (cmd_verify, ("config", "splits")),
+  "import-torch": (cmd_import_torch, ("config", "workdir", "allow_pickle")),
 }
+MULTI_PROCESS_COMMANDS = ("train", "evaluate")
 
 
 def _fail(message: str, code: int = 1) -> None:
   print(f"ltjax: error: {message}", file=sys.stderr)
+  sys.stderr.flush()
   sys.exit(code)
+
+
+# ------------------------------------------------------------------------------- help
+
+
+def _config_fields(tree, prefix: str = "") -> list[str]:
+  lines = []
+  for key in sorted(tree):
+    value = tree[key]
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      lines += _config_fields(value, f"{name}.")
+    else:
+      lines.append(f"  --config.{name}={value!r}")
+  return lines
+
+
+def _command_help(command: str, args: list[str]) -> str:
+  fn, names = COMMANDS[command]
+  doc = " ".join((fn.__doc__ or "").split())
+  lines = [f"ltjax {command}: {doc}", "", "flags:"]
+  for name in names:
+    flag = flags.FLAGS[name]
+    default = "" if flag.default in (None, False, []) else f" (default: {flag.default})"
+    lines.append(f"  --{name}: {flag.help}{default}")
+  if "config" in names:
+    config_arg = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+    lines.append("")
+    if config_arg is None:
+      lines.append(
+        "config fields: every field of the config can be overridden with "
+        "--config.<field>=<value>; add --config=FILE to this --help to list them with the "
+        "file's values (all fields and their meaning: ltjax/config.py)."
+      )
+    else:
+      try:
+        tree = _load_config_module(config_arg).to_dict()
+      except Exception as e:  # The error is the user's config: shown, not raised.
+        lines.append(f"config fields: cannot load {config_arg}: {_config_error(e, config_arg)}")
+      else:
+        lines.append(f"config fields of {config_arg} (meanings: ltjax/config.py):")
+        lines += _config_fields(tree)
+  return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- config errors
+
+
+def _load_config_module(path: str):
+  spec = importlib.util.spec_from_file_location("ltjax_user_config", path)
+  if spec is None or spec.loader is None:
+    raise OSError(f"cannot load {path}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _config_error(e: BaseException, path: str | None) -> str:
+  """'config file X line N: message' for an error raised by the config file itself."""
+  if isinstance(e, SyntaxError):
+    return f"config file {e.filename or path} line {e.lineno}: {e.msg}"
+  line = None
+  for frame in traceback.extract_tb(e.__traceback__):
+    if path and os.path.abspath(frame.filename) == os.path.abspath(path):
+      line = frame.lineno
+  where = f"config file {path}" + (f" line {line}" if line else "")
+  return f"{where}: {type(e).__name__}: {e}"
+
+
+def _unknown_field(args: list[str], message: str) -> str | None:
+  """'unknown config field optim.lrr (did you mean optim.lr?)' from config_flags' error."""
+  m = re.search(r"'(\w+)'", message)
+  if not m:
+    return None
+  bad = m.group(1)
+  hint = re.search(r'Did you mean "(\w+)"', message)
+  for arg in args:
+    if not arg.startswith("--config."):
+      continue
+    path = arg[len("--config.") :].split("=", 1)[0].split(".")
+    if bad in path:
+      i = path.index(bad)
+      field = ".".join(path)
+      if hint:
+        fixed = ".".join([*path[:i], hint.group(1), *path[i + 1 :]])
+        return f"unknown config field {field} (did you mean {fixed}?)"
+      return f"unknown config field {field}; `ltjax train --config=FILE --help` lists the fields"
+  return None
 
 
 def _parse_flags(command: str, args: list[str]) -> list[str]:
   """Parses flags and config overrides; a bad flag or key is one clear line, not a traceback."""
+  config_path = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
   try:
-    return flags.FLAGS([f"ltjax {command}", *args])
+    rest = flags.FLAGS([f"ltjax {command}", *args])
+    if _CONFIG.present:
+      _CONFIG.value.stage  # noqa: B018 (config_flags defers some load errors to first use)
+    return rest
   except flags.Error as e:
-    _fail(f"{e}\nRun 'ltjax {command} --helpfull' for the flags.", 2)
-  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
-    # config_flags raises these for a misspelt --config.key, a wrongly typed value or
-    # an unreadable config file.
+    if isinstance(e.__cause__, SyntaxError | NameError):
+      _fail(_config_error(e.__cause__, config_path), 2)
+    known = ", ".join(f"--{n}" for n in COMMANDS[command][1])
+    _fail(f"{e}\n`ltjax {command} --help` lists its flags: {known}.", 2)
+  except (AttributeError, KeyError) as e:
     message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    _fail(f"bad --config or override: {message}", 2)
+    _fail(_unknown_field(args, message) or f"bad --config or override: {message}", 2)
+  except OSError as e:
+    _fail(f"cannot load the config file: {e}", 2)
+  except Exception as e:  # Raised by the config file's own code (syntax, names, ...).
+    _fail(_config_error(e, config_path), 2)
   return []
+
+
+# --------------------------------------------------------------------------- main
 
 
 def _start_processes() -> None:
@@ -245,9 +402,44 @@ def _start_processes() -> None:
     std_logging.getLogger("ltjax").setLevel(std_logging.WARNING)
 
 
+def _os_error(e: OSError) -> str:
+  """One line for an environment fault (read-only, full disk, permissions)."""
+  hints = {
+    errno.ENOSPC: "free some space, then run the same command again (saved checkpoints are intact)",
+    errno.EROFS: "the file system is read-only: choose a writable directory",
+    errno.EACCES: "permission denied: choose a directory you can write",
+    errno.EDQUOT: "disk quota exceeded: free some space, then run the same command again",
+  }
+  where = f" ({e.filename})" if e.filename else ""
+  hint = hints.get(e.errno)
+  return f"{e.strerror or e}{where}" + (f": {hint}." if hint else ".")
+
+
+def _exit_interrupted(e: KeyboardInterrupt) -> None:
+  """Says what the stop saved, then exits 130 at once (no interpreter teardown while XLA or
+  input threads still run; everything to save is saved by then)."""
+  message = getattr(e, "message", None) or (
+    "interrupted: nothing was saved by this stop (checkpoints saved before it are intact)."
+  )
+  print(f"ltjax: {message}", file=sys.stderr)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
-  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+  from ltjax.train import loop  # The one signal mechanism, from the first instruction on.
+
+  loop.STOP.install()
+  try:
+    _main(argv)
+  except KeyboardInterrupt as e:
+    _exit_interrupted(e)
+
+
+def _main(argv: list[str]) -> None:
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help", "--helpfull"):
     print(USAGE)
     sys.exit(0 if len(argv) >= 2 else 2)
   command = argv[1]
@@ -256,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
       f"ltjax: unknown command {command!r}; valid: {', '.join(COMMANDS)}.\n{USAGE}", file=sys.stderr
     )
     sys.exit(2)
+  if any(a in ("-h", "--help", "--helpfull", "-help") for a in argv[2:]):
+    print(_command_help(command, argv[2:]))
+    sys.exit(0)
   rest = _parse_flags(command, argv[2:])
   logging.use_absl_handler()
   # ltjax reports progress at INFO; orbax/absl internals only from WARNING up
@@ -263,22 +458,22 @@ def main(argv: list[str] | None = None) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("ltjax").setLevel(std_logging.INFO)
+  if _WORKDIR.value:
+    log.info("ltjax %s: work directory %s", command, _WORKDIR.value)
   try:
     if command in MULTI_PROCESS_COMMANDS:
       _start_processes()
-    COMMANDS[command](rest)
-  except KeyboardInterrupt:
-    print(
-      "ltjax: interrupted; the latest state is checkpointed: run the same command again to resume.",
-      file=sys.stderr,
-    )
-    sys.exit(130)
+    COMMANDS[command][0](rest)
   except app.UsageError as e:
-    _fail(f"{e}\n{USAGE}", 2)
+    _fail(f"{e}\n`ltjax {command} --help` lists its flags.", 2)
   except (ValueError, FileNotFoundError) as e:
     if os.environ.get("LTJAX_DEBUG"):
       raise
     _fail(f"{e}\n(set LTJAX_DEBUG=1 for the full traceback)")
+  except OSError as e:
+    if os.environ.get("LTJAX_DEBUG"):
+      raise
+    _fail(_os_error(e))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ config is locked by the command line, so a misspelt key is an error.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
+import numpy as np
 from ml_collections.config_dict import placeholder
 
 from ltjax import losses
@@ -81,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.decode_min_size = 0
   c.data.skip_corrupt = False  # Replace unreadable images by another of the class (logged).
   c.data.num_threads = 2  # grain reader threads.
-  c.data.prefetch = 4  # Batches read ahead.
+  c.data.prefetch = 4  # Batches read ahead (at least data.num_threads are).
 
   c.sampler = ml_collections.ConfigDict()
   c.sampler.name = "instance"  # See ltjax.data.samplers.SAMPLERS.
@@ -312,3 +315,87 @@ def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.dataset.open_set = True
   c.eval_every_epochs = 0
   return c
+
+
+# ---------------------------------------------------------------------------- checks
+
+_INT, _NUM = "an integer", "a number"
+#: field -> (kind, lowest, highest, whether the lowest is excluded); None: no bound.
+_RANGES = {
+  "seed": (_INT, 0, None, False),
+  "num_devices": (_INT, 0, None, False),
+  "batch_size": (_INT, 1, None, False),
+  "num_epochs": (_NUM, 0, None, True),
+  "log_every_steps": (_INT, 1, None, False),
+  "eval_every_epochs": (_NUM, 0, None, False),
+  "checkpoint_every_steps": (_INT, 1, None, False),
+  "keep_checkpoints": (_INT, 1, None, False),
+  "dataset.image_size": (_INT, 0, None, False),
+  "dataset.imbalance_ratio": (_NUM, 1, None, False),
+  "dataset.n_max": (_INT, 0, None, False),
+  "dataset.val_per_class": (_INT, 0, None, False),
+  "dataset.test_per_class": (_INT, 0, None, False),
+  "data.pad": (_INT, 0, None, False),
+  "data.crop_size": (_INT, 1, None, False),
+  "data.jitter": (_NUM, 0, None, False),
+  "data.decode_min_size": (_INT, 0, None, False),
+  "data.num_threads": (_INT, 1, None, False),
+  "data.prefetch": (_INT, 1, None, False),
+  "sampler.q": (_NUM, 0, 1, False),
+  "sampler.k": (_INT, 1, None, False),
+  "model.width": (_NUM, 0, None, True),
+  "optim.lr": (_NUM, 0, None, False),
+  "optim.head_lr": (_NUM, 0, None, False),
+  "optim.momentum": (_NUM, 0, 1, False),
+  "optim.weight_decay": (_NUM, 0, None, False),
+  "optim.step_every_epochs": (_NUM, 0, None, True),
+  "optim.step_gamma": (_NUM, 0, None, True),
+  "optim.warmup_epochs": (_NUM, 0, None, False),
+  "oltr.fc_add": (_INT, 0, None, False),
+  "oltr.centroids_lr": (_NUM, 0, None, False),
+  "oltr.centroids_momentum": (_NUM, 0, 1, False),
+  "oltr.centroids_weight_decay": (_NUM, 0, None, False),
+  "oltr.loss_weight": (_NUM, 0, None, False),
+  "oltr.margin": (_NUM, 0, None, False),
+  "oltr.repel_weight": (_NUM, 0, None, False),
+  "eval.batch_size": (_INT, 1, None, False),
+  "eval.many_threshold": (_NUM, 0, None, False),
+  "eval.few_threshold": (_NUM, 0, None, False),
+  "eval.open_threshold": (_NUM, 0, 1, False),
+}
+
+
+def _get(config: ml_collections.ConfigDict, path: str):
+  value = config
+  for key in path.split("."):
+    value = value[key]
+  return value
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Range-checks every numeric field, before any data is read or model built.
+
+  Raises:
+    ValueError: naming the field (as its command-line flag), the value and the range.
+  """
+  for path, (kind, low, high, open_low) in _RANGES.items():
+    value = _get(config, path)
+    if value is None and path == "optim.head_lr":
+      continue  # Unset: the head follows optim.lr.
+    is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    is_num = is_int or (isinstance(value, float | np.floating) and math.isfinite(value))
+    ok = is_int if kind is _INT else is_num
+    if ok and low is not None:
+      ok = value > low if open_low else value >= low
+    if ok and high is not None:
+      ok = value <= high
+    if not ok:
+      bound = f"> {low}" if open_low else f">= {low}"
+      if high is not None:
+        bound = f"in [{low}, {high}]"
+      raise ValueError(f"--config.{path} must be {kind} {bound}, got {value!r}.")
+  if config.eval.few_threshold > config.eval.many_threshold:
+    raise ValueError(
+      f"--config.eval.few_threshold ({config.eval.few_threshold}) must be <= "
+      f"--config.eval.many_threshold ({config.eval.many_threshold})."
+    )

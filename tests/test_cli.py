@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import tensorflow_datasets as tfds
@@ -21,7 +24,31 @@ CIFAR = os.path.join(REPO, "configs", "cifar10_lt", "joint.py")
   [
     (
       ["train", f"--config={DIGITS}", "--workdir=w", "--config.optim.lrr=1"],
-      "bad --config or override: 'lrr' Did you mean \"lr\"",
+      "unknown config field optim.lrr (did you mean optim.lr?)",
+    ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.optimm.lr=1"],
+      "unknown config field optimm.lr (did you mean optim.lr?)",
+    ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.batch_size=0"],
+      "--config.batch_size must be an integer >= 1, got 0",
+    ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.batch_size=-8"],
+      "--config.batch_size must be an integer >= 1, got -8",
+    ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.num_epochs=0"],
+      "--config.num_epochs must be a number > 0, got 0",
+    ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.optim.lr=-0.1"],
+      "--config.optim.lr must be a number >= 0, got -0.1",
+    ),
+    (
+      ["train", f"--config={DIGITS}", "--workdir=w", "--config.eval.open_threshold=2.0"],
+      "--config.eval.open_threshold must be a number in [0, 1], got 2.0",
     ),
     (
       ["train", f"--config={DIGITS}", "--workdir=w", "--config.batch_size=abc"],
@@ -36,7 +63,7 @@ CIFAR = os.path.join(REPO, "configs", "cifar10_lt", "joint.py")
     ),
     (
       ["train", f"--config={DIGITS}", "--workdir=w", "--config.checkpoint_every_steps=0"],
-      "checkpoint_every_steps must be an integer >= 1, got 0",
+      "--config.checkpoint_every_steps must be an integer >= 1, got 0",
     ),
     (["fly"], "unknown command 'fly'; valid: train, evaluate, demo"),
     (
@@ -142,3 +169,121 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
   assert saved and max(saved) >= 3  # Saved at the interruption, not a periodic step.
   last_logged = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
   assert max(saved) >= last_logged
+
+
+def start_train(tmp_path, *extra):
+  args = [sys.executable, "-m", "ltjax.cli", "train", f"--config={DIGITS}", "--workdir=run"]
+  return subprocess.Popen(
+    [*args, "--config.model.width=1", *extra],
+    cwd=tmp_path,
+    stderr=subprocess.PIPE,
+    text=True,
+    env=dict(os.environ, XLA_FLAGS=""),
+  )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_training_exits_cleanly_and_claims_nothing(tmp_path, signum):
+  proc = start_train(tmp_path)
+  lines = []
+  for line in proc.stderr:  # Signalled as soon as the command says it has started.
+    lines.append(line)
+    if "ltjax train: work directory run" in line:
+      proc.send_signal(signum)
+      break
+  rest = proc.stderr.read()
+  proc.wait(timeout=120)
+  stderr = "".join(lines) + rest
+  assert proc.returncode == 130, stderr
+  assert f"signal {int(signum)} before training started: nothing was saved." in stderr
+  assert "Traceback" not in stderr and "checkpointed" not in stderr
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_ctrl_c_stops_a_single_process_run_after_the_current_step(tmp_path):
+  proc = start_train(
+    tmp_path,
+    "--config.num_epochs=400",
+    "--config.log_every_steps=1000",
+    "--config.checkpoint_every_steps=5",
+  )
+  first = tmp_path / "run" / "checkpoints" / "5"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None and not first.exists():
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr
+  m = re.search(r"stopped by signal 2 after step (\d+): saved checkpoint step \1", stderr)
+  assert m, stderr
+  saved = max(int(d) for d in os.listdir(tmp_path / "run" / "checkpoints") if d.isdigit())
+  assert saved == int(m.group(1)) < 100  # After that step, not at the next logging step.
+  assert "Traceback" not in stderr
+
+
+def test_verify_lists_every_unreadable_image_at_once(tmp_path):
+  from PIL import Image
+
+  root = tmp_path / "images"
+  root.mkdir()
+  for i in range(4):
+    Image.new("RGB", (40, 30), (i * 60, 0, 0)).save(root / f"{i}.jpg")
+  (root / "bad.jpg").write_bytes(b"not a jpeg")
+  lines = ["0.jpg 0", "1.jpg 1", "missing.jpg 0", "2.jpg 1", "bad.jpg 0", "3.jpg 1"]
+  for split in ("train", "val", "test"):
+    (root / f"ImageNet_LT_{split}.txt").write_text("\n".join(lines) + "\n")
+  config = os.path.join(REPO, "configs", "imagenet_lt", "joint_instance.py")
+  result = run_ltjax(
+    "verify", f"--config={config}", f"--config.dataset.root={root}", "--splits=train", cwd=tmp_path
+  )
+  assert result.returncode == 1, result.stderr
+  assert "train: 6 images, 2 unreadable" in result.stdout
+  assert "missing.jpg" in result.stdout and "line 3" in result.stdout
+  assert "bad.jpg" in result.stdout and "line 5" in result.stdout
+  assert "2 unreadable image(s)" in result.stderr and "skip_corrupt=True" in result.stderr
+
+
+def test_a_config_file_with_an_error_names_its_line(tmp_path):
+  (tmp_path / "bad.py").write_text("def get_config(:\n  pass\n")
+  (tmp_path / "undefined.py").write_text("def get_config():\n\n  return undefined_name\n")
+  for name, message in (
+    ("bad.py", "bad.py line 1: invalid syntax"),
+    ("undefined.py", "undefined.py line 3: NameError: name 'undefined_name' is not defined"),
+  ):
+    result = run_ltjax("train", f"--config={tmp_path / name}", "--workdir=w", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+MULTI_PROCESS = ["--coordinator_address", "--num_processes", "--process_id", "--distributed"]
+
+
+@pytest.mark.parametrize(
+  "command, flag_names",
+  [
+    ("train", ["--config", "--workdir", "--allow_config_change", *MULTI_PROCESS]),
+    ("evaluate", ["--config", "--workdir", "--posthoc", "--open_set", *MULTI_PROCESS]),
+    ("demo", ["--workdir", "--dtype"]),
+    ("report", ["--workdir", "--compare"]),
+    ("stats", ["--split", "--num_classes"]),
+    ("prepare", ["--dataset", "--root", "--out", "--lists_dir", "--splits", "--records_per_shard"]),
+    ("verify", ["--config", "--splits"]),
+    ("import-torch", ["--config", "--workdir", "--allow_pickle"]),
+  ],
+)
+def test_every_command_answers_help_with_its_own_flags(command, flag_names, tmp_path):
+  for option in ("--help", "-h"):
+    result = run_ltjax(command, option, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"ltjax {command}: ")
+    listed = re.findall(r"^  (--\w+):", result.stdout, re.M)
+    assert listed == flag_names
+
+
+def test_help_with_a_config_lists_its_fields(tmp_path):
+  result = run_ltjax("train", f"--config={DIGITS}", "--help", cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert "  --config.optim.lr=0.05" in result.stdout
+  assert "  --config.sampler.name='instance'" in result.stdout
+  result = run_ltjax("--help", cwd=tmp_path)
+  assert result.returncode == 0 and "ltjax verify" in result.stdout

@@ -277,3 +277,53 @@ def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> Da
     test = TfdsSource(cfg.tfds_name, cfg.test_split, **kw)
     return build_longtail_splits(pool, test, **common)
   raise ValueError(f"unknown dataset {cfg.name!r}; valid: {', '.join(DATASETS)}.")
+
+
+def verify_splits(
+  splits: DataSplits, names=("train", "val", "test"), threads: int = 8, progress: bool = True
+) -> dict[str, list[str]]:
+  """Decodes every record of the named splits (``ltjax verify``).
+
+  Args:
+    splits: the splits, built without ``data.skip_corrupt`` (which would hide bad images).
+    names: which of train, val and test.
+    threads: decoding threads.
+    progress: a tqdm bar per split.
+
+  Returns:
+    ``{split: [message, ...]}``: every unreadable record (missing or corrupt file, naming it
+    and its list line), in order; empty lists when all decode.
+
+  Raises:
+    ValueError: an unknown split name.
+  """
+  import concurrent.futures
+
+  import tqdm
+
+  unknown = [n for n in names if n not in ("train", "val", "test")]
+  if unknown:
+    raise ValueError(f"unknown split(s) {unknown}; valid: train, val, test.")
+  out = {}
+  for name in names:
+    source = getattr(splits, name)
+
+    def check(i, source=source):
+      try:
+        source.get_batch(np.array([i]))
+      except ValueError as e:
+        return str(e)
+      return None
+
+    with concurrent.futures.ThreadPoolExecutor(max(int(threads), 1)) as pool:
+      results = list(
+        tqdm.tqdm(
+          pool.map(check, range(len(source))),
+          total=len(source),
+          desc=f"verify {name}",
+          unit="img",
+          disable=not progress,
+        )
+      )
+    out[name] = [r for r in results if r]
+  return out

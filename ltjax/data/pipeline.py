@@ -136,10 +136,14 @@ def train_iterator(
 ) -> grain.DatasetIterator:
   """A grain iterator over steps 0..num_steps-1, prefetched by background threads.
 
-  Its state (``get_state()``/``set_state()``) is ``{"next_index": step}``.
+  ``prefetch`` batches are read ahead, at least ``num_threads`` (grain keeps every reader
+  thread busy only with a buffer slot each). Its state (``get_state()``/``set_state()``) is
+  ``{"next_index": step}``.
   """
   ds = grain.MapDataset.range(num_steps).map(stream)
-  options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+  options = grain.ReadOptions(
+    num_threads=num_threads, prefetch_buffer_size=max(prefetch, num_threads)
+  )
   return iter(ds.to_iter_dataset(options))
 
 

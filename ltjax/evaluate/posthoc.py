@@ -34,9 +34,12 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
   out = runner.run_over(exp, state, source, exp.feature_step, ("features", "logits"))
   out["labels"] = np.asarray(source.labels)
   if cache and jax.process_index() == 0:
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    np.savez(cache + ".tmp.npz", **out)
-    os.replace(cache + ".tmp.npz", cache)
+    try:
+      os.makedirs(os.path.dirname(cache), exist_ok=True)
+      np.savez(cache + ".tmp.npz", **out)
+      os.replace(cache + ".tmp.npz", cache)
+    except OSError as e:  # A read-only or full disk: the features are just not cached.
+      log.warning("could not cache features in %s (%s)", cache, e.strerror or e)
   return out
 
 

@@ -62,6 +62,9 @@ _METHOD_COLORS = {
   "oltr": "tab:red",
 }
 _OTHER_COLORS = ("tab:gray", "tab:olive", "tab:cyan", "tab:pink")
+# Line styles, so that methods with equal curves (NCM and tau-norm often coincide) stay
+# visible under each other: canonical methods first, then the rest in turn.
+_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -80,6 +83,10 @@ def _label(method: str) -> str:
 def _colors(methods) -> dict[str, str]:
   others = iter(_OTHER_COLORS * (len(methods) // len(_OTHER_COLORS) + 1))
   return {m: _METHOD_COLORS[m] if m in _METHOD_COLORS else next(others) for m in methods}
+
+
+def _styles(methods) -> dict[str, Any]:
+  return {m: _STYLES[i % len(_STYLES)] for i, m in enumerate(methods)}
 
 
 def _is_missing(v: Any) -> bool:
@@ -320,10 +327,10 @@ def _plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | N
 def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
   plt = _pyplot()
   methods = _order_methods(per_class)
-  colors = _colors(methods)
+  colors, styles = _colors(methods), _styles(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   plotted, window = False, 1
-  for m in methods:
+  for i, m in enumerate(methods):
     entry = _mapping(per_class[m], f"{path} ({m!r})")
     if "accuracy" not in entry or "train_count" not in entry:
       raise ValueError(f"{path}: {m!r} needs 'accuracy' and 'train_count' lists.")
@@ -336,8 +343,18 @@ def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
       continue
     # Points are classes; the line is a moving average over ~10% of the classes (>= 3).
     window = min(counts.size, max(3, counts.size // 10))
-    ax.scatter(x, y, color=colors[m], s=10, alpha=0.35, linewidths=0)
-    ax.plot(x, _moving_average(y, window), color=colors[m], label=_label(m), linewidth=1.8)
+    # Each method's points slightly apart horizontally (x 1.02^i on the log axis), so that
+    # equal accuracies of several methods on one class stay visible.
+    jitter = 1.02 ** (i - (len(methods) - 1) / 2)
+    ax.scatter(x * jitter, y, color=colors[m], s=16, alpha=0.6, linewidths=0)
+    ax.plot(
+      x,
+      _moving_average(y, window),
+      color=colors[m],
+      linestyle=styles[m],
+      label=_label(m),
+      linewidth=2.0,
+    )
     plotted = True
   if thresholds is not None and plotted:
     _group_boundaries(ax, [(thresholds[0], "many →", "right"), (thresholds[1], "← few", "left")])
@@ -355,10 +372,10 @@ def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
   return out
 
 
-def _plot_open_set(curves: Mapping, path: str, out: str) -> str:
+def _plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None = None) -> str:
   plt = _pyplot()
   methods = _order_methods(curves)
-  colors = _colors(methods)
+  colors, styles = _colors(methods), _styles(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   for m in methods:
     entry = _mapping(curves[m], f"{path} ({m!r})")
@@ -366,10 +383,29 @@ def _plot_open_set(curves: Mapping, path: str, out: str) -> str:
       raise ValueError(f"{path}: {m!r} needs 'thresholds' and 'f_measure' lists.")
     t = _floats(entry["thresholds"], path, f"{m}.thresholds")
     f = _floats(entry["f_measure"], path, f"{m}.f_measure", size=t.size)
-    ax.plot(t, f, color=colors[m], label=_label(m))
-  ax.set_xlabel("Open-set threshold on the max softmax probability")
+    ax.plot(t, f, color=colors[m], linestyle=styles[m], label=_label(m), linewidth=1.8)
+    chosen = (results or {}).get(m, {})
+    if isinstance(chosen, Mapping) and not _is_missing(chosen.get("open_threshold_val")):
+      # The threshold chosen on validation (keeps 95% of known val images), on the curve.
+      tv = float(chosen["open_threshold_val"])
+      ax.plot([tv], [np.interp(tv, t, f)], "o", color=colors[m], markersize=6)
+  ax.axvline(0.1, color="gray", linestyle=":", linewidth=1)
+  ax.annotate(
+    "paper: 0.1",
+    (0.1, 0.02),
+    xycoords=("data", "axes fraction"),
+    xytext=(3, 0),
+    textcoords="offset points",
+    fontsize=8,
+    color="dimgray",
+  )
+  ax.set_xlabel("Open-set threshold on the max softmax probability (reject below it)")
   ax.set_ylabel("Open-set F-measure")
-  ax.set_title("Open-set F-measure against the rejection threshold")
+  ax.set_title(
+    "Open-set F-measure against the rejection threshold\n(dots: each method's threshold "
+    "chosen on validation; at 1 every image is rejected: F = 0)"
+  )
+  ax.set_xlim(0, 1)
   ax.grid(alpha=0.3)
   if methods:
     _legend_outside(ax)
@@ -397,7 +433,13 @@ _CAPTIONS = {
   ),
   "open_set": (
     "Open-set F-measure against the rejection threshold, the trade-off behind the single "
-    "open-set F-measure reported by Liu et al. 2019 (OLTR)."
+    "open-set F-measure reported by Liu et al. 2019 (OLTR). As the corrected OLTR reference "
+    "defines it, a rejected known image counts as neither a true nor a false positive, so "
+    "raising the threshold removes false positives (wrong known predictions, open images "
+    "taken for known) faster than true ones and F rises; at threshold 1 every image is "
+    "rejected, no true positive is left and F falls to 0. The paper's 0.1 rejects nothing "
+    "when the max softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the "
+    "thresholds that keep 95% of the known validation images (open_f_measure_val)."
   ),
 }
 
@@ -508,6 +550,7 @@ def write_report(workdir: str) -> str:
       data["open_set_curve"],
       files["open_set_curve"],
       os.path.join(workdir, "open_set_f_measure.png"),
+      results,
     )
     lines += ["## Open-set F-measure", ""]
     lines += _figure_lines(out, "Open-set F-measure", "open_set")
@@ -518,3 +561,88 @@ def write_report(workdir: str) -> str:
     f.write("\n".join(lines).rstrip("\n") + "\n")
   os.replace(tmp, report)
   return report
+
+
+# ------------------------------------------------------------------------ comparison
+
+_COMPARED_FILES = ("results", "per_class", "weight_norms", "open_set_curve")
+
+
+def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
+  """One table and one set of figures over several work directories (``ltjax report
+  --compare``): joint, cRT, LWS, OLTR, NCM and tau-norm from separately trained runs.
+
+  Each run's ``results.json``, ``per_class.json``, ``weight_norms.json`` and
+  ``open_set_curve.json`` are merged, method by method, into ``out_dir`` (a method that
+  appears in several runs is named ``method@run``); ``tau_sweep.json`` and ``meta.json``
+  come from the first run that has them. Then ``report.md`` and its figures are written
+  there, as ``write_report`` does for one run.
+
+  Args:
+    runs: work directories (or paths of their results.json).
+    out_dir: where the merged files and the report go; not one of the runs.
+
+  Returns:
+    (path of report.md, the results table).
+
+  Raises:
+    ValueError: fewer than one run, a run without results.json, ``out_dir`` is a run's
+      work directory, or the runs' shot thresholds differ.
+  """
+  dirs = [os.path.dirname(r) if r.endswith(".json") else r for r in runs]
+  if not dirs:
+    raise ValueError("--compare needs at least one work directory.")
+  out_abs = os.path.abspath(out_dir)
+  if any(os.path.abspath(d) == out_abs for d in dirs) or os.path.isdir(
+    os.path.join(out_dir, "checkpoints")
+  ):
+    raise ValueError(
+      f"--workdir={out_dir} is a run's work directory: give the comparison its own "
+      "directory (its results.json would be overwritten)."
+    )
+  names = [os.path.basename(os.path.normpath(d)) or d for d in dirs]
+  loaded = []
+  for d in dirs:
+    results = _read_json(os.path.join(d, "results.json"))
+    if results is None:
+      raise ValueError(f"{d} has no results.json: train or evaluate that run first.")
+    loaded.append({f: _read_json(os.path.join(d, f"{f}.json")) or {} for f in _COMPARED_FILES})
+  counts: dict[str, int] = {}
+  for files in loaded:
+    for method in files["results"]:
+      counts[method] = counts.get(method, 0) + 1
+  merged: dict[str, dict] = {f: {} for f in _COMPARED_FILES}
+  for name, files in zip(names, loaded, strict=True):
+    for method in files["results"]:
+      label = method if counts[method] == 1 else f"{method}@{name}"
+      for f in _COMPARED_FILES:
+        if method in files[f]:
+          merged[f][label] = files[f][method]
+  metas = [m for m in (_read_json(os.path.join(d, "meta.json")) for d in dirs) if m]
+  thresholds = {_thresholds(m) for m in metas} - {None}
+  if len(thresholds) > 1:
+    raise ValueError(
+      f"the runs use different shot thresholds {sorted(thresholds)}: their many/medium/few "
+      "groups are not comparable."
+    )
+  os.makedirs(out_dir, exist_ok=True)
+  for f in _COMPARED_FILES:
+    if merged[f]:
+      _write_json(os.path.join(out_dir, f"{f}.json"), merged[f])
+  for extra in ("meta", "tau_sweep"):
+    source = next((d for d in dirs if os.path.exists(os.path.join(d, f"{extra}.json"))), None)
+    if source is not None:
+      _write_json(
+        os.path.join(out_dir, f"{extra}.json"), _read_json(os.path.join(source, f"{extra}.json"))
+      )
+  _write_json(
+    os.path.join(out_dir, "comparison.json"), {"runs": [os.path.abspath(d) for d in dirs]}
+  )
+  return write_report(out_dir), format_results_table(merged["results"])
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

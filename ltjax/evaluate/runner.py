@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -88,12 +89,23 @@ def evaluate_split(exp, state, source) -> dict:
   return summarize(p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval)
 
 
+#: Errors of a file system that cannot take a results file: reported, not raised, so
+#: evaluating a finished run on a read-only (or full) disk still prints its results.
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
+
+
 def write_json(path: str, obj) -> None:
-  """Atomic write: a crash never leaves a half-written results file."""
+  """Atomic write: a crash never leaves a half-written results file. On a read-only or
+  full file system it warns and writes nothing."""
   tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(metrics.to_jsonable(obj), f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      json.dump(metrics.to_jsonable(obj), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+  except OSError as e:
+    if e.errno not in _UNWRITABLE:
+      raise
+    log.warning("could not write %s (%s): the results are printed, not saved.", path, e.strerror)
 
 
 def update_json(path: str, key: str, value) -> dict:
@@ -125,7 +137,6 @@ def record(
       os.path.join(workdir, "open_set_curve.json"), method, open_set_curve(pred, max_prob, labels)
     )
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
     update_json(os.path.join(workdir, "results.json"), method, summary)
     update_json(
       os.path.join(workdir, "per_class.json"),

@@ -175,13 +175,36 @@ def load_reference(path: str, allow_pickle: bool = False) -> Any:
       raise ValueError(
         f"{path} holds Python objects other than tensors and arrays ({unsupported[0]}), "
         "which would have to be unpickled: only do that for a file you trust, with "
-        "--allow_pickle (import_checkpoint(..., allow_pickle=True))."
+        "--allow_pickle (import-torch) or --config.model.pretrained_allow_pickle=True "
+        "(model.pretrained)."
       ) from e
     # torch's weights-only errors put the cause after "WeightsUnpickler error:".
-    text = text.split("WeightsUnpickler error:", 1)[-1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = text.split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in cause.splitlines() if line.strip()]
     reason = lines[0] if lines else type(e).__name__
+    if not _is_torch_file(path):
+      raise ValueError(
+        f"{path} is not a PyTorch checkpoint (a file torch.save wrote): {reason}"
+      ) from e
+    if "WeightsUnpickler" in text or "Unsupported" in reason:
+      raise ValueError(
+        f"{path} holds data that the safe loader refuses ({reason}), which would have to be "
+        "unpickled: only do that for a file you trust, with --allow_pickle (import-torch) or "
+        "--config.model.pretrained_allow_pickle=True (model.pretrained)."
+      ) from e
     raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from e
+
+
+def _is_torch_file(path: str) -> bool:
+  """Whether ``path`` looks like torch.save's output: a zip archive (PyTorch >= 1.6) or the
+  legacy format, which starts with a pickled magic number."""
+  import zipfile
+
+  if zipfile.is_zipfile(path):
+    return True
+  with open(path, "rb") as f:
+    head = f.read(16)
+  return head[:2] == b"\x80\x02" and b"\x8a\x0a" in head  # Protocol 2, then a long1 of 10 bytes.
 
 
 def to_numpy(value: Any, where: str) -> np.ndarray:

@@ -7,19 +7,113 @@ A checkpoint step directory holds three items:
     so one JSON serves every process count (grain's own handler writes one file per
     process, which would tie a checkpoint to the number of hosts);
   meta: JSON metadata (config, stage, class counts).
+
+Integrity: once orbax has finished writing a step, ``ltjax-checksums-<step>.json`` next to
+it records the SHA-256 of every file of the step (orbax keeps none). Restoring checks them,
+then the arrays' shapes and that every float is finite; a step that fails any check (a
+truncated or flipped file, garbage metadata, a missing item) is reported and the newest
+intact step is used instead. A checkpoint without a checksum file (written before ltjax
+had them) is checked for everything else.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import logging
 import os
+import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ltjax.train.optim import param_path
+
+log = logging.getLogger(__name__)
+
+
+class _QuietOrbax(logging.Filter):
+  """Drops two orbax warnings that every resume, ``init_from`` and read-only restore logs
+  and that read like corruption but are how ltjax restores ("Given directory is read
+  only": a read-only manager; "Metadata file does not exist": an item restored by path).
+  Real problems are checked and reported by ``restore``."""
+
+  QUIET = ("Given directory is read only", "Metadata file does not exist")
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(self.QUIET)
+
+
+logging.getLogger("absl").addFilter(_QuietOrbax())
+
+CHECKSUM_PREFIX = "ltjax-checksums-"
+
+
+class DamagedCheckpoint(ValueError):
+  """A checkpoint step that cannot be restored as it was saved."""
+
+
+def _checksum_path(directory: str, step: int) -> str:
+  return os.path.join(directory, f"{CHECKSUM_PREFIX}{step}.json")
+
+
+def _file_digests(directory: str, step: int) -> dict[str, str]:
+  """SHA-256 of every file of a step directory, by path relative to it."""
+  root = os.path.join(directory, str(step))
+  digests = {}
+  for dirpath, dirnames, files in os.walk(root):
+    dirnames.sort()
+    for name in sorted(files):
+      path = os.path.join(dirpath, name)
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda f=f: f.read(1 << 20), b""):
+          h.update(block)
+      digests[os.path.relpath(path, root)] = h.hexdigest()
+  return digests
+
+
+def write_checksums(directory: str, step: int) -> None:
+  """Records the digests of a finished step (process 0; written last, atomically)."""
+  if jax.process_index() != 0:
+    return
+  path = _checksum_path(directory, step)
+  with open(f"{path}.tmp", "w") as f:
+    json.dump(_file_digests(directory, step), f, indent=1, sort_keys=True)
+  os.replace(f"{path}.tmp", path)
+
+
+def verify_checksums(directory: str, step: int) -> None:
+  """Raises DamagedCheckpoint if a file of the step differs from its recorded digest."""
+  path = _checksum_path(directory, step)
+  if not os.path.exists(path):
+    return  # Written before checksums, or interrupted before they were: other checks only.
+  try:
+    with open(path) as f:
+      want = json.load(f)
+  except ValueError as e:
+    raise DamagedCheckpoint(f"its checksum file {path} is not valid JSON ({e})") from e
+  have = _file_digests(directory, step)
+  missing = sorted(set(want) - set(have))
+  changed = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+  if missing or changed:
+    what = [f"missing {k}" for k in missing[:3]] + [f"changed {k}" for k in changed[:3]]
+    raise DamagedCheckpoint(
+      f"{len(missing) + len(changed)} file(s) differ from when it was saved ({', '.join(what)})"
+    )
+
+
+def _check_finite(tree, what: str) -> None:
+  """Raises DamagedCheckpoint naming the first array with a nan or inf."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+      raise DamagedCheckpoint(f"{what} {param_path(path)} holds nan or inf values")
 
 
 def _manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
@@ -31,30 +125,93 @@ def _manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.Chec
   )
 
 
+def _write_error(e: OSError, directory: str, step: int) -> ValueError:
+  reason = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system"}
+  why = reason.get(e.errno, e.strerror or str(e))
+  return ValueError(
+    f"could not save checkpoint step {step} in {directory}: {why}. The checkpoints saved "
+    "before it are intact; free space (or choose a writable --workdir) and run the same "
+    "command again to resume from the latest one."
+  )
+
+
 class Checkpointer:
-  """Saves and restores (state, data state, metadata) under ``directory``."""
+  """Saves (state, data state, metadata) under ``directory``, each step followed by its
+  checksums once orbax has finished writing it (saves are asynchronous)."""
 
   def __init__(self, directory: str, keep: int = 2):
-    self.directory = directory
+    self.directory = os.path.abspath(directory)
     self._mngr = _manager(directory, keep)
+    self._pending: list[int] = []  # Saved, checksums not written yet.
+    self._closed = False
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
   def save(self, step: int, state, data_state: dict, meta: dict) -> None:
-    self._mngr.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=ocp.args.JsonSave(data_state),
-        meta=ocp.args.JsonSave(meta),
-      ),
-      force=True,
-    )
+    self._finish()
+    try:
+      self._mngr.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=ocp.args.JsonSave(data_state),
+          meta=ocp.args.JsonSave(meta),
+        ),
+        force=True,
+      )
+    except OSError as e:
+      raise _write_error(e, self.directory, step) from e
+    self._pending.append(step)
+
+  def _finish(self) -> None:
+    """Waits for the last save, then writes its checksums; drops those of rotated steps."""
+    step = self._pending[-1] if self._pending else None
+    try:
+      self._mngr.wait_until_finished()
+      steps = set(self._mngr.all_steps())
+      for s in self._pending:
+        if s in steps:
+          write_checksums(self.directory, s)
+      if jax.process_index() == 0:
+        for name in os.listdir(self.directory):
+          if name.startswith(CHECKSUM_PREFIX) and name.endswith(".json"):
+            s = name[len(CHECKSUM_PREFIX) : -len(".json")]
+            if s.isdigit() and int(s) not in steps:
+              os.remove(os.path.join(self.directory, name))
+    except OSError as e:
+      raise _write_error(e, self.directory, step if step is not None else -1) from e
+    finally:
+      self._pending = []
+
+  def set_aside_newer_than(self, step: int) -> None:
+    """Moves the steps after ``step`` (damaged ones that ``restore`` skipped) to
+    ``<directory>.damaged/``, kept for inspection, so that training can write them anew."""
+    newer = [s for s in self._mngr.all_steps() if s > step]
+    if newer and jax.process_index() == 0:
+      aside = f"{self.directory}.damaged"
+      os.makedirs(aside, exist_ok=True)
+      for s in newer:
+        target = os.path.join(aside, f"{s}-{int(time.time())}")
+        os.replace(os.path.join(self.directory, str(s)), target)
+        checksums = _checksum_path(self.directory, s)
+        if os.path.exists(checksums):
+          os.replace(checksums, f"{target}.checksums.json")
+        log.warning("moved damaged checkpoint step %d to %s", s, target)
+    if newer:
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("ltjax_set_aside_damaged_checkpoints")
+      self._mngr.reload()
 
   def close(self) -> None:
-    self._mngr.wait_until_finished()
-    self._mngr.close()
+    """Waits for the last save and writes its checksums; a second call does nothing."""
+    if self._closed:
+      return
+    self._closed = True
+    try:
+      self._finish()
+    finally:
+      self._mngr.close()
 
 
 def abstract_like(state, shardings) -> Any:
@@ -88,37 +245,81 @@ def _check_shapes(directory: str, step: int, stored, target) -> None:
     )
 
 
+def _restore_step(directory: str, mngr, target, step: int) -> tuple[Any, dict, dict]:
+  """One step, checked: checksums, readable metadata, shapes (a mismatch is the config's
+  fault: ValueError), the restore itself, finite arrays. DamagedCheckpoint otherwise."""
+  verify_checksums(directory, step)
+  try:
+    stored = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state"))
+  except Exception as e:  # Orbax raises many types on a damaged or missing item.
+    raise DamagedCheckpoint(f"its state metadata is unreadable ({_reason(e)})") from e
+  stored = getattr(stored, "item_metadata", stored)
+  if not any(hasattr(leaf, "shape") for leaf in jax.tree.leaves(stored)):
+    # Orbax answers an unreadable _METADATA with an empty tree (and a log line).
+    raise DamagedCheckpoint("its state metadata is unreadable (no arrays listed)")
+  _check_shapes(directory, step, stored, target)
+  try:
+    restored = mngr.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target),
+        data=ocp.args.JsonRestore(),
+        meta=ocp.args.JsonRestore(),
+      ),
+    )
+  except Exception as e:
+    raise DamagedCheckpoint(f"it does not restore ({_reason(e)})") from e
+  if not isinstance(restored["meta"], dict) or not isinstance(restored["data"], dict):
+    raise DamagedCheckpoint("its data or meta item is not the JSON object ltjax wrote")
+  _check_finite(restored["state"], "array")
+  return restored["state"], restored["data"], restored["meta"]
+
+
+def _reason(e: Exception) -> str:
+  """The first line of an exception, short: orbax errors can run to hundreds of lines."""
+  text = str(e).strip().splitlines()
+  first = text[0] if text else type(e).__name__
+  return f"{type(e).__name__}: {first[:200]}"
+
+
 def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict, dict, int]:
   """Restores (state, data state, metadata, step) from ``directory``.
 
   Args:
     directory: a checkpoints directory written by :class:`Checkpointer`.
     target: abstract TrainState (see :func:`abstract_like`).
-    step: which step; default the latest.
+    step: which step; default the newest intact one (a damaged newer step is reported and
+      skipped).
 
   Raises:
-    ValueError: no checkpoint there, or its shapes do not match ``target``.
+    ValueError: no checkpoint there, its shapes do not match ``target``, or no step is
+      intact (each step's problem listed).
   """
   if not os.path.isdir(directory):
     raise ValueError(f"no checkpoint directory {directory}.")
+  directory = os.path.abspath(directory)
   mngr = _manager(directory, read_only=True)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise ValueError(f"no checkpoint found in {directory}.")
-  stored = ocp.StandardCheckpointer().metadata(
-    os.path.join(os.path.abspath(directory), str(step), "state")
+  try:
+    steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
+    if not steps:
+      raise ValueError(f"no checkpoint found in {directory}.")
+    problems = []
+    for s in steps:
+      try:
+        state, data, meta = _restore_step(directory, mngr, target, s)
+      except DamagedCheckpoint as e:
+        problems.append(f"step {s}: {e}")
+        log.warning("checkpoint step %d in %s is damaged (%s)", s, directory, e)
+        continue
+      if problems:
+        log.warning("restored step %d of %s, the newest intact checkpoint", s, directory)
+      return state, data, meta, s
+  finally:
+    mngr.close()
+  raise ValueError(
+    f"no intact checkpoint in {directory}:\n  " + "\n  ".join(problems) + "\nRestore the "
+    "directory from a backup, or delete it (or use another --workdir) to start afresh."
   )
-  _check_shapes(directory, step, getattr(stored, "item_metadata", stored), target)
-  restored = mngr.restore(
-    step,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(target),
-      data=ocp.args.JsonRestore(),
-      meta=ocp.args.JsonRestore(),
-    ),
-  )
-  mngr.close()
-  return restored["state"], restored["data"], restored["meta"], step
 
 
 def resolve_init_from(path: str) -> str:
@@ -154,21 +355,34 @@ def _restore_replicated(path: str) -> dict:
 
 
 def load_variables(init_from: str) -> tuple[dict, dict, dict]:
-  """(params, batch_stats, metadata) of the latest checkpoint of an earlier run.
+  """(params, batch_stats, metadata) of the newest intact checkpoint of an earlier run.
 
   The earlier stage's optimizer state is not needed (and has another structure), so
   the state item is restored without a target and only its variables are kept.
   """
   directory = os.path.abspath(resolve_init_from(init_from))
   mngr = _manager(directory, read_only=True)
-  step = mngr.latest_step()
+  steps = sorted(mngr.all_steps(), reverse=True)
   mngr.close()
-  if step is None:
+  if not steps:
     raise ValueError(f"no checkpoint found in {directory} (init_from).")
-  path = os.path.join(directory, str(step))
-  state = _restore_replicated(os.path.join(path, "state"))
-  meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(path, "meta"))
-  return dict(state["params"]), dict(state.get("batch_stats") or {}), dict(meta)
+  problems = []
+  for step in steps:
+    path = os.path.join(directory, str(step))
+    try:
+      verify_checksums(directory, step)
+      state = _restore_replicated(os.path.join(path, "state"))
+      meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(path, "meta"))
+      variables = (dict(state["params"]), dict(state.get("batch_stats") or {}))
+      _check_finite(variables, "array")
+    except Exception as e:  # Damaged: any failure to read it back as written.
+      problems.append(f"step {step}: {e if isinstance(e, DamagedCheckpoint) else _reason(e)}")
+      log.warning("init_from: checkpoint step %d in %s is damaged (%s)", step, directory, e)
+      continue
+    return (*variables, dict(meta))
+  raise ValueError(
+    f"init_from={init_from}: no intact checkpoint in {directory}:\n  " + "\n  ".join(problems)
+  )
 
 
 def graft(tree: dict, loaded: dict, prefix: str, source: str, target: str | None = None) -> dict:

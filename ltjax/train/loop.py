@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,12 +25,14 @@ import optax
 import tqdm
 from jax.experimental import multihost_utils
 
+from ltjax import config as config_lib
 from ltjax import models, sharding
 from ltjax.data import pipeline
 from ltjax.data.datasets import DataSplits, build_splits
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
+from ltjax.train import workdir as workdir_lib
 from ltjax.train.stages import Stage, get_stage
 from ltjax.train.state import TrainState
 
@@ -96,14 +99,32 @@ def _init_fn(model, tx_fn, image_shape, num_classes: int, with_centroids: bool):
   return init
 
 
-def _check_intervals(config: ml_collections.ConfigDict) -> None:
-  for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
-    if not isinstance(config[key], int) or config[key] < 1:
-      raise ValueError(f"{key} must be an integer >= 1, got {config[key]!r}.")
-  if not config.num_epochs > 0:
-    raise ValueError(f"num_epochs must be > 0, got {config.num_epochs!r}.")
-  if not config.eval_every_epochs >= 0:
-    raise ValueError(f"eval_every_epochs must be >= 0 (0: none), got {config.eval_every_epochs!r}.")
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  """Everything about the config that can be checked before any data is read."""
+  config_lib.validate(config)
+  optim.check(config)
+
+
+def _warn_about_data(config: ml_collections.ConfigDict, splits: DataSplits) -> None:
+  """Warnings for a run that is legal but probably not what was meant."""
+  counts, n = splits.train_counts, len(splits.train)
+  empty = np.flatnonzero(counts == 0)
+  if empty.size:
+    log.warning(
+      "%d of %d classes have no training images (first: %s): the %s sampler never shows "
+      "them and they are never predicted correctly; check the training list.",
+      empty.size,
+      len(counts),
+      ", ".join(str(int(k)) for k in empty[:5]),
+      config.sampler.name,
+    )
+  if config.batch_size > n:
+    log.warning(
+      "batch_size %d is larger than the training set (%d images): one step is %.1f epochs.",
+      config.batch_size,
+      n,
+      config.batch_size / n,
+    )
 
 
 def setup(
@@ -119,7 +140,7 @@ def setup(
   checkpoint, an imported one).
   """
   stage = get_stage(config.stage)
-  _check_intervals(config)
+  _check_config(config)
   stage.check(config)
   if check_start:
     stage.check_start(config)
@@ -127,6 +148,7 @@ def setup(
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
+  _warn_about_data(config, splits)
   model = build_model(config, splits.num_classes)
   steps_per_epoch, total_steps = optim.run_length(config, len(splits.train))
   schedule_fn = lambda lr: optim.make_schedule(config, len(splits.train), lr)
@@ -225,19 +247,50 @@ def run_metadata(exp: Experiment) -> dict:
   }
 
 
-class MetricWriter:
-  """metrics.jsonl and TensorBoard scalars, written by process 0 only."""
+def _truncate_rows(path: str, last_step: int) -> None:
+  """Keeps the metrics.jsonl rows of steps <= ``last_step`` (and unreadable lines, as they
+  are), rewritten atomically."""
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      keep.append(line)
+      continue
+    if not isinstance(row, dict) or row.get("step", 0) <= last_step:
+      keep.append(line)
+  if len(keep) != len(lines):
+    with open(f"{path}.tmp", "w") as f:
+      f.writelines(keep)
+    os.replace(f"{path}.tmp", path)
+    log.info("metrics.jsonl: dropped %d row(s) after step %d", len(lines) - len(keep), last_step)
 
-  def __init__(self, workdir: str):
+
+class MetricWriter:
+  """metrics.jsonl and TensorBoard scalars, written by process 0 only.
+
+  A run resumed from step ``resume_step`` first drops the rows written after it (a run
+  killed after its last checkpoint logged steps it will log again), in metrics.jsonl and,
+  with ``purge_step``, in TensorBoard.
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0):
     self.enabled = jax.process_index() == 0
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
-      self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, "metrics.jsonl")
+      if resume_step and os.path.exists(path):
+        _truncate_rows(path, resume_step)
+      self._file = open(path, "a")
       try:
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb = SummaryWriter(
+          os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+        )
       except ImportError:  # pragma: no cover - tensorboardX is a dependency.
         log.warning("tensorboardX missing: no TensorBoard scalars.")
 
@@ -261,7 +314,7 @@ class MetricWriter:
 def _log_train(writer, exp, step, pending, t0, n_steps) -> None:
   """Fetches the accumulated per-step metrics (the only device->host sync) and logs."""
   fetched = jax.device_get(pending)
-  means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+  means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0] if k != "finite"}
   elapsed = max(time.perf_counter() - t0, 1e-9)
   means["lr"] = float(exp.schedule(step - 1))
   means["images_per_s"] = n_steps * exp.config.batch_size / elapsed
@@ -279,31 +332,76 @@ def _log_train(writer, exp, step, pending, t0, n_steps) -> None:
   )
 
 
-class StopRequests:
-  """SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) as a flag checked between steps.
+def _log_val(step: int, val: dict) -> None:
+  """One console line per validation pass (metrics.jsonl and TensorBoard have them too)."""
+  groups = ("all", "many", "medium", "few")
+  cells = [f"{k} {100 * val[k]:.1f}" for k in groups if k in val and val[k] == val[k]]
+  log.info("step %d val accuracy (%%): %s", step, ", ".join(cells))
 
-  The train step donates the state: an exception raised in the middle of a step would
-  leave the loop holding deleted arrays and nothing to save. Inside this context the
-  first signal only sets ``signum``; the loop stops after the step, saves a checkpoint
-  and raises ``KeyboardInterrupt``. A second signal raises at once (the latest periodic
-  checkpoint is kept). Installed from the main thread only (Python's rule).
+
+class Interrupted(KeyboardInterrupt):
+  """A stop by SIGINT/SIGTERM, saying truthfully what was saved.
+
+  Attributes:
+    message: one line for the user: when it stopped and what is on disk.
+  """
+
+  def __init__(self, message: str):
+    super().__init__(message)
+    self.message = message
+
+
+class StopRequests:
+  """SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption): the one signal mechanism of ltjax.
+
+  Outside training steps a signal stops at once (``Interrupted``): nothing is being
+  written then, so there is nothing to lose. While the training loop runs
+  (``deferred()``), the train step donates the state: an exception raised in the middle
+  of a step would leave the loop holding deleted arrays and nothing to save. There the
+  first signal only sets ``signum``; a single process stops after the current step, saves
+  a checkpoint and raises ``Interrupted``. A second signal raises at once (the latest
+  periodic checkpoint is kept).
 
   With several processes, saving is collective and every step runs collectives, so one
   process cannot stop alone: ``agreed`` gathers every process's flag, and the loop calls
   it at logging steps (``log_every_steps``), where it syncs with the device anyway. A
   signal that reaches any process stops all of them at the same step.
+
+  The command line installs the handlers first thing (``install``); library users get
+  them for the duration of ``train``. Handlers can only be installed from the main thread
+  (Python's rule); elsewhere signals keep their default behaviour.
   """
 
   def __init__(self):
     self.signum: int | None = None
+    self.deferring = False
     self._previous: dict = {}
 
-  def __enter__(self) -> StopRequests:
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGINT, signal.SIGTERM):
-        self._previous[sig] = signal.getsignal(sig)
-        signal.signal(sig, self._handle)
-    return self
+  def install(self) -> bool:
+    """Installs the handlers (main thread only); whether they were installed now."""
+    if self._previous or threading.current_thread() is not threading.main_thread():
+      return False
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      self._previous[sig] = signal.getsignal(sig)
+      signal.signal(sig, self._handle)
+    return True
+
+  def uninstall(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+  @contextlib.contextmanager
+  def deferred(self):
+    """Signals set ``signum`` instead of raising, until the block ends."""
+    installed_here = self.install()
+    self.signum, self.deferring = None, True
+    try:
+      yield self
+    finally:
+      self.deferring = False
+      if installed_here:
+        self.uninstall()
 
   def agreed(self) -> bool:
     """Whether any process has a stop request (collective when there are several)."""
@@ -314,18 +412,95 @@ class StopRequests:
 
   def _handle(self, signum, frame) -> None:
     del frame
+    if not self.deferring:
+      raise Interrupted(f"signal {signum} before training started: nothing was saved.")
     if self.signum is not None:
       raise KeyboardInterrupt(f"signal {signum} (second)")
     self.signum = signum
-    log.warning("signal %d: stopping after this step (again to stop at once).", signum)
+    if jax.process_count() > 1:
+      log.warning(
+        "signal %d: all processes stop together at the next logging step and save a "
+        "checkpoint of it (again to stop at once, without saving).",
+        signum,
+      )
+    else:
+      log.warning(
+        "signal %d: stopping after the current step, then saving a checkpoint of it "
+        "(again to stop at once, without saving).",
+        signum,
+      )
 
-  def __exit__(self, *exc) -> None:
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+
+STOP = StopRequests()
 
 
-def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
-  """Runs (or resumes) training to ``exp.total_steps``, checkpointing along the way."""
+class _StopNow(Exception):
+  """Raised by the loop itself when the processes agree to stop (not a signal)."""
+
+
+def _check_writable(workdir: str) -> None:
+  """A clear error now, rather than a traceback at the first metrics row or checkpoint."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".ltjax-write-probe-{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(
+      f"work directory {workdir} is not writable ({e.strerror or e}): choose a writable "
+      "--workdir (`ltjax evaluate` reads a finished run from a read-only one)."
+    ) from e
+
+
+def _check_finite(pending: list, step: int, ckpt, config) -> None:
+  """Raises ValueError if a step since the last check had a non-finite loss or gradient
+  norm (the train step skipped their updates, so the state itself is still finite)."""
+  finite = jax.device_get([m["finite"] for m in pending])
+  bad = [step - len(pending) + 1 + i for i, ok in enumerate(finite) if not ok]
+  if not bad:
+    return
+  last = ckpt.latest_step()
+  saved = (
+    f"the last good checkpoint is step {last} in {ckpt.directory}"
+    if last is not None
+    else "no checkpoint was saved"
+  )
+  where = f"step {bad[0]}" if len(bad) == 1 else f"{len(bad)} steps, {bad[0]} to {bad[-1]}"
+  raise ValueError(
+    f"training diverged: the loss or gradient norm was not finite at {where}. Those updates "
+    f"were skipped and nothing from then on was saved: {saved}. Lower --config.optim.lr "
+    f"(now {config.optim.lr}) or check the data; resuming repeats the same steps."
+  )
+
+
+def _stopped(message: str) -> Interrupted:
+  log.warning("%s", message)
+  return Interrupted(message)
+
+
+def train(
+  exp: Experiment, state: TrainState, workdir: str, *, allow_config_change: bool = False
+) -> TrainState:
+  """Runs (or resumes) training to ``exp.total_steps``, checkpointing along the way.
+
+  The work directory is locked for the run (``ltjax.train.workdir.RunLock``). A fresh run
+  writes its config (``config.json``) and starts the stage (``exp.stage.start``); a resumed
+  one must have the same config (or ``allow_config_change``; see
+  ``ltjax.train.workdir.check_resume``) and restores the newest intact checkpoint.
+
+  Raises:
+    ValueError: the directory is locked or not writable, the config changed, training
+      diverged (non-finite loss or gradients: nothing after them is saved), or a
+      checkpoint could not be written.
+    Interrupted: SIGINT/SIGTERM; the message says what was saved.
+  """
+  _check_writable(workdir)
+  with workdir_lib.RunLock(workdir):
+    return _train(exp, state, workdir, allow_config_change)
+
+
+def _train(exp: Experiment, state: TrainState, workdir: str, allow_config_change: bool):
   c = exp.config
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), c.keep_checkpoints)
   stream = make_stream(exp)
@@ -334,14 +509,20 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
   )
   start = ckpt.latest_step()
   if start is not None:
+    saved = workdir_lib.read_config(workdir)
+    workdir_lib.check_resume(workdir, c, config_lib.base_config(), saved, allow_config_change)
     target = ckpt_lib.abstract_like(state, exp.state_sharding)
     state, data_state, _, start = ckpt_lib.restore(ckpt.directory, target)
+    ckpt.set_aside_newer_than(start)  # Damaged steps that restore skipped.
     it.set_state(data_state)
     log.info("resumed from step %d in %s", start, ckpt.directory)
+    if saved is None or allow_config_change:
+      workdir_lib.write_config(workdir, c)
   else:
+    workdir_lib.write_config(workdir, c)
     state = exp.stage.start(exp, state)
   start = start or 0
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, resume_step=start)
   data_sharding = sharding.batch_sharding(exp.mesh)
   eval_every = int(round(c.eval_every_epochs * exp.steps_per_epoch)) if c.eval_every_epochs else 0
   pending, t0, since = [], time.perf_counter(), 0
@@ -354,8 +535,8 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
     mininterval=1,
   )
   step = start
-  multi_process, agreed_stop = jax.process_count() > 1, False
-  with StopRequests() as stop:
+  multi_process = jax.process_count() > 1
+  with STOP.deferred() as stop:
     try:
       for step in range(start + 1, exp.total_steps + 1):
         batch = sharding.to_global(next(it), data_sharding)
@@ -364,34 +545,44 @@ def train(exp: Experiment, state: TrainState, workdir: str) -> TrainState:
         since += 1
         bar.update(1)
         sync_point = step % c.log_every_steps == 0 or step == exp.total_steps
+        checkpoint = step % c.checkpoint_every_steps == 0 or step == exp.total_steps
+        if sync_point or checkpoint:  # Never log or save past a non-finite step.
+          _check_finite(pending, step, ckpt, c)
         if sync_point:
           _log_train(writer, exp, step, pending, t0, since)
           pending, t0, since = [], time.perf_counter(), 0
         if eval_every and step % eval_every == 0 and len(exp.splits.val):
           val = runner.evaluate_split(exp, state, exp.splits.val)
           writer.write(step, "val", {k: v for k, v in val.items() if v == v})
-        if step % c.checkpoint_every_steps == 0 or step == exp.total_steps:
+          _log_val(step, val)
+        if checkpoint:
           ckpt.save(step, state, it.get_state(), run_metadata(exp))
         # One process stops at once; several agree at logging steps (see StopRequests).
         if (sync_point if multi_process else stop.signum is not None) and stop.agreed():
-          agreed_stop = True
-          why = f"signal {stop.signum}" if stop.signum else "another process was signalled"
-          raise KeyboardInterrupt(why)
-    except KeyboardInterrupt:
+          raise _StopNow
+    except _StopNow:
       # Nothing lost on Ctrl-C or a scheduler's SIGTERM: save where we are, then stop.
-      if multi_process and not agreed_stop:
-        # A second signal: saving is collective, and the other processes are not here.
-        log.warning("interrupted at step %d; the latest checkpoint is kept.", step)
-        raise
-      try:
-        done = int(jax.device_get(state.step))
-      except RuntimeError:  # A second signal inside a step: the donated state is gone.
-        log.warning("interrupted inside step %d; the latest checkpoint is kept.", step)
-        raise KeyboardInterrupt from None
-      log.warning("interrupted after step %d: saving a checkpoint before exiting.", done)
-      if done > (ckpt.latest_step() or 0):
-        ckpt.save(done, state, it.get_state(), run_metadata(exp))
-      raise
+      _check_finite(pending, step, ckpt, c)
+      why = f"signal {stop.signum}" if stop.signum else "a signal to another process"
+      if step > (ckpt.latest_step() or 0):
+        ckpt.save(step, state, it.get_state(), run_metadata(exp))
+      ckpt.close()
+      raise _stopped(
+        f"stopped by {why} after step {step}: saved checkpoint step {step} in "
+        f"{ckpt.directory}; run the same command again to resume."
+      ) from None
+    except KeyboardInterrupt:
+      # A second signal, inside a step or between: stop at once, save nothing more (a
+      # step's donated state may be gone; several processes cannot save alone).
+      ckpt.close()
+      latest = ckpt.latest_step()
+      kept = (
+        f"the latest checkpoint, step {latest} in {ckpt.directory}, is intact: run the "
+        "same command again to resume from it."
+        if latest is not None
+        else "no checkpoint had been saved."
+      )
+      raise _stopped(f"stopped at once by a second signal during step {step}: {kept}") from None
     finally:
       bar.close()
       ckpt.close()
@@ -412,7 +603,11 @@ def restore_trained(
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str, *, splits: DataSplits | None = None
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  splits: DataSplits | None = None,
+  allow_config_change: bool = False,
 ) -> dict:
   """Trains (resuming if ``workdir`` has checkpoints), evaluates on test, writes results.
 
@@ -430,5 +625,5 @@ def train_and_evaluate(
     exp.steps_per_epoch,
     exp.mesh.size,
   )
-  state = train(exp, state, workdir)
+  state = train(exp, state, workdir, allow_config_change=allow_config_change)
   return runner.evaluate_and_write(exp, state, workdir)

@@ -18,6 +18,24 @@ SCHEDULES = ("cosine", "step", "constant")
 LR_UPDATES = ("step", "epoch_start", "epoch_end")
 
 
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for an unknown schedule or lr_update, or a warm-up they cannot have."""
+  cfg = config.optim
+  if cfg.schedule not in SCHEDULES:
+    raise ValueError(
+      f"unknown --config.optim.schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}."
+    )
+  if cfg.lr_update not in LR_UPDATES:
+    raise ValueError(
+      f"unknown --config.optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}."
+    )
+  if cfg.lr_update != "step" and cfg.warmup_epochs:
+    raise ValueError(
+      f"optim.warmup_epochs={cfg.warmup_epochs} needs optim.lr_update='step' (the "
+      "references' per-epoch schedules have no warm-up); set one of them."
+    )
+
+
 def run_length(config: ml_collections.ConfigDict, num_train: int) -> tuple[float, int]:
   """(steps per epoch, total steps) of ``config`` on ``num_train`` training images.
 
@@ -65,17 +83,9 @@ def make_schedule(
   """
   cfg = config.optim
   lr = cfg.lr if lr is None else lr
-  if cfg.schedule not in SCHEDULES:
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
-  if cfg.lr_update not in LR_UPDATES:
-    raise ValueError(f"unknown optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}.")
+  check(config)
   steps_per_epoch, total_steps = run_length(config, num_train)
   if cfg.lr_update != "step":
-    if cfg.warmup_epochs:
-      raise ValueError(
-        f"optim.warmup_epochs={cfg.warmup_epochs} needs optim.lr_update='step' (the "
-        "references' per-epoch schedules have no warm-up); set one of them."
-      )
     at = _per_epoch(cfg, lr, config.num_epochs, 1 if cfg.lr_update == "epoch_start" else 0)
     batch, n = config.batch_size, int(num_train)
     return lambda step: at((jnp.asarray(step, jnp.int32) * batch) // n)

@@ -136,6 +136,20 @@ class ClassifierRetraining(Stage):
       )
     return None
 
+  def loads(self, config, earlier):
+    """The stage-1 backbone (and classifier: LWS); a stage 1 with a neck (OLTR's attention
+    or use_fc layer) is refused: this stage's model has none, so its features would not be
+    the ones the run was trained with."""
+    neck = sorted(earlier.get("neck", {}))
+    if neck:
+      raise ValueError(
+        f"init_from={config.init_from} is a model with a neck ({', '.join(neck)}: OLTR's "
+        f"attention or use_fc layer), which stage {self.name!r} does not build, so its "
+        "features would silently change: start cRT / LWS from a joint run without "
+        "oltr.fc_add (an OLTR stage 1 has one: train a plain joint run for them)."
+      )
+    return self.load
+
 
 class LearnableWeightScaling(ClassifierRetraining):
   """LWS (Kang et al. Sec. 4): backbone and classifier of stage 1 frozen, one scale per class

@@ -59,7 +59,9 @@ def make_train_step(
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
     ``image`` (B, H, W, C) and int32 ``label`` (B,), or an ``imagenet_device`` batch
     (``ltjax.data.pp.device_ops``), augmented here on the device. ``metrics``: ``loss``,
-    ``accuracy`` and the stage's extras (OLTR: ``ce``, ``centroid_loss``).
+    ``accuracy``, ``grad_norm``, ``finite`` (False: the loss or the gradient norm was nan
+    or inf, and the step left the state unchanged but for ``step``) and the stage's extras
+    (OLTR: ``ce``, ``centroid_loss``).
   """
   mean, std = config.dataset.mean, config.dataset.std
   forward_kwargs = stage.apply_kwargs(config)
@@ -89,13 +91,19 @@ def make_train_step(
     tree = optax.apply_updates(tree, updates)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     new_state = state.replace(
-      step=state.step + 1,
       params=tree["params"],
       centroids=tree.get("centroids"),
       batch_stats=batch_stats,
       opt_state=opt_state,
     )
-    return new_state, {"loss": loss, "accuracy": accuracy, **extras}
+    # A non-finite loss or gradient leaves the state as it was (no host sync here: the
+    # loop reads ``finite`` at its logging and checkpoint steps, and stops).
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    new_state = new_state.replace(step=state.step + 1)
+    metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
+    return new_state, metrics | extras
 
   return train_step
 

@@ -139,7 +139,7 @@ def test_record_format_is_the_original_file_bytes(tree):
 def test_open_split(tree):
   _, root, out = tree
   open_list = os.path.join(root, "ImageNet_LT_open.txt")
-  with pytest.raises(ValueError, match="allow_open=True"):
+  with pytest.raises(ValueError, match="allowed only in the open-set list"):
     pack_split_list(open_list, root, out, "open", 3)
   pack_split_list(open_list, root, out, "open", 3, allow_open=True)
   source = PackedSource(out, "open", 3, allow_open=True)

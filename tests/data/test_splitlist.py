@@ -139,7 +139,7 @@ def test_parse_blank_lines_spaces_and_open(tmp_path):
     ("a.jpg 0\nb.jpg one\n", {}, 2, "label 'one' is not an integer.*'b.jpg one'"),
     ("a.jpg 0\nb.jpg 1.5\n", {}, 2, "label '1.5' is not an integer"),
     ("a.jpg 0\nb.jpg 3\nc.jpg 5\n", {"num_classes": 3}, 2, "label 3 is out of range.*'b.jpg 3'"),
-    ("a.jpg 0\nb.jpg -1\n", {}, 2, "allow_open=True"),
+    ("a.jpg 0\nb.jpg -1\n", {}, 2, "allowed only in the open-set list"),
     ("a.jpg -2\n", {"allow_open": True}, 1, "label -2 is out of range"),
   ],
 )

@@ -46,7 +46,9 @@ try:
   loop.train(dataclasses.replace(exp, train_step=signalled_step), state, workdir)
 except KeyboardInterrupt as e:
   report = {"interrupted": True, "reason": str(e), "steps_run": len(calls)}
-report["checkpoints"] = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")))
+report["checkpoints"] = sorted(
+  int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()
+)
 with open(os.path.join(out_dir, f"process{jax.process_index()}.json"), "w") as f:
   json.dump(report, f)
 

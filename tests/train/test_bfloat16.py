@@ -49,6 +49,7 @@ def test_bfloat16_compute_float32_state_and_losses_close_to_float32(joint_dir, s
   floats = [x for x in jax.tree.leaves(trees) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and all(x.dtype == jnp.float32 for x in floats)
   for metrics in history:
+    assert bool(metrics.pop("finite"))
     assert all(v.dtype == jnp.float32 and np.isfinite(v) for v in metrics.values())
   # The compute is bf16: the model's feature map is bf16 ...
   variables = {"params": state.params, "batch_stats": state.batch_stats}

@@ -81,7 +81,7 @@ def test_per_step_schedule_is_unchanged_and_warmup_needs_it():
   np.testing.assert_allclose([float(schedule(s)) for s in (0, 10, 20)], [0.2, 0.1, 0.0], atol=1e-7)
   with pytest.raises(ValueError, match="warmup_epochs=1.0 needs optim.lr_update='step'"):
     optim.make_schedule(schedule_config("cosine", "epoch_start", 2, warmup_epochs=1.0), 640)
-  with pytest.raises(ValueError, match="unknown optim.lr_update 'epoch'"):
+  with pytest.raises(ValueError, match="unknown --config.optim.lr_update 'epoch'"):
     optim.make_schedule(schedule_config("cosine", "epoch", 2), 640)
 
 

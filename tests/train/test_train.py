@@ -173,8 +173,10 @@ def test_checkpoint_with_other_shapes_is_a_clear_error(tmp_path):
   exp, state = loop.setup(config, tiny_splits())
   loop.train(exp, state, str(tmp_path))
   exp, state = loop.setup(tiny_config(**{"model.width": 2}), tiny_splits())
-  with pytest.raises(ValueError, match=r"does not match the config:\n.*checkpoint \(.*\) vs"):
+  with pytest.raises(ValueError, match=r"holds a run of another config(.|\n)*model.width: 1 -> 2"):
     loop.train(exp, state, str(tmp_path))
+  with pytest.raises(ValueError, match=r"does not match the config:\n.*checkpoint \(.*\) vs"):
+    loop.train(exp, state, str(tmp_path), allow_config_change=True)
 
 
 def test_sampler_needing_every_class_rejects_an_empty_class():

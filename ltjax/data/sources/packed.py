@@ -627,7 +627,8 @@ class PackedSource(DecodedRecords):
     except ValueError as e:
       raise ValueError(
         f"corrupt image ({self._where(index)}): {e}. Re-pack from a good copy of the image, "
-        "or pass skip_corrupt=True to replace it by another image of the same class."
+        "or set --config.data.skip_corrupt=True to replace it by another image of the same "
+        "class."
       ) from e
 
   def _read(self, index: int) -> np.ndarray:

@@ -161,9 +161,12 @@ def read_split_list(
     label, line_no = int(label_arr[i]), int(line_arr[i])
     record = f"{paths[i]} {label}"
     if label == -1:
-      fix = "-1 marks an open-set image: pass allow_open=True for an open-set list."
+      fix = (
+        "-1 marks an open-set image, allowed only in the open-set list (ImageNet_LT_open.txt, "
+        "read with --config.dataset.open_set=True)."
+      )
     elif label < 0:
-      fix = "class ids must be >= 0 (or -1 for open-set images with allow_open=True)."
+      fix = "class ids must be >= 0 (or -1 for open-set images, in the open-set list)."
     else:
       fix = f"class ids must be < num_classes={num_classes}; check num_classes or the list."
     raise ValueError(
@@ -259,8 +262,9 @@ class SplitListSource(DecodedRecords):
     """Decodes record ``index``; ValueError naming the image, the list and the line."""
     path = self.full_path(index)
     fix = (
-      "Check root, run verify() to list every missing file, or pass skip_corrupt=True to "
-      "replace unreadable images by another image of the same class."
+      "Check --config.dataset.root, run `ltjax verify --config=...` to list every unreadable "
+      "image at once, or set --config.data.skip_corrupt=True to replace unreadable images by "
+      "another image of the same class."
     )
     try:
       with open(path, "rb") as f:

@@ -90,7 +90,7 @@ def _open_error(name: str, split: str, data_dir: str | None, err: Exception) -> 
       f"TFDS dataset {name!r} (split {split!r}) is not prepared in data_dir={root}. "
       f"Nothing is downloaded here: on a machine with internet access run `{build}`, "
       f"then copy the resulting {name.split(':')[0].split('/')[0]}/ directory into {root} "
-      f"(or pass data_dir= pointing at a directory that has it)."
+      f"(or set --config.dataset.data_dir to a directory that has it)."
     )
   fmt = getattr(prepared_format, "value", str(prepared_format))
   if fmt in ("array_record", "parquet"):

@@ -347,13 +347,16 @@ class TfdsListSource(DecodedRecords):
     """The RGB image of a record read with `TfdsSource.read_encoded`."""
     image = record[self._sources[self.record_split[index]].image_key]
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
-      return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image  # Mocked data.
+      return (
+        np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+      )  # A source that decoded it already.
     try:
       return decode_image(as_bytes(image), channels=3, min_size=self.min_size)
     except ValueError as e:
       raise ValueError(
-        f"corrupt image ({self._describe(index)}): {e}. Pass skip_corrupt=True to replace "
-        "it by another image of the same class."
+        f"corrupt image ({self._describe(index)}): {e}. Run `ltjax verify --config=...` to "
+        "list every unreadable image, or set --config.data.skip_corrupt=True to replace it "
+        "by another image of the same class."
       ) from e
 
   def _fetch(self, indices: np.ndarray) -> list[dict[str, Any]]:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The accelerator check of ltjax, in one call: scripts/device_check.sh OUT [WHEELS]
+#
+# For a machine with jax[cuda] (or jax[tpu]), flax, optax, orbax-checkpoint and torch
+# preinstalled and no network. It installs what else ltjax needs from the folder WHEELS
+# (default .whl; built elsewhere with the `pip download` command in README.md, "Running on
+# GPUs and TPUs"), runs the tests marked `accelerator`, then scripts/device_check.py (train
+# step against PyTorch, the demo). Everything goes to OUT/device_check.log, the figures to
+# OUT/device_check.json. On a CPU-only machine `QUICK=1 scripts/device_check.sh OUT none`
+# is the dry run (the accelerator tests skip themselves there).
+set -uo pipefail
+out=${1:?usage: scripts/device_check.sh OUT [WHEELS]}
+wheels=${2:-.whl}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+exec > >(tee -a "$out/device_check.log") 2>&1
+echo "== ltjax device check, $(date -u), $(uname -m), $(python3 --version)"
+nvidia-smi -L 2>/dev/null || true
+site=$(mktemp -d)
+path="$PWD"
+if ls "$wheels"/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$site/deps" "$wheels"/*.whl
+  path="$path:$site/deps"
+fi
+if ls "$wheels"/core/*.whl >/dev/null 2>&1; then
+  # ltjax's tested flax / optax / orbax-checkpoint, ahead of the machine's own.
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$site/core" "$wheels"/core/*.whl
+  export PYTHONPATH="$path:$site/core"
+  if ! python3 -c "import ltjax.train.loop" 2>"$out/import_error.txt"; then
+    echo "ltjax does not import with the wheels' flax/optax/orbax (see import_error.txt): using the machine's"
+    export PYTHONPATH="$path"
+  fi
+else
+  export PYTHONPATH="$path"
+fi
+python3 -c "import ltjax.train.loop" || { echo "ltjax does not import"; exit 1; }
+echo "== accelerator tests"
+JAX_PLATFORMS="${JAX_PLATFORMS:-}" python3 -m pytest -q -m accelerator tests/test_accelerator.py \
+  -p no:cacheprovider 2>&1 | tail -25
+echo "== benchmarks and demo"
+python3 scripts/device_check.py --out "$out" ${QUICK:+--quick}
+status=$?
+echo "== done (status $status): $out/device_check.json"
+exit $status

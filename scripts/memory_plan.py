@@ -1,0 +1,139 @@
+"""Per-device memory of the compiled train step of every reference config (a memory plan).
+
+For each config, the production train step (``ltjax.train.loop.abstract_setup``: no data
+read, no array allocated) is compiled for a mesh of ``--devices`` devices at the config's
+global batch, and XLA's memory analysis gives, per device: the arguments (the replicated
+train state and the device's slice of the batch), the outputs not aliased to them, and the
+temporaries (activations kept for the backward pass, gradients, workspace). Their sum is
+what the device must hold for the step.
+
+On a CPU-only machine the devices are simulated (``--xla_force_host_platform_device_count``)
+and the figures are XLA:CPU's: an estimate of what XLA:GPU / XLA:TPU allocate, whose fusion
+and layout choices differ (typically by tens of percent). On an accelerator, the figures are
+that compiler's own.
+
+  python scripts/memory_plan.py --devices 8                  # every reference config
+  python scripts/memory_plan.py --devices 8 --configs imagenet_lt/joint_instance.py
+  python scripts/memory_plan.py --devices 1 --fit 80 --configs imagenet_lt/joint_instance.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_HERE)
+REFERENCE_DIRS = ("imagenet_lt", "places_lt", "inat2018")
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--devices", type=int, default=8, help="devices the global batch is split over")
+  p.add_argument("--configs", default="", help="comma-separated paths under configs/")
+  p.add_argument("--dtype", default="", help="override model.dtype (float32, bfloat16)")
+  p.add_argument("--fit", type=float, default=0, help="also the largest per-device batch in GB")
+  p.add_argument("--json_out", default="")
+  return p.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={ARGS.devices}"
+  ).strip()
+
+import jax  # noqa: E402
+
+sys.path.insert(0, os.path.join(_REPO, "tests"))
+from helpers import load_config  # noqa: E402
+
+from ltjax.train import loop  # noqa: E402
+
+GB = 1e9
+
+
+def plan(config, devices: int) -> dict:
+  """Per-device bytes of the compiled train step of ``config`` on ``devices`` devices."""
+  config.num_devices = devices
+  config.eval.batch_size = devices * max(config.eval.batch_size // devices, 1)
+  exp, state = loop.abstract_setup(config)
+  batch = loop.abstract_batch(exp)
+  t0 = time.perf_counter()
+  compiled = exp.train_step.lower(state, batch).compile()
+  m = compiled.memory_analysis()
+  names = ("argument", "output", "temp", "alias")
+  out = {k: int(getattr(m, f"{k}_size_in_bytes", 0) or 0) for k in names}
+  out["total"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
+  out["params"] = sum(x.size for x in jax.tree.leaves(state.params))
+  out["compile_s"] = time.perf_counter() - t0
+  return out
+
+
+def largest_batch(config, devices: int, limit_gb: float) -> int:
+  """The largest per-device batch (a power of two) whose step fits in ``limit_gb``."""
+  best, per_device = 0, 8
+  while per_device <= 1024:
+    config.batch_size = per_device * devices
+    if plan(config, devices)["total"] > limit_gb * GB:
+      break
+    best, per_device = per_device, per_device * 2
+  return best
+
+
+def main(args) -> None:
+  if args.configs:
+    paths = [os.path.join(_REPO, "configs", p) for p in args.configs.split(",")]
+  else:
+    paths = sorted(
+      p for d in REFERENCE_DIRS for p in glob.glob(os.path.join(_REPO, "configs", d, "*.py"))
+    )
+  platform = jax.devices()[0].platform
+  rows = []
+  header = (
+    "| config | backbone | dtype | global batch | per device | params (M) | arguments (GB) "
+    "| temporaries (GB) | total (GB) |"
+  )
+  print(f"{len(jax.devices())} {platform} devices; per-device figures of the compiled train step")
+  print(header)
+  print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+  for path in paths:
+    config = load_config(path)
+    if args.dtype:
+      config.model.dtype = args.dtype
+    name = os.path.relpath(path, os.path.join(_REPO, "configs"))
+    result = plan(config, args.devices)
+    row = {
+      "config": name,
+      "backbone": config.model.backbone,
+      "dtype": config.model.dtype,
+      "batch": config.batch_size,
+      "per_device": config.batch_size // args.devices,
+      **result,
+    }
+    if args.fit:
+      row["largest_per_device_batch"] = largest_batch(config, args.devices, args.fit)
+    rows.append(row)
+    print(
+      f"| {name} | {row['backbone']} | {row['dtype']} | {row['batch']} | {row['per_device']} "
+      f"| {row['params'] / 1e6:.1f} | {row['argument'] / GB:.2f} | {row['temp'] / GB:.2f} "
+      f"| {row['total'] / GB:.2f} |",
+      flush=True,
+    )
+  if args.fit:
+    for row in rows:
+      print(
+        f"{row['config']}: largest per-device batch within {args.fit:g} GB: "
+        f"{row['largest_per_device_batch']}"
+      )
+  if args.json_out:
+    with open(args.json_out, "w") as f:
+      json.dump({"platform": platform, "devices": args.devices, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+  main(ARGS)

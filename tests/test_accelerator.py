@@ -1,0 +1,65 @@
+"""On a GPU or TPU: the production train step runs there, agrees with a CPU recomputation,
+uses the platform's native gradients (not the CPU-only kernels), and trains in bfloat16.
+
+Marked ``accelerator`` and skipped where the default backend is the CPU (CI, the
+development machine). ``scripts/device_check.sh`` runs them on an accelerator machine:
+``JAX_PLATFORMS= python -m pytest -m accelerator tests/test_accelerator.py``.
+"""
+
+import jax
+import numpy as np
+import pytest
+from helpers import expected_first_step, tiny_config, tiny_splits
+
+from ltjax import sharding
+from ltjax.train import loop
+
+pytestmark = [
+  pytest.mark.accelerator,
+  pytest.mark.skipif(
+    jax.default_backend() == "cpu", reason="needs a GPU or TPU (JAX_PLATFORMS= on one)"
+  ),
+]
+
+
+def first_step(config, splits):
+  exp, state = loop.setup(config, splits)
+  batch = loop.make_stream(exp)(0)
+  host_state = jax.device_get(state)
+  new, metrics = exp.train_step(state, sharding.to_global(batch, sharding.batch_sharding(exp.mesh)))
+  return exp, host_state, batch, jax.device_get(new), metrics
+
+
+def test_train_step_runs_on_the_accelerator_and_agrees_with_the_cpu():
+  exp, start, batch, new, metrics = first_step(tiny_config(num_devices=1), tiny_splits())
+  assert {d.platform for d in exp.mesh.devices.flat} <= {"gpu", "tpu", "cuda", "rocm"}
+  with jax.default_device(jax.devices("cpu")[0]):
+    loss, params = expected_first_step(exp, start, batch)
+  # TF32 (GPU) or bfloat16 passes (TPU) in float32 convolutions: a few 1e-3 relative.
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-2)
+  for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(new.params), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-2, atol=1e-4)
+
+
+def test_the_lowering_uses_native_gradients_not_the_cpu_kernels():
+  config = tiny_config(num_devices=1, **{"model.backbone": "resnet10"})
+  exp, state = loop.setup(config, tiny_splits(size=32, channels=1))
+  batch = sharding.to_global(loop.make_stream(exp)(0), sharding.batch_sharding(exp.mesh))
+  text = exp.train_step.lower(state, batch).as_text()
+  assert "select_and_scatter" in text  # XLA's max-pool gradient, not the CPU elementwise one.
+
+
+def test_bfloat16_trains_on_the_accelerator():
+  losses = {}
+  for dtype in ("float32", "bfloat16"):
+    exp, state = loop.setup(tiny_config(num_devices=1, **{"model.dtype": dtype}), tiny_splits())
+    stream, data = loop.make_stream(exp), sharding.batch_sharding(exp.mesh)
+    history = []
+    for step in range(3):
+      state, metrics = exp.train_step(state, sharding.to_global(stream(step), data))
+      history.append(float(metrics["loss"]))
+    losses[dtype] = np.array(history)
+    floats = [x for x in jax.tree.leaves(state.params) if np.issubdtype(x.dtype, np.floating)]
+    assert all(x.dtype == np.float32 for x in floats)
+  assert np.isfinite(losses["bfloat16"]).all()
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=5e-2, atol=5e-2)

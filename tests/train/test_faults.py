@@ -1,0 +1,317 @@
+"""Nothing lost, nothing silent: divergence, config drift, damaged checkpoints, the work
+directory lock, environment faults and bad data, injected from here (never by scaffolding
+in the library)."""
+
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from helpers import tiny_config, tiny_splits, tiny_stage2_config
+
+from ltjax.evaluate import runner
+from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import loop, workdir
+
+SPLITS = tiny_splits()
+
+
+def run(workdir_path, **overrides):
+  """A tiny run (45 images, batch 16: 3 steps an epoch), checkpoints every 2 steps."""
+  exp, state = loop.setup(tiny_config(**overrides), SPLITS)
+  return jax.device_get(loop.train(exp, state, str(workdir_path)))
+
+
+def saved_steps(workdir_path):
+  return sorted(int(d) for d in os.listdir(workdir_path / "checkpoints") if d.isdigit())
+
+
+def finite(tree):
+  return all(
+    np.isfinite(x).all() for x in jax.tree.leaves(tree) if np.issubdtype(x.dtype, np.floating)
+  )
+
+
+# ------------------------------------------------------------------------- divergence
+
+
+def test_divergence_stops_with_the_last_good_checkpoint_and_saves_nothing_bad(tmp_path):
+  run(tmp_path, num_epochs=1)
+  assert saved_steps(tmp_path) == [2, 3]
+  # Resumed with a diverging learning rate, checkpointing every step (keep 2): the loss
+  # turns non-finite a few steps in.
+  diverging = tiny_config(num_epochs=4, checkpoint_every_steps=1, **{"optim.lr": 1e30})
+  exp, state = loop.setup(diverging, SPLITS)
+  with pytest.raises(ValueError) as e:
+    loop.train(exp, state, str(tmp_path), allow_config_change=True)
+  message = str(e.value)
+  bad = int(re.search(r"not finite at step (\d+)", message).group(1))
+  last = saved_steps(tmp_path)[-1]
+  assert last == bad - 1 and f"the last good checkpoint is step {last}" in message
+  # Every checkpoint left restores and is finite: none was replaced by a non-finite one.
+  for step in saved_steps(tmp_path):
+    target = ckpt_lib.abstract_like(state, exp.state_sharding)
+    restored, _, _, _ = ckpt_lib.restore(str(tmp_path / "checkpoints"), target, step=step)
+    assert finite(jax.device_get(restored))
+
+
+def test_a_non_finite_step_leaves_the_state_unchanged():
+  exp, state = loop.setup(tiny_config(), SPLITS)
+  before = jax.device_get(state)
+  batch = loop.make_stream(exp)(0)
+  batch["image"] = batch["image"].astype(np.float32) * np.nan  # Normalised to nan.
+  from ltjax import sharding
+
+  new, metrics = exp.train_step(state, sharding.to_global(batch, sharding.batch_sharding(exp.mesh)))
+  assert not bool(metrics["finite"]) and int(new.step) == 1
+  for a, b in zip(
+    jax.tree.leaves(before.params), jax.tree.leaves(jax.device_get(new.params)), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------- config drift
+
+
+def test_resuming_with_another_config_lists_the_changes(tmp_path):
+  run(tmp_path, num_epochs=1)
+  exp, state = loop.setup(tiny_config(num_epochs=2, **{"optim.lr": 0.1}), SPLITS)
+  with pytest.raises(ValueError) as e:
+    loop.train(exp, state, str(tmp_path))
+  message = str(e.value)
+  assert "num_epochs: 1 -> 2" in message and "optim.lr: 0.05 -> 0.1" in message
+  assert "--allow_config_change" in message
+  # Fields that may change on resume (logging, checkpoints, devices) pass.
+  run(tmp_path, num_epochs=1, log_every_steps=5, keep_checkpoints=3, num_devices=2)
+  # A field ltjax added after the run was saved compares equal at its default.
+  path = tmp_path / "config.json"
+  saved = json.loads(path.read_text())
+  del saved["data"]["jitter"]
+  path.write_text(json.dumps(saved))
+  run(tmp_path, num_epochs=1)
+  path.write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"data.jitter: 0.4 -> 0.2"):
+    run(tmp_path, num_epochs=1, **{"data.jitter": 0.2})
+
+
+def test_allowed_config_change_resumes_and_records_the_new_config(tmp_path):
+  run(tmp_path, num_epochs=1)
+  exp, state = loop.setup(tiny_config(num_epochs=2), SPLITS)
+  loop.train(exp, state, str(tmp_path), allow_config_change=True)
+  assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 2
+  assert saved_steps(tmp_path)[-1] == 6
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+def damage(step_dir, how):
+  if how == "truncate":  # A data file cut short (a crash while copying, a full disk).
+    files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir / "state") for f in fs]
+    path = max(files, key=os.path.getsize)
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 2)
+  elif how == "bitflip":  # Silent corruption: same size, one byte changed.
+    files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir / "state" / "d") for f in fs]
+    path = max(files, key=os.path.getsize)
+    with open(path, "r+b") as f:
+      f.seek(os.path.getsize(path) // 2)
+      byte = f.read(1)
+      f.seek(-1, 1)
+      f.write(bytes([byte[0] ^ 0x40]))
+  elif how == "metadata":
+    (step_dir / "state" / "_METADATA").write_text("garbage")
+  elif how == "no_state":
+    shutil.rmtree(step_dir / "state")
+  elif how == "meta":
+    (step_dir / "meta" / "metadata").write_text("{not json")
+
+
+@pytest.mark.parametrize("how", ["truncate", "bitflip", "metadata", "no_state", "meta"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, how, caplog):
+  run(tmp_path, num_epochs=1)  # Checkpoints 2 and 3.
+  exp, state2 = loop.setup(tiny_config(num_epochs=1), SPLITS)
+  target = ckpt_lib.abstract_like(state2, exp.state_sharding)
+  good2, _, _, _ = ckpt_lib.restore(str(tmp_path / "checkpoints"), target, step=2)
+  good2 = jax.device_get(good2)
+  damage(tmp_path / "checkpoints" / "3", how)
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    exp, restored = loop.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
+  assert "checkpoint step 3" in caplog.text and "damaged" in caplog.text
+  assert int(restored.step) == 2
+  for a, b in zip(jax.tree.leaves(good2), jax.tree.leaves(jax.device_get(restored)), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert finite(jax.device_get(restored))
+  # Training resumes from step 2 and finishes.
+  final = run(tmp_path, num_epochs=1)
+  assert int(final.step) == 3
+
+
+def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
+  run(tmp_path, num_epochs=1)
+  damage(tmp_path / "checkpoints" / "3", "metadata")
+  # Step 3 as a checkpoint from before checksums: the garbage metadata is found by reading.
+  os.remove(tmp_path / "checkpoints" / "ltjax-checksums-3.json")
+  damage(tmp_path / "checkpoints" / "2", "bitflip")
+  with pytest.raises(ValueError) as e:
+    loop.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
+  message = str(e.value)
+  assert "no intact checkpoint in" in message
+  assert "step 3: its state metadata is unreadable" in message
+  assert "step 2: 1 file(s) differ from when it was saved (changed state/d/" in message
+  assert len(message.splitlines()) < 8  # Not an orbax traceback.
+
+
+def test_init_from_skips_a_damaged_latest_checkpoint(tmp_path):
+  run(tmp_path / "joint", num_epochs=1)
+  damage(tmp_path / "joint" / "checkpoints" / "3", "bitflip")
+  params, _, _ = ckpt_lib.load_variables(str(tmp_path / "joint"))
+  assert finite(params)
+
+
+# -------------------------------------------------------------------------- the lock
+
+
+def test_a_second_run_on_a_locked_work_directory_is_refused(tmp_path):
+  lock = workdir.RunLock(str(tmp_path))
+  lock.acquire()
+  try:
+    with pytest.raises(
+      ValueError, match=rf"another ltjax run is using this work directory: process {os.getpid()}"
+    ):
+      run(tmp_path)
+  finally:
+    lock.release()
+  assert not (tmp_path / workdir.LOCK_NAME).exists()
+  run(tmp_path)  # Released: the directory is free again.
+  assert not (tmp_path / workdir.LOCK_NAME).exists()
+
+
+def test_a_stale_lock_is_taken_over_and_a_foreign_one_names_its_file(tmp_path, caplog):
+  child = subprocess.Popen([sys.executable, "-c", "pass"])
+  child.wait()
+  dead = child.pid  # A pid that no process has any more.
+  lock_file = tmp_path / workdir.LOCK_NAME
+  lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "token": "x"}))
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    run(tmp_path)
+  assert f"left by process {dead}, which is gone" in caplog.text
+  lock_file.write_text(json.dumps({"host": "another-host", "pid": 1, "token": "x"}))
+  with pytest.raises(ValueError, match=f"another-host.*delete {lock_file}"):
+    run(tmp_path)
+
+
+# ----------------------------------------------------------------- environment faults
+
+
+def read_only_under(root, monkeypatch):
+  """Makes every write under ``root`` fail as on a read-only file system (CI runs as root,
+  so permissions alone cannot)."""
+  real_open, real_os_open = open, os.open
+
+  def fail(path):
+    raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+  def builtin_open(path, mode="r", *args, **kwargs):
+    if str(path).startswith(str(root)) and any(c in mode for c in "wax+"):
+      fail(path)
+    return real_open(path, mode, *args, **kwargs)
+
+  def os_open(path, flags, *args, **kwargs):
+    if str(path).startswith(str(root)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+      fail(path)
+    return real_os_open(path, flags, *args, **kwargs)
+
+  monkeypatch.setattr("builtins.open", builtin_open)
+  monkeypatch.setattr(os, "open", os_open)
+
+
+def test_a_read_only_work_directory_is_one_clear_error(tmp_path, monkeypatch):
+  read_only_under(tmp_path, monkeypatch)
+  with pytest.raises(
+    ValueError, match=r"work directory .* is not writable \(Read-only file system\)"
+  ):
+    run(tmp_path)
+
+
+def test_a_finished_run_evaluates_on_a_read_only_disk(tmp_path, monkeypatch, caplog):
+  run(tmp_path)  # Trained, not yet evaluated: no results.json.
+  read_only_under(tmp_path, monkeypatch)
+  exp, state = loop.restore_trained(tiny_config(), str(tmp_path), SPLITS)
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    summary = runner.evaluate_and_write(exp, state, str(tmp_path))
+  assert 0 <= summary["all"] <= 1 and "printed, not saved" in caplog.text
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
+  real_save = ocp.CheckpointManager.save
+
+  def full_at_step_4(self, step, *args, **kwargs):
+    if step == 4:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_at_step_4)
+  with pytest.raises(
+    ValueError,
+    match=r"could not save checkpoint step 4 .*no space left on device\. The checkpoints saved "
+    "before it are intact",
+  ):
+    run(tmp_path, num_epochs=2)
+  assert saved_steps(tmp_path) == [2]
+  monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+  assert int(run(tmp_path, num_epochs=2).step) == 6  # Resumes from step 2 and finishes.
+
+
+# -------------------------------------------------------------------- runs and stages
+
+
+def test_a_resumed_run_does_not_repeat_metrics_rows(tmp_path):
+  class Crash(Exception):
+    pass
+
+  exp, state = loop.setup(tiny_config(num_epochs=2), SPLITS)
+  calls, real_step = [0], exp.train_step
+
+  def crash_after_5(*args):
+    calls[0] += 1
+    if calls[0] == 6:
+      raise Crash  # As a kill -9 after step 5: logged 1-5, checkpointed 2 and 4.
+    return real_step(*args)
+
+  exp.train_step = crash_after_5
+  with pytest.raises(Crash):
+    loop.train(exp, state, str(tmp_path))
+  (tmp_path / workdir.LOCK_NAME).unlink(missing_ok=True)  # The killed run held it.
+  run(tmp_path, num_epochs=2)
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  steps = [r["step"] for r in rows if r["split"] == "train"]
+  assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_crt_from_an_oltr_run_is_refused(tmp_path):
+  run(tmp_path / "joint", num_epochs=1)
+  exp, state = loop.setup(tiny_stage2_config(str(tmp_path / "joint")), SPLITS)
+  loop.train(exp, state, str(tmp_path / "oltr"))
+  crt = tiny_config(stage="crt", method="crt", init_from=str(tmp_path / "oltr"))
+  crt.sampler.name = "class_aware"
+  exp, state = loop.setup(crt, SPLITS)
+  with pytest.raises(ValueError, match=r"is a model with a neck \(attention"):
+    exp.stage.start(exp, state)
+
+
+def test_warnings_for_empty_classes_and_a_batch_larger_than_the_data(caplog):
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    loop.setup(tiny_config(batch_size=64), tiny_splits(counts=(24, 12, 6, 0)))
+  assert "1 of 4 classes have no training images (first: 3)" in caplog.text
+  assert "batch_size 64 is larger than the training set (42 images)" in caplog.text
