@@ -287,3 +287,17 @@ def test_help_with_a_config_lists_its_fields(tmp_path):
   assert "  --config.sampler.name='instance'" in result.stdout
   result = run_ltjax("--help", cwd=tmp_path)
   assert result.returncode == 0 and "ltjax verify" in result.stdout
+
+
+def test_report_compare_from_the_command_line(tmp_path):
+  for name, acc in (("a", 0.5), ("b", 0.75)):
+    (tmp_path / name).mkdir()
+    row = {"many": acc, "medium": acc, "few": acc, "all": acc, "mean_class": acc}
+    (tmp_path / name / "results.json").write_text(json.dumps({"joint": row}))
+  result = run_ltjax("report", "--workdir=cmp", "--compare", "a", "b", cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert "| joint@a | 50.0 |" in result.stdout and "| joint@b | 75.0 |" in result.stdout
+  assert (tmp_path / "cmp" / "report.md").exists()
+  result = run_ltjax("report", "--workdir=a", "--compare", "a", "b", cwd=tmp_path)
+  assert result.returncode != 0 and "its own directory" in result.stderr
+  assert "Traceback" not in result.stderr

@@ -207,3 +207,33 @@ def test_places_joint_follows_the_decoupling_paper_and_its_authors():
   want["optim.freeze"] = ("^backbone/(conv1|bn1|layer[123]_)",)
   drift = {k: (field(config, k), v) for k, v in want.items() if field(config, k) != v}
   assert not drift, drift
+
+
+CONFIGS = sorted(
+  os.path.relpath(p, REPO)
+  for p in __import__("glob").glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
+)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_docstring_commands_paste_into_a_shell(path):
+  """Each command is one line (no continuation that a shell would drop) naming an existing
+  config, a real command and real config fields."""
+  from ltjax.cli import COMMANDS
+
+  doc = __import__("ast").get_docstring(
+    __import__("ast").parse(open(os.path.join(REPO, path)).read())
+  )
+  commands = [line.strip() for line in doc.splitlines() if line.startswith("  ltjax ")]
+  assert commands, f"{path}: no command in its docstring"
+  assert "\\\\" not in doc, f"{path}: a line continuation in its docstring"
+  assert any(f"--config={path}" in c for c in commands), f"{path}: no command runs it"
+  for command in commands:
+    words = command.split()
+    assert words[1] in COMMANDS, command
+    for word in words[2:]:
+      if word.startswith("--config="):
+        config = load_config(os.path.join(REPO, word.split("=", 1)[1]))
+      elif word.startswith("--config."):
+        key = word[len("--config.") :].split("=", 1)[0]
+        assert field(config, key) is not None or key.endswith("head_lr"), (command, key)

@@ -1,12 +1,13 @@
 """CIFAR-100-LT cRT: the joint ResNet-32 frozen, a new linear classifier trained with
 class-aware sampling (k=4), 10 epochs (Kang et al.'s classifier re-balancing recipe).
 
-  ltjax train --config=configs/cifar100_lt/crt.py --workdir=runs/cifar100_lt_crt \\
-      --config.init_from=runs/cifar100_lt_joint --config.dataset.data_dir=DIR
+  ltjax train --config=configs/cifar100_lt/joint.py --workdir=runs/cifar100_lt/joint --config.dataset.data_dir=DIR
+  ltjax train --config=configs/cifar100_lt/crt.py --workdir=runs/cifar100_lt/crt --config.init_from=runs/cifar100_lt/joint --config.dataset.data_dir=DIR
 
 Data: the TFDS `cifar100` dataset as ArrayRecord (read without TensorFlow): run
 `tfds build cifar100 --data_dir=DIR --file_format=array_record` once on a machine with
 internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).
+20 images per class are held out of training as a validation split (README, CIFAR-10-LT).
 Not yet run to completion by the team (no CIFAR copy on the development machine).
 """
 

@@ -1,12 +1,13 @@
-"""CIFAR-10-LT LWS: the joint ResNet-32 and classifier frozen, one scale per class learned
+"""CIFAR-10-LT LWS: the joint ResNet-32 and its classifier frozen, one scale per class learnt
 with class-aware sampling (k=4), 5 epochs (Kang et al.'s recipe).
 
-  ltjax train --config=configs/cifar10_lt/lws.py --workdir=runs/cifar10_lt_lws \\
-      --config.init_from=runs/cifar10_lt_joint --config.dataset.data_dir=DIR
+  ltjax train --config=configs/cifar10_lt/joint.py --workdir=runs/cifar10_lt/joint --config.dataset.data_dir=DIR
+  ltjax train --config=configs/cifar10_lt/lws.py --workdir=runs/cifar10_lt/lws --config.init_from=runs/cifar10_lt/joint --config.dataset.data_dir=DIR
 
 Data: the TFDS `cifar10` dataset as ArrayRecord (read without TensorFlow): run
 `tfds build cifar10 --data_dir=DIR --file_format=array_record` once on a machine with
 internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).
+20 images per class are held out of training as a validation split (README, CIFAR-10-LT).
 Not yet run to completion by the team (no CIFAR copy on the development machine).
 """
 

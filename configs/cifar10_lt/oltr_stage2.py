@@ -4,12 +4,13 @@ epochs, lrs 0.01 / 0.1 / 0.01 (Liu et al.'s stage-2 recipe). Closed-set only: CI
 has no open set (hold classes out with `--config.dataset.open_classes=(8,9)` in both
 stages to evaluate open-set recognition).
 
-  ltjax train --config=configs/cifar10_lt/oltr_stage2.py --workdir=runs/cifar10_lt_oltr \\
-      --config.init_from=runs/cifar10_lt_joint --config.dataset.data_dir=DIR
+  ltjax train --config=configs/cifar10_lt/joint.py --workdir=runs/cifar10_lt/joint --config.dataset.data_dir=DIR
+  ltjax train --config=configs/cifar10_lt/oltr_stage2.py --workdir=runs/cifar10_lt/oltr --config.init_from=runs/cifar10_lt/joint --config.dataset.data_dir=DIR
 
 Data: the TFDS `cifar10` dataset as ArrayRecord (read without TensorFlow): run
 `tfds build cifar10 --data_dir=DIR --file_format=array_record` once on a machine with
 internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).
+20 images per class are held out of training as a validation split (README, CIFAR-10-LT).
 Not yet run to completion by the team (no CIFAR copy on the development machine).
 """
 

@@ -1,8 +1,9 @@
 """crt on digits-LT, on top of the joint model (the demo's crt stage).
 
-  ltjax train --config=configs/digits/joint.py --workdir=/tmp/digits/joint
-  ltjax train --config=configs/digits/crt.py --workdir=/tmp/digits/crt \\
-      --config.init_from=/tmp/digits/joint
+  ltjax train --config=configs/digits/joint.py --workdir=runs/digits/joint
+  ltjax train --config=configs/digits/crt.py --workdir=runs/digits/crt --config.init_from=runs/digits/joint
+
+Figures to expect: README, "The demo's numbers".
 """
 
 from ltjax.demo import crt_config

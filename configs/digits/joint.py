@@ -1,8 +1,10 @@
 """Joint training on digits-LT (the demo's first stage), instance-balanced sampling.
 
-  ltjax train --config=configs/digits/joint.py --workdir=/tmp/digits_joint
+  ltjax train --config=configs/digits/joint.py --workdir=runs/digits/joint
 
-Measured test figures (seed 0): README, "The demo's numbers".
+NCM and tau-norm on top of it: ltjax evaluate --config=configs/digits/joint.py --workdir=runs/digits/joint --posthoc
+Figures to expect (seeds 0-2, and why single images move between machines): README, "The
+demo's numbers".
 """
 
 from ltjax.demo import joint_config

@@ -222,3 +222,71 @@ def test_wrong_structure_names_the_file(tmp_path):
   _write(tmp_path, "weight_norms.json", {"joint": "not a list"})
   with pytest.raises(ValueError, match=r"weight_norms\.json"):
     R.write_report(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------- --compare
+
+
+def _run(path, name, results, per_class_scale, meta=None):
+  """A work directory with results.json and per_class.json of its own methods."""
+  d = path / name
+  d.mkdir()
+  _write(d, "results.json", results)
+  _write(
+    d,
+    "per_class.json",
+    {
+      m: {"accuracy": [per_class_scale] * K, "test_count": [5] * K, "train_count": TRAIN_COUNTS}
+      for m in results
+    },
+  )
+  _write(
+    d, "meta.json", meta or {"dataset": "synthetic_lt", "many_threshold": 100, "few_threshold": 20}
+  )
+  return str(d)
+
+
+def test_compare_merges_methods_and_names_repeated_ones_by_run(tmp_path):
+  full = _results()
+  a = _run(tmp_path, "a", {"joint": full["joint"], "crt": full["crt"]}, 0.25)
+  b = _run(tmp_path, "b", {"joint": full["lws"], "lws": full["lws"]}, 0.75)
+  out = str(tmp_path / "cmp")
+  path, table = R.write_comparison([a, os.path.join(b, "results.json")], out)
+  with open(os.path.join(out, "results.json")) as f:
+    merged = json.load(f)
+  assert merged == {
+    "joint@a": full["joint"],
+    "crt": full["crt"],
+    "joint@b": full["lws"],
+    "lws": full["lws"],
+  }
+  with open(os.path.join(out, "per_class.json")) as f:
+    per_class = json.load(f)
+  assert per_class["joint@a"]["accuracy"] == [0.25] * K
+  assert per_class["joint@b"]["accuracy"] == [0.75] * K
+  with open(os.path.join(out, "comparison.json")) as f:
+    assert json.load(f) == {"runs": [os.path.abspath(a), os.path.abspath(b)]}
+  assert path == os.path.join(out, "report.md") and os.path.exists(path)
+  assert table == R.format_results_table(merged)
+  rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+  assert sorted(rows) == ["crt", "joint@a", "joint@b", "lws"]
+  with open(path) as f:
+    assert "joint@b" in f.read()
+
+
+def test_compare_refuses_what_cannot_be_compared(tmp_path):
+  full = _results()
+  a = _run(tmp_path, "a", {"joint": full["joint"]}, 0.5)
+  (tmp_path / "a" / "checkpoints").mkdir()
+  with pytest.raises(ValueError, match="own"):
+    R.write_comparison([a], a)  # Would overwrite the run's results.json.
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(ValueError, match="no results.json"):
+    R.write_comparison([a, str(tmp_path / "empty")], str(tmp_path / "cmp"))
+  other = {"dataset": "synthetic_lt", "many_threshold": 60, "few_threshold": 20}
+  c = _run(tmp_path, "c", {"crt": full["crt"]}, 0.5, meta=other)
+  with pytest.raises(ValueError, match="shot thresholds"):
+    R.write_comparison([a, c], str(tmp_path / "cmp"))
+  with pytest.raises(ValueError, match="at least one"):
+    R.write_comparison([], str(tmp_path / "cmp"))
+  assert not os.path.exists(tmp_path / "cmp")
