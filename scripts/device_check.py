@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -95,6 +96,9 @@ class JaxStep:
     c.model.backbone, c.model.dtype = backbone, dtype
     c.batch_size = c.eval.batch_size = batch
     c.num_devices, c.num_epochs = 1, 1
+    # The same optimiser as TorchStep: a constant rate, so the loss after the timed steps says
+    # both trained (a one-epoch cosine would reach 0 after the first two steps).
+    c.optim.schedule, c.optim.lr, c.optim.weight_decay = "constant", 0.1, 5e-4
     exp, self.state = loop.setup(c, splits)
     local = {"image": images[:batch], "label": (np.arange(batch) % num_classes).astype(np.int32)}
     self.batch = sharding.to_global(local, sharding.batch_sharding(exp.mesh))
@@ -159,7 +163,7 @@ class TorchStep:
       self.opt.step()
     if self.device == "cuda":
       torch.cuda.synchronize()
-    self.loss = float(loss)
+    self.loss = float(loss.detach())
     return time.perf_counter() - t0
 
 
@@ -189,7 +193,8 @@ def bench(args, backbone: str, dtype: str) -> dict:
 
 
 def demo(args) -> dict:
-  workdir = os.path.join(args.out, "demo")
+  # Outside --out: the caller may fetch --out whole, and a run has hundreds of files.
+  workdir = os.path.join(tempfile.mkdtemp(prefix="ltjax_device_check_"), "demo")
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   t0 = time.perf_counter()
   proc = subprocess.run(

@@ -38,7 +38,13 @@ echo "== accelerator tests"
 JAX_PLATFORMS="${JAX_PLATFORMS:-}" python3 -m pytest -q -m accelerator tests/test_accelerator.py \
   -p no:cacheprovider 2>&1 | tail -25
 echo "== benchmarks and demo"
+# JAX and PyTorch share the accelerator here: JAX takes half of its memory, not 75%.
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}
 python3 scripts/device_check.py --out "$out" ${QUICK:+--quick}
 status=$?
+echo "== memory plan on this device (per-device figures of an 8-device run)"
+configs=${MEMORY_CONFIGS:-imagenet_lt/oltr_stage2.py,imagenet_lt/joint_instance.py,places_lt/joint.py}
+python3 scripts/memory_plan.py --devices 1 --split_over 8 --configs "$configs" \
+  --json_out "$out/memory_plan.json" || status=1
 echo "== done (status $status): $out/device_check.json"
 exit $status

@@ -8,9 +8,10 @@ temporaries (activations kept for the backward pass, gradients, workspace). Thei
 what the device must hold for the step.
 
 On a CPU-only machine the devices are simulated (``--xla_force_host_platform_device_count``)
-and the figures are XLA:CPU's: an estimate of what XLA:GPU / XLA:TPU allocate, whose fusion
-and layout choices differ (typically by tens of percent). On an accelerator, the figures are
-that compiler's own.
+and the figures are XLA:CPU's, with the GPU/TPU gradients (``cpu_kernels.native_gradients``:
+ltjax's CPU-only kernels would add their own buffers): an estimate of what XLA:GPU / XLA:TPU
+allocate, whose fusion and layout choices differ. On an accelerator, the figures are that
+compiler's own.
 
   python scripts/memory_plan.py --devices 8                  # every reference config
   python scripts/memory_plan.py --devices 8 --configs imagenet_lt/joint_instance.py
@@ -33,7 +34,15 @@ REFERENCE_DIRS = ("imagenet_lt", "places_lt", "inat2018")
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--devices", type=int, default=8, help="devices the global batch is split over")
+  p.add_argument("--devices", type=int, default=8, help="devices of the mesh compiled for")
+  p.add_argument(
+    "--split_over",
+    type=int,
+    default=0,
+    help="devices the config's global batch is meant for (default --devices): the per-device "
+    "batch is batch_size / split_over, e.g. --devices 1 --split_over 8 on one GPU gives "
+    "the per-GPU figures of an 8-GPU run",
+  )
   p.add_argument("--configs", default="", help="comma-separated paths under configs/")
   p.add_argument("--dtype", default="", help="override model.dtype (float32, bfloat16)")
   p.add_argument("--fit", type=float, default=0, help="also the largest per-device batch in GB")
@@ -52,6 +61,7 @@ import jax  # noqa: E402
 sys.path.insert(0, os.path.join(_REPO, "tests"))
 from helpers import load_config  # noqa: E402
 
+from ltjax.models import cpu_kernels  # noqa: E402
 from ltjax.train import loop  # noqa: E402
 
 GB = 1e9
@@ -60,11 +70,13 @@ GB = 1e9
 def plan(config, devices: int) -> dict:
   """Per-device bytes of the compiled train step of ``config`` on ``devices`` devices."""
   config.num_devices = devices
-  config.eval.batch_size = devices * max(config.eval.batch_size // devices, 1)
+  config.eval.batch_size = config.batch_size
   exp, state = loop.abstract_setup(config)
   batch = loop.abstract_batch(exp)
   t0 = time.perf_counter()
-  compiled = exp.train_step.lower(state, batch).compile()
+  with cpu_kernels.native_gradients():  # On a CPU too: the GPU/TPU gradients' memory.
+    lowered = exp.train_step.lower(state, batch)
+  compiled = lowered.compile()
   m = compiled.memory_analysis()
   names = ("argument", "output", "temp", "alias")
   out = {k: int(getattr(m, f"{k}_size_in_bytes", 0) or 0) for k in names}
@@ -98,21 +110,44 @@ def main(args) -> None:
     "| config | backbone | dtype | global batch | per device | params (M) | arguments (GB) "
     "| temporaries (GB) | total (GB) |"
   )
-  print(f"{len(jax.devices())} {platform} devices; per-device figures of the compiled train step")
+  split = args.split_over or args.devices
+  print(
+    f"{args.devices} of {len(jax.devices())} {platform} devices, global batches split over "
+    f"{split}: per-device figures of the compiled train step"
+  )
   print(header)
   print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+  seen: dict = {}  # Configs whose train steps are the same (samplers aside) compile once.
   for path in paths:
     config = load_config(path)
     if args.dtype:
       config.model.dtype = args.dtype
     name = os.path.relpath(path, os.path.join(_REPO, "configs"))
-    result = plan(config, args.devices)
+    split = args.split_over or args.devices
+    global_batch = config.batch_size
+    config.batch_size = global_batch // split * args.devices
+    signature = json.dumps(
+      [
+        config.stage,
+        config.dataset.name,
+        config.batch_size,
+        config.model.to_dict(),
+        config.oltr.to_dict(),
+        list(config.optim.freeze),
+        config.data.crop_size,
+      ],
+      sort_keys=True,
+      default=str,
+    )
+    if signature not in seen:
+      seen[signature] = plan(config, args.devices)
+    result = seen[signature]
     row = {
       "config": name,
       "backbone": config.model.backbone,
       "dtype": config.model.dtype,
-      "batch": config.batch_size,
-      "per_device": config.batch_size // args.devices,
+      "batch": global_batch,
+      "per_device": global_batch // split,
       **result,
     }
     if args.fit:

@@ -36,6 +36,43 @@ class DataSplits:
     return np.bincount(self.train.labels, minlength=self.num_classes).astype(np.int64)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """The shape of a dataset, all that building a model and its steps needs.
+
+  Attributes:
+    num_classes: known classes K.
+    num_train: training images N (an epoch).
+    image_shape: (H, W, C) of the model's input.
+  """
+
+  num_classes: int
+  num_train: int
+  image_shape: tuple[int, int, int]
+
+
+#: Training images of the reference split lists (ImageNet_LT_train.txt: 115,846;
+#: Places_LT_train.txt: 62,500; iNaturalist18_train.txt: 437,513).
+REFERENCE_TRAIN_SIZES = {"imagenet_lt": 115_846, "places_lt": 62_500, "inat2018": 437_513}
+
+
+def reference_spec(config) -> DataSpec:
+  """The ``DataSpec`` of a reference split-list dataset config, without reading the lists:
+  its classes, its training-list size and ``crop_size`` x ``crop_size`` x 3 inputs.
+
+  Raises:
+    ValueError: for another dataset (give its ``DataSpec`` explicitly).
+  """
+  name = config.dataset.name
+  if name not in REFERENCE_TRAIN_SIZES:
+    raise ValueError(
+      f"dataset {name!r} has no known shape: pass a DataSpec(num_classes, num_train, "
+      "image_shape) for it."
+    )
+  side = config.data.crop_size
+  return DataSpec(DATASET_LISTS[name]["num_classes"], REFERENCE_TRAIN_SIZES[name], (side, side, 3))
+
+
 def load_digits_source() -> ArraySource:
   """scikit-learn's handwritten digits (1,797 8x8 images, 10 classes; shipped with sklearn).
 

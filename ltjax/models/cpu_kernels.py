@@ -7,7 +7,7 @@ measurements that justify these replacements. Both are ``jax.custom_vjp`` functi
 forward pass is XLA's own and whose backward pass is chosen per platform with
 ``lax.platform_dependent``: on CPU the replacement below, everywhere else (GPU, TPU) XLA's
 native gradient, which cuDNN and the TPU compiler run well. Nothing here reaches a GPU or
-TPU lowering (tests/train/test_lowering.py checks it).
+TPU lowering (tests/test_lowering.py checks it).
 
 * ``conv_general_dilated``: a drop-in replacement for ``lax.conv_general_dilated`` (pass
   it to ``flax.linen.Conv(conv_general_dilated=...)``). Ungrouped convolutions, and
@@ -28,12 +28,31 @@ TPU lowering (tests/train/test_lowering.py checks it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+#: Name scope of the CPU-only branches: it shows in a lowering's locations, so a test can
+#: tell that none of this code reached a GPU or TPU lowering (tests/test_lowering.py).
+CPU_SCOPE = "ltjax_cpu_only_kernel"
+
+_ENABLED = [True]
+
+
+@contextlib.contextmanager
+def native_gradients():
+  """Within this block, functions traced use XLA's native gradients on every platform, the
+  CPU too: what a GPU or TPU compiles, for estimates on a CPU (scripts/memory_plan.py)."""
+  _ENABLED[0] = False
+  try:
+    yield
+  finally:
+    _ENABLED[0] = True
+
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -111,10 +130,11 @@ def _conv_bwd(strides, padding, groups, residuals, g):
     return vjp(g)[1]
 
   def matmul(x, g):
-    return matmul_filter_grad(x, g, w.shape, strides, padding, groups)
+    with jax.named_scope(CPU_SCOPE):
+      return matmul_filter_grad(x, g, w.shape, strides, padding, groups)
 
   dx = vjp(g)[0]
-  dw = lax.platform_dependent(x, g, cpu=matmul, default=native)
+  dw = lax.platform_dependent(x, g, cpu=matmul, default=native) if _ENABLED[0] else native(x, g)
   return dx, dw.astype(w.dtype)
 
 
@@ -250,8 +270,11 @@ def _bwd(window, strides, padding, residuals, g):
     return jax.vjp(lambda x: _native(x, window, strides, padding), x)[1](g)[0]
 
   def elementwise(x, g):
-    return _elementwise_grad(x, y, g, window, strides, padding)
+    with jax.named_scope(CPU_SCOPE):
+      return _elementwise_grad(x, y, g, window, strides, padding)
 
+  if not _ENABLED[0]:
+    return (native(x, g),)
   return (lax.platform_dependent(x, g, cpu=elementwise, default=native),)
 
 

@@ -28,7 +28,8 @@ from jax.experimental import multihost_utils
 from ltjax import config as config_lib
 from ltjax import models, sharding
 from ltjax.data import pipeline
-from ltjax.data.datasets import DataSplits, build_splits
+from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
+from ltjax.data.pp import device_ops
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
@@ -46,7 +47,7 @@ class Experiment:
   config: ml_collections.ConfigDict
   stage: Stage
   mesh: jax.sharding.Mesh
-  splits: DataSplits
+  splits: DataSplits | None  # None from abstract_setup.
   model: object
   steps_per_epoch: float
   total_steps: int
@@ -56,6 +57,7 @@ class Experiment:
   train_step: Callable
   eval_step: Callable
   feature_step: Callable
+  spec: DataSpec | None = None
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
@@ -139,6 +141,67 @@ def setup(
   ``check_start=False``: for callers that replace the whole state (a finished run's
   checkpoint, an imported one).
   """
+  mesh = _checked_mesh(config, check_start)
+  splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
+  _warn_about_data(config, splits)
+  spec = DataSpec(splits.num_classes, len(splits.train), input_shape(config, splits.train))
+  exp, init = _build(config, spec, mesh, splits)
+  state = jax.jit(init, out_shardings=exp.state_sharding, static_argnums=0)(config.seed)
+  return exp, state
+
+
+def abstract_setup(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> tuple:
+  """The experiment of ``config`` and its abstract train state, without data or arrays.
+
+  Builds everything ``setup`` builds (model, optimizer, the jitted train, eval and feature
+  steps with their shardings) from the data's shape alone, so the production steps can be
+  lowered, exported or compiled for memory analysis (tests/test_lowering.py,
+  scripts/memory_plan.py) on any machine. ``exp.splits`` is None.
+
+  Args:
+    config: the experiment config.
+    spec: the data's shape; default ``ltjax.data.datasets.reference_spec(config)`` (the
+      reference split-list datasets).
+
+  Returns:
+    ``(exp, state)``: ``state`` is a tree of ``jax.ShapeDtypeStruct`` with the state's
+    shardings; ``abstract_batch(exp)`` gives the matching batch.
+  """
+  mesh = _checked_mesh(config, check_start=False)
+  spec = spec or reference_spec(config)
+  exp, init = _build(config, spec, mesh, None)
+  shapes = jax.eval_shape(init, config.seed)
+  state = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, exp.state_sharding
+  )
+  exp.spec = spec
+  return exp, state
+
+
+def abstract_batch(exp: Experiment) -> dict:
+  """``jax.ShapeDtypeStruct`` s of a global training batch of ``exp``, sharded on ``data``."""
+  c, spec = exp.config, exp.spec
+  data = sharding.batch_sharding(exp.mesh)
+  b, (h, w, ch) = c.batch_size, spec.image_shape
+
+  def leaf(shape, dtype):
+    return jax.ShapeDtypeStruct((b, *shape), dtype, sharding=data)
+
+  batch = {"image": leaf((h, w, ch), np.uint8), "label": leaf((), np.int32)}
+  if c.data.augment == "imagenet_device":  # The host's crop buffers and per-record draws.
+    side = device_ops.buffer_side(c.data.crop_size)
+    batch["image"] = leaf((side, side, ch), np.uint8)
+    batch |= {
+      "crop_hw": leaf((2,), np.int32),
+      "flip": leaf((), np.bool_),
+      "jitter": leaf((3,), np.float32),
+      "jitter_order": leaf((3,), np.int32),
+    }
+  return batch
+
+
+def _checked_mesh(config: ml_collections.ConfigDict, check_start: bool):
+  """Checks the config (before any data is read) and returns the mesh it runs on."""
   stage = get_stage(config.stage)
   _check_config(config)
   stage.check(config)
@@ -147,21 +210,22 @@ def setup(
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
-  splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
-  _warn_about_data(config, splits)
-  model = build_model(config, splits.num_classes)
-  steps_per_epoch, total_steps = optim.run_length(config, len(splits.train))
-  schedule_fn = lambda lr: optim.make_schedule(config, len(splits.train), lr)
+  return mesh
+
+
+def _build(config, spec: DataSpec, mesh, splits) -> tuple[Experiment, Callable]:
+  """The experiment of ``config`` on data of ``spec``, and its state's init function."""
+  stage = get_stage(config.stage)
+  model = build_model(config, spec.num_classes)
+  steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
+  schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)
   freeze = stage.freeze + tuple(config.optim.freeze)
   tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze)
-  init = _init_fn(
-    model, tx_fn, input_shape(config, splits.train), splits.num_classes, stage.centroids
-  )
+  init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage.centroids)
   abstract = jax.eval_shape(init, config.seed)
   repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
-  state = jax.jit(init, out_shardings=state_sharding, static_argnums=0)(config.seed)
-  tx = tx_fn(steps.trainable(state))
+  tx = tx_fn(steps.trainable(abstract))  # The labels need the tree's structure only.
   data = sharding.batch_sharding(mesh)
   mean, std = config.dataset.mean, config.dataset.std
   options = compile_options.for_devices(mesh.devices.flat)
@@ -198,8 +262,9 @@ def setup(
     train_step,
     eval_step,
     feature_step,
+    spec,
   )
-  return exp, state
+  return exp, init
 
 
 def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, ...]:

@@ -57,8 +57,8 @@ def test_train_eval_and_feature_steps_compile_with_them(tmp_path, monkeypatch):
   monkeypatch.setattr(jax, "jit", spy)
   exp, state = loop.setup(tiny_config(workdir=str(tmp_path)), tiny_splits())
   monkeypatch.undo()
-  # The state initialiser (no options needed), then the train, eval and feature steps.
-  assert options[1:] == [compile_options.CPU_OPTIONS] * 3
+  # The train, eval and feature steps, and the state initialiser (no options needed).
+  assert options == [compile_options.CPU_OPTIONS] * 3 + [None]
   stream = loop.make_stream(exp)
   batch = sharding.to_global(stream(0), sharding.batch_sharding(exp.mesh))
   state, metrics = exp.train_step(state, batch)
