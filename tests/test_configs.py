@@ -24,12 +24,15 @@ What the columns mean, in the references' terms:
   not in the repository (see configs/places_lt/joint.py for its sources).
 """
 
+import ast
+import glob
 import os
 
 import pytest
 from helpers import load_config
 
 from ltjax import config as config_lib
+from ltjax.cli import COMMANDS
 
 REPO = os.path.dirname(os.path.dirname(__file__))
 IMAGENET = (config_lib.IMAGENET_MEAN, config_lib.IMAGENET_STD)
@@ -211,7 +214,7 @@ def test_places_joint_follows_the_decoupling_paper_and_its_authors():
 
 CONFIGS = sorted(
   os.path.relpath(p, REPO)
-  for p in __import__("glob").glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
+  for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
 )
 
 
@@ -219,11 +222,9 @@ CONFIGS = sorted(
 def test_docstring_commands_paste_into_a_shell(path):
   """Each command is one line (no continuation that a shell would drop) naming an existing
   config, a real command and real config fields."""
-  from ltjax.cli import COMMANDS
 
-  doc = __import__("ast").get_docstring(
-    __import__("ast").parse(open(os.path.join(REPO, path)).read())
-  )
+  with open(os.path.join(REPO, path)) as f:
+    doc = ast.get_docstring(ast.parse(f.read()))
   commands = [line.strip() for line in doc.splitlines() if line.startswith("  ltjax ")]
   assert commands, f"{path}: no command in its docstring"
   assert "\\\\" not in doc, f"{path}: a line continuation in its docstring"
