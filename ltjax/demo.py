@@ -4,7 +4,8 @@ digits-LT: scikit-learn's 1,797 handwritten digits (8x8, 10 classes). Digits 8 a
 are the open set: never trained on, their 60 test images are labelled -1 (unknown).
 Per class, 30 images form a balanced test set and 20 (known classes) a balanced
 validation set; the rest of the 8 known classes is cut to an exponential long tail with
-imbalance ratio 20 (120 images for digit 0 down to 6 for digit 7). Shot thresholds are
+imbalance ratio 20 (127 images, the smallest known class's remaining pool, for digit 0
+down to 6 for digit 7). Shot thresholds are
 scaled to this size: many n_j > 60, few n_j < 20.
 """
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The accelerator check of ltjax, in one call: scripts/device_check.sh OUT [WHEELS]
 #
-# For a machine with jax[cuda] (or jax[tpu]), flax, optax, orbax-checkpoint and torch
-# preinstalled and no network. It installs what else ltjax needs from the folder WHEELS
-# (default .whl; built elsewhere with the `pip download` command in README.md, "Running on
-# GPUs and TPUs"), runs the tests marked `accelerator`, then scripts/device_check.py (train
-# step against PyTorch, the demo). Everything goes to OUT/device_check.log, the figures to
-# OUT/device_check.json. On a CPU-only machine `QUICK=1 scripts/device_check.sh OUT none`
-# is the dry run (the accelerator tests skip themselves there).
+# For a machine with jax[cuda] (or jax[tpu]), torch, pytest and ltjax's common dependencies
+# (numpy, scikit-learn, Pillow, matplotlib, tqdm, absl-py) preinstalled and no network. It
+# installs what else ltjax needs from the folder WHEELS (default .whl; built elsewhere with
+# the `pip download` commands in README.md, "Running on GPUs and TPUs"), ltjax's flax /
+# optax / orbax-checkpoint from WHEELS/core ahead of any the machine has (falling back to the
+# machine's if ltjax does not import with them), runs the tests marked `accelerator`, then
+# scripts/device_check.py (train step against PyTorch, the demo) and the memory plan.
+# Everything goes to OUT/device_check.log, the figures to OUT/device_check.json. On a
+# CPU-only machine `QUICK=1 scripts/device_check.sh OUT none` is the dry run (the
+# accelerator tests skip themselves there).
 set -uo pipefail
 out=${1:?usage: scripts/device_check.sh OUT [WHEELS]}
 wheels=${2:-.whl}
