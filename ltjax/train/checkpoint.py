@@ -117,9 +117,12 @@ def _check_finite(tree, what: str) -> None:
 
 
 def _manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-    max_to_keep=keep, create=not read_only, read_only=read_only
-  )
+  if read_only:  # Orbax's own values for a read-only manager (else it warns it set them).
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=None, save_interval_steps=0, create=False, read_only=True
+    )
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(
     os.path.abspath(directory), options=options, item_names=("state", "data", "meta")
   )

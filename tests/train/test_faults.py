@@ -178,6 +178,16 @@ def test_init_from_skips_a_damaged_latest_checkpoint(tmp_path):
   assert finite(params)
 
 
+def test_resume_and_init_from_log_no_orbax_warnings(tmp_path, caplog):
+  run(tmp_path / "joint", num_epochs=1)
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    run(tmp_path / "joint", num_epochs=1)  # A resume of the finished run restores it.
+    ckpt_lib.load_variables(str(tmp_path / "joint"))  # What init_from reads.
+  noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+  assert not noise  # e.g. orbax's "read_only=True, setting max_to_keep=None"
+
+
 # -------------------------------------------------------------------------- the lock
 
 
