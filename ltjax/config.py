@@ -7,6 +7,7 @@ config is locked by the command line, so a misspelt key is an error.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import ml_collections
@@ -317,9 +318,21 @@ def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def load_file(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file, as ``ltjax --config=path`` loads it."""
+  spec = importlib.util.spec_from_file_location("ltjax_user_config", path)
+  if spec is None or spec.loader is None:
+    raise OSError(f"cannot load {path}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 # ---------------------------------------------------------------------------- checks
 
 _INT, _NUM = "an integer", "a number"
+
+
 #: field -> (kind, lowest, highest, whether the lowest is excluded); None: no bound.
 _RANGES = {
   "seed": (_INT, 0, None, False),

@@ -24,7 +24,6 @@ import argparse
 import glob
 import json
 import os
-import sys
 import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,9 +57,7 @@ if ARGS is not None:
 
 import jax  # noqa: E402
 
-sys.path.insert(0, os.path.join(_REPO, "tests"))
-from helpers import load_config  # noqa: E402
-
+from ltjax import config as config_lib  # noqa: E402
 from ltjax.models import cpu_kernels  # noqa: E402
 from ltjax.train import loop  # noqa: E402
 
@@ -119,7 +116,7 @@ def main(args) -> None:
   print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
   seen: dict = {}  # Configs whose train steps are the same (samplers aside) compile once.
   for path in paths:
-    config = load_config(path)
+    config = config_lib.load_file(path)
     if args.dtype:
       config.model.dtype = args.dtype
     name = os.path.relpath(path, os.path.join(_REPO, "configs"))

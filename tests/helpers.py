@@ -1,6 +1,5 @@
 """Tiny configs and in-memory data for fast end-to-end tests."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -103,10 +102,9 @@ def run_ltjax(*args, cwd):
 
 def load_config(path):
   """get_config() of a config file, as `ltjax --config=path` loads it."""
-  spec = importlib.util.spec_from_file_location("config_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  from ltjax import config as config_lib
+
+  return config_lib.load_file(path)
 
 
 def shrink_imagenet_config(c, num_epochs=1):
