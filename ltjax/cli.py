@@ -21,7 +21,6 @@ SLURM, Open MPI and Cloud TPU pods, where JAX finds them itself.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import logging as std_logging
 import os
 import re
@@ -307,8 +306,10 @@ def _command_help(command: str, args: list[str]) -> str:
         "file's values (all fields and their meaning: ltjax/config.py)."
       )
     else:
+      from ltjax import config as config_lib
+
       try:
-        tree = _load_config_module(config_arg).to_dict()
+        tree = config_lib.load_file(config_arg).to_dict()
       except Exception as e:  # The error is the user's config: shown, not raised.
         lines.append(f"config fields: cannot load {config_arg}: {_config_error(e, config_arg)}")
       else:
@@ -318,15 +319,6 @@ def _command_help(command: str, args: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------- config errors
-
-
-def _load_config_module(path: str):
-  spec = importlib.util.spec_from_file_location("ltjax_user_config", path)
-  if spec is None or spec.loader is None:
-    raise OSError(f"cannot load {path}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _config_error(e: BaseException, path: str | None) -> str:
@@ -358,22 +350,22 @@ def _unknown_field(args: list[str], message: str) -> str | None:
       if hint:
         fixed = ".".join([*path[:i], hint.group(1), *path[i + 1 :]])
         return f"unknown config field {field} (did you mean {fixed}?)"
-      return f"unknown config field {field}; `ltjax train --config=FILE --help` lists the fields"
+      return f"unknown config field {field}; `ltjax COMMAND --config=FILE --help` lists the fields"
   return None
 
 
 def _parse_flags(command: str, args: list[str]) -> list[str]:
   """Parses flags and config overrides; a bad flag or key is one clear line, not a traceback."""
   config_path = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+  own = COMMANDS[command][1]
+  known = ", ".join(f"--{n}" for n in own)
   try:
     rest = flags.FLAGS([f"ltjax {command}", *args])
     if _CONFIG.present:
       _CONFIG.value.stage  # noqa: B018 (config_flags defers some load errors to first use)
-    return rest
   except flags.Error as e:
     if isinstance(e.__cause__, SyntaxError | NameError):
       _fail(_config_error(e.__cause__, config_path), 2)
-    known = ", ".join(f"--{n}" for n in COMMANDS[command][1])
     _fail(f"{e}\n`ltjax {command} --help` lists its flags: {known}.", 2)
   except (AttributeError, KeyError) as e:
     message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
@@ -382,7 +374,10 @@ def _parse_flags(command: str, args: list[str]) -> list[str]:
     _fail(f"cannot load the config file: {e}", 2)
   except Exception as e:  # Raised by the config file's own code (syntax, names, ...).
     _fail(_config_error(e, config_path), 2)
-  return []
+  for name in sorted({n for _, names in COMMANDS.values() for n in names} - set(own)):
+    if flags.FLAGS[name].present:  # Another command's flag would be silently ignored.
+      _fail(f"--{name} is not a flag of `ltjax {command}`; its flags: {known}.", 2)
+  return rest
 
 
 # --------------------------------------------------------------------------- main

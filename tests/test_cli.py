@@ -67,6 +67,14 @@ CIFAR = os.path.join(REPO, "configs", "cifar10_lt", "joint.py")
     ),
     (["fly"], "unknown command 'fly'; valid: train, evaluate, demo"),
     (
+      ["verify", f"--config={DIGITS}", "--split=val"],
+      "--split is not a flag of `ltjax verify`; its flags: --config, --splits.",
+    ),
+    (
+      ["evaluate", f"--config={DIGITS}", "--workdir=w", "--allow_config_change"],
+      "--allow_config_change is not a flag of `ltjax evaluate`",
+    ),
+    (
       ["train", f"--config={DIGITS}", "--workdir=w", "--process_id=1", "--num_processes=2"],
       "missing: coordinator_address",
     ),
