@@ -420,7 +420,8 @@ class StopRequests:
   """SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption): the one signal mechanism of ltjax.
 
   Outside training steps a signal stops at once (``Interrupted``): nothing is being
-  written then, so there is nothing to lose. While the training loop runs
+  written then, so there is nothing to lose (the message says whether a training loop
+  has already saved its checkpoints). While the training loop runs
   (``deferred()``), the train step donates the state: an exception raised in the middle
   of a step would leave the loop holding deleted arrays and nothing to save. There the
   first signal only sets ``signum``; a single process stops after the current step, saves
@@ -440,6 +441,7 @@ class StopRequests:
   def __init__(self):
     self.signum: int | None = None
     self.deferring = False
+    self.trained = False  # A training loop of this process has ended (its saves are done).
     self._previous: dict = {}
 
   def install(self) -> bool:
@@ -464,7 +466,7 @@ class StopRequests:
     try:
       yield self
     finally:
-      self.deferring = False
+      self.deferring, self.trained = False, True
       if installed_here:
         self.uninstall()
 
@@ -478,6 +480,11 @@ class StopRequests:
   def _handle(self, signum, frame) -> None:
     del frame
     if not self.deferring:
+      if self.trained:
+        raise Interrupted(
+          f"signal {signum} after training: its checkpoints are saved; what ran after it "
+          "(evaluation, results) did not finish."
+        )
       raise Interrupted(f"signal {signum} before training started: nothing was saved.")
     if self.signum is not None:
       raise KeyboardInterrupt(f"signal {signum} (second)")

@@ -230,3 +230,13 @@ def test_unknown_names_list_the_valid_ones():
     loop.setup(tiny_config(stage="ldam"), tiny_splits())
   with pytest.raises(ValueError, match="valid: cosine, step, constant"):
     loop.setup(tiny_config(**{"optim.schedule": "linear"}), tiny_splits())
+
+
+def test_a_signal_after_training_says_the_checkpoints_are_saved():
+  stop = loop.StopRequests()
+  with pytest.raises(loop.Interrupted, match="before training started: nothing was saved"):
+    stop._handle(signal.SIGTERM, None)
+  with stop.deferred():  # A training loop, ended: its checkpoints are saved.
+    pass
+  with pytest.raises(loop.Interrupted, match="after training: its checkpoints are saved"):
+    stop._handle(signal.SIGTERM, None)
