@@ -601,6 +601,11 @@ def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
       "directory (its results.json would be overwritten)."
     )
   names = [os.path.basename(os.path.normpath(d)) or d for d in dirs]
+  if len(set(names)) < len(names):  # runs/a/joint and runs/b/joint: a/joint, b/joint.
+    common = os.path.commonpath([os.path.abspath(d) for d in dirs])
+    names = [os.path.relpath(os.path.abspath(d), common) for d in dirs]
+  if len(set(names)) < len(names):
+    raise ValueError(f"--compare names a run twice: {' '.join(dirs)}")
   loaded = []
   for d in dirs:
     results = _read_json(os.path.join(d, "results.json"))
@@ -619,6 +624,9 @@ def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
         if method in files[f]:
           merged[f][label] = files[f][method]
   metas = [m for m in (_read_json(os.path.join(d, "meta.json")) for d in dirs) if m]
+  datasets = {m.get("dataset") for m in metas} - {None}
+  if len(datasets) > 1:
+    raise ValueError(f"the runs are of different datasets {sorted(datasets)}: not comparable.")
   thresholds = {_thresholds(m) for m in metas} - {None}
   if len(thresholds) > 1:
     raise ValueError(

@@ -289,4 +289,21 @@ def test_compare_refuses_what_cannot_be_compared(tmp_path):
     R.write_comparison([a, c], str(tmp_path / "cmp"))
   with pytest.raises(ValueError, match="at least one"):
     R.write_comparison([], str(tmp_path / "cmp"))
+  places = {"dataset": "places_lt", "many_threshold": 100, "few_threshold": 20}
+  d = _run(tmp_path, "d", {"crt": full["crt"]}, 0.5, meta=places)
+  with pytest.raises(ValueError, match="different datasets"):
+    R.write_comparison([a, d], str(tmp_path / "cmp"))
+  with pytest.raises(ValueError, match="names a run twice"):
+    R.write_comparison([a, a], str(tmp_path / "cmp"))
   assert not os.path.exists(tmp_path / "cmp")
+
+
+def test_compare_tells_apart_runs_of_the_same_name(tmp_path):
+  full = _results()
+  (tmp_path / "x").mkdir()
+  (tmp_path / "y").mkdir()
+  a = _run(tmp_path / "x", "joint", {"joint": full["joint"]}, 0.25)
+  b = _run(tmp_path / "y", "joint", {"joint": full["lws"]}, 0.75)
+  R.write_comparison([a, b], str(tmp_path / "cmp"))
+  with open(tmp_path / "cmp" / "results.json") as f:
+    assert json.load(f) == {"joint@x/joint": full["joint"], "joint@y/joint": full["lws"]}
