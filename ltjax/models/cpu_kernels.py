@@ -46,12 +46,14 @@ _ENABLED = [True]
 @contextlib.contextmanager
 def native_gradients():
   """Within this block, functions traced use XLA's native gradients on every platform, the
-  CPU too: what a GPU or TPU compiles, for estimates on a CPU (scripts/memory_plan.py)."""
-  _ENABLED[0] = False
+  CPU too: what a GPU or TPU compiles, for estimates on a CPU (scripts/memory_plan.py).
+  The choice is made when a function is traced: a step jitted and traced before the block
+  keeps the kernels it was traced with."""
+  previous, _ENABLED[0] = _ENABLED[0], False
   try:
     yield
   finally:
-    _ENABLED[0] = True
+    _ENABLED[0] = previous
 
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
