@@ -145,7 +145,7 @@ def setup(
   splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
   _warn_about_data(config, splits)
   spec = DataSpec(splits.num_classes, len(splits.train), input_shape(config, splits.train))
-  exp, init = _build(config, spec, mesh, splits)
+  exp, init, _ = _build(config, spec, mesh, splits)
   state = jax.jit(init, out_shardings=exp.state_sharding, static_argnums=0)(config.seed)
   return exp, state
 
@@ -169,12 +169,10 @@ def abstract_setup(config: ml_collections.ConfigDict, spec: DataSpec | None = No
   """
   mesh = _checked_mesh(config, check_start=False)
   spec = spec or reference_spec(config)
-  exp, init = _build(config, spec, mesh, None)
-  shapes = jax.eval_shape(init, config.seed)
+  exp, _, shapes = _build(config, spec, mesh, None)
   state = jax.tree.map(
     lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, exp.state_sharding
   )
-  exp.spec = spec
   return exp, state
 
 
@@ -189,14 +187,8 @@ def abstract_batch(exp: Experiment) -> dict:
 
   batch = {"image": leaf((h, w, ch), np.uint8), "label": leaf((), np.int32)}
   if c.data.augment == "imagenet_device":  # The host's crop buffers and per-record draws.
-    side = device_ops.buffer_side(c.data.crop_size)
-    batch["image"] = leaf((side, side, ch), np.uint8)
-    batch |= {
-      "crop_hw": leaf((2,), np.int32),
-      "flip": leaf((), np.bool_),
-      "jitter": leaf((3,), np.float32),
-      "jitter_order": leaf((3,), np.int32),
-    }
+    shapes = device_ops.example_shapes(c.data.crop_size, ch)
+    batch |= {k: leaf(shape, dtype) for k, (shape, dtype) in shapes.items()}
   return batch
 
 
@@ -213,8 +205,9 @@ def _checked_mesh(config: ml_collections.ConfigDict, check_start: bool):
   return mesh
 
 
-def _build(config, spec: DataSpec, mesh, splits) -> tuple[Experiment, Callable]:
-  """The experiment of ``config`` on data of ``spec``, and its state's init function."""
+def _build(config, spec: DataSpec, mesh, splits) -> tuple[Experiment, Callable, TrainState]:
+  """The experiment of ``config`` on data of ``spec``, its state's init function and the
+  state's shapes (``jax.ShapeDtypeStruct`` s)."""
   stage = get_stage(config.stage)
   model = build_model(config, spec.num_classes)
   steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
@@ -264,7 +257,7 @@ def _build(config, spec: DataSpec, mesh, splits) -> tuple[Experiment, Callable]:
     feature_step,
     spec,
   )
-  return exp, init
+  return exp, init, abstract
 
 
 def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, ...]:
@@ -376,9 +369,8 @@ class MetricWriter:
         self._tb.close()
 
 
-def _log_train(writer, exp, step, pending, t0, n_steps) -> None:
-  """Fetches the accumulated per-step metrics (the only device->host sync) and logs."""
-  fetched = jax.device_get(pending)
+def _log_train(writer, exp, step, fetched: list, t0, n_steps) -> None:
+  """Logs the per-step metrics since the last log (fetched by ``_fetch_checked``)."""
   means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0] if k != "finite"}
   elapsed = max(time.perf_counter() - t0, 1e-9)
   means["lr"] = float(exp.schedule(step - 1))
@@ -525,13 +517,14 @@ def _check_writable(workdir: str) -> None:
     ) from e
 
 
-def _check_finite(pending: list, step: int, ckpt, config) -> None:
-  """Raises ValueError if a step since the last check had a non-finite loss or gradient
-  norm (the train step skipped their updates, so the state itself is still finite)."""
-  finite = jax.device_get([m["finite"] for m in pending])
-  bad = [step - len(pending) + 1 + i for i, ok in enumerate(finite) if not ok]
+def _fetch_checked(pending: list, step: int, ckpt, config) -> list:
+  """The per-step metrics since the last check, fetched to the host (the loop's one
+  device->host sync); raises ValueError if a step had a non-finite loss or gradient norm
+  (the train step skipped their updates, so the state itself is still finite)."""
+  fetched = jax.device_get(pending)
+  bad = [step - len(pending) + 1 + i for i, m in enumerate(fetched) if not m["finite"]]
   if not bad:
-    return
+    return fetched
   last = ckpt.latest_step()
   saved = (
     f"the last good checkpoint is step {last} in {ckpt.directory}"
@@ -619,9 +612,9 @@ def _train(exp: Experiment, state: TrainState, workdir: str, allow_config_change
         sync_point = step % c.log_every_steps == 0 or step == exp.total_steps
         checkpoint = step % c.checkpoint_every_steps == 0 or step == exp.total_steps
         if sync_point or checkpoint:  # Never log or save past a non-finite step.
-          _check_finite(pending, step, ckpt, c)
+          fetched = _fetch_checked(pending, step, ckpt, c)
         if sync_point:
-          _log_train(writer, exp, step, pending, t0, since)
+          _log_train(writer, exp, step, fetched, t0, since)
           pending, t0, since = [], time.perf_counter(), 0
         if eval_every and step % eval_every == 0 and len(exp.splits.val):
           val = runner.evaluate_split(exp, state, exp.splits.val)
@@ -634,7 +627,7 @@ def _train(exp: Experiment, state: TrainState, workdir: str, allow_config_change
           raise _StopNow
     except _StopNow:
       # Nothing lost on Ctrl-C or a scheduler's SIGTERM: save where we are, then stop.
-      _check_finite(pending, step, ckpt, c)
+      _fetch_checked(pending, step, ckpt, c)
       why = f"signal {stop.signum}" if stop.signum else "a signal to another process"
       if step > (ckpt.latest_step() or 0):
         ckpt.save(step, state, it.get_state(), run_metadata(exp))

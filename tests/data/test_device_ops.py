@@ -189,3 +189,13 @@ def test_imagenet_device_config_trains_sharded_on_eight_devices(tmp_path, monkey
   # The model saw crop_size images: the device augmentation of the same batch.
   images = np.asarray(device_ops.apply(local))
   assert images.shape == (8, 16, 16, 3)
+
+
+def test_example_shapes_are_those_of_prepared_batches():
+  rng = np.random.default_rng(2)
+  images = [smooth_image(rng, 40, 56) for _ in range(3)]
+  batch = device_ops.prepare_batch(images, np.arange(3), 0, size=SIZE)
+  shapes = device_ops.example_shapes(SIZE, images[0].shape[2])
+  assert set(shapes) == set(batch)
+  for key, (shape, dtype) in shapes.items():
+    assert batch[key].shape == (3, *shape) and batch[key].dtype == dtype, key

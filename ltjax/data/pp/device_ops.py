@@ -73,6 +73,18 @@ def _fit_crop(image: np.ndarray, box: tuple[int, int, int, int], side: int) -> n
   return image_ops.from_pil(image_ops.crop_to_pil(image, *box).reduce(factors))
 
 
+def example_shapes(size: int, channels: int) -> dict[str, tuple[tuple[int, ...], type]]:
+  """Per-example (shape, dtype) of every key `prepare_batch` returns for output ``size``."""
+  side = buffer_side(size)
+  return {
+    "image": ((side, side, channels), np.uint8),
+    "crop_hw": ((2,), np.int32),
+    "flip": ((), np.bool_),
+    "jitter": ((3,), np.float32),
+    "jitter_order": ((3,), np.int32),
+  }
+
+
 def prepare_batch(
   images_list: Sequence[np.ndarray],
   positions,
