@@ -575,9 +575,12 @@ def _train(exp: Experiment, state: TrainState, workdir: str, allow_config_change
   start = ckpt.latest_step()
   if start is not None:
     saved = workdir_lib.read_config(workdir)
-    workdir_lib.check_resume(workdir, c, config_lib.base_config(), saved, allow_config_change)
+    defaults = config_lib.base_config()
+    workdir_lib.check_resume(workdir, c, defaults, saved, allow_config_change)  # Before restoring.
     target = ckpt_lib.abstract_like(state, exp.state_sharding)
-    state, data_state, _, start = ckpt_lib.restore(ckpt.directory, target)
+    state, data_state, meta, start = ckpt_lib.restore(ckpt.directory, target)
+    if saved is None:  # A run from before config.json: its checkpoints hold the config too.
+      workdir_lib.check_resume(workdir, c, defaults, meta.get("config"), allow_config_change)
     ckpt.set_aside_newer_than(start)  # Damaged steps that restore skipped.
     it.set_state(data_state)
     log.info("resumed from step %d in %s", start, ckpt.directory)
