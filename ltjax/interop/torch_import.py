@@ -62,12 +62,11 @@ from ltjax.data.datasets import DataSplits
 from ltjax.interop.torch_weights import (
   IGNORED_SUFFIXES,
   MAX_LISTED,
+  convert_matching,
   guess_backbone,
   listing,
   load_reference,
-  reference_shape,
   strip_prefix,
-  to_ltjax,
   to_numpy,
   torch_name,
 )
@@ -225,21 +224,9 @@ def convert(
   for collection, tree in (("params", params_shapes), ("batch_stats", stats_shapes)):
     for path, shape in traverse_util.flatten_dict(tree).items():
       expected[torch_name(path, collection)] = (collection, path, tuple(shape))
-  have = {(n, k) for n, tensors in networks.items() for k in tensors}
-  unknown, missing = have - set(expected), set(expected) - have
-  mismatched = []
-  out = {"params": {}, "batch_stats": {}}
-  for (network, key), (collection, path, shape) in sorted(expected.items()):
-    if (network, key) in missing:
-      continue
-    value = networks[network][key]
-    want = reference_shape(path, shape)
-    if tuple(value.shape) != want:
-      mismatched.append(
-        f"{network}.{key}: {tuple(value.shape)}, model {'/'.join(path)} needs {want}"
-      )
-      continue
-    out[collection][path] = np.asarray(to_ltjax(path, value, len(shape)), np.float32)
+  have = {(n, k): v for n, tensors in networks.items() for k, v in tensors.items()}
+  unknown, missing = set(have) - set(expected), set(expected) - set(have)
+  out, mismatched = convert_matching(expected, have, name=".".join, where="model ")
   problems = []
   if centroids_shape is not None:
     if centroids is None:

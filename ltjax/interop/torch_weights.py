@@ -283,6 +283,37 @@ def _bare_state_dict(raw: Any, path: str) -> dict[str, np.ndarray]:
   )
 
 
+def convert_matching(
+  expected: Mapping[Any, tuple[str, tuple[str, ...], tuple[int, ...]]],
+  tensors: Mapping[Any, np.ndarray],
+  name: Any = str,
+  where: str = "",
+) -> tuple[dict[str, dict], list[str]]:
+  """Converts every expected tensor the file has to ltjax's layout.
+
+  Args:
+    expected: file key -> (collection, ltjax path, ltjax shape) of the model's variables.
+    tensors: file key -> array (keys not expected are the caller's to report).
+    name: file key -> its name in messages.
+    where: what the ltjax path is in messages (e.g. "model ").
+
+  Returns:
+    ``({collection: {ltjax path: float32 array}}, mismatches)``: one line per tensor of
+    the wrong shape (in the reference layout), which is left out.
+  """
+  out: dict[str, dict] = {"params": {}, "batch_stats": {}}
+  mismatched = []
+  for key, (collection, path, shape) in sorted(expected.items()):
+    if key not in tensors:
+      continue
+    value, want = tensors[key], reference_shape(path, shape)
+    if tuple(value.shape) != want:
+      mismatched.append(f"{name(key)}: {tuple(value.shape)}, {where}{'/'.join(path)} needs {want}")
+      continue
+    out[collection][path] = np.asarray(to_ltjax(path, value, len(shape)), np.float32)
+  return out, mismatched
+
+
 def load_pretrained_backbone(
   path: str, params: Mapping, batch_stats: Mapping, allow_pickle: bool = False
 ) -> tuple[dict, dict, list[str]]:
@@ -308,29 +339,19 @@ def load_pretrained_backbone(
       (all listed, with the backbone the file looks like).
   """
   tensors = _bare_state_dict(load_reference(path, allow_pickle), path)
-  expected = {}  # torch key -> (collection, path in the backbone subtree, ltjax shape)
+  expected = {}  # torch key -> (collection, path in the model, ltjax shape)
   for collection, tree in (("params", params), ("batch_stats", batch_stats)):
     for sub, value in traverse_util.flatten_dict(dict(tree)).items():
-      _, key = torch_name(("backbone", *sub), collection)
-      expected[key] = (collection, sub, tuple(np.shape(value)))
+      full = ("backbone", *sub)
+      expected[torch_name(full, collection)[1]] = (collection, full, tuple(np.shape(value)))
   unknown = sorted(set(tensors) - set(expected) - set(CLASSIFIER_KEYS))
   missing = sorted(set(expected) - set(tensors))
+  converted, mismatched = convert_matching(expected, tensors)
   out = {
-    "params": traverse_util.flatten_dict(dict(params)),
-    "batch_stats": traverse_util.flatten_dict(dict(batch_stats)),
+    collection: traverse_util.flatten_dict(dict(tree))
+    | {full[1:]: v for full, v in converted[collection].items()}
+    for collection, tree in (("params", params), ("batch_stats", batch_stats))
   }
-  mismatched = []
-  for key, (collection, sub, shape) in sorted(expected.items()):
-    if key not in tensors:
-      continue
-    full = ("backbone", *sub)
-    want = reference_shape(full, shape)
-    if tuple(tensors[key].shape) != want:
-      mismatched.append(
-        f"{key}: {tuple(tensors[key].shape)}, backbone/{'/'.join(sub)} needs {want}"
-      )
-      continue
-    out[collection][sub] = np.asarray(to_ltjax(full, tensors[key], len(shape)), np.float32)
   if unknown or mismatched:
     guess = guess_backbone(tensors)
     hint = f"\nhint: the file looks like {guess}; check model.backbone." if guess else ""

@@ -10,7 +10,7 @@ import pytest
 from helpers import tiny_config
 
 from ltjax import models
-from ltjax.interop import torch_import
+from ltjax.interop import torch_import, torch_weights
 
 torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402
@@ -124,8 +124,8 @@ def test_spatial_attention_weight_is_permuted_from_nchw_to_nhwc_flattening():
   x_nchw = rng.normal(size=(c, h, w))
   want = weight @ x_nchw.reshape(-1)
   path = ("neck", "attention", "spatial", "kernel")
-  assert torch_import.reference_shape(path, (h * w * c, h * w)) == weight.shape
-  kernel = torch_import.to_ltjax(path, weight, 2)
+  assert torch_weights.reference_shape(path, (h * w * c, h * w)) == weight.shape
+  kernel = torch_weights.to_ltjax(path, weight, 2)
   got = x_nchw.transpose(1, 2, 0).reshape(-1) @ kernel  # ltjax flattens NHWC
   np.testing.assert_allclose(got, want, rtol=1e-12)
 
@@ -133,10 +133,10 @@ def test_spatial_attention_weight_is_permuted_from_nchw_to_nhwc_flattening():
 def test_grouped_conv_kernel_layout():
   weight = np.arange(8 * 2 * 3 * 3, dtype=np.float32).reshape(8, 2, 3, 3)  # (O, I/g, kh, kw)
   path = ("backbone", "layer1_0", "conv2", "kernel")
-  kernel = torch_import.to_ltjax(path, weight, 4)
+  kernel = torch_weights.to_ltjax(path, weight, 4)
   assert kernel.shape == (3, 3, 2, 8)
   assert kernel[1, 2, 0, 5] == weight[5, 0, 1, 2]
-  assert torch_import.reference_shape(path, kernel.shape) == weight.shape
+  assert torch_weights.reference_shape(path, kernel.shape) == weight.shape
 
 
 # --- Same logits as PyTorch -------------------------------------------------------------
