@@ -248,6 +248,7 @@ def test_verify_lists_every_unreadable_image_at_once(tmp_path):
   assert "train: 6 images, 2 unreadable" in result.stdout
   assert "missing.jpg" in result.stdout and "line 3" in result.stdout
   assert "bad.jpg" in result.stdout and "line 5" in result.stdout
+  assert "ltjax verify" not in result.stdout  # Not told to run the command it ran.
   assert "2 unreadable image(s)" in result.stderr and "skip_corrupt=True" in result.stderr
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from ltjax.data import longtail
 from ltjax.data.sources.base import ArraySource, Concat, Source, Subset
 from ltjax.data.sources.packed import PackedSource, packed_split_name
-from ltjax.data.sources.splitlist import DATASET_LISTS, SplitListSource
+from ltjax.data.sources.splitlist import DATASET_LISTS, UNREADABLE_FIX, SplitListSource
 
 
 @dataclasses.dataclass
@@ -348,8 +348,8 @@ def verify_splits(
     def check(i, source=source):
       try:
         source.get_batch(np.array([i]))
-      except ValueError as e:
-        return str(e)
+      except ValueError as e:  # The per-image advice would point back to this command.
+        return str(e).removesuffix(f" {UNREADABLE_FIX}")
       return None
 
     with concurrent.futures.ThreadPoolExecutor(max(int(threads), 1)) as pool:

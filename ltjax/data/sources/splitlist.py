@@ -204,6 +204,15 @@ def parse_split_file(
 # ----------------------------------------------------------------------------- source
 
 
+#: What an error about one unreadable image tells the user to do (``ltjax verify``, which
+#: lists them all, leaves it out).
+UNREADABLE_FIX = (
+  "Check --config.dataset.root, run `ltjax verify --config=...` to list every unreadable "
+  "image at once, or set --config.data.skip_corrupt=True to replace unreadable images by "
+  "another image of the same class."
+)
+
+
 class SplitListSource(DecodedRecords):
   """Images under ``root`` listed in a split-list file; a ``Source`` of varying sizes.
 
@@ -261,11 +270,7 @@ class SplitListSource(DecodedRecords):
   def _read(self, index: int) -> np.ndarray:
     """Decodes record ``index``; ValueError naming the image, the list and the line."""
     path = self.full_path(index)
-    fix = (
-      "Check --config.dataset.root, run `ltjax verify --config=...` to list every unreadable "
-      "image at once, or set --config.data.skip_corrupt=True to replace unreadable images by "
-      "another image of the same class."
-    )
+    fix = UNREADABLE_FIX
     try:
       with open(path, "rb") as f:
         data = f.read()
