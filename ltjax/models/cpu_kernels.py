@@ -18,12 +18,14 @@ TPU lowering (tests/test_lowering.py checks it).
   (``matmul_filter_grad``); the patches cost ``kh * kw`` times the input activation in
   temporary memory during the backward pass.
 * ``max_pool``: ``flax.linen.max_pool`` for NHWC float inputs with explicit padding. On
-  CPU its gradient is computed with elementwise operations: for each of the ``kh * kw``
-  window offsets in row-major order, the output gradient goes to the positions of that
-  strided view that equal the window's maximum and were not already claimed by an earlier
-  offset (so ties go to the first maximum in the window, as XLA's ``select_and_scatter``
-  with ``>=`` and PyTorch do), and is added back in place with an interior-padded
-  ``lax.pad``.
+  CPU its gradient is computed with elementwise operations: one pass over the ``kh * kw``
+  strided views of the input (window offsets in row-major order) finds each window's first
+  maximum as an offset index (ties go to the first maximum in the window, as XLA's
+  ``select_and_scatter`` with ``>=`` and PyTorch do); the output gradient of each offset
+  then goes where the index names it and is added back in place with an interior-padded
+  ``lax.pad``. Routing by one index, not by comparing the input with the forward's
+  maximum, sends every window's gradient to exactly one element even when XLA recomputes a
+  fused producer of the input (BatchNorm + ReLU) with other rounding in the backward pass.
 """
 
 from __future__ import annotations
@@ -224,22 +226,39 @@ def _views(xp, window, strides, out_hw):
       )
 
 
-def _elementwise_grad(x, y, g, window, strides, padding):
+def _first_max_offset(views):
+  """For each window, the index (row-major offset) of its first maximum, as one int8 map.
+
+  The routing is decided once, here: every window gets exactly one offset, whatever XLA
+  fuses in front of the pool. (Comparing each view with the forward's saved maximum instead
+  drops windows under jit: XLA:CPU recomputes a fused producer, such as train-mode
+  BatchNorm + ReLU, separately for the forward and the backward, and the two can round
+  differently, so no element equals the saved maximum.) Strict ``>``: ties go to the first
+  offset, as XLA's ``select_and_scatter`` with ``>=`` and PyTorch do."""
+  dtype = jnp.int8 if len(views) <= 127 else jnp.int32
+  best, index = views[0], jnp.zeros(views[0].shape, dtype)
+  for k, view in enumerate(views[1:], start=1):
+    better = view > best
+    best = jnp.where(better, view, best)
+    index = jnp.where(better, jnp.asarray(k, dtype), index)
+  return index
+
+
+def _elementwise_grad(x, g, window, strides, padding):
   (pt, pb), (pl, pr) = padding
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
   b, hp, wp, c = xp.shape
-  _, ho, wo, _ = y.shape
+  _, ho, wo, _ = g.shape
   sh, sw = strides
   zero = jnp.zeros((), g.dtype)
+  offsets = [ij for ij, _ in _views(xp, window, strides, (ho, wo))]
+  index = _first_max_offset([view for _, view in _views(xp, window, strides, (ho, wo))])
   # Padded-input row i + sh * r belongs to phase i % sh, at phase row i // sh + r: each
   # offset's gradient lands in one (n_h, n_w) phase grid, shifted by (i // sh, j // sw).
   n_h, n_w = -(-hp // sh), -(-wp // sw)
   phases = [[None] * sw for _ in range(sh)]
-  taken = jnp.zeros(y.shape, bool)
-  for (i, j), view in _views(xp, window, strides, (ho, wo)):
-    hit = (view == y) & ~taken
-    taken = taken | hit
-    part = jnp.where(hit, g, zero)
+  for k, (i, j) in enumerate(offsets):
+    part = jnp.where(index == k, g, zero)
     part = lax.pad(
       part,
       zero,
@@ -261,19 +280,17 @@ def _max_pool(x, window, strides, padding):
 
 
 def _fwd(x, window, strides, padding):
-  y = _native(x, window, strides, padding)
-  return y, (x, y)
+  return _native(x, window, strides, padding), x
 
 
-def _bwd(window, strides, padding, residuals, g):
-  x, y = residuals
+def _bwd(window, strides, padding, x, g):
 
   def native(x, g):
     return jax.vjp(lambda x: _native(x, window, strides, padding), x)[1](g)[0]
 
   def elementwise(x, g):
     with jax.named_scope(CPU_SCOPE):
-      return _elementwise_grad(x, y, g, window, strides, padding)
+      return _elementwise_grad(x, g, window, strides, padding)
 
   if not _ENABLED[0]:
     return (native(x, g),)

@@ -10,9 +10,10 @@ Conventions shared by all modules here:
 
 * ``dtype`` is the computation dtype (e.g. ``jnp.bfloat16``); parameters are always
   float32. The input is cast to ``dtype`` on entry.
-* Convolutions have no bias and use He-normal fan-out init; BatchNorm starts at scale 1,
-  bias 0 and uses PyTorch's hyper-parameters (momentum 0.1 there, i.e. 0.9 in flax;
-  epsilon 1e-5). ``train=True`` normalises with batch statistics and updates
+* Convolutions have no bias and use He-normal fan-out init; BatchNorm
+  (``ltjax.models.batchnorm``) starts at scale 1, bias 0 and uses PyTorch's hyper-parameters
+  (momentum 0.1 there, i.e. 0.9 in flax; epsilon 1e-5) and its running variance (the
+  unbiased batch variance). ``train=True`` normalises with batch statistics and updates
   ``batch_stats`` (apply with ``mutable=["batch_stats"]``); ``train=False`` uses the
   running averages.
 * Padding is explicit and symmetric as in PyTorch, so torchvision weights map one-to-one
@@ -31,6 +32,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ltjax.models.batchnorm import BatchNorm
 from ltjax.models.cpu_kernels import conv_general_dilated, max_pool
 
 Dtype = Any
@@ -62,15 +64,12 @@ def _conv(
   )
 
 
-def _bn(train: bool, dtype: Dtype, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(
+def _bn(train: bool, dtype: Dtype, name: str) -> BatchNorm:
+  return BatchNorm(
     use_running_average=not train,
     momentum=_BN_MOMENTUM,
     epsilon=_BN_EPSILON,
     dtype=dtype,
-    param_dtype=jnp.float32,
-    scale_init=nn.initializers.ones,
-    bias_init=nn.initializers.zeros,
     name=name,
   )
 
