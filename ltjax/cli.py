@@ -47,7 +47,9 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
 )
 _SPLIT = flags.DEFINE_string("split", None, "A split list file (one 'path label' per line).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Number of classes (optional).")
-_DATASET = flags.DEFINE_string("dataset", None, "imagenet_lt, places_lt or inat2018.")
+_DATASET = flags.DEFINE_string(
+  "dataset", None, "A split-list dataset of the table (imagenet_lt, places_lt, inat2018)."
+)
 _ROOT = flags.DEFINE_string("root", None, "The image directory the lists refer to.")
 _LISTS_DIR = flags.DEFINE_string(
   "lists_dir", None, "The directory of the split lists (default: --root)."
@@ -126,9 +128,9 @@ def cmd_evaluate(argv) -> None:
   _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
   from ltjax.evaluate import report, runner
-  from ltjax.train import loop
+  from ltjax.train import experiment
 
-  exp, state = loop.restore_trained(_CONFIG.value, _WORKDIR.value)
+  exp, state = experiment.restore_trained(_CONFIG.value, _WORKDIR.value)
   if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
     raise ValueError(
       "--open_set: the test split has no open-set images (label -1); "
@@ -190,10 +192,10 @@ def cmd_prepare(argv) -> None:
   del argv
   for flag, name in ((_DATASET, "dataset"), (_ROOT, "root"), (_OUT, "out")):
     _require(flag, name)
-  from ltjax.data.sources import packed
+  from ltjax.data import prepare
 
-  splits = _SPLITS.value or ",".join(packed.PREPARE_SPLITS)
-  packed.prepare_dataset(
+  splits = _SPLITS.value or ",".join(prepare.PREPARE_SPLITS)
+  prepare.prepare_dataset(
     _DATASET.value,
     _ROOT.value,
     _OUT.value,
@@ -424,9 +426,9 @@ def _exit_interrupted(e: KeyboardInterrupt) -> None:
 
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
-  from ltjax.train import loop  # The one signal mechanism, from the first instruction on.
+  from ltjax.train import stop  # The one signal mechanism, from the first instruction on.
 
-  loop.STOP.install()
+  stop.STOP.install()
   try:
     _main(argv)
   except KeyboardInterrupt as e:

@@ -14,15 +14,21 @@ import ml_collections
 import numpy as np
 from ml_collections.config_dict import placeholder
 
-from ltjax import losses
-from ltjax.models import oltr as oltr_models
-
 # Mean/std of the pixel values in [0, 1], per channel.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # classifier-balancing data/dataloader.py RGB_statistics['iNaturalist18'].
 INAT_MEAN, INAT_STD = (0.466, 0.471, 0.380), (0.195, 0.194, 0.192)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 DIGITS_MEAN, DIGITS_STD = (0.305,), (0.376,)  # Measured on sklearn digits scaled to [0, 1].
+
+# OLTR's paper / reference constants (Liu et al. 2019, Sec. 3.3 and the reference configs),
+# the defaults of the ``oltr`` block; ``ltjax.losses.centroids`` names them MARGIN,
+# REPEL_WEIGHT and LOSS_WEIGHT. Kept here, not imported from the JAX modules, so that
+# loading a config (``ltjax verify``, ``--help``) does not import JAX.
+OLTR_LOSS_WEIGHT = 0.01  # Of the discriminative centroids loss, next to cross-entropy.
+OLTR_MARGIN = 10.0  # Repel margin: mean squared distance to the other centroids.
+OLTR_REPEL_WEIGHT = 0.01  # Of the repel term inside the centroids loss.
+OLTR_FC_ADD = 512  # The reference's use_fc layer width (``ltjax.models.oltr.REFERENCE_FC_ADD``).
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -95,6 +101,11 @@ def base_config() -> ml_collections.ConfigDict:
   # (the references' `shuffle: true` with ClassAwareSampler).
   c.sampler.shuffle_in_batch = False
 
+  # The classification loss every stage trains with (OLTR adds its centroids term): see
+  # ltjax.losses.LOSSES.
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = "softmax"
+
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet10"  # See ltjax.models.BACKBONES.
   c.model.head = "linear"  # See ltjax.models.HEADS.
@@ -137,9 +148,9 @@ def base_config() -> ml_collections.ConfigDict:
   r.centroids_lr = 0.01  # The centroids' own SGD group.
   r.centroids_momentum = 0.9
   r.centroids_weight_decay = 5e-4
-  r.loss_weight = losses.LOSS_WEIGHT  # Of the discriminative centroids loss on top of CE.
-  r.margin = losses.MARGIN  # Repel margin of the centroids loss.
-  r.repel_weight = losses.REPEL_WEIGHT  # Weight of the repel term inside the centroids loss.
+  r.loss_weight = OLTR_LOSS_WEIGHT  # Of the discriminative centroids loss on top of CE.
+  r.margin = OLTR_MARGIN  # Repel margin of the centroids loss.
+  r.repel_weight = OLTR_REPEL_WEIGHT  # Weight of the repel term inside the centroids loss.
 
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 512
@@ -303,7 +314,7 @@ def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   every epoch; open-set test. ``init_from`` = the stage-1 run (its ``use_fc`` layer is
   loaded when it has one, else starts fresh)."""
   c.stage = c.method = "oltr"
-  c.oltr.fc_add = oltr_models.REFERENCE_FC_ADD
+  c.oltr.fc_add = OLTR_FC_ADD
   c.oltr.use_attention = True
   c.model.head = "meta_embedding"
   c.sampler.name, c.sampler.k, c.sampler.shuffle_in_batch = "class_aware", 4, False
@@ -312,7 +323,7 @@ def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 20, 0.1
   c.optim.lr_update = "epoch_end"
   c.oltr.centroids_lr, c.oltr.centroids_momentum, c.oltr.centroids_weight_decay = 0.01, 0.9, 5e-4
-  c.oltr.loss_weight = losses.LOSS_WEIGHT
+  c.oltr.loss_weight = OLTR_LOSS_WEIGHT
   c.dataset.open_set = True
   c.eval_every_epochs = 0
   return c
@@ -354,8 +365,6 @@ _RANGES = {
   "data.decode_min_size": (_INT, 0, None, False),
   "data.num_threads": (_INT, 1, None, False),
   "data.prefetch": (_INT, 1, None, False),
-  "sampler.q": (_NUM, 0, 1, False),
-  "sampler.k": (_INT, 1, None, False),
   "model.width": (_NUM, 0, None, True),
   "optim.lr": (_NUM, 0, None, False),
   "optim.head_lr": (_NUM, 0, None, False),

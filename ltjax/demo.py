@@ -11,13 +11,13 @@ scaled to this size: many n_j > 60, few n_j < 20.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import ml_collections
 
 from ltjax import config as config_lib
+from ltjax import files
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ def lws_config(init_from: str = "") -> ml_collections.ConfigDict:
 def _train_stage(config, stage_dir: str, workdir: str):
   """Trains (or resumes) one stage, records its test results in ``workdir``."""
   from ltjax.evaluate import runner
-  from ltjax.train import loop
+  from ltjax.train import experiment, loop
 
   log.info("demo: %s", config.method)
-  exp, state = loop.setup(config)
+  exp, state = experiment.setup(config)
   state = loop.train(exp, state, stage_dir)
   runner.evaluate_and_write(exp, state, workdir, config.method)
   return exp, state
@@ -129,8 +129,7 @@ def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
   for config in (crt_config(joint_dir), lws_config(joint_dir), oltr_config(joint_dir)):
     _train_stage(adjust(config), os.path.join(workdir, config.method), workdir)
   report.write_report(workdir)
-  with open(os.path.join(workdir, "results.json")) as f:
-    results = json.load(f)
+  results = files.read_json(os.path.join(workdir, "results.json"))
   order = ("joint", "ncm", "crt", "tau_norm", "lws", "oltr")
   return {
     m: results[m] for m in sorted(results, key=lambda m: order.index(m) if m in order else 99)

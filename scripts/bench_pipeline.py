@@ -54,12 +54,13 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from ltjax.data import pipeline
+from ltjax.data import pipeline, samplers
 from ltjax.data.pp import image_ops
 from ltjax.data.pp.rng import record_uniforms
+from ltjax.data.prepare import pack_split_list
+from ltjax.data.sources import decode, splitlist
 from ltjax.data.sources import packed as packed_lib
-from ltjax.data.sources import splitlist
-from ltjax.data.sources.packed import PackedSource, pack_split_list
+from ltjax.data.sources.packed import PackedSource
 from ltjax.data.sources.splitlist import SplitListSource
 
 
@@ -96,8 +97,7 @@ def make_tree(root: str, n: int, num_classes: int = 10) -> str:
 def stream_for(source, batch: int, augment: str = "imagenet") -> pipeline.TrainStream:
   return pipeline.TrainStream(
     source,
-    sampler="instance",
-    sampler_options={},
+    sampler=samplers.get("instance")(),
     seed=0,
     global_batch=batch,
     augment=augment,
@@ -142,18 +142,18 @@ def per_image_us(fn, n: int) -> float:
 def stage_functions(blobs: list[bytes], min_size: int | None) -> dict:
   """Per-image callables for each stage of the training transform, on record i."""
   u = record_uniforms(0, np.arange(len(blobs)), image_ops.IMAGENET_TRAIN_DRAWS)
-  images = [image_ops.decode_image(b, min_size=min_size) for b in blobs]
+  images = [decode.decode_image(b, min_size=min_size) for b in blobs]
   boxes = [
     image_ops.random_resized_crop_params(*im.shape[:2], row)
     for im, row in zip(images, u, strict=True)
   ]
   crops = [image_ops._crop_resize(im, box, 224) for im, box in zip(images, boxes, strict=True)]
   return {
-    "decode": lambda i: image_ops.decode_image(blobs[i], min_size=min_size),
+    "decode": lambda i: decode.decode_image(blobs[i], min_size=min_size),
     "crop + resize": lambda i: image_ops._crop_resize(images[i], boxes[i], 224),
     "flip + jitter": lambda i: image_ops._flip_jitter(crops[i], u[i], 0.4),
     "decode + augment": lambda i: image_ops.imagenet_train(
-      image_ops.decode_image(blobs[i], min_size=min_size), u[i]
+      decode.decode_image(blobs[i], min_size=min_size), u[i]
     ),
   }
 
@@ -161,7 +161,8 @@ def stage_functions(blobs: list[bytes], min_size: int | None) -> dict:
 @contextlib.contextmanager
 def image_ops_from(path: str | None):
   """Runs the stream with the decode and augmentation of another image_ops.py (a baseline,
-  e.g. ``git show COMMIT:ltjax/data/pp/image_ops.py > old.py``); None: the current one."""
+  e.g. ``git show COMMIT:ltjax/data/pp/image_ops.py > old.py``; its decode_image if it has
+  one, as before decoding moved to ltjax/data/sources/decode.py); None: the current one."""
   if path is None:
     yield
     return
@@ -169,7 +170,8 @@ def image_ops_from(path: str | None):
   old = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(old)
   current = (splitlist.decode_image, image_ops.imagenet_train_batch)
-  splitlist.decode_image = packed_lib.decode_image = old.decode_image
+  decode_image = getattr(old, "decode_image", decode.decode_image)
+  splitlist.decode_image = packed_lib.decode_image = decode_image
   image_ops.imagenet_train_batch = old.imagenet_train_batch
   try:
     yield
@@ -279,10 +281,10 @@ def host_stage_us(rel_paths, root: str, rounds: int) -> dict[str, float]:
   for rel in rel_paths:
     with open(os.path.join(root, rel), "rb") as f:
       blobs.append(f.read())
-  images = [image_ops.decode_image(b) for b in blobs]
+  images = [decode.decode_image(b) for b in blobs]
   positions = np.arange(len(images))
   fns = {
-    "decode": lambda: [image_ops.decode_image(b) for b in blobs],
+    "decode": lambda: [decode.decode_image(b) for b in blobs],
     "crop into the buffer (prepare_batch)": lambda: device_ops.prepare_batch(
       images, positions, 0, size=224
     ),

@@ -1,6 +1,6 @@
 """Throughput benchmark of ltjax's production train step, side by side with PyTorch.
 
-Times the real jitted, state-donating ``train_step`` that ``ltjax.train.loop.setup`` builds
+Times the real jitted, state-donating ``train_step`` that ``ltjax.train.experiment.setup`` builds
 (SGD momentum + weight decay, BatchNorm, uint8 -> normalised input on device) on synthetic
 in-memory data, and an equivalent PyTorch model (``scripts/torch_resnet.py``) with the same
 batch, image size and optimiser. JAX and PyTorch are timed *interleaved* in one process:
@@ -105,10 +105,10 @@ import numpy as np  # noqa: E402
 
 from ltjax import sharding  # noqa: E402
 from ltjax.config import base_config  # noqa: E402
-from ltjax.data import pipeline  # noqa: E402
+from ltjax.data import pipeline, samplers  # noqa: E402
 from ltjax.data.datasets import DataSplits  # noqa: E402
 from ltjax.data.sources import ArraySource  # noqa: E402
-from ltjax.train import loop, steps  # noqa: E402
+from ltjax.train import experiment, steps  # noqa: E402
 
 # ------------------------------------------------------------------------------------------
 # Setup.
@@ -144,7 +144,7 @@ class JaxStep:
   def __init__(self, args, splits: DataSplits, num_devices: int):
     config = make_config(args, num_devices)
     t0 = time.perf_counter()
-    exp, self.state = loop.setup(config, splits)
+    exp, self.state = experiment.setup(config, splits)
     self.mesh_size = exp.mesh.size
     fn = exp.train_step
     if args.no_donate:
@@ -344,8 +344,7 @@ def time_pipeline(args) -> dict:
   )
   stream = pipeline.TrainStream(
     source,
-    sampler="instance",
-    sampler_options={},
+    sampler=samplers.get("instance")(),
     seed=0,
     global_batch=args.batch,
     augment="crop_flip",

@@ -6,7 +6,7 @@ wheels and runs the ``accelerator`` tests first); it also runs on a CPU-only mac
 ``--quick`` keeps it short and the figures are CPU figures.
 
 What it measures, for ResNet-10 and ResNeXt-50 at 224 px, in float32 and bfloat16:
-* ltjax: the production train step (``ltjax.train.loop.setup``: SGD momentum, BatchNorm,
+* ltjax: the production train step (``ltjax.train.experiment.setup``: SGD momentum, BatchNorm,
   uint8 input normalised on the device, the state donated), compile time, median step time
   over rounds, images/s, XLA's memory analysis;
 * PyTorch, the same model (``scripts/torch_resnet.py``), channels-last, in float32 and with
@@ -85,7 +85,7 @@ class JaxStep:
     from ltjax.config import base_config
     from ltjax.data.datasets import DataSplits
     from ltjax.data.sources import ArraySource
-    from ltjax.train import loop
+    from ltjax.train import experiment
 
     rng = np.random.default_rng(0)
     n = max(2 * batch, num_classes)
@@ -99,7 +99,7 @@ class JaxStep:
     # The same optimiser as TorchStep: a constant rate, so the loss after the timed steps says
     # both trained (a one-epoch cosine would reach 0 after the first two steps).
     c.optim.schedule, c.optim.lr, c.optim.weight_decay = "constant", 0.1, 5e-4
-    exp, self.state = loop.setup(c, splits)
+    exp, self.state = experiment.setup(c, splits)
     local = {"image": images[:batch], "label": (np.arange(batch) % num_classes).astype(np.int32)}
     self.batch = sharding.to_global(local, sharding.batch_sharding(exp.mesh))
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Per-device memory of the compiled train step of every reference config (a memory plan).
 
-For each config, the production train step (``ltjax.train.loop.abstract_setup``: no data
+For each config, the production train step (``ltjax.train.experiment.abstract_setup``: no data
 read, no array allocated) is compiled for a mesh of ``--devices`` devices at the config's
 global batch, and XLA's memory analysis gives, per device: the arguments (the replicated
 train state and the device's slice of the batch), the outputs not aliased to them, and the
@@ -59,7 +59,7 @@ import jax  # noqa: E402
 
 from ltjax import config as config_lib  # noqa: E402
 from ltjax.models import cpu_kernels  # noqa: E402
-from ltjax.train import loop  # noqa: E402
+from ltjax.train import experiment  # noqa: E402
 
 GB = 1e9
 
@@ -68,8 +68,8 @@ def plan(config, devices: int) -> dict:
   """Per-device bytes of the compiled train step of ``config`` on ``devices`` devices."""
   config.num_devices = devices
   config.eval.batch_size = config.batch_size
-  exp, state = loop.abstract_setup(config)
-  batch = loop.abstract_batch(exp)
+  exp, state = experiment.abstract_setup(config)
+  batch = experiment.abstract_batch(exp)
   t0 = time.perf_counter()
   with cpu_kernels.native_gradients():  # On a CPU too: the GPU/TPU gradients' memory.
     lowered = exp.train_step.lower(state, batch)

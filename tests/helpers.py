@@ -29,6 +29,17 @@ def tiny_splits(num_classes=4, size=8, channels=1, seed=0, counts=(24, 12, 6, 3)
   )
 
 
+def set_num_classes(monkeypatch, dataset, num_classes):
+  """Makes the dataset table's ``dataset`` (e.g. imagenet_lt) a ``num_classes``-class one for
+  the duration of a test (tiny generated lists)."""
+  import dataclasses
+
+  from ltjax.data import datasets
+
+  entry = dataclasses.replace(datasets.get(dataset), num_classes=num_classes)
+  monkeypatch.setitem(datasets.DATASETS, dataset, entry)
+
+
 def _override(c, overrides):
   for k, v in overrides.items():
     node = c
@@ -143,7 +154,8 @@ def expected_first_step(exp, state, batch):
       mutable=["batch_stats"],
       **stage.apply_kwargs(config),
     )
-    return stage.loss(config, logits, aux, np.asarray(batch["label"]), tree.get("centroids"))[0]
+    labels = np.asarray(batch["label"])
+    return exp.loss_fn(logits, aux, labels, tree.get("centroids"), 0)[0]
 
   loss, grads = jax.value_and_grad(loss_fn)(tree)
   labels = optim.group_labels(tree, stage.freeze + tuple(config.optim.freeze))
@@ -159,6 +171,25 @@ def expected_first_step(exp, state, batch):
   return float(loss), jax.tree.map(update, labels, tree, grads)
 
 
+def first_step(config, splits=None):
+  """(start state, state after one train step, recomputed (loss, params) of
+  ``expected_first_step``, step metrics, host batch) of ``config``, states on the host."""
+  import jax
+
+  from ltjax import sharding
+  from ltjax.train import experiment
+
+  exp, state = experiment.setup(config, splits or tiny_splits())
+  start = jax.device_get(exp.stage.start(exp, state))
+  batch = experiment.make_stream(exp)(0)
+  expected = expected_first_step(exp, start, batch)
+  state, metrics = exp.train_step(
+    jax.device_put(start, exp.state_sharding),
+    sharding.to_global(batch, sharding.batch_sharding(exp.mesh)),
+  )
+  return start, jax.device_get(state), expected, metrics, batch
+
+
 def write_state_dict(config, splits, path, seed=0):
   """A random bare PyTorch state dict (torchvision layout) for ``config``'s backbone, as
   ``model.pretrained`` reads it; torch.save'd to ``path``."""
@@ -166,12 +197,12 @@ def write_state_dict(config, splits, path, seed=0):
   import torch
   from flax import traverse_util
 
-  from ltjax.interop import torch_weights
-  from ltjax.train import loop
+  from ltjax.models import torch_weights
+  from ltjax.train import experiment
 
   plain = config.copy_and_resolve_references()
   plain.model.pretrained, plain.stage, plain.model.head = "", "joint", "linear"
-  _, state = loop.setup(plain, splits)
+  _, state = experiment.setup(plain, splits)
   rng = np.random.default_rng(seed)
   out = {}
   for collection in ("params", "batch_stats"):

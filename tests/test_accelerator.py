@@ -12,7 +12,7 @@ import pytest
 from helpers import expected_first_step, tiny_config, tiny_splits
 
 from ltjax import sharding
-from ltjax.train import loop
+from ltjax.train import experiment
 
 pytestmark = [
   pytest.mark.accelerator,
@@ -26,9 +26,9 @@ def test_train_step_runs_on_the_accelerator_and_agrees_with_the_cpu():
   """At full float32 precision (the default lets GPUs use TF32 and TPUs bfloat16 passes in
   float32 convolutions, which moves small gradients by tens of percent), one train step on
   the accelerator equals its recomputation on the CPU."""
-  exp, state = loop.setup(tiny_config(num_devices=1), tiny_splits())
+  exp, state = experiment.setup(tiny_config(num_devices=1), tiny_splits())
   assert {d.platform for d in exp.mesh.devices.flat} <= {"gpu", "tpu", "cuda", "rocm"}
-  batch = loop.make_stream(exp)(0)
+  batch = experiment.make_stream(exp)(0)
   start = jax.device_get(state)
   with jax.default_matmul_precision("highest"):
     new, metrics = exp.train_step(
@@ -44,8 +44,8 @@ def test_train_step_runs_on_the_accelerator_and_agrees_with_the_cpu():
 
 def test_the_lowering_uses_native_gradients_not_the_cpu_kernels():
   config = tiny_config(num_devices=1, **{"model.backbone": "resnet10"})
-  exp, state = loop.setup(config, tiny_splits(size=32, channels=1))
-  batch = sharding.to_global(loop.make_stream(exp)(0), sharding.batch_sharding(exp.mesh))
+  exp, state = experiment.setup(config, tiny_splits(size=32, channels=1))
+  batch = sharding.to_global(experiment.make_stream(exp)(0), sharding.batch_sharding(exp.mesh))
   text = exp.train_step.lower(state, batch).as_text()
   assert "select_and_scatter" in text  # XLA's max-pool gradient, not the CPU elementwise one.
 
@@ -53,8 +53,10 @@ def test_the_lowering_uses_native_gradients_not_the_cpu_kernels():
 def test_bfloat16_trains_on_the_accelerator():
   losses = {}
   for dtype in ("float32", "bfloat16"):
-    exp, state = loop.setup(tiny_config(num_devices=1, **{"model.dtype": dtype}), tiny_splits())
-    stream, data = loop.make_stream(exp), sharding.batch_sharding(exp.mesh)
+    exp, state = experiment.setup(
+      tiny_config(num_devices=1, **{"model.dtype": dtype}), tiny_splits()
+    )
+    stream, data = experiment.make_stream(exp), sharding.batch_sharding(exp.mesh)
     history = []
     for step in range(3):
       state, metrics = exp.train_step(state, sharding.to_global(stream(step), data))

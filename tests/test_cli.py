@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from helpers import load_config, run_ltjax
 
-from ltjax.train import loop
+from ltjax.train import experiment, loop
 
 REPO = os.path.dirname(os.path.dirname(__file__))
 DIGITS = os.path.join(REPO, "configs", "digits", "joint.py")
@@ -138,7 +138,7 @@ def test_cifar_lt_config_trains_on_mocked_tfds(name, examples, tmp_path):
   config.model.backbone = "cifar_resnet8"
   with tfds.testing.mock_data(num_examples=examples, policy=tfds.testing.MockPolicy.USE_CODE):
     summary = loop.train_and_evaluate(config, str(tmp_path))
-    exp, _ = loop.setup(config)
+    exp, _ = experiment.setup(config)
   assert set(summary) == {"many", "medium", "few", "all", "mean_class"}
   assert exp.splits.train_counts[0] == 6 and exp.splits.train_counts[-1] == 2
   assert len(exp.splits.val) == exp.splits.num_classes
@@ -310,3 +310,44 @@ def test_report_compare_from_the_command_line(tmp_path):
   result = run_ltjax("report", "--workdir=a", "--compare", "a", "b", cwd=tmp_path)
   assert result.returncode != 0 and "its own directory" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+NO_JAX = """
+import sys
+from ltjax import cli
+try:
+  cli.main(["ltjax", *sys.argv[1:]])
+except SystemExit:
+  pass
+print("jax imported" if "jax" in sys.modules else "no jax")
+"""
+
+
+@pytest.mark.parametrize(
+  "args",
+  [
+    ["--help"],
+    ["report", "--help"],
+    ["report", "--workdir=RUN"],
+    ["stats", "--split=LIST"],
+    ["prepare", "--dataset=imagenet_lt", "--root=/nonexistent", "--out=OUT"],
+    ["verify", f"--config={DIGITS}", "--splits=test"],
+    ["train", f"--config={DIGITS}", "--help"],
+  ],
+  ids=lambda a: " ".join(a)[:40],
+)
+def test_commands_that_need_no_jax_do_not_import_it(args, tmp_path):
+  # JAX, orbax and grain take over a second to import: only the commands that run a model
+  # pay for them.
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "results.json").write_text(json.dumps({"joint": {"many": 1.0, "all": 0.5}}))
+  (tmp_path / "list.txt").write_text("a/1.jpg 0\na/2.jpg 1\n")
+  args = [
+    a.replace("RUN", str(run)).replace("LIST", str(tmp_path / "list.txt"))
+    for a in (x.replace("OUT", str(tmp_path / "out")) for x in args)
+  ]
+  out = subprocess.run(
+    [sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+  )
+  assert out.stdout.strip().splitlines()[-1] == "no jax", out.stdout + out.stderr

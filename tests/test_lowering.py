@@ -3,7 +3,7 @@ no custom calls, none of the CPU-only kernels, the batch sharded on ``data`` and
 replicated, and in bfloat16 every convolution bf16 while losses, centroids and metrics
 stay float32.
 
-Built by ``ltjax.train.loop.abstract_setup`` (the steps ``ltjax train`` runs, from the
+Built by ``ltjax.train.experiment.abstract_setup`` (the steps ``ltjax train`` runs, from the
 config alone: no data, no arrays), with the production backbones at a small batch and
 64-px images (the attention of OLTR at 224 px, its reference 7x7 map).
 """
@@ -18,7 +18,7 @@ from helpers import load_config
 from ltjax.data.datasets import DataSpec
 from ltjax.models import cpu_kernels
 from ltjax.models.cpu_kernels import CPU_SCOPE
-from ltjax.train import loop
+from ltjax.train import experiment
 
 REPO = os.path.dirname(os.path.dirname(__file__))
 PLATFORMS = ("cuda", "tpu")
@@ -44,8 +44,8 @@ def abstract(stage, dtype="float32", devices=8):
   config.batch_size = config.eval.batch_size = 2 * devices
   config.data.crop_size = side
   spec = DataSpec(config.dataset.name == "inat2018" and 8142 or 1000, 1000, (side, side, 3))
-  exp, state = loop.abstract_setup(config, spec)
-  return exp, state, loop.abstract_batch(exp)
+  exp, state = experiment.abstract_setup(config, spec)
+  return exp, state, experiment.abstract_batch(exp)
 
 
 def exported_text(fn, *args, platforms=PLATFORMS):

@@ -1,18 +1,26 @@
-"""Dataset builders: a named source turned into long-tailed train/val/test splits."""
+"""The dataset table: each ``config.dataset.name`` is one entry (``DATASETS``) that says how
+its train/val/test splits are built and holds its fixed facts (reference list files, class
+count, reference training size, the TFDS builders that can stand in for its images). The
+loop, ``ltjax prepare``, ``ltjax verify``, the command line and the memory plan read the
+table; none of them asks which dataset it is. A new dataset is one ``register(Dataset(...))``
+here, with a builder of its splits."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import os
+from collections.abc import Callable, Mapping
 
 import ml_collections
 import numpy as np
 
 from ltjax.data import longtail
+from ltjax.data.sources import list_layouts
 from ltjax.data.sources.base import ArraySource, Concat, Source, Subset
-from ltjax.data.sources.packed import PackedSource, packed_split_name
-from ltjax.data.sources.splitlist import DATASET_LISTS, UNREADABLE_FIX, SplitListSource
+from ltjax.data.sources.list_layouts import ListLayout
+from ltjax.data.sources.packed import PackedSource
+from ltjax.data.sources.splitlist import UNREADABLE_FIX, SplitListSource
 
 
 @dataclasses.dataclass
@@ -44,33 +52,20 @@ class DataSpec:
     num_classes: known classes K.
     num_train: training images N (an epoch).
     image_shape: (H, W, C) of the model's input.
+    train_counts: training images per class, or None where only the shape is known
+      (``reference_spec``: steps built for lowering or memory planning, never for training).
   """
 
   num_classes: int
   num_train: int
   image_shape: tuple[int, int, int]
+  train_counts: tuple[int, ...] | None = None
 
-
-#: Training images of the reference split lists (ImageNet_LT_train.txt: 115,846;
-#: Places_LT_train.txt: 62,500; iNaturalist18_train.txt: 437,513).
-REFERENCE_TRAIN_SIZES = {"imagenet_lt": 115_846, "places_lt": 62_500, "inat2018": 437_513}
-
-
-def reference_spec(config) -> DataSpec:
-  """The ``DataSpec`` of a reference split-list dataset config, without reading the lists:
-  its classes, its training-list size and ``crop_size`` x ``crop_size`` x 3 inputs.
-
-  Raises:
-    ValueError: for another dataset (give its ``DataSpec`` explicitly).
-  """
-  name = config.dataset.name
-  if name not in REFERENCE_TRAIN_SIZES:
-    raise ValueError(
-      f"dataset {name!r} has no known shape: pass a DataSpec(num_classes, num_train, "
-      "image_shape) for it."
-    )
-  side = config.data.crop_size
-  return DataSpec(DATASET_LISTS[name]["num_classes"], REFERENCE_TRAIN_SIZES[name], (side, side, 3))
+  def class_counts(self) -> np.ndarray:
+    """``train_counts`` as an array; uniform (N / K each) when unknown."""
+    if self.train_counts is None:
+      return np.full(self.num_classes, self.num_train / self.num_classes)
+    return np.asarray(self.train_counts, np.float64)
 
 
 def load_digits_source() -> ArraySource:
@@ -141,26 +136,112 @@ def build_longtail_splits(
   )
 
 
-SPLIT_LIST_DATASETS = ("imagenet_lt", "places_lt", "inat2018")
-DATASETS = ("digits", "tfds", *SPLIT_LIST_DATASETS)
-
-
 def _decode_size(split: str, min_size: int | None) -> int | None:
   """Draft decoding (``data.decode_min_size``) is for training images only: evaluation
   decodes in full, as the references' Resize(256) + CenterCrop(224) does."""
   return min_size if split == "train" else None
 
 
-def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """One entry of the dataset table.
+
+  Attributes:
+    name: the ``config.dataset.name`` that selects it.
+    build: ``(config.dataset, seed, config.data) -> DataSplits``.
+    summary: what it is, in one line (``--help``, errors).
+    lists: the reference split-list file of each split ("train", "val", "test" and, with an
+      open set, "open"), for datasets defined by such lists; iNaturalist 2018 is evaluated on
+      its val list, so its "test" is that file.
+    num_classes: the class count, where fixed.
+    train_size: the reference training list's size (the shape of a run without its data:
+      ``reference_spec``).
+    tfds_layouts: TFDS builder -> where the lists' entries are in it: the prepared TFDS
+      datasets that can stand in for the image tree (``dataset.tfds_name``).
+  """
+
+  name: str
+  build: Callable[..., DataSplits]
+  summary: str
+  lists: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  num_classes: int | None = None
+  train_size: int | None = None
+  tfds_layouts: Mapping[str, ListLayout] = dataclasses.field(default_factory=dict)
+
+  def list_path(self, split: str, directory: str) -> str:
+    """The path of the ``split`` list in ``directory``."""
+    if split not in self.lists:
+      valid = ", ".join(self.lists) or "none"
+      raise ValueError(f"dataset {self.name!r} has no {split!r} list; its lists: {valid}.")
+    return os.path.join(os.fspath(directory), self.lists[split])
+
+  def packed_split(self, split: str) -> str:
+    """The packed split (``ltjax prepare``) that holds ``split``: the first split of the
+    same list (iNaturalist's "test" is packed, once, as "val")."""
+    for name in ("train", "val", "test", "open"):
+      if self.lists.get(name) == self.lists[split]:
+        return name
+    return split
+
+  def tfds_layout(self, tfds_name: str) -> ListLayout:
+    """The layout of TFDS ``tfds_name`` (config and version allowed: ``imagenet2012:5.1.0``).
+
+    Raises:
+      ValueError: no TFDS builder of that name is known to hold this dataset's images.
+    """
+    base = tfds_name.split(":")[0].split("/")[0].strip()
+    if base not in self.tfds_layouts:
+      others = [f"{k} ({d.name})" for d in DATASETS.values() for k in d.tfds_layouts]
+      raise ValueError(
+        f"TFDS dataset {tfds_name!r} cannot serve the split lists of {self.name}: no TFDS "
+        f"image identifier is known to match the lists' paths. Valid: "
+        f"{', '.join(self.tfds_layouts) or 'none'} (all: {', '.join(others)})."
+      )
+    return self.tfds_layouts[base]
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register(entry: Dataset) -> Dataset:
+  """Adds ``entry`` to the table under ``entry.name``."""
+  DATASETS[entry.name] = entry
+  return entry
+
+
+def get(name: str) -> Dataset:
+  """The table's entry ``name``; a ValueError listing the valid names otherwise."""
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}.")
+  return DATASETS[name]
+
+
+def reference_spec(config) -> DataSpec:
+  """The ``DataSpec`` of a reference split-list dataset config, without reading the lists:
+  its classes, its training-list size and ``crop_size`` x ``crop_size`` x 3 inputs.
+
+  Raises:
+    ValueError: for another dataset (give its ``DataSpec`` explicitly).
+  """
+  entry = get(config.dataset.name)
+  if not entry.train_size:
+    raise ValueError(
+      f"dataset {entry.name!r} has no known shape: pass a DataSpec(num_classes, num_train, "
+      "image_shape) for it."
+    )
+  side = config.data.crop_size
+  return DataSpec(entry.num_classes, entry.train_size, (side, side, 3))
+
+
+def _file_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool):
   """``source(split, allow_open)`` over the image tree (``root``) or the packed shards."""
-  spec = DATASET_LISTS[cfg.name]
   if cfg.packed_dir:
 
     def source(split: str, allow_open: bool = False) -> Source:
       return PackedSource(
         cfg.packed_dir,
-        packed_split_name(cfg.name, split),
-        spec["num_classes"],
+        entry.packed_split(split),
+        entry.num_classes,
         allow_open=allow_open,
         min_size=_decode_size(split, min_size),
         skip_corrupt=skip_corrupt,
@@ -177,9 +258,9 @@ def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
 
   def source(split: str, allow_open: bool = False) -> Source:
     return SplitListSource(
-      os.path.join(lists_dir, spec[split]),
+      entry.list_path(split, lists_dir),
       cfg.root,
-      spec["num_classes"],
+      entry.num_classes,
       allow_open=allow_open,
       min_size=_decode_size(split, min_size),
       skip_corrupt=skip_corrupt,
@@ -188,33 +269,32 @@ def _file_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
   return source
 
 
-def _tfds_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_corrupt: bool):
+def _tfds_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool):
   """``source(split)`` reading a known-class list's images from TFDS ``cfg.tfds_name``."""
   # tensorflow_datasets takes seconds to import: only the TFDS-backed datasets pay for it.
-  from ltjax.data.sources.tfds_lists import TfdsListSource, list_layout
+  from ltjax.data.sources.tfds_lists import TfdsListSource
 
-  list_layout(cfg.tfds_name, cfg.name)  # An unknown or mismatched name fails first.
-  spec = DATASET_LISTS[cfg.name]
+  layout = entry.tfds_layout(cfg.tfds_name)  # An unknown or mismatched name fails first.
   lists_dir = cfg.lists_dir or cfg.root
   if not lists_dir:
     raise ValueError(
       f"dataset {cfg.name} from TFDS {cfg.tfds_name!r}: set --config.dataset.lists_dir to "
-      f"the directory of the reference split lists ({spec['train']}, ...); TFDS does not "
-      "ship them."
+      f"the directory of the reference split lists ({entry.lists['train']}, ...); TFDS does "
+      "not ship them."
     )
   tfds_splits: dict = {}  # Shared: the lists of one dataset open each TFDS split once.
   by_file: dict = {}  # iNaturalist's val and test are one list.
 
   def source(split: str) -> Source:
-    path = os.path.join(lists_dir, spec[split])
+    path = entry.list_path(split, lists_dir)
     if path not in by_file:
       by_file[path] = TfdsListSource(
         path,
         cfg.tfds_name,
+        layout,
         split=split,
         data_dir=cfg.data_dir or None,
-        num_classes=spec["num_classes"],
-        dataset=cfg.name,
+        num_classes=entry.num_classes,
         min_size=_decode_size(split, min_size),
         skip_corrupt=skip_corrupt,
         sources=tfds_splits,
@@ -224,9 +304,9 @@ def _tfds_sources(cfg: ml_collections.ConfigDict, min_size: int | None, skip_cor
   return source
 
 
-def _check_open_set(cfg: ml_collections.ConfigDict) -> None:
+def _check_open_set(entry: Dataset, cfg) -> None:
   """Fails before any list is read if ``cfg.open_set`` cannot be served."""
-  if "open" not in DATASET_LISTS[cfg.name]:
+  if "open" not in entry.lists:
     raise ValueError(f"dataset {cfg.name} has no open-set list; unset dataset.open_set.")
   if cfg.tfds_name and not (cfg.root or cfg.packed_dir):
     raise ValueError(
@@ -254,66 +334,179 @@ def _open_set_source(file_source) -> Source:
 
 
 def build_split_list_splits(
-  cfg: ml_collections.ConfigDict, decode_min_size: int = 0, skip_corrupt: bool = False
+  cfg: ml_collections.ConfigDict, seed: int = 0, data_cfg=None
 ) -> DataSplits:
   """The reference split lists (ImageNet_LT_train.txt, ...) over their images.
 
   The images of the train, val and test lists come, in this order of precedence, from the
   prepared TFDS dataset ``cfg.tfds_name`` (imagenet2012, places365_small,
-  i_naturalist2018; see ``ltjax.data.sources.tfds_lists.TfdsListSource``), from the ArrayRecord
-  shards ``ltjax prepare`` wrote to ``cfg.packed_dir``, or from the image tree
+  i_naturalist2018; see ``ltjax.data.sources.tfds_lists.TfdsListSource``), from the
+  ArrayRecord shards ``ltjax prepare`` wrote to ``cfg.packed_dir``, or from the image tree
   ``cfg.root``: the same labels, and the same pixels for the same JPEG bytes. The lists
   are read from ``cfg.lists_dir`` (default ``cfg.root``; the packed shards hold their
   own). ``cfg.open_set`` appends the open-set list (label -1) to the test split; no TFDS
   dataset holds it, so with ``tfds_name`` it is read from ``packed_dir`` or ``root``.
+  ``config.data`` gives the decoding options (``decode_min_size``, ``skip_corrupt``).
   """
-  min_size = decode_min_size or None
+  del seed  # The lists fix every split.
+  entry = get(cfg.name)
+  min_size = (data_cfg.decode_min_size if data_cfg else 0) or None
+  skip_corrupt = bool(data_cfg.skip_corrupt) if data_cfg else False
   if cfg.open_set:
-    _check_open_set(cfg)
+    _check_open_set(entry, cfg)
   if cfg.tfds_name:
-    known = _tfds_sources(cfg, min_size, skip_corrupt)
+    known = _tfds_sources(entry, cfg, min_size, skip_corrupt)
   else:
-    known = _file_sources(cfg, min_size, skip_corrupt)
+    known = _file_sources(entry, cfg, min_size, skip_corrupt)
   closed_test = test = known("test")  # First: the smallest scan; the open list is next.
   if cfg.open_set:
-    test = Concat(test, _open_set_source(_file_sources(cfg, min_size, skip_corrupt)))
+    test = Concat(test, _open_set_source(_file_sources(entry, cfg, min_size, skip_corrupt)))
   train, val = known("train"), known("val")
   if cfg.tfds_name:
     from ltjax.data.sources.tfds_lists import check_class_correspondence
 
     check_class_correspondence(train, val, closed_test)  # One class numbering in all lists.
-  return DataSplits(
-    train=train, val=val, test=test, num_classes=DATASET_LISTS[cfg.name]["num_classes"]
-  )
+  return DataSplits(train=train, val=val, test=test, num_classes=entry.num_classes)
 
 
-def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
-  """Builds the splits described by ``config.dataset`` (``config.data`` for decoding)."""
-  if cfg.name in SPLIT_LIST_DATASETS:
-    return build_split_list_splits(
-      cfg,
-      data_cfg.decode_min_size if data_cfg else 0,
-      bool(data_cfg.skip_corrupt) if data_cfg else False,
-    )
-  common = dict(
+def _longtail_options(cfg, seed: int) -> dict:
+  return dict(
     seed=seed,
     imbalance_ratio=cfg.imbalance_ratio,
     n_max=cfg.n_max,
     val_per_class=cfg.val_per_class,
     open_classes=tuple(cfg.open_classes),
   )
-  if cfg.name == "digits":
-    return build_longtail_splits(
-      load_digits_source(), None, test_per_class=cfg.test_per_class, **common
-    )
-  if cfg.name == "tfds":
-    from ltjax.data.sources.tfds import TfdsSource
 
-    kw = dict(data_dir=cfg.data_dir or None, image_size=cfg.image_size or None)
-    pool = TfdsSource(cfg.tfds_name, cfg.train_split, **kw)
-    test = TfdsSource(cfg.tfds_name, cfg.test_split, **kw)
-    return build_longtail_splits(pool, test, **common)
-  raise ValueError(f"unknown dataset {cfg.name!r}; valid: {', '.join(DATASETS)}.")
+
+def build_digits_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
+  """digits-LT: scikit-learn's digits with balanced test and val sets carved out and the
+  rest cut to an exponential long tail (``dataset.imbalance_ratio``, ``n_max``)."""
+  del data_cfg
+  return build_longtail_splits(
+    load_digits_source(), None, test_per_class=cfg.test_per_class, **_longtail_options(cfg, seed)
+  )
+
+
+def build_tfds_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
+  """A prepared TFDS dataset (``dataset.tfds_name``) whose training split is cut to an
+  exponential long tail; its test split kept."""
+  del data_cfg
+  from ltjax.data.sources.tfds import TfdsSource
+
+  kw = dict(data_dir=cfg.data_dir or None, image_size=cfg.image_size or None)
+  pool = TfdsSource(cfg.tfds_name, cfg.train_split, **kw)
+  test = TfdsSource(cfg.tfds_name, cfg.test_split, **kw)
+  return build_longtail_splits(pool, test, **_longtail_options(cfg, seed))
+
+
+register(
+  Dataset(
+    "digits",
+    build_digits_splits,
+    "scikit-learn's digits made long-tailed (embedded: no download)",
+  )
+)
+register(
+  Dataset(
+    "tfds",
+    build_tfds_splits,
+    "a prepared TFDS dataset cut to a long tail (dataset.tfds_name; CIFAR-10/100-LT)",
+  )
+)
+_IMAGENET_LAYOUT = ListLayout(
+  "imagenet_lt",
+  "file_name",
+  list_layouts.basename,
+  "train/... entries in split 'train', val/... entries in split 'validation', by file name",
+  split_by_top={"train": "train", "val": "validation"},
+)
+register(
+  Dataset(
+    "imagenet_lt",
+    build_split_list_splits,
+    "ImageNet-LT (Liu et al. 2019): the reference lists over ImageNet-2012 images",
+    lists={
+      "train": "ImageNet_LT_train.txt",
+      "val": "ImageNet_LT_val.txt",
+      "test": "ImageNet_LT_test.txt",
+      "open": "ImageNet_LT_open.txt",
+    },
+    num_classes=1000,
+    train_size=115_846,
+    # ImageNet-LT's train and val lists draw from ILSVRC-2012 train (``train/nXXXX/
+    # nXXXX_123.JPEG``), its test list is ILSVRC-2012 val (``val/nXXXX/ILSVRC2012_val_*.JPEG``):
+    # imagenet2012's ``file_name`` is that base name. TFDS's own imagenet_lt is built from the
+    # same lists: LT val is its 'validation'.
+    tfds_layouts={
+      "imagenet2012": _IMAGENET_LAYOUT,
+      "imagenet_lt": dataclasses.replace(
+        _IMAGENET_LAYOUT,
+        split_by_top=None,
+        split_by_list={"train": "train", "val": "validation", "test": "test"},
+        where="the train/val/test list in split train/validation/test, by file name",
+      ),
+    },
+  )
+)
+register(
+  Dataset(
+    "places_lt",
+    build_split_list_splits,
+    "Places-LT (Liu et al. 2019): the reference lists over Places-365 images",
+    lists={
+      "train": "Places_LT_train.txt",
+      "val": "Places_LT_val.txt",
+      "test": "Places_LT_test.txt",
+      "open": "Places_LT_open.txt",
+    },
+    num_classes=365,
+    train_size=62_500,
+    # Places-LT's train and val lists draw from Places365-Standard train, its test list from
+    # Places365 val.
+    tfds_layouts={
+      "places365_small": ListLayout(
+        "places_lt",
+        "filename",
+        list_layouts.places_list_key,
+        "train/<class>/<n>.jpg entries in split 'train' by class and number, "
+        "val/... entries in split 'validation' by file name",
+        split_by_top={"train": "train", "val": "validation"},
+        tfds_key=list_layouts.places_tfds_key,
+      )
+    },
+  )
+)
+register(
+  Dataset(
+    "inat2018",
+    build_split_list_splits,
+    "iNaturalist 2018: the official train and val lists (evaluated on val, as the references)",
+    lists={
+      "train": "iNaturalist18_train.txt",
+      "val": "iNaturalist18_val.txt",
+      "test": "iNaturalist18_val.txt",
+    },
+    num_classes=8142,
+    train_size=437_513,
+    # The official train and val sets; ``id`` is the image's file name without extension.
+    tfds_layouts={
+      "i_naturalist2018": ListLayout(
+        "inat2018",
+        "id",
+        list_layouts.stem,
+        "the train list in split 'train', the val list in split 'validation', by file name "
+        "without extension (the 'id' feature)",
+        split_by_list={"train": "train", "val": "validation", "test": "validation"},
+      )
+    },
+  )
+)
+
+
+def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
+  """Builds the splits described by ``config.dataset`` (``config.data`` for decoding)."""
+  return get(cfg.name).build(cfg, seed, data_cfg)
 
 
 def verify_splits(

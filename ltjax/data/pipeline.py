@@ -19,6 +19,7 @@ import numpy as np
 
 from ltjax.data import samplers
 from ltjax.data.pp import augment as augment_lib
+from ltjax.data.pp import device_ops
 from ltjax.data.sources import Source
 
 
@@ -36,8 +37,7 @@ class TrainStream:
 
   Args:
     source: the training source.
-    sampler: sampler name (see ``ltjax.data.samplers.SAMPLERS``).
-    sampler_options: keyword options of the sampler (q, k, num_epochs, batch_size).
+    sampler: a ``ltjax.data.samplers.Sampler`` (e.g. ``samplers.from_config(config)``).
     seed: seed of the sampler and of the augmentation.
     global_batch: batch size summed over all processes.
     augment: augmentation name (see ``ltjax.data.pp.augment.AUGMENTATIONS``).
@@ -52,8 +52,7 @@ class TrainStream:
     self,
     source: Source,
     *,
-    sampler: str,
-    sampler_options: dict,
+    sampler: samplers.Sampler,
     seed: int,
     global_batch: int,
     augment: str = "none",
@@ -66,10 +65,8 @@ class TrainStream:
   ):
     if len(source) == 0:
       raise ValueError("the training set is empty.")
-    samplers.get(sampler)  # Fails early, listing the valid names.
     self.source = source
     self.sampler = sampler
-    self.sampler_options = dict(sampler_options)
     self.seed = int(seed)
     self.global_batch = int(global_batch)
     self.local_batch = local_batch_size(global_batch, process_count)
@@ -93,13 +90,8 @@ class TrainStream:
       if epoch not in self._epochs:
         if len(self._epochs) > 4:  # Batches straddle at most two epochs.
           self._epochs.pop(min(self._epochs))
-        self._epochs[epoch] = samplers.epoch_indices(
-          self.sampler,
-          self.source.labels,
-          self.source.num_classes,
-          epoch,
-          self.seed,
-          **self.sampler_options,
+        self._epochs[epoch] = self.sampler.indices(
+          self.source.labels, self.source.num_classes, epoch, self.seed
         )
       return self._epochs[epoch]
 
@@ -129,6 +121,19 @@ class TrainStream:
     if isinstance(images, dict):  # imagenet_device: image buffer + per-record draws.
       return {**images, "label": labels.astype(np.int32)}
     return {"image": images, "label": labels.astype(np.int32)}
+
+
+def example_shapes(
+  data_cfg, image_shape: tuple[int, ...]
+) -> dict[str, tuple[tuple[int, ...], type]]:
+  """Per-example ``(shape, dtype)`` of every key of a training batch (``TrainStream``'s):
+  ``image`` (the model's uint8 input of ``image_shape``) and ``label``, or for the
+  ``imagenet_device`` augmentation (``data_cfg.augment``) the host's crop buffer and
+  per-record draws of ``ltjax.data.pp.device_ops.prepare_batch`` in place of ``image``."""
+  shapes = {"image": (tuple(image_shape), np.uint8)}
+  if data_cfg.augment == "imagenet_device":
+    shapes = device_ops.example_shapes(data_cfg.crop_size, image_shape[-1])
+  return {**shapes, "label": ((), np.int32)}
 
 
 def train_iterator(

@@ -16,43 +16,26 @@ Samplers (Kang et al. 2020, "Decoupling Representation and Classifier"):
 * ``"class_aware"``: the reference ``ClassAwareSampler``: cycle over the classes in shuffled
   order and emit ``k`` consecutive instances of each, so the marginals are class-balanced.
 
-Typical use::
+A sampler is a registered class (:data:`SAMPLERS`) whose dataclass fields are its own
+options, validated when it is built; the training loop builds it from the config with
+:func:`from_config` (each field from ``config.sampler``, or the run-wide ``num_epochs`` and
+``batch_size``) and never asks which sampler it is. A new sampler, or a new option, is a
+class here (and, for an option, its default in ``config.sampler``)::
 
   idx = epoch_indices("sqrt", source.labels, source.num_classes, epoch=3, seed=0)
-  sampler = get("progressive")
-  idx = sampler(labels, num_classes, epoch, seed, num_epochs=90)
+  sampler = get("progressive")(num_epochs=90)
+  idx = sampler.indices(labels, num_classes, epoch, seed)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import operator
-from typing import Protocol
+from typing import ClassVar
 
 import numpy as np
 
 from ltjax.data.sources import check_labels
-
-
-class SamplerFn(Protocol):
-  """Signature shared by every entry of :data:`SAMPLERS`.
-
-  Options a sampler does not use are ignored, so a caller may pass the same keyword set to
-  every sampler.
-  """
-
-  def __call__(
-    self,
-    labels: np.ndarray,
-    num_classes: int,
-    epoch: int,
-    seed: int,
-    *,
-    q: float | None = None,
-    num_epochs: int | None = None,
-    k: int = 4,
-    batch_size: int | None = None,
-  ) -> np.ndarray: ...
-
 
 # ------------------------------------------------------------------------------------------
 # Validation helpers.
@@ -120,23 +103,6 @@ def _require_nonempty_classes(counts: np.ndarray, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------
 # Class statistics and probabilities.
-
-
-def class_counts(labels, num_classes: int) -> np.ndarray:
-  """Training count of every class.
-
-  Args:
-    labels: (N,) integer class ids in [0, num_classes).
-    num_classes: K >= 1.
-
-  Returns:
-    (K,) int64 counts ``n_j``; classes without samples get 0.
-
-  Raises:
-    ValueError: if ``labels`` is empty, not 1-D integers, or holds a label outside
-      [0, num_classes) (the message names the first bad position and value).
-  """
-  return _labels_and_counts(labels, num_classes)[1]
 
 
 def _labels_and_counts(labels, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -255,111 +221,113 @@ def _qpower_draw(labels, num_classes, epoch, seed, q: float, name: str) -> np.nd
   return _draw_from_probabilities(labels, counts, p, rng)
 
 
-def instance_indices(
-  labels, num_classes: int, epoch: int, seed: int, *, q=None, num_epochs=None, k=4, batch_size=None
-) -> np.ndarray:
+class Sampler:
+  """Base of the registered samplers: a sampler's dataclass fields are its options.
+
+  ``indices(labels, num_classes, epoch, seed)`` returns the (N,) int64 dataset indices of
+  one epoch, a pure function of its arguments and the options.
+  """
+
+  name: ClassVar[str]
+
+  def indices(self, labels, num_classes: int, epoch: int, seed: int) -> np.ndarray:
+    raise NotImplementedError
+
+
+SAMPLERS: dict[str, type[Sampler]] = {}
+
+
+def register(cls: type[Sampler]) -> type[Sampler]:
+  """Class decorator: adds a sampler to :data:`SAMPLERS` under ``cls.name``."""
+  SAMPLERS[cls.name] = cls
+  return cls
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Instance(Sampler):
   """Instance-balanced sampling (q = 1): a random permutation of ``range(N)``.
 
   Sampling without replacement has the same class marginals ``n_j / N`` as q-power sampling
-  with q = 1 and shows every image exactly once per epoch. Other options are ignored.
-
-  Returns:
-    (N,) int64 indices into ``labels``.
+  with q = 1 and shows every image exactly once per epoch.
   """
-  del q, num_epochs, k, batch_size
-  return _qpower_draw(labels, num_classes, epoch, seed, 1.0, "instance")
+
+  name = "instance"
+
+  def indices(self, labels, num_classes, epoch, seed):
+    return _qpower_draw(labels, num_classes, epoch, seed, 1.0, self.name)
 
 
-def class_balanced_indices(
-  labels, num_classes: int, epoch: int, seed: int, *, q=None, num_epochs=None, k=4, batch_size=None
-) -> np.ndarray:
+@register
+@dataclasses.dataclass(frozen=True)
+class ClassBalanced(Sampler):
   """Class-balanced sampling (q = 0): a uniform class, then a uniform instance, N times.
+  Every class needs a training sample."""
 
-  Returns:
-    (N,) int64 indices into ``labels``.
+  name = "class_balanced"
 
-  Raises:
-    ValueError: if a class has no training samples.
+  def indices(self, labels, num_classes, epoch, seed):
+    return _qpower_draw(labels, num_classes, epoch, seed, 0.0, self.name)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Sqrt(Sampler):
+  """Square-root sampling (q = 1/2); empty classes get p = 0."""
+
+  name = "sqrt"
+
+  def indices(self, labels, num_classes, epoch, seed):
+    return _qpower_draw(labels, num_classes, epoch, seed, 0.5, self.name)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class QPower(Sampler):
+  """q-power sampling for any q in [0, 1] (``config.sampler.q``).
+
+  q = 1 returns a random permutation (see :class:`Instance`); otherwise N i.i.d. draws of a
+  class with ``p_j = n_j^q / sum_i n_i^q`` and a uniform instance of it. For q > 0 an empty
+  class has p = 0; for q = 0 it is an error.
   """
-  del q, num_epochs, k, batch_size
-  return _qpower_draw(labels, num_classes, epoch, seed, 0.0, "class_balanced")
+
+  name = "qpower"
+  q: float
+
+  def __post_init__(self):
+    object.__setattr__(self, "q", _check_q(self.q))
+
+  def indices(self, labels, num_classes, epoch, seed):
+    return _qpower_draw(labels, num_classes, epoch, seed, self.q, "qpower (q = 0)")
 
 
-def sqrt_indices(
-  labels, num_classes: int, epoch: int, seed: int, *, q=None, num_epochs=None, k=4, batch_size=None
-) -> np.ndarray:
-  """Square-root sampling (q = 1/2); empty classes get p = 0.
+@register
+@dataclasses.dataclass(frozen=True)
+class Progressive(Sampler):
+  """Progressively-balanced sampling: N i.i.d. draws from :func:`progressive_probabilities`
+  over ``num_epochs`` (T, the run's ``config.num_epochs``).
 
-  Returns:
-    (N,) int64 indices into ``labels``.
+  ``epoch >= num_epochs`` uses the last epoch's (class-balanced) probabilities, but still its
+  own RNG stream. Epoch 0 draws i.i.d. with the instance marginals rather than permuting.
+  Every class needs a training sample.
   """
-  del q, num_epochs, k, batch_size
-  return _qpower_draw(labels, num_classes, epoch, seed, 0.5, "sqrt")
+
+  name = "progressive"
+  num_epochs: int
+
+  def __post_init__(self):
+    object.__setattr__(self, "num_epochs", _as_int("num_epochs", self.num_epochs, 1))
+
+  def indices(self, labels, num_classes, epoch, seed):
+    labels, counts, rng = _prepare(labels, num_classes, epoch, seed)
+    _require_nonempty_classes(counts, "the progressive sampler")
+    p = progressive_probabilities(counts, epoch, self.num_epochs)
+    return _draw_from_probabilities(labels, counts, p, rng)
 
 
-def qpower_indices(
-  labels, num_classes: int, epoch: int, seed: int, *, q=None, num_epochs=None, k=4, batch_size=None
-) -> np.ndarray:
-  """q-power sampling for any q in [0, 1] (required).
-
-  q = 1 returns a random permutation (see :func:`instance_indices`); otherwise N i.i.d.
-  draws of a class with ``p_j = n_j^q / sum_i n_i^q`` and a uniform instance of it. For
-  q > 0 an empty class has p = 0; for q = 0 it is an error.
-
-  Returns:
-    (N,) int64 indices into ``labels``.
-
-  Raises:
-    ValueError: if q is missing or outside [0, 1], or q = 0 and a class has no samples.
-  """
-  del num_epochs, k, batch_size
-  if q is None:
-    raise ValueError(
-      "sampler 'qpower' needs q (a number in [0, 1]); pass q=..., or use "
-      "'instance' (q=1), 'sqrt' (q=0.5) or 'class_balanced' (q=0)."
-    )
-  return _qpower_draw(labels, num_classes, epoch, seed, q, "qpower (q = 0)")
-
-
-def progressive_indices(
-  labels, num_classes: int, epoch: int, seed: int, *, q=None, num_epochs=None, k=4, batch_size=None
-) -> np.ndarray:
-  """Progressively-balanced sampling: N i.i.d. draws from :func:`progressive_probabilities`.
-
-  ``num_epochs`` (T) is required. ``epoch >= num_epochs`` uses the last epoch's (class-
-  balanced) probabilities, but still its own RNG stream. Epoch 0 draws i.i.d. with the
-  instance marginals rather than permuting.
-
-  Returns:
-    (N,) int64 indices into ``labels``.
-
-  Raises:
-    ValueError: if num_epochs is missing or < 1, or a class has no samples.
-  """
-  del q, k, batch_size
-  if num_epochs is None:
-    raise ValueError(
-      "sampler 'progressive' needs num_epochs (the total number of training "
-      "epochs T); pass num_epochs=...."
-    )
-  num_epochs = _as_int("num_epochs", num_epochs, 1)
-  labels, counts, rng = _prepare(labels, num_classes, epoch, seed)
-  _require_nonempty_classes(counts, "the progressive sampler")
-  p = progressive_probabilities(counts, epoch, num_epochs)
-  return _draw_from_probabilities(labels, counts, p, rng)
-
-
-def class_aware_indices(
-  labels,
-  num_classes: int,
-  epoch: int,
-  seed: int,
-  *,
-  q=None,
-  num_epochs=None,
-  k: int = 4,
-  batch_size: int | None = None,
-) -> np.ndarray:
+@register
+@dataclasses.dataclass(frozen=True)
+class ClassAware(Sampler):
   """Class-aware sampling, ``k`` consecutive samples per class (reference ClassAwareSampler).
 
   Classes are visited in a shuffled order, reshuffled every time all K have been visited;
@@ -370,61 +338,58 @@ def class_aware_indices(
   iterators persist across epochs and whose epoch is ``max_j n_j * K`` long), every epoch
   starts fresh from its own RNG and has N samples.
 
-  Args:
-    labels: (N,) class ids; every class in [0, num_classes) needs a sample.
-    num_classes: K.
-    epoch: epoch number (selects the RNG stream).
-    seed: base seed.
-    q: ignored.
-    num_epochs: ignored.
-    k: samples per class visit, >= 1.
-    batch_size: if given, additionally shuffle the positions inside each consecutive block
-      of ``batch_size`` (the last block may be short), as the cRT reference does so a batch
-      mixes classes. None (default) keeps the k-groups contiguous.
-
-  Returns:
-    (N,) int64 indices into ``labels``.
-
-  Raises:
-    ValueError: if a class has no samples, or k / batch_size are < 1.
+  Attributes:
+    k: samples per class visit, >= 1 (``config.sampler.k``).
+    shuffle_in_batch: also shuffle the positions inside each consecutive block of
+      ``batch_size`` (the last block may be short), as the cRT reference does so that a
+      batch mixes classes (``config.sampler.shuffle_in_batch``).
+    batch_size: the block of ``shuffle_in_batch``: the run's global batch.
   """
-  del q, num_epochs
-  k = _as_int("k", k, 1)
-  if batch_size is not None:
-    batch_size = _as_int("batch_size", batch_size, 1)
-  labels, counts, rng = _prepare(labels, num_classes, epoch, seed)
-  _require_nonempty_classes(counts, "the class_aware sampler")
-  n, num_cls = labels.size, counts.size
-  order, starts = _by_class(labels, counts)
 
-  # Class of every group: concatenated independent permutations of the K classes.
-  groups = -(-n // k)
-  rounds = -(-groups // num_cls)
-  class_seq = rng.permuted(np.tile(np.arange(num_cls, dtype=np.int64), (rounds, 1)), axis=1)
-  sample_cls = np.repeat(class_seq.ravel()[:groups], k)[:n]
+  name = "class_aware"
+  k: int = 4
+  shuffle_in_batch: bool = False
+  batch_size: int = 1
 
-  # rank[i]: how many earlier samples drew the same class, i.e. position in its class stream.
-  drawn = np.bincount(sample_cls, minlength=num_cls)
-  by_cls = np.argsort(sample_cls, kind="stable")
-  rank = np.empty(n, np.int64)
-  rank[by_cls] = np.arange(n) - np.repeat(np.cumsum(drawn) - drawn, drawn)
+  def __post_init__(self):
+    object.__setattr__(self, "k", _as_int("k", self.k, 1))
+    object.__setattr__(self, "batch_size", _as_int("batch_size", self.batch_size, 1))
 
-  # Instance stream of class c: ceil(drawn_c / n_c) independently shuffled passes over its
-  # instances, laid out contiguously per class. Every pass ("segment") is shuffled at once.
-  passes = -(-drawn // counts)
-  seg_cls = np.repeat(np.arange(num_cls), passes)
-  seg_len = counts[seg_cls]
-  seg_id = np.repeat(np.arange(seg_cls.size), seg_len)
-  within = np.arange(seg_len.sum()) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
-  stream = order[starts[seg_cls[seg_id]] + within]
-  stream = stream[_shuffle_within(seg_id, rng)]
-  stream_len = passes * counts
-  stream_start = np.cumsum(stream_len) - stream_len
-  indices = stream[stream_start[sample_cls] + rank]
+  def indices(self, labels, num_classes, epoch, seed):
+    k, batch_size = self.k, self.batch_size if self.shuffle_in_batch else None
+    labels, counts, rng = _prepare(labels, num_classes, epoch, seed)
+    _require_nonempty_classes(counts, "the class_aware sampler")
+    n, num_cls = labels.size, counts.size
+    order, starts = _by_class(labels, counts)
 
-  if batch_size is not None and batch_size > 1:
-    indices = indices[_shuffle_within(np.arange(n) // batch_size, rng)]
-  return indices.astype(np.int64)
+    # Class of every group: concatenated independent permutations of the K classes.
+    groups = -(-n // k)
+    rounds = -(-groups // num_cls)
+    class_seq = rng.permuted(np.tile(np.arange(num_cls, dtype=np.int64), (rounds, 1)), axis=1)
+    sample_cls = np.repeat(class_seq.ravel()[:groups], k)[:n]
+
+    # rank[i]: how many earlier samples drew the same class, i.e. position in its class stream.
+    drawn = np.bincount(sample_cls, minlength=num_cls)
+    by_cls = np.argsort(sample_cls, kind="stable")
+    rank = np.empty(n, np.int64)
+    rank[by_cls] = np.arange(n) - np.repeat(np.cumsum(drawn) - drawn, drawn)
+
+    # Instance stream of class c: ceil(drawn_c / n_c) independently shuffled passes over its
+    # instances, laid out contiguously per class. Every pass ("segment") is shuffled at once.
+    passes = -(-drawn // counts)
+    seg_cls = np.repeat(np.arange(num_cls), passes)
+    seg_len = counts[seg_cls]
+    seg_id = np.repeat(np.arange(seg_cls.size), seg_len)
+    within = np.arange(seg_len.sum()) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
+    stream = order[starts[seg_cls[seg_id]] + within]
+    stream = stream[_shuffle_within(seg_id, rng)]
+    stream_len = passes * counts
+    stream_start = np.cumsum(stream_len) - stream_len
+    indices = stream[stream_start[sample_cls] + rank]
+
+    if batch_size is not None and batch_size > 1:
+      indices = indices[_shuffle_within(np.arange(n) // batch_size, rng)]
+    return indices.astype(np.int64)
 
 
 def _shuffle_within(segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -437,18 +402,8 @@ def _shuffle_within(segment: np.ndarray, rng: np.random.Generator) -> np.ndarray
   return np.argsort(key, kind="stable")
 
 
-SAMPLERS: dict[str, SamplerFn] = {
-  "instance": instance_indices,
-  "class_balanced": class_balanced_indices,
-  "sqrt": sqrt_indices,
-  "qpower": qpower_indices,
-  "progressive": progressive_indices,
-  "class_aware": class_aware_indices,
-}
-
-
-def get(name: str) -> SamplerFn:
-  """Returns the sampler function registered under ``name``.
+def get(name: str) -> type[Sampler]:
+  """The sampler class registered as ``name``.
 
   Raises:
     ValueError: for an unknown name, listing the valid ones.
@@ -461,19 +416,46 @@ def get(name: str) -> SamplerFn:
     ) from None
 
 
+def from_config(config) -> Sampler:
+  """The sampler of a run: ``config.sampler.name`` built with its options, each field of
+  the sampler class from ``config.sampler`` or, for the run-wide ``num_epochs`` and
+  ``batch_size``, from the config itself. Checks the options before any data is read.
+
+  Raises:
+    ValueError: an unknown name, or an option out of range (naming its config field).
+  """
+  cls = get(config.sampler.name)
+  values = {**config.sampler, "num_epochs": config.num_epochs, "batch_size": config.batch_size}
+  options = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+  try:
+    return _build(cls, options)
+  except ValueError as e:
+    fields = ", ".join(f"--config.sampler.{f}" for f in options if f in config.sampler)
+    raise ValueError(f"sampler {cls.name!r}: {e} ({fields or 'no options'})") from None
+
+
+def _build(cls: type[Sampler], options: dict) -> Sampler:
+  """``cls(**options)``, with a ValueError naming unknown or missing options."""
+  fields = dataclasses.fields(cls)
+  unknown = sorted(set(options) - {f.name for f in fields})
+  if unknown:
+    raise ValueError(f"sampler {cls.name!r} has no option(s) {unknown}.")
+  missing = [
+    f.name
+    for f in fields
+    if f.name not in options
+    and f.default is dataclasses.MISSING
+    and f.default_factory is dataclasses.MISSING
+  ]
+  if missing:
+    raise ValueError(f"sampler {cls.name!r} needs {', '.join(missing)}; pass {missing[0]}=....")
+  return cls(**options)
+
+
 def epoch_indices(
-  name: str,
-  labels,
-  num_classes: int,
-  epoch: int,
-  seed: int,
-  *,
-  q: float | None = None,
-  num_epochs: int | None = None,
-  k: int = 4,
-  batch_size: int | None = None,
+  name: str, labels, num_classes: int, epoch: int, seed: int, **options
 ) -> np.ndarray:
-  """Dataset indices for one epoch of sampler ``name``.
+  """Dataset indices for one epoch of sampler ``name`` built with ``options``.
 
   Args:
     name: one of :data:`SAMPLERS`: "instance", "class_balanced", "sqrt", "qpower",
@@ -482,19 +464,14 @@ def epoch_indices(
     num_classes: K.
     epoch: epoch number >= 0; the RNG is ``np.random.default_rng([seed, epoch])``.
     seed: base seed >= 0.
-    q: exponent for "qpower" (required there, ignored elsewhere).
-    num_epochs: total epochs T for "progressive" (required there, ignored elsewhere).
-    k: samples per class visit for "class_aware".
-    batch_size: in-batch shuffle block for "class_aware" (ignored elsewhere: the other
-      samplers' orders are already random).
+    **options: the sampler's own options (``q``; ``num_epochs``; ``k``,
+      ``shuffle_in_batch``, ``batch_size``).
 
   Returns:
     (N,) int64 indices into ``labels``; a pure function of the arguments.
 
   Raises:
-    ValueError: for an unknown name, a missing required option, bad labels, or a class
-      without samples under a sampler that must draw every class.
+    ValueError: for an unknown name or option, bad labels, or a class without samples
+      under a sampler that must draw every class.
   """
-  return get(name)(
-    labels, num_classes, epoch, seed, q=q, num_epochs=num_epochs, k=k, batch_size=batch_size
-  )
+  return _build(get(name), options).indices(labels, num_classes, epoch, seed)

@@ -24,14 +24,27 @@ from ltjax.evaluate.metrics import (
   shot_accuracy,
   shot_groups,
 )
-from ltjax.evaluate.posthoc import ncm, tau_norm
-from ltjax.models.heads import (
-  class_means,
-  ncm_logits,
-  tau_logits,
-  tau_normalize,
-  tau_sweep_predictions,
-)
+
+# The post-hoc classifiers need JAX; they are imported on first use, so that what only
+# reads results (``ltjax report``, the metrics) starts without importing JAX.
+_LAZY = {
+  "ncm": "ltjax.evaluate.posthoc",
+  "tau_norm": "ltjax.evaluate.posthoc",
+  "class_means": "ltjax.models.heads",
+  "ncm_logits": "ltjax.models.heads",
+  "tau_logits": "ltjax.models.heads",
+  "tau_normalize": "ltjax.models.heads",
+  "tau_sweep_predictions": "ltjax.models.heads",
+}
+
+
+def __getattr__(name: str):
+  if name in _LAZY:
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'ltjax.evaluate' has no attribute {name!r}")
+
 
 __all__ = [
   "class_means",

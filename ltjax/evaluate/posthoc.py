@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 
+from ltjax import files
 from ltjax.evaluate import metrics, runner
 from ltjax.models import heads
 
@@ -36,8 +37,8 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
   if cache and jax.process_index() == 0:
     try:
       os.makedirs(os.path.dirname(cache), exist_ok=True)
-      np.savez(cache + ".tmp.npz", **out)
-      os.replace(cache + ".tmp.npz", cache)
+      with files.atomic_write(cache, "wb") as f:
+        np.savez(f, **out)
     except OSError as e:  # A read-only or full disk: the features are just not cached.
       log.warning("could not cache features in %s (%s)", cache, e.strerror or e)
   return out

@@ -18,13 +18,14 @@ Host-side only (numpy and matplotlib with the Agg backend).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from ltjax.files import read_json, write_json, write_text
 
 METHOD_ORDER = ("joint", "ncm", "crt", "tau_norm", "lws", "oltr")
 METHOD_LABELS = {
@@ -109,11 +110,7 @@ def _read_json(path: str) -> Any:
   """Parsed JSON of ``path``, None when it does not exist."""
   if not os.path.exists(path):
     return None
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); rewrite or delete it.") from e
+  return read_json(path, "rewrite or delete it")
 
 
 def _mapping(obj: Any, path: str) -> Mapping:
@@ -449,6 +446,100 @@ def _figure_lines(path: str, alt: str, caption: str) -> list[str]:
   return [f"![{alt}]({os.path.basename(path)})", "", f"*{_CAPTIONS[caption]}*", ""]
 
 
+_REPORT_FILES = ("results", "meta", "per_class", "tau_sweep", "weight_norms", "open_set_curve")
+
+
+def _load_report_files(workdir: str) -> tuple[dict[str, str], dict[str, Any]]:
+  """The paths of the results files of ``workdir`` and their content (None: absent),
+  checked: results.json present and not empty, every file a JSON object."""
+  files = {name: os.path.join(workdir, f"{name}.json") for name in _REPORT_FILES}
+  data = {name: _read_json(path) for name, path in files.items()}
+  if data["results"] is None:
+    raise ValueError(
+      f"No results.json in {workdir!r}: run training/evaluation first (it writes "
+      "results.json), then make the report."
+    )
+  for name, obj in data.items():
+    if obj is not None:
+      _mapping(obj, files[name])
+  if not data["results"]:
+    raise ValueError(
+      f"{files['results']} holds no methods: run training/evaluation first, then make the report."
+    )
+  return files, data
+
+
+def _header_lines(meta: dict | None, thresholds) -> list[str]:
+  lines = ["# Long-tailed recognition report", ""]
+  if meta:
+    if meta.get("dataset") is not None:
+      lines.append(f"- Dataset: `{meta['dataset']}`")
+    if thresholds is not None:
+      many, few = (f"{t:g}" for t in thresholds)
+      lines.append(
+        f"- Shot groups by training images n: many n > {many}, medium {few} ≤ n ≤ {many}, "
+        f"few n < {few}"
+      )
+    lines.append("")
+  return lines
+
+
+def _results_lines(results: Mapping, path: str) -> list[str]:
+  try:
+    table = format_results_table(results)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
+  has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
+  note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
+  if has_open:
+    note += (
+      " Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
+      " on the max softmax probability, and at the threshold that keeps 95% of the known"
+      " validation images (it means something with few classes, where the max softmax"
+      " cannot fall below 1/K)."
+    )
+  return ["## Test results", "", table, "", note, ""]
+
+
+def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[str]:
+  """The report's figures, one section each, for the files that are present."""
+  lines = []
+  png = lambda name: os.path.join(workdir, name)
+  if data["tau_sweep"] is not None:
+    out, chosen = _plot_tau_sweep(data["tau_sweep"], files["tau_sweep"], png("tau_sweep.png"))
+    chosen_text = f"{chosen:g}" if chosen is not None else "not recorded"
+    lines += [
+      "## τ-normalisation",
+      "",
+      f"Chosen τ: **{chosen_text}** (best overall accuracy on the validation split).",
+      "",
+    ]
+    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
+  if data["weight_norms"] is not None:
+    counts = _train_counts(data["per_class"], files["per_class"])
+    out = _plot_weight_norms(
+      data["weight_norms"], files["weight_norms"], png("weight_norms.png"), counts, thresholds
+    )
+    lines += ["## Classifier weight norms", ""]
+    lines += _figure_lines(out, "Classifier weight norms", "weight_norms")
+  if data["per_class"] is not None:
+    out = _plot_per_class(
+      data["per_class"], files["per_class"], png("per_class_accuracy.png"), thresholds
+    )
+    lines += ["## Per-class accuracy", ""]
+    lines += _figure_lines(out, "Per-class accuracy", "per_class")
+  if data["open_set_curve"] is not None:
+    out = _plot_open_set(
+      data["open_set_curve"],
+      files["open_set_curve"],
+      png("open_set_f_measure.png"),
+      data["results"],
+    )
+    lines += ["## Open-set F-measure", ""]
+    lines += _figure_lines(out, "Open-set F-measure", "open_set")
+  return lines
+
+
 def write_report(workdir: str) -> str:
   """Writes ``report.md`` and its figures into ``workdir`` from the results files there.
 
@@ -464,108 +555,77 @@ def write_report(workdir: str) -> str:
     ValueError: ``results.json`` is missing or empty, or a present file is not valid
       JSON or not of the expected structure (the message names the file).
   """
-  files = {
-    name: os.path.join(workdir, f"{name}.json")
-    for name in ("results", "meta", "per_class", "tau_sweep", "weight_norms", "open_set_curve")
-  }
-  results = _read_json(files["results"])
-  if results is None:
-    raise ValueError(
-      f"No results.json in {workdir!r}: run training/evaluation first (it writes "
-      "results.json), then make the report."
-    )
-  results = _mapping(results, files["results"])
-  if not results:
-    raise ValueError(
-      f"{files['results']} holds no methods: run training/evaluation first, then make the report."
-    )
-  data = {name: _read_json(path) for name, path in files.items() if name != "results"}
-  for name, obj in data.items():
-    if obj is not None:
-      _mapping(obj, files[name])
-  meta = data["meta"]
-  thresholds = _thresholds(meta)
-
-  lines = ["# Long-tailed recognition report", ""]
-  if meta:
-    if meta.get("dataset") is not None:
-      lines.append(f"- Dataset: `{meta['dataset']}`")
-    if thresholds is not None:
-      many, few = (f"{t:g}" for t in thresholds)
-      lines.append(
-        f"- Shot groups by training images n: many n > {many}, medium {few} ≤ n ≤ {many}, "
-        f"few n < {few}"
-      )
-    lines.append("")
-  try:
-    table = format_results_table(results)
-  except ValueError as e:
-    raise ValueError(f"{files['results']}: {e}") from e
-  lines += ["## Test results", "", table, ""]
-  has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
-  note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
-  if has_open:
-    note += (
-      " Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
-      " on the max softmax probability, and at the threshold that keeps 95% of the known"
-      " validation images (it means something with few classes, where the max softmax"
-      " cannot fall below 1/K)."
-    )
-  lines += [note, ""]
-
-  if data["tau_sweep"] is not None:
-    out, chosen = _plot_tau_sweep(
-      data["tau_sweep"], files["tau_sweep"], os.path.join(workdir, "tau_sweep.png")
-    )
-    chosen_text = f"{chosen:g}" if chosen is not None else "not recorded"
-    lines += [
-      "## τ-normalisation",
-      "",
-      f"Chosen τ: **{chosen_text}** (best overall accuracy on the validation split).",
-      "",
-    ]
-    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
-  if data["weight_norms"] is not None:
-    counts = _train_counts(data["per_class"], files["per_class"])
-    out = _plot_weight_norms(
-      data["weight_norms"],
-      files["weight_norms"],
-      os.path.join(workdir, "weight_norms.png"),
-      counts,
-      thresholds,
-    )
-    lines += ["## Classifier weight norms", ""]
-    lines += _figure_lines(out, "Classifier weight norms", "weight_norms")
-  if data["per_class"] is not None:
-    out = _plot_per_class(
-      data["per_class"],
-      files["per_class"],
-      os.path.join(workdir, "per_class_accuracy.png"),
-      thresholds,
-    )
-    lines += ["## Per-class accuracy", ""]
-    lines += _figure_lines(out, "Per-class accuracy", "per_class")
-  if data["open_set_curve"] is not None:
-    out = _plot_open_set(
-      data["open_set_curve"],
-      files["open_set_curve"],
-      os.path.join(workdir, "open_set_f_measure.png"),
-      results,
-    )
-    lines += ["## Open-set F-measure", ""]
-    lines += _figure_lines(out, "Open-set F-measure", "open_set")
-
+  files, data = _load_report_files(workdir)
+  thresholds = _thresholds(data["meta"])
+  lines = _header_lines(data["meta"], thresholds)
+  lines += _results_lines(data["results"], files["results"])
+  lines += _figure_sections(workdir, files, data, thresholds)
   report = os.path.join(workdir, "report.md")
-  tmp = f"{report}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines).rstrip("\n") + "\n")
-  os.replace(tmp, report)
+  write_text(report, "\n".join(lines).rstrip("\n") + "\n")
   return report
 
 
 # ------------------------------------------------------------------------ comparison
 
 _COMPARED_FILES = ("results", "per_class", "weight_norms", "open_set_curve")
+
+
+def _run_names(dirs: list[str], out_dir: str) -> list[str]:
+  """Each compared run's name: its directory's name, or its path below the common parent
+  when two have the same (runs/a/joint and runs/b/joint: a/joint, b/joint)."""
+  if not dirs:
+    raise ValueError("--compare needs at least one work directory.")
+  out_abs = os.path.abspath(out_dir)
+  if any(os.path.abspath(d) == out_abs for d in dirs) or os.path.isdir(
+    os.path.join(out_dir, "checkpoints")
+  ):
+    raise ValueError(
+      f"--workdir={out_dir} is a run's work directory: give the comparison its own "
+      "directory (its results.json would be overwritten)."
+    )
+  names = [os.path.basename(os.path.normpath(d)) or d for d in dirs]
+  if len(set(names)) < len(names):
+    common = os.path.commonpath([os.path.abspath(d) for d in dirs])
+    names = [os.path.relpath(os.path.abspath(d), common) for d in dirs]
+  if len(set(names)) < len(names):
+    raise ValueError(f"--compare names a run twice: {' '.join(dirs)}")
+  return names
+
+
+def _merged_runs(dirs: list[str], names: list[str]) -> dict[str, dict]:
+  """The compared files of every run merged, method by method (``method@run`` where
+  several runs report a method)."""
+  loaded = []
+  for d in dirs:
+    if _read_json(os.path.join(d, "results.json")) is None:
+      raise ValueError(f"{d} has no results.json: train or evaluate that run first.")
+    loaded.append({f: _read_json(os.path.join(d, f"{f}.json")) or {} for f in _COMPARED_FILES})
+  counts: dict[str, int] = {}
+  for run in loaded:
+    for method in run["results"]:
+      counts[method] = counts.get(method, 0) + 1
+  merged: dict[str, dict] = {f: {} for f in _COMPARED_FILES}
+  for name, run in zip(names, loaded, strict=True):
+    for method in run["results"]:
+      label = method if counts[method] == 1 else f"{method}@{name}"
+      for f in _COMPARED_FILES:
+        if method in run[f]:
+          merged[f][label] = run[f][method]
+  return merged
+
+
+def _check_comparable(dirs: list[str]) -> None:
+  """Runs of different datasets or shot thresholds do not go in one table."""
+  metas = [m for m in (_read_json(os.path.join(d, "meta.json")) for d in dirs) if m]
+  datasets = {m.get("dataset") for m in metas} - {None}
+  if len(datasets) > 1:
+    raise ValueError(f"the runs are of different datasets {sorted(datasets)}: not comparable.")
+  thresholds = {_thresholds(m) for m in metas} - {None}
+  if len(thresholds) > 1:
+    raise ValueError(
+      f"the runs use different shot thresholds {sorted(thresholds)}: their many/medium/few "
+      "groups are not comparable."
+    )
 
 
 def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
@@ -587,70 +647,20 @@ def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
 
   Raises:
     ValueError: fewer than one run, a run without results.json, ``out_dir`` is a run's
-      work directory, or the runs' shot thresholds differ.
+      work directory, or the runs' datasets or shot thresholds differ.
   """
   dirs = [os.path.dirname(r) if r.endswith(".json") else r for r in runs]
-  if not dirs:
-    raise ValueError("--compare needs at least one work directory.")
-  out_abs = os.path.abspath(out_dir)
-  if any(os.path.abspath(d) == out_abs for d in dirs) or os.path.isdir(
-    os.path.join(out_dir, "checkpoints")
-  ):
-    raise ValueError(
-      f"--workdir={out_dir} is a run's work directory: give the comparison its own "
-      "directory (its results.json would be overwritten)."
-    )
-  names = [os.path.basename(os.path.normpath(d)) or d for d in dirs]
-  if len(set(names)) < len(names):  # runs/a/joint and runs/b/joint: a/joint, b/joint.
-    common = os.path.commonpath([os.path.abspath(d) for d in dirs])
-    names = [os.path.relpath(os.path.abspath(d), common) for d in dirs]
-  if len(set(names)) < len(names):
-    raise ValueError(f"--compare names a run twice: {' '.join(dirs)}")
-  loaded = []
-  for d in dirs:
-    results = _read_json(os.path.join(d, "results.json"))
-    if results is None:
-      raise ValueError(f"{d} has no results.json: train or evaluate that run first.")
-    loaded.append({f: _read_json(os.path.join(d, f"{f}.json")) or {} for f in _COMPARED_FILES})
-  counts: dict[str, int] = {}
-  for files in loaded:
-    for method in files["results"]:
-      counts[method] = counts.get(method, 0) + 1
-  merged: dict[str, dict] = {f: {} for f in _COMPARED_FILES}
-  for name, files in zip(names, loaded, strict=True):
-    for method in files["results"]:
-      label = method if counts[method] == 1 else f"{method}@{name}"
-      for f in _COMPARED_FILES:
-        if method in files[f]:
-          merged[f][label] = files[f][method]
-  metas = [m for m in (_read_json(os.path.join(d, "meta.json")) for d in dirs) if m]
-  datasets = {m.get("dataset") for m in metas} - {None}
-  if len(datasets) > 1:
-    raise ValueError(f"the runs are of different datasets {sorted(datasets)}: not comparable.")
-  thresholds = {_thresholds(m) for m in metas} - {None}
-  if len(thresholds) > 1:
-    raise ValueError(
-      f"the runs use different shot thresholds {sorted(thresholds)}: their many/medium/few "
-      "groups are not comparable."
-    )
+  merged = _merged_runs(dirs, _run_names(dirs, out_dir))
+  _check_comparable(dirs)
   os.makedirs(out_dir, exist_ok=True)
   for f in _COMPARED_FILES:
     if merged[f]:
-      _write_json(os.path.join(out_dir, f"{f}.json"), merged[f])
+      write_json(os.path.join(out_dir, f"{f}.json"), merged[f])
   for extra in ("meta", "tau_sweep"):
     source = next((d for d in dirs if os.path.exists(os.path.join(d, f"{extra}.json"))), None)
     if source is not None:
-      _write_json(
+      write_json(
         os.path.join(out_dir, f"{extra}.json"), _read_json(os.path.join(source, f"{extra}.json"))
       )
-  _write_json(
-    os.path.join(out_dir, "comparison.json"), {"runs": [os.path.abspath(d) for d in dirs]}
-  )
+  write_json(os.path.join(out_dir, "comparison.json"), {"runs": [os.path.abspath(d) for d in dirs]})
   return write_report(out_dir), format_results_table(merged["results"])
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 
 import jax
 import numpy as np
 
-from ltjax import sharding
+from ltjax import files, sharding
 from ltjax.data import pipeline
 from ltjax.evaluate import metrics
 
@@ -97,11 +96,8 @@ _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUO
 def write_json(path: str, obj) -> None:
   """Atomic write: a crash never leaves a half-written results file. On a read-only or
   full file system it warns and writes nothing."""
-  tmp = f"{path}.tmp"
   try:
-    with open(tmp, "w") as f:
-      json.dump(metrics.to_jsonable(obj), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    files.write_json(path, metrics.to_jsonable(obj))
   except OSError as e:
     if e.errno not in _UNWRITABLE:
       raise
@@ -111,8 +107,7 @@ def write_json(path: str, obj) -> None:
 def update_json(path: str, key: str, value) -> dict:
   data = {}
   if os.path.exists(path):
-    with open(path) as f:
-      data = json.load(f)
+    data = files.read_json(path, "delete it to start the file anew (the other runs' entries go)")
   data[key] = value
   write_json(path, data)
   return data

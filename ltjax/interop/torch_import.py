@@ -59,7 +59,7 @@ import numpy as np
 from flax import traverse_util
 
 from ltjax.data.datasets import DataSplits
-from ltjax.interop.torch_weights import (
+from ltjax.models.torch_weights import (
   IGNORED_SUFFIXES,
   MAX_LISTED,
   convert_matching,
@@ -71,7 +71,7 @@ from ltjax.interop.torch_weights import (
   torch_name,
 )
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop
+from ltjax.train import experiment
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,7 @@ def import_checkpoint(
   """Imports a reference checkpoint as a finished ltjax run of ``config`` in ``workdir``.
 
   The model, the data (for the number of classes, the input size and the run length) and
-  the train state come from ``loop.setup``, as for ``ltjax train``, except that
+  the train state come from ``experiment.setup``, as for ``ltjax train``, except that
   ``config.init_from`` is not read: every variable comes from the checkpoint.
 
   Args:
@@ -309,7 +309,7 @@ def import_checkpoint(
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise ValueError(f"{ckpt_dir} already holds checkpoints; import into a new work directory.")
   networks, centroids, info = parse_reference(load_reference(ckpt_path, allow_pickle), ckpt_path)
-  exp, state = loop.setup(config, splits, check_start=False)
+  exp, state = experiment.setup(config, splits, check_start=False)
   params, stats, cents = convert(
     networks,
     centroids,
@@ -325,7 +325,7 @@ def import_checkpoint(
   state = jax.device_get(state).replace(
     step=np.asarray(step, np.int32), params=params, batch_stats=stats, centroids=cents
   )
-  meta = loop.run_metadata(exp)
+  meta = experiment.run_metadata(exp)
   meta["imported_from"] = {"path": os.path.abspath(ckpt_path), **info}
   ckpt = ckpt_lib.Checkpointer(ckpt_dir, config.keep_checkpoints)
   try:

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ltjax import config as config_lib
 from ltjax.models.heads import torch_linear_init
 
 Dtype = Any
@@ -42,7 +43,7 @@ MIN_CENTROID_DISTANCE = 1e-6
 # and g embed the C input channels into C // ATTENTION_REDUCTION channels.
 ATTENTION_REDUCTION = 2
 # Width of the reference's optional dense layer after pooling (``use_fc``: 512 units).
-REFERENCE_FC_ADD = 512
+REFERENCE_FC_ADD = config_lib.OLTR_FC_ADD
 
 
 def _kaiming_normal() -> nn.initializers.Initializer:

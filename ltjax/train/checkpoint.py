@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ltjax import files
 from ltjax.train.optim import param_path
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,9 @@ def _file_digests(directory: str, step: int) -> dict[str, str]:
   """SHA-256 of every file of a step directory, by path relative to it."""
   root = os.path.join(directory, str(step))
   digests = {}
-  for dirpath, dirnames, files in os.walk(root):
+  for dirpath, dirnames, names in os.walk(root):
     dirnames.sort()
-    for name in sorted(files):
+    for name in sorted(names):
       path = os.path.join(dirpath, name)
       h = hashlib.sha256()
       with open(path, "rb") as f:
@@ -83,10 +84,7 @@ def write_checksums(directory: str, step: int) -> None:
   """Records the digests of a finished step (process 0; written last, atomically)."""
   if jax.process_index() != 0:
     return
-  path = _checksum_path(directory, step)
-  with open(f"{path}.tmp", "w") as f:
-    json.dump(_file_digests(directory, step), f, indent=1, sort_keys=True)
-  os.replace(f"{path}.tmp", path)
+  files.write_json(_checksum_path(directory, step), _file_digests(directory, step), indent=1)
 
 
 def verify_checksums(directory: str, step: int) -> None:
@@ -355,6 +353,25 @@ def _restore_replicated(path: str) -> dict:
     stored.tree if hasattr(stored, "tree") else stored,
   )
   return checkpointer.restore(path, target)
+
+
+def latest_meta(directory: str) -> dict | None:
+  """The metadata item (config, stage, class counts) of the newest step in ``directory``, or
+  None if there is none or it cannot be read (``restore`` reports damage)."""
+  if not os.path.isdir(directory):
+    return None
+  mngr = _manager(directory, read_only=True)
+  step = mngr.latest_step()
+  mngr.close()
+  if step is None:
+    return None
+  try:
+    meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+      os.path.join(directory, str(step), "meta")
+    )
+  except Exception:  # Damaged: restore reports it.
+    return None
+  return dict(meta) if isinstance(meta, dict) else None
 
 
 def load_variables(init_from: str) -> tuple[dict, dict, dict]:

@@ -7,15 +7,18 @@ A stage owns what differs between the recipes of the two papers:
 * what trains: the parameters it freezes (``freeze``), how a frozen backbone runs
   (``apply_kwargs``: no backward pass, BatchNorm in inference mode), and whether the state
   carries class centroids that the optimizer moves (``centroids``);
-* the loss its train step minimises (``loss``);
-* how a fresh run starts (``start``): what it loads from ``config.init_from`` and what it
-  computes before the first step (OLTR's centroids).
+* the loss its train step minimises (``make_loss``): the classification loss of
+  ``config.loss`` (``ltjax.losses.LOSSES``), given the training class counts and the epoch,
+  plus what the stage adds (OLTR's centroids term);
+* how a fresh run starts (``start``): what it loads from ``config.init_from``
+  (``copies``, ``subtrees_to_load``) and what it computes before the first step (OLTR's
+  centroids).
 
 What every stage shares is elsewhere and called, not copied: the SGD groups (backbone, head,
 centroids; ``ltjax.train.optim.make_optimizer``), the one train step
-(``ltjax.train.steps.make_train_step``), setup, checkpoints and the loop
-(``ltjax.train.loop``). Adding a stage is one subclass here, an entry in ``STAGES`` and a
-config (``config.stage``).
+(``ltjax.train.steps.make_train_step``), the experiment's assembly
+(``ltjax.train.experiment``), checkpoints and the loop (``ltjax.train.loop``). Adding a stage
+is one subclass here, an entry in ``STAGES`` and a config (``config.stage``).
 """
 
 from __future__ import annotations
@@ -25,32 +28,30 @@ import os
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from ltjax import losses, sharding
 from ltjax.evaluate import posthoc
-from ltjax.interop import torch_weights
-from ltjax.models import heads
+from ltjax.models import heads, torch_weights
 from ltjax.train import checkpoint as ckpt_lib
 
 log = logging.getLogger(__name__)
 
 
 class Stage:
-  """Joint training (representation learning; Kang et al. Sec. 3, OLTR stage 1): backbone and
-  linear classifier trained together with softmax cross-entropy from a fresh start.
+  """What every stage shares; a subclass says what its recipe changes (class attributes and
+  the methods it overrides). Defaults: everything trains from a fresh start with the
+  backbone's own pooling and the classification loss of ``config.loss``."""
 
-  The other stages refine it; their class attributes say what changes.
-  """
-
-  name: ClassVar[str] = "joint"
+  name: ClassVar[str]
   #: Regexes over parameter paths ("backbone/layer1_0/conv1/kernel") that never update, on
   #: top of ``optim.freeze``.
   freeze: ClassVar[tuple[str, ...]] = ()
-  #: (path in the earlier run, path in this model): subtrees copied from ``init_from``.
-  load: ClassVar[tuple[tuple[str, str], ...]] = ()
+  #: (path in the earlier run, path in this model): the subtrees a fresh run copies from
+  #: ``init_from`` (``subtrees_to_load`` may add or refuse some, given the earlier run).
+  copies: ClassVar[tuple[tuple[str, str], ...]] = ()
   #: The backbone is frozen: the step computes no backward pass through it, and runs its
   #: BatchNorm in inference mode unless ``config.update_frozen_bn``.
   frozen_backbone: ClassVar[bool] = False
@@ -60,7 +61,8 @@ class Stage:
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     self.neck(config)
-    if config.model.pretrained and any(dst.startswith("backbone") for _, dst in self.load):
+    losses.from_config(config)
+    if config.model.pretrained and any(dst.startswith("backbone") for _, dst in self.copies):
       raise ValueError(
         f"model.pretrained starts a backbone from ImageNet weights, but stage {self.name!r} "
         "loads its backbone from init_from: unset --config.model.pretrained."
@@ -69,7 +71,7 @@ class Stage:
   def check_start(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError if a fresh run could not ``start`` (no ``init_from``, no
     ``model.pretrained`` file or no PyTorch to read it)."""
-    if self.load:
+    if self.copies:
       ckpt_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
     if config.model.pretrained:
       if not os.path.isfile(config.model.pretrained):
@@ -98,17 +100,26 @@ class Stage:
       return {}
     return {"freeze_backbone": True, "backbone_train": bool(config.update_frozen_bn)}
 
-  def loss(
-    self, config: ml_collections.ConfigDict, logits, aux: dict, labels, centroids
-  ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """(loss, extra metrics) of a batch: softmax cross-entropy."""
-    del config, aux, centroids
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), {}
+  def make_loss(self, config: ml_collections.ConfigDict, class_counts, steps_per_epoch: float):
+    """The train step's loss: ``loss_fn(logits, aux, labels, centroids, step) -> (loss,
+    extra metrics)``, the classification loss of ``config.loss`` given the training class
+    counts and the step's epoch (``ltjax.losses.LossInputs``)."""
+    classify = losses.from_config(config)
+    counts = jnp.asarray(class_counts, jnp.float32)
 
-  def loads(self, config: ml_collections.ConfigDict, earlier: dict) -> tuple[tuple[str, str], ...]:
+    def loss_fn(logits, aux, labels, centroids, step):
+      del aux, centroids
+      inputs = losses.LossInputs(counts, step / steps_per_epoch)
+      return classify(logits, labels, inputs), {}
+
+    return loss_fn
+
+  def subtrees_to_load(
+    self, config: ml_collections.ConfigDict, earlier: dict
+  ) -> tuple[tuple[str, str], ...]:
     """The (source, destination) subtrees to copy from the earlier run's parameters."""
     del config, earlier
-    return self.load
+    return self.copies
 
   def start(self, exp, state):
     """The state a fresh run starts from (not called on resume): the pretrained backbone
@@ -116,7 +127,15 @@ class Stage:
     ``config.init_from``."""
     if exp.config.model.pretrained:
       state = load_pretrained(exp, state)
-    return load_earlier_stage(exp, state, self) if self.load else state
+    return load_earlier_stage(exp, state, self) if self.copies else state
+
+
+class Joint(Stage):
+  """Joint training (representation learning; Kang et al. Sec. 3, OLTR stage 1): backbone and
+  linear classifier trained together from a fresh start (``model.pretrained`` may start the
+  backbone from ImageNet weights)."""
+
+  name = "joint"
 
 
 class ClassifierRetraining(Stage):
@@ -125,7 +144,7 @@ class ClassifierRetraining(Stage):
 
   name = "crt"
   freeze = ("^backbone/",)
-  load = (("backbone", "backbone"),)
+  copies = (("backbone", "backbone"),)
   frozen_backbone = True
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
@@ -136,7 +155,7 @@ class ClassifierRetraining(Stage):
       )
     return None
 
-  def loads(self, config, earlier):
+  def subtrees_to_load(self, config, earlier):
     """The stage-1 backbone (and classifier: LWS); a stage 1 with a neck (OLTR's attention
     or use_fc layer) is refused: this stage's model has none, so its features would not be
     the ones the run was trained with."""
@@ -148,7 +167,7 @@ class ClassifierRetraining(Stage):
         "features would silently change: start cRT / LWS from a joint run without "
         "oltr.fc_add (an OLTR stage 1 has one: train a plain joint run for them)."
       )
-    return self.load
+    return self.copies
 
 
 class LearnableWeightScaling(ClassifierRetraining):
@@ -157,7 +176,7 @@ class LearnableWeightScaling(ClassifierRetraining):
 
   name = "lws"
   freeze = ("^backbone/", "^head/fc/")
-  load = (("backbone", "backbone"), ("head/fc", "head/fc"))
+  copies = (("backbone", "backbone"), ("head/fc", "head/fc"))
 
 
 class OLTR(Stage):
@@ -167,7 +186,7 @@ class OLTR(Stage):
   and cosine classifier start fresh."""
 
   name = "oltr"
-  load = (("backbone", "backbone"), ("head/fc", "head/hallucinator"))
+  copies = (("backbone", "backbone"), ("head/fc", "head/hallucinator"))
   centroids = True
 
   def check(self, config: ml_collections.ConfigDict) -> None:
@@ -178,18 +197,24 @@ class OLTR(Stage):
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
     return {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
 
-  def loss(self, config, logits, aux, labels, centroids):
-    """Cross-entropy + ``oltr.loss_weight`` x the discriminative centroids loss, whose attract
-    term gives the centroids the reference centre-loss update (see
-    ``ltjax.losses.disc_centroids_loss``), which ``loss_weight`` does not scale."""
+  def make_loss(self, config, class_counts, steps_per_epoch):
+    """The classification loss (``config.loss``; the reference's is cross-entropy) +
+    ``oltr.loss_weight`` x the discriminative centroids loss, whose attract term gives the
+    centroids the reference centre-loss update (see ``ltjax.losses.disc_centroids_loss``),
+    which ``loss_weight`` does not scale."""
+    classify = super().make_loss(config, class_counts, steps_per_epoch)
     r = config.oltr
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    centroid_loss = losses.disc_centroids_loss(
-      aux["features"], labels, centroids, margin=r.margin, repel_weight=r.repel_weight
-    )
-    return ce + r.loss_weight * centroid_loss, {"ce": ce, "centroid_loss": centroid_loss}
 
-  def loads(self, config, earlier):
+    def loss_fn(logits, aux, labels, centroids, step):
+      ce, _ = classify(logits, aux, labels, centroids, step)
+      centroid_loss = losses.disc_centroids_loss(
+        aux["features"], labels, centroids, margin=r.margin, repel_weight=r.repel_weight
+      )
+      return ce + r.loss_weight * centroid_loss, {"ce": ce, "centroid_loss": centroid_loss}
+
+    return loss_fn
+
+  def subtrees_to_load(self, config, earlier):
     """Stage 1's backbone and classifier, and its ``use_fc`` layer (``neck/fc_add``) when
     both stages have one. With ``oltr.fc_add`` but a stage 1 without the layer (the current
     reference's ImageNet-LT stage 1), it starts fresh, as the reference's stage 2 does."""
@@ -201,7 +226,7 @@ class OLTR(Stage):
           f"init_from={config.init_from} has a use_fc layer (fc_add, {width} units) that "
           f"oltr.fc_add=0 would drop: set --config.oltr.fc_add={width}."
         )
-      return self.load
+      return self.copies
     if earlier_fc is None:
       log.info(
         "init_from=%s has no fc_add layer: oltr.fc_add=%d starts fresh (as the reference "
@@ -209,8 +234,8 @@ class OLTR(Stage):
         config.init_from,
         config.oltr.fc_add,
       )
-      return self.load
-    return (*self.load, ("neck/fc_add", "neck/fc_add"))
+      return self.copies
+    return (*self.copies, ("neck/fc_add", "neck/fc_add"))
 
   def start(self, exp, state):
     """Loads stage 1, then sets the centroids to the class means of the stage-2 model's
@@ -219,7 +244,7 @@ class OLTR(Stage):
 
 
 STAGES: dict[str, Stage] = {
-  stage.name: stage for stage in (Stage(), ClassifierRetraining(), LearnableWeightScaling(), OLTR())
+  stage.name: stage for stage in (Joint(), ClassifierRetraining(), LearnableWeightScaling(), OLTR())
 }
 
 
@@ -231,11 +256,11 @@ def get_stage(name: str) -> Stage:
 
 
 def load_earlier_stage(exp, state, stage: Stage):
-  """``state`` with the subtrees ``stage.loads`` names (and the backbone's BatchNorm
-  statistics) copied from the latest checkpoint of ``config.init_from``."""
+  """``state`` with the subtrees ``stage.subtrees_to_load`` names (and the backbone's
+  BatchNorm statistics) copied from the latest checkpoint of ``config.init_from``."""
   config = exp.config
   params, batch_stats, meta = ckpt_lib.load_variables(config.init_from)
-  load = stage.loads(config, params)
+  load = stage.subtrees_to_load(config, params)
   source = f"init_from={config.init_from}"
   new_params = jax.device_get(state.params)
   new_stats = jax.device_get(state.batch_stats)

@@ -42,6 +42,7 @@ def make_train_step(
   tx: optax.GradientTransformation,
   stage,
   config: ml_collections.ConfigDict,
+  loss_fn: Callable,
 ) -> Callable:
   """The train step of every stage: the stage's loss, its gradient, one optimizer update.
 
@@ -49,11 +50,12 @@ def make_train_step(
     model: a ``ltjax.models.Classifier``.
     tx: the optimizer over ``trainable(state)`` (frozen parameters get exactly zero
       updates from it; ``ltjax.train.optim.make_optimizer``).
-    stage: the ``ltjax.train.stages.Stage``: its ``loss`` and the model's training-forward
-      arguments (``apply_kwargs``: a frozen backbone runs without a backward pass, with
-      BatchNorm in inference mode unless ``config.update_frozen_bn``).
-    config: the experiment config (input normalisation ``dataset.mean``/``std``, and what
-      the stage's loss reads).
+    stage: the ``ltjax.train.stages.Stage``: the model's training-forward arguments
+      (``apply_kwargs``: a frozen backbone runs without a backward pass, with BatchNorm in
+      inference mode unless ``config.update_frozen_bn``).
+    config: the experiment config (input normalisation ``dataset.mean``/``std``).
+    loss_fn: the stage's loss, ``stage.make_loss(...)``: ``(logits, aux, labels,
+      centroids, step) -> (loss, extra metrics)``.
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
@@ -66,7 +68,7 @@ def make_train_step(
   mean, std = config.dataset.mean, config.dataset.std
   forward_kwargs = stage.apply_kwargs(config)
 
-  def loss_fn(tree, state: TrainState, batch, rng):
+  def objective(tree, state: TrainState, batch, rng):
     variables = {"params": tree["params"], "batch_stats": state.batch_stats}
     centroids = tree.get("centroids")
     (logits, aux), new_vars = model.apply(
@@ -78,14 +80,14 @@ def make_train_step(
       rngs={"dropout": rng},
       **forward_kwargs,
     )
-    loss, extras = stage.loss(config, logits, aux, batch["label"], centroids)
+    loss, extras = loss_fn(logits, aux, batch["label"], centroids, state.step)
     return loss, (logits, new_vars["batch_stats"], extras)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     batch = _with_train_images(batch)
     rng = jax.random.fold_in(state.rng, state.step)
     tree = trainable(state)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
     (loss, (logits, batch_stats, extras)), grads = grad_fn(tree, state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, tree)
     tree = optax.apply_updates(tree, updates)

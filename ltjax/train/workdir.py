@@ -25,6 +25,10 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from ltjax import config as config_lib
+from ltjax import files
+from ltjax.train import checkpoint as ckpt_lib
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ltjax.lock"
@@ -175,11 +179,7 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes ``workdir/config.json`` (process 0, atomically)."""
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, CONFIG_NAME)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  files.write_json(os.path.join(workdir, CONFIG_NAME), config.to_dict())
 
 
 def read_config(workdir: str) -> dict | None:
@@ -187,11 +187,7 @@ def read_config(workdir: str) -> dict | None:
   path = os.path.join(workdir, CONFIG_NAME)
   if not os.path.exists(path):
     return None
-  try:
-    with open(path) as f:
-      saved = json.load(f)
-  except ValueError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); restore or delete it.") from e
+  saved = files.read_json(path, "restore or delete it")
   if not isinstance(saved, dict):
     raise ValueError(f"{path} does not hold a config; restore or delete it.")
   return saved
@@ -216,22 +212,33 @@ def config_changes(
 
 
 def check_resume(
-  workdir: str,
-  config: ml_collections.ConfigDict,
-  defaults: ml_collections.ConfigDict,
-  saved: dict | None,
-  allow_changes: bool,
+  workdir: str, config: ml_collections.ConfigDict, allow_changes: bool, checkpoints: str
 ) -> None:
-  """Raises ValueError if ``config`` differs from the run's saved config in a field that
-  matters, unless ``allow_changes``; logs the allowed differences."""
-  if saved is None:
-    return
-  changed, allowed = config_changes(saved, config, defaults)
+  """Before a run resumes from its checkpoints: raises ValueError if ``config`` differs from
+  the one the run was started with in a field that matters, unless ``allow_changes``; logs
+  the allowed differences; (re)writes ``config.json`` where it is missing or changes were
+  allowed.
+
+  The run's config is its ``config.json``, or, for a run from before ltjax wrote one, the
+  config its latest checkpoint's metadata holds (in ``checkpoints``).
+  """
+  saved = read_config(workdir)
+  missing = saved is None
+  if missing:  # A run from before config.json: its checkpoints hold the config.
+    saved = (ckpt_lib.latest_meta(checkpoints) or {}).get("config")
+  if saved is not None:
+    _compare(workdir, saved, config, allow_changes)
+  if allow_changes or missing:
+    write_config(workdir, config)
+
+
+def _compare(workdir: str, saved: dict, config: ml_collections.ConfigDict, allow: bool) -> None:
+  changed, allowed = config_changes(saved, config, config_lib.base_config())
   if allowed:
     log.info("resuming with changed %s", "; ".join(allowed))
   if not changed:
     return
-  if allow_changes:
+  if allow:
     log.warning("resuming with another config (allowed): %s", "; ".join(changed))
     return
   raise ValueError(

@@ -3,10 +3,10 @@
 import jax
 import numpy as np
 import pytest
-from helpers import load_config
+from helpers import load_config, set_num_classes
 from train.test_split_list_training import REPO, make_tree
 
-from ltjax.data import pipeline
+from ltjax.data import pipeline, samplers
 from ltjax.data.pp import device_ops, image_ops
 from ltjax.data.pp.augment import AUGMENTATIONS, augment_batch
 from ltjax.data.sources import ArraySource
@@ -143,8 +143,7 @@ def test_stream_and_augment_batch_give_the_device_batch():
   src = ArraySource(images, np.arange(8) % 2, 2)
   stream = pipeline.TrainStream(
     src,
-    sampler="instance",
-    sampler_options={},
+    sampler=samplers.get("instance")(),
     seed=0,
     global_batch=4,
     augment="imagenet_device",
@@ -159,12 +158,11 @@ def test_stream_and_augment_batch_give_the_device_batch():
 
 
 def test_imagenet_device_config_trains_sharded_on_eight_devices(tmp_path, monkeypatch):
-  from ltjax.data.sources import splitlist
-  from ltjax.train import loop
+  from ltjax.train import experiment
 
   assert len(jax.devices()) == 8
   make_tree(str(tmp_path / "data"), np.random.default_rng(0))
-  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 4)
+  set_num_classes(monkeypatch, "imagenet_lt", 4)
   config = load_config(f"{REPO}/configs/imagenet_lt/joint_sqrt.py")
   config.dataset.root = str(tmp_path / "data")
   config.model.backbone = "cifar_resnet8"
@@ -174,8 +172,8 @@ def test_imagenet_device_config_trains_sharded_on_eight_devices(tmp_path, monkey
   config.num_devices = 8
   config.batch_size = config.eval.batch_size = 8
   config.num_epochs = 1
-  exp, state = loop.setup(config)
-  stream = loop.make_stream(exp)
+  exp, state = experiment.setup(config)
+  stream = experiment.make_stream(exp)
   local = stream(0)
   assert local["image"].shape == (8, 32, 32, 3)
   from ltjax import sharding

@@ -8,6 +8,7 @@ from PIL import Image
 
 from ltjax.data.pp import image_ops
 from ltjax.data.pp.rng import record_uniforms
+from ltjax.data.sources import decode
 
 
 def random_image(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
@@ -287,45 +288,45 @@ def test_imagenet_eval_batch():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_decode_png_round_trip(channels):
   image = random_image(13, 17, channels)
-  out = image_ops.decode_image(encode(image, "PNG"), channels=channels)
+  out = decode.decode_image(encode(image, "PNG"), channels=channels)
   np.testing.assert_array_equal(out, image)
   assert out.flags.writeable
 
 
 def test_decode_jpeg_close():
   image = smooth_image(48, 64)
-  out = image_ops.decode_image(encode(image, "JPEG", quality=95))
+  out = decode.decode_image(encode(image, "JPEG", quality=95))
   assert out.shape == (48, 64, 3) and out.dtype == np.uint8
   assert np.abs(out.astype(np.int16) - image).mean() < 2.0
 
 
 def test_decode_converts_channels():
   image = smooth_image(8, 8)
-  gray = image_ops.decode_image(encode(image, "PNG"), channels=1)
+  gray = decode.decode_image(encode(image, "PNG"), channels=1)
   expected = np.asarray(Image.fromarray(image).convert("L"))[:, :, None]
   np.testing.assert_array_equal(gray, expected)
 
 
 def test_decode_corrupt_raises():
   with pytest.raises(ValueError, match="cannot decode image") as info:
-    image_ops.decode_image(b"definitely not an image")
+    decode.decode_image(b"definitely not an image")
   assert info.value.__cause__ is not None
   truncated = encode(smooth_image(64, 64), "JPEG")[:200]
   with pytest.raises(ValueError, match="cannot decode image"):
-    image_ops.decode_image(truncated)
+    decode.decode_image(truncated)
   with pytest.raises(ValueError, match="channels"):
-    image_ops.decode_image(encode(smooth_image(8, 8), "PNG"), channels=2)
+    decode.decode_image(encode(smooth_image(8, 8), "PNG"), channels=2)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_decode_draft_keeps_shorter_side(channels):
   data = encode(smooth_image(600, 800), "JPEG")
-  out = image_ops.decode_image(data, channels=channels, min_size=224)
+  out = decode.decode_image(data, channels=channels, min_size=224)
   assert out.shape == (300, 400, channels)  # Scale 1/2: 1/4 would make the short side 150.
-  assert image_ops.decode_image(data, min_size=100).shape == (150, 200, 3)
-  assert image_ops.decode_image(data, min_size=1000).shape == (600, 800, 3)
+  assert decode.decode_image(data, min_size=100).shape == (150, 200, 3)
+  assert decode.decode_image(data, min_size=1000).shape == (600, 800, 3)
   # Non-JPEG formats ignore min_size.
-  assert image_ops.decode_image(encode(smooth_image(600, 800), "PNG"), min_size=64).shape == (
+  assert decode.decode_image(encode(smooth_image(600, 800), "PNG"), min_size=64).shape == (
     600,
     800,
     3,
@@ -480,9 +481,9 @@ def pil_decode(data: bytes, mode: str = "RGB", draft=None) -> np.ndarray:
 @pytest.mark.parametrize("options", [{}, {"progressive": True}, {"subsampling": 0}])
 def test_decode_jpeg_equals_pillow(options):
   data = photo_jpeg(**options)
-  np.testing.assert_array_equal(image_ops.decode_image(data), pil_decode(data))
-  np.testing.assert_array_equal(image_ops.decode_image(memoryview(data)), pil_decode(data))
-  out = image_ops.decode_image(data, min_size=90)  # 200 x 300 at 1/2.
+  np.testing.assert_array_equal(decode.decode_image(data), pil_decode(data))
+  np.testing.assert_array_equal(decode.decode_image(memoryview(data)), pil_decode(data))
+  out = decode.decode_image(data, min_size=90)  # 200 x 300 at 1/2.
   np.testing.assert_array_equal(out, pil_decode(data, draft=(90, 90)))
   assert out.shape == (100, 150, 3) and out.flags.writeable
 
@@ -491,26 +492,26 @@ def test_jpeg_scale_is_pillow_draft():
   for h, w in [(1, 1), (7, 300), (375, 500), (600, 800), (2000, 90)]:
     for m in (1, 3, 64, 224, 256, 1000):
       data = encode(np.zeros((h, w, 3), np.uint8), "JPEG")
-      s = image_ops.jpeg_scale(h, w, m)
+      s = decode.jpeg_scale(h, w, m)
       assert pil_decode(data, draft=(m, m)).shape[:2] == (-(-h // s), -(-w // s)), (h, w, m)
-  assert image_ops.jpeg_scale(600, 800, None) == 1
+  assert decode.jpeg_scale(600, 800, None) == 1
 
 
 def test_decode_grayscale_jpeg_is_luma():
   data = photo_jpeg()
-  gray = image_ops.decode_image(data, channels=1)
+  gray = decode.decode_image(data, channels=1)
   assert gray.shape == (200, 300, 1)
   assert np.abs(gray[:, :, 0].astype(int) - pil_decode(data, "L")).max() <= 12
   assert np.abs(gray[:, :, 0].astype(int) - pil_decode(data, "L")).mean() < 0.5
   one_channel = encode(smooth_image(40, 30)[:, :, :1], "JPEG")
-  assert image_ops.decode_image(one_channel).shape == (40, 30, 3)
+  assert decode.decode_image(one_channel).shape == (40, 30, 3)
 
 
 def test_decode_cmyk_jpeg():
   rgb = Image.open(io.BytesIO(photo_jpeg()))
   buf = io.BytesIO()
   rgb.convert("CMYK").save(buf, "JPEG", quality=95)
-  out = image_ops.decode_image(buf.getvalue())
+  out = decode.decode_image(buf.getvalue())
   assert np.abs(out.astype(int) - pil_decode(buf.getvalue())).max() <= 1
 
 
@@ -520,14 +521,14 @@ def test_decode_jpeg_with_libjpeg_warning_falls_back_to_pillow():
   data = photo_jpeg()
   assert data.endswith(b"\xff\xd9")
   warned = data[:-2] + b"\x00" * 16 + b"\xff\xd9"
-  np.testing.assert_array_equal(image_ops.decode_image(warned), pil_decode(warned))
+  np.testing.assert_array_equal(decode.decode_image(warned), pil_decode(warned))
 
 
 @pytest.mark.parametrize("keep", [0.05, 0.5, 0.98])
 def test_decode_truncated_jpeg_raises(keep):
   data = photo_jpeg()
   with pytest.raises(ValueError, match="cannot decode image") as info:
-    image_ops.decode_image(data[: int(len(data) * keep)])
+    decode.decode_image(data[: int(len(data) * keep)])
   assert info.value.__cause__ is not None
 
 

@@ -7,11 +7,13 @@ import pickle
 
 import numpy as np
 import pytest
-from helpers import load_config, run_ltjax
+from helpers import load_config, run_ltjax, set_num_classes
 from PIL import Image
 
+from ltjax.data import prepare
+from ltjax.data.prepare import pack_split_list
 from ltjax.data.sources import packed
-from ltjax.data.sources.packed import PackedSource, pack_split_list
+from ltjax.data.sources.packed import PackedSource
 from ltjax.data.sources.splitlist import SplitListSource
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -151,7 +153,7 @@ def test_open_split(tree):
 # ---------------------------------------------------------------- crash safety
 
 
-RealWriter = packed.ArrayRecordWriter
+RealWriter = prepare.ArrayRecordWriter
 
 
 class FailingWriter:
@@ -175,7 +177,7 @@ class FailingWriter:
 
 def test_an_interrupted_pack_resumes_from_its_complete_shards(tree, monkeypatch):
   list_file, root, out = tree
-  monkeypatch.setattr(packed, "ArrayRecordWriter", FailingWriter)
+  monkeypatch.setattr(prepare, "ArrayRecordWriter", FailingWriter)
   monkeypatch.setattr(FailingWriter, "written", 0)
   with pytest.raises(OSError, match="simulated crash"):
     pack(list_file, root, out)  # Fails in the 2nd shard.
@@ -197,7 +199,7 @@ def test_an_interrupted_pack_resumes_from_its_complete_shards(tree, monkeypatch)
   assert os.stat(first).st_mtime_ns == mtimes[first]  # Kept, not rewritten.
   assert len(shard_files(out)) == 5 and leftovers(out) == []
   assert_same(PackedSource(out, "train", 3), SplitListSource(list_file, root, 3))
-  assert "resumed, kept 1 of 5 shards and wrote 4" in packed.format_summary(summary)
+  assert "resumed, kept 1 of 5 shards and wrote 4" in prepare.format_summary(summary)
 
 
 def test_a_split_without_manifest_or_with_a_bad_shard_is_refused(tree):
@@ -240,7 +242,7 @@ def test_rerunning_on_an_unchanged_list_does_nothing(tree):
   summary = pack(list_file, root, out)
   assert summary["status"] == "up to date" and summary["bytes"] == 0
   assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
-  assert "train: up to date, 22 images in 5 shards" in packed.format_summary(summary)
+  assert "train: up to date, 22 images in 5 shards" in prepare.format_summary(summary)
 
 
 def test_a_changed_list_is_repacked(tree):
@@ -350,15 +352,14 @@ def test_prepare_bad_input_is_one_clear_error(tmp_path, extra, message):
 
 
 def test_training_from_packed_shards_matches_the_image_tree(tmp_path, monkeypatch):
-  from ltjax.data.sources import splitlist
-  from ltjax.train import loop
+  from ltjax.train import experiment, loop
 
   root = make_tree(tmp_path / "images")
   out = str(tmp_path / "packed")
   for split in ("train", "val", "test", "open"):
     list_file = os.path.join(root, f"ImageNet_LT_{split}.txt")
     pack_split_list(list_file, root, out, split, 3, allow_open=split == "open")
-  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 3)
+  set_num_classes(monkeypatch, "imagenet_lt", 3)
 
   def run(name, **dataset):
     config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "joint_sqrt.py"))
@@ -371,9 +372,9 @@ def test_training_from_packed_shards_matches_the_image_tree(tmp_path, monkeypatc
     config.num_epochs = 1  # 22 images: 2 steps.
     config.log_every_steps = 1
     config.eval_every_epochs = 0
-    exp, state = loop.setup(config)
+    exp, state = experiment.setup(config)
     assert exp.total_steps == 2
-    stream = loop.make_stream(exp)
+    stream = experiment.make_stream(exp)
     batches = [stream(step) for step in range(2)]
     loop.train(exp, state, str(tmp_path / name))
     with open(tmp_path / name / "metrics.jsonl") as f:
@@ -395,7 +396,6 @@ def test_training_from_packed_shards_matches_the_image_tree(tmp_path, monkeypatc
 
 def test_packed_open_split_with_known_labels_is_a_clear_error(tmp_path, monkeypatch):
   from ltjax.data.datasets import build_splits
-  from ltjax.data.sources import splitlist
 
   root = make_tree(tmp_path / "images")
   out = str(tmp_path / "packed")
@@ -404,7 +404,7 @@ def test_packed_open_split_with_known_labels_is_a_clear_error(tmp_path, monkeypa
   for split in ("train", "val", "test", "open"):
     list_file = os.path.join(root, f"ImageNet_LT_{split}.txt")
     pack_split_list(list_file, root, out, split, 3, allow_open=split == "open")
-  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 3)
+  set_num_classes(monkeypatch, "imagenet_lt", 3)
   config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "oltr_stage2.py"))
   config.dataset.packed_dir = out
   with pytest.raises(ValueError, match=r"ImageNet_LT_open.txt has 1 record.*line 3, label 2"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ltjax.data import longtail, pipeline
+from ltjax.data import longtail, pipeline, samplers
 from ltjax.data.datasets import build_longtail_splits, load_digits_source
 from ltjax.data.pp import augment, image_ops, rng
 from ltjax.data.sources import ArraySource, Subset
@@ -92,8 +92,7 @@ def _stream(process_index=0, process_count=1, batch=8):
   src = ArraySource(rng.integers(0, 255, (17, 6, 6, 1), dtype=np.uint8), labels, 3)
   return pipeline.TrainStream(
     src,
-    sampler="class_aware",
-    sampler_options={"k": 2},
+    sampler=samplers.ClassAware(k=2),
     seed=1,
     global_batch=batch,
     augment="crop_flip",
@@ -142,7 +141,7 @@ def test_imagenet_augmentation_through_the_stream():
   rng = np.random.default_rng(0)
   src = ArraySource(rng.integers(0, 255, (6, 40, 30, 3), dtype=np.uint8), np.arange(6) % 2, 2)
   stream = pipeline.TrainStream(
-    src, sampler="instance", sampler_options={}, seed=0, global_batch=4, augment="imagenet", size=16
+    src, sampler=samplers.get("instance")(), seed=0, global_batch=4, augment="imagenet", size=16
   )
   batch = stream(0)
   assert batch["image"].shape == (4, 16, 16, 3) and batch["image"].dtype == np.uint8
@@ -151,7 +150,7 @@ def test_imagenet_augmentation_through_the_stream():
   assert evals[0]["image"].shape == (4, 16, 16, 3)
   with pytest.raises(ValueError, match="valid: none, crop_flip, imagenet"):
     pipeline.TrainStream(
-      src, sampler="instance", sampler_options={}, seed=0, global_batch=4, augment="autoaugment"
+      src, sampler=samplers.get("instance")(), seed=0, global_batch=4, augment="autoaugment"
     )
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ltjax.data import datasets
 from ltjax.data.longtail import format_statistics, split_statistics
 from ltjax.data.pp import image_ops
-from ltjax.data.sources import splitlist
-from ltjax.data.sources.splitlist import DATASET_LISTS, SplitListSource, parse_split_file
+from ltjax.data.sources.splitlist import SplitListSource, parse_split_file
 
 # The reference split lists live next to the repository, never inside it.
 SPLITS_DIR = os.path.normpath(
@@ -98,20 +98,22 @@ def test_reference_source_labels_without_images():
   assert missing[0] == os.path.join("/nonexistent-root", "train/n01440764/n01440764_762.JPEG")
 
 
-def test_dataset_lists():
-  assert DATASET_LISTS["imagenet_lt"]["num_classes"] == 1000
-  assert DATASET_LISTS["places_lt"]["num_classes"] == 365
-  assert DATASET_LISTS["inat2018"]["num_classes"] == 8142
-  assert DATASET_LISTS["inat2018"]["test"] == DATASET_LISTS["inat2018"]["val"]
-  assert DATASET_LISTS["places_lt"]["open"] == "Places_LT_open.txt"
-  for spec in DATASET_LISTS.values():
+def test_the_dataset_table_holds_the_reference_lists():
+  get = datasets.get
+  assert get("imagenet_lt").num_classes == 1000
+  assert get("places_lt").num_classes == 365
+  assert get("inat2018").num_classes == 8142
+  assert get("inat2018").lists["test"] == get("inat2018").lists["val"]
+  assert get("inat2018").packed_split("test") == "val"
+  assert get("places_lt").lists["open"] == "Places_LT_open.txt"
+  for name in ("imagenet_lt", "places_lt", "inat2018"):
     for split in ("train", "val", "test"):
-      assert spec[split].endswith(".txt")
-  assert splitlist.split_list_path("places_lt", "train", "/d") == "/d/Places_LT_train.txt"
-  with pytest.raises(ValueError, match="no split 'open'"):
-    splitlist.split_list_path("inat2018", "open", "/d")
-  with pytest.raises(ValueError, match="unknown dataset"):
-    splitlist.split_list_path("cifar", "train", "/d")
+      assert get(name).lists[split].endswith(".txt")
+  assert get("places_lt").list_path("train", "/d") == "/d/Places_LT_train.txt"
+  with pytest.raises(ValueError, match="has no 'open' list"):
+    get("inat2018").list_path("open", "/d")
+  with pytest.raises(ValueError, match="unknown dataset 'cifar'; valid: digits, tfds"):
+    get("cifar")
 
 
 # --------------------------------------------------------------------------- parsing

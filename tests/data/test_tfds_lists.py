@@ -21,14 +21,23 @@ import pickle
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from helpers import load_config, shrink_imagenet_config
+from helpers import load_config, set_num_classes, shrink_imagenet_config
 from PIL import Image
 
+from ltjax.data import datasets
 from ltjax.data.datasets import build_splits
 from ltjax.data.sources import Concat, splitlist
 from ltjax.data.sources import tfds as tfds_source
-from ltjax.data.sources.tfds import TfdsSource
-from ltjax.data.sources.tfds_lists import TfdsListSource, list_layout, match_keys
+from ltjax.data.sources.tfds import KeyIndex, TfdsSource
+from ltjax.data.sources.tfds_lists import TfdsListSource
+from ltjax.train import experiment
+
+
+def list_layout(tfds_name, dataset="imagenet_lt"):
+  return datasets.get(dataset).tfds_layout(tfds_name)
+
+
+IMAGENET = list_layout("imagenet2012")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 USE_CODE = tfds.testing.MockPolicy.USE_CODE
@@ -136,7 +145,7 @@ def images_by_name(tables):
 @pytest.fixture
 def four_classes(monkeypatch):
   for name in ("imagenet_lt", "places_lt", "inat2018"):
-    monkeypatch.setitem(splitlist.DATASET_LISTS[name], "num_classes", 4)
+    set_num_classes(monkeypatch, name, 4)
 
 
 def imagenet_config(lists_dir, **dataset):
@@ -151,13 +160,14 @@ def imagenet_config(lists_dir, **dataset):
 # --- matching -----------------------------------------------------------------------------
 
 
-def test_match_keys():
+def test_key_index_finds_every_wanted_key():
   available = np.array([b"c", b"a", b"d", b"b"])
-  np.testing.assert_array_equal(match_keys([b"b", b"x", b"c", b"b"], available), [3, -1, 0, 3])
-  np.testing.assert_array_equal(match_keys([b"a"], np.zeros(0, "S1")), [-1])
+  find = lambda wanted, available: KeyIndex(available).find(wanted)
+  np.testing.assert_array_equal(find([b"b", b"x", b"c", b"b"], available), [3, -1, 0, 3])
+  np.testing.assert_array_equal(find([b"a"], np.zeros(0, "S1")), [-1])
   with pytest.raises(ValueError, match=r"1 key\(s\) occur more than once.*'a'"):
-    match_keys([b"a"], np.array([b"a", b"b", b"a"]))
-  match_keys([b"b"], np.array([b"a", b"b", b"a"]))  # A duplicate nobody asks for is fine.
+    find([b"a"], np.array([b"a", b"b", b"a"]))
+  find([b"b"], np.array([b"a", b"b", b"a"]))  # A duplicate nobody asks for is fine.
 
 
 def test_layouts_place_the_reference_paths():
@@ -180,13 +190,15 @@ def test_layouts_place_the_reference_paths():
     "9f8ecb39e5f767e39e9b28e34488f179"
   )
   assert inat.tfds_split("train_val2018/Plantae/7291/x.jpg", "test") == "validation"
-  assert list_layout("imagenet_lt").tfds_split("train/n0/n0_1.JPEG", "val") == "validation"
+  assert list_layout("imagenet_lt", "imagenet_lt").tfds_split("train/n0/n0_1.JPEG", "val") == (
+    "validation"
+  )
 
 
 def test_unknown_or_mismatched_tfds_name():
   with pytest.raises(ValueError, match=r"'cifar10' cannot serve.*Valid: imagenet2012"):
     list_layout("cifar10")
-  with pytest.raises(ValueError, match=r"'places365_small' cannot serve.*Valid: imagenet2012 "):
+  with pytest.raises(ValueError, match=r"'places365_small' cannot serve.*Valid: imagenet2012"):
     list_layout("places365_small", "imagenet_lt")
 
 
@@ -200,7 +212,7 @@ def test_list_gives_exactly_its_images_and_labels_in_order(tmp_path):
     for split, tfds_split in (("train", "train"), ("val", "train"), ("test", "validation")):
       list_file = tmp_path / f"ImageNet_LT_{split}.txt"
       paths, labels = splitlist.parse_split_file(list_file)
-      src = TfdsListSource(list_file, "imagenet2012", split=split, num_classes=4)
+      src = TfdsListSource(list_file, "imagenet2012", IMAGENET, split=split, num_classes=4)
       assert src.tfds_splits == (tfds_split,)
       assert src.paths == paths and len(src) == len(paths)
       np.testing.assert_array_equal(src.labels, labels)
@@ -257,7 +269,7 @@ def test_missing_entries_are_counted_and_listed(tmp_path):
   write_list(tmp_path / "bad.txt", entries)  # _1 and _8 exist (k * 7 + 1), six do not.
   with fake_tfds(tables):
     with pytest.raises(ValueError) as info:
-      TfdsListSource(tmp_path / "bad.txt", "imagenet2012", split="train", num_classes=4)
+      TfdsListSource(tmp_path / "bad.txt", "imagenet2012", IMAGENET, split="train", num_classes=4)
   msg = str(info.value)
   assert "6 of the 8 entries" in msg and "split 'train'" in msg
   assert "line 2 'train/n01440764/n01440764_2.JPEG'" in msg and ", ..." in msg
@@ -275,7 +287,7 @@ def test_classes_must_correspond_one_to_one(tmp_path):
   )
   with fake_tfds(tables):
     with pytest.raises(ValueError) as info:
-      TfdsListSource(tmp_path / "bad.txt", "imagenet2012", split="train", num_classes=4)
+      TfdsListSource(tmp_path / "bad.txt", "imagenet2012", IMAGENET, split="train", num_classes=4)
   msg = str(info.value)
   assert "do not correspond one to one: TFDS class 0 is two classes" in msg
   assert "bad.txt, line 1 'train/n01440764/n01440764_1.JPEG': list label 0, TFDS label 0 " in msg
@@ -312,7 +324,7 @@ def test_entries_outside_the_tfds_splits_are_an_error(tmp_path):
   write_list(tmp_path / "open.txt", [("ImageNet_LT_open/n01440764_1.JPEG", 3)])
   with fake_tfds(tables):
     with pytest.raises(ValueError, match=r"1 entries .* cannot be placed .*line 1 'ImageNet_LT"):
-      TfdsListSource(tmp_path / "open.txt", "imagenet2012", split="test", num_classes=4)
+      TfdsListSource(tmp_path / "open.txt", "imagenet2012", IMAGENET, split="test", num_classes=4)
 
 
 def test_config_errors(tmp_path, four_classes):
@@ -426,7 +438,9 @@ def test_real_arrayrecord_ids_are_cached_and_images_never_decoded_by_tfds(prepar
 
   monkeypatch.setattr(tfds.features.Image, "decode_example_np", no_decode)
   list_file = os.path.join(lists_dir, "ImageNet_LT_val.txt")
-  src = TfdsListSource(list_file, "imagenet2012", split="val", data_dir=data_dir, num_classes=4)
+  src = TfdsListSource(
+    list_file, "imagenet2012", IMAGENET, split="val", data_dir=data_dir, num_classes=4
+  )
   source = src._sources[0]
   assert source.ids_cache_path and os.path.exists(source.ids_cache_path)
   assert os.path.dirname(source.ids_cache_path) == os.path.join(data_dir, "imagenet2012", "5.1.0")
@@ -435,7 +449,9 @@ def test_real_arrayrecord_ids_are_cached_and_images_never_decoded_by_tfds(prepar
   assert os.path.exists(source.cache_path)  # The labels came with the same pass.
 
   monkeypatch.setattr(TfdsSource, "_scan_records", lambda self: 1 / 0)  # Cached from now on.
-  again = TfdsListSource(list_file, "imagenet2012", split="val", data_dir=data_dir, num_classes=4)
+  again = TfdsListSource(
+    list_file, "imagenet2012", IMAGENET, split="val", data_dir=data_dir, num_classes=4
+  )
   np.testing.assert_array_equal(again.record_index, src.record_index)
   images, _ = again.get_batch(np.arange(len(again)))
   for path, image in zip(again.paths, images, strict=True):
@@ -447,19 +463,25 @@ def test_real_arrayrecord_ids_are_cached_and_images_never_decoded_by_tfds(prepar
 def test_stale_id_cache_is_detected(prepared, monkeypatch):
   data_dir, lists_dir, _ = prepared
   list_file = os.path.join(lists_dir, "ImageNet_LT_test.txt")
-  src = TfdsListSource(list_file, "imagenet2012", split="test", data_dir=data_dir, num_classes=4)
+  src = TfdsListSource(
+    list_file, "imagenet2012", IMAGENET, split="test", data_dir=data_dir, num_classes=4
+  )
   path = src._sources[0].ids_cache_path
   ids = np.load(path)
   # A cache that a spot check catches is rebuilt.
   np.save(path, ids[::-1])
-  TfdsListSource(list_file, "imagenet2012", split="test", data_dir=data_dir, num_classes=4)
+  TfdsListSource(
+    list_file, "imagenet2012", IMAGENET, split="test", data_dir=data_dir, num_classes=4
+  )
   np.testing.assert_array_equal(np.load(path), ids)
   # One that slips through the spot check (only record 0 checked here) fails on reading.
   monkeypatch.setattr(tfds_source, "_SPOT_CHECKS", 1)
   swapped = ids.copy()
   swapped[[1, 2]] = ids[[2, 1]]
   np.save(path, swapped)
-  stale = TfdsListSource(list_file, "imagenet2012", split="test", data_dir=data_dir, num_classes=4)
+  stale = TfdsListSource(
+    list_file, "imagenet2012", IMAGENET, split="test", data_dir=data_dir, num_classes=4
+  )
   row = int(np.flatnonzero(np.isin(stale.record_index, [1, 2]))[0])
   with pytest.raises(ValueError, match=r"the dataset changed since the cache was written"):
     stale.get_batch(np.array([row]))
@@ -478,7 +500,7 @@ def test_imagenet_lt_config_trains_from_mocked_tfds(tmp_path, four_classes):
   )
   with fake_tfds(tables):
     summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
-    exp, _ = loop.setup(config)
+    exp, _ = experiment.setup(config)
   assert {"many", "medium", "few", "all", "open_f_measure", "open_auroc"} <= set(summary)
   assert isinstance(exp.splits.train, TfdsListSource)
   assert len(exp.splits.test) == 8 + 3 and (exp.splits.test.labels == -1).sum() == 3

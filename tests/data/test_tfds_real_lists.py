@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ltjax.data import datasets
 from ltjax.data.sources import splitlist
-from ltjax.data.sources.tfds_lists import TfdsListSource, check_class_correspondence, list_layout
+from ltjax.data.sources.tfds_lists import TfdsListSource, check_class_correspondence
 
 SPLITS_DIR = os.environ.get("LTJAX_SPLITS_DIR", "/work/shared/data/splits")
 USE_CODE = tfds.testing.MockPolicy.USE_CODE
@@ -39,7 +40,7 @@ def class_names(tfds_name):
 
 def placed_keys(tfds_name, dataset, split, paths):
   """``{TFDS split: [match key, ...]}`` of a list's entries."""
-  layout = list_layout(tfds_name, dataset)
+  layout = datasets.get(dataset).tfds_layout(tfds_name)
   out = collections.defaultdict(list)
   for p in paths:
     out[layout.tfds_split(p, split)].append(layout.list_key(p))
@@ -182,9 +183,9 @@ def test_places_lt_full_size_matching_against_tfds_file_names():
       src = TfdsListSource(
         os.path.join(SPLITS_DIR, f"Places_LT_{s}.txt"),
         "places365_small",
+        datasets.get("places_lt").tfds_layout("places365_small"),
         split=s,
         num_classes=365,
-        dataset="places_lt",
         sources=sources,
       )
       lists.append(src)

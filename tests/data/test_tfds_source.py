@@ -30,7 +30,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ltjax.data.sources.tfds import TfdsSource, load_tfds_splits
+from ltjax.data.sources.tfds import TfdsSource
 
 USE_CODE = tfds.testing.MockPolicy.USE_CODE
 TINY_TRAIN = 23
@@ -137,12 +137,11 @@ def test_mock_ids_come_with_the_labels():
     plain.id_index()
 
 
-def test_mock_load_tfds_splits():
+def test_mock_split_resized():
   with tfds.testing.mock_data(num_examples=6, policy=USE_CODE):
-    splits = load_tfds_splits("cifar10", image_size=16)
-    assert set(splits) == {"train", "test"}
-    assert splits["train"].split == "train" and splits["test"].split == "test"
-    images, _ = splits["test"].get_batch(np.array([1, 2]))
+    test = TfdsSource("cifar10", "test", image_size=16)
+    assert test.split == "test"
+    images, _ = test.get_batch(np.array([1, 2]))
   assert images.shape == (2, 16, 16, 3)
 
 

@@ -7,7 +7,7 @@ from helpers import tiny_config, tiny_splits
 
 from ltjax.evaluate import posthoc
 from ltjax.models import heads
-from ltjax.train import loop, steps
+from ltjax.train import experiment, steps
 
 
 def blobs(seed, n_per_class, num_classes=4, dim=6):
@@ -70,7 +70,7 @@ def test_tau_norm_picks_tau_on_val():
 
 def test_extracted_features_match_a_direct_forward(tmp_path):
   splits = tiny_splits()
-  exp, state = loop.setup(tiny_config(), splits)
+  exp, state = experiment.setup(tiny_config(), splits)
   cache = str(tmp_path / "f" / "test.npz")
   out = posthoc.extract(exp, state, splits.test, cache)
   images, labels = splits.test.get_batch(np.arange(len(splits.test)))

@@ -8,7 +8,7 @@ import pytest
 from helpers import tiny_config, tiny_splits
 
 from ltjax import config as config_lib
-from ltjax.train import loop
+from ltjax.train import experiment
 
 torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402
@@ -43,7 +43,7 @@ def torchvision_like_file(tmp_path, seed=0, extra=None, drop=()):
 
 
 def started(config):
-  exp, state = loop.setup(config, SPLITS)
+  exp, state = experiment.setup(config, SPLITS)
   return exp, exp.stage.start(exp, state)
 
 
@@ -57,7 +57,7 @@ def test_pretrained_backbone_gives_the_torch_features(tmp_path):
   np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-4)
   assert np.abs(want).max() > 0.1
   # The head is not in the file: it keeps its fresh initialisation.
-  fresh = jax.device_get(loop.setup(rgb_config(), SPLITS)[1].params["head"])
+  fresh = jax.device_get(experiment.setup(rgb_config(), SPLITS)[1].params["head"])
   head = jax.device_get(state.params["head"])
   for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(head), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -69,7 +69,7 @@ def test_missing_tensors_keep_their_initialisation_and_are_logged(tmp_path, capl
   with caplog.at_level(logging.WARNING, logger="ltjax"):
     _, state = started(rgb_config(**{"model.pretrained": path}))
   assert "lacks 2 tensor(s)" in caplog.text and "layer4.0.conv2.weight" in caplog.text
-  fresh_exp, fresh = loop.setup(rgb_config(), SPLITS)
+  fresh_exp, fresh = experiment.setup(rgb_config(), SPLITS)
   np.testing.assert_array_equal(
     jax.device_get(state.params["backbone"]["layer4_0"]["conv2"]["kernel"]),
     jax.device_get(fresh.params["backbone"]["layer4_0"]["conv2"]["kernel"]),
@@ -98,9 +98,9 @@ def test_not_a_state_dict_and_missing_files_are_clear_errors(tmp_path):
   with pytest.raises(ValueError, match="reference final checkpoint.*ltjax import-torch"):
     started(rgb_config(**{"model.pretrained": path}))
   with pytest.raises(ValueError, match="model.pretrained=/nonexistent.pth does not exist"):
-    loop.setup(rgb_config(**{"model.pretrained": "/nonexistent.pth"}), SPLITS)
+    experiment.setup(rgb_config(**{"model.pretrained": "/nonexistent.pth"}), SPLITS)
   with pytest.raises(ValueError, match="stage 'crt' loads its backbone from init_from"):
-    loop.setup(rgb_config(stage="crt", **{"model.pretrained": path}), SPLITS)
+    experiment.setup(rgb_config(stage="crt", **{"model.pretrained": path}), SPLITS)
 
 
 def test_missing_torch_names_the_extra(tmp_path, monkeypatch):
@@ -108,4 +108,4 @@ def test_missing_torch_names_the_extra(tmp_path, monkeypatch):
   open(path, "wb").close()
   monkeypatch.setitem(__import__("sys").modules, "torch", None)
   with pytest.raises(ValueError, match=r"model.pretrained: .*pip install 'ltjax\[torch\]'"):
-    loop.setup(rgb_config(**{"model.pretrained": path}), SPLITS)
+    experiment.setup(rgb_config(**{"model.pretrained": path}), SPLITS)

@@ -30,8 +30,8 @@ from helpers import flat_state, load_config
 from ltjax import sharding
 from ltjax.data.datasets import DataSplits
 from ltjax.data.sources import ArraySource
-from ltjax.interop import torch_weights
-from ltjax.train import loop
+from ltjax.models import torch_weights
+from ltjax.train import experiment
 
 torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402
@@ -198,10 +198,10 @@ def _trajectory(tmp_path, config_path: str, crop: int, num_steps: int, frozen_ba
   num_epochs = -(-num_steps // STEPS_PER_EPOCH) + 2  # The cosine reaches 0 after the run.
   config = _config(config_path, crop, num_epochs)
   splits = _splits(crop + crop // 8)
-  exp, state = loop.setup(config, splits, check_start=False)
+  exp, state = experiment.setup(config, splits, check_start=False)
   assert exp.steps_per_epoch == STEPS_PER_EPOCH
   names = _torch_names(state)
-  stream = loop.make_stream(exp)
+  stream = experiment.make_stream(exp)
   batches = [stream(step) for step in range(num_steps)]
   calibration = np.asarray(_normalised(exp, batches[0], torch.float32).numpy()).transpose(
     0, 2, 3, 1

@@ -10,7 +10,8 @@ import pytest
 from helpers import tiny_config
 
 from ltjax import models
-from ltjax.interop import torch_import, torch_weights
+from ltjax.interop import torch_import
+from ltjax.models import torch_weights
 
 torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402

@@ -25,12 +25,12 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # For `import helpers`.
 from helpers import flat_state, stop_config, tiny_splits  # noqa: E402
 
-from ltjax.train import distributed, loop  # noqa: E402
+from ltjax.train import distributed, experiment, loop  # noqa: E402
 
 assert distributed.initialize()
 workdir = os.path.join(out_dir, "run")
 config = stop_config()
-exp, state = loop.setup(config, tiny_splits())
+exp, state = experiment.setup(config, tiny_splits())
 step_fn, calls = exp.train_step, []
 
 
@@ -52,7 +52,7 @@ report["checkpoints"] = sorted(
 with open(os.path.join(out_dir, f"process{jax.process_index()}.json"), "w") as f:
   json.dump(report, f)
 
-exp, state = loop.setup(config, tiny_splits())
+exp, state = experiment.setup(config, tiny_splits())
 state = loop.train(exp, state, workdir)  # Resumes from the checkpoint of the stop.
 if jax.process_index() == 0:
   np.savez(os.path.join(out_dir, "final.npz"), **flat_state(state))

@@ -8,13 +8,13 @@ import pytest
 from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax import sharding
-from ltjax.train import loop
+from ltjax.train import experiment, loop
 
 
 @pytest.fixture(scope="module")
 def joint_dir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("joint"))
-  loop.train(*loop.setup(tiny_config(num_epochs=2), tiny_splits()), workdir)
+  loop.train(*experiment.setup(tiny_config(num_epochs=2), tiny_splits()), workdir)
   return workdir
 
 
@@ -26,9 +26,9 @@ def configs(joint_dir, dtype):
 
 
 def train_steps(config, n=3):
-  exp, state = loop.setup(config, tiny_splits())
+  exp, state = experiment.setup(config, tiny_splits())
   state = exp.stage.start(exp, state)  # OLTR: stage 1 loaded, centroids initialised.
-  stream, data_sharding = loop.make_stream(exp), sharding.batch_sharding(exp.mesh)
+  stream, data_sharding = experiment.make_stream(exp), sharding.batch_sharding(exp.mesh)
   history = []
   for step in range(n):
     state, metrics = exp.train_step(state, sharding.to_global(stream(step), data_sharding))

@@ -10,7 +10,7 @@ from helpers import tiny_config, tiny_splits
 from jax import lax
 
 from ltjax import sharding
-from ltjax.train import compile_options, loop
+from ltjax.train import compile_options, experiment
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -55,11 +55,11 @@ def test_train_eval_and_feature_steps_compile_with_them(tmp_path, monkeypatch):
     return real_jit(fn, **kw)
 
   monkeypatch.setattr(jax, "jit", spy)
-  exp, state = loop.setup(tiny_config(workdir=str(tmp_path)), tiny_splits())
+  exp, state = experiment.setup(tiny_config(workdir=str(tmp_path)), tiny_splits())
   monkeypatch.undo()
   # The train, eval and feature steps, and the state initialiser (no options needed).
   assert options == [compile_options.CPU_OPTIONS] * 3 + [None]
-  stream = loop.make_stream(exp)
+  stream = experiment.make_stream(exp)
   batch = sharding.to_global(stream(0), sharding.batch_sharding(exp.mesh))
   state, metrics = exp.train_step(state, batch)
   assert bool(jnp.isfinite(metrics["loss"]))

@@ -20,14 +20,14 @@ from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop, workdir
+from ltjax.train import experiment, loop, workdir
 
 SPLITS = tiny_splits()
 
 
 def run(workdir_path, **overrides):
   """A tiny run (45 images, batch 16: 3 steps an epoch), checkpoints every 2 steps."""
-  exp, state = loop.setup(tiny_config(**overrides), SPLITS)
+  exp, state = experiment.setup(tiny_config(**overrides), SPLITS)
   return jax.device_get(loop.train(exp, state, str(workdir_path)))
 
 
@@ -50,7 +50,7 @@ def test_divergence_stops_with_the_last_good_checkpoint_and_saves_nothing_bad(tm
   # Resumed with a diverging learning rate, checkpointing every step (keep 2): the loss
   # turns non-finite a few steps in.
   diverging = tiny_config(num_epochs=4, checkpoint_every_steps=1, **{"optim.lr": 1e30})
-  exp, state = loop.setup(diverging, SPLITS)
+  exp, state = experiment.setup(diverging, SPLITS)
   with pytest.raises(ValueError) as e:
     loop.train(exp, state, str(tmp_path), allow_config_change=True)
   message = str(e.value)
@@ -65,9 +65,9 @@ def test_divergence_stops_with_the_last_good_checkpoint_and_saves_nothing_bad(tm
 
 
 def test_a_non_finite_step_leaves_the_state_unchanged():
-  exp, state = loop.setup(tiny_config(), SPLITS)
+  exp, state = experiment.setup(tiny_config(), SPLITS)
   before = jax.device_get(state)
-  batch = loop.make_stream(exp)(0)
+  batch = experiment.make_stream(exp)(0)
   batch["image"] = batch["image"].astype(np.float32) * np.nan  # Normalised to nan.
   from ltjax import sharding
 
@@ -84,7 +84,7 @@ def test_a_non_finite_step_leaves_the_state_unchanged():
 
 def test_resuming_with_another_config_lists_the_changes(tmp_path):
   run(tmp_path, num_epochs=1)
-  exp, state = loop.setup(tiny_config(num_epochs=2, **{"optim.lr": 0.1}), SPLITS)
+  exp, state = experiment.setup(tiny_config(num_epochs=2, **{"optim.lr": 0.1}), SPLITS)
   with pytest.raises(ValueError) as e:
     loop.train(exp, state, str(tmp_path))
   message = str(e.value)
@@ -109,7 +109,7 @@ def test_resuming_with_another_config_lists_the_changes(tmp_path):
 
 def test_allowed_config_change_resumes_and_records_the_new_config(tmp_path):
   run(tmp_path, num_epochs=1)
-  exp, state = loop.setup(tiny_config(num_epochs=2), SPLITS)
+  exp, state = experiment.setup(tiny_config(num_epochs=2), SPLITS)
   loop.train(exp, state, str(tmp_path), allow_config_change=True)
   assert json.loads((tmp_path / "config.json").read_text())["num_epochs"] == 2
   assert saved_steps(tmp_path)[-1] == 6
@@ -143,13 +143,13 @@ def damage(step_dir, how):
 @pytest.mark.parametrize("how", ["truncate", "bitflip", "metadata", "no_state", "meta"])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, how, caplog):
   run(tmp_path, num_epochs=1)  # Checkpoints 2 and 3.
-  exp, state2 = loop.setup(tiny_config(num_epochs=1), SPLITS)
+  exp, state2 = experiment.setup(tiny_config(num_epochs=1), SPLITS)
   target = ckpt_lib.abstract_like(state2, exp.state_sharding)
   good2, _, _, _ = ckpt_lib.restore(str(tmp_path / "checkpoints"), target, step=2)
   good2 = jax.device_get(good2)
   damage(tmp_path / "checkpoints" / "3", how)
   with caplog.at_level(logging.WARNING, logger="ltjax"):
-    exp, restored = loop.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
+    exp, restored = experiment.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
   assert "checkpoint step 3" in caplog.text and "damaged" in caplog.text
   assert int(restored.step) == 2
   for a, b in zip(jax.tree.leaves(good2), jax.tree.leaves(jax.device_get(restored)), strict=True):
@@ -167,7 +167,7 @@ def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
   os.remove(tmp_path / "checkpoints" / "ltjax-checksums-3.json")
   damage(tmp_path / "checkpoints" / "2", "bitflip")
   with pytest.raises(ValueError) as e:
-    loop.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
+    experiment.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
   message = str(e.value)
   assert "no intact checkpoint in" in message
   assert "step 3: its state metadata is unreadable" in message
@@ -260,7 +260,7 @@ def test_a_read_only_work_directory_is_one_clear_error(tmp_path, monkeypatch):
 def test_a_finished_run_evaluates_on_a_read_only_disk(tmp_path, monkeypatch, caplog):
   run(tmp_path)  # Trained, not yet evaluated: no results.json.
   read_only_under(tmp_path, monkeypatch)
-  exp, state = loop.restore_trained(tiny_config(), str(tmp_path), SPLITS)
+  exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), SPLITS)
   with caplog.at_level(logging.WARNING, logger="ltjax"):
     summary = runner.evaluate_and_write(exp, state, str(tmp_path))
   assert 0 <= summary["all"] <= 1 and "printed, not saved" in caplog.text
@@ -294,7 +294,7 @@ def test_a_resumed_run_does_not_repeat_metrics_rows(tmp_path):
   class Crash(Exception):
     pass
 
-  exp, state = loop.setup(tiny_config(num_epochs=2), SPLITS)
+  exp, state = experiment.setup(tiny_config(num_epochs=2), SPLITS)
   calls, real_step = [0], exp.train_step
 
   def crash_after_5(*args):
@@ -315,17 +315,17 @@ def test_a_resumed_run_does_not_repeat_metrics_rows(tmp_path):
 
 def test_crt_from_an_oltr_run_is_refused(tmp_path):
   run(tmp_path / "joint", num_epochs=1)
-  exp, state = loop.setup(tiny_stage2_config(str(tmp_path / "joint")), SPLITS)
+  exp, state = experiment.setup(tiny_stage2_config(str(tmp_path / "joint")), SPLITS)
   loop.train(exp, state, str(tmp_path / "oltr"))
   crt = tiny_config(stage="crt", method="crt", init_from=str(tmp_path / "oltr"))
   crt.sampler.name = "class_aware"
-  exp, state = loop.setup(crt, SPLITS)
+  exp, state = experiment.setup(crt, SPLITS)
   with pytest.raises(ValueError, match=r"is a model with a neck \(attention"):
     exp.stage.start(exp, state)
 
 
 def test_warnings_for_empty_classes_and_a_batch_larger_than_the_data(caplog):
   with caplog.at_level(logging.WARNING, logger="ltjax"):
-    loop.setup(tiny_config(batch_size=64), tiny_splits(counts=(24, 12, 6, 0)))
+    experiment.setup(tiny_config(batch_size=64), tiny_splits(counts=(24, 12, 6, 0)))
   assert "1 of 4 classes have no training images (first: 3)" in caplog.text
   assert "batch_size 64 is larger than the training set (42 images)" in caplog.text

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from helpers import flat_state, stop_config, tiny_config, tiny_splits, tiny_stage2_config
 
-from ltjax.train import distributed, loop
+from ltjax.train import distributed, experiment, loop
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 STOP_WORKER = os.path.join(os.path.dirname(__file__), "multihost_stop_worker.py")
@@ -87,7 +87,7 @@ def test_two_processes_match_one_process_with_as_many_devices(two_process_run, t
     ("joint", tiny_config(num_devices=4), joint_dir),
     ("oltr", tiny_stage2_config(joint_dir, num_devices=4), oltr_dir),
   ):
-    exp, state = loop.setup(config, tiny_splits())
+    exp, state = experiment.setup(config, tiny_splits())
     assert exp.mesh.size == 4
     state = loop.train(exp, state, workdir)
     assert int(state.step) == 3
@@ -107,7 +107,7 @@ def test_checkpoint_of_two_processes_restores_in_one(two_process_run):
     ("joint", tiny_config()),
     ("oltr", tiny_stage2_config(str(two_process_run / "joint"))),
   ):
-    exp, state = loop.restore_trained(config, str(two_process_run / name), tiny_splits())
+    exp, state = experiment.restore_trained(config, str(two_process_run / name), tiny_splits())
     assert exp.mesh.size == jax.device_count() == 8
     assert_same(flat_state(state), np.load(two_process_run / f"{name}.npz"), name)
 
@@ -127,7 +127,7 @@ def test_signal_to_one_process_stops_all_at_the_same_step_and_resumes(tmp_path):
   saved = "after step 4: saved checkpoint step 4 in "
   assert reports[0]["reason"].startswith(f"stopped by a signal to another process {saved}")
   assert reports[1]["reason"].startswith(f"stopped by signal {int(signal.SIGTERM)} {saved}")
-  exp, state = loop.setup(stop_config(num_devices=4), tiny_splits())
+  exp, state = experiment.setup(stop_config(num_devices=4), tiny_splits())
   state = loop.train(exp, state, str(tmp_path / "uninterrupted"))
   assert int(state.step) == 12
   assert_same(np.load(out / "final.npz"), flat_state(state), "resumed")

@@ -7,7 +7,7 @@ from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop, stages
+from ltjax.train import experiment, loop, stages
 from ltjax.train.steps import normalize
 
 
@@ -15,14 +15,14 @@ from ltjax.train.steps import normalize
 def joint_dir(tmp_path_factory):
   """A short stage-1 (joint) run that stage 2 starts from."""
   workdir = str(tmp_path_factory.mktemp("joint"))
-  exp, state = loop.setup(tiny_config(num_epochs=2), tiny_splits())
+  exp, state = experiment.setup(tiny_config(num_epochs=2), tiny_splits())
   loop.train(exp, state, workdir)
   return workdir
 
 
 def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
   params, stats, _ = ckpt_lib.load_variables(joint_dir)
-  exp, state = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
+  exp, state = experiment.setup(tiny_stage2_config(joint_dir), tiny_splits())
   state = exp.stage.start(exp, state)
   got = jax.device_get(state.params)
   for a, b in zip(
@@ -46,7 +46,7 @@ def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
 
 def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
   splits = tiny_splits()
-  exp, state = loop.setup(tiny_stage2_config(joint_dir), splits)
+  exp, state = experiment.setup(tiny_stage2_config(joint_dir), splits)
   np.testing.assert_array_equal(jax.device_get(state.centroids), 0.0)  # start() sets them.
   state = exp.stage.start(exp, state)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -63,9 +63,9 @@ def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
 
 
 def three_steps(config):
-  exp, state = loop.setup(config, tiny_splits())
+  exp, state = experiment.setup(config, tiny_splits())
   state = exp.stage.start(exp, state)
-  stream = loop.make_stream(exp)
+  stream = experiment.make_stream(exp)
   losses = []
   for step in range(3):
     batch = sharding.to_global(stream(step), sharding.batch_sharding(exp.mesh))
@@ -89,9 +89,9 @@ def test_stage_two_on_eight_devices_matches_one(joint_dir):
 
 
 def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path):
-  exp, start = loop.setup(tiny_stage2_config(joint_dir), tiny_splits())
+  exp, start = experiment.setup(tiny_stage2_config(joint_dir), tiny_splits())
   start = jax.device_get(exp.stage.start(exp, start))
-  exp, state = loop.setup(tiny_stage2_config(joint_dir, num_epochs=2), tiny_splits())
+  exp, state = experiment.setup(tiny_stage2_config(joint_dir, num_epochs=2), tiny_splits())
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
   assert not np.allclose(start.centroids, end.centroids)
   for group in ("backbone", "neck", "head"):
@@ -106,9 +106,9 @@ def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path)
 
 def test_stage_two_bad_configs_are_clear_errors(joint_dir):
   with pytest.raises(ValueError, match="set --config.init_from"):
-    loop.setup(tiny_stage2_config(""), tiny_splits())
+    experiment.setup(tiny_stage2_config(""), tiny_splits())
   with pytest.raises(ValueError, match="meta_embedding"):
-    loop.setup(tiny_stage2_config(joint_dir, **{"model.head": "linear"}), tiny_splits())
+    experiment.setup(tiny_stage2_config(joint_dir, **{"model.head": "linear"}), tiny_splits())
 
 
 def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path, monkeypatch):
@@ -116,10 +116,10 @@ def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path,
   real = stages.init_centroids
   monkeypatch.setattr(stages, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
   config = tiny_stage2_config(joint_dir)
-  first = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
+  first = jax.device_get(loop.train(*experiment.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]
   assert np.abs(first.centroids).max() > 0
-  again = jax.device_get(loop.train(*loop.setup(config, tiny_splits()), str(tmp_path)))
+  again = jax.device_get(loop.train(*experiment.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]  # Resumed from the final checkpoint: no new pass over the train set.
   np.testing.assert_array_equal(again.centroids, first.centroids)
 
@@ -128,11 +128,13 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   """The reference's use_fc (oltr.fc_add): a dense + ReLU after pooling in stage 1, which
   stage 2 starts from, as the ImageNet-LT and Places-LT configs do."""
   stage1 = tiny_config(**{"oltr.fc_add": 12})
-  exp1, state1 = loop.setup(stage1, tiny_splits())
+  exp1, state1 = experiment.setup(stage1, tiny_splits())
   assert exp1.model.neck is not None and not exp1.model.neck.use_attention
   assert state1.params["head"]["fc"]["kernel"].shape[0] == 12  # Features are fc_add wide.
   trained = jax.device_get(loop.train(exp1, state1, str(tmp_path)))
-  exp2, state2 = loop.setup(tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 12}), tiny_splits())
+  exp2, state2 = experiment.setup(
+    tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 12}), tiny_splits()
+  )
   state2 = exp2.stage.start(exp2, state2)
   loaded = jax.device_get(state2.params)
   for a, b in zip(
@@ -146,19 +148,19 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
   # another stage: an error. (Over a stage 1 without it, fc_add starts fresh:
   # tests/interop/test_import_run.py.)
   with pytest.raises(ValueError, match="fc_add, 12 units.*set --config.oltr.fc_add=12"):
-    exp3, state3 = loop.setup(
+    exp3, state3 = experiment.setup(
       tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 0}), tiny_splits()
     )
     exp3.stage.start(exp3, state3)
   crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
   with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):
-    loop.setup(crt, tiny_splits())
+    experiment.setup(crt, tiny_splits())
 
 
 def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_dir, tmp_path):
   """optim.freeze in OLTR stage 2: the reference's ``fix`` of the feature model (Places-LT)."""
   config = tiny_stage2_config(joint_dir, num_epochs=2, **{"optim.freeze": ("^backbone/",)})
-  exp, state = loop.setup(config, tiny_splits())
+  exp, state = experiment.setup(config, tiny_splits())
   start = jax.device_get(exp.stage.start(exp, state).params)
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
   for a, b in zip(
@@ -173,4 +175,4 @@ def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_
       )
     ), group
   with pytest.raises(ValueError, match="freeze every parameter"):
-    loop.setup(tiny_stage2_config(joint_dir, **{"optim.freeze": (".",)}), tiny_splits())
+    experiment.setup(tiny_stage2_config(joint_dir, **{"optim.freeze": (".",)}), tiny_splits())

@@ -3,10 +3,10 @@
 import os
 
 import numpy as np
-from helpers import load_config, shrink_imagenet_config
+from helpers import load_config, set_num_classes, shrink_imagenet_config
 from PIL import Image
 
-from ltjax.train import loop
+from ltjax.train import experiment, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
@@ -37,17 +37,16 @@ def make_tree(root, rng):
 
 
 def test_imagenet_lt_config_trains_on_a_generated_tree(tmp_path, monkeypatch):
-  from ltjax.data.sources import splitlist
 
   make_tree(str(tmp_path / "data"), np.random.default_rng(0))
-  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 4)
+  set_num_classes(monkeypatch, "imagenet_lt", 4)
   config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "joint_sqrt.py"))
   config.dataset.root = str(tmp_path / "data")
   config.dataset.open_set = True
   shrink_imagenet_config(config, num_epochs=2)
   summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert {"many", "medium", "few", "all", "open_f_measure", "open_auroc"} <= set(summary)
-  exp, _ = loop.setup(config)
+  exp, _ = experiment.setup(config)
   assert len(exp.splits.test) == 8 + 3 and (exp.splits.test.labels == -1).sum() == 3
   np.testing.assert_array_equal(exp.splits.train_counts, [12, 6, 3, 2])
 
@@ -56,12 +55,11 @@ def test_open_list_with_known_labels_is_a_clear_error(tmp_path, monkeypatch):
   import pytest
 
   from ltjax.data.datasets import build_splits
-  from ltjax.data.sources import splitlist
 
   root = tmp_path / "data"
   make_tree(str(root), np.random.default_rng(0))
   (root / "ImageNet_LT_open.txt").write_text("open/0.jpg -1\nopen/1.jpg 2\n")
-  monkeypatch.setitem(splitlist.DATASET_LISTS["imagenet_lt"], "num_classes", 4)
+  set_num_classes(monkeypatch, "imagenet_lt", 4)
   config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "oltr_stage2.py"))
   config.dataset.root = str(root)
   with pytest.raises(ValueError, match=r"ImageNet_LT_open.txt has 1 record.*line 2, label 2"):

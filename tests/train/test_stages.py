@@ -4,18 +4,18 @@ import jax
 import numpy as np
 import optax
 import pytest
-from helpers import expected_first_step, tiny_config, tiny_splits
+from helpers import first_step, tiny_config, tiny_splits
 
 from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop, stages, steps
+from ltjax.train import experiment, loop, stages, steps
 
 
 @pytest.fixture(scope="module")
 def joint_dir(tmp_path_factory):
   """A short joint run: the stage-1 model every test here starts from."""
   workdir = str(tmp_path_factory.mktemp("joint"))
-  exp, state = loop.setup(tiny_config(num_epochs=2), tiny_splits())
+  exp, state = experiment.setup(tiny_config(num_epochs=2), tiny_splits())
   loop.train(exp, state, workdir)
   return workdir
 
@@ -31,22 +31,8 @@ def stage_config(stage, joint_dir, **overrides):
 
 
 def run_stage(config, workdir):
-  exp, state = loop.setup(config, tiny_splits())
+  exp, state = experiment.setup(config, tiny_splits())
   return loop.train(exp, state, str(workdir))
-
-
-def first_step(config):
-  """(start state, state after one train step, recomputed (loss, params), step metrics,
-  host batch), states on the host."""
-  exp, state = loop.setup(config, tiny_splits())
-  start = jax.device_get(exp.stage.start(exp, state))
-  batch = loop.make_stream(exp)(0)
-  expected = expected_first_step(exp, start, batch)
-  state, metrics = exp.train_step(
-    jax.device_put(start, exp.state_sharding),
-    sharding.to_global(batch, sharding.batch_sharding(exp.mesh)),
-  )
-  return start, jax.device_get(state), expected, metrics, batch
 
 
 @pytest.mark.parametrize("stage", ["crt", "lws"])
@@ -92,7 +78,7 @@ def test_first_step_is_sgd_on_the_trained_head_only(stage, joint_dir):
 
 def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
   params, _, _ = ckpt_lib.load_variables(joint_dir)
-  exp, state = loop.setup(stage_config("lws", joint_dir), tiny_splits())
+  exp, state = experiment.setup(stage_config("lws", joint_dir), tiny_splits())
   state = exp.stage.start(exp, state)
   head = jax.device_get(state.params["head"])
   np.testing.assert_array_equal(head["scales"], np.ones(4, np.float32))
@@ -101,7 +87,7 @@ def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
 
 def test_crt_reinitialises_the_classifier(joint_dir):
   params, _, _ = ckpt_lib.load_variables(joint_dir)
-  exp, state = loop.setup(stage_config("crt", joint_dir), tiny_splits())
+  exp, state = experiment.setup(stage_config("crt", joint_dir), tiny_splits())
   state = exp.stage.start(exp, state)
   assert not np.allclose(
     jax.device_get(state.params["head"]["fc"]["kernel"]), params["head"]["fc"]["kernel"]
@@ -135,10 +121,9 @@ def test_reference_bn_mode_updates_statistics_only(joint_dir):
 def test_stage_on_eight_devices_matches_one(stage, joint_dir):
   out = {}
   for n in (1, 8):
-    exp, state = loop.setup(stage_config(stage, joint_dir, num_devices=n), tiny_splits())
+    exp, state = experiment.setup(stage_config(stage, joint_dir, num_devices=n), tiny_splits())
     state = exp.stage.start(exp, state)
-    stream = loop.make_stream(exp)
-    from ltjax import sharding
+    stream = experiment.make_stream(exp)
 
     losses = []
     for step in range(3):
@@ -153,15 +138,15 @@ def test_stage_on_eight_devices_matches_one(stage, joint_dir):
 
 def test_stage_without_init_from_is_a_clear_error():
   with pytest.raises(ValueError, match="set --config.init_from"):
-    loop.setup(tiny_config(stage="crt"), tiny_splits())
+    experiment.setup(tiny_config(stage="crt"), tiny_splits())
   with pytest.raises(ValueError, match="does not exist"):
-    loop.setup(tiny_config(stage="crt", init_from="/nonexistent/run"), tiny_splits())
+    experiment.setup(tiny_config(stage="crt", init_from="/nonexistent/run"), tiny_splits())
 
 
 def test_init_from_with_another_backbone_is_a_clear_error(joint_dir):
   config = stage_config("crt", joint_dir, **{"model.width": 2})
   with pytest.raises(ValueError, match="does not match the config"):
-    exp, state = loop.setup(config, tiny_splits())
+    exp, state = experiment.setup(config, tiny_splits())
     exp.stage.start(exp, state)
 
 
@@ -172,10 +157,13 @@ class SmoothedHeadOnly(stages.Stage):
   name = "toy_smoothed_head"
   freeze = ("^backbone/",)
 
-  def loss(self, config, logits, aux, labels, centroids):
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), 0.1)
-    loss = optax.softmax_cross_entropy(logits, targets).mean()
-    return loss, {"smoothed_ce": loss}
+  def make_loss(self, config, class_counts, steps_per_epoch):
+    def loss_fn(logits, aux, labels, centroids, step):
+      targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), 0.1)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
+      return loss, {"smoothed_ce": loss}
+
+    return loss_fn
 
 
 def test_a_new_stage_is_one_object_and_a_config(monkeypatch, tmp_path):

@@ -18,14 +18,14 @@ from helpers import (
 
 from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import loop, stages, steps
+from ltjax.train import experiment, loop, stages, steps, stop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
 
 
 def run_steps(exp, state, n):
-  stream = loop.make_stream(exp)
+  stream = experiment.make_stream(exp)
   data_sharding = sharding.batch_sharding(exp.mesh)
   losses = []
   for step in range(n):
@@ -44,14 +44,14 @@ def one_step_of(path, tmp_path, real_backbone):
   splits = tiny_splits(num_classes=4, size=16, channels=len(config.dataset.mean))
   if config.model.pretrained:  # Places-LT: ImageNet weights, here a generated state dict.
     config.model.pretrained = write_state_dict(config, splits, str(tmp_path / "pretrained.pth"))
-  if stages.get_stage(config.stage).load:  # Needs a stage-1 model of the same backbone.
+  if stages.get_stage(config.stage).copies:  # Needs a stage-1 model of the same backbone.
     joint = config.copy_and_resolve_references()
     joint.stage, joint.model.head, joint.num_epochs = "joint", "linear", 1
-    loop.train(*loop.setup(joint, splits), str(tmp_path))
+    loop.train(*experiment.setup(joint, splits), str(tmp_path))
     config.init_from = str(tmp_path)
-  exp, state = loop.setup(config, splits)
+  exp, state = experiment.setup(config, splits)
   state = exp.stage.start(exp, state)
-  batch = loop.make_stream(exp)(0)
+  batch = experiment.make_stream(exp)(0)
   loss, params = expected_first_step(exp, state, batch)
   before = jax.device_get(state)  # The step donates the state's buffers.
   state, metrics = exp.train_step(
@@ -114,7 +114,7 @@ def test_eight_devices_match_one_device():
   assert jax.device_count() == 8, "tests/conftest.py should simulate 8 CPU devices"
   results = {}
   for n in (1, 8):
-    exp, state = loop.setup(tiny_config(num_devices=n), tiny_splits())
+    exp, state = experiment.setup(tiny_config(num_devices=n), tiny_splits())
     assert exp.mesh.size == n
     state, losses = run_steps(exp, state, 3)
     results[n] = (losses, jax.device_get(state.params), jax.device_get(state.batch_stats))
@@ -130,11 +130,11 @@ class Crash(Exception):
 def test_resumed_run_is_bit_identical(tmp_path):
   config = tiny_config(num_epochs=2, checkpoint_every_steps=2)  # 45 images: 6 steps.
   splits = tiny_splits()
-  exp, state = loop.setup(config, splits)
+  exp, state = experiment.setup(config, splits)
   assert exp.total_steps == 6
   full = jax.device_get(loop.train(exp, state, str(tmp_path / "full")).params)
 
-  exp, state = loop.setup(config, splits)
+  exp, state = experiment.setup(config, splits)
   calls, real_step = [0], exp.train_step
 
   def crashing_step(*args):
@@ -147,7 +147,7 @@ def test_resumed_run_is_bit_identical(tmp_path):
   with pytest.raises(Crash):
     loop.train(exp, state, str(tmp_path / "resumed"))
   assert ckpt_lib.Checkpointer(str(tmp_path / "resumed" / "checkpoints")).latest_step() == 2
-  exp, state = loop.setup(config, splits)
+  exp, state = experiment.setup(config, splits)
   resumed = jax.device_get(loop.train(exp, state, str(tmp_path / "resumed")).params)
   for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
@@ -159,7 +159,7 @@ def test_signal_inside_a_step_stops_after_it_with_a_checkpoint(tmp_path):
   """SIGTERM while a step runs (its input state already donated): the step finishes,
   a checkpoint of it is saved, then KeyboardInterrupt; the handlers are restored."""
   config = tiny_config(num_epochs=2, checkpoint_every_steps=100)
-  exp, state = loop.setup(config, tiny_splits())
+  exp, state = experiment.setup(config, tiny_splits())
   calls, real_step = [0], exp.train_step
 
   def step_with_signal(*args):
@@ -185,7 +185,7 @@ def test_train_and_evaluate_writes_results(tmp_path):
   assert set(results) == {"joint"}
   assert set(results["joint"]) == {"many", "medium", "few", "all", "mean_class"}
   # The figures are those of the trained model's own predictions on the test split.
-  exp, state = loop.restore_trained(tiny_config(), str(tmp_path), splits)
+  exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), splits)
   images, labels = splits.test.get_batch(np.arange(len(splits.test)))
   x = steps.normalize(images, exp.config.dataset.mean, exp.config.dataset.std)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -204,9 +204,9 @@ def test_train_and_evaluate_writes_results(tmp_path):
 
 def test_checkpoint_with_other_shapes_is_a_clear_error(tmp_path):
   config = tiny_config(num_epochs=1)
-  exp, state = loop.setup(config, tiny_splits())
+  exp, state = experiment.setup(config, tiny_splits())
   loop.train(exp, state, str(tmp_path))
-  exp, state = loop.setup(tiny_config(**{"model.width": 2}), tiny_splits())
+  exp, state = experiment.setup(tiny_config(**{"model.width": 2}), tiny_splits())
   with pytest.raises(ValueError, match=r"holds a run of another config(.|\n)*model.width: 1 -> 2"):
     loop.train(exp, state, str(tmp_path))
   with pytest.raises(ValueError, match=r"does not match the config:\n.*checkpoint \(.*\) vs"):
@@ -215,28 +215,28 @@ def test_checkpoint_with_other_shapes_is_a_clear_error(tmp_path):
 
 def test_sampler_needing_every_class_rejects_an_empty_class():
   splits = tiny_splits(counts=(24, 12, 6, 0))
-  exp, _ = loop.setup(tiny_config(**{"sampler.name": "class_balanced"}), splits)
+  exp, _ = experiment.setup(tiny_config(**{"sampler.name": "class_balanced"}), splits)
   with pytest.raises(ValueError, match="class 3 has no training samples"):
-    loop.make_stream(exp)
+    experiment.make_stream(exp)
 
 
 def test_batch_not_divisible_by_devices():
   with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
-    loop.setup(tiny_config(batch_size=12), tiny_splits())
+    experiment.setup(tiny_config(batch_size=12), tiny_splits())
 
 
 def test_unknown_names_list_the_valid_ones():
   with pytest.raises(ValueError, match="valid: joint, crt, lws"):
-    loop.setup(tiny_config(stage="ldam"), tiny_splits())
+    experiment.setup(tiny_config(stage="ldam"), tiny_splits())
   with pytest.raises(ValueError, match="valid: cosine, step, constant"):
-    loop.setup(tiny_config(**{"optim.schedule": "linear"}), tiny_splits())
+    experiment.setup(tiny_config(**{"optim.schedule": "linear"}), tiny_splits())
 
 
 def test_a_signal_after_training_says_the_checkpoints_are_saved():
-  stop = loop.StopRequests()
-  with pytest.raises(loop.Interrupted, match="before training started: nothing was saved"):
-    stop._handle(signal.SIGTERM, None)
-  with stop.deferred():  # A training loop, ended: its checkpoints are saved.
+  requests = stop.StopRequests()
+  with pytest.raises(stop.Interrupted, match="before training started: nothing was saved"):
+    requests._handle(signal.SIGTERM, None)
+  with requests.deferred():  # A training loop, ended: its checkpoints are saved.
     pass
-  with pytest.raises(loop.Interrupted, match="after training: its checkpoints are saved"):
-    stop._handle(signal.SIGTERM, None)
+  with pytest.raises(stop.Interrupted, match="after training: its checkpoints are saved"):
+    requests._handle(signal.SIGTERM, None)

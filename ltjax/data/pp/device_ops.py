@@ -237,8 +237,3 @@ def apply(batch, size: int | None = None) -> jax.Array:
   x = _round_u8(jnp.einsum("boh,bhpc->bopc", wy, x, precision=hi))
   x = color_jitter(x, jnp.asarray(batch["jitter"]), jnp.asarray(batch["jitter_order"]))
   return x.astype(jnp.uint8)
-
-
-def train_images(batch) -> jax.Array:
-  """The model's uint8 input of a training batch: `apply` if prepared for it, else ``image``."""
-  return apply(batch) if has_device_inputs(batch) else batch["image"]

@@ -16,70 +16,25 @@ image -1; parse them with ``allow_open=True``.
 the ``imagenet`` augmentation or the ``resize_center_crop`` evaluation transform bring to
 one size.
 
-`DATASET_LISTS` names the reference list files of each dataset; `split_statistics` and
-`format_statistics` summarise a list's class distribution.
+The reference list files of each dataset are facts of the dataset table
+(``ltjax.data.datasets.DATASETS``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import numpy as np
 
 from ltjax.data.longtail import check_num_classes
-from ltjax.data.pp.image_ops import decode_image
 from ltjax.data.sources.base import DecodedRecords
+from ltjax.data.sources.decode import decode_image
 
 logger = logging.getLogger(__name__)
 
-#: The reference split-list file names of each dataset, and its number of classes. The
-#: references evaluate iNaturalist 2018 on its validation list, hence "test" = "val".
-DATASET_LISTS: dict[str, dict[str, Any]] = {
-  "imagenet_lt": {
-    "train": "ImageNet_LT_train.txt",
-    "val": "ImageNet_LT_val.txt",
-    "test": "ImageNet_LT_test.txt",
-    "open": "ImageNet_LT_open.txt",
-    "num_classes": 1000,
-  },
-  "places_lt": {
-    "train": "Places_LT_train.txt",
-    "val": "Places_LT_val.txt",
-    "test": "Places_LT_test.txt",
-    "open": "Places_LT_open.txt",
-    "num_classes": 365,
-  },
-  "inat2018": {
-    "train": "iNaturalist18_train.txt",
-    "val": "iNaturalist18_val.txt",
-    "test": "iNaturalist18_val.txt",
-    "num_classes": 8142,
-  },
-}
-
 _PROGRESS_MIN = 10_000  # `verify` shows a progress bar above this many records.
 _QUOTE_MAX = 120  # Characters of an offending line quoted in an error message.
-
-
-def split_list_path(dataset: str, split: str, directory: str | os.PathLike) -> str:
-  """The path of a reference split list, ``directory/DATASET_LISTS[dataset][split]``.
-
-  Args:
-    dataset: a key of `DATASET_LISTS` ("imagenet_lt", "places_lt", "inat2018").
-    split: "train", "val", "test" or (ImageNet-LT, Places-LT) "open".
-    directory: the folder holding the list files.
-
-  Raises:
-    ValueError: on an unknown dataset or split.
-  """
-  if dataset not in DATASET_LISTS:
-    raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASET_LISTS)}.")
-  files = {k: v for k, v in DATASET_LISTS[dataset].items() if k != "num_classes"}
-  if split not in files:
-    raise ValueError(f"dataset {dataset!r} has no split {split!r}; valid: {', '.join(files)}.")
-  return os.path.join(os.fspath(directory), files[split])
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -95,24 +50,19 @@ def _is_int(token: str) -> bool:
   return digits.isascii() and digits.isdigit()
 
 
-def read_split_list(
-  path: str | os.PathLike, num_classes: int | None, allow_open: bool
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-  """`parse_split_file`, also returning the 1-based line number of each record."""
-  path = os.fspath(path)
-  num_classes = check_num_classes(num_classes)
+def _read_text(path: str) -> str:
   try:
     with open(path, "rb") as f:
       raw = f.read()
   except FileNotFoundError:
     raise ValueError(
       f"split list {path!r} does not exist; check the path (the reference lists are named "
-      "like ImageNet_LT_train.txt, see ltjax.data.sources.splitlist.DATASET_LISTS)."
+      "like ImageNet_LT_train.txt, see the dataset table, ltjax.data.datasets.DATASETS)."
     ) from None
   except OSError as e:
     raise ValueError(f"cannot read split list {path!r}: {e}") from e
   try:
-    text = raw.decode("utf-8-sig")
+    return raw.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     line_no = raw[: e.start].count(b"\n") + 1
     raise ValueError(
@@ -120,59 +70,77 @@ def read_split_list(
       "of 'relative/path label' lines."
     ) from None
 
+
+def _parse_line(path: str, line_no: int, line: str) -> tuple[str, int] | None:
+  """(relative path, label) of a ``relative/path label`` line; None for a blank line."""
+  parts = line.rsplit(None, 1)
+  if not parts:
+    return None
+  if len(parts) != 2 or not parts[0].strip():
+    raise ValueError(
+      f"{path}, line {line_no}: expected 'relative/path label', got {_quote(line)}. "
+      "Each line must hold an image path, whitespace and an integer class id."
+    )
+  rel, token = parts
+  if not _is_int(token):
+    raise ValueError(
+      f"{path}, line {line_no}: the label {token!r} is not an integer in {_quote(line)}. "
+      "The last token of each line must be the integer class id."
+    )
+  label = int(token)
+  if not -(2**31) <= label < 2**31:
+    raise ValueError(
+      f"{path}, line {line_no}: the label {token} does not fit in int32 in {_quote(line)}; "
+      "the last token of each line must be a class id."
+    )
+  return rel.strip(), label
+
+
+def _check_label_range(path, paths, labels, lines, num_classes, allow_open) -> None:
+  low = -1 if allow_open else 0
+  bad = labels < low
+  if num_classes is not None:
+    bad |= labels >= num_classes
+  if not bad.any():
+    return
+  i = int(np.flatnonzero(bad)[0])
+  label, line_no = int(labels[i]), int(lines[i])
+  record = f"{paths[i]} {label}"
+  if label == -1:
+    fix = (
+      "-1 marks an open-set image, allowed only in the open-set list (ImageNet_LT_open.txt, "
+      "read with --config.dataset.open_set=True)."
+    )
+  elif label < 0:
+    fix = "class ids must be >= 0 (or -1 for open-set images, in the open-set list)."
+  else:
+    fix = f"class ids must be < num_classes={num_classes}; check num_classes or the list."
+  raise ValueError(
+    f"{path}, line {line_no}: label {label} is out of range in {_quote(record)}; {fix} "
+    f"({int(bad.sum())} bad label(s) in all.)"
+  )
+
+
+def read_split_list(
+  path: str | os.PathLike, num_classes: int | None, allow_open: bool
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+  """`parse_split_file`, also returning the 1-based line number of each record."""
+  path = os.fspath(path)
+  num_classes = check_num_classes(num_classes)
   paths: list[str] = []
   labels: list[int] = []
   line_numbers: list[int] = []
-  for line_no, line in enumerate(text.splitlines(), start=1):
-    parts = line.rsplit(None, 1)
-    if not parts:
-      continue  # Blank line.
-    if len(parts) != 2 or not parts[0].strip():
-      raise ValueError(
-        f"{path}, line {line_no}: expected 'relative/path label', got {_quote(line)}. "
-        "Each line must hold an image path, whitespace and an integer class id."
-      )
-    rel, token = parts
-    if not _is_int(token):
-      raise ValueError(
-        f"{path}, line {line_no}: the label {token!r} is not an integer in {_quote(line)}. "
-        "The last token of each line must be the integer class id."
-      )
-    label = int(token)
-    if not -(2**31) <= label < 2**31:
-      raise ValueError(
-        f"{path}, line {line_no}: the label {token} does not fit in int32 in {_quote(line)}; "
-        "the last token of each line must be a class id."
-      )
-    paths.append(rel.strip())
-    labels.append(label)
-    line_numbers.append(line_no)
-
+  for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+    record = _parse_line(path, line_no, line)
+    if record is not None:
+      paths.append(record[0])
+      labels.append(record[1])
+      line_numbers.append(line_no)
   if not paths:
     raise ValueError(f"split list {path!r} holds no records; expected 'relative/path label' lines.")
   label_arr = np.asarray(labels, dtype=np.int64)
   line_arr = np.asarray(line_numbers, dtype=np.int64)
-  low = -1 if allow_open else 0
-  bad = label_arr < low
-  if num_classes is not None:
-    bad |= label_arr >= num_classes
-  if bad.any():
-    i = int(np.flatnonzero(bad)[0])
-    label, line_no = int(label_arr[i]), int(line_arr[i])
-    record = f"{paths[i]} {label}"
-    if label == -1:
-      fix = (
-        "-1 marks an open-set image, allowed only in the open-set list (ImageNet_LT_open.txt, "
-        "read with --config.dataset.open_set=True)."
-      )
-    elif label < 0:
-      fix = "class ids must be >= 0 (or -1 for open-set images, in the open-set list)."
-    else:
-      fix = f"class ids must be < num_classes={num_classes}; check num_classes or the list."
-    raise ValueError(
-      f"{path}, line {line_no}: label {label} is out of range in {_quote(record)}; {fix} "
-      f"({int(bad.sum())} bad label(s) in all.)"
-    )
+  _check_label_range(path, paths, label_arr, line_arr, num_classes, allow_open)
   return paths, label_arr.astype(np.int32), line_arr
 
 

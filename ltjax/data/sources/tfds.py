@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +50,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
+from ltjax import files
 from ltjax.data.sources.base import check_labels
 
 _CHUNK = 1024  # Records per batched read when scanning labels.
@@ -398,18 +398,11 @@ class TfdsSource:
     when there is no path, the directory is read-only or the write fails."""
     if not path or not os.access(os.path.dirname(path), os.W_OK):
       return None
-    tmp = None
     try:
-      with tempfile.NamedTemporaryFile(
-        dir=os.path.dirname(path), prefix=".ltjax-cache-", suffix=".npy.tmp", delete=False
-      ) as f:
-        tmp = f.name
+      with files.atomic_write(path, "wb") as f:
         np.save(f, array)
-      os.replace(tmp, path)
     except OSError as e:
       logging.warning("could not write cache %s (%s); keeping it in memory.", path, e)
-      if tmp is not None and os.path.exists(tmp):
-        os.remove(tmp)
       return None
     return path
 
@@ -501,34 +494,6 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     for k in range(c)
   ]
   return np.stack(chans, axis=-1)
-
-
-def load_tfds_splits(
-  name: str,
-  data_dir: str | None = None,
-  train_split: str = "train",
-  test_split: str = "test",
-  image_size: int | None = None,
-) -> dict[str, TfdsSource]:
-  """Opens the train and test splits of a prepared TFDS dataset.
-
-  Args:
-    name: TFDS name, e.g. ``"cifar10"``.
-    data_dir: directory holding prepared datasets (``None``: the TFDS default).
-    train_split: split string of the training pool.
-    test_split: split string of the test set.
-    image_size: see ``TfdsSource``.
-
-  Returns:
-    ``{"train": TfdsSource, "test": TfdsSource}``.
-
-  Raises:
-    ValueError: see ``TfdsSource``.
-  """
-  return {
-    key: TfdsSource(name, split, data_dir=data_dir, image_size=image_size)
-    for key, split in (("train", train_split), ("test", test_split))
-  }
 
 
 class KeyIndex:

@@ -1,8 +1,9 @@
 """Reference split lists (ImageNet-LT, Places-LT, iNaturalist 2018) over TFDS records.
 
 ``TfdsListSource`` serves a split list from the TFDS records whose identifier matches
-the list's entries, in list order and with the list's labels; ``LIST_LAYOUTS`` says, per
-TFDS builder, in which split and under which name each list entry is found. A record
+the list's entries, in list order and with the list's labels; a
+``ltjax.data.sources.list_layouts.ListLayout`` (a fact of the dataset table) says in which
+TFDS split and under which name each list entry is found. A record
 read for a list is checked to carry the expected identifier, so a stale id cache cannot
 silently give other images. The identifiers are read and cached by
 ``ltjax.data.sources.tfds.TfdsSource`` (``id_key``).
@@ -10,147 +11,18 @@ silently give other images. The identifiers are read and cached by
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from absl import logging
 
-from ltjax.data.pp.image_ops import decode_image
 from ltjax.data.sources.base import DecodedRecords
+from ltjax.data.sources.decode import decode_image
+from ltjax.data.sources.list_layouts import ListLayout
 from ltjax.data.sources.splitlist import read_split_list
-from ltjax.data.sources.tfds import KeyIndex, TfdsSource, as_bytes
-
-
-def _parts(path: str) -> list[str]:
-  return path.replace("\\", "/").strip("/").split("/")
-
-
-def _top(path: str) -> str:
-  return _parts(path)[0]
-
-
-def _basename(path: str) -> str:
-  return _parts(path)[-1]
-
-
-def _stem(path: str) -> str:
-  """``os.path.basename(path).split(".")[0]``, the ``id`` of i_naturalist2018."""
-  return _basename(path).split(".")[0]
-
-
-def _places_list_key(path: str) -> str:
-  """``train/apartment_building-outdoor/00000794.jpg`` -> ``apartment_building-outdoor/
-  00000794.jpg`` (train images are numbered per class); ``val/<class>/Places365_val_*.jpg``
-  -> the file name, unique in the validation set."""
-  parts = _parts(path)
-  return "/".join(parts[1:]) if parts[0] == "train" else parts[-1]
-
-
-def _places_tfds_key(filename: str) -> str:
-  """places365_small's ``filename`` (the tar member) in the form of `_places_list_key`:
-  ``data_256/a/apartment_building/outdoor/00000794.jpg`` -> ``apartment_building-outdoor/
-  00000794.jpg`` (Places-LT writes a two-level class with "-"); ``val_256/X.jpg`` -> X.jpg."""
-  parts = _parts(filename)
-  if parts[0] == "data_256" and len(parts) >= 4:
-    return "-".join(parts[2:-1]) + "/" + parts[-1]
-  return parts[-1]
-
-
-@dataclasses.dataclass(frozen=True)
-class ListLayout:
-  """Where the entries of a reference split list are in one TFDS dataset.
-
-  Attributes:
-    dataset: the split-list dataset (a key of ``ltjax.data.sources.splitlist.DATASET_LISTS``).
-    id_key: the ``Text`` feature naming each TFDS record.
-    tfds_split: ``(list path, list split) -> TFDS split`` (``None``: cannot be placed).
-    list_key: list path -> match key.
-    tfds_key: ``id_key`` value -> match key; ``None`` if the value is the key already.
-    where: how entries are placed, for error messages.
-  """
-
-  dataset: str
-  id_key: str
-  tfds_split: Callable[[str, str], str | None]
-  list_key: Callable[[str], str]
-  tfds_key: Callable[[str], str] | None
-  where: str
-
-
-_BY_TOP = lambda mapping: lambda path, split: mapping.get(_top(path))
-
-#: The TFDS builders that can stand in for the image tree of a split-list dataset.
-#: ImageNet-LT's train and val lists draw from ILSVRC-2012 train (``train/nXXXX/
-#: nXXXX_123.JPEG``), its test list is ILSVRC-2012 val (``val/nXXXX/ILSVRC2012_val_*.JPEG``):
-#: imagenet2012's ``file_name`` is that base name. Places-LT's train and val lists draw from
-#: Places365-Standard train, its test list from Places365 val. iNaturalist 2018's lists are
-#: the official train and val sets, and ``id`` is the image's file name without extension.
-LIST_LAYOUTS: dict[str, ListLayout] = {
-  "imagenet2012": ListLayout(
-    "imagenet_lt",
-    "file_name",
-    _BY_TOP({"train": "train", "val": "validation"}),
-    _basename,
-    None,
-    "train/... entries in split 'train', val/... entries in split 'validation', by file name",
-  ),
-  # TFDS's own ImageNet-LT (built from the same lists): LT val is its 'validation'.
-  "imagenet_lt": ListLayout(
-    "imagenet_lt",
-    "file_name",
-    lambda path, split: {"train": "train", "val": "validation", "test": "test"}.get(split),
-    _basename,
-    None,
-    "the train/val/test list in split train/validation/test, by file name",
-  ),
-  "places365_small": ListLayout(
-    "places_lt",
-    "filename",
-    _BY_TOP({"train": "train", "val": "validation"}),
-    _places_list_key,
-    _places_tfds_key,
-    "train/<class>/<n>.jpg entries in split 'train' by class and number, "
-    "val/... entries in split 'validation' by file name",
-  ),
-  "i_naturalist2018": ListLayout(
-    "inat2018",
-    "id",
-    lambda path, split: "train" if split == "train" else "validation",
-    _stem,
-    None,
-    "the train list in split 'train', the val list in split 'validation', by file name "
-    "without extension (the 'id' feature)",
-  ),
-}
-
-
-def list_layout(tfds_name: str, dataset: str | None = None) -> ListLayout:
-  """The `ListLayout` of ``tfds_name`` (config and version allowed: ``imagenet2012:5.1.0``).
-
-  Raises:
-    ValueError: if the builder has no layout, or its layout is for another dataset than
-      ``dataset``.
-  """
-  base = tfds_name.split(":")[0].split("/")[0].strip()
-  layout = LIST_LAYOUTS.get(base)
-  valid = ", ".join(
-    f"{k} ({v.dataset})" for k, v in LIST_LAYOUTS.items() if dataset in (None, v.dataset)
-  )
-  if layout is None or (dataset is not None and layout.dataset != dataset):
-    raise ValueError(
-      f"TFDS dataset {tfds_name!r} cannot serve the split lists of "
-      f"{dataset or 'a split-list dataset'}: no TFDS image identifier is known to match the "
-      f"lists' paths. Valid: {valid}."
-    )
-  return layout
-
-
-def match_keys(wanted: np.ndarray, available: np.ndarray) -> np.ndarray:
-  """``KeyIndex(available).find(wanted)``."""
-  return KeyIndex(available).find(wanted)
+from ltjax.data.sources.tfds import TfdsSource, as_bytes
 
 
 def check_class_correspondence(*lists: TfdsListSource) -> None:
@@ -197,7 +69,7 @@ class TfdsListSource(DecodedRecords):
   """A reference split list whose images are read from a prepared TFDS dataset.
 
   The records are the TFDS records whose identifier (imagenet2012 ``file_name``,
-  places365_small ``filename``, i_naturalist2018 ``id``; see `LIST_LAYOUTS`) matches the
+  places365_small ``filename``, i_naturalist2018 ``id``; see its ``layout``) matches the
   list's entries, in list order, with the list's labels. These must correspond one to one
   to the TFDS labels (`check_class_correspondence`); they are equal for ImageNet-LT,
   while Places-LT numbers 5 classes in another order than places365_small.
@@ -212,12 +84,12 @@ class TfdsListSource(DecodedRecords):
 
   Args:
     list_file: the split list (``relative/path label`` lines; no open-set entries).
-    tfds_name: a TFDS name of `LIST_LAYOUTS`, optionally with a version.
+    tfds_name: the TFDS dataset, optionally with a version (``imagenet2012:5.1.0``).
+    layout: where the list's entries are in ``tfds_name`` (the dataset table's).
     split: which reference list this is ("train", "val" or "test"); places entries whose
       path does not say it (iNaturalist, TFDS's imagenet_lt).
     data_dir: the TFDS data directory (``None``: the TFDS default).
     num_classes: K; every list label must be below it.
-    dataset: the split-list dataset the list belongs to, checked against the layout.
     min_size: passed to `decode_image` (see `SplitListSource`).
     skip_corrupt: replace an undecodable image by the next decodable record of its class.
     sources: a dict shared by the lists of one dataset (TFDS split -> `TfdsSource`), so
@@ -240,18 +112,18 @@ class TfdsListSource(DecodedRecords):
     self,
     list_file: str | os.PathLike,
     tfds_name: str,
+    layout: ListLayout,
     *,
     split: str,
     data_dir: str | None = None,
     num_classes: int | None = None,
-    dataset: str | None = None,
     min_size: int | None = None,
     skip_corrupt: bool = False,
     sources: dict[str, TfdsSource] | None = None,
   ):
     self.list_file = os.fspath(list_file)
     self.tfds_name = tfds_name
-    list_layout(tfds_name, dataset)  # Checks the name; the layout itself is not pickled.
+    self.layout = layout
     self.paths, labels, self.lines = read_split_list(self.list_file, num_classes, False)
     self.labels = labels
     self.num_classes = int(num_classes) if num_classes else int(labels.max()) + 1
@@ -272,10 +144,6 @@ class TfdsListSource(DecodedRecords):
       self._sources.append(sources[tfds_split])
       self._match(s)
     self._check_labels()
-
-  @property
-  def layout(self) -> ListLayout:
-    return list_layout(self.tfds_name)
 
   def _check_placed(self, wanted: list[str | None]) -> None:
     bad = [i for i, w in enumerate(wanted) if w is None]

@@ -4,8 +4,9 @@ The torchvision / reference ResNet naming (``conv1``, ``bn1``, ``layer{i}.{j}.co
 ``layer{i}.{j}.downsample.0/1``, OLTR's ``modulatedatt``, ``fc_add``, the classifiers) and
 its layouts (conv kernels OIHW, linear weights (out, in), the attention's NCHW flattening)
 mapped to ltjax's parameter paths and layouts; ``ltjax.interop.torch_import`` uses them for
-the reference checkpoints, ``load_pretrained_backbone`` for ImageNet-pretrained starts
-(``model.pretrained``). PyTorch is an optional extra, imported only when a file is read.
+the reference checkpoints (``ltjax import-torch``), ``load_pretrained_backbone`` for
+ImageNet-pretrained starts (``model.pretrained``). PyTorch is an optional extra, imported
+only when a file is read.
 """
 
 from __future__ import annotations

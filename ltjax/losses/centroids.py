@@ -1,4 +1,5 @@
-"""Losses of OLTR (Liu et al., "Large-Scale Long-Tailed Recognition in an Open World", CVPR 2019).
+"""The discriminative centroids loss of OLTR (Liu et al., "Large-Scale Long-Tailed Recognition in an
+Open World", CVPR 2019), which OLTR's stage adds to its classification loss.
 
 The discriminative centroids loss (paper Sec. 3.3, "Loss function") pulls each feature towards
 the centroid of its class and pushes it away from the other centroids:
@@ -17,15 +18,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ltjax import config as config_lib
+
 Array = Any
 
-# Paper / reference-code constants.
-MARGIN = 10.0  # Mean squared distance to the other centroids below which repel is active.
-REPEL_WEIGHT = 0.01  # Weight of the repel term inside the loss.
+# Paper / reference-code constants: the config's defaults (``ltjax.config``, where the
+# recipes read them without importing JAX) under the names this module has always had.
+MARGIN = config_lib.OLTR_MARGIN  # Mean squared distance to the other centroids below which
+# repel is active.
+REPEL_WEIGHT = config_lib.OLTR_REPEL_WEIGHT  # Weight of the repel term inside the loss.
 REPEL_MAX = 1e6  # Upper clip of the repel term (reference: torch.clamp(..., 0.0, 1e6)).
 # Weight of the whole centroids loss next to cross-entropy. Applied by the caller
 # (total = ce + LOSS_WEIGHT * disc_centroids_loss(...)), not by disc_centroids_loss.
-LOSS_WEIGHT = 0.01
+LOSS_WEIGHT = config_lib.OLTR_LOSS_WEIGHT
 
 
 def _check_inputs(features: Array, labels: Array, centroids: Array) -> None:

@@ -1,0 +1,32 @@
+"""Losses: the classification losses a stage trains with (``classification``: the registry
+``config.loss`` chooses from) and OLTR's discriminative centroids loss (``centroids``)."""
+
+from ltjax.losses.centroids import (
+  LOSS_WEIGHT,
+  MARGIN,
+  REPEL_MAX,
+  REPEL_WEIGHT,
+  disc_centroids_loss,
+)
+from ltjax.losses.classification import (
+  LOSSES,
+  ClassificationLoss,
+  LossInputs,
+  from_config,
+  get,
+  register,
+)
+
+__all__ = [
+  "LOSSES",
+  "LOSS_WEIGHT",
+  "MARGIN",
+  "REPEL_MAX",
+  "REPEL_WEIGHT",
+  "ClassificationLoss",
+  "LossInputs",
+  "disc_centroids_loss",
+  "from_config",
+  "get",
+  "register",
+]

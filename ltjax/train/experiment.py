@@ -1,0 +1,305 @@
+"""Experiment assembly: a config (and its data) -> the model, optimizer, jitted steps and the
+freshly initialised, sharded train state.
+
+``setup(config)`` is what ``ltjax train`` and ``ltjax evaluate`` build before anything runs;
+``abstract_setup(config)`` builds the same steps from the data's shape alone (no arrays), so
+they can be lowered, exported or compiled for memory analysis on any machine. The loop
+(``ltjax.train.loop``) runs what these return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ltjax import config as config_lib
+from ltjax import models, sharding
+from ltjax.data import pipeline, samplers
+from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
+from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import compile_options, optim, steps
+from ltjax.train.stages import Stage, get_stage
+from ltjax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything about a run that is not the train state."""
+
+  config: ml_collections.ConfigDict
+  stage: Stage
+  mesh: jax.sharding.Mesh
+  splits: DataSplits | None  # None from abstract_setup.
+  model: object
+  steps_per_epoch: float
+  total_steps: int
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  state_sharding: object
+  train_step: Callable
+  eval_step: Callable
+  feature_step: Callable
+  loss_fn: Callable  # The stage's loss (``stage.make_loss``), as the train step calls it.
+  spec: DataSpec | None = None
+
+
+def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
+  """The ``ltjax.models.Classifier`` of ``config``, with the neck ``stage`` asks for."""
+  kwargs = {"width": config.model.width} if config.model.width != 1 else {}
+  return models.build_model(
+    config.model.backbone,
+    config.model.head,
+    num_classes,
+    dtype=config.model.dtype,
+    neck=stage.neck(config),
+    **kwargs,
+  )
+
+
+def _init_fn(model, tx_fn, image_shape, num_classes: int, with_centroids: bool):
+  def init(seed):
+    # Parameters are drawn with the "rbg" generator: its initialisers compile several
+    # times faster on CPU than threefry's, and the state is replicated, so the draw
+    # does not depend on the device count.
+    params_rng = jax.random.key(seed, impl="rbg")
+    state_rng = jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(seed), 1))
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    rngs = {"params": params_rng, "dropout": params_rng}
+    centroids = None
+    if with_centroids:  # (K, D): D is the neck's output width.
+      (features, _), _ = model.init_with_output(rngs, x, train=False, method=model.features)
+      centroids = jnp.zeros((num_classes, features.shape[-1]), jnp.float32)
+    variables = model.init(rngs, x, train=False, centroids=centroids)
+    state = TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=variables["params"],
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=None,
+      rng=state_rng,
+      centroids=centroids,
+    )
+    tree = steps.trainable(state)
+    return state.replace(opt_state=tx_fn(tree).init(tree))
+
+  return init
+
+
+def _warn_about_data(config: ml_collections.ConfigDict, splits: DataSplits) -> None:
+  """Warnings for a run that is legal but probably not what was meant."""
+  counts, n = splits.train_counts, len(splits.train)
+  empty = np.flatnonzero(counts == 0)
+  if empty.size:
+    log.warning(
+      "%d of %d classes have no training images (first: %s): the %s sampler never shows "
+      "them and they are never predicted correctly; check the training list.",
+      empty.size,
+      len(counts),
+      ", ".join(str(int(k)) for k in empty[:5]),
+      config.sampler.name,
+    )
+  if config.batch_size > n:
+    log.warning(
+      "batch_size %d is larger than the training set (%d images): one step is %.1f epochs.",
+      config.batch_size,
+      n,
+      config.batch_size / n,
+    )
+
+
+def checked(config: ml_collections.ConfigDict, check_start: bool = True):
+  """Checks everything about ``config`` that can be checked before any data is read (field
+  ranges, the optimizer, the sampler's options, the stage's model and, with
+  ``check_start``, what a fresh run loads), and returns ``(stage, mesh)``.
+
+  Raises:
+    ValueError: naming the field to change.
+  """
+  stage = get_stage(config.stage)
+  config_lib.validate(config)
+  optim.check(config)
+  samplers.from_config(config)
+  stage.check(config)
+  if check_start:
+    stage.check_start(config)
+  mesh = sharding.make_mesh(config.num_devices)
+  sharding.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
+  return stage, mesh
+
+
+def setup(
+  config: ml_collections.ConfigDict, splits: DataSplits | None = None, *, check_start: bool = True
+) -> tuple[Experiment, TrainState]:
+  """Builds the experiment and its freshly initialised, sharded train state.
+
+  The state is what initialisation draws, before the stage's start (``exp.stage.start``:
+  what it loads from ``config.init_from``, OLTR's centroids), which ``train`` runs for a
+  fresh run and skips when it resumes from the run's own checkpoints. The config is checked
+  before any data is read, including what the start needs (``init_from``) unless
+  ``check_start=False``: for callers that replace the whole state (a finished run's
+  checkpoint, an imported one).
+  """
+  stage, mesh = checked(config, check_start)
+  splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
+  _warn_about_data(config, splits)
+  spec = DataSpec(
+    splits.num_classes,
+    len(splits.train),
+    input_shape(config, splits.train),
+    tuple(int(n) for n in splits.train_counts),
+  )
+  exp, init, _ = _build(config, stage, spec, mesh, splits)
+  state = jax.jit(init, out_shardings=exp.state_sharding, static_argnums=0)(config.seed)
+  return exp, state
+
+
+def abstract_setup(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> tuple:
+  """The experiment of ``config`` and its abstract train state, without data or arrays.
+
+  Builds everything ``setup`` builds (model, optimizer, the jitted train, eval and feature
+  steps with their shardings) from the data's shape alone, so the production steps can be
+  lowered, exported or compiled for memory analysis (tests/test_lowering.py,
+  scripts/memory_plan.py) on any machine. ``exp.splits`` is None.
+
+  Args:
+    config: the experiment config.
+    spec: the data's shape; default ``ltjax.data.datasets.reference_spec(config)`` (the
+      reference split-list datasets).
+
+  Returns:
+    ``(exp, state)``: ``state`` is a tree of ``jax.ShapeDtypeStruct`` with the state's
+    shardings; ``abstract_batch(exp)`` gives the matching batch.
+  """
+  stage, mesh = checked(config, check_start=False)
+  spec = spec or reference_spec(config)
+  exp, _, shapes = _build(config, stage, spec, mesh, None)
+  state = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, exp.state_sharding
+  )
+  return exp, state
+
+
+def abstract_batch(exp: Experiment) -> dict:
+  """``jax.ShapeDtypeStruct`` s of a global training batch of ``exp``, sharded on ``data``."""
+  data = sharding.batch_sharding(exp.mesh)
+  shapes = pipeline.example_shapes(exp.config.data, exp.spec.image_shape)
+  return {
+    k: jax.ShapeDtypeStruct((exp.config.batch_size, *shape), dtype, sharding=data)
+    for k, (shape, dtype) in shapes.items()
+  }
+
+
+def _build(
+  config, stage: Stage, spec: DataSpec, mesh, splits
+) -> tuple[Experiment, Callable, TrainState]:
+  """The experiment of ``config`` on data of ``spec``, its state's init function and the
+  state's shapes (``jax.ShapeDtypeStruct`` s)."""
+  model = model_of(config, spec.num_classes, stage)
+  steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
+  schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)
+  freeze = stage.freeze + tuple(config.optim.freeze)
+  tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze)
+  init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage.centroids)
+  abstract = jax.eval_shape(init, config.seed)
+  repl = sharding.replicated(mesh)
+  state_sharding = jax.tree.map(lambda _: repl, abstract)
+  tx = tx_fn(steps.trainable(abstract))  # The labels need the tree's structure only.
+  data = sharding.batch_sharding(mesh)
+  mean, std = config.dataset.mean, config.dataset.std
+  options = compile_options.for_devices(mesh.devices.flat)
+  loss_fn = stage.make_loss(config, spec.class_counts(), steps_per_epoch)
+  train_step = jax.jit(
+    steps.make_train_step(model, tx, stage, config, loss_fn),
+    in_shardings=(state_sharding, data),
+    out_shardings=(state_sharding, repl),
+    donate_argnums=0,
+    compiler_options=options,
+  )
+  eval_step = jax.jit(
+    steps.make_eval_step(model, mean, std),
+    in_shardings=(state_sharding, data),
+    out_shardings=repl,
+    compiler_options=options,
+  )
+  feature_step = jax.jit(
+    steps.make_feature_step(model, mean, std),
+    in_shardings=(state_sharding, data),
+    out_shardings=repl,
+    compiler_options=options,
+  )
+  exp = Experiment(
+    config,
+    stage,
+    mesh,
+    splits,
+    model,
+    steps_per_epoch,
+    total_steps,
+    schedule_fn(config.optim.lr),
+    tx,
+    state_sharding,
+    train_step,
+    eval_step,
+    feature_step,
+    loss_fn,
+    spec,
+  )
+  return exp, init, abstract
+
+
+def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, ...]:
+  """(H, W, C) of the model's input: the stored size, or the crop size when resized."""
+  image = np.asarray(source.get_batch(np.array([0]))[0][0])
+  if config.data.augment in ("imagenet", "imagenet_device"):
+    return (config.data.crop_size, config.data.crop_size, image.shape[-1])
+  return image.shape
+
+
+def make_stream(exp: Experiment) -> pipeline.TrainStream:
+  """The training stream of ``exp``: its sampler, augmentation and this process's slice."""
+  c = exp.config
+  return pipeline.TrainStream(
+    exp.splits.train,
+    sampler=samplers.from_config(c),
+    seed=c.seed,
+    global_batch=c.batch_size,
+    augment=c.data.augment,
+    pad=c.data.pad,
+    flip=c.data.flip,
+    size=c.data.crop_size,
+    jitter=c.data.jitter,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+
+
+def run_metadata(exp: Experiment) -> dict:
+  """The metadata item of every checkpoint: config, stage and the training class counts."""
+  return {
+    "config": exp.config.to_dict(),
+    "stage": exp.config.stage,
+    "num_classes": exp.splits.num_classes,
+    "train_counts": exp.splits.train_counts.tolist(),
+  }
+
+
+def restore_trained(
+  config: ml_collections.ConfigDict, workdir: str, splits: DataSplits | None = None
+) -> tuple[Experiment, TrainState]:
+  """The experiment of ``config`` with the latest state saved in ``workdir``
+  (``config.init_from`` is not read: the checkpoint holds every variable)."""
+  exp, state = setup(config, splits, check_start=False)
+  target = ckpt_lib.abstract_like(state, exp.state_sharding)
+  state, _, _, step = ckpt_lib.restore(os.path.join(workdir, "checkpoints"), target)
+  log.info("restored step %d from %s", step, workdir)
+  return exp, state

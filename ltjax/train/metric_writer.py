@@ -1,0 +1,106 @@
+"""A run's metrics: ``metrics.jsonl`` and TensorBoard scalars (process 0), and the console
+lines of training and validation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+from ltjax import files
+
+log = logging.getLogger(__name__)
+
+
+def _truncate_rows(path: str, last_step: int) -> None:
+  """Keeps the metrics.jsonl rows of steps <= ``last_step`` (and unreadable lines, as they
+  are), rewritten atomically."""
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      keep.append(line)
+      continue
+    if not isinstance(row, dict) or row.get("step", 0) <= last_step:
+      keep.append(line)
+  if len(keep) != len(lines):
+    with files.atomic_write(path) as f:
+      f.writelines(keep)
+    log.info("metrics.jsonl: dropped %d row(s) after step %d", len(lines) - len(keep), last_step)
+
+
+class MetricWriter:
+  """metrics.jsonl and TensorBoard scalars, written by process 0 only.
+
+  A run resumed from step ``resume_step`` first drops the rows written after it (a run
+  killed after its last checkpoint logged steps it will log again), in metrics.jsonl and,
+  with ``purge_step``, in TensorBoard.
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0):
+    self.enabled = jax.process_index() == 0
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      path = os.path.join(workdir, "metrics.jsonl")
+      if resume_step and os.path.exists(path):
+        _truncate_rows(path, resume_step)
+      self._file = open(path, "a")
+      try:
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(
+          os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1 if resume_step else None
+        )
+      except ImportError:  # pragma: no cover - tensorboardX is a dependency.
+        log.warning("tensorboardX missing: no TensorBoard scalars.")
+
+  def write(self, step: int, split: str, scalars: dict) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
+    self._file.write(json.dumps(row) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      for k, v in scalars.items():
+        self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+
+  def close(self) -> None:
+    if self.enabled:
+      self._file.close()
+      if self._tb is not None:
+        self._tb.close()
+
+
+def log_train(writer, exp, step, fetched: list, t0, n_steps) -> None:
+  """Logs the per-step metrics since the last log (fetched by ``_fetch_checked``)."""
+  means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0] if k != "finite"}
+  elapsed = max(time.perf_counter() - t0, 1e-9)
+  means["lr"] = float(exp.schedule(step - 1))
+  means["images_per_s"] = n_steps * exp.config.batch_size / elapsed
+  means["epoch"] = step / exp.steps_per_epoch
+  writer.write(step, "train", means)
+  log.info(
+    "step %d/%d epoch %.2f loss %.4f acc %.3f lr %.4g %.0f img/s",
+    step,
+    exp.total_steps,
+    means["epoch"],
+    means["loss"],
+    means["accuracy"],
+    means["lr"],
+    means["images_per_s"],
+  )
+
+
+def log_val(step: int, val: dict) -> None:
+  """One console line per validation pass (metrics.jsonl and TensorBoard have them too)."""
+  groups = ("all", "many", "medium", "few")
+  cells = [f"{k} {100 * val[k]:.1f}" for k in groups if k in val and val[k] == val[k]]
+  log.info("step %d val accuracy (%%): %s", step, ", ".join(cells))

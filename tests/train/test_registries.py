@@ -1,0 +1,77 @@
+"""Adding a sampler or a loss: one registered class each (and its option's default in the
+config), which the loop runs without asking which it is. Copy these to add your own."""
+
+import dataclasses
+
+import jax
+import numpy as np
+from helpers import first_step, tiny_config, tiny_splits
+
+from ltjax import losses
+from ltjax.data import samplers
+
+
+@dataclasses.dataclass(frozen=True)
+class EveryOther(samplers.Sampler):
+  """A toy sampler with its own option: every ``stride``-th image in order, repeated to N."""
+
+  name = "toy_every_other"
+  stride: int = 2
+
+  def indices(self, labels, num_classes, epoch, seed):
+    n = len(labels)
+    return np.resize(np.arange(0, n, self.stride), n).astype(np.int64)
+
+
+def test_a_new_sampler_with_its_own_option_trains_a_step(monkeypatch):
+  monkeypatch.setitem(samplers.SAMPLERS, EveryOther.name, EveryOther)
+  config = tiny_config(**{"sampler.name": EveryOther.name, "data.augment": "none"})
+  with config.unlocked():  # A real sampler adds its option's default to config.sampler.
+    config.sampler.stride = 3
+  splits = tiny_splits()
+  start, state, (loss, params), metrics, batch = first_step(config, splits)
+  # The batch is the sampler's: images 0, 3, 6, ... of the training set (45 images).
+  order = np.resize(np.arange(0, len(splits.train), 3), len(splits.train))
+  want, labels = splits.train.get_batch(order[: config.batch_size])
+  np.testing.assert_array_equal(batch["label"], labels)
+  np.testing.assert_array_equal(batch["image"], want)
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+  assert int(state.step) == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoothed(losses.ClassificationLoss):
+  """A toy loss with its own option: cross-entropy against label-smoothed targets."""
+
+  name = "toy_smoothed"
+  smoothing: float = 0.1
+
+  def __call__(self, logits, labels, inputs):
+    k = logits.shape[-1]
+    targets = jax.nn.one_hot(labels, k) * (1 - self.smoothing) + self.smoothing / k
+    return -(targets * jax.nn.log_softmax(logits)).sum(-1).mean()
+
+
+def test_a_new_loss_with_its_own_option_trains_a_step(monkeypatch):
+  monkeypatch.setitem(losses.LOSSES, Smoothed.name, Smoothed)
+  config = tiny_config(**{"loss.name": Smoothed.name})
+  with config.unlocked():  # A real loss adds its option's default to config.loss.
+    config.loss.smoothing = 0.3
+  start, state, (loss, params), metrics, batch = first_step(config)
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(state.params), strict=True):
+    np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6)
+  # The loss is the toy's, with the config's smoothing: recomputed from the start state.
+  from ltjax.train import experiment, steps
+
+  exp, _ = experiment.setup(config, tiny_splits())
+  x = steps.normalize(np.asarray(batch["image"]), config.dataset.mean, config.dataset.std)
+  (logits, _), _ = exp.model.apply(
+    {"params": start.params, "batch_stats": start.batch_stats},
+    x,
+    train=True,
+    mutable=["batch_stats"],
+  )
+  want = Smoothed(0.3)(logits, np.asarray(batch["label"]), None)
+  np.testing.assert_allclose(float(metrics["loss"]), float(want), rtol=1e-5)
+  assert float(want) != float(Smoothed(0.1)(logits, np.asarray(batch["label"]), None))
