@@ -426,7 +426,7 @@ def _exit_interrupted(e: KeyboardInterrupt) -> None:
 
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
-  from ltjax.train import stop  # The one signal mechanism, from the first instruction on.
+  from ltjax import stop  # The one signal mechanism, from the first instruction on.
 
   stop.STOP.install()
   try:
@@ -460,6 +460,9 @@ def _main(argv: list[str]) -> None:
   try:
     if command in MULTI_PROCESS_COMMANDS:
       _start_processes()
+    from ltjax.stop import STOP
+
+    STOP.check()
     COMMANDS[command][0](rest)
   except app.UsageError as e:
     _fail(f"{e}\n`ltjax {command} --help` lists its flags.", 2)

@@ -339,9 +339,50 @@ def load_file(path: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
+#: Fields that may differ when a run resumes: they change how it is logged, checkpointed,
+#: parallelised or read, not what it computes.
+MAY_CHANGE_ON_RESUME = (
+  "log_every_steps",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+  "eval_every_epochs",
+  "num_devices",
+  "init_from",
+  "data.num_threads",
+  "data.prefetch",
+  "eval.batch_size",
+  "dataset.root",
+  "dataset.lists_dir",
+  "dataset.data_dir",
+  "dataset.packed_dir",
+  "model.pretrained",
+  "model.pretrained_allow_pickle",
+)
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> str:
+  """SHA-256 of what the config computes: every field but ``MAY_CHANGE_ON_RESUME`` (how a
+  run is logged, checkpointed, parallelised and where its files are). Caches derived from
+  a run (``features/*.npz``) are keyed by it and the checkpoint step."""
+  import hashlib
+  import json
+
+  def flat(tree, prefix=""):
+    for key, value in sorted(tree.items()):
+      name = f"{prefix}{key}"
+      if isinstance(value, dict):
+        yield from flat(value, f"{name}.")
+      elif name not in MAY_CHANGE_ON_RESUME:
+        yield name, value
+
+  text = json.dumps(list(flat(config.to_dict())), default=str)
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
 # ---------------------------------------------------------------------------- checks
 
 _INT, _NUM = "an integer", "a number"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 #: field -> (kind, lowest, highest, whether the lowest is excluded); None: no bound.
@@ -394,6 +435,24 @@ def _get(config: ml_collections.ConfigDict, path: str):
   return value
 
 
+def _check_normalization(d: ml_collections.ConfigDict) -> None:
+  """``dataset.mean`` / ``std``: one finite number per channel, std > 0 (a std of 0 divides
+  every image by zero)."""
+  as_tuple = lambda v: tuple(v) if isinstance(v, list | tuple) else (v,)
+  mean, std = as_tuple(d.mean), as_tuple(d.std)
+  if len(mean) != len(std) or not mean:
+    raise ValueError(
+      f"--config.dataset.mean {mean} and --config.dataset.std {std} must give one value per "
+      "image channel each."
+    )
+  for name, values in (("mean", mean), ("std", std)):
+    for v in values:
+      ok = isinstance(v, int | float | np.number) and math.isfinite(v) and abs(v) <= _FLOAT32_MAX
+      if not ok or (name == "std" and v <= 0):
+        need = "finite numbers > 0" if name == "std" else "finite numbers"
+        raise ValueError(f"--config.dataset.{name} must hold {need}, got {values}.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Range-checks every numeric field, before any data is read or model built.
 
@@ -406,6 +465,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       continue  # Unset: the head follows optim.lr.
     is_int = isinstance(value, int | np.integer) and not isinstance(value, bool)
     is_num = is_int or (isinstance(value, float | np.floating) and math.isfinite(value))
+    if is_num and kind is _NUM and abs(float(value)) > _FLOAT32_MAX:
+      raise ValueError(
+        f"--config.{path}={value!r} is not finite in float32, the dtype of parameters and "
+        f"optimizer state (largest: {_FLOAT32_MAX:.3g}): training would write inf."
+      )
     ok = is_int if kind is _INT else is_num
     if ok and low is not None:
       ok = value > low if open_low else value >= low
@@ -416,6 +480,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       if high is not None:
         bound = f"in [{low}, {high}]"
       raise ValueError(f"--config.{path} must be {kind} {bound}, got {value!r}.")
+  _check_normalization(config.dataset)
   if config.eval.few_threshold > config.eval.many_threshold:
     raise ValueError(
       f"--config.eval.few_threshold ({config.eval.few_threshold}) must be <= "

@@ -18,6 +18,7 @@ import ml_collections
 
 from ltjax import config as config_lib
 from ltjax import files
+from ltjax.stop import STOP
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def _train_stage(config, stage_dir: str, workdir: str):
   from ltjax.train import experiment, loop
 
   log.info("demo: %s", config.method)
+  STOP.check()
   exp, state = experiment.setup(config)
   state = loop.train(exp, state, stage_dir)
   runner.evaluate_and_write(exp, state, workdir, config.method)

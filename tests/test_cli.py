@@ -203,9 +203,36 @@ def test_a_signal_before_training_exits_cleanly_and_claims_nothing(tmp_path, sig
   proc.wait(timeout=120)
   stderr = "".join(lines) + rest
   assert proc.returncode == 130, stderr
-  assert f"signal {int(signum)} before training started: nothing was saved." in stderr
+  assert f"signal {int(signum)} before training started: nothing was saved" in stderr
   assert "Traceback" not in stderr and "checkpointed" not in stderr
   assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.6, 1.5])
+def test_a_signal_at_any_moment_is_honoured_with_a_true_message(tmp_path, delay):
+  # The moments after setup (initialisation, compilation, JAX's garbage-collector
+  # callbacks, the first steps): a handler that raised could land in a callback that
+  # swallows the exception, and the run trained on and exited 0.
+  proc = start_train(tmp_path, "--config.num_epochs=400", "--config.checkpoint_every_steps=50")
+  lines = []
+  for line in proc.stderr:
+    lines.append(line)
+    if "train images" in line:  # train_and_evaluate's line once setup is done.
+      time.sleep(delay)
+      proc.send_signal(signal.SIGTERM)
+      break
+  rest = proc.stderr.read()
+  proc.wait(timeout=120)
+  stderr = "".join(lines) + rest
+  assert proc.returncode == 130, stderr
+  assert "Exception ignored" not in stderr and "Traceback" not in stderr, stderr
+  last = stderr.strip().splitlines()[-1]
+  saved = re.search(r"stopped by signal 15 after step (\d+): saved checkpoint step \1", last)
+  if saved:
+    assert (tmp_path / "run" / "checkpoints" / saved.group(1)).is_dir()
+  else:
+    assert "signal 15 before training started: nothing was saved" in last, last
+    assert not list((tmp_path / "run").glob("checkpoints/[0-9]*"))
 
 
 def test_ctrl_c_stops_a_single_process_run_after_the_current_step(tmp_path):
@@ -227,6 +254,25 @@ def test_ctrl_c_stops_a_single_process_run_after_the_current_step(tmp_path):
   saved = max(int(d) for d in os.listdir(tmp_path / "run" / "checkpoints") if d.isdigit())
   assert saved == int(m.group(1)) < 100  # After that step, not at the next logging step.
   assert "Traceback" not in stderr
+
+
+def test_a_second_signal_stops_at_once_naming_the_intact_checkpoint(tmp_path):
+  proc = start_train(tmp_path, "--config.num_epochs=400", "--config.checkpoint_every_steps=2")
+  first = tmp_path / "run" / "checkpoints" / "4"
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None and not first.exists():
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGINT)  # Two at once: the second lands mid-step or mid-save.
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr
+  assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+  last = stderr.strip().splitlines()[-1]
+  m = re.search(r"the latest complete checkpoint, step (\d+) in \S+, is intact", last) or re.search(
+    r"stopped by signal 2 after step (\d+): saved checkpoint step", last
+  )
+  assert m, stderr
+  assert (tmp_path / "run" / "checkpoints" / m.group(1)).is_dir()
 
 
 def test_verify_lists_every_unreadable_image_at_once(tmp_path):
@@ -351,3 +397,48 @@ def test_commands_that_need_no_jax_do_not_import_it(args, tmp_path):
     [sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
   )
   assert out.stdout.strip().splitlines()[-1] == "no jax", out.stdout + out.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A real 3 MB file system (tmpfs); skipped where this process may not mount one."""
+  mount = tmp_path / "disk"
+  mount.mkdir()
+  made = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+  )
+  if made.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+  try:
+    yield mount
+  finally:
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_step_and_the_run_resumes(small_disk):
+  args = [
+    "train",
+    f"--config={DIGITS}",
+    f"--workdir={small_disk / 'run'}",
+    "--config.checkpoint_every_steps=5",
+    "--config.keep_checkpoints=5",
+  ]
+  out = run_ltjax(*args, cwd=small_disk.parent)
+  assert out.returncode == 1, out.stderr
+  errors = [line for line in out.stderr.splitlines() if not line.startswith(("I1", "W1"))]
+  assert re.fullmatch(
+    r"ltjax: error: could not save checkpoint step (\d+) in \S+: no space left on device\. The "
+    r"checkpoints saved before it are intact; .* run the same command again to resume from "
+    r"the latest one\.",
+    errors[0],
+  ), out.stderr
+  assert len(errors) == 2 and "LTJAX_DEBUG" in errors[1], out.stderr  # No tracebacks.
+  failed = int(re.search(r"step (\d+)", errors[0]).group(1))
+  saved = [int(d) for d in os.listdir(small_disk / "run" / "checkpoints") if d.isdigit()]
+  assert saved and max(saved) < failed
+  remounted = subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)])
+  assert remounted.returncode == 0
+  again = run_ltjax(*args, cwd=small_disk.parent)
+  assert again.returncode == 0, again.stderr
+  assert f"resumed from step {max(saved)}" in again.stderr
+  assert (small_disk / "run" / "results.json").exists()

@@ -21,6 +21,7 @@ from ltjax.data.sources.base import ArraySource, Concat, Source, Subset
 from ltjax.data.sources.list_layouts import ListLayout
 from ltjax.data.sources.packed import PackedSource
 from ltjax.data.sources.splitlist import UNREADABLE_FIX, SplitListSource
+from ltjax.stop import STOP
 
 
 @dataclasses.dataclass
@@ -545,15 +546,17 @@ def verify_splits(
         return str(e).removesuffix(f" {UNREADABLE_FIX}")
       return None
 
+    results = []
     with concurrent.futures.ThreadPoolExecutor(max(int(threads), 1)) as pool:
-      results = list(
-        tqdm.tqdm(
-          pool.map(check, range(len(source))),
-          total=len(source),
-          desc=f"verify {name}",
-          unit="img",
-          disable=not progress,
-        )
-      )
+      futures = [pool.submit(check, i) for i in range(len(source))]
+      try:
+        for future in tqdm.tqdm(
+          futures, desc=f"verify {name}", unit="img", disable=not progress, mininterval=1
+        ):
+          STOP.check()
+          results.append(future.result())
+      except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
     out[name] = [r for r in results if r]
   return out

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from ltjax import files
+from ltjax import files, locks
 from ltjax.data import datasets
 from ltjax.data.sources import packed
 from ltjax.data.sources.splitlist import read_split_list
+from ltjax.stop import STOP
 
 _WRITER_OPTIONS = "group_size:1,uncompressed"
+LOCK_NAME = "ltjax-prepare.lock"  # In the output directory while a prepare runs there.
 PREPARE_SPLITS = ("train", "val", "test", "open")
 
 
@@ -129,6 +131,7 @@ class _Pack:
 
   def records(self, begin: int, end: int):
     for i in range(begin, end):
+      STOP.check()  # Complete shards are kept: re-running resumes.
       full = os.path.join(self.root, self.paths[i])
       where = f"listed in {self.list_path}, line {int(self.lines[i])}"
       try:
@@ -340,22 +343,35 @@ def prepare_dataset(
     raise ValueError(
       f"bad --splits {','.join(splits)!r}; a comma-separated subset of {PREPARE_SPLITS}."
     )
-  summaries = []
-  for name, path in _jobs(entry, splits, lists_dir or root, require_open, note).items():
-    try:
-      summaries.append(
-        pack_split_list(
-          path,
-          root,
-          out_dir,
-          name,
-          entry.num_classes,
-          allow_open=name == "open",
-          records_per_shard=records_per_shard,
-          progress=progress,
-        )
-      )
-    except OSError as e:  # E.g. an unwritable out_dir.
-      raise ValueError(f"prepare {name}: {e}") from e
-    note(format_summary(summaries[-1]))
-  return summaries
+  jobs = _jobs(entry, splits, lists_dir or root, require_open, note)
+  os.makedirs(out_dir, exist_ok=True)
+  lock = locks.DirectoryLock(
+    os.path.join(out_dir, LOCK_NAME),
+    "ltjax prepare",
+    "output directory",
+    "Wait for it to finish (running the same command again afterwards resumes or skips what "
+    "it packed), or use another --out",
+  )
+  with lock:
+    return [
+      _pack_job(name, path, root, out_dir, entry, records_per_shard, progress, note)
+      for name, path in jobs.items()
+    ]
+
+
+def _pack_job(name, path, root, out_dir, entry, records_per_shard, progress, note) -> dict:
+  try:
+    summary = pack_split_list(
+      path,
+      root,
+      out_dir,
+      name,
+      entry.num_classes,
+      allow_open=name == "open",
+      records_per_shard=records_per_shard,
+      progress=progress,
+    )
+  except OSError as e:  # E.g. an unwritable out_dir.
+    raise ValueError(f"prepare {name}: {e}") from e
+  note(format_summary(summary))
+  return summary

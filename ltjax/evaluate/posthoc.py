@@ -8,12 +8,14 @@ jitted, sharded feature step and cached as ``features/<split>.npz`` in the work 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 
 import jax
 import numpy as np
 
+from ltjax import config as config_lib
 from ltjax import files
 from ltjax.evaluate import metrics, runner
 from ltjax.models import heads
@@ -27,21 +29,51 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
   """Features (N, D), logits (N, K) and labels (N,) of every record, in order.
 
   Uses the evaluation transform (no augmentation): on the training source this is the
-  un-sampled "train_plain" set of the references.
+  un-sampled "train_plain" set of the references. ``cache`` (an .npz path) is reused only
+  if it was computed from the same checkpoint step and config (``config.fingerprint``) and
+  has one row per record; otherwise it is recomputed and rewritten.
   """
-  if cache and os.path.exists(cache):
-    with np.load(cache) as f:
-      return dict(f)
+  key = json.dumps(
+    {"step": int(jax.device_get(state.step)), "config": config_lib.fingerprint(exp.config)}
+  )
+  cached = _read_cache(cache, key, len(source)) if cache else None
+  if cached is not None:
+    return cached
   out = runner.run_over(exp, state, source, exp.feature_step, ("features", "logits"))
   out["labels"] = np.asarray(source.labels)
   if cache and jax.process_index() == 0:
     try:
       os.makedirs(os.path.dirname(cache), exist_ok=True)
       with files.atomic_write(cache, "wb") as f:
-        np.savez(f, **out)
+        np.savez(f, **out, cache_key=np.asarray(key))
     except OSError as e:  # A read-only or full disk: the features are just not cached.
       log.warning("could not cache features in %s (%s)", cache, e.strerror or e)
   return out
+
+
+def _read_cache(path: str, key: str, n: int) -> dict[str, np.ndarray] | None:
+  """The cached features at ``path`` if they derive from ``key`` (step and config) and
+  cover ``n`` records; None (with a log line when a cache is there) otherwise."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path) as f:
+      data = dict(f)
+  except (OSError, ValueError) as e:
+    log.warning("feature cache %s is unreadable (%s): recomputing it", path, e)
+    return None
+  stored = str(data.pop("cache_key", ""))
+  if stored != key or len(data.get("labels", ())) != n:
+    was = json.loads(stored) if stored.startswith("{") else {}
+    log.info(
+      "feature cache %s is of checkpoint step %s%s: recomputing it for step %d",
+      path,
+      was.get("step", "?"),
+      " and another config" if was and was.get("config") != json.loads(key)["config"] else "",
+      json.loads(key)["step"],
+    )
+    return None
+  return data
 
 
 def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import numpy as np
 from ltjax import files, sharding
 from ltjax.data import pipeline
 from ltjax.evaluate import metrics
+from ltjax.stop import STOP
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
     transform=exp.config.data.eval_transform,
     size=exp.config.data.crop_size,
   ):
+    STOP.check()
     out = step(state, sharding.to_global({k: batch[k] for k in ("image", "label")}, data_sharding))
     for k in keys:
       outs[k].append(out[k])

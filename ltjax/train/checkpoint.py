@@ -22,7 +22,9 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -40,18 +42,44 @@ log = logging.getLogger(__name__)
 
 
 class _QuietOrbax(logging.Filter):
-  """Drops two orbax warnings that every resume, ``init_from`` and read-only restore logs
-  and that read like corruption but are how ltjax restores ("Given directory is read
-  only": a read-only manager; "Metadata file does not exist": an item restored by path).
-  Real problems are checked and reported by ``restore``."""
+  """Drops orbax records that ltjax reports better itself: two warnings that every resume,
+  ``init_from`` and read-only restore logs and that read like corruption but are how ltjax
+  restores ("Given directory is read only": a read-only manager; "Metadata file does not
+  exist": an item restored by path; real problems are checked and reported by
+  ``restore``), and the tracebacks of its writer threads when a save fails for lack of
+  space or permission, which ``Checkpointer`` turns into one line naming the step."""
 
   QUIET = ("Given directory is read only", "Metadata file does not exist")
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith(self.QUIET)
+    if str(record.msg).startswith(self.QUIET):
+      return False
+    from_orbax = f"{os.sep}orbax{os.sep}" in (record.pathname or "") or record.name == "asyncio"
+    return not (from_orbax and record.exc_info and _storage_reason(record.exc_info[1]))
 
 
-logging.getLogger("absl").addFilter(_QuietOrbax())
+# absl: orbax's own records; asyncio: "Task exception was never retrieved" of its writers.
+for _name in ("absl", "asyncio"):
+  logging.getLogger(_name).addFilter(_QuietOrbax())
+
+
+def _quiet_closed_event_loops() -> None:
+  """After a failed save, orbax's writer coroutines report to an event loop it has closed:
+  each prints 'RuntimeError: Event loop is closed' through ``sys.unraisablehook``, dozens
+  of tracebacks after the one line that says what happened. Drops those, passes the rest."""
+  previous = sys.unraisablehook
+  if getattr(previous, "ltjax_quiet", False):
+    return
+
+  def hook(unraisable) -> None:
+    e = unraisable.exc_value
+    if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook.ltjax_quiet = True
+  sys.unraisablehook = hook
+
 
 CHECKSUM_PREFIX = "ltjax-checksums-"
 
@@ -114,21 +142,47 @@ def _check_finite(tree, what: str) -> None:
       raise DamagedCheckpoint(f"{what} {param_path(path)} holds nan or inf values")
 
 
-def _manager(directory: str, keep: int = 2, read_only: bool = False) -> ocp.CheckpointManager:
+def _manager(directory: str, read_only: bool = False) -> ocp.CheckpointManager:
+  """Orbax's manager of ``directory``; it keeps every step (``Checkpointer`` rotates)."""
   if read_only:  # Orbax's own values for a read-only manager (else it warns it set them).
     options = ocp.CheckpointManagerOptions(
       max_to_keep=None, save_interval_steps=0, create=False, read_only=True
     )
   else:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True)
   return ocp.CheckpointManager(
     os.path.abspath(directory), options=options, item_names=("state", "data", "meta")
   )
 
 
-def _write_error(e: OSError, directory: str, step: int) -> ValueError:
-  reason = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system"}
-  why = reason.get(e.errno, e.strerror or str(e))
+_REASONS = {
+  errno.ENOSPC: "no space left on device",
+  errno.EDQUOT: "disk quota exceeded",
+  errno.EROFS: "read-only file system",
+  errno.EACCES: "permission denied",
+}
+
+
+def _storage_reason(e: BaseException | None) -> str | None:
+  """Why a write failed, if for lack of space or permission ("no space left on device",
+  ...), whatever layer raised it (orbax and TensorStore wrap the OS error in ValueError,
+  RuntimeError, ...); None otherwise."""
+  for cause in _causes(e):
+    if isinstance(cause, OSError) and cause.errno in _REASONS:
+      return _REASONS[cause.errno]
+    text = str(cause)
+    why = next((r for code, r in _REASONS.items() if os.strerror(code) in text), None)
+    if why:
+      return why
+  return None
+
+
+def _write_error(e: BaseException, directory: str, step: int) -> ValueError:
+  """One line for a failed save: the step, the reason, what is kept."""
+  why = _storage_reason(e)
+  if why is None:
+    first = str(e).splitlines()[0] if str(e) else ""
+    why = f"{type(e).__name__}: {first}"
   return ValueError(
     f"could not save checkpoint step {step} in {directory}: {why}. The checkpoints saved "
     "before it are intact; free space (or choose a writable --workdir) and run the same "
@@ -136,21 +190,85 @@ def _write_error(e: OSError, directory: str, step: int) -> ValueError:
   )
 
 
+def _causes(e: BaseException | None):
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    yield e
+    e = e.__cause__ or e.__context__
+
+
+#: A checkpoint is healthy when the training loss of the steps after it (their mean up to the
+#: next checkpoint's log: ``meta["train_loss"]`` of that checkpoint) is finite and at most
+#: SPIKE_FACTOR x the last healthy checkpoint's + log(K) (the cross-entropy of a uniform
+#: guess over the K classes: room for the noise of a model near chance). Rotation never
+#: removes the newest healthy checkpoint, and a resumed run continues from it.
+SPIKE_FACTOR = 3.0
+HEALTH_FILE = "ltjax-health.json"
+
+
+def healthy(loss: float | None, reference: float | None, num_classes: int) -> bool:
+  """Whether losses ``loss`` after a checkpoint are healthy next to the last healthy
+  checkpoint's ``reference`` (None: there is none, any finite loss is healthy)."""
+  if loss is None or not math.isfinite(loss):
+    return False
+  if reference is None:
+    return True
+  return loss <= SPIKE_FACTOR * reference + math.log(max(num_classes, 2))
+
+
+def _read_health(directory: str) -> dict:
+  """The health record of a checkpoints directory ({} if none or unreadable: nothing is
+  judged unhealthy then)."""
+  path = os.path.join(directory, HEALTH_FILE)
+  try:
+    health = files.read_json(path)
+  except (OSError, ValueError):
+    return {}
+  return health if isinstance(health, dict) else {}
+
+
 class Checkpointer:
   """Saves (state, data state, metadata) under ``directory``, each step followed by its
-  checksums once orbax has finished writing it (saves are asynchronous)."""
+  checksums once orbax has finished writing it (saves are asynchronous).
+
+  Health: a step's state is judged by the losses of the steps after it, known when the
+  next step is saved (its ``meta["train_loss"]``): healthy if within the band of the last
+  healthy step's (``healthy``), else the steps from it on are marked unhealthy in
+  ``ltjax-health.json``. Rotation keeps the newest ``keep`` steps and the newest healthy
+  one (the step a run resumed from counts as healthy), so a run whose loss explodes while
+  staying finite never rotates out the last good model; ``set_aside_unhealthy`` moves the
+  unhealthy steps out of the way before a run resumes.
+  """
 
   def __init__(self, directory: str, keep: int = 2):
     self.directory = os.path.abspath(directory)
-    self._mngr = _manager(directory, keep)
+    self.keep = keep
+    self._mngr = _manager(directory)
     self._pending: list[int] = []  # Saved, checksums not written yet.
     self._closed = False
+    health = _read_health(self.directory)
+    self.trusted: int | None = health.get("trusted")  # Newest healthy step: never rotated.
+    self.trusted_loss: float | None = health.get("trusted_loss")
+    self.unhealthy: list[int] = list(health.get("unhealthy", []))
+    self._unjudged: int | None = None  # The newest step, until the next one judges it.
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def trust(self, step: int, loss: float | None) -> None:
+    """Marks ``step`` (the step a run resumes from) healthy, with the losses before it
+    (``loss``) as the reference of the next judgement."""
+    self.trusted, self.trusted_loss, self._unjudged = step, loss, None
+    self.unhealthy = [s for s in self.unhealthy if s < step]
+    self._write_health()
+
   def save(self, step: int, state, data_state: dict, meta: dict) -> None:
+    """Saves ``step``; ``meta["train_loss"]`` (the losses since the last log) judges the
+    previous step (see the class docstring)."""
     self._finish()
+    _quiet_closed_event_loops()
+    self._judge(meta.get("train_loss"), int(meta.get("num_classes") or 2))
     try:
       self._mngr.save(
         step,
@@ -161,12 +279,61 @@ class Checkpointer:
         ),
         force=True,
       )
-    except OSError as e:
+    except Exception as e:  # Any layer's storage error: one line naming the step.
       raise _write_error(e, self.directory, step) from e
     self._pending.append(step)
+    self._unjudged = step
+
+  def _judge(self, loss: float | None, num_classes: int) -> None:
+    """Judges the newest saved step by ``loss``, the losses of the steps after it."""
+    step, self._unjudged = self._unjudged, None
+    if step is None:
+      return
+    if healthy(loss, self.trusted_loss, num_classes) and not self.unhealthy:
+      self.trusted, self.trusted_loss = step, loss
+    else:
+      self.unhealthy.append(step)
+      log.warning(
+        "checkpoint step %d is not healthy: the training loss after it, %s, left the band "
+        "of the last healthy checkpoint, step %s (%s x %s + log(%d)); step %s is kept, and "
+        "a resumed run continues from it.",
+        step,
+        f"{loss:.4g}" if loss is not None else "unknown",
+        self.trusted,
+        f"{SPIKE_FACTOR:g}",
+        f"{self.trusted_loss:.4g}" if self.trusted_loss is not None else "its loss",
+        num_classes,
+        self.trusted,
+      )
+    self._write_health()
+
+  def _write_health(self) -> None:
+    if jax.process_index() == 0 and os.path.isdir(self.directory):
+      health = {"trusted": self.trusted, "trusted_loss": self.trusted_loss}
+      files.write_json(
+        os.path.join(self.directory, HEALTH_FILE), health | {"unhealthy": sorted(self.unhealthy)}
+      )
+
+  def set_aside_unhealthy(self) -> None:
+    """Before a run resumes: moves the steps from the first unhealthy one on (their states
+    descend from an exploding loss) aside, so the run continues from the last healthy one."""
+    if not self.unhealthy:
+      return
+    first = min(self.unhealthy)
+    log.warning(
+      "checkpoints from step %d on are not healthy (the training loss exploded after them): "
+      "resuming from step %s, the last healthy one; the others are moved to %s.damaged/.",
+      first,
+      self.trusted,
+      self.directory,
+    )
+    self.set_aside_newer_than(first - 1)
+    self.unhealthy = []
+    self._write_health()
 
   def _finish(self) -> None:
-    """Waits for the last save, then writes its checksums; drops those of rotated steps."""
+    """Waits for the last save, writes its checksums, then rotates: the newest ``keep``
+    steps and the newest healthy one stay; checksum files of removed steps go too."""
     step = self._pending[-1] if self._pending else None
     try:
       self._mngr.wait_until_finished()
@@ -174,13 +341,18 @@ class Checkpointer:
       for s in self._pending:
         if s in steps:
           write_checksums(self.directory, s)
+      if self._pending:
+        keep = set(sorted(steps)[-self.keep :]) | ({self.trusted} & steps)
+        for s in sorted(steps - keep):
+          self._mngr.delete(s)
+        steps &= keep
       if jax.process_index() == 0:
         for name in os.listdir(self.directory):
           if name.startswith(CHECKSUM_PREFIX) and name.endswith(".json"):
             s = name[len(CHECKSUM_PREFIX) : -len(".json")]
             if s.isdigit() and int(s) not in steps:
               os.remove(os.path.join(self.directory, name))
-    except OSError as e:
+    except Exception as e:
       raise _write_error(e, self.directory, step if step is not None else -1) from e
     finally:
       self._pending = []

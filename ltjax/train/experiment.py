@@ -24,6 +24,7 @@ from ltjax import config as config_lib
 from ltjax import models, sharding
 from ltjax.data import pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
+from ltjax.stop import STOP
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
 from ltjax.train.stages import Stage, get_stage
@@ -151,6 +152,7 @@ def setup(
   """
   stage, mesh = checked(config, check_start)
   splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
+  STOP.check()
   _warn_about_data(config, splits)
   spec = DataSpec(
     splits.num_classes,

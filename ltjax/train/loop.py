@@ -15,18 +15,19 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 import tqdm
 
 from ltjax import sharding
 from ltjax.data import pipeline
 from ltjax.data.datasets import DataSplits
 from ltjax.evaluate import runner
+from ltjax.stop import STOP, Interrupted
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import workdir as workdir_lib
 from ltjax.train.experiment import Experiment, make_stream, run_metadata, setup
 from ltjax.train.metric_writer import MetricWriter, log_train, log_val
 from ltjax.train.state import TrainState
-from ltjax.train.stop import STOP, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,14 @@ def _check_writable(workdir: str) -> None:
 
 def _fetch_checked(pending: list, step: int, ckpt, config) -> list:
   """The per-step metrics since the last check, fetched to the host (the loop's one
-  device->host sync); raises ValueError if a step had a non-finite loss or gradient norm
-  (the train step skipped their updates, so the state itself is still finite)."""
+  device->host sync); raises ValueError if a step had a non-finite loss, gradient norm or
+  updated state (the train step skipped their updates, so the state itself is still
+  finite)."""
   fetched = jax.device_get(pending)
   bad = [step - len(pending) + 1 + i for i, m in enumerate(fetched) if not m["finite"]]
   if not bad:
     return fetched
-  last = ckpt.latest_step()
+  last = ckpt.trusted if ckpt.unhealthy else ckpt.latest_step()
   saved = (
     f"the last good checkpoint is step {last} in {ckpt.directory}"
     if last is not None
@@ -62,7 +64,8 @@ def _fetch_checked(pending: list, step: int, ckpt, config) -> list:
   )
   where = f"step {bad[0]}" if len(bad) == 1 else f"{len(bad)} steps, {bad[0]} to {bad[-1]}"
   raise ValueError(
-    f"training diverged: the loss or gradient norm was not finite at {where}. Those updates "
+    f"training diverged: the loss, the gradient or the updated state was not finite at "
+    f"{where}. Those updates "
     f"were skipped and nothing from then on was saved: {saved}. Lower --config.optim.lr "
     f"(now {config.optim.lr}) or check the data; resuming repeats the same steps."
   )
@@ -84,6 +87,7 @@ def train(
       checkpoint could not be written.
     Interrupted: SIGINT/SIGTERM; the message says what was saved.
   """
+  STOP.check()  # A signal during setup: stop before anything is written.
   _check_writable(workdir)
   with workdir_lib.RunLock(workdir):
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), exp.config.keep_checkpoints)
@@ -108,9 +112,11 @@ def _start_or_resume(exp, state, workdir: str, ckpt, it, allow_config_change: bo
     workdir_lib.write_config(workdir, c)
     return exp.stage.start(exp, state), 0
   workdir_lib.check_resume(workdir, c, allow_config_change, ckpt.directory)  # Before restoring.
+  ckpt.set_aside_unhealthy()
   target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  state, data_state, _, start = ckpt_lib.restore(ckpt.directory, target)
+  state, data_state, meta, start = ckpt_lib.restore(ckpt.directory, target)
   ckpt.set_aside_newer_than(start)  # Damaged steps that restore skipped.
+  ckpt.trust(start, meta.get("train_loss"))  # Kept until a later checkpoint is as healthy.
   it.set_state(data_state)
   log.info("resumed from step %d in %s", start, ckpt.directory)
   return state, start
@@ -141,8 +147,7 @@ class _Loop:
       disable=jax.process_index() != 0 or not sys.stderr.isatty(),
       mininterval=1,
     )
-    step = self.start
-    with STOP.deferred() as stop:
+    with STOP.deferred(self.ckpt.directory) as stop:
       try:
         for step in range(self.start + 1, exp.total_steps + 1):
           state = self.step(step, state)
@@ -151,10 +156,7 @@ class _Loop:
           asks = self.sync_point(step) if jax.process_count() > 1 else stop.signum is not None
           if asks and stop.agreed():
             self.save_and_stop(step, state, stop)
-      except Interrupted:
-        raise
-      except KeyboardInterrupt:
-        self.stop_at_once(step)
+        self.warn_if_unhealthy()
       finally:
         bar.close()
         self.writer.close()
@@ -179,36 +181,40 @@ class _Loop:
       self.writer.write(step, "val", {k: v for k, v in val.items() if v == v})
       log_val(step, val)
     if checkpoint:
-      self.save(step, state)
+      self.save(step, state, fetched)
     return state
 
-  def save(self, step: int, state: TrainState) -> None:
-    self.ckpt.save(step, state, self.it.get_state(), run_metadata(self.exp))
+  def save(self, step: int, state: TrainState, fetched: list) -> None:
+    """Saves ``step``, with the mean training loss of ``fetched`` (the steps since the last
+    log) for the checkpointer's health judgement."""
+    loss = float(np.mean([m["loss"] for m in fetched])) if fetched else None
+    meta = run_metadata(self.exp) | {"train_loss": loss}
+    self.ckpt.save(step, state, self.it.get_state(), meta)
+
+  def warn_if_unhealthy(self) -> None:
+    if self.ckpt.unhealthy:
+      log.warning(
+        "the training loss exploded after checkpoint step %d: the final model (step %d) "
+        "descends from it, and the results below are that model's. The last healthy "
+        "checkpoint, step %s, is kept in %s; a resumed run continues from it (lower "
+        "--config.optim.lr and pass --allow_config_change).",
+        min(self.ckpt.unhealthy),
+        self.exp.total_steps,
+        self.ckpt.trusted,
+        self.ckpt.directory,
+      )
 
   def save_and_stop(self, step: int, state: TrainState, stop) -> None:
     """Nothing lost on Ctrl-C or a scheduler's SIGTERM: saves where we are, then stops."""
-    _fetch_checked(self.pending, step, self.ckpt, self.config)
+    fetched = _fetch_checked(self.pending, step, self.ckpt, self.config)
     why = f"signal {stop.signum}" if stop.signum else "a signal to another process"
     if step > (self.ckpt.latest_step() or 0):
-      self.save(step, state)
+      self.save(step, state, fetched)
     self.ckpt.close()
     _raise_stopped(
       f"stopped by {why} after step {step}: saved checkpoint step {step} in "
       f"{self.ckpt.directory}; run the same command again to resume."
     )
-
-  def stop_at_once(self, step: int) -> None:
-    """A second signal, inside a step or between: stop at once, save nothing more (a
-    step's donated state may be gone; several processes cannot save alone)."""
-    self.ckpt.close()
-    latest = self.ckpt.latest_step()
-    kept = (
-      f"the latest checkpoint, step {latest} in {self.ckpt.directory}, is intact: run the "
-      "same command again to resume from it."
-      if latest is not None
-      else "no checkpoint had been saved."
-    )
-    _raise_stopped(f"stopped at once by a second signal during step {step}: {kept}")
 
 
 def _raise_stopped(message: str) -> None:

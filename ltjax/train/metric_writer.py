@@ -16,11 +16,16 @@ from ltjax import files
 log = logging.getLogger(__name__)
 
 
-def _truncate_rows(path: str, last_step: int) -> None:
-  """Keeps the metrics.jsonl rows of steps <= ``last_step`` (and unreadable lines, as they
-  are), rewritten atomically."""
-  with open(path) as f:
+def _truncate_rows(path: str, last_step: int | None) -> None:
+  """Keeps the metrics.jsonl rows of steps <= ``last_step`` (all rows if None; unreadable
+  whole lines as they are) and drops a partial last line (a crash mid-write leaves one: the
+  next row appended to it would be lost), rewritten atomically."""
+  with open(path, encoding="utf-8", errors="replace") as f:
     lines = f.readlines()
+  partial = bool(lines) and not lines[-1].endswith("\n")
+  if partial:
+    log.warning("%s: dropped a partial last line left by a crash: %r", path, lines[-1][:80])
+    lines = lines[:-1]
   keep = []
   for line in lines:
     try:
@@ -28,11 +33,12 @@ def _truncate_rows(path: str, last_step: int) -> None:
     except ValueError:
       keep.append(line)
       continue
-    if not isinstance(row, dict) or row.get("step", 0) <= last_step:
+    if last_step is None or not isinstance(row, dict) or row.get("step", 0) <= last_step:
       keep.append(line)
-  if len(keep) != len(lines):
+  if partial or len(keep) != len(lines):
     with files.atomic_write(path) as f:
       f.writelines(keep)
+  if len(keep) != len(lines):
     log.info("metrics.jsonl: dropped %d row(s) after step %d", len(lines) - len(keep), last_step)
 
 
@@ -50,8 +56,8 @@ class MetricWriter:
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
       path = os.path.join(workdir, "metrics.jsonl")
-      if resume_step and os.path.exists(path):
-        _truncate_rows(path, resume_step)
+      if os.path.exists(path):
+        _truncate_rows(path, resume_step or None)
       self._file = open(path, "a")
       try:
         from tensorboardX import SummaryWriter

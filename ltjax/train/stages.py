@@ -261,6 +261,7 @@ def load_earlier_stage(exp, state, stage: Stage):
   config = exp.config
   params, batch_stats, meta = ckpt_lib.load_variables(config.init_from)
   load = stage.subtrees_to_load(config, params)
+  _check_class_set(exp, meta, heads_loaded=any(dst.startswith("head") for _, dst in load))
   source = f"init_from={config.init_from}"
   new_params = jax.device_get(state.params)
   new_stats = jax.device_get(state.batch_stats)
@@ -275,6 +276,43 @@ def load_earlier_stage(exp, state, stage: Stage):
     meta.get("stage", "?"),
   )
   return jax.device_put(state.replace(params=new_params, batch_stats=new_stats), exp.state_sharding)
+
+
+def class_set(dataset: dict, num_classes) -> dict:
+  """What makes two runs' classes the same: the dataset, its class count and the classes
+  held out as open set (and, for TFDS, which dataset)."""
+  keys = ["name", "open_classes"] + (["tfds_name"] if dataset.get("name") == "tfds" else [])
+  out = {k: dataset.get(k) for k in keys}
+  out["open_classes"] = sorted(out.get("open_classes") or ())
+  return out | {"num_classes": num_classes}
+
+
+def _describe(classes: dict) -> str:
+  extra = f" ({classes['tfds_name']})" if classes.get("tfds_name") else ""
+  held = f", open classes {classes['open_classes']}" if classes["open_classes"] else ""
+  return f"{classes['name']}{extra} with {classes['num_classes']} classes{held}"
+
+
+def _check_class_set(exp, meta: dict, heads_loaded: bool) -> None:
+  """The earlier run must have the classes of this one: refused where its classifier is
+  loaded (it would score other classes), a warning where only the backbone is."""
+  earlier_config = meta.get("config") or {}
+  if "dataset" not in earlier_config or "num_classes" not in meta:
+    return  # An imported or older run without the record: nothing to compare.
+  earlier = class_set(earlier_config["dataset"], meta["num_classes"])
+  now = class_set(exp.config.dataset.to_dict(), exp.splits.num_classes)
+  if earlier == now:
+    return
+  what = (
+    f"init_from={exp.config.init_from} was trained on {_describe(earlier)}; this run is "
+    f"{_describe(now)}"
+  )
+  if heads_loaded:
+    raise ValueError(
+      f"{what}: stage {exp.config.stage!r} loads its classifier, which would score other "
+      "classes. Start from a run of the same dataset and classes."
+    )
+  log.warning("%s: the backbone's features were learned on other classes.", what)
 
 
 def load_pretrained(exp, state):

@@ -37,6 +37,16 @@ def trainable(state: TrainState) -> dict:
   return {"params": state.params, "centroids": state.centroids}
 
 
+def all_finite(tree) -> jax.Array:
+  """Whether every floating-point leaf of ``tree`` is finite (a scalar bool)."""
+  checks = [
+    jnp.all(jnp.isfinite(x))
+    for x in jax.tree.leaves(tree)
+    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+  ]
+  return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
@@ -61,7 +71,8 @@ def make_train_step(
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
     ``image`` (B, H, W, C) and int32 ``label`` (B,), or an ``imagenet_device`` batch
     (``ltjax.data.pp.device_ops``), augmented here on the device. ``metrics``: ``loss``,
-    ``accuracy``, ``grad_norm``, ``finite`` (False: the loss or the gradient norm was nan
+    ``accuracy``, ``grad_norm``, ``finite`` (False: the loss, the gradient norm or the
+    updated state (parameters, optimizer state, BatchNorm statistics, centroids) held a nan
     or inf, and the step left the state unchanged but for ``step``) and the stage's extras
     (OLTR: ``ce``, ``centroid_loss``).
   """
@@ -98,10 +109,11 @@ def make_train_step(
       batch_stats=batch_stats,
       opt_state=opt_state,
     )
-    # A non-finite loss or gradient leaves the state as it was (no host sync here: the
-    # loop reads ``finite`` at its logging and checkpoint steps, and stops).
+    # A non-finite loss or gradient, or an update that would make anything the state saves
+    # non-finite (a rate that overflows float32), leaves the state as it was (no host sync
+    # here: the loop reads ``finite`` at its logging and checkpoint steps, and stops).
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(new_state)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     new_state = new_state.replace(step=state.step + 1)
     metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}

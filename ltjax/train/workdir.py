@@ -2,8 +2,9 @@
 
 * ``RunLock``: ``ltjax.lock``, created atomically by the run's process 0 and checked by all
   its processes, so a second ``ltjax train`` on the same directory stops with a clear
-  message instead of interleaving checkpoints. A lock left by a dead process on this host
-  is taken over; one from another host names the file to delete.
+  message instead of interleaving checkpoints. A lock whose owner is provably gone (its
+  pid not running, or reused by another process, or a reboot since; ``ltjax.locks``) is
+  taken over; one from another host names the file to delete.
 * ``config.json``: the config of the run, written when it starts. Resuming with another
   config is an error listing the differing fields (``check_resume``), except for the fields
   in ``MAY_CHANGE_ON_RESUME`` (how the run is logged, checkpointed and parallelised, and
@@ -15,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import time
 import uuid
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from ltjax import config as config_lib
-from ltjax import files
+from ltjax import files, locks
 from ltjax.train import checkpoint as ckpt_lib
 
 log = logging.getLogger(__name__)
@@ -34,76 +33,20 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "ltjax.lock"
 CONFIG_NAME = "config.json"
 
-#: Fields that may differ when a run resumes: they change how it is logged, checkpointed,
-#: parallelised or read, not what it computes.
-MAY_CHANGE_ON_RESUME = (
-  "log_every_steps",
-  "checkpoint_every_steps",
-  "keep_checkpoints",
-  "eval_every_epochs",
-  "num_devices",
-  "init_from",
-  "data.num_threads",
-  "data.prefetch",
-  "eval.batch_size",
-  "dataset.root",
-  "dataset.lists_dir",
-  "dataset.data_dir",
-  "dataset.packed_dir",
-  "model.pretrained",
-  "model.pretrained_allow_pickle",
-)
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # Alive, another user's.
-    return True
-  return True
+MAY_CHANGE_ON_RESUME = config_lib.MAY_CHANGE_ON_RESUME
 
 
 class RunLock:
-  """The exclusive lock of a work directory by one (possibly multi-process) run."""
+  """The exclusive lock of a work directory by one (possibly multi-process) run: process 0
+  holds ``ltjax.lock`` (``ltjax.locks.DirectoryLock``: a lock whose owner is provably gone
+  is taken over), and every process checks it holds the run's token."""
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, LOCK_NAME)
+    self._lock = locks.DirectoryLock(
+      self.path, "ltjax run", "work directory", "Wait for it to finish, or use another --workdir"
+    )
     self.token: str | None = None
-
-  def _create(self, token: str) -> bool:
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": token}
-    owner["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    try:
-      fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-      return False
-    with os.fdopen(fd, "w") as f:
-      json.dump(owner, f)
-    return True
-
-  def _owner(self) -> dict | None:
-    try:
-      with open(self.path) as f:
-        owner = json.load(f)
-      return owner if isinstance(owner, dict) else {}
-    except FileNotFoundError:
-      return None
-    except (OSError, ValueError):
-      return {}  # Unreadable: reported as held by an unknown owner.
-
-  def _refuse(self, owner: dict) -> ValueError:
-    who = (
-      f"process {owner.get('pid')} on {owner.get('host')} (since {owner.get('started')})"
-      if owner
-      else "an unknown process (the lock file is unreadable)"
-    )
-    return ValueError(
-      f"another ltjax run is using this work directory: {who} holds {self.path}. Wait for "
-      "it to finish, or use another --workdir; if no such process runs any more (a "
-      f"crashed machine), delete {self.path}."
-    )
 
   def acquire(self) -> None:
     """Takes the lock (process 0) and checks every process of the run holds the same one.
@@ -113,43 +56,19 @@ class RunLock:
     """
     token = uuid.uuid4().hex
     if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(self.path), exist_ok=True)
-      if not self._create(token):
-        owner = self._owner()
-        stale = (
-          owner is not None
-          and owner.get("host") == socket.gethostname()
-          and isinstance(owner.get("pid"), int)
-          and not _pid_alive(owner["pid"])
-        )
-        if not stale:
-          raise self._refuse(owner or {})
-        log.warning(
-          "work directory lock %s was left by process %d, which is gone: taking it over.",
-          self.path,
-          owner["pid"],
-        )
-        os.remove(self.path)
-        if not self._create(token):  # Another run took it in between.
-          raise self._refuse(self._owner() or {})
+      self._lock.acquire(token)
     if jax.process_count() > 1:  # The lock belongs to the run: every process checks it.
       ours = multihost_utils.broadcast_one_to_all(np.frombuffer(token.encode(), np.uint8))
       token = bytes(np.asarray(ours, np.uint8)).decode()
-      owner = self._owner() or {}
+      owner = self._lock.owner() or {}
       if owner.get("token") != token:
-        raise self._refuse(owner)
+        raise self._lock.refusal(owner)
     self.token = token
 
   def release(self) -> None:
     """Removes the lock if this run holds it (process 0)."""
-    if self.token is None or jax.process_index() != 0:
-      return
-    owner = self._owner()
-    if owner and owner.get("token") == self.token:
-      try:
-        os.remove(self.path)
-      except OSError as e:  # A read-only or full disk must not hide the run's own error.
-        log.warning("could not remove the work directory lock %s: %s", self.path, e)
+    if jax.process_index() == 0:
+      self._lock.release()
     self.token = None
 
   def __enter__(self) -> RunLock:

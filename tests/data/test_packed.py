@@ -2,8 +2,10 @@
 
 import glob
 import json
+import logging
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -412,3 +414,92 @@ def test_packed_open_split_with_known_labels_is_a_clear_error(tmp_path, monkeypa
   config.dataset.packed_dir = str(tmp_path / "empty")
   with pytest.raises(ValueError, match="packed split 'test' .* no manifest"):
     build_splits(config.dataset, 0, config.data)
+
+
+def test_two_prepare_runs_on_one_output_directory_do_not_race(tmp_path):
+  # A second `ltjax prepare` into the same --out while one runs is refused at once (the
+  # loser would otherwise fail on a rename half-way); a lock left by a dead one is taken over.
+  import subprocess
+  import sys
+
+  from ltjax.data import prepare
+
+  root = make_tree(tmp_path / "images")
+  out = tmp_path / "packed"
+  out.mkdir()
+  # A prepare process that holds the lock while it "packs" (here: sleeps).
+  holder = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      "import sys, time; from ltjax import locks; "
+      "lock = locks.DirectoryLock(sys.argv[1], 'ltjax prepare', 'output directory', 'wait'); "
+      "lock.__enter__(); print('held', flush=True); time.sleep(60)",
+      str(out / prepare.LOCK_NAME),
+    ],
+    stdout=subprocess.PIPE,
+    text=True,
+  )
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    result = run_ltjax(
+      "prepare", "--dataset=imagenet_lt", f"--root={root}", f"--out={out}", cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert f"another ltjax prepare is using this output directory: process {holder.pid}" in (
+      result.stderr
+    )
+  finally:
+    holder.kill()
+    holder.wait()
+  result = run_ltjax(
+    "prepare", "--dataset=imagenet_lt", f"--root={root}", f"--out={out}", cwd=tmp_path
+  )
+  assert result.returncode == 0, result.stderr
+  assert "is stale" in result.stderr and not (out / prepare.LOCK_NAME).exists()
+
+
+def test_flipped_bytes_in_a_shard_name_the_record_and_are_skipped_on_request(tree, caplog):
+  # 16 bytes flipped inside a complete shard (bit rot, a bad copy): its size is right, so
+  # the manifest's checks pass, and ArrayRecord's chunk hash fails on reading that record.
+  list_file, root, out = tree
+  packed_all = run_ltjax(
+    "prepare",
+    "--dataset=imagenet_lt",
+    f"--root={root}",
+    f"--out={out}",
+    "--records_per_shard=5",
+    cwd=root,
+  )
+  assert packed_all.returncode == 0, packed_all.stderr
+  shard = os.path.join(out, "train.array_record-00001-of-00005")
+  data = bytearray(open(shard, "rb").read())
+  middle = len(data) // 2
+  data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
+  open(shard, "wb").write(bytes(data))
+  source = PackedSource(out, "train", 3)
+  bad = []
+  for i in range(len(source)):
+    try:
+      source.get_batch(np.array([i]))
+    except ValueError as e:
+      bad.append((i, str(e)))
+  assert bad, "the flipped bytes went unnoticed"
+  i, message = bad[0]
+  assert re.match(rf"corrupt record \(record \d+ of {re.escape(shard)}, from .*line \d+\)", message)
+  assert "skip_corrupt" in message and "RuntimeError" not in message
+  with pytest.raises(ValueError, match="corrupt record"):  # In a batch too.
+    source.get_batch(np.arange(len(source)))
+  skipping = PackedSource(out, "train", 3, skip_corrupt=True)
+  with caplog.at_level(logging.WARNING):
+    images, labels = skipping.get_batch(np.arange(len(skipping)))
+  assert len(images) == len(skipping) and skipping.num_skipped == len(bad)
+  assert f"skip_corrupt: replacing record {i - 5} of {shard}" in caplog.text
+  # `ltjax verify` lists it with its shard and record, and fails.
+  config = os.path.join(REPO, "configs", "imagenet_lt", "joint_sqrt.py")
+  result = run_ltjax(
+    "verify", f"--config={config}", f"--config.dataset.packed_dir={out}", "--splits=train", cwd=root
+  )
+  assert result.returncode == 1
+  assert f"train: 22 images, {len(bad)} unreadable" in result.stdout
+  assert f"corrupt record (record {i - 5} of {shard}" in result.stdout

@@ -1,5 +1,7 @@
 """NCM and tau-norm selection on val, and sharded feature extraction."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -82,3 +84,26 @@ def test_extracted_features_match_a_direct_forward(tmp_path):
   np.testing.assert_array_equal(out["labels"], labels)
   again = posthoc.extract(exp, state, splits.test, cache)  # From the cache.
   np.testing.assert_array_equal(again["features"], out["features"])
+
+
+def test_cached_features_of_another_checkpoint_are_recomputed(tmp_path, caplog):
+  # evaluate --posthoc, then the run trains on (resumed with more epochs), then evaluate
+  # --posthoc again: the features of the new checkpoint, never the cached ones of the old.
+  import logging
+
+  from ltjax.train import loop
+
+  splits = tiny_splits()
+  features = str(tmp_path / "features")
+  exp, state = experiment.setup(tiny_config(), splits)
+  state = loop.train(exp, state, str(tmp_path))
+  first = posthoc.extract(exp, state, splits.test, os.path.join(features, "test.npz"))
+  longer = tiny_config(num_epochs=3)
+  exp, state = experiment.setup(longer, splits)
+  state = loop.train(exp, state, str(tmp_path), allow_config_change=True)
+  with caplog.at_level(logging.INFO, logger="ltjax"):
+    again = posthoc.extract(exp, state, splits.test, os.path.join(features, "test.npz"))
+  assert "is of checkpoint step 3" in caplog.text and "recomputing it for step 9" in caplog.text
+  fresh = posthoc.extract(exp, state, splits.test)
+  np.testing.assert_array_equal(again["features"], fresh["features"])
+  assert not np.allclose(again["features"], first["features"])

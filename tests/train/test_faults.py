@@ -55,13 +55,57 @@ def test_divergence_stops_with_the_last_good_checkpoint_and_saves_nothing_bad(tm
     loop.train(exp, state, str(tmp_path), allow_config_change=True)
   message = str(e.value)
   bad = int(re.search(r"not finite at step (\d+)", message).group(1))
-  last = saved_steps(tmp_path)[-1]
-  assert last == bad - 1 and f"the last good checkpoint is step {last}" in message
+  good = int(re.search(r"the last good checkpoint is step (\d+)", message).group(1))
+  assert saved_steps(tmp_path)[-1] == bad - 1 and good in saved_steps(tmp_path)
   # Every checkpoint left restores and is finite: none was replaced by a non-finite one.
   for step in saved_steps(tmp_path):
     target = ckpt_lib.abstract_like(state, exp.state_sharding)
     restored, _, _, _ = ckpt_lib.restore(str(tmp_path / "checkpoints"), target, step=step)
     assert finite(jax.device_get(restored))
+
+
+def test_an_update_that_overflows_float32_is_never_saved(tmp_path):
+  # Loss and gradient are finite, but 3e38 x (gradient + 100 x weights) is inf in float32: the
+  # state the step would keep (and a checkpoint would save) is checked, not only the loss.
+  with pytest.raises(ValueError, match="not finite at step 1.*no checkpoint was saved"):
+    run(tmp_path, checkpoint_every_steps=1, **{"optim.lr": 3e38, "optim.weight_decay": 100.0})
+  assert saved_steps(tmp_path) == []
+
+
+def test_a_rate_that_is_inf_in_float32_is_refused_before_any_work(tmp_path):
+  with pytest.raises(ValueError, match=r"--config.optim.lr=1e\+39 is not finite in float32"):
+    run(tmp_path, **{"optim.lr": 1e39})
+  with pytest.raises(ValueError, match=r"--config.dataset.std must hold finite numbers > 0"):
+    run(tmp_path, **{"dataset.std": (0.0,)})
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_exploding_finite_loss_never_rotates_out_the_last_healthy_checkpoint(tmp_path, caplog):
+  run(tmp_path, num_epochs=2, checkpoint_every_steps=1)  # 6 steps, keep 2: 5 and 6.
+  assert saved_steps(tmp_path) == [5, 6]
+  healthy = jax.device_get(
+    experiment.restore_trained(tiny_config(num_epochs=2), str(tmp_path), SPLITS)[1]
+  )
+  # Resumed with a rate that makes the loss explode (1e14) before it turns non-finite.
+  exploding = {"num_epochs": 4, "checkpoint_every_steps": 1, "optim.lr": 1e8}
+  exp, state = experiment.setup(tiny_config(log_every_steps=1, **exploding), SPLITS)
+  with caplog.at_level(logging.WARNING, logger="ltjax"), pytest.raises(ValueError) as e:
+    loop.train(exp, state, str(tmp_path), allow_config_change=True)
+  assert "checkpoint step 7 is not healthy" in caplog.text
+  assert "the last good checkpoint is step 6" in str(e.value)
+  assert 6 in saved_steps(tmp_path) and saved_steps(tmp_path)[-1] > 7  # Kept past rotation.
+  # The same command with a sane rate resumes from step 6, the exploded steps set aside.
+  caplog.clear()
+  exp, state = experiment.setup(tiny_config(num_epochs=4, checkpoint_every_steps=1), SPLITS)
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    final = loop.train(exp, state, str(tmp_path), allow_config_change=True)
+  assert "resuming from step 6, the last healthy one" in caplog.text
+  assert int(final.step) == 12 and finite(jax.device_get(final))
+  assert sorted(os.listdir(tmp_path / "checkpoints.damaged"))[0].startswith("7-")
+  restarted = jax.device_get(
+    experiment.restore_trained(tiny_config(num_epochs=4), str(tmp_path), SPLITS)[1]
+  )
+  assert int(restarted.step) == 12 and healthy.step == 6
 
 
 def test_a_non_finite_step_leaves_the_state_unchanged():
@@ -192,6 +236,28 @@ def test_resume_and_init_from_log_no_orbax_warnings(tmp_path, caplog):
   assert not noise  # e.g. orbax's "read_only=True, setting max_to_keep=None"
 
 
+def test_a_partial_metrics_line_left_by_a_crash_is_dropped_before_appending(tmp_path, caplog):
+  run(tmp_path, num_epochs=1, log_every_steps=1)  # 3 steps, rows 1-3.
+  metrics = tmp_path / "metrics.jsonl"
+  text = metrics.read_text()
+  metrics.write_text(text + text.splitlines()[-1][:17])  # A crash in the middle of a row.
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    exp, state = experiment.setup(tiny_config(num_epochs=2, log_every_steps=1), SPLITS)
+    loop.train(exp, state, str(tmp_path), allow_config_change=True)
+  assert "dropped a partial last line left by a crash" in caplog.text
+  rows = [json.loads(line) for line in metrics.read_text().splitlines()]  # All parse.
+  assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_truncated_results_file_is_named_with_the_fix(tmp_path):
+  run(tmp_path)
+  results = tmp_path / "results.json"
+  results.write_text('{"joint": {"many": 1.0, "all": ')  # A crash or a full disk mid-write.
+  exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), SPLITS)
+  with pytest.raises(ValueError, match=rf"{re.escape(str(results))} is not valid JSON .*delete"):
+    runner.evaluate_and_write(exp, state, str(tmp_path))
+
+
 # -------------------------------------------------------------------------- the lock
 
 
@@ -218,10 +284,35 @@ def test_a_stale_lock_is_taken_over_and_a_foreign_one_names_its_file(tmp_path, c
   lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "token": "x"}))
   with caplog.at_level(logging.WARNING, logger="ltjax"):
     run(tmp_path)
-  assert f"left by process {dead}, which is gone" in caplog.text
+  assert f"stale (process {dead} is gone): taking it over" in caplog.text
   lock_file.write_text(json.dumps({"host": "another-host", "pid": 1, "token": "x"}))
   with pytest.raises(ValueError, match=f"another-host.*delete {lock_file}"):
     run(tmp_path)
+
+
+def test_a_lock_whose_pid_is_now_this_process_is_taken_over(tmp_path, caplog):
+  # After a container restart the pid of the run that died can be the new run's own: the
+  # recorded start time (or boot id) tells them apart.
+  from ltjax import locks
+
+  lock_file = tmp_path / workdir.LOCK_NAME
+  me = {"host": socket.gethostname(), "pid": os.getpid(), "token": "x"}
+  started = locks.process_start(os.getpid())
+  for owner in (me | {"pid_start": started - 1}, me | {"boot_id": "another-boot"}, me):
+    lock_file.write_text(json.dumps(owner))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ltjax"):
+      run(tmp_path)
+    assert "is stale" in caplog.text and "taking it over" in caplog.text
+  # A live process's lock (its real start time) is refused.
+  child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    live = {"host": socket.gethostname(), "pid": child.pid, "token": "x"}
+    lock_file.write_text(json.dumps(live | {"pid_start": locks.process_start(child.pid)}))
+    with pytest.raises(ValueError, match=f"process {child.pid} on .* holds {lock_file}"):
+      run(tmp_path)
+  finally:
+    child.kill()
 
 
 # ----------------------------------------------------------------- environment faults

@@ -99,7 +99,13 @@ def test_two_processes_match_one_process_with_as_many_devices(two_process_run, t
   with open(two_process_run / "joint" / "metrics.jsonl") as f:
     assert [json.loads(line)["step"] for line in f] == [1, 2, 3]
   names = sorted(os.listdir(two_process_run / "joint" / "checkpoints"))
-  assert names == ["2", "3", "ltjax-checksums-2.json", "ltjax-checksums-3.json"]
+  assert names == [
+    "2",
+    "3",
+    "ltjax-checksums-2.json",
+    "ltjax-checksums-3.json",
+    "ltjax-health.json",
+  ]
 
 
 def test_checkpoint_of_two_processes_restores_in_one(two_process_run):

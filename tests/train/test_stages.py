@@ -181,3 +181,22 @@ def test_a_new_stage_is_one_object_and_a_config(monkeypatch, tmp_path):
   summary = loop.train_and_evaluate(config, str(tmp_path), splits=tiny_splits())
   assert set(summary) >= {"many", "medium", "few", "all"}
   assert ckpt_lib.Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 3
+
+
+def test_init_from_a_run_over_other_classes_warns_or_is_refused(joint_dir, caplog):
+  # The joint run has 4 classes; a cRT over 3 takes only its backbone (a warning), an LWS
+  # would load its classifier (refused).
+  import logging
+
+  three = tiny_splits(num_classes=3)
+  with caplog.at_level(logging.WARNING, logger="ltjax"):
+    exp, state = experiment.setup(stage_config("crt", joint_dir), three)
+    exp.stage.start(exp, state)
+  assert (
+    f"init_from={joint_dir} was trained on digits with 4 classes, open classes [8, 9]; this "
+    "run is digits with 3 classes, open classes [8, 9]: the backbone's features were learned "
+    "on other classes"
+  ) in caplog.text
+  exp, state = experiment.setup(stage_config("lws", joint_dir), three)
+  with pytest.raises(ValueError, match="stage 'lws' loads its classifier, which would score"):
+    exp.stage.start(exp, state)

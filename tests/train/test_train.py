@@ -16,9 +16,9 @@ from helpers import (
   write_state_dict,
 )
 
-from ltjax import sharding
+from ltjax import sharding, stop
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import experiment, loop, stages, steps, stop
+from ltjax.train import experiment, loop, stages, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
@@ -232,11 +232,15 @@ def test_unknown_names_list_the_valid_ones():
     experiment.setup(tiny_config(**{"optim.schedule": "linear"}), tiny_splits())
 
 
-def test_a_signal_after_training_says_the_checkpoints_are_saved():
+def test_a_signal_is_honoured_at_the_next_safe_point_with_what_was_saved():
   requests = stop.StopRequests()
+  requests._handle(signal.SIGTERM, None)  # Never raises: it records the signal.
   with pytest.raises(stop.Interrupted, match="before training started: nothing was saved"):
-    requests._handle(signal.SIGTERM, None)
+    requests.check()
+  requests.check()  # Honoured once.
   with requests.deferred():  # A training loop, ended: its checkpoints are saved.
-    pass
-  with pytest.raises(stop.Interrupted, match="after training: its checkpoints are saved"):
     requests._handle(signal.SIGTERM, None)
+    requests.check()  # The loop honours it, not the safe points.
+  requests._handle(signal.SIGTERM, None)
+  with pytest.raises(stop.Interrupted, match="after training: its checkpoints are saved"):
+    requests.check()

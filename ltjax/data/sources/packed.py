@@ -291,22 +291,39 @@ class PackedSource(DecodedRecords):
         "class."
       ) from e
 
+  def _fetch(self, index: int) -> bytes:
+    """The bytes of record ``index``; ValueError naming it if the shard is damaged there
+    (ArrayRecord checks each chunk's hash: flipped bytes raise RuntimeError)."""
+    try:
+      return self._records[index]
+    except Exception as e:  # The reader's own errors name no record: name it.
+      raise ValueError(
+        f"corrupt record ({self._where(index)}): {e}. {_RERUN}, or set "
+        "--config.data.skip_corrupt=True to replace it by another image of the same class."
+      ) from e
+
   def _read(self, index: int) -> np.ndarray:
-    return self._decode(index, self._records[index])
+    return self._decode(index, self._fetch(index))
 
   def _describe(self, index: int) -> str:
     return self._where(index)
 
   def get_batch(self, indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Reads and decodes the records at ``indices``.
+    """Reads and decodes the records at ``indices`` (one batched read; record by record
+    when a shard is damaged, so each bad record is named and, with ``skip_corrupt``,
+    replaced).
 
     Returns:
       (images, labels): a list of B (H_i, W_i, 3) uint8 arrays, and (B,) int32 labels.
     """
     indices = self._check_indices(indices)
     keys = [int(i) for i in indices]
-    records = self._records.__getitems__(keys) if keys else []  # One batched read.
+    try:
+      records = self._records.__getitems__(keys) if keys else []
+    except Exception:  # A damaged chunk somewhere in the batch: read record by record.
+      records = [None] * len(keys)
     images = [
-      self._load(i, lambda i=i, r=r: self._decode(i, r)) for i, r in zip(keys, records, strict=True)
+      self._load(i, lambda i=i, r=r: self._decode(i, r if r is not None else self._fetch(i)))
+      for i, r in zip(keys, records, strict=True)
     ]
     return images, self.labels[indices]

@@ -52,6 +52,7 @@ from PIL import Image
 
 from ltjax import files
 from ltjax.data.sources.base import check_labels
+from ltjax.stop import STOP
 
 _CHUNK = 1024  # Records per batched read when scanning labels.
 _PROGRESS_MIN = 10_000  # Show a progress bar when scanning more records than this.
@@ -269,6 +270,7 @@ class TfdsSource:
     try:
       for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
+        STOP.check()
         labels[start:stop], ids = self._read_columns(list(range(start, stop)))
         if ids is not None:
           id_chunks.append(ids)
