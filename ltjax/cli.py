@@ -1,13 +1,17 @@
-"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare, verify, import-torch.
+"""The ``ltjax`` command: train, evaluate, demo, report, stats, prepare, verify, import-torch,
+plan, example-data.
 
 ltjax train --config=configs/<dataset>/<stage>.py --workdir=DIR [--config.x=y ...]
-ltjax evaluate --config=... --workdir=DIR [--open_set] [--posthoc]
+ltjax evaluate --workdir=DIR [--config=...] [--open_set] [--posthoc]
 ltjax demo [--workdir=DIR] [--dtype=bfloat16]
 ltjax report --workdir=DIR [--compare RUN ...]
-ltjax stats --split=LIST.txt [--num_classes=K]
+ltjax stats --split=LIST.txt [--num_classes=K]  |  ltjax stats --config=...
 ltjax prepare --dataset=imagenet_lt|places_lt|inat2018 --root=IMAGES --out=DIR
+ltjax prepare --config=... --out=DIR
 ltjax verify --config=... [--splits=train,val,test]
 ltjax import-torch CKPT.pth --config=... --workdir=DIR [--allow_pickle]
+ltjax plan --config=... [--devices=N] [--split_over=M] [--fit=GB]
+ltjax example-data --out=DIR
 
 `ltjax <command> --help` lists a command's flags; `ltjax train --config=FILE --help` also
 lists the config's fields with their values.
@@ -31,7 +35,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Experiment config file (configs/<dataset>/<stage>.py).", lock_config=True
+  "config",
+  None,
+  "Experiment config: a file, or the name of one that ships with ltjax "
+  "(imagenet_lt/crt.py; `ltjax train --help` lists them). evaluate: default the run's own.",
+  lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _POSTHOC = flags.DEFINE_bool(
@@ -54,7 +62,9 @@ _ROOT = flags.DEFINE_string("root", None, "The image directory the lists refer t
 _LISTS_DIR = flags.DEFINE_string(
   "lists_dir", None, "The directory of the split lists (default: --root)."
 )
-_OUT = flags.DEFINE_string("out", None, "The output directory of the shards.")
+_OUT = flags.DEFINE_string(
+  "out", None, "The output directory (prepare: of the shards; example-data: of the dataset)."
+)
 _SPLITS = flags.DEFINE_string(
   "splits", None, "Comma-separated splits (prepare: train,val,test,open; verify: train,val,test)."
 )
@@ -83,6 +93,16 @@ _DISTRIBUTED = flags.DEFINE_bool(
   "Join a multi-process run whose settings JAX detects (SLURM, Open MPI, Kubernetes, "
   "Cloud TPU pods).",
 )
+_DEVICES = flags.DEFINE_integer(
+  "devices", 1, "Devices of the mesh the step is compiled for (simulated on a CPU)."
+)
+_SPLIT_OVER = flags.DEFINE_integer(
+  "split_over",
+  0,
+  "Devices the config's global batch is meant for (default --devices): e.g. --devices 1 "
+  "--split_over 8 gives the per-device figures of an 8-device run.",
+)
+_FIT = flags.DEFINE_float("fit", 0, "Also the largest per-device batch that fits in this many GB.")
 _ALLOW_PICKLE = flags.DEFINE_bool(
   "allow_pickle",
   False,
@@ -123,13 +143,17 @@ def cmd_train(argv) -> None:
 
 
 def cmd_evaluate(argv) -> None:
-  """Evaluates the latest checkpoint in --workdir on test (works on a read-only run)."""
+  """Evaluates the latest checkpoint in --workdir on test, with the run's own config
+  (config.json; --config and evaluation overrides are checked against it; works on a
+  read-only run)."""
   del argv
-  _require(_CONFIG, "config")
   _require(_WORKDIR, "workdir")
+  _require(_CONFIG, "config")
   from ltjax.evaluate import report, runner
   from ltjax.train import experiment
+  from ltjax.train import workdir as workdir_lib
 
+  workdir_lib.check_evaluation(_WORKDIR.value, _CONFIG.value)
   exp, state = experiment.restore_trained(_CONFIG.value, _WORKDIR.value)
   if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
     raise ValueError(
@@ -175,10 +199,24 @@ def cmd_report(argv) -> None:
 
 
 def cmd_stats(argv) -> None:
-  """The class distribution of a split list: sizes, imbalance, shot groups."""
+  """The class distribution of a split list (--split), or of the training split of the
+  config's dataset (--config, any dataset): sizes, imbalance, shot groups."""
   del argv
-  _require(_SPLIT, "split")
   from ltjax.data import longtail
+
+  if _CONFIG.present:
+    from ltjax.data import datasets
+
+    config = _CONFIG.value
+    splits = datasets.build_splits(config.dataset, config.seed, config.data)
+    stats = longtail.split_statistics(splits.train.labels, splits.num_classes)
+    name = f"{config.dataset.name} train"
+    print(longtail.format_statistics(stats, name))
+    print(f"val: {len(splits.val):,} images; test: {len(splits.test):,} images")
+    if splits.class_names is not None:
+      print(f"classes: {', '.join(splits.class_names[:50])}")
+    return
+  _require(_SPLIT, "split")
   from ltjax.data.sources import splitlist
 
   _, labels = splitlist.parse_split_file(_SPLIT.value, _NUM_CLASSES.value, allow_open=True)
@@ -187,13 +225,25 @@ def cmd_stats(argv) -> None:
 
 
 def cmd_prepare(argv) -> None:
-  """Packs the reference split lists' images into ArrayRecord shards (resumable); train
-  from them with --config.dataset.packed_dir=OUT."""
+  """Packs the images of split lists into ArrayRecord shards (resumable): a reference
+  dataset's (--dataset, --root) or any config's dataset, your own lists or image folder
+  included (--config); train from them with --config.dataset.packed_dir=OUT."""
   del argv
-  for flag, name in ((_DATASET, "dataset"), (_ROOT, "root"), (_OUT, "out")):
-    _require(flag, name)
+  _require(_OUT, "out")
   from ltjax.data import prepare
 
+  note = lambda line: print(line, flush=True)  # noqa: E731
+  if _CONFIG.present:
+    prepare.prepare_config(
+      _CONFIG.value.dataset,
+      _OUT.value,
+      records_per_shard=_RECORDS_PER_SHARD.value,
+      progress=True,
+      note=note,
+    )
+    return
+  for flag, name in ((_DATASET, "dataset"), (_ROOT, "root")):
+    _require(flag, name)
   splits = _SPLITS.value or ",".join(prepare.PREPARE_SPLITS)
   prepare.prepare_dataset(
     _DATASET.value,
@@ -204,7 +254,7 @@ def cmd_prepare(argv) -> None:
     require_open=_SPLITS.value is not None,  # Only OLTR needs the open list.
     records_per_shard=_RECORDS_PER_SHARD.value,
     progress=True,
-    note=lambda line: print(line, flush=True),
+    note=note,
   )
 
 
@@ -230,6 +280,56 @@ def cmd_verify(argv) -> None:
       f"{bad} unreadable image(s), listed above: fix or remove them, or set "
       "--config.data.skip_corrupt=True to replace each by another image of its class."
     )
+
+
+def cmd_plan(argv) -> None:
+  """The memory one device needs for the config's train step (compiled without data; on a
+  CPU an estimate of what a GPU/TPU allocates), and with --fit the largest batch that fits."""
+  del argv
+  _require(_CONFIG, "config")
+  devices, split = _DEVICES.value, _SPLIT_OVER.value or _DEVICES.value
+  if devices < 1 or split < 1:
+    raise ValueError("--devices and --split_over must be >= 1.")
+  if "jax" not in sys.modules:  # Simulated CPU devices must be asked for before JAX starts.
+    os.environ["XLA_FLAGS"] = (
+      f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    ).strip()
+  import jax
+
+  from ltjax.train import memory_plan
+
+  config = _CONFIG.value
+  if config.batch_size % split:
+    raise ValueError(f"batch_size {config.batch_size} is not divisible by --split_over={split}.")
+  per_device = config.batch_size // split
+  with config.unlocked():
+    config.batch_size = per_device * devices
+  spec = memory_plan.data_spec(config)
+  result = memory_plan.plan(config, devices, spec)
+  platform = jax.devices()[0].platform
+  print(f"{devices} {platform} device(s); per-device figures of the compiled train step")
+  print(memory_plan.TABLE_HEADER)
+  print(memory_plan.format_plan(_config_name(_CONFIG_PATH[0]), config, result, per_device))
+  if _FIT.value:
+    fit = memory_plan.largest_batch(config, devices, _FIT.value, spec)
+    print(f"largest per-device batch within {_FIT.value:g} GB: {fit}")
+
+
+def cmd_example_data(argv) -> None:
+  """Writes a tiny long-tailed image dataset (5 digit classes, imbalance 20, val, test and
+  an open set; 32x32 JPEGs) to --out, as an image-folder tree and as list files: the
+  README's "Your own data" walk-through trains on it."""
+  del argv
+  _require(_OUT, "out")
+  from ltjax.data import example
+
+  counts = example.write_example_dataset(_OUT.value)
+  print(
+    f"wrote {sum(counts.values())} images to {_OUT.value}: "
+    + ", ".join(f"{split} {n}" for split, n in counts.items())
+    + f" ({', '.join(example.CLASS_NAMES)}; folders train/ val/ test/ open/ and lists "
+    "train.txt val.txt test.txt open.txt)"
+  )
 
 
 def cmd_import_torch(argv) -> None:
@@ -261,10 +361,15 @@ COMMANDS = {
   "evaluate": (cmd_evaluate, ("config", "workdir", "posthoc", "open_set", *MULTI_PROCESS)),
   "demo": (cmd_demo, ("workdir", "dtype")),
   "report": (cmd_report, ("workdir", "compare")),
-  "stats": (cmd_stats, ("split", "num_classes")),
-  "prepare": (cmd_prepare, ("dataset", "root", "out", "lists_dir", "splits", "records_per_shard")),
+  "stats": (cmd_stats, ("split", "num_classes", "config")),
+  "prepare": (
+    cmd_prepare,
+    ("dataset", "root", "out", "lists_dir", "splits", "records_per_shard", "config"),
+  ),
   "verify": (cmd_verify, ("config", "splits")),
   "import-torch": (cmd_import_torch, ("config", "workdir", "allow_pickle")),
+  "plan": (cmd_plan, ("config", "devices", "split_over", "fit")),
+  "example-data": (cmd_example_data, ("out",)),
 }
 MULTI_PROCESS_COMMANDS = ("train", "evaluate")
 
@@ -300,6 +405,9 @@ def _command_help(command: str, args: list[str]) -> str:
     lines.append(f"  --{name}: {flag.help}{default}")
   if "config" in names:
     config_arg = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+    if config_arg is not None:
+      resolved = _resolve_config([f"--config={config_arg}"], command)[0]
+      config_arg = resolved.split("=", 1)[1].split(":", 1)[0]
     lines.append("")
     if config_arg is None:
       lines.append(
@@ -307,6 +415,9 @@ def _command_help(command: str, args: list[str]) -> str:
         "--config.<field>=<value>; add --config=FILE to this --help to list them with the "
         "file's values (all fields and their meaning: ltjax/config.py)."
       )
+      names = [n for n in packaged_configs() if n != "run.py"]
+      lines += ["", "configs that ship with ltjax (--config=<name>; a file path works too):"]
+      lines += [f"  {n}" for n in names]
     else:
       from ltjax import config as config_lib
 
@@ -356,9 +467,58 @@ def _unknown_field(args: list[str], message: str) -> str | None:
   return None
 
 
+def _config_name(path: str | None) -> str:
+  """A config file as the user names it: ``imagenet_lt/crt.py`` for a packaged one."""
+  if not path:
+    return "config"
+  packaged = os.path.join(os.path.dirname(__file__), "configs")
+  absolute = os.path.abspath(path)
+  return os.path.relpath(absolute, packaged) if absolute.startswith(packaged) else path
+
+
+def packaged_configs() -> list[str]:
+  """The configs that ship with ltjax (``ltjax/configs``), as ``<dataset>/<stage>.py``."""
+  root = os.path.join(os.path.dirname(__file__), "configs")
+  return sorted(
+    os.path.relpath(os.path.join(d, f), root)
+    for d, _, names in os.walk(root)
+    for f in names
+    if f.endswith(".py") and d != root
+  )
+
+
+def _resolve_config(args: list[str], command: str) -> list[str]:
+  """``--config=imagenet_lt/crt.py`` (or ``configs/...``) names a packaged config when no
+  such file is under the current directory; ``ltjax evaluate`` without ``--config`` takes
+  the run's own (``ltjax/configs/run.py``, reading ``--workdir``'s config.json)."""
+  packaged = os.path.join(os.path.dirname(__file__), "configs")
+  out = []
+  for a in args:
+    if a.startswith("--config="):
+      path, sep, arg = a[len("--config=") :].partition(":")
+      short = path.removeprefix("configs/")
+      if not os.path.exists(path) and os.path.isfile(os.path.join(packaged, short)):
+        a = f"--config={os.path.join(packaged, short)}{sep}{arg}"
+    out.append(a)
+  if command == "evaluate" and not any(a.startswith("--config=") for a in out):
+    workdir = next((a.split("=", 1)[1] for a in out if a.startswith("--workdir=")), None)
+    if workdir is None and "--workdir" in out[:-1]:
+      workdir = out[out.index("--workdir") + 1]
+    if workdir:  # First: the overrides that follow refer to it.
+      out.insert(0, f"--config={os.path.join(packaged, 'run.py')}:{workdir}")
+  return out
+
+
+_CONFIG_PATH = [None]  # The config file of this command, for messages.
+
+
 def _parse_flags(command: str, args: list[str]) -> list[str]:
   """Parses flags and config overrides; a bad flag or key is one clear line, not a traceback."""
+  args = _resolve_config(args, command)
   config_path = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+  if config_path and ":" in config_path:
+    config_path = config_path.split(":", 1)[0]
+  _CONFIG_PATH[0] = config_path
   own = COMMANDS[command][1]
   known = ", ".join(f"--{n}" for n in own)
   try:

@@ -71,6 +71,20 @@ def base_config() -> ml_collections.ConfigDict:
   # tfds_name set, only the open split is read from here.
   d.packed_dir = ""
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+  # Your own data (ltjax/configs/custom/): name "lists" reads 'path label' list files (paths
+  # relative to root, or absolute), name "folder" an image-folder tree root/<split>/<class>/
+  # (classes in sorted order, as torchvision's ImageFolder). The training split's own
+  # imbalance is kept; without a val list (or val/ folder) val_per_class images per class
+  # are carved from train by seed (never from test).
+  d.train_list = ""
+  d.val_list = ""  # Optional.
+  d.test_list = ""
+  d.open_list = ""  # Optional open-set images (label -1), read with open_set=True.
+  d.num_classes = 0  # 0 = from the data (largest label + 1; the folders); else checked.
+  d.class_names = ""  # Optional file of class names, one per line ("folder": the folders).
+  # How the training split of "digits" and "tfds" is cut: "exponential" (n_j = n_max *
+  # imbalance_ratio^(-j/(K-1))) or "none" (a dataset's own class distribution, as it is).
+  d.longtail = "exponential"
 
   c.data = ml_collections.ConfigDict()
   # See ltjax.data.pp.augment.AUGMENTATIONS. "imagenet_device": "imagenet"'s random numbers,
@@ -168,6 +182,23 @@ def _split_list_dataset(c: ml_collections.ConfigDict, name: str) -> ml_collectio
   c.data.crop_size = 224
   c.data.num_threads = 16  # JPEG decoding: give the reader threads the host's cores.
   c.eval.batch_size = 512
+  c.eval.many_threshold, c.eval.few_threshold = 100, 20
+  return c
+
+
+def custom_data(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Your own images (``ltjax/configs/custom/``): dataset "folder" (an image-folder tree
+  under ``dataset.root``; ``dataset.name=lists`` for list files), any image size: the
+  ImageNet augmentation to ``data.crop_size`` (224) and Resize + CenterCrop for evaluation,
+  ImageNet mean/std (right for ImageNet-like photos; set yours otherwise), a ResNet-18,
+  5 validation images per class carved from train when there is no val split, and the
+  papers' shot thresholds (many > 100, few < 20 training images)."""
+  d = c.dataset
+  d.name, d.root = "folder", ""
+  d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+  d.val_per_class = 5
+  c.model.backbone = "resnet18"
+  c.data.augment, c.data.eval_transform, c.data.crop_size = "imagenet", "resize_center_crop", 224
   c.eval.many_threshold, c.eval.few_threshold = 100, 20
   return c
 
@@ -360,6 +391,63 @@ MAY_CHANGE_ON_RESUME = (
 )
 
 
+#: Fields ``ltjax evaluate`` may override on a run's own config (with the fields of
+#: ``MAY_CHANGE_ON_RESUME``): how it is evaluated, not what was trained.
+EVALUATION_FIELDS = (
+  "eval.batch_size",
+  "eval.many_threshold",
+  "eval.few_threshold",
+  "eval.open_threshold",
+)
+
+
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """The ConfigDict of a saved ``config.to_dict()`` (a run's config.json): the current
+  defaults with every saved field set (lists back to tuples); fields this ltjax does not
+  know are ignored, fields it added since keep their defaults."""
+  config = base_config()
+
+  def assign(node, values):
+    for key, value in values.items():
+      if key not in node:
+        continue
+      if isinstance(node[key], ml_collections.ConfigDict) and isinstance(value, dict):
+        assign(node[key], value)
+        continue
+      if isinstance(value, list):
+        value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+      try:
+        node[key] = value
+      except TypeError:  # e.g. an int saved for a float field: the field's own type.
+        node[key] = type(node[key])(value)
+
+  assign(config, saved)
+  return config
+
+
+def of_run(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in ``workdir`` was trained with (its config.json).
+
+  Raises:
+    ValueError: no config.json there (not a work directory, or a run of an ltjax from
+      before config.json: pass its ``--config``).
+  """
+  import os
+
+  from ltjax import files
+
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(
+      f"{workdir} has no config.json (it is not a work directory of ltjax train or "
+      "import-torch, or a run from before config.json): pass the run's --config=FILE."
+    )
+  saved = files.read_json(path, "restore or delete it, and pass the run's --config=FILE")
+  if not isinstance(saved, dict):
+    raise ValueError(f"{path} does not hold a config; pass the run's --config=FILE.")
+  return from_saved(saved)
+
+
 def fingerprint(config: ml_collections.ConfigDict) -> str:
   """SHA-256 of what the config computes: every field but ``MAY_CHANGE_ON_RESUME`` (how a
   run is logged, checkpointed, parallelised and where its files are). Caches derived from
@@ -382,6 +470,7 @@ def fingerprint(config: ml_collections.ConfigDict) -> str:
 # ---------------------------------------------------------------------------- checks
 
 _INT, _NUM = "an integer", "a number"
+LONGTAIL_PROFILES = ("exponential", "none")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -400,6 +489,7 @@ _RANGES = {
   "dataset.n_max": (_INT, 0, None, False),
   "dataset.val_per_class": (_INT, 0, None, False),
   "dataset.test_per_class": (_INT, 0, None, False),
+  "dataset.num_classes": (_INT, 0, None, False),
   "data.pad": (_INT, 0, None, False),
   "data.crop_size": (_INT, 1, None, False),
   "data.jitter": (_NUM, 0, None, False),
@@ -481,6 +571,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bound = f"in [{low}, {high}]"
       raise ValueError(f"--config.{path} must be {kind} {bound}, got {value!r}.")
   _check_normalization(config.dataset)
+  if config.dataset.longtail not in LONGTAIL_PROFILES:
+    raise ValueError(
+      f"--config.dataset.longtail={config.dataset.longtail!r}; valid: "
+      f"{', '.join(LONGTAIL_PROFILES)}."
+    )
   if config.eval.few_threshold > config.eval.many_threshold:
     raise ValueError(
       f"--config.eval.few_threshold ({config.eval.few_threshold}) must be <= "

@@ -1,4 +1,6 @@
-"""Per-device memory of the compiled train step of every reference config (a memory plan).
+"""Per-device memory of the compiled train step of every reference config (a memory plan):
+the table of BENCHMARKS.md. For one config of your own (any dataset, --config.x overrides)
+use `ltjax plan --config=FILE` (ltjax/train/memory_plan.py is the code of both).
 
 For each config, the production train step (``ltjax.train.experiment.abstract_setup``: no data
 read, no array allocated) is compiled for a mesh of ``--devices`` devices at the config's
@@ -24,7 +26,6 @@ import argparse
 import glob
 import json
 import os
-import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_HERE)
@@ -58,48 +59,17 @@ if ARGS is not None:
 import jax  # noqa: E402
 
 from ltjax import config as config_lib  # noqa: E402
-from ltjax.models import cpu_kernels  # noqa: E402
-from ltjax.train import experiment  # noqa: E402
-
-GB = 1e9
-
-
-def plan(config, devices: int) -> dict:
-  """Per-device bytes of the compiled train step of ``config`` on ``devices`` devices."""
-  config.num_devices = devices
-  config.eval.batch_size = config.batch_size
-  exp, state = experiment.abstract_setup(config)
-  batch = experiment.abstract_batch(exp)
-  t0 = time.perf_counter()
-  with cpu_kernels.native_gradients():  # On a CPU too: the GPU/TPU gradients' memory.
-    lowered = exp.train_step.lower(state, batch)
-  compiled = lowered.compile()
-  m = compiled.memory_analysis()
-  names = ("argument", "output", "temp", "alias")
-  out = {k: int(getattr(m, f"{k}_size_in_bytes", 0) or 0) for k in names}
-  out["total"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
-  out["params"] = sum(x.size for x in jax.tree.leaves(state.params))
-  out["compile_s"] = time.perf_counter() - t0
-  return out
-
-
-def largest_batch(config, devices: int, limit_gb: float) -> int:
-  """The largest per-device batch (a power of two) whose step fits in ``limit_gb``."""
-  best, per_device = 0, 8
-  while per_device <= 1024:
-    config.batch_size = per_device * devices
-    if plan(config, devices)["total"] > limit_gb * GB:
-      break
-    best, per_device = per_device, per_device * 2
-  return best
+from ltjax.train.memory_plan import GB, largest_batch, plan  # noqa: E402
 
 
 def main(args) -> None:
   if args.configs:
-    paths = [os.path.join(_REPO, "configs", p) for p in args.configs.split(",")]
+    paths = [os.path.join(_REPO, "ltjax", "configs", p) for p in args.configs.split(",")]
   else:
     paths = sorted(
-      p for d in REFERENCE_DIRS for p in glob.glob(os.path.join(_REPO, "configs", d, "*.py"))
+      p
+      for d in REFERENCE_DIRS
+      for p in glob.glob(os.path.join(_REPO, "ltjax", "configs", d, "*.py"))
     )
   platform = jax.devices()[0].platform
   rows = []
@@ -119,7 +89,7 @@ def main(args) -> None:
     config = config_lib.load_file(path)
     if args.dtype:
       config.model.dtype = args.dtype
-    name = os.path.relpath(path, os.path.join(_REPO, "configs"))
+    name = os.path.relpath(path, os.path.join(_REPO, "ltjax", "configs"))
     split = args.split_over or args.devices
     global_batch = config.batch_size
     config.batch_size = global_batch // split * args.devices

@@ -56,7 +56,7 @@ CIFAR = os.path.join(REPO, "configs", "cifar10_lt", "joint.py")
     ),
     (["train", "--config=missing.py", "--workdir=w"], "No such file or directory: 'missing.py'"),
     (["train", f"--config={DIGITS}"], "--workdir is required"),
-    (["evaluate", f"--config={DIGITS}", "--workdir=empty"], "no checkpoint directory"),
+    (["evaluate", f"--config={DIGITS}", "--workdir=empty"], "has no config.json and no checkpoint"),
     (
       ["train", f"--config={CIFAR}", "--workdir=w", "--config.dataset.data_dir=/nonexistent"],
       "cifar10",
@@ -320,10 +320,16 @@ MULTI_PROCESS = ["--coordinator_address", "--num_processes", "--process_id", "--
     ("evaluate", ["--config", "--workdir", "--posthoc", "--open_set", *MULTI_PROCESS]),
     ("demo", ["--workdir", "--dtype"]),
     ("report", ["--workdir", "--compare"]),
-    ("stats", ["--split", "--num_classes"]),
-    ("prepare", ["--dataset", "--root", "--out", "--lists_dir", "--splits", "--records_per_shard"]),
+    ("stats", ["--split", "--num_classes", "--config"]),
+    (
+      "prepare",
+      ["--dataset", "--root", "--out", "--lists_dir", "--splits", "--records_per_shard"]
+      + ["--config"],
+    ),
     ("verify", ["--config", "--splits"]),
     ("import-torch", ["--config", "--workdir", "--allow_pickle"]),
+    ("plan", ["--config", "--devices", "--split_over", "--fit"]),
+    ("example-data", ["--out"]),
   ],
 )
 def test_every_command_answers_help_with_its_own_flags(command, flag_names, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping
 
@@ -23,6 +24,8 @@ from ltjax.data.sources.packed import PackedSource
 from ltjax.data.sources.splitlist import UNREADABLE_FIX, SplitListSource
 from ltjax.stop import STOP
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class DataSplits:
@@ -33,12 +36,14 @@ class DataSplits:
     val: balanced validation set (known classes only), for model selection.
     test: balanced test set; open-set images, if any, carry label -1.
     num_classes: number of known classes K.
+    class_names: the K class names, where the dataset has them.
   """
 
   train: Source
   val: Source
   test: Source
   num_classes: int
+  class_names: tuple[str, ...] | None = None  # None: the class ids are their names.
 
   @functools.cached_property
   def train_counts(self) -> np.ndarray:
@@ -91,6 +96,7 @@ def build_longtail_splits(
   val_per_class: int = 0,
   test_per_class: int = 0,
   open_classes: tuple[int, ...] = (),
+  profile: str = "exponential",
 ) -> DataSplits:
   """Carves balanced test/val sets and an exponentially long-tailed train set.
 
@@ -104,6 +110,8 @@ def build_longtail_splits(
     val_per_class: balanced validation images per known class, from the pool.
     test_per_class: used only when ``test`` is None.
     open_classes: original class ids held out of train/val; their test images get -1.
+    profile: "exponential" cuts the train split to n_j = n_max * ratio^(-j/(K-1));
+      "none" keeps every remaining image (the pool's own class distribution).
 
   Returns:
     DataSplits with remapped labels 0..K'-1.
@@ -124,11 +132,14 @@ def build_longtail_splits(
   val_counts[known] = val_per_class
   val_idx = longtail.take_per_class(pool.labels, val_counts, int(rng_seeds[1]), pool=available)
   available = np.setdiff1d(available, val_idx)
-  if n_max <= 0:
-    n_max = int(np.bincount(pool.labels[available], minlength=k)[known].min())
-  counts = np.zeros(k, np.int64)
-  counts[known] = longtail.exponential_counts(num_known, n_max, imbalance_ratio)
-  train_idx = longtail.take_per_class(pool.labels, counts, int(rng_seeds[2]), pool=available)
+  if profile == "none":
+    train_idx = available
+  else:
+    if n_max <= 0:
+      n_max = int(np.bincount(pool.labels[available], minlength=k)[known].min())
+    counts = np.zeros(k, np.int64)
+    counts[known] = longtail.exponential_counts(num_known, n_max, imbalance_ratio)
+    train_idx = longtail.take_per_class(pool.labels, counts, int(rng_seeds[2]), pool=available)
   return DataSplits(
     train=Subset(pool, train_idx, label_map, num_known),
     val=Subset(pool, val_idx, label_map, num_known),
@@ -372,6 +383,7 @@ def build_split_list_splits(
 
 def _longtail_options(cfg, seed: int) -> dict:
   return dict(
+    profile=cfg.longtail,
     seed=seed,
     imbalance_ratio=cfg.imbalance_ratio,
     n_max=cfg.n_max,
@@ -501,6 +513,250 @@ register(
         split_by_list={"train": "train", "val": "validation", "test": "validation"},
       )
     },
+  )
+)
+
+
+# ------------------------------------------------------------------------ your own data
+
+
+def _user_path(cfg, path: str) -> str:
+  """A path of the dataset config: absolute, or relative to ``dataset.root``."""
+  return path if os.path.isabs(path) or not cfg.root else os.path.join(cfg.root, path)
+
+
+def user_list_files(cfg) -> dict[str, str]:
+  """Split -> list file of dataset "lists" (train and test required, val and open
+  optional), checked to exist before anything is read."""
+  fields = {"train": cfg.train_list, "val": cfg.val_list, "test": cfg.test_list}
+  if cfg.open_set:
+    fields["open"] = cfg.open_list
+  out = {}
+  for split, path in fields.items():
+    field = f"dataset.{split}_list"
+    if not path:
+      if split == "val":
+        continue
+      need = " (dataset.open_set is on)" if split == "open" else ""
+      raise ValueError(
+        f"dataset 'lists' needs --config.{field}{need}: a file of 'relative/path label' "
+        "lines, relative to --config.dataset.root or absolute."
+      )
+    out[split] = _user_path(cfg, path)
+    if not os.path.isfile(out[split]):
+      raise ValueError(
+        f"--config.{field}={path}: {out[split]} does not exist (list paths are relative to "
+        f"--config.dataset.root={cfg.root!r} unless absolute)."
+      )
+  return out
+
+
+def _class_names(cfg, num_classes: int, folder_names: list[str] | None) -> tuple[str, ...]:
+  if folder_names is not None and not cfg.class_names:
+    return tuple(folder_names)
+  if not cfg.class_names:
+    return tuple(str(k) for k in range(num_classes))
+  path = _user_path(cfg, cfg.class_names)
+  try:
+    with open(path, encoding="utf-8") as f:
+      names = [line.strip() for line in f if line.strip()]
+  except OSError as e:
+    raise ValueError(f"--config.dataset.class_names={cfg.class_names}: {e}") from e
+  if len(names) != num_classes:
+    raise ValueError(
+      f"--config.dataset.class_names={cfg.class_names} names {len(names)} classes, but the "
+      f"data has {num_classes}: one name per line, in class-id order."
+    )
+  return tuple(names)
+
+
+def _num_classes(cfg, sources: dict[str, Source], fixed: int | None = None) -> int:
+  """``fixed`` (the class folders), ``dataset.num_classes``, or the largest label + 1 of the
+  lists; checked that no class is missing from every split (a label gap)."""
+  largest = max(int(np.max(s.labels, initial=-1)) for s in sources.values())
+  k = fixed or cfg.num_classes or largest + 1
+  if largest >= k:
+    raise ValueError(
+      f"--config.dataset.num_classes={cfg.num_classes}, but the lists use class {largest}: "
+      f"set it to {largest + 1} or 0 (from the data)."
+    )
+  seen = np.zeros(k, bool)
+  for s in sources.values():
+    labels = np.asarray(s.labels)
+    seen[labels[labels >= 0]] = True
+  missing = np.flatnonzero(~seen)
+  if missing.size:
+    raise ValueError(
+      f"classes {missing[:10].tolist()} of 0..{k - 1} have no image in any split (a gap in "
+      "the labels, or dataset.num_classes too large): number the classes 0..K-1 without gaps."
+    )
+  return k
+
+
+def _check_training_coverage(sources: dict[str, Source], k: int, names) -> None:
+  """Every class needs training images: a class only in val/test can never be learnt."""
+  counts = np.bincount(np.asarray(sources["train"].labels), minlength=k)
+  empty = np.flatnonzero(counts == 0)
+  if empty.size:
+    shown = ", ".join(f"{int(c)} ({names[c]})" for c in empty[:10])
+    where = [s for s in ("val", "test") if s in sources and np.isin(sources[s].labels, empty).any()]
+    raise ValueError(
+      f"class(es) {shown} have no training images but appear in {'/'.join(where) or 'no split'}: "
+      "add training images for them, or remove them from the other splits."
+    )
+
+
+def _with_val(cfg, seed: int, sources: dict[str, Source], k: int) -> dict[str, Source]:
+  """``sources`` with a val split: the given one, or ``dataset.val_per_class`` images per
+  class carved from train by seed (at most n_j - 1, so every class keeps a training image;
+  never from test), logged."""
+  if "val" in sources:
+    return sources
+  train = sources["train"]
+  counts = np.bincount(np.asarray(train.labels), minlength=k)
+  per_class = np.minimum(int(cfg.val_per_class), np.maximum(counts - 1, 0))
+  if not per_class.any():
+    log.warning(
+      "no validation split (dataset.val_list / val/ folder) and dataset.val_per_class=%d: "
+      "nothing is selected on validation (NCM, tau-norm, eval.select=best_val cannot run); "
+      "set --config.dataset.val_per_class to carve one from train.",
+      cfg.val_per_class,
+    )
+    return sources | {"val": Subset(train, np.zeros(0, np.int64))}
+  val_idx = longtail.take_per_class(train.labels, per_class, seed)
+  rest = np.setdiff1d(np.arange(len(train)), val_idx)
+  log.info(
+    "no validation split given: carved %d images (up to %d per class, seed %d) out of the "
+    "training split as validation; %d remain for training.",
+    len(val_idx),
+    int(cfg.val_per_class),
+    seed,
+    len(rest),
+  )
+  return sources | {"val": Subset(train, val_idx), "train": Subset(train, rest)}
+
+
+def _user_splits(cfg, seed: int, sources: dict[str, Source], folder_names=None) -> DataSplits:
+  names = folder_names or None
+  known = {s: v for s, v in sources.items() if s != "open"}
+  if names is not None:
+    _check_training_coverage(sources, len(names), names)  # An empty class folder first.
+  k = _num_classes(cfg, known, len(names) if names else None)
+  names = _class_names(cfg, k, folder_names)
+  _check_training_coverage(sources, k, names)
+  sources = _with_val(cfg, seed, sources, k)
+  test = sources["test"]
+  if "open" in sources:
+    test = Concat(test, sources["open"])
+  return DataSplits(
+    train=sources["train"], val=sources["val"], test=test, num_classes=k, class_names=names
+  )
+
+
+def build_user_lists(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
+  """Dataset "lists": your own 'path label' list files (``dataset.train_list``, ...) over
+  the images under ``dataset.root`` (or the shards of ``ltjax prepare --config``)."""
+  min_size = (data_cfg.decode_min_size if data_cfg else 0) or None
+  skip_corrupt = bool(data_cfg.skip_corrupt) if data_cfg else False
+  if cfg.packed_dir:
+    return _user_splits(cfg, seed, _packed_user_sources(cfg, min_size, skip_corrupt))
+  files = user_list_files(cfg)
+  if not cfg.root:
+    raise ValueError("dataset 'lists': set --config.dataset.root to the image directory.")
+  sources = {}
+  for split, path in files.items():
+    kw = dict(
+      allow_open=split == "open",
+      min_size=_decode_size(split, min_size),
+      skip_corrupt=skip_corrupt,
+    )
+    sources[split] = SplitListSource(path, cfg.root, None, **kw)
+  _check_open_only(sources)
+  return _user_splits(cfg, seed, sources)
+
+
+def _packed_user_sources(cfg, min_size, skip_corrupt) -> dict[str, Source]:
+  """The splits ``ltjax prepare --config`` packed into ``dataset.packed_dir`` (train and
+  test; val and, with ``dataset.open_set``, open where packed)."""
+  from ltjax.data.sources import packed
+
+  wanted = ["train", "val", "test", *(["open"] if cfg.open_set else [])]
+  sources = {}
+  for split in wanted:
+    if split == "val" and not os.path.exists(packed.manifest_path(cfg.packed_dir, split)):
+      continue
+    sources[split] = PackedSource(
+      cfg.packed_dir,
+      split,
+      None,
+      allow_open=split == "open",
+      min_size=_decode_size(split, min_size),
+      skip_corrupt=skip_corrupt,
+    )
+  _check_open_only(sources)
+  return sources
+
+
+def _check_open_only(sources: dict[str, Source]) -> None:
+  if "open" in sources and (np.asarray(sources["open"].labels) != -1).any():
+    raise ValueError(
+      f"the open-set split {getattr(sources['open'], 'list_file', '')} holds labels other "
+      "than -1: open-set images must all be labelled -1."
+    )
+
+
+def build_image_folder(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
+  """Dataset "folder": an image-folder tree ``dataset.root/<split>/<class>/<image>`` (train/
+  and test/ required, val/ optional, open/ with ``dataset.open_set``), classes in sorted
+  order as torchvision's ``ImageFolder``."""
+  min_size = (data_cfg.decode_min_size if data_cfg else 0) or None
+  skip_corrupt = bool(data_cfg.skip_corrupt) if data_cfg else False
+  if cfg.packed_dir:  # Packed by `ltjax prepare --config`, with the class names.
+    from ltjax import files
+
+    names = files.read_json(os.path.join(cfg.packed_dir, "classes.json"), "re-run ltjax prepare")
+    sources = _packed_user_sources(cfg, min_size, skip_corrupt)
+    return _user_splits(cfg, seed, sources, folder_names=list(names))
+  if not cfg.root:
+    raise ValueError(
+      "dataset 'folder': set --config.dataset.root to the directory holding train/, test/ "
+      "(and val/) with one folder per class in each."
+    )
+  from ltjax.data.sources.splitlist import folder_classes
+
+  classes = folder_classes(os.path.join(cfg.root, "train"))
+  if not classes:
+    raise ValueError(f"{os.path.join(cfg.root, 'train')} has no class folders.")
+  if cfg.num_classes and cfg.num_classes != len(classes):
+    raise ValueError(
+      f"--config.dataset.num_classes={cfg.num_classes}, but {cfg.root}/train has "
+      f"{len(classes)} class folders: set it to {len(classes)} or 0 (from the folders)."
+    )
+  kw = dict(skip_corrupt=skip_corrupt)
+  splits = ["train", "test"] + (["val"] if os.path.isdir(os.path.join(cfg.root, "val")) else [])
+  sources = {
+    s: SplitListSource.from_folder(cfg.root, s, classes, min_size=_decode_size(s, min_size), **kw)
+    for s in splits
+  }
+  if cfg.open_set:
+    sources["open"] = SplitListSource.from_folder(cfg.root, "open", None, allow_open=True, **kw)
+  return _user_splits(cfg, seed, sources, folder_names=classes)
+
+
+register(
+  Dataset(
+    "lists",
+    build_user_lists,
+    "your own data: 'path label' list files (dataset.train_list, test_list, val_list) over "
+    "dataset.root, any number of classes, the natural imbalance kept",
+  )
+)
+register(
+  Dataset(
+    "folder",
+    build_image_folder,
+    "your own data: an image-folder tree dataset.root/<split>/<class>/ (train, test, val), "
+    "the natural imbalance kept",
   )
 )
 

@@ -375,3 +375,86 @@ def _pack_job(name, path, root, out_dir, entry, records_per_shard, progress, not
     raise ValueError(f"prepare {name}: {e}") from e
   note(format_summary(summary))
   return summary
+
+
+FOLDER_CLASSES = "classes.json"  # Written by prepare_config for a "folder" dataset.
+
+
+def prepare_config(
+  cfg,
+  out_dir: str,
+  *,
+  records_per_shard: int = packed.DEFAULT_RECORDS_PER_SHARD,
+  progress: bool = False,
+  note: Any = print,
+) -> list[dict[str, Any]]:
+  """``ltjax prepare --config=FILE``: packs the splits of the config's dataset (``cfg`` is
+  ``config.dataset``): a reference dataset's lists, your own lists (dataset "lists"), or an
+  image-folder tree (dataset "folder": its lists are written to ``out_dir`` first, with the
+  class names, ``classes.json``). Train from them with
+  ``--config.dataset.packed_dir=out_dir``.
+  """
+  entry = datasets.get(cfg.name)
+  if entry.lists:
+    return prepare_dataset(
+      cfg.name,
+      cfg.root,
+      out_dir,
+      lists_dir=cfg.lists_dir or None,
+      splits=PREPARE_SPLITS if cfg.open_set else ("train", "val", "test"),
+      records_per_shard=records_per_shard,
+      progress=progress,
+      note=note,
+    )
+  if cfg.name not in ("lists", "folder"):
+    raise ValueError(
+      f"dataset {cfg.name!r} has no image files to pack (ltjax prepare packs list and "
+      "image-folder datasets)."
+    )
+  os.makedirs(out_dir, exist_ok=True)
+  lock = locks.DirectoryLock(
+    os.path.join(out_dir, LOCK_NAME), "ltjax prepare", "output directory", "Wait for it"
+  )
+  with lock:
+    jobs = _folder_lists(cfg, out_dir) if cfg.name == "folder" else datasets.user_list_files(cfg)
+    return [
+      _pack_user_list(name, path, cfg.root, out_dir, records_per_shard, progress, note)
+      for name, path in jobs.items()
+    ]
+
+
+def _folder_lists(cfg, out_dir: str) -> dict[str, str]:
+  """The image-folder tree as list files in ``out_dir`` (and its class names)."""
+  from ltjax.data.sources.splitlist import folder_classes, scan_image_folder
+
+  if not cfg.root:
+    raise ValueError("dataset 'folder': set --config.dataset.root to the image-folder tree.")
+  classes = folder_classes(os.path.join(cfg.root, "train"))
+  files.write_json(os.path.join(out_dir, FOLDER_CLASSES), classes)
+  jobs = {}
+  for split in ("train", "val", "test", *(["open"] if cfg.open_set else [])):
+    directory = os.path.join(cfg.root, split)
+    if split == "val" and not os.path.isdir(directory):
+      continue
+    paths, labels = scan_image_folder(directory, None if split == "open" else classes)
+    jobs[split] = os.path.join(out_dir, f"{split}.list.txt")
+    lines = "".join(
+      f"{os.path.join(split, p)} {int(k)}\n" for p, k in zip(paths, labels, strict=True)
+    )
+    files.write_text(jobs[split], lines)
+  return jobs
+
+
+def _pack_user_list(name, path, root, out_dir, records_per_shard, progress, note) -> dict:
+  summary = pack_split_list(
+    path,
+    root,
+    out_dir,
+    name,
+    None,
+    allow_open=name == "open",
+    records_per_shard=records_per_shard,
+    progress=progress,
+  )
+  note(format_summary(summary))
+  return summary

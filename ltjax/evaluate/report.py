@@ -474,6 +474,10 @@ def _header_lines(meta: dict | None, thresholds) -> list[str]:
   if meta:
     if meta.get("dataset") is not None:
       lines.append(f"- Dataset: `{meta['dataset']}`")
+    names = meta.get("class_names")
+    if isinstance(names, list) and names:
+      shown = ", ".join(str(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+      lines.append(f"- Classes ({len(names)}): {shown}")
     if thresholds is not None:
       many, few = (f"{t:g}" for t in thresholds)
       lines.append(

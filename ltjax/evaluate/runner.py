@@ -162,13 +162,18 @@ def record_weight_norms(workdir: str, method: str, weights: np.ndarray | None) -
     update_json(os.path.join(workdir, "weight_norms.json"), method, norms)
 
 
-def write_meta(workdir: str, dataset: str, eval_cfg) -> None:
+def write_meta(workdir: str, dataset: str, eval_cfg, class_names=None) -> None:
+  """meta.json: the dataset, the shot thresholds and, where the dataset has them, the class
+  names (for the report)."""
   if jax.process_index() == 0:
-    for key, value in (
+    entries = [
       ("dataset", dataset),
       ("many_threshold", eval_cfg.many_threshold),
       ("few_threshold", eval_cfg.few_threshold),
-    ):
+    ]
+    if class_names is not None:
+      entries.append(("class_names", list(class_names)))
+    for key, value in entries:
       update_json(os.path.join(workdir, "meta.json"), key, value)
 
 
@@ -176,7 +181,7 @@ def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> d
   """Evaluates on the test split; merges into results.json, per_class.json and (for
   linear-type heads) weight_norms.json."""
   method = method or exp.config.method
-  write_meta(workdir, exp.config.dataset.name, exp.config.eval)
+  write_meta(workdir, exp.config.dataset.name, exp.config.eval, exp.splits.class_names)
   record_weight_norms(workdir, method, classifier_weights(state.params))
   p = predict(exp, state, exp.splits.test)
   val_max_prob = None

@@ -72,6 +72,7 @@ from ltjax.models.torch_weights import (
 )
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment
+from ltjax.train import workdir as workdir_lib
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,7 @@ def import_checkpoint(
     ckpt.save(step, state, {"next_index": step}, meta)
   finally:
     ckpt.close()
+  workdir_lib.write_config(workdir, config)  # `ltjax evaluate` reads it; a resume checks it.
   leaves = jax.tree.leaves((params, stats, cents))
   summary = {
     "workdir": workdir,

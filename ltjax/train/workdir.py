@@ -113,11 +113,14 @@ def read_config(workdir: str) -> dict | None:
 
 
 def config_changes(
-  saved: dict, config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
+  saved: dict,
+  config: ml_collections.ConfigDict,
+  defaults: ml_collections.ConfigDict,
+  may_change: tuple[str, ...] = MAY_CHANGE_ON_RESUME,
 ) -> tuple[list[str], list[str]]:
   """The fields of ``config`` that differ from the ``saved`` one, as readable lines:
-  (fields that matter, fields in ``MAY_CHANGE_ON_RESUME``). A field the saved config lacks
-  (added to ltjax since) counts as unchanged when ``config`` has its default."""
+  (fields that matter, fields in ``may_change``). A field the saved config lacks (added
+  to ltjax since) counts as unchanged when ``config`` has its default."""
   old, new, default = _flat(saved), _flat(config.to_dict()), _flat(defaults.to_dict())
   changed, allowed = [], []
   for key in sorted(new):
@@ -126,8 +129,40 @@ def config_changes(
       continue  # Neither saved nor a default: a field of a later ltjax, nothing to compare.
     if before != new[key]:
       line = f"{key}: {before!r} -> {new[key]!r}"
-      (allowed if key in MAY_CHANGE_ON_RESUME else changed).append(line)
+      (allowed if key in may_change else changed).append(line)
   return changed, allowed
+
+
+def check_evaluation(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """``ltjax evaluate``: ``config`` must be the run's own (config.json, or for a run from
+  before it, its latest checkpoint's), but for evaluation fields
+  (``config.EVALUATION_FIELDS``) and ``MAY_CHANGE_ON_RESUME``; otherwise a ValueError lists
+  the differing fields: a run evaluated under another seed or dataset cut would be tested
+  on images it was trained on, or with other shot groups, without a word.
+
+  Raises:
+    ValueError: the fields that differ, or no config to compare with.
+  """
+  saved = read_config(workdir)
+  if saved is None:
+    saved = (ckpt_lib.latest_meta(os.path.join(workdir, "checkpoints")) or {}).get("config")
+  if saved is None:
+    raise ValueError(
+      f"{workdir} has no config.json and no checkpoint with one: is it a work directory?"
+    )
+  may_change = MAY_CHANGE_ON_RESUME + config_lib.EVALUATION_FIELDS
+  changed, allowed = config_changes(saved, config, config_lib.base_config(), may_change)
+  if allowed:
+    log.info("evaluating with %s", "; ".join(allowed))
+  if changed:
+    raise ValueError(
+      f"{workdir} was trained with another config; evaluating it under this one would not "
+      "test the model as it was trained:\n  "
+      + "\n  ".join(changed)
+      + "\nDrop --config to evaluate with the run's own config (config.json), or override "
+      f"only evaluation fields ({', '.join(config_lib.EVALUATION_FIELDS)}) and data "
+      "locations (dataset.root, ...)."
+    )
 
 
 def check_resume(

@@ -21,7 +21,11 @@ from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop, stages, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
+CONFIGS = sorted(
+  p
+  for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
+  if os.path.basename(p) != "run.py"  # ltjax evaluate's reader of a run's config.json.
+)
 
 
 def run_steps(exp, state, n):

@@ -169,6 +169,63 @@ def parse_split_file(
   return paths, labels
 
 
+# ---------------------------------------------------------------------- image folders
+
+#: The file extensions torchvision's ``ImageFolder`` takes as images.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def folder_classes(directory: str) -> list[str]:
+  """The class folders of ``directory``, sorted (``ImageFolder``'s class order)."""
+  try:
+    return sorted(e.name for e in os.scandir(directory) if e.is_dir())
+  except FileNotFoundError:
+    raise ValueError(f"image folder {directory} does not exist.") from None
+
+
+def scan_image_folder(directory: str, classes: list[str] | None) -> tuple[list[str], np.ndarray]:
+  """The images under ``directory``, in torchvision ``ImageFolder``'s order: class by class
+  (``classes``, in their order), each class's folder walked in sorted order.
+
+  Args:
+    directory: e.g. ``root/train``.
+    classes: the class folder names; label = position. None: one open set, every image
+      under ``directory`` labelled -1.
+
+  Returns:
+    (paths relative to ``directory``, (N,) int32 labels).
+
+  Raises:
+    ValueError: ``directory`` is missing, or holds a class folder not in ``classes`` (a
+      class the training split does not have), or a class folder without images.
+  """
+  if not os.path.isdir(directory):
+    raise ValueError(f"image folder {directory} does not exist.")
+  paths: list[str] = []
+  labels: list[int] = []
+  groups = [(None, -1)] if classes is None else [(c, i) for i, c in enumerate(classes)]
+  if classes is not None:
+    unknown = sorted(set(folder_classes(directory)) - set(classes))
+    if unknown:
+      raise ValueError(
+        f"{directory} has class folder(s) {unknown} that the training split does not have "
+        f"(its classes: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}): "
+        "move those images into the class they belong to, or add the class to train/."
+      )
+  for name, label in groups:
+    top = directory if name is None else os.path.join(directory, name)
+    found = []
+    for root, _, files in sorted(os.walk(top, followlinks=True)):
+      for f in sorted(files):
+        if f.lower().endswith(IMAGE_EXTENSIONS):
+          found.append(os.path.relpath(os.path.join(root, f), directory))
+    paths += found
+    labels += [label] * len(found)
+  if not paths:
+    raise ValueError(f"image folder {directory} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+  return paths, np.asarray(labels, np.int32)
+
+
 # ----------------------------------------------------------------------------- source
 
 
@@ -196,6 +253,9 @@ class SplitListSource(DecodedRecords):
       warning for the first 10 and counting each replacement in ``num_skipped``. If
       False such an image raises ValueError.
 
+    records: ``(paths, labels, lines)`` already read (``from_folder``); ``list_file`` then
+      only names the records in messages.
+
   Attributes:
     paths: the relative paths, in list order.
     labels: (N,) int32 labels.
@@ -213,10 +273,13 @@ class SplitListSource(DecodedRecords):
     allow_open: bool = False,
     min_size: int | None = None,
     skip_corrupt: bool = False,
+    records: tuple[list[str], np.ndarray, np.ndarray] | None = None,
   ):
     self.list_file = os.fspath(list_file)
     self.root = os.fspath(root)
-    self.paths, self.labels, self.lines = read_split_list(self.list_file, num_classes, allow_open)
+    if records is None:
+      records = read_split_list(self.list_file, num_classes, allow_open)
+    self.paths, self.labels, self.lines = records
     if num_classes is None:
       if self.labels.max() < 0:
         raise ValueError(
@@ -228,11 +291,27 @@ class SplitListSource(DecodedRecords):
     self._name = self.list_file
     self._init_records(min_size, skip_corrupt)
 
+  @classmethod
+  def from_folder(
+    cls, root: str | os.PathLike, split: str, classes: list[str] | None, **kwargs
+  ) -> SplitListSource:
+    """The images of the image-folder tree ``root/split/<class>/...`` (``scan_image_folder``:
+    torchvision's ``ImageFolder`` order), labelled by ``classes``; with ``classes=None``
+    every image is an open-set image (label -1, ``root/split/...`` at any depth)."""
+    paths, labels = scan_image_folder(os.path.join(os.fspath(root), split), classes)
+    lines = np.arange(1, len(paths) + 1, dtype=np.int64)
+    records = ([os.path.join(split, p) for p in paths], labels, lines)
+    name = f"{os.path.join(os.fspath(root), split)}{os.sep} (image folder)"
+    # An open set has no classes of its own: one class keeps the source well formed.
+    return cls(name, root, len(classes) if classes else 1, records=records, **kwargs)
+
   def full_path(self, index: int) -> str:
     """``root/relative_path`` of record ``index``."""
     return os.path.join(self.root, self.paths[index])
 
   def _where(self, index: int) -> str:
+    if self.list_file.endswith("(image folder)"):
+      return f"image {int(self.lines[index])} of {self.list_file}"
     return f"listed in {self.list_file}, line {int(self.lines[index])}"
 
   def _read(self, index: int) -> np.ndarray:
