@@ -209,7 +209,12 @@ def cmd_stats(argv) -> None:
 
     config = _CONFIG.value
     splits = datasets.build_splits(config.dataset, config.seed, config.data)
-    stats = longtail.split_statistics(splits.train.labels, splits.num_classes)
+    stats = longtail.split_statistics(
+      splits.train.labels,
+      splits.num_classes,
+      many_threshold=config.eval.many_threshold,
+      few_threshold=config.eval.few_threshold,
+    )
     name = f"{config.dataset.name} train"
     print(longtail.format_statistics(stats, name))
     print(f"val: {len(splits.val):,} images; test: {len(splits.test):,} images")

@@ -83,7 +83,10 @@ def base_config() -> ml_collections.ConfigDict:
   d.num_classes = 0  # 0 = from the data (largest label + 1; the folders); else checked.
   d.class_names = ""  # Optional file of class names, one per line ("folder": the folders).
   # How the training split of "digits" and "tfds" is cut: "exponential" (n_j = n_max *
-  # imbalance_ratio^(-j/(K-1))) or "none" (a dataset's own class distribution, as it is).
+  # imbalance_ratio^(-j/(K-1)), images drawn by seed), "none" (a dataset's own class
+  # distribution, as it is) or "cao2019" (TFDS CIFAR-10/100 only: the published CIFAR-LT
+  # training set of Cao et al. 2019, image for image; see ltjax.data.datasets
+  # .build_cao2019_splits for its validation rule).
   d.longtail = "exponential"
 
   c.data = ml_collections.ConfigDict()
@@ -236,23 +239,26 @@ CIFAR_LT = {"cifar10": 5000, "cifar100": 500}  # TFDS name -> images per class i
 
 
 def cifar_lt(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  """CIFAR-10-LT / CIFAR-100-LT from TFDS (the community convention of Cui et al. 2019):
-  the training images cut to n_j = n_max * ratio^(-j/(K-1)) with ratio 100 (override
-  ``dataset.imbalance_ratio`` for 50 or 10), the balanced test set kept, ResNet-32,
-  pad-4 crop + flip.
+  """CIFAR-10-LT / CIFAR-100-LT from TFDS, the training set of the published numbers: the
+  cut of Cao et al. (NeurIPS 2019, the LDAM-DRW code's ``IMBALANCECIFAR10/100``; used by
+  nearly every CIFAR-LT table since), image for image (``dataset.longtail='cao2019'``):
+  n_c = int(img_max * ratio^(-c/(K-1))), img_max 5,000 / 500, imbalance ratio 100
+  (``--config.dataset.imbalance_ratio=50`` or 10 for the papers' other columns); the whole
+  balanced test set; ResNet-32, pad-4 crop + flip, CIFAR mean/std.
 
-  One deviation, so that NCM and tau-norm can be selected without touching test: 20
-  images per class are held out of the training pool as a balanced validation split,
-  so the head class has n_max = 4,980 (CIFAR-10) / 480 (CIFAR-100) images instead of
-  5,000 / 500. ``--config.dataset.val_per_class=0 --config.dataset.n_max=5000`` (500)
-  gives the exact convention, without validation-based selection."""
+  What differs from the papers' protocol: they select on the test set; ltjax selects (NCM,
+  tau-norm) on a validation split of 20 images per class taken
+  from the training images the cut leaves out (never trained on), except the head class's,
+  which the cut keeps whole: its 20 are training images (``build_cao2019_splits``).
+  ``--config.dataset.val_per_class=0``: no validation, as the papers."""
   if name not in CIFAR_LT:
     raise ValueError(f"unknown CIFAR-LT dataset {name!r}; valid: {sorted(CIFAR_LT)}.")
   c.dataset.name = "tfds"
   c.dataset.tfds_name = name
+  c.dataset.longtail = "cao2019"
   c.dataset.imbalance_ratio = 100.0
   c.dataset.val_per_class = 20
-  c.dataset.n_max = CIFAR_LT[name] - c.dataset.val_per_class
+  c.dataset.n_max = 0
   c.dataset.mean, c.dataset.std = CIFAR_MEAN, CIFAR_STD
   c.data.augment = "crop_flip"
   c.data.pad = 4
@@ -470,7 +476,7 @@ def fingerprint(config: ml_collections.ConfigDict) -> str:
 # ---------------------------------------------------------------------------- checks
 
 _INT, _NUM = "an integer", "a number"
-LONGTAIL_PROFILES = ("exponential", "none")
+LONGTAIL_PROFILES = ("exponential", "none", "cao2019")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

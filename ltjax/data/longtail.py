@@ -4,6 +4,10 @@ statistics of a split.
 The exponential profile is the CIFAR-LT convention (Cui et al. 2019, used by the
 long-tail literature): class j keeps n_j = floor(n_max * ratio^(-j / (K - 1)))
 images, so class 0 is the head and class K - 1 the tail with n_max / ratio images.
+
+``cao2019_indices`` is that profile with the exact image selection of Cao et al.
+(NeurIPS 2019, the LDAM-DRW code's ``IMBALANCECIFAR10/100``), the CIFAR-10/100-LT training
+sets behind nearly every published CIFAR-LT number.
 """
 
 from __future__ import annotations
@@ -37,6 +41,61 @@ def exponential_counts(num_classes: int, n_max: int, imbalance_ratio: float) -> 
   exponent = j / max(num_classes - 1, 1)
   counts = np.floor(n_max * float(imbalance_ratio) ** (-exponent) + 1e-9).astype(np.int64)
   return np.maximum(counts, 1)
+
+
+#: The seed of the published CIFAR-LT cut (the LDAM-DRW code's ``rand_number`` default).
+CAO2019_SEED = 0
+
+
+def cao2019_counts(num_images: int, num_classes: int, imbalance_ratio: float) -> np.ndarray:
+  """Per-class counts of the published CIFAR-LT cut (Cao et al. 2019, ``imbalance_cifar.py``:
+  ``get_img_num_per_cls``): ``img_max = int(N / K)`` and, for class c,
+  ``int(img_max * (1 / ratio) ** (c / (K - 1.0)))`` (5,000 ... 50 for CIFAR-10 at ratio
+  100; 500 ... 5 for CIFAR-100).
+
+  Args:
+    num_images: N, the size of the balanced training split (50,000 for CIFAR).
+    num_classes: K >= 2.
+    imbalance_ratio: n_max / n_min >= 1.
+  """
+  if num_classes < 2:
+    raise ValueError(f"the cao2019 cut needs at least 2 classes, got {num_classes}.")
+  if imbalance_ratio < 1:
+    raise ValueError(f"imbalance_ratio must be >= 1 (n_max / n_min), got {imbalance_ratio}.")
+  img_max = int(num_images / num_classes)
+  factor = 1.0 / float(imbalance_ratio)  # The code's ``imb_factor`` (0.01 for ratio 100).
+  return np.asarray(
+    [int(img_max * factor ** (c / (num_classes - 1.0))) for c in range(num_classes)], np.int64
+  )
+
+
+def cao2019_indices(
+  labels: np.ndarray, num_classes: int, imbalance_ratio: float, seed: int = CAO2019_SEED
+) -> np.ndarray:
+  """The training images of the published CIFAR-LT cut, as positions into ``labels``.
+
+  ``labels`` must be in the dataset's original order (CIFAR's python batches, in order).
+  The selection is the published code's: NumPy's legacy RNG seeded once with ``seed``;
+  then class by class, in class order, that class's positions in original order are
+  shuffled (``np.random.shuffle``) and the first ``cao2019_counts`` of them kept.
+
+  Returns:
+    Sorted int64 positions into ``labels``.
+  """
+  labels = check_labels(labels, num_classes)
+  counts = cao2019_counts(len(labels), num_classes, imbalance_ratio)
+  rng = np.random.RandomState(seed)  # The same stream as np.random.seed(seed) + shuffle.
+  chosen = []
+  for c, n in enumerate(counts):
+    idx = np.flatnonzero(labels == c)  # np.where(targets == c)[0]: int64, ascending.
+    if len(idx) < n:
+      raise ValueError(
+        f"class {c} has {len(idx)} images but the cao2019 cut keeps {int(n)}: the cut is "
+        "defined on a balanced training split of N / K images per class (CIFAR's)."
+      )
+    rng.shuffle(idx)
+    chosen.append(idx[:n])
+  return np.sort(np.concatenate(chosen))
 
 
 def take_per_class(
@@ -252,4 +311,22 @@ def format_statistics(stats: dict[str, Any], name: str = "split") -> str:
   ]
   width = max(len(key) for key, _ in rows) + 1
   lines = [f"{name}:"] + [f"  {(key + ':').ljust(width)} {value}" for key, value in rows]
-  return "\n".join(lines)
+  return "\n".join(lines + format_counts(stats["counts"]))
+
+
+#: ``format_counts`` lists every class up to this many; beyond, the first and last 50.
+COUNTS_SHOWN = 200
+
+
+def format_counts(counts: Sequence[int] | np.ndarray, per_line: int = 10) -> list[str]:
+  """Lines ``  images per class (class id: count):`` then ``per_line`` classes a line."""
+  counts = np.asarray(counts)
+  k = len(counts)
+  ids = np.arange(k) if k <= COUNTS_SHOWN else np.r_[0:50, k - 50 : k]
+  lines = ["  images per class:"]
+  for start in range(0, len(ids), per_line):
+    chunk = ids[start : start + per_line]
+    if k > COUNTS_SHOWN and chunk[0] == k - 50:
+      lines.append(f"    ... ({k - 100:,} classes not shown)")
+    lines.append("    " + "  ".join(f"{int(c)}: {int(counts[c])}" for c in chunk))
+  return lines

@@ -10,7 +10,9 @@ stages to evaluate open-set recognition).
 Data: the TFDS `cifar100` dataset as ArrayRecord (read without TensorFlow): run
 `tfds build cifar100 --data_dir=DIR --file_format=array_record` once on a machine with
 internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).
-20 images per class are held out of training as a validation split (README, CIFAR-10-LT).
+Training set: the published CIFAR-LT cut of Cao et al. 2019 (`dataset.longtail=cao2019`), image
+for image; validation: 20 images per class the cut leaves out (the head class's are training
+images), never test (README, CIFAR-10-LT).
 Not yet run to completion by the team (no CIFAR copy on the development machine).
 """
 
