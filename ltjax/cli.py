@@ -171,7 +171,8 @@ def cmd_evaluate(argv) -> None:
 
 
 def cmd_demo(argv) -> None:
-  """The whole pipeline on digits-LT: joint, NCM, cRT, tau-norm, LWS, OLTR (about a minute)."""
+  """The whole pipeline on digits-LT: joint, NCM, cRT, tau-norm, post-hoc logit adjustment,
+  LWS, OLTR, and joint training with the logit-adjusted loss (about a minute)."""
   del argv
   from ltjax import demo
   from ltjax.evaluate.report import format_results_table

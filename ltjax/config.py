@@ -18,7 +18,8 @@ from ml_collections.config_dict import placeholder
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # classifier-balancing data/dataloader.py RGB_statistics['iNaturalist18'].
 INAT_MEAN, INAT_STD = (0.466, 0.471, 0.380), (0.195, 0.194, 0.192)
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+# The CIFAR-LT code's (LDAM-DRW cifar_train.py, and most CIFAR code since).
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 DIGITS_MEAN, DIGITS_STD = (0.305,), (0.376,)  # Measured on sklearn digits scaled to [0, 1].
 
 # OLTR's paper / reference constants (Liu et al. 2019, Sec. 3.3 and the reference configs),
@@ -109,6 +110,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.skip_corrupt = False  # Replace unreadable images by another of the class (logged).
   c.data.num_threads = 2  # grain reader threads.
   c.data.prefetch = 4  # Batches read ahead (at least data.num_threads are).
+  # mixup (Zhang et al., ICLR 2018) and CutMix (Yun et al., ICCV 2019) in the train step, on
+  # device: lambda ~ Beta(alpha, alpha) per batch, the batch mixed with a permutation of
+  # itself, the loss lambda L(y) + (1 - lambda) L(y'). 0 = off; both > 0: each batch one
+  # of the two with probability 0.5. Not with OLTR stage 2 (its centroids loss).
+  c.data.mixup_alpha = 0.0
+  c.data.cutmix_alpha = 0.0
 
   c.sampler = ml_collections.ConfigDict()
   c.sampler.name = "instance"  # See ltjax.data.samplers.SAMPLERS.
@@ -121,12 +128,23 @@ def base_config() -> ml_collections.ConfigDict:
   # The classification loss every stage trains with (OLTR adds its centroids term): see
   # ltjax.losses.LOSSES.
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "softmax"
+  c.loss.name = "softmax"  # softmax | logit_adjusted | focal | class_balanced | ldam
+  c.loss.tau = 1.0  # logit_adjusted: z + tau log(prior) (1 = Balanced Softmax).
+  c.loss.gamma = 2.0  # focal, class_balanced with base "focal": (1 - p)^gamma.
+  c.loss.beta = 0.9999  # class_balanced, ldam's DRW: effective-number weights.
+  c.loss.base = "softmax"  # class_balanced: over "softmax" or "focal".
+  c.loss.max_margin = 0.5  # ldam: the largest class margin.
+  c.loss.scale = 30.0  # ldam: s, the logit scale.
+  c.loss.drw_epoch = placeholder(int)  # ldam: re-weighting from this epoch (None: never).
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet10"  # See ltjax.models.BACKBONES.
   c.model.head = "linear"  # See ltjax.models.HEADS.
   c.model.width = 1  # Channel multiplier of the cifar_resnet backbones.
+  # Shortcut of the cifar_resnet backbones where the shape changes: "conv" (1x1 conv + BN,
+  # He et al.'s option B) or "pad" (strided identity, zero-padded channels: option A, the
+  # network of the LDAM-DRW and most CIFAR-LT code).
+  c.model.cifar_shortcut = "conv"
   c.model.dtype = "float32"  # Computation dtype; parameters stay float32.
   # A PyTorch state dict (torchvision / reference ResNet layout, e.g. torchvision's ImageNet
   # resnet152 or OLTR's caffe_resnet152.pth) that a fresh run's backbone starts from; its
@@ -141,7 +159,7 @@ def base_config() -> ml_collections.ConfigDict:
   o.head_lr = placeholder(float)  # Classifier head; unset (None) = optim.lr.
   o.momentum = 0.9
   o.weight_decay = 5e-4
-  o.schedule = "cosine"  # cosine | step | constant
+  o.schedule = "cosine"  # cosine | step | multistep | constant
   # When the rate changes: every step, or once per epoch as the references' scheduler.step()
   # (before the epoch's batches: "epoch_start", classifier-balancing; after: "epoch_end",
   # OLTR). See ltjax.train.optim.make_schedule.
@@ -149,6 +167,9 @@ def base_config() -> ml_collections.ConfigDict:
   o.step_every_epochs = 10  # step schedule: lr *= step_gamma every this many epochs.
   o.step_gamma = 0.1
   o.warmup_epochs = 0.0
+  o.nesterov = False  # Nesterov momentum (SGD).
+  # "multistep" schedule: lr *= step_gamma at each of these epochs (e.g. (160, 180)).
+  o.milestones = ()
   o.freeze = ()  # Regexes over parameter paths like "backbone/stage1_block0/conv1/kernel".
 
   c.batch_size = 512  # Global, over all devices and processes.
@@ -244,7 +265,9 @@ def cifar_lt(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDi
   nearly every CIFAR-LT table since), image for image (``dataset.longtail='cao2019'``):
   n_c = int(img_max * ratio^(-c/(K-1))), img_max 5,000 / 500, imbalance ratio 100
   (``--config.dataset.imbalance_ratio=50`` or 10 for the papers' other columns); the whole
-  balanced test set; ResNet-32, pad-4 crop + flip, CIFAR mean/std.
+  balanced test set; the LDAM-DRW code's ResNet-32 (option-A shortcuts; its He-normal
+  initialisation is fan-in, ltjax's fan-out, and its classifier's normal, ltjax's
+  PyTorch-default uniform), pad-4 crop + flip, its mean/std.
 
   What differs from the papers' protocol: they select on the test set; ltjax selects (NCM,
   tau-norm) on a validation split of 20 images per class taken
@@ -263,17 +286,64 @@ def cifar_lt(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDi
   c.data.augment = "crop_flip"
   c.data.pad = 4
   c.model.backbone = "cifar_resnet32"
+  c.model.cifar_shortcut = "pad"  # The LDAM-DRW code's ResNet-32 (option A).
   return c
 
 
 def cifar_lt_joint(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Joint training on CIFAR-LT (the usual CIFAR-LT recipe): 200 epochs, batch 128, SGD
-  0.9, lr 0.1 with 5 warm-up epochs then cosine, weight decay 2e-4."""
+  """Cross-entropy on CIFAR-LT with the CIFAR-LT schedule of Cao et al. (NeurIPS 2019, the
+  LDAM-DRW code's ``cifar_train.py``; its "ERM" row): 200 epochs, batch 128, SGD momentum
+  0.9, lr 0.1, weight decay 2e-4; epoch e < 5 at 0.1 (e + 1) / 5, then 0.1, x0.01 from
+  epoch 160 and again from 180 (``multistep``, set per epoch)."""
   c.stage = c.method = "joint"
   c.batch_size, c.num_epochs = 128, 200
-  c.optim.lr, c.optim.weight_decay, c.optim.warmup_epochs = 0.1, 2e-4, 5
-  c.optim.schedule = "cosine"
+  c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 2e-4
+  c.optim.schedule, c.optim.lr_update = "multistep", "epoch_end"
+  c.optim.warmup_epochs, c.optim.milestones, c.optim.step_gamma = 5, (160, 180), 0.01
   c.eval_every_epochs = 20
+  return c
+
+
+def cifar_lt_ldam_drw(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """LDAM-DRW (Cao et al., NeurIPS 2019, ``cifar_train.py --loss_type LDAM --train_rule
+  DRW``): the schedule of ``cifar_lt_joint``, the cosine classifier (``NormedLinear``), the
+  LDAM loss (max margin 0.5, s = 30) with class-balanced weights (beta 0.9999) from epoch
+  160."""
+  c = cifar_lt_joint(c)
+  c.method = "ldam_drw"
+  c.model.head = "normed_linear"
+  c.loss.name, c.loss.max_margin, c.loss.scale = "ldam", 0.5, 30.0
+  c.loss.drw_epoch, c.loss.beta = 160, 0.9999
+  return c
+
+
+#: google-research/logit_adjustment ``utils.dataset_mappings``: epochs, warm-up end and the
+#: x0.1 milestones (epochs) of its CIFAR-LT step schedule.
+LOGIT_ADJUSTMENT_SCHEDULES = {
+  "cifar10": (1241, 20, (604, 926, 1128)),
+  "cifar100": (1419, 22, (691, 1059, 1290)),
+}
+
+
+def cifar_lt_logit_adjusted(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """The logit-adjusted loss (Menon et al., ICLR 2021; google-research/logit_adjustment,
+  ``--mode=loss --tau=1.0``): tau = 1 on the training prior; its CIFAR-LT training: batch
+  128, SGD with Nesterov momentum 0.9, lr 0.1 warmed up linearly per step, x0.1 at three
+  milestones (``LOGIT_ADJUSTMENT_SCHEDULES``; 1,241 / 1,419 epochs), L2 1e-4 on the weights
+  (weight decay 2e-4: the gradient of 1e-4 ||w||^2), inputs x / 255 - 0.5.
+
+  What differs: the official code's network is its own Keras ResNet-32 (bottleneck blocks
+  and a final BatchNorm); ltjax trains the LDAM-DRW ResNet-32 (option A) of the other
+  CIFAR-LT configs, and decays the BatchNorm parameters too."""
+  epochs, warmup, milestones = LOGIT_ADJUSTMENT_SCHEDULES[name]
+  c.stage, c.method = "joint", "logit_adjusted"
+  c.batch_size, c.num_epochs = 128, epochs
+  c.optim.lr, c.optim.momentum, c.optim.nesterov, c.optim.weight_decay = 0.1, 0.9, True, 2e-4
+  c.optim.schedule, c.optim.lr_update = "multistep", "step"
+  c.optim.warmup_epochs, c.optim.milestones, c.optim.step_gamma = warmup, milestones, 0.1
+  c.dataset.mean, c.dataset.std = (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)
+  c.loss.name, c.loss.tau = "logit_adjusted", 1.0
+  c.eval_every_epochs = 100
   return c
 
 
@@ -477,6 +547,7 @@ def fingerprint(config: ml_collections.ConfigDict) -> str:
 
 _INT, _NUM = "an integer", "a number"
 LONGTAIL_PROFILES = ("exponential", "none", "cao2019")
+CIFAR_SHORTCUTS = ("conv", "pad")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -502,6 +573,8 @@ _RANGES = {
   "data.decode_min_size": (_INT, 0, None, False),
   "data.num_threads": (_INT, 1, None, False),
   "data.prefetch": (_INT, 1, None, False),
+  "data.mixup_alpha": (_NUM, 0, None, False),
+  "data.cutmix_alpha": (_NUM, 0, None, False),
   "model.width": (_NUM, 0, None, True),
   "optim.lr": (_NUM, 0, None, False),
   "optim.head_lr": (_NUM, 0, None, False),
@@ -577,6 +650,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bound = f"in [{low}, {high}]"
       raise ValueError(f"--config.{path} must be {kind} {bound}, got {value!r}.")
   _check_normalization(config.dataset)
+  if config.model.cifar_shortcut not in CIFAR_SHORTCUTS:
+    raise ValueError(
+      f"--config.model.cifar_shortcut={config.model.cifar_shortcut!r}; valid: "
+      f"{', '.join(CIFAR_SHORTCUTS)}."
+    )
+  if config.model.cifar_shortcut != "conv" and not config.model.backbone.startswith("cifar_"):
+    raise ValueError(
+      f"--config.model.cifar_shortcut={config.model.cifar_shortcut!r} is an option of the "
+      f"cifar_resnet backbones, not of {config.model.backbone}: leave it 'conv'."
+    )
   if config.dataset.longtail not in LONGTAIL_PROFILES:
     raise ValueError(
       f"--config.dataset.longtail={config.dataset.longtail!r}; valid: "

@@ -50,6 +50,15 @@ def joint_config() -> ml_collections.ConfigDict:
   return c
 
 
+def logit_adjusted_config() -> ml_collections.ConfigDict:
+  """Joint training on digits-LT with the logit-adjusted loss (Menon et al., ICLR 2021,
+  tau = 1, i.e. Balanced Softmax): the joint recipe, another loss."""
+  c = joint_config()
+  c.method = "logit_adjusted"
+  c.loss.name, c.loss.tau = "logit_adjusted", 1.0
+  return c
+
+
 def crt_config(init_from: str = "") -> ml_collections.ConfigDict:
   """cRT on digits-LT: the joint backbone frozen, a new linear classifier trained with
   class-aware sampling (k=4), 10 epochs, cosine schedule (Kang et al. Sec. 4)."""
@@ -103,7 +112,8 @@ def oltr_config(init_from: str = "") -> ml_collections.ConfigDict:
 
 
 def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
-  """Runs the demo in ``workdir``: joint, then NCM, cRT, tau-norm, LWS and OLTR on top.
+  """Runs the demo in ``workdir``: joint, then NCM, cRT, tau-norm, post-hoc logit
+  adjustment, LWS and OLTR on top; and joint training with the logit-adjusted loss.
 
   Every stage resumes from its checkpoints if ``workdir`` holds a previous run (of the
   same ``dtype`` and ``seed``: use a fresh ``workdir`` for others).
@@ -126,13 +136,11 @@ def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
     return config
 
   exp, state = _train_stage(adjust(joint_config()), joint_dir, workdir)
-  log.info("demo: NCM and tau-norm on the joint model's features")
+  log.info("demo: NCM, tau-norm and post-hoc logit adjustment on the joint model's features")
   posthoc.evaluate_all(exp, state, workdir, os.path.join(joint_dir, "features"))
-  for config in (crt_config(joint_dir), lws_config(joint_dir), oltr_config(joint_dir)):
+  stages = (crt_config(joint_dir), lws_config(joint_dir), oltr_config(joint_dir))
+  for config in (*stages, logit_adjusted_config()):
     _train_stage(adjust(config), os.path.join(workdir, config.method), workdir)
   report.write_report(workdir)
   results = files.read_json(os.path.join(workdir, "results.json"))
-  order = ("joint", "ncm", "crt", "tau_norm", "lws", "oltr")
-  return {
-    m: results[m] for m in sorted(results, key=lambda m: order.index(m) if m in order else 99)
-  }
+  return {m: results[m] for m in report.ordered_methods(results)}

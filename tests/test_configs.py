@@ -22,6 +22,22 @@ What the columns mean, in the references' terms:
 * mean/std, jitter: data/dataloader.py (iNaturalist18: its own statistics, no ColorJitter);
 * pretrained: OLTR Places ``caffe: True`` (./logs/caffe_resnet152.pth); CB Places stage 1 is
   not in the repository (see configs/places_lt/joint.py for its sources).
+
+The CIFAR-LT rows (the comparison set), read off two more codebases:
+* LDAM (Cao et al., NeurIPS 2019, Table 2; kaidic/LDAM-DRW): ``cifar_train.py`` (batch 128, lr
+  0.1, momentum 0.9, weight decay 2e-4, 200 epochs; ``adjust_learning_rate``: epoch e < 5 at
+  lr (e + 1) / 5, x0.01 after epoch 160 and x0.0001 after 180 = multistep gamma 0.01 at
+  (160, 180), set per epoch; ``--train_rule DRW``: ``betas = [0, 0.9999]``, ``idx = epoch //
+  160``; ``LDAMLoss(max_m=0.5, s=30)``; ``transform_train``: RandomCrop(32, padding=4), flip,
+  Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))), ``models/resnet_cifar.py``
+  (resnet32, option-A shortcuts, ``NormedLinear`` when ``use_norm``), ``imbalance_cifar.py``
+  (``imb_type='exp'``, ``imb_factor=0.01``, ``rand_number=0``: the cao2019 cut);
+* LA (Menon et al., ICLR 2021, Table 2 and the code's README; google-research/
+  logit_adjustment): ``main.py`` (batch 128, SGD lr 0.1, momentum 0.9, ``nesterov=True``,
+  ``--mode=loss --tau=1.0``), ``utils.py`` (``dataset_mappings``: 1,241 / 1,419 epochs, warm-up
+  to epoch 20 / 22 per step, x0.1 at (604, 926, 1128) / (691, 1059, 1290); ``_process_image``:
+  x / 255 - 0.5), ``models.py`` (L2 1e-4 = weight decay 2e-4). Its network and cut are its
+  own; ltjax keeps the LDAM-DRW ResNet-32 and cut (configs/cifar10_lt/logit_adjusted.py).
 """
 
 import ast
@@ -71,7 +87,66 @@ OLTR_STAGE2 |= {"sampler.name": "class_aware", "sampler.k": 4, "sampler.shuffle_
 OLTR_STAGE2 |= {"oltr.centroids_lr": 0.01, "oltr.centroids_momentum": 0.9}
 OLTR_STAGE2 |= {"oltr.centroids_weight_decay": 5e-4, "oltr.margin": 10.0}
 
+# Shared by the CIFAR-LT rows: the cao2019 cut at imbalance 100, the LDAM-DRW ResNet-32 and
+# pipeline (LA's mean/std replaced in its rows).
+CIFAR = {
+  "dataset.name": "tfds",
+  "dataset.longtail": "cao2019",
+  "dataset.imbalance_ratio": 100.0,
+  "dataset.n_max": 0,
+  "dataset.mean": (0.4914, 0.4822, 0.4465),
+  "dataset.std": (0.2023, 0.1994, 0.2010),
+  "data.augment": "crop_flip",
+  "data.pad": 4,
+  "data.mixup_alpha": 0.0,
+  "data.cutmix_alpha": 0.0,
+  "model.backbone": "cifar_resnet32",
+  "model.cifar_shortcut": "pad",
+  "sampler.name": "instance",
+  "stage": "joint",
+  "batch_size": 128,
+  "optim.lr": 0.1,
+  "optim.momentum": 0.9,
+  "optim.weight_decay": 2e-4,
+  "optim.head_lr": None,
+  "optim.freeze": (),
+}
+LDAM_ERM = {**CIFAR, "num_epochs": 200, "optim.nesterov": False, "optim.schedule": "multistep"}
+LDAM_ERM |= {"optim.lr_update": "epoch_end", "optim.warmup_epochs": 5}
+LDAM_ERM |= {"optim.milestones": (160, 180), "optim.step_gamma": 0.01}
+LDAM_ERM |= {"model.head": "linear", "loss.name": "softmax"}
+LDAM_DRW = {**LDAM_ERM, "model.head": "normed_linear", "loss.name": "ldam"}
+LDAM_DRW |= {"loss.max_margin": 0.5, "loss.scale": 30.0, "loss.drw_epoch": 160, "loss.beta": 0.9999}
+LA = {**CIFAR, "optim.nesterov": True, "optim.schedule": "multistep", "optim.lr_update": "step"}
+LA |= {"optim.step_gamma": 0.1, "dataset.mean": (0.5,) * 3, "dataset.std": (1.0,) * 3}
+LA |= {"model.head": "linear", "loss.name": "logit_adjusted", "loss.tau": 1.0}
+LA10 = {**LA, "num_epochs": 1241, "optim.warmup_epochs": 20, "optim.milestones": (604, 926, 1128)}
+LA100 = {**LA, "num_epochs": 1419, "optim.warmup_epochs": 22}
+LA100 |= {"optim.milestones": (691, 1059, 1290)}
+
 REFERENCE = [
+  ("cifar10_lt/joint.py", "LDAM cifar_train.py", {**LDAM_ERM, "dataset.tfds_name": "cifar10"}),
+  ("cifar100_lt/joint.py", "LDAM cifar_train.py", {**LDAM_ERM, "dataset.tfds_name": "cifar100"}),
+  (
+    "cifar10_lt/ldam_drw.py",
+    "LDAM cifar_train.py --loss_type LDAM --train_rule DRW",
+    {**LDAM_DRW, "dataset.tfds_name": "cifar10"},
+  ),
+  (
+    "cifar100_lt/ldam_drw.py",
+    "LDAM cifar_train.py --loss_type LDAM --train_rule DRW",
+    {**LDAM_DRW, "dataset.tfds_name": "cifar100"},
+  ),
+  (
+    "cifar10_lt/logit_adjusted.py",
+    "LA main.py --mode=loss",
+    {**LA10, "dataset.tfds_name": "cifar10"},
+  ),
+  (
+    "cifar100_lt/logit_adjusted.py",
+    "LA main.py --mode=loss",
+    {**LA100, "dataset.tfds_name": "cifar100"},
+  ),
   (
     "imagenet_lt/joint_instance.py",
     "CB config/ImageNet_LT/feat_uniform.yaml",

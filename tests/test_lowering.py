@@ -123,3 +123,28 @@ def test_bfloat16_convolutions_with_float32_state_losses_and_metrics(stage):
   assert floats and all(a.dtype == "float32" for a in floats)  # Params, moments, centroids.
   if stage == "oltr":
     assert new_state.centroids.dtype == "float32"
+
+
+def test_a_ldam_drw_step_with_mixup_and_cutmix_lowers_for_gpu_and_tpu():
+  """The comparison set's step: the LDAM-DRW config (cosine classifier, class-weighted LDAM
+  loss) with mixup and CutMix, its batch permuted across the 8 devices."""
+
+  def lowered(mixup_alpha, cutmix_alpha):
+    config = load_config(os.path.join(REPO, "configs", "cifar10_lt", "ldam_drw.py"))
+    assert config.loss.name == "ldam" and config.model.backbone == "cifar_resnet32"
+    config.data.mixup_alpha, config.data.cutmix_alpha = mixup_alpha, cutmix_alpha
+    config.num_devices = 8
+    config.batch_size = config.eval.batch_size = 16
+    exp, state = experiment.abstract_setup(config, DataSpec(10, 1000, (32, 32, 3)))
+    return exported_text(exp.train_step, state, experiment.abstract_batch(exp))
+
+  text = lowered(0.2, 1.0)
+  assert custom_calls(text) <= ALLOWED_CUSTOM_CALLS, custom_calls(text)
+  assert CPU_SCOPE not in text
+  for name, spec in main_args(text).items():
+    if name.startswith("batch"):
+      assert spec.startswith('[{"data"}'), (name, spec)
+    else:
+      assert '"data"' not in spec, (name, spec)
+  # The permutation (a sort of random keys) is there only with mixing.
+  assert "stablehlo.sort" in text and "stablehlo.sort" not in lowered(0.0, 0.0)

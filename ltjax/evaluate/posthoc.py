@@ -1,8 +1,9 @@
-"""Post-hoc classifiers on extracted features: NCM and tau-normalisation (Kang et al.).
+"""Post-hoc classifiers on extracted features: NCM and tau-normalisation (Kang et al.),
+and post-hoc logit adjustment (Menon et al.).
 
-Both are selected on the validation split (never on test): NCM's feature type and
-similarity, and tau from a grid. Features are extracted once per split with the
-jitted, sharded feature step and cached as ``features/<split>.npz`` in the work dir.
+All are selected on the validation split (never on test): NCM's feature type and
+similarity, and each method's tau from a grid. Features are extracted once per split with
+the jitted, sharded feature step and cached as ``features/<split>.npz`` in the work dir.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 
 from ltjax import config as config_lib
-from ltjax import files
+from ltjax import files, losses
 from ltjax.evaluate import metrics, runner
 from ltjax.models import heads
 
@@ -158,14 +159,55 @@ def tau_norm(
   }
 
 
-def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
-  """NCM and tau-norm on top of a joint model, recorded in ``workdir``'s results.
-
-  Extracts (or reads cached) train/val/test features into ``features_dir``; writes the
-  ``ncm`` and ``tau_norm`` results, ``tau_sweep.json`` and tau-norm's weight norms.
+def logit_adjustment(
+  val: dict, test: dict, train_counts: np.ndarray, eval_cfg, taus=DEFAULT_TAUS
+) -> dict:
+  """Post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustment",
+  ICLR 2021, Sec. 4, Eq. 9): predict ``argmax_y z_y - tau log pi_y``, pi the training class
+  prior (``log(pi^tau + 1e-12)``, the official code's form), tau chosen on val from the
+  grid by overall accuracy as tau-norm's (the paper reports tau = 1 and tunes it on a
+  holdout). Costs no training: the model's own logits.
 
   Returns:
-    {"ncm": summary, "tau_norm": summary}.
+    {"tau", "pred", "max_prob", "val_max_prob", "curves": {"taus", "val": {...}, "test":
+    {...}, "chosen_tau"}} (the test curve for plots only).
+  """
+  taus = np.asarray(taus, np.float32)
+  adjust = [np.asarray(losses.log_prior(train_counts, float(t))) for t in taus]
+  curves: dict = {"taus": taus.tolist()}
+  preds = {}
+  for split, data in (("val", val), ("test", test)):
+    logits = np.asarray(data["logits"], np.float32)
+    preds[split] = [(logits - a).argmax(-1) for a in adjust]
+    rows = [
+      metrics.closed_set_summary(
+        p, data["labels"], train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
+      )
+      for p in preds[split]
+    ]
+    curves[split] = {k: [r[k] for r in rows] for k in ("many", "medium", "few", "all")}
+  best = int(np.nanargmax(curves["val"]["all"]))
+  tau = float(taus[best])
+  log.info("logit adjustment: tau=%.3f chosen on val (%.4f)", tau, curves["val"]["all"][best])
+  return {
+    "tau": tau,
+    "pred": preds["test"][best],
+    "max_prob": _softmax_max(np.asarray(test["logits"], np.float32) - adjust[best]),
+    "val_max_prob": _softmax_max(np.asarray(val["logits"], np.float32) - adjust[best]),
+    "curves": {**curves, "chosen_tau": tau},
+  }
+
+
+def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
+  """NCM, tau-norm and post-hoc logit adjustment on top of a joint model, recorded in
+  ``workdir``'s results.
+
+  Extracts (or reads cached) train/val/test features into ``features_dir``; writes the
+  ``ncm``, ``tau_norm`` and ``logit_adjustment`` results, ``tau_sweep.json`` (with the
+  logit-adjustment sweep under ``"logit_adjustment"``) and tau-norm's weight norms.
+
+  Returns:
+    {"ncm": summary, "tau_norm": summary, "logit_adjustment": summary}.
   """
   weights = runner.classifier_weights(state.params)
   if weights is None:
@@ -181,7 +223,8 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   }
   if not len(feats["val"]["labels"]):
     raise ValueError(
-      "NCM and tau-norm are selected on the validation split, which is empty; "
+      "NCM, tau-norm and logit adjustment are selected on the validation split, which is "
+      "empty; "
       "set dataset.val_per_class (or use a dataset with a val list)."
     )
   labels = feats["test"]["labels"]
@@ -208,7 +251,19 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
     eval_cfg,
     tau_out["val_max_prob"],
   )
+  la_out = logit_adjustment(feats["val"], feats["test"], counts, eval_cfg)
+  out["logit_adjustment"] = runner.record(
+    workdir,
+    "logit_adjustment",
+    la_out["pred"],
+    la_out["max_prob"],
+    labels,
+    counts,
+    eval_cfg,
+    la_out["val_max_prob"],
+  )
   if jax.process_index() == 0:
-    runner.write_json(os.path.join(workdir, "tau_sweep.json"), tau_out["curves"])
+    sweeps = {**tau_out["curves"], "logit_adjustment": la_out["curves"]}
+    runner.write_json(os.path.join(workdir, "tau_sweep.json"), sweeps)
   runner.record_weight_norms(workdir, "tau_norm", heads.tau_normalize(weights, tau_out["tau"]))
   return out

@@ -27,12 +27,25 @@ import numpy as np
 
 from ltjax.files import read_json, write_json, write_text
 
-METHOD_ORDER = ("joint", "ncm", "crt", "tau_norm", "lws", "oltr")
+METHOD_ORDER = (
+  "joint",
+  "logit_adjusted",
+  "ldam_drw",
+  "ncm",
+  "crt",
+  "tau_norm",
+  "logit_adjustment",
+  "lws",
+  "oltr",
+)
 METHOD_LABELS = {
   "joint": "Joint",
+  "logit_adjusted": "Logit-adjusted loss",
+  "ldam_drw": "LDAM-DRW",
   "ncm": "NCM",
   "crt": "cRT",
   "tau_norm": "τ-norm",
+  "logit_adjustment": "Logit adj. (post-hoc)",
   "lws": "LWS",
   "oltr": "OLTR",
 }
@@ -56,13 +69,16 @@ DPI = 120
 _GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:green", "all": "black"}
 _METHOD_COLORS = {
   "joint": "tab:blue",
+  "logit_adjusted": "tab:olive",
+  "ldam_drw": "tab:cyan",
   "ncm": "tab:purple",
   "crt": "tab:green",
   "tau_norm": "tab:orange",
+  "logit_adjustment": "tab:pink",
   "lws": "tab:brown",
   "oltr": "tab:red",
 }
-_OTHER_COLORS = ("tab:gray", "tab:olive", "tab:cyan", "tab:pink")
+_OTHER_COLORS = ("tab:gray", "gold", "darkblue", "lime")
 # Line styles, so that methods with equal curves (NCM and tau-norm often coincide) stay
 # visible under each other: canonical methods first, then the rest in turn.
 _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
@@ -71,8 +87,8 @@ _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 # ---------------------------------------------------------------------------- helpers
 
 
-def _order_methods(methods) -> list[str]:
-  """Canonical methods first (joint, ncm, crt, tau_norm, lws, oltr), then the rest as given."""
+def ordered_methods(methods) -> list[str]:
+  """Canonical methods first (``METHOD_ORDER``), then the rest as given."""
   methods = list(methods)
   return [m for m in METHOD_ORDER if m in methods] + [m for m in methods if m not in METHOD_ORDER]
 
@@ -194,7 +210,7 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     "| Method | " + " | ".join(header for _, header, _ in columns) + " |",
     "| :--- | " + " | ".join("---:" for _ in columns) + " |",
   ]
-  for method in _order_methods(results):
+  for method in ordered_methods(results):
     row = results[method]
     if not isinstance(row, Mapping):
       raise ValueError(f"results[{method!r}] must be a mapping of metrics, got {row!r}.")
@@ -244,7 +260,7 @@ def _plot_weight_norms(
   norms: Mapping, path: str, out: str, counts: np.ndarray | None, thresholds
 ) -> str:
   plt = _pyplot()
-  methods = _order_methods(norms)
+  methods = ordered_methods(norms)
   arrays = {m: _floats(norms[m], path, f"weight norms of {m!r}") for m in methods}
   sizes = {a.size for a in arrays.values()}
   if len(sizes) != 1:
@@ -323,7 +339,7 @@ def _plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | N
 
 def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
   plt = _pyplot()
-  methods = _order_methods(per_class)
+  methods = ordered_methods(per_class)
   colors, styles = _colors(methods), _styles(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   plotted, window = False, 1
@@ -371,7 +387,7 @@ def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
 
 def _plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None = None) -> str:
   plt = _pyplot()
-  methods = _order_methods(curves)
+  methods = ordered_methods(curves)
   colors, styles = _colors(methods), _styles(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   for m in methods:
@@ -519,6 +535,15 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       "",
     ]
     lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
+    adjusted = data["tau_sweep"].get("logit_adjustment")
+    if isinstance(adjusted, Mapping) and adjusted.get("chosen_tau") is not None:
+      lines += [
+        "## Post-hoc logit adjustment",
+        "",
+        f"Chosen τ: **{adjusted['chosen_tau']:g}** (logits − τ log prior, Menon et al. 2021; "
+        "best overall accuracy on the validation split).",
+        "",
+      ]
   if data["weight_norms"] is not None:
     counts = _train_counts(data["per_class"], files["per_class"])
     out = _plot_weight_norms(

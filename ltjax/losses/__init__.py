@@ -1,5 +1,6 @@
 """Losses: the classification losses a stage trains with (``classification``: the registry
-``config.loss`` chooses from) and OLTR's discriminative centroids loss (``centroids``)."""
+``config.loss`` chooses from: softmax, logit_adjusted, focal, class_balanced, ldam) and
+OLTR's discriminative centroids loss (``centroids``)."""
 
 from ltjax.losses.centroids import (
   LOSS_WEIGHT,
@@ -12,8 +13,10 @@ from ltjax.losses.classification import (
   LOSSES,
   ClassificationLoss,
   LossInputs,
+  effective_number_weights,
   from_config,
   get,
+  log_prior,
   register,
 )
 
@@ -26,7 +29,9 @@ __all__ = [
   "ClassificationLoss",
   "LossInputs",
   "disc_centroids_loss",
+  "effective_number_weights",
   "from_config",
   "get",
+  "log_prior",
   "register",
 ]

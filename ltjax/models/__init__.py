@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ltjax.models.heads import LinearClassifier, LWSClassifier
+from ltjax.models.heads import LinearClassifier, LWSClassifier, NormedLinearClassifier
 from ltjax.models.oltr import MetaEmbeddingHead, OLTRNeck
 from ltjax.models.resnet import (
   RESNET_CONFIGS,
@@ -40,6 +40,7 @@ __all__ = [
   "Classifier",
   "LinearClassifier",
   "MetaEmbeddingHead",
+  "NormedLinearClassifier",
   "OLTRNeck",
   "ResNet",
   "build_model",
@@ -89,6 +90,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 HEADS: dict[str, Callable[..., nn.Module]] = {
   "linear": LinearClassifier,
   "lws": LWSClassifier,
+  "normed_linear": NormedLinearClassifier,
   "meta_embedding": MetaEmbeddingHead,
 }
 

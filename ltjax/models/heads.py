@@ -74,6 +74,48 @@ class LinearClassifier(nn.Module):
     return logits.astype(jnp.float32)
 
 
+def normed_linear_init(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32):
+  """The LDAM-DRW code's ``NormedLinear`` init: uniform(-1, 1), each class column scaled to
+  unit norm (``renorm_(2, 1, 1e-5).mul_(1e5)``)."""
+  w = jax.random.uniform(key, shape, jnp.float32, minval=-1.0, maxval=1.0)
+  return (w / jnp.linalg.norm(w, axis=0, keepdims=True)).astype(dtype)
+
+
+class _CosineDense(nn.Module):
+  """``normalize(x) @ normalize(kernel, axis=0)``, PyTorch's ``F.normalize`` (eps 1e-12)."""
+
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", normed_linear_init, (x.shape[-1], self.features), jnp.float32)
+    x = x.astype(jnp.float32)
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    w = kernel / jnp.maximum(jnp.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
+    return jnp.matmul(x.astype(self.dtype), w.astype(self.dtype)).astype(jnp.float32)
+
+
+class NormedLinearClassifier(nn.Module):
+  """The cosine classifier of LDAM (Cao et al., NeurIPS 2019; the code's ``NormedLinear``):
+  ``logits_j = <x / ||x||, w_j / ||w_j||>`` in [-1, 1], no bias. The loss scales them
+  (``ldam``'s ``scale``). The kernel ``(D, K)`` is ``params["head"]["fc"]["kernel"]`` as
+  the linear head's, so tau-normalisation and NCM read it the same way.
+
+  Attributes:
+    num_classes: number of output logits.
+    dtype: computation dtype; parameters and returned logits are float32.
+  """
+
+  num_classes: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Array, train: bool = False) -> Array:
+    del train  # same call signature as heads that behave differently in training
+    return _CosineDense(self.num_classes, self.dtype, name="fc")(features)
+
+
 class LWSClassifier(nn.Module):
   """Learnable weight scaling (LWS) head of Decoupling (Kang et al., ICLR 2020, Sec. 4).
 

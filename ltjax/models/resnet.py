@@ -88,6 +88,8 @@ class BasicBlock(nn.Module):
     groups: must be 1 (kept so ``ResNet`` can pass it to any block type).
     base_width: must be 64 (likewise).
     dtype: computation dtype.
+    shortcut: where the shape changes, "conv" (1x1 conv + BN, option B) or "pad" (the
+      strided identity with zero-padded channels, option A of He et al. 2016).
   """
 
   features: int
@@ -95,6 +97,7 @@ class BasicBlock(nn.Module):
   groups: int = 1
   base_width: int = 64
   dtype: Dtype = jnp.float32
+  shortcut: str = "conv"
 
   expansion: ClassVar[int] = 1
 
@@ -112,8 +115,13 @@ class BasicBlock(nn.Module):
     y = _conv(self.features, 3, 1, self.dtype, "conv2")(y)
     y = _bn(train, self.dtype, "bn2")(y)
     if self.strides != 1 or x.shape[-1] != self.features:
-      residual = _conv(self.features, 1, self.strides, self.dtype, "downsample_conv")(x)
-      residual = _bn(train, self.dtype, "downsample_bn")(residual)
+      if self.shortcut == "pad":  # Option A: x[:, ::s, ::s], channels zero-padded both sides.
+        extra = self.features - x.shape[-1]
+        residual = x[:, :: self.strides, :: self.strides, :]
+        residual = jnp.pad(residual, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+      else:
+        residual = _conv(self.features, 1, self.strides, self.dtype, "downsample_conv")(x)
+        residual = _bn(train, self.dtype, "downsample_bn")(residual)
     return nn.relu(y + residual)
 
 
@@ -203,7 +211,8 @@ class ResNet(nn.Module):
 
 
 class CifarResNet(nn.Module):
-  """CIFAR ResNet (He et al. 2016, Sec. 4.2) with option-B (1x1 conv + BN) shortcuts.
+  """CIFAR ResNet (He et al. 2016, Sec. 4.2) with option-B (1x1 conv + BN) shortcuts, or
+  option A (``shortcut="pad"``: the paper's CIFAR network and the LDAM-DRW code's).
 
   3x3 conv 16, BN, ReLU; three stages of ``num_blocks`` BasicBlocks of widths 16/32/64
   (times ``width``), stride 2 at the start of stages 2 and 3; global average pooling.
@@ -213,11 +222,13 @@ class CifarResNet(nn.Module):
     num_blocks: BasicBlocks per stage (``n`` in the paper).
     width: channel multiplier (1 is the paper's network; <1 is handy for tiny tests).
     dtype: computation dtype.
+    shortcut: "conv" (option B) or "pad" (option A), see ``BasicBlock``.
   """
 
   num_blocks: int
   width: float = 1
   dtype: Dtype = jnp.float32
+  shortcut: str = "conv"
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> dict[str, Array]:
@@ -232,6 +243,7 @@ class CifarResNet(nn.Module):
           features=features,
           strides=2 if (i > 0 and j == 0) else 1,
           dtype=self.dtype,
+          shortcut=self.shortcut,
           name=f"layer{i + 1}_{j}",
         )(x, train)
     return {"feature_map": x, "features": _pool(x)}

@@ -57,6 +57,8 @@ class Experiment:
 def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
   """The ``ltjax.models.Classifier`` of ``config``, with the neck ``stage`` asks for."""
   kwargs = {"width": config.model.width} if config.model.width != 1 else {}
+  if config.model.cifar_shortcut != "conv":  # config.validate: a cifar_resnet backbone.
+    kwargs["shortcut"] = config.model.cifar_shortcut
   return models.build_model(
     config.model.backbone,
     config.model.head,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "multistep", "constant")
 #: When the learning rate changes: "step" (every train step, ltjax's default), or once per
 #: epoch as the reference PyTorch code calls ``scheduler.step()``: "epoch_start" (before the
 #: epoch's batches: classifier-balancing's ``run_networks.py``) or "epoch_end" (after them:
@@ -29,10 +29,24 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f"unknown --config.optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}."
     )
-  if cfg.lr_update != "step" and cfg.warmup_epochs:
+  milestones = tuple(cfg.milestones)
+  if cfg.schedule == "multistep":
+    if not milestones or any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
+      raise ValueError(
+        "optim.schedule='multistep' needs increasing --config.optim.milestones (epochs), "
+        f"got {milestones!r}."
+      )
+    if any(m <= 0 for m in milestones):
+      raise ValueError(f"--config.optim.milestones must be positive epochs, got {milestones!r}.")
+  elif milestones:
     raise ValueError(
-      f"optim.warmup_epochs={cfg.warmup_epochs} needs optim.lr_update='step' (the "
-      "references' per-epoch schedules have no warm-up); set one of them."
+      f"--config.optim.milestones={milestones!r} act only with optim.schedule='multistep' "
+      f"(got {cfg.schedule!r}): set one or clear the other."
+    )
+  if cfg.lr_update != "step" and cfg.warmup_epochs and cfg.warmup_epochs != int(cfg.warmup_epochs):
+    raise ValueError(
+      f"optim.warmup_epochs={cfg.warmup_epochs} with a per-epoch lr_update must be a whole "
+      "number of epochs."
     )
 
 
@@ -49,17 +63,29 @@ def _per_epoch(cfg: ml_collections.ConfigDict, lr: float, num_epochs: int, offse
   """lr(e) of a PyTorch scheduler (torch >= 1.1) stepped ``e + offset`` times by epoch e.
 
   CosineAnnealingLR(T_max=num_epochs, eta_min=0): lr (1 + cos(pi x / T)) / 2;
-  StepLR(step_every_epochs, step_gamma): lr * gamma^floor(x / step); x = e + offset.
+  StepLR(step_every_epochs, step_gamma): lr * gamma^floor(x / step); MultiStepLR
+  (milestones, step_gamma): lr * gamma^(number of milestones <= x); x = e + offset. A
+  warm-up of W epochs runs epoch e < W at lr (e + 1) / W (the per-epoch linear warm-up of
+  the CIFAR-LT code, e.g. LDAM-DRW's ``adjust_learning_rate``).
   """
+  warmup = int(cfg.warmup_epochs)
+  milestones = jnp.asarray(tuple(cfg.milestones) or (0,), jnp.float32)
 
   def at(epoch):
     x = jnp.asarray(epoch + offset, jnp.float32)
     if cfg.schedule == "cosine":
       x = jnp.minimum(x, num_epochs)
-      return lr * (1.0 + jnp.cos(jnp.pi * x / num_epochs)) / 2.0
-    if cfg.schedule == "step":
-      return lr * cfg.step_gamma ** jnp.floor(x / cfg.step_every_epochs)
-    return jnp.asarray(lr, jnp.float32)
+      value = lr * (1.0 + jnp.cos(jnp.pi * x / num_epochs)) / 2.0
+    elif cfg.schedule == "step":
+      value = lr * cfg.step_gamma ** jnp.floor(x / cfg.step_every_epochs)
+    elif cfg.schedule == "multistep":
+      value = lr * cfg.step_gamma ** jnp.sum(x >= milestones).astype(jnp.float32)
+    else:
+      value = jnp.asarray(lr, jnp.float32)
+    if warmup:
+      e = jnp.asarray(epoch, jnp.float32)
+      value = jnp.where(e < warmup, lr * (e + 1.0) / warmup, value)
+    return value
 
   return at
 
@@ -67,7 +93,8 @@ def _per_epoch(cfg: ml_collections.ConfigDict, lr: float, num_epochs: int, offse
 def make_schedule(
   config: ml_collections.ConfigDict, num_train: int, lr: float | None = None
 ) -> optax.Schedule:
-  """The learning rate per step: cosine to 0, step decay, or constant (``optim.schedule``).
+  """The learning rate per step: cosine to 0, step decay (every ``step_every_epochs``, or at
+  the ``milestones`` epochs: "multistep"), or constant (``optim.schedule``).
 
   ``optim.lr_update = "step"`` changes it every step (with an optional linear warm-up of
   ``optim.warmup_epochs``). ``"epoch_start"`` / ``"epoch_end"`` hold it for each epoch, with
@@ -95,11 +122,20 @@ def make_schedule(
     every = max(int(round(cfg.step_every_epochs * steps_per_epoch)), 1)
     bounds = {every * i: cfg.step_gamma for i in range(1, total_steps // every + 1)}
     main = optax.piecewise_constant_schedule(lr, bounds)
+  elif cfg.schedule == "multistep":
+    bounds: dict[int, float] = {}
+    for m in cfg.milestones:  # Two milestones in one step: both factors.
+      at_step = max(int(round(m * steps_per_epoch)), 1)
+      bounds[at_step] = bounds.get(at_step, 1.0) * cfg.step_gamma
+    main = optax.piecewise_constant_schedule(lr, bounds)
   else:
     main = optax.constant_schedule(lr)
   warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
   if warmup <= 0:
     return main
+  if cfg.schedule in ("step", "multistep"):  # Its boundaries are epochs of the whole run.
+    absolute = main
+    main = lambda count: absolute(count + warmup)  # noqa: E731
   ramp = optax.linear_schedule(0.0, lr, warmup)
   return optax.join_schedules([ramp, main], [warmup])
 
@@ -171,10 +207,11 @@ def make_optimizer(
   if not used & {"backbone", "head"}:
     raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
   transforms = {"frozen": optax.set_to_zero()}
+  o = config.optim
   for group, (lr, momentum, weight_decay) in group_hyperparameters(config).items():
     if group in used:
       transforms[group] = optax.chain(
         optax.add_decayed_weights(weight_decay),
-        optax.sgd(schedule_fn(lr), momentum=momentum or None),
+        optax.sgd(schedule_fn(lr), momentum=momentum or None, nesterov=bool(o.nesterov)),
       )
   return optax.multi_transform(transforms, labels)

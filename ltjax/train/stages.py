@@ -57,11 +57,19 @@ class Stage:
   frozen_backbone: ClassVar[bool] = False
   #: The train state carries class centroids (K, D), trained as their own optimizer group.
   centroids: ClassVar[bool] = False
+  #: mixup / CutMix may mix its batches (``data.mixup_alpha``, ``data.cutmix_alpha``).
+  mixes_batches: ClassVar[bool] = True
 
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     self.neck(config)
-    losses.from_config(config)
+    losses.from_config(config).check(config)
+    mixing = config.data.mixup_alpha > 0 or config.data.cutmix_alpha > 0
+    if mixing and not self.mixes_batches:
+      raise ValueError(
+        f"stage {self.name!r} cannot train on mixed batches (data.mixup_alpha / "
+        "data.cutmix_alpha): set both to 0."
+      )
     if config.model.pretrained and any(dst.startswith("backbone") for _, dst in self.copies):
       raise ValueError(
         f"model.pretrained starts a backbone from ImageNet weights, but stage {self.name!r} "
@@ -188,6 +196,8 @@ class OLTR(Stage):
   name = "oltr"
   copies = (("backbone", "backbone"), ("head/fc", "head/hallucinator"))
   centroids = True
+  # The centroids loss pulls each feature to its label's centroid: a mixed image has two.
+  mixes_batches = False
 
   def check(self, config: ml_collections.ConfigDict) -> None:
     if config.model.head != "meta_embedding":

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ltjax.data.pp import device_ops
+from ltjax.data.pp import device_ops, mixing
 from ltjax.train.state import TrainState
 
 
@@ -47,6 +47,9 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
+_MIX_STREAM = 0x6D6978  # fold_in tag of the mixing random numbers (dropout keeps its own).
+
+
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
@@ -63,7 +66,9 @@ def make_train_step(
     stage: the ``ltjax.train.stages.Stage``: the model's training-forward arguments
       (``apply_kwargs``: a frozen backbone runs without a backward pass, with BatchNorm in
       inference mode unless ``config.update_frozen_bn``).
-    config: the experiment config (input normalisation ``dataset.mean``/``std``).
+    config: the experiment config (input normalisation ``dataset.mean``/``std``; mixup /
+      CutMix ``data.mixup_alpha``/``cutmix_alpha``, ``ltjax.data.pp.mixing``, applied to
+      the normalised batch, per batch from the step's random key).
     loss_fn: the stage's loss, ``stage.make_loss(...)``: ``(logits, aux, labels,
       centroids, step) -> (loss, extra metrics)``.
 
@@ -78,13 +83,18 @@ def make_train_step(
   """
   mean, std = config.dataset.mean, config.dataset.std
   forward_kwargs = stage.apply_kwargs(config)
+  mix = mixing.from_config(config.data)  # None: the batch is never mixed.
 
   def objective(tree, state: TrainState, batch, rng):
     variables = {"params": tree["params"], "batch_stats": state.batch_stats}
     centroids = tree.get("centroids")
+    images = normalize(batch["image"], mean, std)
+    if mix is not None:
+      mixed = mix(jax.random.fold_in(rng, _MIX_STREAM), images)
+      images = mixed.images
     (logits, aux), new_vars = model.apply(
       variables,
-      normalize(batch["image"], mean, std),
+      images,
       train=True,
       centroids=centroids,
       mutable=["batch_stats"],
@@ -92,6 +102,9 @@ def make_train_step(
       **forward_kwargs,
     )
     loss, extras = loss_fn(logits, aux, batch["label"], centroids, state.step)
+    if mix is not None:  # lam L(y) + (1 - lam) L(y[perm]), as both papers define it.
+      other, _ = loss_fn(logits, aux, batch["label"][mixed.perm], centroids, state.step)
+      loss = mixed.lam * loss + (1.0 - mixed.lam) * other
     return loss, (logits, new_vars["batch_stats"], extras)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:

@@ -75,14 +75,69 @@ def test_per_epoch_schedule_is_the_reference_sequence(kind, placement, base, num
     assert got[-1] == 0.0  # The last epoch runs at lr 0, as the reference's.
 
 
-def test_per_step_schedule_is_unchanged_and_warmup_needs_it():
+def test_per_step_schedule_is_unchanged_and_bad_settings_are_refused():
   config = schedule_config("cosine", "step", 2, lr=0.2)
   schedule = optim.make_schedule(config, 640)  # 10 steps per epoch, 20 in all.
   np.testing.assert_allclose([float(schedule(s)) for s in (0, 10, 20)], [0.2, 0.1, 0.0], atol=1e-7)
-  with pytest.raises(ValueError, match="warmup_epochs=1.0 needs optim.lr_update='step'"):
-    optim.make_schedule(schedule_config("cosine", "epoch_start", 2, warmup_epochs=1.0), 640)
+  with pytest.raises(ValueError, match="warmup_epochs=1.5 with a per-epoch lr_update"):
+    optim.make_schedule(schedule_config("cosine", "epoch_start", 2, warmup_epochs=1.5), 640)
   with pytest.raises(ValueError, match="unknown --config.optim.lr_update 'epoch'"):
     optim.make_schedule(schedule_config("cosine", "epoch", 2), 640)
+  with pytest.raises(ValueError, match="needs increasing --config.optim.milestones"):
+    optim.make_schedule(schedule_config("multistep", "step", 2, milestones=(5, 3)), 640)
+  with pytest.raises(ValueError, match="act only with optim.schedule='multistep'"):
+    optim.make_schedule(schedule_config("cosine", "step", 2, milestones=(1,)), 640)
+
+
+def ldam_drw_lrs(base, num_epochs):
+  """LDAM-DRW's ``adjust_learning_rate`` (kaidic/LDAM-DRW cifar_train.py), restated."""
+  lrs = []
+  for epoch in range(num_epochs):
+    epoch = epoch + 1
+    if epoch <= 5:
+      lr = base * epoch / 5
+    elif epoch > 180:
+      lr = base * 0.0001
+    elif epoch > 160:
+      lr = base * 0.01
+    else:
+      lr = base
+    lrs.append(lr)
+  return np.array(lrs)
+
+
+def test_the_ldam_drw_schedule_is_the_papers_sequence():
+  from ltjax.configs.cifar10_lt import ldam_drw
+
+  c = ldam_drw.get_config()
+  num_train = 12406
+  schedule = optim.make_schedule(c, num_train)
+  _, total = optim.run_length(c, num_train)
+  steps = np.arange(total)
+  got = np.array([float(schedule(s)) for s in steps])
+  epoch = steps * c.batch_size // num_train
+  np.testing.assert_allclose(got, ldam_drw_lrs(0.1, 200)[epoch], rtol=1e-6)
+
+
+def test_the_logit_adjustment_schedule_is_the_papers():
+  """google-research/logit_adjustment: lr 0.1 * epoch / 20 in the warm-up (per step), then
+  x0.1 at epochs 604, 926 and 1128, for CIFAR-10-LT's 1241 epochs."""
+  from ltjax.configs.cifar10_lt import logit_adjusted
+
+  c = logit_adjusted.get_config()
+  num_train = 12800  # 100 steps of 128 per epoch: the epochs are whole steps.
+  schedule = optim.make_schedule(c, num_train)
+  for step, want in [
+    (0, 0.0),
+    (500, 0.1 * 5 / 20),
+    (2000, 0.1),
+    (60399, 0.1),
+    (60400, 0.01),
+    (92600, 0.001),
+    (112800, 0.0001),
+    (124099, 0.0001),
+  ]:
+    np.testing.assert_allclose(float(schedule(step)), want, rtol=1e-5, err_msg=str(step))
 
 
 def test_groups_take_their_own_learning_rates():

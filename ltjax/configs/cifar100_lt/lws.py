@@ -4,6 +4,12 @@ with class-aware sampling (k=4), 5 epochs (Kang et al.'s recipe).
   ltjax train --config=configs/cifar100_lt/joint.py --workdir=runs/cifar100_lt/joint --config.dataset.data_dir=DIR
   ltjax train --config=configs/cifar100_lt/lws.py --workdir=runs/cifar100_lt/lws --config.init_from=runs/cifar100_lt/joint --config.dataset.data_dir=DIR
 
+The Decoupling paper has no CIFAR experiment and gives no CIFAR figure: this is its
+classifier recipe (classifier-balancing config/*/cls_lws.yaml: batch 512, lr 0.2, cosine,
+weight decay 5e-4) unchanged, on the cross-entropy representation of joint.py. Any loss
+trains the classifier (`--config.loss.name=class_balanced|focal|logit_adjusted`; `ldam`
+with cRT and `--config.model.head=normed_linear`; README, "Losses").
+
 Data: the TFDS `cifar100` dataset as ArrayRecord (read without TensorFlow): run
 `tfds build cifar100 --data_dir=DIR --file_format=array_record` once on a machine with
 internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=50` (or 10).

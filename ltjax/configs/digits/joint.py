@@ -2,7 +2,7 @@
 
   ltjax train --config=configs/digits/joint.py --workdir=runs/digits/joint
 
-NCM and tau-norm on top of it: ltjax evaluate --config=configs/digits/joint.py --workdir=runs/digits/joint --posthoc
+NCM, tau-norm and post-hoc logit adjustment on top of it: ltjax evaluate --config=configs/digits/joint.py --workdir=runs/digits/joint --posthoc
 Figures to expect (seeds 0-2, and why single images move between machines): README, "The
 demo's numbers".
 """
