@@ -98,7 +98,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
   )
   assert result.returncode == 0, result.stderr
   results = json.loads((tmp_path / "run" / "results.json").read_text())
-  assert set(results) == {"joint", "ncm", "tau_norm"}
+  assert set(results) == {"joint", "ncm", "tau_norm", "logit_adjustment"}
   assert "| ncm |" in result.stdout and "| tau_norm |" in result.stdout
   assert (tmp_path / "run" / "tau_sweep.json").exists()
   assert set(json.loads((tmp_path / "run" / "weight_norms.json").read_text())) == {

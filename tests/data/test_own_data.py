@@ -68,7 +68,7 @@ def test_every_stage_runs_from_the_command_line_and_reports_per_shot(data, tmp_p
     assert out.returncode == 0, (args, out.stderr[-3000:])
     assert "| Many | Medium | Few | All |" in out.stdout, out.stdout
   results = json.loads((tmp_path / "joint" / "results.json").read_text())
-  assert set(results) == {"joint", "ncm", "tau_norm"}
+  assert set(results) == {"joint", "ncm", "tau_norm", "logit_adjustment"}
   per_class = json.loads((tmp_path / "crt" / "per_class.json").read_text())["crt"]
   assert per_class["train_count"] == [100, 47, 22, 10, 5]  # Exactly the data's classes.
   meta = json.loads((tmp_path / "joint" / "meta.json").read_text())

@@ -96,7 +96,7 @@ def test_imported_joint_run_is_finished_and_evaluates_with_posthoc(joint_run):
   features_dir = os.path.join(r["workdir"], "features")
   posthoc.evaluate_all(exp, state, r["workdir"], features_dir)
   with open(os.path.join(r["workdir"], "results.json")) as f:
-    assert set(json.load(f)) == {"joint", "ncm", "tau_norm"}
+    assert set(json.load(f)) == {"joint", "ncm", "tau_norm", "logit_adjustment"}
 
 
 def test_crt_starts_from_the_imported_run(joint_run, tmp_path):
