@@ -43,7 +43,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
 _POSTHOC = flags.DEFINE_bool(
-  "posthoc", False, "Also NCM and tau-norm (selected on val) on the joint model's features."
+  "posthoc",
+  False,
+  "Also NCM, tau-norm and post-hoc logit adjustment (each selected on val) on the joint "
+  "model's features.",
 )
 _OPEN_SET = flags.DEFINE_bool(
   "open_set", False, "Require open-set test images (label -1) and report open-set metrics."
@@ -143,7 +146,8 @@ def cmd_train(argv) -> None:
 
 
 def cmd_evaluate(argv) -> None:
-  """Evaluates the latest checkpoint in --workdir on test, with the run's own config
+  """Evaluates the run in --workdir on test (its last step, or with eval.select=best_val
+  its best-validation model), with the run's own config
   (config.json; --config and evaluation overrides are checked against it; works on a
   read-only run)."""
   del argv
@@ -155,12 +159,15 @@ def cmd_evaluate(argv) -> None:
 
   workdir_lib.check_evaluation(_WORKDIR.value, _CONFIG.value)
   exp, state = experiment.restore_trained(_CONFIG.value, _WORKDIR.value)
+  state, selected = experiment.tested_model(exp, state, _WORKDIR.value)
   if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
     raise ValueError(
       "--open_set: the test split has no open-set images (label -1); "
       "set --config.dataset.open_classes or an open-set source."
     )
-  results = {exp.config.method: runner.evaluate_and_write(exp, state, _WORKDIR.value)}
+  results = {
+    exp.config.method: runner.evaluate_and_write(exp, state, _WORKDIR.value, extra=selected)
+  }
   if _POSTHOC.value:
     from ltjax.evaluate import posthoc
 
@@ -389,15 +396,16 @@ def _fail(message: str, code: int = 1) -> None:
 # ------------------------------------------------------------------------------- help
 
 
-def _config_fields(tree, prefix: str = "") -> list[str]:
+def _config_fields(tree, prefix: str = "", unread: set[str] = frozenset()) -> list[str]:
   lines = []
   for key in sorted(tree):
     value = tree[key]
     name = f"{prefix}{key}"
     if isinstance(value, dict):
-      lines += _config_fields(value, f"{name}.")
+      lines += _config_fields(value, f"{name}.", unread)
     else:
-      lines.append(f"  --config.{name}={value!r}")
+      note = "  (not read by this dataset)" if name in unread else ""
+      lines.append(f"  --config.{name}={value!r}{note}")
   return lines
 
 
@@ -433,8 +441,19 @@ def _command_help(command: str, args: list[str]) -> str:
         lines.append(f"config fields: cannot load {config_arg}: {_config_error(e, config_arg)}")
       else:
         lines.append(f"config fields of {config_arg} (meanings: ltjax/config.py):")
-        lines += _config_fields(tree)
+        lines += _config_fields(tree, unread=_unread_dataset_fields(tree))
   return "\n".join(lines)
+
+
+def _unread_dataset_fields(tree: dict) -> set[str]:
+  """The ``dataset.*`` fields the config's dataset does not read (marked in ``--help``)."""
+  from ltjax.data import datasets
+
+  name = tree.get("dataset", {}).get("name")
+  if name not in datasets.DATASETS:
+    return set()
+  reads = {*datasets.COMMON_FIELDS, *datasets.DATASETS[name].fields}
+  return {f"dataset.{k}" for k in tree["dataset"] if k not in reads}
 
 
 # ----------------------------------------------------------------------- config errors
@@ -601,6 +620,31 @@ def main(argv: list[str] | None = None) -> None:
     _exit_interrupted(e)
 
 
+class _ConsoleHandler(std_logging.Handler):
+  """Log lines on stderr as ``HH:MM:SS LEVEL message``, written through ``tqdm.write`` so
+  that a progress bar on the terminal is cleared and redrawn below the line, never torn."""
+
+  def emit(self, record: std_logging.LogRecord) -> None:
+    try:
+      import tqdm
+
+      tqdm.tqdm.write(self.format(record), file=sys.stderr)
+    except Exception:
+      self.handleError(record)
+
+
+def _install_console_logging() -> None:
+  """One console format for ltjax and the libraries (absl's own prefix, ``I1205
+  19:21:04.856419 140361158372224 loop.py:80]``, is replaced)."""
+  handler = _ConsoleHandler()
+  handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+  root = std_logging.getLogger()
+  for old in list(root.handlers):
+    if old is logging.get_absl_handler() or isinstance(old, _ConsoleHandler):
+      root.removeHandler(old)
+  root.addHandler(handler)
+
+
 def _main(argv: list[str]) -> None:
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help", "--helpfull"):
     print(USAGE)
@@ -615,7 +659,7 @@ def _main(argv: list[str]) -> None:
     print(_command_help(command, argv[2:]))
     sys.exit(0)
   rest = _parse_flags(command, argv[2:])
-  logging.use_absl_handler()
+  _install_console_logging()
   # ltjax reports progress at INFO; orbax/absl internals only from WARNING up
   # (--verbosity=0 shows them).
   if not flags.FLAGS["verbosity"].present:

@@ -195,6 +195,9 @@ def base_config() -> ml_collections.ConfigDict:
   e.many_threshold = 100  # many-shot: n_j > 100 (papers' convention).
   e.few_threshold = 20  # few-shot: n_j < 20.
   e.open_threshold = 0.1  # Open-set: predict "unknown" below this max probability.
+  # Which model is tested: "final" (the last step) or "best_val" (the validation with the
+  # best overall accuracy, every eval_every_epochs; kept apart in <workdir>/best/).
+  e.select = "final"
   return c
 
 
@@ -353,6 +356,15 @@ def cifar_lt_logit_adjusted(c: ml_collections.ConfigDict, name: str) -> ml_colle
 # (its newest configs); tests/test_configs.py pins every config under configs/ to them.
 
 
+def reference_protocol(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The references' protocol (classifier-balancing and OLTR ``run_networks.py``): validate
+  after every epoch, keep the model of the best overall validation accuracy (strictly
+  better than every earlier epoch) and test it; the next stage starts from it."""
+  c.eval.select = "best_val"
+  c.eval_every_epochs = 1
+  return c
+
+
 def decoupling_joint(c: ml_collections.ConfigDict, sampler: str) -> ml_collections.ConfigDict:
   """classifier-balancing representation learning (``config/*/feat_*.yaml``): 90 epochs,
   batch 512, SGD momentum 0.9, lr 0.2 for backbone and classifier, weight decay 5e-4,
@@ -370,8 +382,7 @@ def decoupling_joint(c: ml_collections.ConfigDict, sampler: str) -> ml_collectio
   c.num_epochs, c.batch_size = 90, 512
   c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.2, 0.9, 5e-4  # head_lr: the same.
   c.optim.schedule, c.optim.lr_update = "cosine", "epoch_start"
-  c.eval_every_epochs = 10
-  return c
+  return reference_protocol(c)
 
 
 def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collections.ConfigDict:
@@ -392,8 +403,7 @@ def decoupling_classifier(c: ml_collections.ConfigDict, stage: str) -> ml_collec
   c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.2, 0.9, 5e-4  # head_lr: the same.
   c.optim.schedule, c.optim.lr_update = "cosine", "epoch_start"
   c.update_frozen_bn = True
-  c.eval_every_epochs = 0
-  return c
+  return reference_protocol(c)
 
 
 def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -408,8 +418,7 @@ def oltr_stage1(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.optim.lr, c.optim.momentum, c.optim.weight_decay = 0.1, 0.9, 5e-4  # head_lr: the same.
   c.optim.schedule, c.optim.step_every_epochs, c.optim.step_gamma = "step", 10, 0.1
   c.optim.lr_update = "epoch_end"
-  c.eval_every_epochs = 5
-  return c
+  return reference_protocol(c)
 
 
 def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -432,8 +441,7 @@ def oltr_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.oltr.centroids_lr, c.oltr.centroids_momentum, c.oltr.centroids_weight_decay = 0.01, 0.9, 5e-4
   c.oltr.loss_weight = OLTR_LOSS_WEIGHT
   c.dataset.open_set = True
-  c.eval_every_epochs = 0
-  return c
+  return reference_protocol(c)
 
 
 def load_file(path: str) -> ml_collections.ConfigDict:
@@ -474,6 +482,7 @@ EVALUATION_FIELDS = (
   "eval.many_threshold",
   "eval.few_threshold",
   "eval.open_threshold",
+  "eval.select",
 )
 
 
@@ -548,6 +557,7 @@ def fingerprint(config: ml_collections.ConfigDict) -> str:
 _INT, _NUM = "an integer", "a number"
 LONGTAIL_PROFILES = ("exponential", "none", "cao2019")
 CIFAR_SHORTCUTS = ("conv", "pad")
+EVAL_SELECT = ("final", "best_val")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -664,6 +674,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f"--config.dataset.longtail={config.dataset.longtail!r}; valid: "
       f"{', '.join(LONGTAIL_PROFILES)}."
+    )
+  if config.eval.select not in EVAL_SELECT:
+    raise ValueError(
+      f"--config.eval.select={config.eval.select!r}; valid: {', '.join(EVAL_SELECT)}."
+    )
+  if config.eval.select == "best_val" and not config.eval_every_epochs:
+    raise ValueError(
+      "--config.eval.select=best_val tests the best validated model, and "
+      "--config.eval_every_epochs=0 validates never: set --config.eval_every_epochs=1 (the "
+      "references validate every epoch)."
     )
   if config.eval.few_threshold > config.eval.many_threshold:
     raise ValueError(

@@ -91,7 +91,8 @@ def _train_stage(config, stage_dir: str, workdir: str):
   STOP.check()
   exp, state = experiment.setup(config)
   state = loop.train(exp, state, stage_dir)
-  runner.evaluate_and_write(exp, state, workdir, config.method)
+  state, selected = experiment.tested_model(exp, state, stage_dir)
+  runner.evaluate_and_write(exp, state, workdir, config.method, extra=selected)
   return exp, state
 
 

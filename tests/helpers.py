@@ -127,7 +127,21 @@ def shrink_imagenet_config(c, num_epochs=1):
   c.batch_size = c.eval.batch_size = 8
   c.num_epochs = num_epochs
   c.eval.many_threshold, c.eval.few_threshold = 10, 3
+  return short_run(c)
+
+
+def short_run(c):
+  """A reference config cut to an epoch or two: its per-epoch cosine, set before each epoch,
+  would run the one epoch at lr 0 (refused), so the rate follows the steps instead."""
+  if c.optim.lr_update == "epoch_start" and c.num_epochs < 2:
+    c.optim.lr_update = "step"
   return c
+
+
+#: A row of results.json of a closed-set run tested at its last step.
+CLOSED_SET_KEYS = {"many", "medium", "few", "all", "mean_class", "ece", "nll"}
+CLOSED_SET_KEYS |= {"top5_many", "top5_medium", "top5_few", "top5_all"}
+CLOSED_SET_KEYS |= {"selection", "selected_step", "selected_epoch"}
 
 
 def expected_first_step(exp, state, batch):

@@ -20,6 +20,9 @@ What the columns mean, in the references' terms:
 * freeze: CB ``fix: true`` = the whole backbone; OLTR Places stage 2 ``fix: True`` spares
   modulatedatt and fc (ltjax: the backbone only, the neck trains);
 * mean/std, jitter: data/dataloader.py (iNaturalist18: its own statistics, no ColorJitter);
+* eval.select / eval_every_epochs: run_networks.py validates after every epoch, keeps the
+  weights of the best ``eval_acc_mic_top1`` (strictly greater) and tests them (and saves them
+  as final_model_checkpoint.pth, which the next stage loads);
 * pretrained: OLTR Places ``caffe: True`` (./logs/caffe_resnet152.pth); CB Places stage 1 is
   not in the repository (see configs/places_lt/joint.py for its sources).
 
@@ -63,6 +66,8 @@ CB = {
   "data.crop_size": 224,
   "data.eval_transform": "resize_center_crop",
   "data.decode_min_size": 0,
+  "eval.select": "best_val",  # run_networks.py: the best val epoch is tested.
+  "eval_every_epochs": 1,  # run_networks.py: validation after every epoch.
 }
 CB_JOINT = {**CB, "stage": "joint", "num_epochs": 90, "batch_size": 512, "optim.lr": 0.2}
 CB_JOINT |= {"optim.head_lr": None, "optim.freeze": (), "model.pretrained": ""}
@@ -80,6 +85,8 @@ OLTR = {
   "data.jitter": 0.4,
   "dataset.mean": IMAGENET[0],
   "dataset.std": IMAGENET[1],
+  "eval.select": "best_val",
+  "eval_every_epochs": 1,
 }
 OLTR_STAGE2 = {**OLTR, "stage": "oltr", "model.head": "meta_embedding", "oltr.fc_add": 512}
 OLTR_STAGE2 |= {"oltr.use_attention": True, "oltr.loss_weight": 0.01, "dataset.open_set": True}

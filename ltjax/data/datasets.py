@@ -260,6 +260,8 @@ class Dataset:
     num_classes: the class count, where fixed.
     train_size: the reference training list's size (the shape of a run without its data:
       ``reference_spec``).
+    fields: the ``config.dataset`` fields it reads besides ``name``, ``mean`` and ``std``
+      (``ltjax train --config=... --help`` marks the others as not read).
     tfds_layouts: TFDS builder -> where the lists' entries are in it: the prepared TFDS
       datasets that can stand in for the image tree (``dataset.tfds_name``).
   """
@@ -271,6 +273,7 @@ class Dataset:
   num_classes: int | None = None
   train_size: int | None = None
   tfds_layouts: Mapping[str, ListLayout] = dataclasses.field(default_factory=dict)
+  fields: tuple[str, ...] = ()
 
   def list_path(self, split: str, directory: str) -> str:
     """The path of the ``split`` list in ``directory``."""
@@ -305,6 +308,9 @@ class Dataset:
 
 
 DATASETS: dict[str, Dataset] = {}
+_LONGTAIL_FIELDS = ("imbalance_ratio", "n_max", "longtail", "val_per_class", "open_classes")
+_REFERENCE_LIST_FIELDS = ("root", "lists_dir", "open_set", "packed_dir", "tfds_name", "data_dir")
+_USER_FIELDS = ("root", "num_classes", "class_names", "val_per_class", "open_set", "packed_dir")
 
 
 def register(entry: Dataset) -> Dataset:
@@ -337,6 +343,25 @@ def reference_spec(config) -> DataSpec:
   return DataSpec(entry.num_classes, entry.train_size, (side, side, 3))
 
 
+def _check_lists_exist(entry: Dataset, cfg, lists_dir: str) -> None:
+  """The first missing list of the run (train, val, test, open), named with the field that
+  sets where the lists are read, before any of them is read."""
+  splits = [s for s in ("train", "val", "test") if s in entry.lists]
+  if cfg.open_set and "open" in entry.lists:
+    splits.append("open")
+  missing = [s for s in splits if not os.path.isfile(entry.list_path(s, lists_dir))]
+  if not missing:
+    return
+  field = "--config.dataset.lists_dir" if cfg.lists_dir else "--config.dataset.root"
+  names = ", ".join(entry.lists[s] for s in splits)
+  raise ValueError(
+    f"dataset {entry.name}: its {missing[0]} list {entry.list_path(missing[0], lists_dir)!r} "
+    f"does not exist ({len(missing)} of its {len(splits)} lists are missing). The lists "
+    f"({names}) are read from {lists_dir!r}: set --config.dataset.lists_dir to the directory "
+    f"that holds them (now {field}={lists_dir!r})."
+  )
+
+
 def _file_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool):
   """``source(split, allow_open)`` over the image tree (``root``) or the packed shards."""
   if cfg.packed_dir:
@@ -359,6 +384,7 @@ def _file_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool)
       "--config.dataset.tfds_name to a prepared TFDS dataset)."
     )
   lists_dir = cfg.lists_dir or cfg.root
+  _check_lists_exist(entry, cfg, lists_dir)
 
   def source(split: str, allow_open: bool = False) -> Source:
     return SplitListSource(
@@ -552,6 +578,7 @@ register(
     "digits",
     build_digits_splits,
     "scikit-learn's digits made long-tailed (embedded: no download)",
+    fields=(*_LONGTAIL_FIELDS, "test_per_class"),
   )
 )
 register(
@@ -559,6 +586,7 @@ register(
     "tfds",
     build_tfds_splits,
     "a prepared TFDS dataset cut to a long tail (dataset.tfds_name; CIFAR-10/100-LT)",
+    fields=(*_LONGTAIL_FIELDS, "tfds_name", "data_dir", "train_split", "test_split", "image_size"),
   )
 )
 _IMAGENET_LAYOUT = ListLayout(
@@ -579,6 +607,7 @@ register(
       "test": "ImageNet_LT_test.txt",
       "open": "ImageNet_LT_open.txt",
     },
+    fields=_REFERENCE_LIST_FIELDS,
     num_classes=1000,
     train_size=115_846,
     # ImageNet-LT's train and val lists draw from ILSVRC-2012 train (``train/nXXXX/
@@ -607,6 +636,7 @@ register(
       "test": "Places_LT_test.txt",
       "open": "Places_LT_open.txt",
     },
+    fields=_REFERENCE_LIST_FIELDS,
     num_classes=365,
     train_size=62_500,
     # Places-LT's train and val lists draw from Places365-Standard train, its test list from
@@ -634,6 +664,7 @@ register(
       "val": "iNaturalist18_val.txt",
       "test": "iNaturalist18_val.txt",
     },
+    fields=_REFERENCE_LIST_FIELDS,
     num_classes=8142,
     train_size=437_513,
     # The official train and val sets; ``id`` is the image's file name without extension.
@@ -883,6 +914,7 @@ register(
     build_user_lists,
     "your own data: 'path label' list files (dataset.train_list, test_list, val_list) over "
     "dataset.root, any number of classes, the natural imbalance kept",
+    fields=(*_USER_FIELDS, "train_list", "val_list", "test_list", "open_list"),
   )
 )
 register(
@@ -891,8 +923,33 @@ register(
     build_image_folder,
     "your own data: an image-folder tree dataset.root/<split>/<class>/ (train, test, val), "
     "the natural imbalance kept",
+    fields=_USER_FIELDS,
   )
 )
+
+
+#: Fields every dataset reads.
+COMMON_FIELDS = ("name", "mean", "std")
+#: Where a field a dataset does not read has a counterpart that it does.
+_INSTEAD = {"image_size": "data.crop_size sets the image side the model sees"}
+
+
+def unread_fields(cfg: ml_collections.ConfigDict) -> list[str]:
+  """The ``config.dataset`` fields set away from their defaults that ``cfg.name``'s dataset
+  does not read, each as ``field=value``, with the field that acts where there is one."""
+  from ltjax import config as config_lib
+
+  entry = get(cfg.name)
+  defaults = config_lib.base_config().dataset
+  out = []
+  for key in sorted(cfg):
+    if key in COMMON_FIELDS or key in entry.fields or key not in defaults:
+      continue
+    value, default = cfg[key], defaults[key]
+    if (tuple(value) if isinstance(value, list) else value) != default:
+      hint = f" ({_INSTEAD[key]})" if key in _INSTEAD else ""
+      out.append(f"dataset.{key}={value!r}{hint}")
+  return out
 
 
 def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:

@@ -209,6 +209,81 @@ def closed_set_summary(
   return out
 
 
+# ---------------------------------------------------- top-5 accuracy and calibration
+
+TOP_K = 5
+ECE_BINS = 15  # Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
+
+
+def from_logits(logits: Any, labels: Any, k: int = TOP_K) -> dict[str, np.ndarray]:
+  """Per-sample predictions from (N, K) logits, the host-side twin of the eval step's.
+
+  Returns:
+    {"pred": argmax, "max_prob": max softmax probability, "top5": label among the
+    ``min(k, K)`` largest logits, "nll": -log softmax(logits)[label]}; for samples
+    labelled -1 (open set) "top5" is False and "nll" 0 (closed-set metrics skip them).
+  """
+  logits = np.asarray(logits, np.float64)
+  labels = np.asarray(labels)
+  z = logits - logits.max(-1, keepdims=True)
+  log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  known = labels >= 0
+  safe = np.where(known, labels, 0)
+  true_logit = np.take_along_axis(logits, safe[:, None], -1)[:, 0]
+  # Rank by "strictly larger" count: a tie with the true class's logit does not push it out.
+  rank = (logits > true_logit[:, None]).sum(-1)
+  return {
+    "pred": logits.argmax(-1).astype(np.int32),
+    "max_prob": np.exp(log_probs.max(-1)).astype(np.float32),
+    "top5": known & (rank < min(k, logits.shape[-1])),
+    "nll": np.where(known, -np.take_along_axis(log_probs, safe[:, None], -1)[:, 0], 0.0),
+  }
+
+
+def top_k_predictions(hits: Any, labels: Any) -> np.ndarray:
+  """Predictions that make ``closed_set_summary`` a top-k summary: the label where it is
+  among the top k (``hits``), -1 (wrong) elsewhere."""
+  labels = np.asarray(labels)
+  return np.where(np.asarray(hits, bool), labels, -1)
+
+
+def calibration(max_probs: Any, correct: Any, bins: int = ECE_BINS) -> dict[str, Any]:
+  """Reliability of the max softmax probability: ``bins`` equal-width bins over (0, 1]
+  (bin b holds confidences in (b/B, (b+1)/B], as Guo et al.), each with its sample count,
+  mean confidence and accuracy; the expected calibration error
+  ``ECE = sum_b n_b / N |acc_b - conf_b|``.
+
+  Args:
+    max_probs: (N,) confidences in [0, 1].
+    correct: (N,) whether each prediction is right.
+    bins: number of bins.
+
+  Returns:
+    {"ece", "edges" (bins + 1), "count", "confidence", "accuracy" (nan for empty bins)}.
+  """
+  conf = np.asarray(max_probs, np.float64)
+  if not np.all(np.isfinite(conf)):
+    raise ValueError("max_probs has a non-finite entry; check the model outputs for nan/inf.")
+  correct = np.asarray(correct, bool)
+  if conf.shape != correct.shape:
+    raise ValueError(f"max_probs {conf.shape} and correct {correct.shape} differ in shape.")
+  edges = np.linspace(0.0, 1.0, bins + 1)
+  which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+  count = np.bincount(which, minlength=bins)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mean_conf = np.bincount(which, conf, bins) / count
+    accuracy = np.bincount(which, correct.astype(np.float64), bins) / count
+  gap = np.where(count > 0, np.abs(accuracy - mean_conf), 0.0)
+  ece = float(np.sum(count * gap) / len(conf)) if len(conf) else float("nan")
+  return {
+    "ece": ece,
+    "edges": edges,
+    "count": count,
+    "confidence": mean_conf,
+    "accuracy": accuracy,
+  }
+
+
 # -------------------------------------------------------------------------- open set
 
 

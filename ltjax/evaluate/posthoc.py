@@ -86,8 +86,9 @@ def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
   """Nearest class mean, feature type and similarity chosen by val accuracy.
 
   Returns:
-    {"pred": test predictions, "max_prob": max softmax of the NCM test logits,
-    "val_max_prob": the same on val, "feat_type", "distance", "val_accuracy": {combo: acc}}.
+    {"pred": test predictions, "logits": the NCM test logits (their softmax is what
+    calibration, top-5 and NLL judge), "val_max_prob": max softmax on val, "feat_type",
+    "distance", "val_accuracy": {combo: acc}}.
   """
   scores = {}
   for feat_type, distance in itertools.product(heads.NCM_FEATURE_TYPES, heads.NCM_DISTANCES):
@@ -103,11 +104,23 @@ def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
   log.info("NCM: %s/%s chosen on val (%.4f)", feat_type, distance, scores[feat_type, distance])
   return {
     "pred": logits.argmax(-1),
-    "max_prob": _softmax_max(logits),
+    "logits": logits,
     "val_max_prob": _softmax_max(np.asarray(val_logits)),
     "feat_type": feat_type,
     "distance": distance,
     "val_accuracy": {f"{f}/{d}": v for (f, d), v in scores.items()},
+  }
+
+
+def _predictions(method_out: dict, labels: np.ndarray) -> dict:
+  """``runner.record``'s predictions of a post-hoc method: its own argmax (as selected) and
+  the max probability, top-5 hit and NLL of its test logits."""
+  p = metrics.from_logits(method_out["logits"], labels)
+  return {
+    **p,
+    "pred": method_out["pred"],
+    "max_prob": _softmax_max(method_out["logits"]),
+    "label": labels,
   }
 
 
@@ -130,7 +143,7 @@ def tau_norm(
     taus: the grid.
 
   Returns:
-    {"tau": chosen, "pred": test predictions at tau, "max_prob", "val_max_prob", "curves":
+    {"tau": chosen, "pred": test predictions at tau, "logits", "val_max_prob", "curves":
     {"taus", "val": {many, medium, few, all}, "test": {...}}} — the test curve is for plots
     only.
   """
@@ -153,7 +166,7 @@ def tau_norm(
   return {
     "tau": tau,
     "pred": preds["test"][best],
-    "max_prob": _softmax_max(logits),
+    "logits": logits,
     "val_max_prob": _softmax_max(np.asarray(heads.tau_logits(val["features"], weights, tau))),
     "curves": {**curves, "chosen_tau": tau},
   }
@@ -169,7 +182,7 @@ def logit_adjustment(
   holdout). Costs no training: the model's own logits.
 
   Returns:
-    {"tau", "pred", "max_prob", "val_max_prob", "curves": {"taus", "val": {...}, "test":
+    {"tau", "pred", "logits", "val_max_prob", "curves": {"taus", "val": {...}, "test":
     {...}, "chosen_tau"}} (the test curve for plots only).
   """
   taus = np.asarray(taus, np.float32)
@@ -192,7 +205,7 @@ def logit_adjustment(
   return {
     "tau": tau,
     "pred": preds["test"][best],
-    "max_prob": _softmax_max(np.asarray(test["logits"], np.float32) - adjust[best]),
+    "logits": np.asarray(test["logits"], np.float32) - adjust[best],
     "val_max_prob": _softmax_max(np.asarray(val["logits"], np.float32) - adjust[best]),
     "curves": {**curves, "chosen_tau": tau},
   }
@@ -231,36 +244,16 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   out = {}
   ncm_out = ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
   out["ncm"] = runner.record(
-    workdir,
-    "ncm",
-    ncm_out["pred"],
-    ncm_out["max_prob"],
-    labels,
-    counts,
-    eval_cfg,
-    ncm_out["val_max_prob"],
+    workdir, "ncm", _predictions(ncm_out, labels), counts, eval_cfg, ncm_out["val_max_prob"]
   )
   tau_out = tau_norm(weights, feats["val"], feats["test"], counts, eval_cfg)
   out["tau_norm"] = runner.record(
-    workdir,
-    "tau_norm",
-    tau_out["pred"],
-    tau_out["max_prob"],
-    labels,
-    counts,
-    eval_cfg,
-    tau_out["val_max_prob"],
+    workdir, "tau_norm", _predictions(tau_out, labels), counts, eval_cfg, tau_out["val_max_prob"]
   )
   la_out = logit_adjustment(feats["val"], feats["test"], counts, eval_cfg)
+  la_pred = _predictions(la_out, labels)
   out["logit_adjustment"] = runner.record(
-    workdir,
-    "logit_adjustment",
-    la_out["pred"],
-    la_out["max_prob"],
-    labels,
-    counts,
-    eval_cfg,
-    la_out["val_max_prob"],
+    workdir, "logit_adjustment", la_pred, counts, eval_cfg, la_out["val_max_prob"]
   )
   if jax.process_index() == 0:
     sweeps = {**tau_out["curves"], "logit_adjustment": la_out["curves"]}

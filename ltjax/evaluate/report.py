@@ -10,6 +10,7 @@
 * ``tau_sweep.json``: the chosen tau and ``tau_sweep.png``.
 * ``per_class.json``: ``per_class_accuracy.png``.
 * ``open_set_curve.json``: ``open_set_f_measure.png``.
+* ``calibration.json``: ``reliability.png``, the reliability diagram.
 
 Every file but ``results.json`` is optional: a missing one only drops its section.
 A file that exists but cannot be read as expected raises a ValueError naming it.
@@ -57,6 +58,12 @@ ACCURACY_COLUMNS = (
   ("all", "All", True),
   ("mean_class", "Mean class", True),
 )
+# Shown when some method has them (results of ltjax before top-5 and calibration lack them).
+CALIBRATION_COLUMNS = (
+  ("top5_all", "Top-5", True),
+  ("ece", "ECE", False),
+  ("nll", "NLL", False),
+)
 OPEN_SET_COLUMNS = (
   ("open_f_measure", "Open F (0.1)", False),
   ("open_f_measure_val", "Open F (val 95%)", False),
@@ -82,6 +89,10 @@ _OTHER_COLORS = ("tab:gray", "gold", "darkblue", "lime")
 # Line styles, so that methods with equal curves (NCM and tau-norm often coincide) stay
 # visible under each other: canonical methods first, then the rest in turn.
 _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+# And a marker per method, so that a method drawn under another stays identifiable.
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h")
+#: Fewer classes than this: no moving average (it would average most of the classes).
+MIN_CLASSES_FOR_AVERAGE = 10
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -205,7 +216,8 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     ValueError: a method entry is not a mapping or a value is not a number or null.
   """
   columns = list(ACCURACY_COLUMNS)
-  columns += [c for c in OPEN_SET_COLUMNS if any(c[0] in r for r in results.values())]
+  optional = (*CALIBRATION_COLUMNS, *OPEN_SET_COLUMNS)
+  columns += [c for c in optional if any(c[0] in r for r in results.values())]
   lines = [
     "| Method | " + " | ".join(header for _, header, _ in columns) + " |",
     "| :--- | " + " | ".join("---:" for _ in columns) + " |",
@@ -241,6 +253,26 @@ def _group_boundaries(ax, positions: list[tuple[float, str, str]]) -> None:
     )
 
 
+def _markers(methods) -> dict[str, str]:
+  return {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(methods)}
+
+
+def _count_axis(ax, counts: np.ndarray, what: str) -> None:
+  """A class-size axis: log scale with plain labels (10, 100, 1000) over more than a
+  decade; linear (plain numbers) over a smaller range, where a log axis would label
+  "6x10^0"."""
+  from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+  low, high = float(np.min(counts)), float(np.max(counts))
+  if low > 0 and high / low > 10:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{what} (log scale)")
+  else:
+    ax.set_xlabel(what)
+
+
 def _legend_outside(ax) -> None:
   ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
 
@@ -268,14 +300,28 @@ def _plot_weight_norms(
   (k,) = sizes
   sort_by_count = counts is not None and counts.size == k and not np.isnan(counts).any()
   order = np.argsort(-counts, kind="stable") if sort_by_count else np.arange(k)
-  colors = _colors(methods)
+  empty = 0
+  if sort_by_count:  # Classes without training images say nothing of re-balancing: out.
+    empty = int(np.sum(counts == 0))
+    order = order[counts[order] > 0]
+  colors, markers = _colors(methods), _markers(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
-  rank = np.arange(1, k + 1)
+  rank = np.arange(1, order.size + 1)
   for m in methods:
     a = arrays[m][order]
     top = np.nanmax(a) if np.isfinite(a).any() else np.nan
     a = a / top if np.isfinite(top) and top > 0 else a
-    ax.plot(rank, a, color=colors[m], label=_label(m), linewidth=1.5, marker="." if k <= 50 else "")
+    ax.plot(
+      rank,
+      a,
+      color=colors[m],
+      label=_label(m),
+      linewidth=1.5,
+      marker=markers[m],
+      markersize=4,
+      markevery=max(1, order.size // 25),
+    )
+  k = order.size
   if sort_by_count and thresholds is not None:
     sorted_counts = counts[order]
     n_many = int(np.sum(sorted_counts > thresholds[0]))
@@ -291,8 +337,12 @@ def _plot_weight_norms(
   ax.set_xlabel(
     "Class rank by training count (most frequent first)" if sort_by_count else "Class id"
   )
+  from matplotlib.ticker import MaxNLocator
+
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # Ranks: 1, 2, 3, not 1.5.
   ax.set_ylabel("Weight norm / method's max norm")
-  ax.set_title("Per-class classifier weight norms")
+  left_out = f"\n({empty} classes without training images left out)" if empty else ""
+  ax.set_title(f"Per-class classifier weight norms{left_out}")
   ax.set_ylim(bottom=0)
   ax.grid(alpha=0.3)
   _legend_outside(ax)
@@ -340,9 +390,9 @@ def _plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | N
 def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
   plt = _pyplot()
   methods = ordered_methods(per_class)
-  colors, styles = _colors(methods), _styles(methods)
+  colors, styles, markers = _colors(methods), _styles(methods), _markers(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
-  plotted, window = False, 1
+  plotted, window, all_x = False, 1, []
   for i, m in enumerate(methods):
     entry = _mapping(per_class[m], f"{path} ({m!r})")
     if "accuracy" not in entry or "train_count" not in entry:
@@ -354,30 +404,34 @@ def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
     x, y = counts[keep][order], 100 * acc[keep][order]
     if not x.size:
       continue
-    # Points are classes; the line is a moving average over ~10% of the classes (>= 3).
-    window = min(counts.size, max(3, counts.size // 10))
-    # Each method's points slightly apart horizontally (x 1.02^i on the log axis), so that
-    # equal accuracies of several methods on one class stay visible.
-    jitter = 1.02 ** (i - (len(methods) - 1) / 2)
-    ax.scatter(x * jitter, y, color=colors[m], s=16, alpha=0.6, linewidths=0)
+    # Points are classes; the line is a moving average over ~10% of the classes (>= 3),
+    # or, with fewer than MIN_CLASSES_FOR_AVERAGE classes, joins the classes themselves.
+    window = 1 if x.size < MIN_CLASSES_FOR_AVERAGE else min(x.size, max(3, x.size // 10))
+    # Each method's points slightly apart horizontally (x 1.02^i), with its own marker, so
+    # that equal accuracies of several methods on one class stay visible.
+    jitter = (1.02 if window > 1 else 1.04) ** (i - (len(methods) - 1) / 2)
+    all_x.append(x)
+    if window > 1:
+      ax.scatter(x * jitter, y, color=colors[m], s=18, alpha=0.7, linewidths=0, marker=markers[m])
     ax.plot(
-      x,
+      x if window > 1 else x * jitter,
       _moving_average(y, window),
       color=colors[m],
       linestyle=styles[m],
       label=_label(m),
-      linewidth=2.0,
+      linewidth=2.0 if window > 1 else 1.4,
+      marker=None if window > 1 else markers[m],
+      markersize=6,
+      alpha=1.0 if window > 1 else 0.85,
     )
     plotted = True
   if thresholds is not None and plotted:
     _group_boundaries(ax, [(thresholds[0], "many →", "right"), (thresholds[1], "← few", "left")])
-  ax.set_xscale("log")
-  ax.set_xlabel("Training images of the class (log scale)")
+  if all_x:
+    _count_axis(ax, np.concatenate(all_x), "Training images of the class")
   ax.set_ylabel("Test accuracy of the class (%)")
-  ax.set_title(
-    f"Per-class test accuracy against class size\n(points: classes; lines: moving average "
-    f"over {window} classes)"
-  )
+  lines = "lines join the classes" if window == 1 else f"lines: moving average over {window}"
+  ax.set_title(f"Per-class test accuracy against class size\n(points: classes; {lines})")
   ax.grid(alpha=0.3, which="both")
   if plotted:
     _legend_outside(ax)
@@ -388,15 +442,27 @@ def _plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
 def _plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None = None) -> str:
   plt = _pyplot()
   methods = ordered_methods(curves)
-  colors, styles = _colors(methods), _styles(methods)
+  colors, styles, markers = _colors(methods), _styles(methods), _markers(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
+  shown = []  # F below the last threshold (at 1 every image is rejected: F = 0).
   for m in methods:
     entry = _mapping(curves[m], f"{path} ({m!r})")
     if "thresholds" not in entry or "f_measure" not in entry:
       raise ValueError(f"{path}: {m!r} needs 'thresholds' and 'f_measure' lists.")
     t = _floats(entry["thresholds"], path, f"{m}.thresholds")
     f = _floats(entry["f_measure"], path, f"{m}.f_measure", size=t.size)
-    ax.plot(t, f, color=colors[m], linestyle=styles[m], label=_label(m), linewidth=1.8)
+    shown.append(f[(t < 1.0) & np.isfinite(f)])
+    ax.plot(
+      t,
+      f,
+      color=colors[m],
+      linestyle=styles[m],
+      label=_label(m),
+      linewidth=1.8,
+      marker=markers[m],
+      markersize=4,
+      markevery=4,
+    )
     chosen = (results or {}).get(m, {})
     if isinstance(chosen, Mapping) and not _is_missing(chosen.get("open_threshold_val")):
       # The threshold chosen on validation (keeps 95% of known val images), on the curve.
@@ -413,7 +479,14 @@ def _plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None
     color="dimgray",
   )
   ax.set_xlabel("Open-set threshold on the max softmax probability (reject below it)")
-  ax.set_ylabel("Open-set F-measure")
+  values = np.concatenate(shown) if shown else np.zeros(0)
+  low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+  if high - low < 0.5:  # Zoomed to the curves (the drop to 0 at threshold 1 leaves the axis).
+    pad = max(0.02, 0.08 * (high - low))
+    ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+    ax.set_ylabel(f"Open-set F-measure\n(axis zoomed: {low:.2f}–{high:.2f} below threshold 1)")
+  else:
+    ax.set_ylabel("Open-set F-measure")
   ax.set_title(
     "Open-set F-measure against the rejection threshold\n(dots: each method's threshold "
     "chosen on validation; at 1 every image is rejected: F = 0)"
@@ -422,6 +495,46 @@ def _plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None
   ax.grid(alpha=0.3)
   if methods:
     _legend_outside(ax)
+  _save(fig, out)
+  return out
+
+
+def _plot_reliability(calibration: Mapping, path: str, out: str) -> str:
+  """Accuracy against confidence per bin (Guo et al. 2017), one line with its own marker per
+  method, bins without images left out; the diagonal is perfect calibration."""
+  plt = _pyplot()
+  methods = ordered_methods(calibration)
+  colors = _colors(methods)
+  fig, ax = plt.subplots(figsize=(8.5, 4.5))
+  ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1, label="calibrated")
+  for i, m in enumerate(methods):
+    entry = _mapping(calibration[m], f"{path} ({m!r})")
+    if not {"confidence", "accuracy", "count"} <= set(entry):
+      raise ValueError(f"{path}: {m!r} needs 'confidence', 'accuracy' and 'count' lists.")
+    count = _floats(entry["count"], path, f"{m}.count")
+    conf = _floats(entry["confidence"], path, f"{m}.confidence", size=count.size)
+    acc = _floats(entry["accuracy"], path, f"{m}.accuracy", size=count.size)
+    used = count > 0
+    ece = entry.get("ece")
+    label = _label(m) + ("" if _is_missing(ece) else f" (ECE {float(ece):.3f})")
+    ax.plot(conf[used], acc[used], color=colors[m], linewidth=1.0, alpha=0.6)
+    share = count[used] / max(count.sum(), 1.0)  # Marker area: the bin's share of images.
+    ax.scatter(
+      conf[used],
+      acc[used],
+      s=12 + 250 * share,
+      color=colors[m],
+      marker=_MARKERS[i % len(_MARKERS)],
+      alpha=0.85,
+      label=label,
+    )
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("Mean confidence (max softmax probability) of the bin")
+  ax.set_ylabel("Accuracy of the bin")
+  ax.set_title("Reliability diagram (15 equal-width confidence bins, known test images)")
+  ax.grid(alpha=0.3)
+  _legend_outside(ax)
   _save(fig, out)
   return out
 
@@ -454,6 +567,13 @@ _CAPTIONS = {
     "when the max softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the "
     "thresholds that keep 95% of the known validation images (open_f_measure_val)."
   ),
+  "calibration": (
+    "Reliability diagram: the accuracy of the test images in each of 15 equal-width bins of "
+    "confidence against the bin's mean confidence (Guo et al. 2017); below the diagonal a "
+    "method is over-confident. A marker's area is its bin's share of the images (bins of "
+    "a few images are noise); ECE is the count-weighted mean gap (the table's column); "
+    "empty bins are left out."
+  ),
 }
 
 
@@ -462,7 +582,15 @@ def _figure_lines(path: str, alt: str, caption: str) -> list[str]:
   return [f"![{alt}]({os.path.basename(path)})", "", f"*{_CAPTIONS[caption]}*", ""]
 
 
-_REPORT_FILES = ("results", "meta", "per_class", "tau_sweep", "weight_norms", "open_set_curve")
+_REPORT_FILES = (
+  "results",
+  "meta",
+  "per_class",
+  "tau_sweep",
+  "weight_norms",
+  "open_set_curve",
+  "calibration",
+)
 
 
 def _load_report_files(workdir: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -511,6 +639,12 @@ def _results_lines(results: Mapping, path: str) -> list[str]:
     raise ValueError(f"{path}: {e}") from e
   has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
   note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
+  if any(isinstance(r, Mapping) and "ece" in r for r in results.values()):
+    note += (
+      " Top-5: the label among the 5 largest scores, over the known test images as All;"
+      " ECE: expected calibration error of the max softmax probability, 15 bins; NLL: mean"
+      " negative log-likelihood of the label (known test images)."
+    )
   if has_open:
     note += (
       " Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
@@ -518,7 +652,30 @@ def _results_lines(results: Mapping, path: str) -> list[str]:
       " validation images (it means something with few classes, where the max softmax"
       " cannot fall below 1/K)."
     )
-  return ["## Test results", "", table, "", note, ""]
+  lines = ["## Test results", "", table, "", note, ""]
+  tested = _tested_models(results)
+  if tested:
+    lines += [f"Tested models: {tested}.", ""]
+  return lines
+
+
+def _tested_models(results: Mapping) -> str:
+  """Which model each method's row tests: its epoch, and for ``eval.select=best_val`` the
+  validation accuracy that chose it."""
+  parts = []
+  for method in ordered_methods(results):
+    row = results[method]
+    if not isinstance(row, Mapping) or row.get("selection") not in ("final", "best_val"):
+      continue
+    epoch = row.get("selected_epoch")
+    at = f"epoch {epoch:g}" if isinstance(epoch, int | float) else "the imported checkpoint"
+    if row["selection"] == "best_val":
+      val = row.get("val_accuracy")
+      how = "best validation" + (f" accuracy {100 * val:.1f}" if isinstance(val, float) else "")
+    else:
+      how = "final"
+    parts.append(f"{_escape(method)} at {at} ({how})")
+  return "; ".join(parts)
 
 
 def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[str]:
@@ -566,6 +723,10 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
     )
     lines += ["## Open-set F-measure", ""]
     lines += _figure_lines(out, "Open-set F-measure", "open_set")
+  if data["calibration"] is not None:
+    out = _plot_reliability(data["calibration"], files["calibration"], png("reliability.png"))
+    lines += ["## Calibration", ""]
+    lines += _figure_lines(out, "Reliability diagram", "calibration")
   return lines
 
 
@@ -596,7 +757,7 @@ def write_report(workdir: str) -> str:
 
 # ------------------------------------------------------------------------ comparison
 
-_COMPARED_FILES = ("results", "per_class", "weight_norms", "open_set_curve")
+_COMPARED_FILES = ("results", "per_class", "weight_norms", "open_set_curve", "calibration")
 
 
 def _run_names(dirs: list[str], out_dir: str) -> list[str]:

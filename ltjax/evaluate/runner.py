@@ -38,30 +38,42 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
   return {k: np.concatenate(v)[: len(source)] for k, v in outs.items()}
 
 
+PREDICTION_KEYS = ("pred", "max_prob", "top5", "nll")
+
+
 def predict(exp, state, source) -> dict[str, np.ndarray]:
-  """Predicted class and max softmax probability for every record of ``source``."""
-  out = run_over(exp, state, source, exp.eval_step, ("pred", "max_prob"))
+  """The eval step's per-record outputs (``PREDICTION_KEYS``: predicted class, max softmax
+  probability, top-5 hit, negative log-likelihood) for every record of ``source``, and its
+  labels."""
+  out = run_over(exp, state, source, exp.eval_step, PREDICTION_KEYS)
   return {**out, "label": np.asarray(source.labels)}
 
 
 def summarize(
-  pred: np.ndarray,
-  max_prob: np.ndarray,
-  labels: np.ndarray,
-  train_counts: np.ndarray,
-  eval_cfg,
-  val_max_prob: np.ndarray | None = None,
+  p: dict[str, np.ndarray], train_counts: np.ndarray, eval_cfg, val_max_prob=None
 ) -> dict:
-  """Closed-set shot accuracies, plus open-set metrics when label -1 is present.
+  """One method's metrics from its predictions ``p`` (``predict``'s or
+  ``metrics.from_logits``'s, with "label").
 
-  Open set: ``open_f_measure`` at ``eval_cfg.open_threshold`` (the paper's 0.1),
-  ``open_auroc``, and, given the max probabilities of the (known) validation images,
-  ``open_f_measure_val`` at ``open_threshold_val``, the threshold that keeps
-  ``metrics.KEEP_KNOWN`` (95%) of them.
+  Closed set (known test images): top-1 accuracy per shot group, overall and per class
+  mean (``many``, ``medium``, ``few``, ``all``, ``mean_class``); top-5 accuracy the same way
+  (``top5_many`` ... ``top5_all``); the expected calibration error of the max softmax
+  probability over 15 bins (``ece``) and the mean negative log-likelihood (``nll``).
+  Open set, when label -1 is present: ``open_f_measure`` at ``eval_cfg.open_threshold``
+  (the paper's 0.1), ``open_auroc``, and, given the max probabilities of the (known)
+  validation images, ``open_f_measure_val`` at ``open_threshold_val``, the threshold that
+  keeps ``metrics.KEEP_KNOWN`` (95%) of them.
   """
-  out = metrics.closed_set_summary(
-    pred, labels, train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
+  pred, max_prob, labels = p["pred"], p["max_prob"], p["label"]
+  thresholds = (eval_cfg.many_threshold, eval_cfg.few_threshold)
+  out = metrics.closed_set_summary(pred, labels, train_counts, *thresholds)
+  top5 = metrics.closed_set_summary(
+    metrics.top_k_predictions(p["top5"], labels), labels, train_counts, *thresholds
   )
+  out |= {f"top5_{k}": top5[k] for k in ("many", "medium", "few", "all")}
+  known = labels != -1
+  out["ece"] = metrics.calibration(max_prob[known], pred[known] == labels[known])["ece"]
+  out["nll"] = float(np.mean(p["nll"][known])) if known.any() else float("nan")
   if np.any(labels == -1):
     open_pred = metrics.reject_unconfident(pred, max_prob, eval_cfg.open_threshold)
     out["open_f_measure"] = metrics.open_set_f_measure(open_pred, labels)
@@ -86,8 +98,7 @@ def open_set_curve(
 
 
 def evaluate_split(exp, state, source) -> dict:
-  p = predict(exp, state, source)
-  return summarize(p["pred"], p["max_prob"], p["label"], exp.splits.train_counts, exp.config.eval)
+  return summarize(predict(exp, state, source), exp.splits.train_counts, exp.config.eval)
 
 
 #: Errors of a file system that cannot take a results file: reported, not raised, so
@@ -118,29 +129,35 @@ def update_json(path: str, key: str, value) -> dict:
 def record(
   workdir: str,
   method: str,
-  pred: np.ndarray,
-  max_prob: np.ndarray,
-  labels: np.ndarray,
+  p: dict[str, np.ndarray],
   train_counts: np.ndarray,
   eval_cfg,
   val_max_prob: np.ndarray | None = None,
+  extra: dict | None = None,
 ) -> dict:
-  """Summarises one method's test predictions into results.json and per_class.json
-  (``val_max_prob``: its validation max probabilities, for ``open_f_measure_val``)."""
-  summary = summarize(pred, max_prob, labels, train_counts, eval_cfg, val_max_prob)
+  """Summarises one method's test predictions ``p`` (see ``summarize``) into results.json
+  (with ``extra`` entries, e.g. the selected epoch), per_class.json and calibration.json
+  (the reliability diagram's bins); ``val_max_prob``: its validation max probabilities, for
+  ``open_f_measure_val``."""
+  pred, max_prob, labels = p["pred"], p["max_prob"], p["label"]
+  summary = summarize(p, train_counts, eval_cfg, val_max_prob) | (extra or {})
   acc, count = metrics.per_class_accuracy(pred, labels, len(train_counts))
+  known = labels != -1
+  reliability = metrics.calibration(max_prob[known], pred[known] == labels[known])
   if jax.process_index() == 0 and np.any(labels == -1):
     update_json(
       os.path.join(workdir, "open_set_curve.json"), method, open_set_curve(pred, max_prob, labels)
     )
   if jax.process_index() == 0:
     update_json(os.path.join(workdir, "results.json"), method, summary)
+    update_json(os.path.join(workdir, "calibration.json"), method, reliability)
     update_json(
       os.path.join(workdir, "per_class.json"),
       method,
       {"accuracy": acc, "test_count": count, "train_count": train_counts},
     )
-  log.info("%s test: %s", method, {k: round(float(v), 4) for k, v in summary.items()})
+  shown = {k: round(float(v), 4) if isinstance(v, float) else v for k, v in summary.items()}
+  log.info("%s test: %s", method, shown)
   return summary
 
 
@@ -177,9 +194,11 @@ def write_meta(workdir: str, dataset: str, eval_cfg, class_names=None) -> None:
       update_json(os.path.join(workdir, "meta.json"), key, value)
 
 
-def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> dict:
-  """Evaluates on the test split; merges into results.json, per_class.json and (for
-  linear-type heads) weight_norms.json."""
+def evaluate_and_write(
+  exp, state, workdir: str, method: str | None = None, extra: dict | None = None
+) -> dict:
+  """Evaluates on the test split; merges into results.json (with ``extra``),
+  per_class.json, calibration.json and (for linear-type heads) weight_norms.json."""
   method = method or exp.config.method
   write_meta(workdir, exp.config.dataset.name, exp.config.eval, exp.splits.class_names)
   record_weight_norms(workdir, method, classifier_weights(state.params))
@@ -187,13 +206,4 @@ def evaluate_and_write(exp, state, workdir: str, method: str | None = None) -> d
   val_max_prob = None
   if np.any(p["label"] == -1) and len(exp.splits.val):  # For open_f_measure_val.
     val_max_prob = predict(exp, state, exp.splits.val)["max_prob"]
-  return record(
-    workdir,
-    method,
-    p["pred"],
-    p["max_prob"],
-    p["label"],
-    exp.splits.train_counts,
-    exp.config.eval,
-    val_max_prob,
-  )
+  return record(workdir, method, p, exp.splits.train_counts, exp.config.eval, val_max_prob, extra)

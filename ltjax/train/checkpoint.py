@@ -241,9 +241,10 @@ class Checkpointer:
   unhealthy steps out of the way before a run resumes.
   """
 
-  def __init__(self, directory: str, keep: int = 2):
+  def __init__(self, directory: str, keep: int = 2, judge_health: bool = True):
     self.directory = os.path.abspath(directory)
     self.keep = keep
+    self.judge_health = judge_health  # False: chosen by another measure (best validation).
     self._mngr = _manager(directory)
     self._pending: list[int] = []  # Saved, checksums not written yet.
     self._closed = False
@@ -268,7 +269,8 @@ class Checkpointer:
     previous step (see the class docstring)."""
     self._finish()
     _quiet_closed_event_loops()
-    self._judge(meta.get("train_loss"), int(meta.get("num_classes") or 2))
+    if self.judge_health:
+      self._judge(meta.get("train_loss"), int(meta.get("num_classes") or 2))
     try:
       self._mngr.save(
         step,
@@ -495,13 +497,23 @@ def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict,
   )
 
 
+#: Where a run with ``eval.select=best_val`` keeps its best-validation model, beside
+#: ``checkpoints/``.
+BEST_DIR = "best"
+
+
 def resolve_init_from(path: str) -> str:
-  """The checkpoints directory of a run given its work directory (or the directory itself)."""
+  """The checkpoints directory of the model a run selected, given its work directory (or
+  the directory itself): its best-validation checkpoint (``BEST_DIR``) where it kept one
+  (``eval.select=best_val``: what the references' next stage loads), else ``checkpoints/``."""
   if not path:
     raise ValueError(
       "this stage starts from a trained model: set --config.init_from to the "
       "work directory of the stage-1 run."
     )
+  best = os.path.join(path, BEST_DIR)
+  if latest_meta(best) is not None:
+    return best
   candidate = os.path.join(path, "checkpoints")
   if os.path.isdir(candidate):
     return candidate
@@ -553,6 +565,8 @@ def load_variables(init_from: str) -> tuple[dict, dict, dict]:
   the state item is restored without a target and only its variables are kept.
   """
   directory = os.path.abspath(resolve_init_from(init_from))
+  if os.path.basename(directory) == BEST_DIR:
+    log.info("init_from: the best-validation model of %s (its eval.select=best_val)", init_from)
   mngr = _manager(directory, read_only=True)
   steps = sorted(mngr.all_steps(), reverse=True)
   mngr.close()

@@ -22,7 +22,7 @@ import optax
 
 from ltjax import config as config_lib
 from ltjax import models, sharding
-from ltjax.data import pipeline, samplers
+from ltjax.data import datasets, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
 from ltjax.stop import STOP
 from ltjax.train import checkpoint as ckpt_lib
@@ -131,6 +131,14 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   config_lib.validate(config)
   optim.check(config)
   samplers.from_config(config)
+  unread = datasets.unread_fields(config.dataset)
+  if unread:
+    log.warning(
+      "not read by dataset %s, so without effect: %s. Its fields: %s.",
+      config.dataset.name,
+      "; ".join(unread),
+      ", ".join(datasets.get(config.dataset.name).fields) or "none beyond name, mean, std",
+    )
   stage.check(config)
   if check_start:
     stage.check_start(config)
@@ -307,3 +315,53 @@ def restore_trained(
   state, _, _, step = ckpt_lib.restore(os.path.join(workdir, "checkpoints"), target)
   log.info("restored step %d from %s", step, workdir)
   return exp, state
+
+
+def epoch_of(exp: Experiment, step: int) -> float:
+  """The epochs trained after ``step`` steps (3 decimals; the last step completes the run's
+  ``num_epochs``)."""
+  return round(min(step / exp.steps_per_epoch, float(exp.config.num_epochs)), 3)
+
+
+def tested_model(exp: Experiment, state: TrainState, workdir: str) -> tuple[TrainState, dict]:
+  """The model ``config.eval.select`` tests, and what it is (results.json entries).
+
+  ``final``: ``state`` as given, the run's last step. ``best_val``: the checkpoint the
+  training loop kept in ``<workdir>/best/`` (``ckpt_lib.BEST_DIR``) at the validation with
+  the best overall accuracy, as the references test (a run imported from a reference
+  checkpoint holds that model already: the references save their best epoch's weights).
+
+  Returns:
+    (state, {"selection", "selected_step", "selected_epoch", and for best_val
+    "val_accuracy"}).
+
+  Raises:
+    ValueError: best_val and no best-validation checkpoint (the run never validated).
+  """
+  if exp.config.eval.select != "best_val":
+    step = int(jax.device_get(state.step))
+    epoch = epoch_of(exp, step)
+    return state, {"selection": "final", "selected_step": step, "selected_epoch": epoch}
+  best = os.path.join(workdir, ckpt_lib.BEST_DIR)
+  if ckpt_lib.latest_meta(best) is None:
+    imported = ckpt_lib.latest_meta(os.path.join(workdir, "checkpoints")) or {}
+    if "imported_from" in imported:
+      step = int(jax.device_get(state.step))
+      log.info("eval.select=best_val: the imported reference checkpoint is its run's best")
+      return state, {"selection": "best_val", "selected_step": step, "selected_epoch": None}
+    raise ValueError(
+      f"--config.eval.select=best_val: {workdir} has no best-validation checkpoint "
+      f"({best}/): the run has not validated yet (every --config.eval_every_epochs, on a "
+      "non-empty validation split). Evaluate its last step with --config.eval.select=final."
+    )
+  target = ckpt_lib.abstract_like(state, exp.state_sharding)
+  state, _, meta, step = ckpt_lib.restore(best, target)
+  extra = {"selection": "best_val", "selected_step": step, "selected_epoch": epoch_of(exp, step)}
+  extra["val_accuracy"] = meta.get("val_accuracy")
+  log.info(
+    "testing the best-validation model: step %d (epoch %g), validation accuracy %.4f",
+    step,
+    extra["selected_epoch"],
+    extra["val_accuracy"] if extra["val_accuracy"] is not None else float("nan"),
+  )
+  return state, extra

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -24,8 +25,16 @@ from ltjax.data.datasets import DataSplits
 from ltjax.evaluate import runner
 from ltjax.stop import STOP, Interrupted
 from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import optim
 from ltjax.train import workdir as workdir_lib
-from ltjax.train.experiment import Experiment, make_stream, run_metadata, setup
+from ltjax.train.experiment import (
+  Experiment,
+  epoch_of,
+  make_stream,
+  run_metadata,
+  setup,
+  tested_model,
+)
 from ltjax.train.metric_writer import MetricWriter, log_train, log_val
 from ltjax.train.state import TrainState
 
@@ -88,7 +97,56 @@ def train(
     Interrupted: SIGINT/SIGTERM; the message says what was saved.
   """
   STOP.check()  # A signal during setup: stop before anything is written.
+  _check_schedule(exp)
+  created = not os.path.exists(workdir)
   _check_writable(workdir)
+  try:
+    return _train_locked(exp, state, workdir, allow_config_change)
+  except BaseException:
+    if created:
+      _remove_if_nothing_saved(workdir)
+    raise
+
+
+def _check_schedule(exp: Experiment) -> None:
+  """Refuses a run that would train nothing (learning rate 0 on every step), and says which
+  epochs train at 0 when some do (the last epoch of the references' cosine, stepped at each
+  epoch's start, does: by design)."""
+  c = exp.config
+  zero, epochs = optim.zero_lr_epochs(c, len(exp.splits.train))
+  if not zero:
+    return
+  how = f"optim.schedule={c.optim.schedule!r}, optim.lr_update={c.optim.lr_update!r}"
+  if len(zero) >= epochs:
+    raise ValueError(
+      f"the learning rate is 0 on every step of this run ({how}, num_epochs={c.num_epochs}, "
+      f"lr {c.optim.lr}): it would train nothing. A per-epoch schedule set before each "
+      "epoch gives its last epoch lr 0; for a short run use --config.num_epochs=2 or more, "
+      "or --config.optim.lr_update=step."
+    )
+  shown = ", ".join(str(e + 1) for e in zero[:5]) + (", ..." if len(zero) > 5 else "")
+  log.warning(
+    "%d of the run's %d epochs train at learning rate 0 (epoch %s; %s)%s.",
+    len(zero),
+    epochs,
+    shown,
+    how,
+    ": the references' cosine, stepped before each epoch, ends so"
+    if c.optim.lr_update == "epoch_start" and zero == [epochs - 1]
+    else "",
+  )
+
+
+def _remove_if_nothing_saved(workdir: str) -> None:
+  """A run that failed before its first checkpoint leaves no work directory it created (a
+  rerun then starts afresh, and ``ls runs/`` shows only runs)."""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  saved = os.path.isdir(checkpoints) and any(n.isdigit() for n in os.listdir(checkpoints))
+  if not saved and jax.process_index() == 0:
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train_locked(exp, state, workdir: str, allow_config_change: bool) -> TrainState:
   with workdir_lib.RunLock(workdir):
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), exp.config.keep_checkpoints)
     it = pipeline.train_iterator(
@@ -97,11 +155,16 @@ def train(
       num_threads=exp.config.data.num_threads,
       prefetch=exp.config.data.prefetch,
     )
+    best = _Best(exp, workdir) if exp.config.eval.select == "best_val" else None
     try:
       state, start = _start_or_resume(exp, state, workdir, ckpt, it, allow_config_change)
-      return _Loop(exp, workdir, ckpt, it, start).run(state)
+      if best is not None:
+        best.resume(start)
+      return _Loop(exp, workdir, ckpt, it, start, best).run(state)
     finally:
       ckpt.close()
+      if best is not None:
+        best.close()
 
 
 def _start_or_resume(exp, state, workdir: str, ckpt, it, allow_config_change: bool):
@@ -122,20 +185,81 @@ def _start_or_resume(exp, state, workdir: str, ckpt, it, allow_config_change: bo
   return state, start
 
 
+class _Best:
+  """``eval.select=best_val``: the model of the validation with the best overall accuracy
+  (strictly better than every earlier one, as the references compare), saved in
+  ``<workdir>/best/`` (one step, checksummed like every checkpoint, never rotated by the
+  regular ones). The step is also saved as a regular checkpoint, so a resumed run never
+  restarts before its best; a best newer than the step a run resumes from (its regular
+  checkpoint was damaged) is set aside, and the replayed steps find it again."""
+
+  def __init__(self, exp: Experiment, workdir: str):
+    self.exp, self.directory = exp, os.path.join(workdir, ckpt_lib.BEST_DIR)
+    self.ckpt = None  # Made at the first save: a run that never validates leaves no best/.
+    self.accuracy: float | None = None
+    self.step: int | None = None
+
+  def _checkpointer(self):
+    if self.ckpt is None:
+      self.ckpt = ckpt_lib.Checkpointer(self.directory, keep=1, judge_health=False)
+    return self.ckpt
+
+  def resume(self, start: int) -> None:
+    meta = ckpt_lib.latest_meta(self.directory)
+    if meta is None:
+      return
+    ckpt = self._checkpointer()
+    step = ckpt.latest_step()
+    if step is not None and step > start:
+      log.warning(
+        "the best-validation checkpoint (step %d) is newer than the step the run resumes "
+        "from (%d): set aside; the replayed validations choose again.",
+        step,
+        start,
+      )
+      ckpt.set_aside_newer_than(start)
+      return
+    self.accuracy, self.step = meta.get("val_accuracy"), step
+    log.info("best validation so far: %.4f at step %s", self.accuracy or 0.0, step)
+
+  def improves(self, accuracy: float) -> bool:
+    return accuracy == accuracy and (self.accuracy is None or accuracy > self.accuracy)
+
+  def save(self, step: int, state: TrainState, data_state: dict, meta: dict) -> None:
+    accuracy = meta["val_accuracy"]
+    ckpt = self._checkpointer()
+    ckpt.save(step, state, data_state, meta)
+    ckpt.close()  # Written and checksummed before training goes on.
+    self.ckpt = None
+    self.accuracy, self.step = accuracy, step
+    log.info(
+      "new best validation accuracy %.4f at step %d (epoch %g): kept in %s",
+      accuracy,
+      step,
+      epoch_of(self.exp, step),
+      self.directory,
+    )
+
+  def close(self) -> None:
+    if self.ckpt is not None:
+      self.ckpt.close()
+
+
 class _Loop:
   """The steps of one ``train`` call: from ``start`` to the end, logged, validated and
   checkpointed as the config asks, never past a non-finite step, stopped by ``STOP``."""
 
-  def __init__(self, exp: Experiment, workdir: str, ckpt, it, start: int):
+  def __init__(self, exp: Experiment, workdir: str, ckpt, it, start: int, best=None):
     self.exp, self.config, self.ckpt, self.it, self.start = exp, exp.config, ckpt, it, start
+    self.best: _Best | None = best
     self.writer = MetricWriter(workdir, resume_step=start)
     self.pending: list = []  # Metrics of the steps since the last host sync.
     self.since, self.t0 = 0, time.perf_counter()
     self.data_sharding = sharding.batch_sharding(exp.mesh)
     c = self.config
-    self.eval_every = (
-      int(round(c.eval_every_epochs * exp.steps_per_epoch)) if c.eval_every_epochs else 0
-    )
+    # Validation after every eval_every_epochs epochs: at the first step that completes
+    # them (epochs need not be whole steps).
+    self.eval_every = c.eval_every_epochs * exp.steps_per_epoch  # In steps; 0: never.
 
   def run(self, state: TrainState) -> TrainState:
     exp, c = self.exp, self.config
@@ -171,15 +295,23 @@ class _Loop:
     self.pending.append(metrics)
     self.since += 1
     checkpoint = step % c.checkpoint_every_steps == 0 or step == exp.total_steps
-    if self.sync_point(step) or checkpoint:
-      fetched = _fetch_checked(self.pending, step, self.ckpt, c)
+    validate = (
+      (self.eval_every and step // self.eval_every > (step - 1) // self.eval_every)
+      or (self.best is not None and step == exp.total_steps)  # The last epoch competes too.
+    ) and len(exp.splits.val)
+    if self.sync_point(step) or checkpoint or validate:
+      fetched = _fetch_checked(self.pending, step, self.ckpt, c)  # Never validate a bad step.
     if self.sync_point(step):
       log_train(self.writer, exp, step, fetched, self.t0, self.since)
       self.pending, self.t0, self.since = [], time.perf_counter(), 0
-    if self.eval_every and step % self.eval_every == 0 and len(exp.splits.val):
+    if validate:
       val = runner.evaluate_split(exp, state, exp.splits.val)
       self.writer.write(step, "val", {k: v for k, v in val.items() if v == v})
       log_val(step, val)
+      if self.best is not None and self.best.improves(val["all"]):
+        meta = run_metadata(exp) | {"val_accuracy": val["all"]}
+        self.best.save(step, state, self.it.get_state(), meta)
+        checkpoint = True  # A resumed run restarts no earlier than its best.
     if checkpoint:
       self.save(step, state, fetched)
     return state
@@ -246,4 +378,5 @@ def train_and_evaluate(
     exp.mesh.size,
   )
   state = train(exp, state, workdir, allow_config_change=allow_config_change)
-  return runner.evaluate_and_write(exp, state, workdir)
+  state, selected = tested_model(exp, state, workdir)
+  return runner.evaluate_and_write(exp, state, workdir, extra=selected)

@@ -8,6 +8,7 @@ import re
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 SCHEDULES = ("cosine", "step", "multistep", "constant")
@@ -138,6 +139,22 @@ def make_schedule(
     main = lambda count: absolute(count + warmup)  # noqa: E731
   ramp = optax.linear_schedule(0.0, lr, warmup)
   return optax.join_schedules([ramp, main], [warmup])
+
+
+def zero_lr_epochs(config: ml_collections.ConfigDict, num_train: int) -> tuple[list[int], int]:
+  """(the epochs, 0-based, whose every step the schedule runs at learning rate 0, the
+  number of epochs the run's steps start in) (with the
+  larger of ``optim.lr`` and ``optim.head_lr``): the last epoch of a cosine stepped at each
+  epoch's start, as the references' ``coslr``; every epoch of such a run with
+  ``num_epochs=1``."""
+  cfg = config.optim
+  lr = max(float(cfg.lr), float(cfg.head_lr if cfg.head_lr is not None else 0.0))
+  steps_per_epoch, total = run_length(config, num_train)
+  steps = np.arange(total)
+  lrs = np.asarray(jax.vmap(make_schedule(config, num_train, lr))(jnp.asarray(steps)))
+  epochs = (steps * config.batch_size) // int(num_train)  # A step's epoch: its first sample's.
+  unique = np.unique(epochs)
+  return [int(e) for e in unique if np.all(lrs[epochs == e] == 0)], len(unique)
 
 
 def param_path(path) -> str:

@@ -136,15 +136,31 @@ def make_train_step(
 
 
 def make_eval_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Callable:
-  """``eval_step(state, batch) -> {"pred", "max_prob"}`` with the model in inference mode."""
+  """``eval_step(state, batch) -> {"pred", "max_prob", "top5", "nll"}`` with the model in
+  inference mode: the argmax, the max softmax probability, whether the label is among the
+  5 largest logits (``min(5, K)``; a tie with the label's logit does not push it out) and
+  -log softmax of the label (both False / 0 for open-set labels, -1): what
+  ``ltjax.evaluate.metrics.from_logits`` computes on the host."""
 
   def eval_step(state: TrainState, batch) -> dict:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits, _ = model.apply(
       variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
     )
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    return {"pred": jnp.argmax(logits, -1).astype(jnp.int32), "max_prob": jnp.max(probs, -1)}
+    logits32 = logits.astype(jnp.float32)
+    probs = jax.nn.softmax(logits32, axis=-1)
+    labels = batch["label"]
+    known = labels >= 0
+    safe = jnp.where(known, labels, 0)[:, None]
+    true_logit = jnp.take_along_axis(logits32, safe, -1)
+    rank = jnp.sum(logits32 > true_logit, -1)
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits32, -1), safe, -1)[:, 0]
+    return {
+      "pred": jnp.argmax(logits, -1).astype(jnp.int32),
+      "max_prob": jnp.max(probs, -1),
+      "top5": known & (rank < min(5, logits.shape[-1])),
+      "nll": jnp.where(known, -log_prob, 0.0),
+    }
 
   return eval_step
 

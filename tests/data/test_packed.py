@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import load_config, run_ltjax, set_num_classes
+from helpers import load_config, run_ltjax, set_num_classes, short_run
 from PIL import Image
 
 from ltjax.data import prepare
@@ -374,6 +374,8 @@ def test_training_from_packed_shards_matches_the_image_tree(tmp_path, monkeypatc
     config.num_epochs = 1  # 22 images: 2 steps.
     config.log_every_steps = 1
     config.eval_every_epochs = 0
+    config.eval.select = "final"
+    short_run(config)
     exp, state = experiment.setup(config)
     assert exp.total_steps == 2
     stream = experiment.make_stream(exp)

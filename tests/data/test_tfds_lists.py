@@ -502,6 +502,9 @@ def test_imagenet_lt_config_trains_from_mocked_tfds(tmp_path, four_classes):
     summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
     exp, _ = experiment.setup(config)
   assert {"many", "medium", "few", "all", "open_f_measure", "open_auroc"} <= set(summary)
+  # The reference config's protocol: its best validation epoch tested, and said so.
+  assert summary["selection"] == "best_val" and summary["val_accuracy"] is not None
+  assert os.path.isdir(tmp_path / "run" / "best")
   assert isinstance(exp.splits.train, TfdsListSource)
   assert len(exp.splits.test) == 8 + 3 and (exp.splits.test.labels == -1).sum() == 3
   np.testing.assert_array_equal(exp.splits.train_counts, [12, 6, 3, 2])

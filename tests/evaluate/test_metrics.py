@@ -305,7 +305,9 @@ def test_summary_reports_the_f_measure_at_the_validation_threshold():
   pred = np.array([0, 1, 1, 1, 0, 1])
   max_prob = np.array([0.9, 0.4, 0.8, 0.3, 0.35, 0.5])
   val_max_prob = np.linspace(0.3, 0.9, 20)  # 95% kept: threshold = the 2nd smallest.
-  out = runner.summarize(pred, max_prob, labels, np.array([200, 5]), Eval, val_max_prob)
+  p = {"pred": pred, "max_prob": max_prob, "label": labels, "top5": labels >= 0}
+  p["nll"] = np.zeros(labels.size)
+  out = runner.summarize(p, np.array([200, 5]), Eval, val_max_prob)
   t = out["open_threshold_val"]
   assert t == pytest.approx(0.3 + 0.6 / 19)
   # At t: 0.3 (a known, correct) is rejected, 0.35 (open) kept -> TP 2, FP 1, FN 2.

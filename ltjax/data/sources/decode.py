@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ltjax.data.pp.image_ops import check_size, from_pil
 
@@ -55,6 +55,11 @@ def _decode_pil(data, channels: int, min_size: int | None) -> np.ndarray:
       if min_size is not None:
         img.draft(mode, (min_size, min_size))
       img = img.convert(mode)  # Forces the full decode inside the try.
+  except UnidentifiedImageError as e:  # Its message names an anonymous BytesIO: say what.
+    raise ValueError(
+      f"cannot decode image: not a format PIL reads ({len(data)} bytes starting "
+      f"{bytes(data[:8])!r})"
+    ) from e
   except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, ... on bad data.
     raise ValueError(f"cannot decode image: {e}") from e
   return from_pil(img)

@@ -1,0 +1,97 @@
+"""Top-5 accuracy, expected calibration error and NLL: against NumPy restatements, and the
+eval step (on device) against the host-side twin."""
+
+import jax
+import numpy as np
+import pytest
+from helpers import tiny_config, tiny_splits
+
+from ltjax.evaluate import metrics, runner
+from ltjax.train import experiment
+
+
+def guo_ece(conf, correct, bins=15):
+  """Guo et al.'s ECE as their code writes it: bins (lower, upper], count-weighted gaps."""
+  edges = np.linspace(0, 1, bins + 1)
+  ece = 0.0
+  for lower, upper in zip(edges[:-1], edges[1:], strict=True):
+    inside = (conf > lower) & (conf <= upper)
+    if inside.any():
+      ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+  return ece
+
+
+def test_calibration_is_guo_et_al_ece_with_bins_at_the_edges():
+  rng = np.random.default_rng(0)
+  conf = np.concatenate([rng.uniform(0.1, 1.0, 500), np.arange(1, 16) / 15])  # Edges too.
+  correct = rng.random(conf.size) < conf**2
+  out = metrics.calibration(conf, correct)
+  assert out["ece"] == pytest.approx(guo_ece(conf, correct), abs=1e-12)
+  assert out["count"].sum() == conf.size
+  # 1/15 belongs to the first bin (0, 1/15], 1.0 to the last.
+  edges = metrics.calibration(np.array([1 / 15, 1.0]), np.array([True, True]))["count"]
+  assert edges[[0, -1]].tolist() == [1, 1]
+  perfect = metrics.calibration(np.full(10, 0.7), np.arange(10) < 7)
+  assert perfect["ece"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_from_logits_top5_and_nll_restated():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(40, 8)).astype(np.float32)
+  logits[0] = [3, 2, 2, 2, 2, 2, 1, 0]  # A tie with the label's logit keeps it in the top 5.
+  labels = rng.integers(0, 8, 40)
+  labels[0], labels[1] = 5, -1  # Open-set images: no top-5 hit, NLL 0 (skipped anyway).
+  out = metrics.from_logits(logits, labels)
+  z = logits.astype(np.float64)
+  top = z.max(1, keepdims=True)
+  log_p = z - top - np.log(np.exp(z - top).sum(1, keepdims=True))
+  for i, y in enumerate(labels):
+    if y < 0:
+      assert not out["top5"][i] and out["nll"][i] == 0
+      continue
+    assert out["top5"][i] == (np.sum(z[i] > z[i, y]) < 5)
+    assert out["nll"][i] == pytest.approx(-log_p[i, y], rel=1e-6)
+  assert out["top5"][0]
+  assert np.array_equal(out["pred"], logits.argmax(1))
+  # Fewer than 5 classes: every known image is a top-5 hit.
+  assert metrics.from_logits(logits[:, :3], np.clip(labels, 0, 2))["top5"].all()
+
+
+def test_summary_has_top5_per_group_ece_and_nll():
+  rng = np.random.default_rng(2)
+  counts = np.array([200, 150, 50, 30, 10, 5, 3, 2])
+  labels = np.concatenate([np.repeat(np.arange(8), 10), [-1] * 5])
+  logits = rng.normal(size=(labels.size, 8)) + 2.0 * np.eye(8)[np.clip(labels, 0, 7)]
+  p = {**metrics.from_logits(logits, labels), "label": labels}
+
+  class Eval:
+    many_threshold, few_threshold, open_threshold = 100, 20, 0.1
+
+  out = runner.summarize(p, counts, Eval())
+  known = labels >= 0
+  hits = p["top5"][known]
+  assert out["top5_all"] == pytest.approx(hits.mean())
+  per_class = np.array([hits[labels[known] == c].mean() for c in range(8)])
+  assert out["top5_many"] == pytest.approx(per_class[counts > 100].mean())
+  assert out["top5_few"] == pytest.approx(per_class[counts < 20].mean())
+  correct = p["pred"][known] == labels[known]
+  assert out["ece"] == pytest.approx(guo_ece(p["max_prob"][known], correct))
+  assert out["nll"] == pytest.approx(p["nll"][known].mean())
+  assert out["top5_all"] >= out["all"]
+
+
+def test_the_eval_step_computes_what_the_host_twin_does():
+  """8 devices, a sharded batch: the eval step's top-5 hits and NLL equal those of
+  metrics.from_logits on the feature step's logits."""
+  splits = tiny_splits(num_classes=8, counts=(24, 12, 8, 6, 5, 4, 3, 3))
+  exp, state = experiment.setup(tiny_config(), splits)
+  state = jax.device_get(exp.stage.start(exp, state))
+  source = exp.splits.test
+  p = runner.predict(exp, state, source)
+  logits = runner.run_over(exp, state, source, exp.feature_step, ("logits",))["logits"]
+  labels = np.asarray(source.labels).copy()
+  twin = metrics.from_logits(logits, labels)
+  np.testing.assert_array_equal(p["top5"], twin["top5"])
+  assert 0 < twin["top5"].mean() < 1  # Out of 8 classes: some miss.
+  np.testing.assert_allclose(p["nll"], twin["nll"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(p["pred"], twin["pred"])
