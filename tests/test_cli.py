@@ -436,7 +436,8 @@ def test_a_full_disk_is_one_line_naming_the_step_and_the_run_resumes(small_disk)
   assert out.returncode == 1, out.stderr
   errors = [line for line in out.stderr.splitlines() if not re.match(r"\d\d:\d\d:\d\d ", line)]
   assert re.fullmatch(
-    r"ltjax: error: could not save checkpoint step (\d+) in \S+: no space left on device\. The "
+    r"ltjax: error: could not (?:save checkpoint step|write the metrics of step) (\d+) "
+    r"(?:in|to) \S+: no space left on device\. The "
     r"checkpoints saved before it are intact; .* run the same command again to resume from "
     r"the latest one\.",
     errors[0],

@@ -55,7 +55,7 @@ class _QuietOrbax(logging.Filter):
     if str(record.msg).startswith(self.QUIET):
       return False
     from_orbax = f"{os.sep}orbax{os.sep}" in (record.pathname or "") or record.name == "asyncio"
-    return not (from_orbax and record.exc_info and _storage_reason(record.exc_info[1]))
+    return not (from_orbax and record.exc_info and storage_reason(record.exc_info[1]))
 
 
 # absl: orbax's own records; asyncio: "Task exception was never retrieved" of its writers.
@@ -163,7 +163,7 @@ _REASONS = {
 }
 
 
-def _storage_reason(e: BaseException | None) -> str | None:
+def storage_reason(e: BaseException | None) -> str | None:
   """Why a write failed, if for lack of space or permission ("no space left on device",
   ...), whatever layer raised it (orbax and TensorStore wrap the OS error in ValueError,
   RuntimeError, ...); None otherwise."""
@@ -179,7 +179,7 @@ def _storage_reason(e: BaseException | None) -> str | None:
 
 def _write_error(e: BaseException, directory: str, step: int) -> ValueError:
   """One line for a failed save: the step, the reason, what is kept."""
-  why = _storage_reason(e)
+  why = storage_reason(e)
   if why is None:
     first = str(e).splitlines()[0] if str(e) else ""
     why = f"{type(e).__name__}: {first}"

@@ -72,8 +72,18 @@ class MetricWriter:
     if not self.enabled:
       return
     row = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
-    self._file.write(json.dumps(row) + "\n")
-    self._file.flush()
+    try:
+      self._file.write(json.dumps(row) + "\n")
+      self._file.flush()
+    except OSError as e:  # A full disk meets the metrics as often as a checkpoint.
+      from ltjax.train.checkpoint import storage_reason
+
+      raise ValueError(
+        f"could not write the metrics of step {step} to {self._file.name}: "
+        f"{storage_reason(e) or e}. The checkpoints saved before it are intact; free space "
+        "(or choose a writable --workdir) and run the same command again to resume from the "
+        "latest one."
+      ) from e
     if self._tb is not None:
       for k, v in scalars.items():
         self._tb.add_scalar(f"{split}/{k}", float(v), int(step))

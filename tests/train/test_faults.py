@@ -420,3 +420,19 @@ def test_warnings_for_empty_classes_and_a_batch_larger_than_the_data(caplog):
     experiment.setup(tiny_config(batch_size=64), tiny_splits(counts=(24, 12, 6, 0)))
   assert "1 of 4 classes have no training images (first: 3)" in caplog.text
   assert "batch_size 64 is larger than the training set (42 images)" in caplog.text
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_under_the_metrics_is_one_line_naming_the_step(tmp_path):
+  """/dev/full answers every write with ENOSPC, as a full disk does under metrics.jsonl."""
+  from ltjax.train.metric_writer import MetricWriter
+
+  writer = MetricWriter(str(tmp_path))
+  writer._file.close()
+  writer._file = open("/dev/full", "a")
+  with pytest.raises(ValueError) as e:
+    writer.write(40, "train", {"loss": 1.0})
+  assert str(e.value).startswith(
+    "could not write the metrics of step 40 to /dev/full: no space left on device. The "
+    "checkpoints saved before it are intact;"
+  )
