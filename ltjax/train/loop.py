@@ -98,6 +98,12 @@ def train(
   """
   STOP.check()  # A signal during setup: stop before anything is written.
   _check_schedule(exp)
+  if exp.config.eval.select == "best_val" and not len(exp.splits.val):
+    raise ValueError(
+      "--config.eval.select=best_val tests the best validated model, and this dataset has "
+      "no validation split: set --config.dataset.val_per_class (images per class held out "
+      "of training) or --config.eval.select=final."
+    )
   created = not os.path.exists(workdir)
   _check_writable(workdir)
   try:

@@ -1,6 +1,7 @@
 """eval.select: the final model, or the references' protocol (validate every epoch, test the
 model of the best validation accuracy, start the next stage from it)."""
 
+import dataclasses
 import json
 import os
 
@@ -101,6 +102,18 @@ def test_a_resumed_run_keeps_its_best_so_far(tmp_path):
   saved = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "resumed")]
   assert saved[0] == saved[1]  # (JSON: nan, an empty shot group, is null there.)
   assert val_rows(resumed_dir) == val_rows(str(tmp_path / "full"))
+
+
+def test_best_val_without_a_validation_split_is_refused_before_training(tmp_path):
+  from ltjax.data.sources.base import Subset
+
+  splits = tiny_splits()
+  splits = dataclasses.replace(splits, val=Subset(splits.val, np.zeros(0, np.int64)))
+  assert len(splits.val) == 0
+  exp, state = experiment.setup(best_val_config(), splits)
+  with pytest.raises(ValueError, match="no validation split: set --config.dataset.val_per_class"):
+    loop.train(exp, state, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_best_val_needs_validation():
