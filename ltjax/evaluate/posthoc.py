@@ -130,6 +130,22 @@ def _softmax_max(logits: np.ndarray) -> np.ndarray:
   return (e / e.sum(-1, keepdims=True)).max(-1)
 
 
+def _sweep(taus, preds: dict, val: dict, test: dict, train_counts, eval_cfg) -> tuple[int, dict]:
+  """(index of the best overall val accuracy, the curves {"taus", "val", "test"}) of a grid
+  of predictions per split (``preds[split][i]`` at ``taus[i]``): tau-norm's and logit
+  adjustment's selection, on val only (the test curve is for plots)."""
+  curves: dict = {"taus": taus.tolist()}
+  for split, data in (("val", val), ("test", test)):
+    rows = [
+      metrics.closed_set_summary(
+        p, data["labels"], train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
+      )
+      for p in preds[split]
+    ]
+    curves[split] = {k: [r[k] for r in rows] for k in ("many", "medium", "few", "all")}
+  return int(np.nanargmax(curves["val"]["all"])), curves
+
+
 def tau_norm(
   weights: np.ndarray, val: dict, test: dict, train_counts: np.ndarray, eval_cfg, taus=DEFAULT_TAUS
 ) -> dict:
@@ -148,18 +164,11 @@ def tau_norm(
     only.
   """
   taus = np.asarray(taus, np.float32)
-  curves = {"taus": taus.tolist()}
-  preds = {}
-  for split, data in (("val", val), ("test", test)):
-    preds[split] = np.asarray(heads.tau_sweep_predictions(data["features"], weights, taus))
-    rows = [
-      metrics.closed_set_summary(
-        p, data["labels"], train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
-      )
-      for p in preds[split]
-    ]
-    curves[split] = {k: [r[k] for r in rows] for k in ("many", "medium", "few", "all")}
-  best = int(np.nanargmax(curves["val"]["all"]))
+  preds = {
+    split: np.asarray(heads.tau_sweep_predictions(data["features"], weights, taus))
+    for split, data in (("val", val), ("test", test))
+  }
+  best, curves = _sweep(taus, preds, val, test, train_counts, eval_cfg)
   tau = float(taus[best])
   log.info("tau-norm: tau=%.3f chosen on val (%.4f)", tau, curves["val"]["all"][best])
   logits = np.asarray(heads.tau_logits(test["features"], weights, tau))
@@ -187,19 +196,11 @@ def logit_adjustment(
   """
   taus = np.asarray(taus, np.float32)
   adjust = [np.asarray(losses.log_prior(train_counts, float(t))) for t in taus]
-  curves: dict = {"taus": taus.tolist()}
-  preds = {}
-  for split, data in (("val", val), ("test", test)):
-    logits = np.asarray(data["logits"], np.float32)
-    preds[split] = [(logits - a).argmax(-1) for a in adjust]
-    rows = [
-      metrics.closed_set_summary(
-        p, data["labels"], train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
-      )
-      for p in preds[split]
-    ]
-    curves[split] = {k: [r[k] for r in rows] for k in ("many", "medium", "few", "all")}
-  best = int(np.nanargmax(curves["val"]["all"]))
+  preds = {
+    split: [(np.asarray(data["logits"], np.float32) - a).argmax(-1) for a in adjust]
+    for split, data in (("val", val), ("test", test))
+  }
+  best, curves = _sweep(taus, preds, val, test, train_counts, eval_cfg)
   tau = float(taus[best])
   log.info("logit adjustment: tau=%.3f chosen on val (%.4f)", tau, curves["val"]["all"][best])
   return {
