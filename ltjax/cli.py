@@ -49,7 +49,10 @@ _POSTHOC = flags.DEFINE_bool(
   "model's features.",
 )
 _OPEN_SET = flags.DEFINE_bool(
-  "open_set", False, "Require open-set test images (label -1) and report open-set metrics."
+  "open_set",
+  False,
+  "Report open-set metrics: adds the dataset's open-set images (label -1: a reference "
+  "dataset's open list, dataset.open_list, an image folder's open/) to the test split.",
 )
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
   "allow_config_change",
@@ -153,28 +156,41 @@ def cmd_evaluate(argv) -> None:
   del argv
   _require(_WORKDIR, "workdir")
   _require(_CONFIG, "config")
-  from ltjax.evaluate import report, runner
-  from ltjax.train import experiment
-  from ltjax.train import workdir as workdir_lib
+  from ltjax.evaluate import report
+  from ltjax.train import loop
 
-  workdir_lib.check_evaluation(_WORKDIR.value, _CONFIG.value)
-  exp, state = experiment.restore_trained(_CONFIG.value, _WORKDIR.value)
-  state, selected = experiment.tested_model(exp, state, _WORKDIR.value)
-  if _OPEN_SET.value and not (exp.splits.test.labels == -1).any():
+  config = _CONFIG.value
+  if _OPEN_SET.value:
+    _with_open_set(config)
+  results = loop.evaluate_run(config, _WORKDIR.value, posthoc=_POSTHOC.value)
+  if _OPEN_SET.value and not any("open_f_measure" in r for r in results.values()):
     raise ValueError(
       "--open_set: the test split has no open-set images (label -1); "
       "set --config.dataset.open_classes or an open-set source."
     )
-  results = {
-    exp.config.method: runner.evaluate_and_write(exp, state, _WORKDIR.value, extra=selected)
-  }
-  if _POSTHOC.value:
-    from ltjax.evaluate import posthoc
-
-    features_dir = os.path.join(_WORKDIR.value, "features")
-    results.update(posthoc.evaluate_all(exp, state, _WORKDIR.value, features_dir))
   if _is_main_process():
     print(report.format_results_table(results))
+
+
+def _with_open_set(config) -> None:
+  """``evaluate --open_set`` on a dataset with an open-set split (the reference lists, your
+  own lists' ``dataset.open_list``, an image folder's ``open/``): turns it on, as the open
+  set is only ever test images (the model is the same; ``dataset.open_set`` is an
+  evaluation field)."""
+  from ltjax.data import datasets
+
+  entry = datasets.get(config.dataset.name)
+  if "open_set" not in entry.fields:
+    if not config.dataset.open_classes:
+      raise ValueError(
+        "--open_set: the test split has no open-set images (label -1): dataset "
+        f"{config.dataset.name!r} has no open-set split; its open set is classes held out of "
+        "training (dataset.open_classes), which only training can set."
+      )
+    return
+  if not config.dataset.open_set:
+    log.info("--open_set: adding the dataset's open-set images to the test split")
+    config.dataset.open_set = True
 
 
 def cmd_demo(argv) -> None:
@@ -309,22 +325,26 @@ def cmd_plan(argv) -> None:
     ).strip()
   import jax
 
+  from ltjax.stop import STOP
   from ltjax.train import memory_plan
 
   config = _CONFIG.value
   if config.batch_size % split:
     raise ValueError(f"batch_size {config.batch_size} is not divisible by --split_over={split}.")
   per_device = config.batch_size // split
-  with config.unlocked():
-    config.batch_size = per_device * devices
-  spec = memory_plan.data_spec(config)
-  result = memory_plan.plan(config, devices, spec)
+  # Compiled for `devices` devices at the per-device batch of the config's global batch split
+  # over `split`; the table shows the config's own global batch.
+  compiled = config.copy_and_resolve_references()
+  compiled.batch_size = per_device * devices
+  spec = memory_plan.data_spec(compiled)
+  result = memory_plan.plan(compiled, devices, spec)
   platform = jax.devices()[0].platform
   print(f"{devices} {platform} device(s); per-device figures of the compiled train step")
   print(memory_plan.TABLE_HEADER)
   print(memory_plan.format_plan(_config_name(_CONFIG_PATH[0]), config, result, per_device))
   if _FIT.value:
-    fit = memory_plan.largest_batch(config, devices, _FIT.value, spec)
+    STOP.check()
+    fit = memory_plan.largest_batch(compiled, devices, _FIT.value, spec)
     print(f"largest per-device batch within {_FIT.value:g} GB: {fit}")
 
 
@@ -537,6 +557,25 @@ def _resolve_config(args: list[str], command: str) -> list[str]:
 _CONFIG_PATH = [None]  # The config file of this command, for messages.
 
 
+def _missing_config(path: str, command: str) -> str:
+  """One line for a --config that is neither a file nor a packaged config: the closest
+  packaged names (rather than ml_collections' "Failed loading config file config_config")."""
+  import difflib
+
+  names = [n for n in packaged_configs() if n != "run.py"]
+  short = path.replace(os.sep, "/").removeprefix("./")
+  short = short.split("configs/", 1)[-1] if "configs/" in short else short
+  ratio = {n: difflib.SequenceMatcher(None, short, n).ratio() for n in names}
+  best = max(ratio.values(), default=0.0)
+  close = [n for n in sorted(names, key=ratio.get, reverse=True)[:3] if ratio[n] >= best - 0.05]
+  close = [n for n in close if ratio[n] >= 0.6]
+  hint = f"did you mean {' or '.join(close)}? " if close else ""
+  return (
+    f"--config={path}: no such file, nor a config that ships with ltjax; {hint}"
+    f"`ltjax {command} --help` lists the packaged configs."
+  )
+
+
 def _parse_flags(command: str, args: list[str]) -> list[str]:
   """Parses flags and config overrides; a bad flag or key is one clear line, not a traceback."""
   args = _resolve_config(args, command)
@@ -544,6 +583,8 @@ def _parse_flags(command: str, args: list[str]) -> list[str]:
   if config_path and ":" in config_path:
     config_path = config_path.split(":", 1)[0]
   _CONFIG_PATH[0] = config_path
+  if config_path is not None and not os.path.isfile(config_path):
+    _fail(_missing_config(config_path, command), 2)
   own = COMMANDS[command][1]
   known = ", ".join(f"--{n}" for n in own)
   try:

@@ -72,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
   # tfds_name set, only the open split is read from here.
   d.packed_dir = ""
   d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+  # A record listed twice in the train split is refused (as one in two splits always is);
+  # True keeps such repeats (oversampling by repetition, on purpose).
+  d.allow_train_duplicates = False
   # Your own data (ltjax/configs/custom/): name "lists" reads 'path label' list files (paths
   # relative to root, or absolute), name "folder" an image-folder tree root/<split>/<class>/
   # (classes in sorted order, as torchvision's ImageFolder). The training split's own
@@ -337,7 +340,16 @@ def cifar_lt_logit_adjusted(c: ml_collections.ConfigDict, name: str) -> ml_colle
 
   What differs: the official code's network is its own Keras ResNet-32 (bottleneck blocks
   and a final BatchNorm); ltjax trains the LDAM-DRW ResNet-32 (option A) of the other
-  CIFAR-LT configs, and decays the BatchNorm parameters too."""
+  CIFAR-LT configs, and decays the BatchNorm parameters too. Two more differences, kept (not
+  yet run here to see what they change): (1) an epoch there is ``int(N / 128)`` steps
+  (``main.py``'s ``batches_per_epoch``; batches of 128 with the remainder dropped: 96 / 84
+  steps for N = 12,406 / 10,847, 118 / 95 images left out of each epoch), here N / 128
+  (96.92 / 84.74): 120,281 steps against 119,136 (CIFAR-10-LT; 120,250 against 119,196 on
+  CIFAR-100-LT), about 0.9% more, a warm-up of 1,938 steps against 1,920 (1,864 / 1,848), and
+  the x0.1 decays 557, 854 and 1,040 steps later (513, 786, 957); (2) its crop pads 2 px per
+  side of mid-grey (``resize_with_crop_or_pad`` to 36 on inputs in [-0.5, 0.5] pads 0, pixel
+  127.5; 5 crop offsets per axis), ltjax's ``data.pad=4`` pads 4 px of black (pixel 0; 9
+  offsets)."""
   epochs, warmup, milestones = LOGIT_ADJUSTMENT_SCHEDULES[name]
   c.stage, c.method = "joint", "logit_adjusted"
   c.batch_size, c.num_epochs = 128, epochs
@@ -483,6 +495,9 @@ EVALUATION_FIELDS = (
   "eval.few_threshold",
   "eval.open_threshold",
   "eval.select",
+  # The open set is test images only (never trained on): `ltjax evaluate --open_set`.
+  "dataset.open_set",
+  "dataset.open_list",
 )
 
 
@@ -531,6 +546,48 @@ def of_run(workdir: str) -> ml_collections.ConfigDict:
   if not isinstance(saved, dict):
     raise ValueError(f"{path} does not hold a config; pass the run's --config=FILE.")
   return from_saved(saved)
+
+
+#: Fields that name files or directories: stored resolved (absolute) in a run's config, so
+#: that a run evaluated, resumed or continued from another directory reads the same files.
+PATH_FIELDS = (
+  "init_from",
+  "dataset.root",
+  "dataset.lists_dir",
+  "dataset.data_dir",
+  "dataset.packed_dir",
+  "model.pretrained",
+)
+
+#: ``config.dataset`` fields that say where a dataset is, not what it is.
+DATA_LOCATIONS = ("root", "lists_dir", "data_dir", "packed_dir")
+
+
+def resolve_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` with every ``PATH_FIELDS`` entry made absolute (in place, and returned):
+  relative to the current directory, as the command that was given it meant it. URLs
+  (``gs://...``) and empty fields are left as they are."""
+  import os
+
+  for path in PATH_FIELDS:
+    *parents, leaf = path.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    value = node[leaf]
+    if isinstance(value, str) and value and "://" not in value:
+      node[leaf] = os.path.abspath(os.path.expanduser(value))
+  return config
+
+
+def same_data(dataset_a: dict, dataset_b: dict) -> bool:
+  """Whether two ``config.dataset`` blocks (as dicts) describe the same data, wherever it
+  is (``DATA_LOCATIONS`` aside)."""
+  flat = lambda d: {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}  # noqa: E731
+  a = {k: v for k, v in flat(dataset_a).items() if k not in DATA_LOCATIONS}
+  b = {k: v for k, v in flat(dataset_b).items() if k not in DATA_LOCATIONS}
+  keys = set(a) & set(b)  # A field one ltjax version lacks: compared where both have it.
+  return all(a[k] == b[k] for k in keys)
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> str:
@@ -669,6 +726,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f"--config.model.cifar_shortcut={config.model.cifar_shortcut!r} is an option of the "
       f"cifar_resnet backbones, not of {config.model.backbone}: leave it 'conv'."
+    )
+  if config.model.width != 1 and not config.model.backbone.startswith("cifar_"):
+    raise ValueError(
+      f"--config.model.width={config.model.width!r} is an option of the cifar_resnet "
+      f"backbones (a channel multiplier), not of {config.model.backbone}: leave it 1."
     )
   if config.dataset.longtail not in LONGTAIL_PROFILES:
     raise ValueError(

@@ -90,7 +90,7 @@ def _train_stage(config, stage_dir: str, workdir: str):
   log.info("demo: %s", config.method)
   STOP.check()
   exp, state = experiment.setup(config)
-  state = loop.train(exp, state, stage_dir)
+  state = loop.train(exp, state, stage_dir, warn_if_finished=False)  # run() said it once.
   state, selected = experiment.tested_model(exp, state, stage_dir)
   runner.evaluate_and_write(exp, state, workdir, config.method, extra=selected)
   return exp, state
@@ -112,6 +112,34 @@ def oltr_config(init_from: str = "") -> ml_collections.ConfigDict:
   return c
 
 
+def _check_earlier_demo(workdir: str, configs) -> None:
+  """A ``workdir`` holding an earlier demo: of other settings (``--dtype``), a ValueError
+  naming them and ``--workdir`` (``ltjax demo``'s flags: resuming under another config is
+  not the demo's to allow); of the same, one line saying its stages are reused."""
+  from ltjax.train import workdir as workdir_lib
+
+  earlier = []
+  for config in configs:
+    saved = workdir_lib.read_config(os.path.join(workdir, config.method))
+    if saved is None:
+      continue
+    earlier.append(config.method)
+    changed, _ = workdir_lib.config_changes(saved, config, config_lib.base_config())
+    if changed:
+      raise ValueError(
+        f"{workdir} holds a demo of other settings ({config.method}/: {'; '.join(changed)}): "
+        f"pass --workdir=OTHER_DIR to run this one in another directory, or delete {workdir} "
+        "to replace it."
+      )
+  if earlier:
+    log.warning(
+      "%s holds an earlier demo (%s): finished stages are reused and evaluated again, "
+      "unfinished ones resume. Use another --workdir for a fresh demo.",
+      workdir,
+      ", ".join(earlier),
+    )
+
+
 def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
   """Runs the demo in ``workdir``: joint, then NCM, cRT, tau-norm, post-hoc logit
   adjustment, LWS and OLTR on top; and joint training with the logit-adjusted loss.
@@ -129,19 +157,26 @@ def run(workdir: str, dtype: str = "float32", seed: int = 0) -> dict:
   """
   from ltjax.evaluate import posthoc, report
 
-  os.makedirs(workdir, exist_ok=True)
   joint_dir = os.path.join(workdir, "joint")
 
   def adjust(config):
     config.model.dtype, config.seed = dtype, seed
     return config
 
-  exp, state = _train_stage(adjust(joint_config()), joint_dir, workdir)
+  joint, *later = [
+    adjust(joint_config()),
+    adjust(crt_config(joint_dir)),
+    adjust(lws_config(joint_dir)),
+    adjust(oltr_config(joint_dir)),
+    adjust(logit_adjusted_config()),
+  ]
+  _check_earlier_demo(workdir, [joint, *later])
+  os.makedirs(workdir, exist_ok=True)
+  exp, state = _train_stage(joint, joint_dir, workdir)
   log.info("demo: NCM, tau-norm and post-hoc logit adjustment on the joint model's features")
   posthoc.evaluate_all(exp, state, workdir, os.path.join(joint_dir, "features"))
-  stages = (crt_config(joint_dir), lws_config(joint_dir), oltr_config(joint_dir))
-  for config in (*stages, logit_adjusted_config()):
-    _train_stage(adjust(config), os.path.join(workdir, config.method), workdir)
+  for config in later:
+    _train_stage(config, os.path.join(workdir, config.method), workdir)
   report.write_report(workdir)
   results = files.read_json(os.path.join(workdir, "results.json"))
   return {m: results[m] for m in report.ordered_methods(results)}

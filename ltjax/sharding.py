@@ -51,3 +51,17 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch_size") -> N
 def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
   """Assembles the global batch, sharded on the batch axis, from every process's slice."""
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def to_host(tree):
+  """A tree of global arrays as numpy arrays holding every row, on every process: a
+  device->host copy where this process addresses every shard, an all-gather across the
+  processes otherwise (multi-host evaluation outputs, sharded by the batch)."""
+  from jax.experimental import multihost_utils
+
+  def fetch(x):
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+      return np.asarray(jax.device_get(x))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+  return jax.tree.map(fetch, tree)

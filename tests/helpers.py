@@ -140,8 +140,9 @@ def short_run(c):
 
 #: A row of results.json of a closed-set run tested at its last step.
 CLOSED_SET_KEYS = {"many", "medium", "few", "all", "mean_class", "ece", "nll"}
-CLOSED_SET_KEYS |= {"top5_many", "top5_medium", "top5_few", "top5_all"}
-CLOSED_SET_KEYS |= {"selection", "selected_step", "selected_epoch"}
+CLOSED_SET_KEYS |= {"selection", "selected_step", "selected_epoch", "computed_with"}
+#: Top-5 accuracy, reported with more than 5 classes only.
+TOP5_KEYS = {"top5_many", "top5_medium", "top5_few", "top5_all"}
 
 
 def expected_first_step(exp, state, batch):

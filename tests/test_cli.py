@@ -10,7 +10,7 @@ import time
 
 import pytest
 import tensorflow_datasets as tfds
-from helpers import CLOSED_SET_KEYS, load_config, run_ltjax
+from helpers import CLOSED_SET_KEYS, TOP5_KEYS, load_config, run_ltjax
 
 from ltjax.train import experiment, loop
 
@@ -54,7 +54,7 @@ CIFAR = os.path.join(REPO, "configs", "cifar10_lt", "joint.py")
       ["train", f"--config={DIGITS}", "--workdir=w", "--config.batch_size=abc"],
       "flag --config.batch_size=abc",
     ),
-    (["train", "--config=missing.py", "--workdir=w"], "No such file or directory: 'missing.py'"),
+    (["train", "--config=missing.py", "--workdir=w"], "--config=missing.py: no such file, nor a"),
     (["train", f"--config={DIGITS}"], "--workdir is required"),
     (["evaluate", f"--config={DIGITS}", "--workdir=empty"], "has no config.json and no checkpoint"),
     (
@@ -142,7 +142,7 @@ def test_cifar_lt_config_trains_on_mocked_tfds(name, examples, tmp_path):
   with tfds.testing.mock_data(num_examples=examples, policy=tfds.testing.MockPolicy.USE_CODE):
     summary = loop.train_and_evaluate(config, str(tmp_path))
     exp, _ = experiment.setup(config)
-  assert set(summary) == CLOSED_SET_KEYS
+  assert set(summary) == CLOSED_SET_KEYS | TOP5_KEYS  # 10 classes: top-5 means something.
   assert exp.splits.train_counts[0] == 6 and exp.splits.train_counts[-1] == 2
   assert len(exp.splits.val) == exp.splits.num_classes
 
@@ -287,8 +287,11 @@ def test_verify_lists_every_unreadable_image_at_once(tmp_path):
     Image.new("RGB", (40, 30), (i * 60, 0, 0)).save(root / f"{i}.jpg")
   (root / "bad.jpg").write_bytes(b"not a jpeg")
   lines = ["0.jpg 0", "1.jpg 1", "missing.jpg 0", "2.jpg 1", "bad.jpg 0", "3.jpg 1"]
-  for split in ("train", "val", "test"):
-    (root / f"ImageNet_LT_{split}.txt").write_text("\n".join(lines) + "\n")
+  (root / "ImageNet_LT_train.txt").write_text("\n".join(lines) + "\n")
+  for split in ("val", "test"):  # Other images: splits never share one.
+    for i in range(2):
+      Image.new("RGB", (40, 30), (0, i * 60, 0)).save(root / f"{split}{i}.jpg")
+    (root / f"ImageNet_LT_{split}.txt").write_text(f"{split}0.jpg 0\n{split}1.jpg 1\n")
   config = os.path.join(REPO, "configs", "imagenet_lt", "joint_instance.py")
   result = run_ltjax(
     "verify", f"--config={config}", f"--config.dataset.root={root}", "--splits=train", cwd=tmp_path

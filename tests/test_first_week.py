@@ -82,7 +82,8 @@ def test_a_missing_list_names_the_first_list_and_the_field(tmp_path):
     cwd=tmp_path,
   )
   assert result.returncode == 1
-  assert "its train list 'lists/ImageNet_LT_train.txt' does not exist" in result.stderr
+  lists = tmp_path / "lists" / "ImageNet_LT_train.txt"  # Stored resolved: absolute.
+  assert f"its train list '{lists}' does not exist" in result.stderr
   assert "2 of its 3 lists are missing" in result.stderr
   assert "set --config.dataset.lists_dir" in result.stderr
   assert not (tmp_path / "run").exists()

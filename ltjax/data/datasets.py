@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 import ml_collections
 import numpy as np
 
-from ltjax.data import longtail
+from ltjax.data import identity, longtail
 from ltjax.data.sources import list_layouts
 from ltjax.data.sources.base import ArraySource, Concat, Source, Subset
 from ltjax.data.sources.list_layouts import ListLayout
@@ -44,10 +44,21 @@ class DataSplits:
   test: Source
   num_classes: int
   class_names: tuple[str, ...] | None = None  # None: the class ids are their names.
+  #: Pairs of splits that share records by the dataset's design, exempt from
+  #: ``ltjax.data.identity.check_splits`` (its builder logs why).
+  shared: tuple[tuple[str, str], ...] = ()
 
   @functools.cached_property
   def train_counts(self) -> np.ndarray:
     return np.bincount(self.train.labels, minlength=self.num_classes).astype(np.int64)
+
+  def identity(self) -> dict[str, dict]:
+    """``{"train", "val", "test": {"records", "digest"}}``: what each split is
+    (``ltjax.data.identity.split_identity``; computed once per split)."""
+    return {
+      name: identity.split_identity(getattr(self, name), self.class_names)
+      for name in ("train", "val", "test")
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +248,7 @@ def build_cao2019_splits(
     val=Subset(pool, val_idx),
     test=Subset(test, np.arange(len(test))),
     num_classes=k,
+    shared=(("train", "val"),) if val_per_class and short.size else (),
   )
 
 
@@ -244,6 +256,13 @@ def _decode_size(split: str, min_size: int | None) -> int | None:
   """Draft decoding (``data.decode_min_size``) is for training images only: evaluation
   decodes in full, as the references' Resize(256) + CenterCrop(224) does."""
   return min_size if split == "train" else None
+
+
+def _skip(split: str, skip_corrupt: bool) -> bool:
+  """``data.skip_corrupt`` replaces training images only: an evaluation split (val, test,
+  open) is never altered, so every image of it is scored exactly once (an unreadable one
+  stops the evaluation naming it; ``ltjax verify`` lists them all)."""
+  return bool(skip_corrupt) and split == "train"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,7 +392,7 @@ def _file_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool)
         entry.num_classes,
         allow_open=allow_open,
         min_size=_decode_size(split, min_size),
-        skip_corrupt=skip_corrupt,
+        skip_corrupt=_skip(split, skip_corrupt),
       )
 
     return source
@@ -393,7 +412,7 @@ def _file_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool)
       entry.num_classes,
       allow_open=allow_open,
       min_size=_decode_size(split, min_size),
-      skip_corrupt=skip_corrupt,
+      skip_corrupt=_skip(split, skip_corrupt),
     )
 
   return source
@@ -426,7 +445,7 @@ def _tfds_sources(entry: Dataset, cfg, min_size: int | None, skip_corrupt: bool)
         data_dir=cfg.data_dir or None,
         num_classes=entry.num_classes,
         min_size=_decode_size(split, min_size),
-        skip_corrupt=skip_corrupt,
+        skip_corrupt=_skip(split, skip_corrupt),
         sources=tfds_splits,
       )
     return by_file[path]
@@ -496,7 +515,9 @@ def build_split_list_splits(
     from ltjax.data.sources.tfds_lists import check_class_correspondence
 
     check_class_correspondence(train, val, closed_test)  # One class numbering in all lists.
-  return DataSplits(train=train, val=val, test=test, num_classes=entry.num_classes)
+  # iNaturalist 2018 is evaluated on its val list, as the references do: val is test.
+  shared = (("val", "test"),) if entry.lists.get("val") == entry.lists.get("test") else ()
+  return DataSplits(train=train, val=val, test=test, num_classes=entry.num_classes, shared=shared)
 
 
 def _longtail_options(cfg, seed: int) -> dict:
@@ -788,6 +809,13 @@ def _with_val(cfg, seed: int, sources: dict[str, Source], k: int) -> dict[str, S
       cfg.val_per_class,
     )
     return sources | {"val": Subset(train, np.zeros(0, np.int64))}
+  single = np.flatnonzero(counts == 1)
+  if single.size and cfg.val_per_class:
+    log.warning(
+      "class(es) %s have a single training image: none is carved out as validation (it "
+      "stays for training), so validation does not measure them.",
+      ", ".join(map(str, single[:10])) + (", ..." if single.size > 10 else ""),
+    )
   val_idx = longtail.take_per_class(train.labels, per_class, seed)
   rest = np.setdiff1d(np.arange(len(train)), val_idx)
   log.info(
@@ -825,6 +853,8 @@ def build_user_lists(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -
   skip_corrupt = bool(data_cfg.skip_corrupt) if data_cfg else False
   if cfg.packed_dir:
     return _user_splits(cfg, seed, _packed_user_sources(cfg, min_size, skip_corrupt))
+  if cfg.root:
+    _check_root(cfg.root)
   files = user_list_files(cfg)
   if not cfg.root:
     raise ValueError("dataset 'lists': set --config.dataset.root to the image directory.")
@@ -833,7 +863,7 @@ def build_user_lists(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -
     kw = dict(
       allow_open=split == "open",
       min_size=_decode_size(split, min_size),
-      skip_corrupt=skip_corrupt,
+      skip_corrupt=_skip(split, skip_corrupt),
     )
     sources[split] = SplitListSource(path, cfg.root, None, **kw)
   _check_open_only(sources)
@@ -856,7 +886,7 @@ def _packed_user_sources(cfg, min_size, skip_corrupt) -> dict[str, Source]:
       None,
       allow_open=split == "open",
       min_size=_decode_size(split, min_size),
-      skip_corrupt=skip_corrupt,
+      skip_corrupt=_skip(split, skip_corrupt),
     )
   _check_open_only(sources)
   return sources
@@ -867,6 +897,18 @@ def _check_open_only(sources: dict[str, Source]) -> None:
     raise ValueError(
       f"the open-set split {getattr(sources['open'], 'list_file', '')} holds labels other "
       "than -1: open-set images must all be labelled -1."
+    )
+
+
+def _check_root(root: str, split: str = "") -> None:
+  """Raises a ValueError naming ``--config.dataset.root`` if ``root`` (or its ``split``
+  folder) does not exist: a moved dataset is fixed by the flag, not by the folder scan."""
+  directory = os.path.abspath(os.path.join(root, split))
+  if not os.path.isdir(directory):
+    layout = f" (dataset 'folder' reads its {split}/ folder)" if split else ""
+    raise ValueError(
+      f"dataset.root={root}: {directory} does not exist{layout}; if the dataset moved, pass "
+      "--config.dataset.root=NEW_DIR."
     )
 
 
@@ -889,6 +931,8 @@ def build_image_folder(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None)
     )
   from ltjax.data.sources.splitlist import folder_classes
 
+  for split in ("", "train", "test", *(["open"] if cfg.open_set else [])):
+    _check_root(cfg.root, split)
   classes = folder_classes(os.path.join(cfg.root, "train"))
   if not classes:
     raise ValueError(f"{os.path.join(cfg.root, 'train')} has no class folders.")
@@ -897,14 +941,19 @@ def build_image_folder(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None)
       f"--config.dataset.num_classes={cfg.num_classes}, but {cfg.root}/train has "
       f"{len(classes)} class folders: set it to {len(classes)} or 0 (from the folders)."
     )
-  kw = dict(skip_corrupt=skip_corrupt)
   splits = ["train", "test"] + (["val"] if os.path.isdir(os.path.join(cfg.root, "val")) else [])
   sources = {
-    s: SplitListSource.from_folder(cfg.root, s, classes, min_size=_decode_size(s, min_size), **kw)
+    s: SplitListSource.from_folder(
+      cfg.root,
+      s,
+      classes,
+      min_size=_decode_size(s, min_size),
+      skip_corrupt=_skip(s, skip_corrupt),
+    )
     for s in splits
   }
   if cfg.open_set:
-    sources["open"] = SplitListSource.from_folder(cfg.root, "open", None, allow_open=True, **kw)
+    sources["open"] = SplitListSource.from_folder(cfg.root, "open", None, allow_open=True)
   return _user_splits(cfg, seed, sources, folder_names=classes)
 
 
@@ -929,7 +978,7 @@ register(
 
 
 #: Fields every dataset reads.
-COMMON_FIELDS = ("name", "mean", "std")
+COMMON_FIELDS = ("name", "mean", "std", "allow_train_duplicates")
 #: Where a field a dataset does not read has a counterpart that it does.
 _INSTEAD = {"image_size": "data.crop_size sets the image side the model sees"}
 
@@ -953,8 +1002,11 @@ def unread_fields(cfg: ml_collections.ConfigDict) -> list[str]:
 
 
 def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> DataSplits:
-  """Builds the splits described by ``config.dataset`` (``config.data`` for decoding)."""
-  return get(cfg.name).build(cfg, seed, data_cfg)
+  """Builds the splits described by ``config.dataset`` (``config.data`` for decoding),
+  checked to share no record and to repeat none (``ltjax.data.identity.check_splits``)."""
+  splits = get(cfg.name).build(cfg, seed, data_cfg)
+  identity.check_splits(splits, allow_train_duplicates=bool(cfg.allow_train_duplicates))
+  return splits
 
 
 def verify_splits(

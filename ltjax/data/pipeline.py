@@ -172,6 +172,13 @@ def eval_batches(
   for start in range(0, n, global_batch):
     pos = start + process_index * local + np.arange(local)
     mask = pos < n
-    images, labels = source.get_batch(np.minimum(pos, n - 1))
+    try:
+      images, labels = source.get_batch(np.minimum(pos, n - 1))
+    except ValueError as e:
+      raise ValueError(
+        f"{e}\nIt is an image of an evaluation split: data.skip_corrupt replaces training "
+        "images only (an evaluation split is never altered, so that every image is scored "
+        "once): fix the image or remove its line (`ltjax verify --config=...` lists all)."
+      ) from e
     images = augment_lib.eval_transform(images, kind=transform, size=size)
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask}

@@ -111,6 +111,9 @@ class _Pack:
     if same_list and packed.shard_problem(self.out_dir, manifest["shards"]) is None:
       self.remove_temps()
       _remove(self.pending_file)
+      if "paths" not in manifest:  # Packed before manifests named their records.
+        manifest["paths"] = list(self.paths)
+        _write_plan(self.manifest_file, manifest)
       return manifest
     if same_list:
       old = _plan(self.sha256, manifest["num_records"], manifest["records_per_shard"])
@@ -180,6 +183,8 @@ class _Pack:
       "shards": shards,
       "labels": self.labels.tolist(),
       "lines": self.lines.tolist(),
+      # The listed paths: a packed split has the identity of its list (ltjax.data.identity).
+      "paths": list(self.paths),
     }
     _write_plan(self.manifest_file, manifest)
     _remove(self.pending_file)

@@ -219,9 +219,12 @@ def from_logits(logits: Any, labels: Any, k: int = TOP_K) -> dict[str, np.ndarra
   """Per-sample predictions from (N, K) logits, the host-side twin of the eval step's.
 
   Returns:
-    {"pred": argmax, "max_prob": max softmax probability, "top5": label among the
-    ``min(k, K)`` largest logits, "nll": -log softmax(logits)[label]}; for samples
-    labelled -1 (open set) "top5" is False and "nll" 0 (closed-set metrics skip them).
+    {"pred": argmax, "max_prob": max softmax probability, "top5": label among the ``k``
+    largest logits (fewer than ``k`` others at least as large: ties go against the label,
+    so equal logits never make a hit; with K <= k every known sample is a hit, which
+    ``has_top_k`` keeps out of the results), "nll": -log softmax(logits)[label]}; for
+    samples labelled -1 (open set) "top5" is False and "nll" 0 (closed-set metrics skip
+    them).
   """
   logits = np.asarray(logits, np.float64)
   labels = np.asarray(labels)
@@ -230,14 +233,20 @@ def from_logits(logits: Any, labels: Any, k: int = TOP_K) -> dict[str, np.ndarra
   known = labels >= 0
   safe = np.where(known, labels, 0)
   true_logit = np.take_along_axis(logits, safe[:, None], -1)[:, 0]
-  # Rank by "strictly larger" count: a tie with the true class's logit does not push it out.
-  rank = (logits > true_logit[:, None]).sum(-1)
+  # The other logits at least as large: a tie with the true class's logit counts against it.
+  rank = (logits >= true_logit[:, None]).sum(-1) - 1
   return {
     "pred": logits.argmax(-1).astype(np.int32),
     "max_prob": np.exp(log_probs.max(-1)).astype(np.float32),
-    "top5": known & (rank < min(k, logits.shape[-1])),
+    "top5": known & (rank < k),
     "nll": np.where(known, -np.take_along_axis(log_probs, safe[:, None], -1)[:, 0], 0.0),
   }
+
+
+def has_top_k(num_classes: int, k: int = TOP_K) -> bool:
+  """Whether top-k accuracy says anything: with K <= k classes every label is among the k
+  largest scores, so it is 100% whatever the model, and not reported."""
+  return num_classes > k
 
 
 def top_k_predictions(hits: Any, labels: Any) -> np.ndarray:

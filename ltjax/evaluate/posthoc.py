@@ -18,6 +18,7 @@ import numpy as np
 
 from ltjax import config as config_lib
 from ltjax import files, losses
+from ltjax.data import identity
 from ltjax.evaluate import metrics, runner
 from ltjax.models import heads
 
@@ -31,11 +32,17 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
 
   Uses the evaluation transform (no augmentation): on the training source this is the
   un-sampled "train_plain" set of the references. ``cache`` (an .npz path) is reused only
-  if it was computed from the same checkpoint step and config (``config.fingerprint``) and
-  has one row per record; otherwise it is recomputed and rewritten.
+  if it was computed from the same checkpoint step and config (``config.fingerprint``) on
+  the same records (``ltjax.data.identity``: a relabelled, added or removed image, or
+  another dataset, is other data) and has one row per record; otherwise it is recomputed
+  and rewritten, and the log says why.
   """
   key = json.dumps(
-    {"step": int(jax.device_get(state.step)), "config": config_lib.fingerprint(exp.config)}
+    {
+      "step": int(jax.device_get(state.step)),
+      "config": config_lib.fingerprint(exp.config),
+      "data": identity.split_identity(source, exp.splits.class_names),
+    }
   )
   cached = _read_cache(cache, key, len(source)) if cache else None
   if cached is not None:
@@ -65,14 +72,17 @@ def _read_cache(path: str, key: str, n: int) -> dict[str, np.ndarray] | None:
     return None
   stored = str(data.pop("cache_key", ""))
   if stored != key or len(data.get("labels", ())) != n:
-    was = json.loads(stored) if stored.startswith("{") else {}
-    log.info(
-      "feature cache %s is of checkpoint step %s%s: recomputing it for step %d",
-      path,
-      was.get("step", "?"),
-      " and another config" if was and was.get("config") != json.loads(key)["config"] else "",
-      json.loads(key)["step"],
-    )
+    was, now = json.loads(stored) if stored.startswith("{") else {}, json.loads(key)
+    why = []
+    if was.get("step") != now["step"]:
+      why.append(f"of checkpoint step {was.get('step', '?')}, now {now['step']}")
+    if was.get("config") != now["config"]:
+      why.append("of another config")
+    if was.get("data") != now["data"]:
+      why.append(
+        f"of other data ({identity.short(was.get('data'))}; now {identity.short(now['data'])})"
+      )
+    log.info("feature cache %s is %s: recomputing it", path, ", ".join(why) or "incomplete")
     return None
   return data
 
@@ -229,33 +239,33 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
       f"NCM/tau-norm need a joint model with a linear head (model.head={exp.config.model.head!r})."
     )
   counts, eval_cfg = exp.splits.train_counts, exp.config.eval
+  if not len(exp.splits.val):
+    raise ValueError(
+      "NCM, tau-norm and logit adjustment are selected on the validation split, which is "
+      "empty; set --config.dataset.val_per_class (or use a dataset with a val list)."
+    )
   feats = {
     split: extract(
       exp, state, getattr(exp.splits, split), os.path.join(features_dir, f"{split}.npz")
     )
     for split in ("train", "val", "test")
   }
-  if not len(feats["val"]["labels"]):
-    raise ValueError(
-      "NCM, tau-norm and logit adjustment are selected on the validation split, which is "
-      "empty; "
-      "set dataset.val_per_class (or use a dataset with a val list)."
-    )
   labels = feats["test"]["labels"]
+  # Computed from the tested model of the run's method: rows of another model go (runner).
+  made = runner.computed_with(exp, int(jax.device_get(state.step)), exp.config.method)
+
+  def record(method: str, out: dict) -> dict:
+    p = _predictions(out, labels)
+    return runner.record(workdir, method, p, counts, eval_cfg, out["val_max_prob"], provenance=made)
+
   out = {}
-  ncm_out = ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
-  out["ncm"] = runner.record(
-    workdir, "ncm", _predictions(ncm_out, labels), counts, eval_cfg, ncm_out["val_max_prob"]
+  out["ncm"] = record(
+    "ncm", ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
   )
   tau_out = tau_norm(weights, feats["val"], feats["test"], counts, eval_cfg)
-  out["tau_norm"] = runner.record(
-    workdir, "tau_norm", _predictions(tau_out, labels), counts, eval_cfg, tau_out["val_max_prob"]
-  )
+  out["tau_norm"] = record("tau_norm", tau_out)
   la_out = logit_adjustment(feats["val"], feats["test"], counts, eval_cfg)
-  la_pred = _predictions(la_out, labels)
-  out["logit_adjustment"] = runner.record(
-    workdir, "logit_adjustment", la_pred, counts, eval_cfg, la_out["val_max_prob"]
-  )
+  out["logit_adjustment"] = record("logit_adjustment", la_out)
   if jax.process_index() == 0:
     sweeps = {**tau_out["curves"], "logit_adjustment": la_out["curves"]}
     runner.write_json(os.path.join(workdir, "tau_sweep.json"), sweeps)

@@ -805,17 +805,53 @@ def _merged_runs(dirs: list[str], names: list[str]) -> dict[str, dict]:
 
 
 def _check_comparable(dirs: list[str]) -> None:
-  """Runs of different datasets or shot thresholds do not go in one table."""
-  metas = [m for m in (_read_json(os.path.join(d, "meta.json")) for d in dirs) if m]
-  datasets = {m.get("dataset") for m in metas} - {None}
-  if len(datasets) > 1:
-    raise ValueError(f"the runs are of different datasets {sorted(datasets)}: not comparable.")
-  thresholds = {_thresholds(m) for m in metas} - {None}
-  if len(thresholds) > 1:
+  """Runs of different datasets, shot thresholds, test data (``meta.json``'s identity of the
+  test split) or numbers of classes do not go in one table; each refusal names every run
+  with its value. Checked before anything is written."""
+  metas = {d: _read_json(os.path.join(d, "meta.json")) for d in dirs}
+  metas = {d: m for d, m in metas.items() if m}
+  datasets = {d: m.get("dataset") for d, m in metas.items() if m.get("dataset") is not None}
+  if len(set(datasets.values())) > 1:
+    each = "; ".join(f"{d}: {name}" for d, name in datasets.items())
+    raise ValueError(f"the runs are of different datasets ({each}): not comparable.")
+  thresholds = {d: _thresholds(m) for d, m in metas.items()}
+  thresholds = {d: t for d, t in thresholds.items() if t is not None}
+  if len(set(thresholds.values())) > 1:
+    each = "; ".join(f"{d}: many > {t[0]:g}, few < {t[1]:g}" for d, t in thresholds.items())
     raise ValueError(
-      f"the runs use different shot thresholds {sorted(thresholds)}: their many/medium/few "
-      "groups are not comparable."
+      f"the runs use different shot thresholds ({each}): their many/medium/few groups are not "
+      "comparable; evaluate them with the same --config.eval.many_threshold / few_threshold."
     )
+  tests = {d: ((m.get("data") or {}).get("test") or {}).get("digest") for d, m in metas.items()}
+  tests = {d: t for d, t in tests.items() if t}
+  if len(set(tests.values())) > 1:
+    each = "; ".join(f"{d}: test digest {t[:8]}" for d, t in tests.items())
+    raise ValueError(
+      f"the runs were tested on different test data ({each}; meta.json, ltjax.data.identity): "
+      "their numbers are not comparable. Evaluate them on the same data."
+    )
+  classes = {}
+  for d in dirs:
+    sizes = {}  # Number of classes -> the file that says so.
+    names = (metas.get(d) or {}).get("class_names")
+    if isinstance(names, list):
+      sizes.setdefault(len(names), "meta.json")
+    for f, keys in (("per_class", ("accuracy", "train_count", "test_count")), ("weight_norms", ())):
+      for entry in (_read_json(os.path.join(d, f"{f}.json")) or {}).values():
+        values = [entry.get(k) for k in keys] if isinstance(entry, Mapping) else [entry]
+        for v in values:
+          if isinstance(v, list):
+            sizes.setdefault(len(v), f"{f}.json")
+    if len(sizes) > 1:
+      each = ", ".join(f"{n} in {f}" for n, f in sizes.items())
+      raise ValueError(
+        f"{d}: its files disagree on the number of classes ({each}): evaluate it again."
+      )
+    if sizes:
+      classes[d] = next(iter(sizes))
+  if len(set(classes.values())) > 1:
+    each = "; ".join(f"{d}: {k}" for d, k in classes.items())
+    raise ValueError(f"the runs have different numbers of classes ({each}): not comparable.")
 
 
 def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
@@ -837,20 +873,35 @@ def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
 
   Raises:
     ValueError: fewer than one run, a run without results.json, ``out_dir`` is a run's
-      work directory, or the runs' datasets or shot thresholds differ.
+      work directory, or the runs' datasets, shot thresholds or numbers of classes differ.
+      Nothing is written in ``out_dir`` then (nor when drawing the report fails).
   """
+  import shutil
+  import tempfile
+
   dirs = [os.path.dirname(r) if r.endswith(".json") else r for r in runs]
   merged = _merged_runs(dirs, _run_names(dirs, out_dir))
   _check_comparable(dirs)
-  os.makedirs(out_dir, exist_ok=True)
-  for f in _COMPARED_FILES:
-    if merged[f]:
-      write_json(os.path.join(out_dir, f"{f}.json"), merged[f])
-  for extra in ("meta", "tau_sweep"):
-    source = next((d for d in dirs if os.path.exists(os.path.join(d, f"{extra}.json"))), None)
-    if source is not None:
-      write_json(
-        os.path.join(out_dir, f"{extra}.json"), _read_json(os.path.join(source, f"{extra}.json"))
-      )
-  write_json(os.path.join(out_dir, "comparison.json"), {"runs": [os.path.abspath(d) for d in dirs]})
-  return write_report(out_dir), format_results_table(merged["results"])
+  # Everything is made in a staging directory beside out_dir, and moved into out_dir only
+  # once the report is drawn: a comparison that fails leaves out_dir as it was.
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".ltjax-compare-", dir=parent)
+  try:
+    for f in _COMPARED_FILES:
+      if merged[f]:
+        write_json(os.path.join(staging, f"{f}.json"), merged[f])
+    for extra in ("meta", "tau_sweep"):
+      source = next((d for d in dirs if os.path.exists(os.path.join(d, f"{extra}.json"))), None)
+      if source is not None:
+        path = os.path.join(source, f"{extra}.json")
+        write_json(os.path.join(staging, f"{extra}.json"), _read_json(path))
+    runs_abs = [os.path.abspath(d) for d in dirs]
+    write_json(os.path.join(staging, "comparison.json"), {"runs": runs_abs})
+    write_report(staging)
+    os.makedirs(out_dir, exist_ok=True)
+    for name in sorted(os.listdir(staging)):
+      os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return os.path.join(out_dir, "report.md"), format_results_table(merged["results"])

@@ -19,9 +19,21 @@ log = logging.getLogger(__name__)
 
 def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
   """``step(state, batch)`` over every record of ``source`` (sharded, evaluation
-  transform, in order): the outputs ``keys`` concatenated to ``len(source)`` rows."""
+  transform, in order): the outputs ``keys`` concatenated to ``len(source)`` rows.
+
+  Each batch's outputs reach the host (every process, ``sharding.to_host``) while the next
+  batch runs: the devices hold at most two batches' outputs, whatever the split's size.
+  """
+  if not len(source):
+    raise ValueError("cannot evaluate an empty split.")
   data_sharding = sharding.batch_sharding(exp.mesh)
-  outs = {k: [] for k in keys}
+  outs: dict[str, list] = {k: [] for k in keys}
+  pending = None
+
+  def fetch(out) -> None:
+    for k, v in sharding.to_host(out).items():
+      outs[k].append(v)
+
   for batch in pipeline.eval_batches(
     source,
     exp.config.eval.batch_size,
@@ -32,9 +44,11 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
   ):
     STOP.check()
     out = step(state, sharding.to_global({k: batch[k] for k in ("image", "label")}, data_sharding))
-    for k in keys:
-      outs[k].append(out[k])
-  outs = jax.device_get(outs)
+    if pending is not None:
+      fetch(pending)
+    pending = {k: out[k] for k in keys}
+    del out
+  fetch(pending)
   return {k: np.concatenate(v)[: len(source)] for k, v in outs.items()}
 
 
@@ -67,10 +81,11 @@ def summarize(
   pred, max_prob, labels = p["pred"], p["max_prob"], p["label"]
   thresholds = (eval_cfg.many_threshold, eval_cfg.few_threshold)
   out = metrics.closed_set_summary(pred, labels, train_counts, *thresholds)
-  top5 = metrics.closed_set_summary(
-    metrics.top_k_predictions(p["top5"], labels), labels, train_counts, *thresholds
-  )
-  out |= {f"top5_{k}": top5[k] for k in ("many", "medium", "few", "all")}
+  if metrics.has_top_k(len(train_counts)):  # With 5 or fewer classes it is always 100%.
+    top5 = metrics.closed_set_summary(
+      metrics.top_k_predictions(p["top5"], labels), labels, train_counts, *thresholds
+    )
+    out |= {f"top5_{k}": top5[k] for k in ("many", "medium", "few", "all")}
   known = labels != -1
   out["ece"] = metrics.calibration(max_prob[known], pred[known] == labels[known])["ece"]
   out["nll"] = float(np.mean(p["nll"][known])) if known.any() else float("nan")
@@ -126,6 +141,137 @@ def update_json(path: str, key: str, value) -> dict:
   return data
 
 
+#: The files that hold one entry per method (``record`` writes them; a removed row leaves
+#: them all). tau_sweep.json holds tau-norm's curves and post-hoc logit adjustment's.
+METHOD_FILES = ("results", "per_class", "calibration", "open_set_curve", "weight_norms")
+#: ``computed_with`` entries that say what a row's numbers mean; rows of one results.json
+#: must agree on them. ``step`` and ``from`` say which model a row tested.
+_SETTINGS = ("data", "many_threshold", "few_threshold", "open_threshold")
+
+
+def computed_with(exp, step: int, source_method: str | None = None) -> dict:
+  """What a results row was computed with: the tested model's checkpoint ``step`` (and for
+  a post-hoc method the method whose model it starts from, ``from``), the data
+  (``ltjax.data.identity``: digests of the train, val and test splits) and the evaluation
+  settings (shot and open-set thresholds)."""
+  ident = exp.splits.identity()
+  e = exp.config.eval
+  return {
+    "step": int(step),
+    "from": source_method,
+    "data": {split: ident[split]["digest"][:16] for split in ("train", "val", "test")},
+    "many_threshold": e.many_threshold,
+    "few_threshold": e.few_threshold,
+    "open_threshold": e.open_threshold,
+  }
+
+
+def _setting_changes(old: dict, new: dict) -> list[str]:
+  """How two ``computed_with`` records differ in what the numbers mean, in words."""
+  out = []
+  if (old.get("many_threshold"), old.get("few_threshold")) != (
+    new["many_threshold"],
+    new["few_threshold"],
+  ):
+    out.append(
+      f"shot thresholds many > {old.get('many_threshold')} / few < {old.get('few_threshold')}, "
+      f"now {new['many_threshold']} / {new['few_threshold']}"
+    )
+  if old.get("open_threshold") != new["open_threshold"]:
+    out.append(f"open threshold {old.get('open_threshold')}, now {new['open_threshold']}")
+  old_data = old.get("data") or {}
+  for split in ("train", "val", "test"):
+    if old_data.get(split) != new["data"][split]:
+      out.append(
+        f"other {split} data ({str(old_data.get(split))[:8]}, now {new['data'][split][:8]})"
+      )
+  return out
+
+
+def _stale_rows(results: dict, method: str, new: dict) -> dict[str, str]:
+  """The rows of ``results`` that cannot stay beside ``method``'s new row of ``new``
+  (``computed_with``), with why: other settings or data, or a post-hoc row computed from
+  another model of ``method``."""
+  stale = {}
+  for other, row in results.items():
+    if other == method:
+      continue
+    old = row.get("computed_with") if isinstance(row, dict) else None
+    if not isinstance(old, dict):
+      stale[other] = "it does not record what it was computed with (an older ltjax)"
+      continue
+    changes = _setting_changes(old, new)
+    if changes:
+      stale[other] = "; ".join(changes)
+    elif old.get("from") == method and old.get("step") != new["step"]:
+      stale[other] = (
+        f"computed from {method}'s model of step {old.get('step')}, which is now step {new['step']}"
+      )
+  return stale
+
+
+def _remove_rows(workdir: str, methods: list[str]) -> None:
+  """Removes ``methods`` from every per-method results file of ``workdir``."""
+  for name in METHOD_FILES:
+    path = os.path.join(workdir, f"{name}.json")
+    if not os.path.exists(path):
+      continue
+    data = files.read_json(path, "delete it to start the file anew")
+    if any(m in data for m in methods):
+      write_json(path, {k: v for k, v in data.items() if k not in methods})
+  sweep = os.path.join(workdir, "tau_sweep.json")
+  if os.path.exists(sweep) and {"tau_norm", "logit_adjustment"} & set(methods):
+    data = files.read_json(sweep, "delete it; `ltjax evaluate --posthoc` writes it anew")
+    if "logit_adjustment" in methods:
+      data.pop("logit_adjustment", None)
+    if "tau_norm" in methods:
+      data = {k: v for k, v in data.items() if k == "logit_adjustment"}
+    if data:
+      write_json(sweep, data)
+    else:
+      os.remove(sweep)
+
+
+def reconcile(workdir: str, method: str, row: dict) -> None:
+  """Before ``method``'s ``row`` goes into ``workdir``'s results: removes (and says so) the
+  rows that would sit beside it with other settings or data, or that were computed from
+  another model of ``method``; says when the row replaces one that tested another model."""
+  path = os.path.join(workdir, "results.json")
+  if jax.process_index() != 0 or not os.path.exists(path):
+    return
+  results = files.read_json(path, "delete it to start the file anew (the other runs' entries go)")
+  new = row["computed_with"]
+  old_row = results.get(method)
+  if isinstance(old_row, dict) and isinstance(old_row.get("computed_with"), dict):
+    old = (old_row.get("selection"), old_row["computed_with"].get("step"))
+    if old != (row.get("selection"), new["step"]) and old != (None, None):
+      log.warning(
+        "results.json: %s's row tested the %s model of step %s; it is replaced by the %s "
+        "model of step %s.",
+        method,
+        old[0] or "",
+        old[1],
+        row.get("selection") or "",
+        new["step"],
+      )
+  stale = _stale_rows(results, method, new)
+  if not stale:
+    return
+  _remove_rows(workdir, list(stale))
+  by_reason: dict[str, list[str]] = {}
+  for m, why in stale.items():
+    by_reason.setdefault(why, []).append(m)
+  log.warning(
+    "results.json: removed the rows of %s, which would sit beside %s's new row: %s. "
+    "Evaluate them again to have them back (post-hoc rows: `ltjax evaluate --workdir=%s "
+    "--posthoc`).",
+    ", ".join(stale),
+    method,
+    "; ".join(f"{', '.join(ms)}: {why}" for why, ms in by_reason.items()),
+    workdir,
+  )
+
+
 def record(
   workdir: str,
   method: str,
@@ -134,13 +280,18 @@ def record(
   eval_cfg,
   val_max_prob: np.ndarray | None = None,
   extra: dict | None = None,
+  provenance: dict | None = None,
 ) -> dict:
   """Summarises one method's test predictions ``p`` (see ``summarize``) into results.json
-  (with ``extra`` entries, e.g. the selected epoch), per_class.json and calibration.json
-  (the reliability diagram's bins); ``val_max_prob``: its validation max probabilities, for
-  ``open_f_measure_val``."""
+  (with ``extra`` entries, e.g. the selected epoch, and ``provenance``, ``computed_with``'s
+  record, under "computed_with"), per_class.json and calibration.json (the reliability
+  diagram's bins); ``val_max_prob``: its validation max probabilities, for
+  ``open_f_measure_val``. Rows of other settings are removed first (``reconcile``)."""
   pred, max_prob, labels = p["pred"], p["max_prob"], p["label"]
   summary = summarize(p, train_counts, eval_cfg, val_max_prob) | (extra or {})
+  if provenance is not None:
+    summary["computed_with"] = provenance
+    reconcile(workdir, method, summary)
   acc, count = metrics.per_class_accuracy(pred, labels, len(train_counts))
   known = labels != -1
   reliability = metrics.calibration(max_prob[known], pred[known] == labels[known])
@@ -156,7 +307,11 @@ def record(
       method,
       {"accuracy": acc, "test_count": count, "train_count": train_counts},
     )
-  shown = {k: round(float(v), 4) if isinstance(v, float) else v for k, v in summary.items()}
+  shown = {
+    k: round(float(v), 4) if isinstance(v, float) else v
+    for k, v in summary.items()
+    if k != "computed_with"
+  }
   log.info("%s test: %s", method, shown)
   return summary
 
@@ -179,19 +334,25 @@ def record_weight_norms(workdir: str, method: str, weights: np.ndarray | None) -
     update_json(os.path.join(workdir, "weight_norms.json"), method, norms)
 
 
-def write_meta(workdir: str, dataset: str, eval_cfg, class_names=None) -> None:
-  """meta.json: the dataset, the shot thresholds and, where the dataset has them, the class
-  names (for the report)."""
+def write_meta(workdir: str, exp) -> None:
+  """meta.json: the dataset, the shot thresholds, the data's identity (``"data"``: each
+  split's record count and digest, ``ltjax.data.identity``) and, where the dataset has
+  them, the class names (for the report)."""
   if jax.process_index() == 0:
+    e = exp.config.eval
     entries = [
-      ("dataset", dataset),
-      ("many_threshold", eval_cfg.many_threshold),
-      ("few_threshold", eval_cfg.few_threshold),
+      ("dataset", exp.config.dataset.name),
+      ("many_threshold", e.many_threshold),
+      ("few_threshold", e.few_threshold),
+      ("data", exp.splits.identity()),
     ]
-    if class_names is not None:
-      entries.append(("class_names", list(class_names)))
-    for key, value in entries:
-      update_json(os.path.join(workdir, "meta.json"), key, value)
+    if exp.splits.class_names is not None:
+      entries.append(("class_names", list(exp.splits.class_names)))
+    path = os.path.join(workdir, "meta.json")
+    data = {}
+    if os.path.exists(path):
+      data = files.read_json(path, "delete it; evaluation writes it anew")
+    write_json(path, data | dict(entries))
 
 
 def evaluate_and_write(
@@ -200,10 +361,13 @@ def evaluate_and_write(
   """Evaluates on the test split; merges into results.json (with ``extra``),
   per_class.json, calibration.json and (for linear-type heads) weight_norms.json."""
   method = method or exp.config.method
-  write_meta(workdir, exp.config.dataset.name, exp.config.eval, exp.splits.class_names)
-  record_weight_norms(workdir, method, classifier_weights(state.params))
   p = predict(exp, state, exp.splits.test)
   val_max_prob = None
   if np.any(p["label"] == -1) and len(exp.splits.val):  # For open_f_measure_val.
     val_max_prob = predict(exp, state, exp.splits.val)["max_prob"]
-  return record(workdir, method, p, exp.splits.train_counts, exp.config.eval, val_max_prob, extra)
+  step = (extra or {}).get("selected_step", int(jax.device_get(state.step)))
+  counts, e = exp.splits.train_counts, exp.config.eval
+  summary = record(workdir, method, p, counts, e, val_max_prob, extra, computed_with(exp, step))
+  write_meta(workdir, exp)
+  record_weight_norms(workdir, method, classifier_weights(state.params))
+  return summary

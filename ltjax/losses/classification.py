@@ -48,6 +48,13 @@ class ClassificationLoss:
   def __call__(self, logits: jax.Array, labels: jax.Array, inputs: LossInputs) -> jax.Array:
     raise NotImplementedError
 
+  @property
+  def logit_scale(self) -> float:
+    """The factor the loss applies to the model's logits before its softmax (1: none): the
+    evaluation scores the same logits, so that its probabilities (calibration, NLL,
+    open-set thresholds) are the ones the loss trained (``ltjax.train.steps``)."""
+    return 1.0
+
   def check(self, config) -> None:
     """Raises ValueError when ``config`` cannot train with this loss (its head)."""
     if self.heads is not None and config.model.head not in self.heads:
@@ -248,6 +255,12 @@ class LDAM(ClassificationLoss):
     if self.drw_epoch is not None and self.drw_epoch < 0:
       raise ValueError(f"drw_epoch must be >= 0 or None, got {self.drw_epoch!r}")
     _check_range("beta", self.beta, 0.0, 1.0 - 1e-12)
+
+  @property
+  def logit_scale(self) -> float:
+    """s: the cosine logits are scaled by it in the loss, and so in evaluation (without the
+    margin, which needs the label: the code's test-time logits times s)."""
+    return float(self.scale)
 
   def margins(self, class_counts) -> jax.Array:
     """``(K,)`` margins ``m_j``, proportional to ``n_j^(-1/4)``, the largest ``max_margin``

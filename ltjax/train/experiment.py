@@ -21,8 +21,8 @@ import numpy as np
 import optax
 
 from ltjax import config as config_lib
-from ltjax import models, sharding
-from ltjax.data import datasets, pipeline, samplers
+from ltjax import losses, models, sharding
+from ltjax.data import datasets, identity, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
 from ltjax.stop import STOP
 from ltjax.train import checkpoint as ckpt_lib
@@ -52,6 +52,9 @@ class Experiment:
   feature_step: Callable
   loss_fn: Callable  # The stage's loss (``stage.make_loss``), as the train step calls it.
   spec: DataSpec | None = None
+  #: The seed the splits were drawn with: ``config.seed``, or that of the run a later stage
+  #: starts from (``split_seed``), so that it reuses that run's carve.
+  split_seed: int | None = None
 
 
 def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
@@ -128,6 +131,7 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
     ValueError: naming the field to change.
   """
   stage = get_stage(config.stage)
+  config_lib.resolve_paths(config)  # As config.json records them: see PATH_FIELDS.
   config_lib.validate(config)
   optim.check(config)
   samplers.from_config(config)
@@ -148,8 +152,67 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   return stage, mesh
 
 
+def _earlier_run(config: ml_collections.ConfigDict, stage: Stage) -> dict | None:
+  """The checkpoint metadata of the run ``config.init_from`` names, for a stage that loads
+  from one and where it has a checkpoint; else None."""
+  if not (stage.copies and config.init_from):
+    return None
+  try:
+    return ckpt_lib.latest_meta(ckpt_lib.resolve_init_from(config.init_from))
+  except ValueError:
+    return None
+
+
+def split_seed(config: ml_collections.ConfigDict, earlier: dict | None) -> int:
+  """The seed the splits are drawn with: ``config.seed``, or, for a stage that starts from
+  an earlier run of the same data (``earlier``: its checkpoint metadata), that run's, so
+  that its validation carve and long-tail cut are reused: a classifier re-trained under
+  another seed is then never validated or tested on its backbone's training images."""
+  if not earlier:
+    return int(config.seed)
+  earlier_config = earlier.get("config") or {}
+  if not config_lib.same_data(earlier_config.get("dataset") or {}, config.dataset.to_dict()):
+    return int(config.seed)
+  seed = (earlier.get("data") or {}).get("split_seed", earlier_config.get("seed"))
+  seed = int(config.seed if seed is None else seed)
+  if seed != config.seed:
+    log.info(
+      "splits drawn as init_from=%s drew them (seed %d; this run's seed %d draws its sampling "
+      "and initialisation): the same validation and test images",
+      config.init_from,
+      seed,
+      config.seed,
+    )
+  return seed
+
+
+def check_same_splits(exp: Experiment, earlier: dict | None) -> None:
+  """A stage that starts from an earlier run of the same data must see that run's splits:
+  its backbone was trained on that train split, so other val or test images may be ones it
+  learnt. Raises ValueError naming the splits that differ and the fix."""
+  if not earlier or "data" not in earlier:
+    return  # An imported run or one from before ltjax recorded its data.
+  earlier_dataset = (earlier.get("config") or {}).get("dataset") or {}
+  same = config_lib.same_data(earlier_dataset, exp.config.dataset.to_dict())
+  if not same or earlier.get("num_classes") != exp.splits.num_classes:
+    return  # Other data or classes: ltjax.train.stages checks the classes.
+  diffs = identity.differences(earlier["data"], exp.splits.identity())
+  if diffs:
+    raise ValueError(
+      f"init_from={exp.config.init_from} was trained on other splits of this dataset than "
+      f"this run would use ({identity.describe_differences(diffs)}): its backbone may have "
+      "been trained on this run's validation or test images. Point --config.dataset.root "
+      "(and lists_dir / packed_dir) at the data that run was trained on, or train the "
+      "earlier stage again on this data."
+    )
+
+
 def setup(
-  config: ml_collections.ConfigDict, splits: DataSplits | None = None, *, check_start: bool = True
+  config: ml_collections.ConfigDict,
+  splits: DataSplits | None = None,
+  *,
+  check_start: bool = True,
+  seed_of_splits: int | None = None,
 ) -> tuple[Experiment, TrainState]:
   """Builds the experiment and its freshly initialised, sharded train state.
 
@@ -158,10 +221,13 @@ def setup(
   fresh run and skips when it resumes from the run's own checkpoints. The config is checked
   before any data is read, including what the start needs (``init_from``) unless
   ``check_start=False``: for callers that replace the whole state (a finished run's
-  checkpoint, an imported one).
+  checkpoint, an imported one). The splits are drawn with ``seed_of_splits`` (a finished
+  run's own, from its checkpoint) or ``split_seed``'s.
   """
   stage, mesh = checked(config, check_start)
-  splits = splits if splits is not None else build_splits(config.dataset, config.seed, config.data)
+  earlier = _earlier_run(config, stage) if seed_of_splits is None and check_start else None
+  seed = seed_of_splits if seed_of_splits is not None else split_seed(config, earlier)
+  splits = splits if splits is not None else build_splits(config.dataset, seed, config.data)
   STOP.check()
   _warn_about_data(config, splits)
   spec = DataSpec(
@@ -171,6 +237,8 @@ def setup(
     tuple(int(n) for n in splits.train_counts),
   )
   exp, init, _ = _build(config, stage, spec, mesh, splits)
+  exp.split_seed = seed
+  check_same_splits(exp, earlier)
   state = jax.jit(init, out_shardings=exp.state_sharding, static_argnums=0)(config.seed)
   return exp, state
 
@@ -237,16 +305,19 @@ def _build(
     donate_argnums=0,
     compiler_options=options,
   )
+  # Evaluation scores the logits the loss trains (LDAM's scale); its outputs stay sharded
+  # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
+  logit_scale = losses.from_config(config).logit_scale
   eval_step = jax.jit(
-    steps.make_eval_step(model, mean, std),
+    steps.make_eval_step(model, mean, std, logit_scale),
     in_shardings=(state_sharding, data),
-    out_shardings=repl,
+    out_shardings=data,
     compiler_options=options,
   )
   feature_step = jax.jit(
-    steps.make_feature_step(model, mean, std),
+    steps.make_feature_step(model, mean, std, logit_scale),
     in_shardings=(state_sharding, data),
-    out_shardings=repl,
+    out_shardings=data,
     compiler_options=options,
   )
   exp = Experiment(
@@ -295,24 +366,65 @@ def make_stream(exp: Experiment) -> pipeline.TrainStream:
   )
 
 
+def data_record(exp: Experiment) -> dict:
+  """What the run's data is: each split's identity (``ltjax.data.identity``) and the seed
+  its splits were drawn with."""
+  return {**exp.splits.identity(), "split_seed": exp.split_seed}
+
+
 def run_metadata(exp: Experiment) -> dict:
-  """The metadata item of every checkpoint: config, stage and the training class counts."""
+  """The metadata item of every checkpoint: config, stage, the training class counts and
+  the data (``data_record``)."""
   return {
     "config": exp.config.to_dict(),
     "stage": exp.config.stage,
     "num_classes": exp.splits.num_classes,
     "train_counts": exp.splits.train_counts.tolist(),
+    "data": data_record(exp),
   }
+
+
+def check_trained_data(exp: Experiment, meta: dict, workdir: str) -> None:
+  """A finished run is evaluated on the data it was trained on: another train split is
+  refused (its shot groups, class means and post-hoc selections would come from other
+  images); other val or test images are evaluated as they are now, and said."""
+  recorded = (meta or {}).get("data")
+  if not recorded:
+    log.info("%s predates ltjax's data records: its data cannot be compared", workdir)
+    return
+  diffs = identity.differences(recorded, exp.splits.identity())
+  train = [d for d in diffs if d[0] == "train"]
+  d = exp.config.dataset
+  where = ", ".join(f"dataset.{k}={d[k]}" for k in config_lib.DATA_LOCATIONS if d[k]) or "it"
+  if train:
+    raise ValueError(
+      f"{workdir} was trained on other data than {where} now holds "
+      f"({identity.describe_differences(diffs)}): its shot groups, class means and post-hoc "
+      "selections would come from other images. Point --config.dataset.root (or lists_dir, "
+      "packed_dir, data_dir) at the data the run was trained on."
+    )
+  if diffs:
+    log.warning(
+      "the data differs from what %s was validated and tested on when it was trained (%s): "
+      "evaluating on the data as it is now; results.json records which.",
+      workdir,
+      identity.describe_differences(diffs),
+    )
 
 
 def restore_trained(
   config: ml_collections.ConfigDict, workdir: str, splits: DataSplits | None = None
 ) -> tuple[Experiment, TrainState]:
   """The experiment of ``config`` with the latest state saved in ``workdir``
-  (``config.init_from`` is not read: the checkpoint holds every variable)."""
-  exp, state = setup(config, splits, check_start=False)
+  (``config.init_from`` is not read: the checkpoint holds every variable), on the splits
+  the run was trained on (drawn with its recorded seed; another train split is refused,
+  ``check_trained_data``)."""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  recorded = (ckpt_lib.latest_meta(checkpoints) or {}).get("data") or {}
+  exp, state = setup(config, splits, check_start=False, seed_of_splits=recorded.get("split_seed"))
   target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  state, _, _, step = ckpt_lib.restore(os.path.join(workdir, "checkpoints"), target)
+  state, _, meta, step = ckpt_lib.restore(checkpoints, target)
+  check_trained_data(exp, meta, workdir)
   log.info("restored step %d from %s", step, workdir)
   return exp, state
 

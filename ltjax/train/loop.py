@@ -81,14 +81,21 @@ def _fetch_checked(pending: list, step: int, ckpt, config) -> list:
 
 
 def train(
-  exp: Experiment, state: TrainState, workdir: str, *, allow_config_change: bool = False
+  exp: Experiment,
+  state: TrainState,
+  workdir: str,
+  *,
+  allow_config_change: bool = False,
+  warn_if_finished: bool = True,
 ) -> TrainState:
   """Runs (or resumes) training to ``exp.total_steps``, checkpointing along the way.
 
   The work directory is locked for the run (``ltjax.train.workdir.RunLock``). A fresh run
   writes its config (``config.json``) and starts the stage (``exp.stage.start``); a resumed
   one must have the same config (or ``allow_config_change``; see
-  ``ltjax.train.workdir.check_resume``) and restores the newest intact checkpoint.
+  ``ltjax.train.workdir.check_resume``) and restores the newest intact checkpoint. A run
+  already at its last step trains nothing, with a warning (unless not ``warn_if_finished``:
+  the demo says it once for all its stages).
 
   Raises:
     ValueError: the directory is locked or not writable, the config changed, training
@@ -107,7 +114,7 @@ def train(
   created = not os.path.exists(workdir)
   _check_writable(workdir)
   try:
-    return _train_locked(exp, state, workdir, allow_config_change)
+    return _train_locked(exp, state, workdir, allow_config_change, warn_if_finished)
   except BaseException:
     if created:
       _remove_if_nothing_saved(workdir)
@@ -124,11 +131,20 @@ def _check_schedule(exp: Experiment) -> None:
     return
   how = f"optim.schedule={c.optim.schedule!r}, optim.lr_update={c.optim.lr_update!r}"
   if len(zero) >= epochs:
+    rates = [c.optim.lr] + ([] if c.optim.head_lr is None else [c.optim.head_lr])
+    if max(rates) == 0:  # Only the advice that applies: here no schedule would help.
+      head = "" if c.optim.head_lr is None else f", optim.head_lr={c.optim.head_lr}"
+      fix = f"optim.lr={c.optim.lr}{head}: set --config.optim.lr to a positive rate."
+    elif c.optim.lr_update != "step":
+      fix = (
+        "A per-epoch schedule set before each epoch gives its last epoch lr 0; for a short "
+        "run use --config.num_epochs=2 or more, or --config.optim.lr_update=step."
+      )
+    else:  # Not reachable with the checked factors (step_gamma > 0): said, not assumed.
+      fix = "Check --config.optim.schedule and its factors (optim.step_gamma, milestones)."
     raise ValueError(
       f"the learning rate is 0 on every step of this run ({how}, num_epochs={c.num_epochs}, "
-      f"lr {c.optim.lr}): it would train nothing. A per-epoch schedule set before each "
-      "epoch gives its last epoch lr 0; for a short run use --config.num_epochs=2 or more, "
-      "or --config.optim.lr_update=step."
+      f"lr {c.optim.lr}): it would train nothing. {fix}"
     )
   shown = ", ".join(str(e + 1) for e in zero[:5]) + (", ..." if len(zero) > 5 else "")
   log.warning(
@@ -152,7 +168,9 @@ def _remove_if_nothing_saved(workdir: str) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _train_locked(exp, state, workdir: str, allow_config_change: bool) -> TrainState:
+def _train_locked(
+  exp, state, workdir: str, allow_config_change: bool, warn_if_finished: bool
+) -> TrainState:
   with workdir_lib.RunLock(workdir):
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), exp.config.keep_checkpoints)
     it = pipeline.train_iterator(
@@ -164,6 +182,14 @@ def _train_locked(exp, state, workdir: str, allow_config_change: bool) -> TrainS
     best = _Best(exp, workdir) if exp.config.eval.select == "best_val" else None
     try:
       state, start = _start_or_resume(exp, state, workdir, ckpt, it, allow_config_change)
+      if start >= exp.total_steps and warn_if_finished:
+        log.warning(
+          "%s holds a finished run (step %d of %d): nothing to train; evaluating it again. "
+          "Use another --workdir to train anew.",
+          workdir,
+          start,
+          exp.total_steps,
+        )
       if best is not None:
         best.resume(start)
       return _Loop(exp, workdir, ckpt, it, start, best).run(state)
@@ -386,3 +412,27 @@ def train_and_evaluate(
   state = train(exp, state, workdir, allow_config_change=allow_config_change)
   state, selected = tested_model(exp, state, workdir)
   return runner.evaluate_and_write(exp, state, workdir, extra=selected)
+
+
+def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *, posthoc: bool = False) -> dict:
+  """``ltjax evaluate``: the finished run in ``workdir`` tested as its config selects
+  (``tested_model``), on the data it was trained on (``restore_trained``), into its
+  results files; with ``posthoc``, NCM, tau-norm and post-hoc logit adjustment on the
+  tested model's features too. ``config`` must be the run's own but for evaluation fields
+  (``workdir.check_evaluation``).
+
+  Returns:
+    ``{method: results}`` of every method evaluated.
+  """
+  from ltjax.train import experiment
+
+  workdir_lib.check_evaluation(workdir, config)
+  exp, state = experiment.restore_trained(config, workdir)
+  state, selected = tested_model(exp, state, workdir)
+  results = {exp.config.method: runner.evaluate_and_write(exp, state, workdir, extra=selected)}
+  if posthoc:
+    from ltjax.evaluate import posthoc as posthoc_lib
+
+    features_dir = os.path.join(workdir, "features")
+    results.update(posthoc_lib.evaluate_all(exp, state, workdir, features_dir))
+  return results

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 
 import jax
@@ -17,9 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def _truncate_rows(path: str, last_step: int | None) -> None:
-  """Keeps the metrics.jsonl rows of steps <= ``last_step`` (all rows if None; unreadable
-  whole lines as they are) and drops a partial last line (a crash mid-write leaves one: the
-  next row appended to it would be lost), rewritten atomically."""
+  """Keeps the metrics.jsonl rows of steps <= ``last_step`` (all rows if None; none of a
+  training step if 0; unreadable whole lines as they are) and drops a partial last line (a
+  crash mid-write leaves one: the next row appended to it would be lost), rewritten
+  atomically."""
   with open(path, encoding="utf-8", errors="replace") as f:
     lines = f.readlines()
   partial = bool(lines) and not lines[-1].endswith("\n")
@@ -47,7 +49,9 @@ class MetricWriter:
 
   A run resumed from step ``resume_step`` first drops the rows written after it (a run
   killed after its last checkpoint logged steps it will log again), in metrics.jsonl and,
-  with ``purge_step``, in TensorBoard.
+  with ``purge_step``, in TensorBoard. A run that starts at step 0 (no checkpoint: an
+  earlier attempt, killed or stopped at once by a second signal, saved nothing) starts both
+  afresh: the earlier attempt's rows and event files are of steps it will log again.
   """
 
   def __init__(self, workdir: str, resume_step: int = 0):
@@ -57,14 +61,16 @@ class MetricWriter:
       os.makedirs(workdir, exist_ok=True)
       path = os.path.join(workdir, "metrics.jsonl")
       if os.path.exists(path):
-        _truncate_rows(path, resume_step or None)
+        _truncate_rows(path, resume_step)
+      tensorboard = os.path.join(workdir, "tensorboard")
+      if not resume_step and os.path.isdir(tensorboard):
+        shutil.rmtree(tensorboard)
+        log.info("%s: removed the event files of an attempt that saved no checkpoint", tensorboard)
       self._file = open(path, "a")
       try:
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(
-          os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1 if resume_step else None
-        )
+        self._tb = SummaryWriter(tensorboard, purge_step=resume_step + 1 if resume_step else None)
       except ImportError:  # pragma: no cover - tensorboardX is a dependency.
         log.warning("tensorboardX missing: no TensorBoard scalars.")
 

@@ -237,6 +237,25 @@ class OLTR(Stage):
           f"oltr.fc_add=0 would drop: set --config.oltr.fc_add={width}."
         )
       return self.copies
+    if earlier_fc is not None and np.shape(earlier_fc["kernel"])[-1] != config.oltr.fc_add:
+      width = np.shape(earlier_fc["kernel"])[-1]
+      raise ValueError(
+        f"init_from={config.init_from} has a use_fc layer (fc_add) of {width} units, this "
+        f"stage oltr.fc_add={config.oltr.fc_add}: set --config.oltr.fc_add={width} to load it."
+      )
+    classifier = earlier.get("head", {}).get("fc", {}).get("kernel")
+    if earlier_fc is None and classifier is not None:
+      # The hallucinator starts as stage 1's classifier, so it takes features as wide as that
+      # classifier did; a fresh use_fc layer must output that many.
+      width = np.shape(classifier)[0]
+      if width != config.oltr.fc_add:
+        raise ValueError(
+          f"init_from={config.init_from}'s classifier (head/fc, which the hallucinator starts "
+          f"from) takes {width}-wide features (its backbone's, no use_fc layer), but this "
+          f"stage's neck outputs oltr.fc_add={config.oltr.fc_add} units: set "
+          f"--config.oltr.fc_add=0 (no use_fc layer, as in that run) or "
+          f"--config.oltr.fc_add={width} (a fresh one of that width)."
+        )
     if earlier_fc is None:
       log.info(
         "init_from=%s has no fc_add layer: oltr.fc_add=%d starts fresh (as the reference "

@@ -135,47 +135,59 @@ def make_train_step(
   return train_step
 
 
-def make_eval_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Callable:
+def _test_logits(model, state: TrainState, batch, mean, std, logit_scale: float):
+  """The model's inference-mode ``(logits, aux)``, the logits scaled as the loss scales them
+  (``ltjax.losses.ClassificationLoss.logit_scale``: LDAM's s on its cosine head)."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  logits, aux = model.apply(
+    variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
+  )
+  if logit_scale != 1.0:
+    logits = logits.astype(jnp.float32) * jnp.float32(logit_scale)
+  return logits, aux
+
+
+def make_eval_step(
+  model: nn.Module, mean: Sequence[float], std: Sequence[float], logit_scale: float = 1.0
+) -> Callable:
   """``eval_step(state, batch) -> {"pred", "max_prob", "top5", "nll"}`` with the model in
-  inference mode: the argmax, the max softmax probability, whether the label is among the
-  5 largest logits (``min(5, K)``; a tie with the label's logit does not push it out) and
-  -log softmax of the label (both False / 0 for open-set labels, -1): what
-  ``ltjax.evaluate.metrics.from_logits`` computes on the host."""
+  inference mode, on its logits as the loss sees them (times ``logit_scale``): the argmax,
+  the max softmax probability, whether the label is among the 5 largest logits
+  (``metrics.TOP_K``; a logit equal to the label's counts as larger, so ties never favour
+  the true class) and -log softmax of the label (both False / 0 for open-set labels, -1):
+  what ``ltjax.evaluate.metrics.from_logits`` computes on the host."""
 
   def eval_step(state: TrainState, batch) -> dict:
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits, _ = model.apply(
-      variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
-    )
+    logits, _ = _test_logits(model, state, batch, mean, std, logit_scale)
     logits32 = logits.astype(jnp.float32)
     probs = jax.nn.softmax(logits32, axis=-1)
     labels = batch["label"]
     known = labels >= 0
     safe = jnp.where(known, labels, 0)[:, None]
     true_logit = jnp.take_along_axis(logits32, safe, -1)
-    rank = jnp.sum(logits32 > true_logit, -1)
+    rank = jnp.sum(logits32 >= true_logit, -1) - 1  # Ties ahead of the label.
     log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits32, -1), safe, -1)[:, 0]
     return {
       "pred": jnp.argmax(logits, -1).astype(jnp.int32),
       "max_prob": jnp.max(probs, -1),
-      "top5": known & (rank < min(5, logits.shape[-1])),
+      "top5": known & (rank < 5),
       "nll": jnp.where(known, -log_prob, 0.0),
     }
 
   return eval_step
 
 
-def make_feature_step(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Callable:
-  """``feature_step(state, batch) -> {"features" (B, D), "logits" (B, K)}``, inference mode.
+def make_feature_step(
+  model: nn.Module, mean: Sequence[float], std: Sequence[float], logit_scale: float = 1.0
+) -> Callable:
+  """``feature_step(state, batch) -> {"features" (B, D), "logits" (B, K)}``, inference mode,
+  the logits as the eval step's (times ``logit_scale``).
 
-  One forward serves NCM, tau-normalisation, centroids and plots.
+  One forward serves NCM, tau-normalisation, post-hoc logit adjustment, centroids and plots.
   """
 
   def feature_step(state: TrainState, batch) -> dict:
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits, aux = model.apply(
-      variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
-    )
+    logits, aux = _test_logits(model, state, batch, mean, std, logit_scale)
     return {"features": aux["features"], "logits": logits}
 
   return feature_step

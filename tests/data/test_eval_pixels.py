@@ -40,12 +40,12 @@ def torchvision_eval(path):
 @pytest.fixture(scope="module")
 def image_tree(tmp_path_factory):
   root = tmp_path_factory.mktemp("tree")
-  lines = []
-  for i, (w, h) in enumerate(SIZES):
-    path = root / f"img{i}.jpg"
-    Image.fromarray(smooth_image(w, h, i)).save(path, quality=90)
-    lines.append(f"img{i}.jpg {i % 2}")
-  for split in ("train", "val", "test"):
+  for split in ("train", "val", "test"):  # The same pixels, other files: splits share none.
+    lines = []
+    for i, (w, h) in enumerate(SIZES):
+      name = f"img{i}.jpg" if split == "test" else f"{split}{i}.jpg"
+      Image.fromarray(smooth_image(w, h, i)).save(root / name, quality=90)
+      lines.append(f"{name} {i % 2}")
     (root / f"ImageNet_LT_{split}.txt").write_text("\n".join(lines) + "\n")
   return root
 

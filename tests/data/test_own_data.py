@@ -173,6 +173,28 @@ def test_folder_errors_are_one_line_naming_the_fix(data, tmp_path):
     datasets.build_splits(config().dataset, 0)
 
 
+def test_a_moved_dataset_root_names_the_flag_that_points_at_it(data, tmp_path):
+  """The dataset moved after a run was configured: one line naming the missing directory and
+  --config.dataset.root, for both forms, not a folder scan's "image folder ... does not
+  exist"."""
+  shutil.copytree(data, tmp_path / "mine")
+  folder, lists = config(root=str(tmp_path / "mine")), lists_config(tmp_path / "mine")
+  for c in (folder, lists):
+    datasets.build_splits(c.dataset, 0)
+  (tmp_path / "mine").rename(tmp_path / "moved")
+  for c in (folder, lists):
+    with pytest.raises(ValueError) as e:
+      datasets.build_splits(c.dataset, 0)
+    assert str(e.value) == (
+      f"dataset.root={tmp_path / 'mine'}: {tmp_path / 'mine'} does not exist; if the dataset "
+      "moved, pass --config.dataset.root=NEW_DIR."
+    )
+  # A root without the tree's train/ folder: the same flag, naming the folder.
+  with pytest.raises(ValueError, match=r"moved/train does not exist \(dataset 'folder' reads its "):
+    shutil.rmtree(tmp_path / "moved" / "train")
+    datasets.build_splits(config(root=str(tmp_path / "moved")).dataset, 0)
+
+
 def test_evaluate_uses_the_runs_own_config_and_refuses_other_training_fields(data, tmp_path):
   root = f"--config.dataset.root={data}"
   out = run_ltjax(

@@ -38,7 +38,7 @@ def test_calibration_is_guo_et_al_ece_with_bins_at_the_edges():
 def test_from_logits_top5_and_nll_restated():
   rng = np.random.default_rng(1)
   logits = rng.normal(size=(40, 8)).astype(np.float32)
-  logits[0] = [3, 2, 2, 2, 2, 2, 1, 0]  # A tie with the label's logit keeps it in the top 5.
+  logits[0] = [3, 2, 2, 2, 2, 2, 1, 0]  # Ties go against the label: 5 others >= it.
   labels = rng.integers(0, 8, 40)
   labels[0], labels[1] = 5, -1  # Open-set images: no top-5 hit, NLL 0 (skipped anyway).
   out = metrics.from_logits(logits, labels)
@@ -49,12 +49,45 @@ def test_from_logits_top5_and_nll_restated():
     if y < 0:
       assert not out["top5"][i] and out["nll"][i] == 0
       continue
-    assert out["top5"][i] == (np.sum(z[i] > z[i, y]) < 5)
+    assert out["top5"][i] == (np.sum(z[i] >= z[i, y]) - 1 < 5)
     assert out["nll"][i] == pytest.approx(-log_p[i, y], rel=1e-6)
-  assert out["top5"][0]
+  assert not out["top5"][0]
   assert np.array_equal(out["pred"], logits.argmax(1))
-  # Fewer than 5 classes: every known image is a top-5 hit.
-  assert metrics.from_logits(logits[:, :3], np.clip(labels, 0, 2))["top5"].all()
+
+
+def test_top5_ties_count_against_the_label_as_a_sort_would_at_worst():
+  """Equal logits never make a hit: on logits that are all equal, top-5 of 8 classes is 0
+  (it was 100% when ties counted for the label); on bfloat16-rounded logits, never above
+  the hit rate of a ranking that puts the label last among its equals."""
+  labels = np.arange(8)
+  assert not metrics.from_logits(np.zeros((8, 8), np.float32), labels)["top5"].any()
+  rng = np.random.default_rng(3)
+  logits = rng.normal(size=(2000, 1000)).astype(np.float32)
+  y = rng.integers(0, 1000, 2000)
+  logits[np.arange(2000), y] += 2.5
+  rounded = np.asarray(jax.numpy.asarray(logits, jax.numpy.bfloat16).astype(np.float32))
+  hits = metrics.from_logits(rounded, y)["top5"]
+  true = rounded[np.arange(2000), y]
+  ties = ((rounded == true[:, None]).sum(1) > 1).mean()
+  assert ties > 0.01  # bfloat16 over 1,000 classes ties often.
+  worst = np.array([np.sum(rounded[i] >= true[i]) - 1 < 5 for i in range(2000)])
+  best = np.array([np.sum(rounded[i] > true[i]) < 5 for i in range(2000)])
+  np.testing.assert_array_equal(hits, worst)
+  assert hits.mean() < best.mean()
+
+
+def test_top5_is_not_reported_with_five_classes_or_fewer():
+  class Eval:
+    many_threshold, few_threshold, open_threshold = 100, 20, 0.1
+
+  labels = np.array([0, 1, 2, 3, 4, 0])
+  logits = np.eye(5)[[1, 2, 3, 4, 0, 0]]
+  p = {**metrics.from_logits(logits, labels), "label": labels}
+  out = runner.summarize(p, np.array([50, 40, 30, 20, 10]), Eval())
+  assert not any(k.startswith("top5") for k in out)
+  more = np.eye(6)[[1, 2, 3, 4, 0, 0]]
+  p6 = {**metrics.from_logits(more, labels), "label": labels}
+  assert "top5_all" in runner.summarize(p6, np.array([50, 40, 30, 20, 10, 5]), Eval())
 
 
 def test_summary_has_top5_per_group_ece_and_nll():
@@ -95,3 +128,53 @@ def test_the_eval_step_computes_what_the_host_twin_does():
   assert 0 < twin["top5"].mean() < 1  # Out of 8 classes: some miss.
   np.testing.assert_allclose(p["nll"], twin["nll"], rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(p["pred"], twin["pred"])
+
+
+def test_ldam_is_evaluated_on_the_logits_its_loss_trains():
+  """The cosine head's logits lie in [-1, 1]; LDAM's loss scales them by s = 30. The eval
+  step's probabilities (max_prob, NLL, hence ECE and open-set thresholds) are those of the
+  scaled logits, not of the raw cosines (whose softmax over K classes is nearly uniform)."""
+  splits = tiny_splits(num_classes=8, counts=(24, 12, 8, 6, 5, 4, 3, 3))
+  c = tiny_config(**{"loss.name": "ldam", "model.head": "normed_linear"})
+  exp, state = experiment.setup(c, splits)
+  source = exp.splits.test
+  p = runner.predict(exp, state, source)
+  images, labels = source.get_batch(np.arange(len(source)))
+  from ltjax.train.steps import normalize
+
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  x = normalize(images, c.dataset.mean, c.dataset.std)
+  cosines, _ = exp.model.apply(variables, x, train=False)
+  cosines = np.asarray(cosines, np.float64)
+  assert np.abs(cosines).max() <= 1 + 1e-6
+  scaled = metrics.from_logits(30.0 * cosines, labels)
+  np.testing.assert_allclose(p["max_prob"], scaled["max_prob"], rtol=1e-4)
+  np.testing.assert_allclose(p["nll"], scaled["nll"], rtol=1e-4, atol=1e-5)
+  raw = metrics.from_logits(cosines, labels)
+  assert raw["max_prob"].max() < 0.4 < p["max_prob"].max()  # Raw: near 1/8 everywhere.
+  features = runner.run_over(exp, state, source, exp.feature_step, ("logits",))["logits"]
+  np.testing.assert_allclose(features, 30.0 * cosines, rtol=1e-4, atol=1e-4)
+
+
+def test_evaluation_memory_on_the_devices_does_not_grow_with_the_split():
+  """The outputs of each batch leave the devices as they come: the arrays alive on the
+  devices during an evaluation of 12 batches are those of one of 2 batches."""
+  splits = tiny_splits(num_classes=4, counts=(96, 48, 24, 24))
+  exp, state = experiment.setup(tiny_config(), splits)
+  peaks = {}
+  for n in (32, 192):
+    seen = []
+    step = exp.feature_step
+
+    def measured(state, batch, step=step, seen=seen):
+      out = step(state, batch)
+      seen.append(sum(a.nbytes for a in jax.live_arrays()))
+      return out
+
+    from ltjax.data.sources import Subset
+
+    source = Subset(exp.splits.train, np.arange(n))
+    out = runner.run_over(exp, state, source, measured, ("features", "logits"))
+    assert len(out["features"]) == n
+    peaks[n] = max(seen)
+  assert peaks[192] == peaks[32], peaks

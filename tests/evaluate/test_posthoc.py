@@ -103,7 +103,7 @@ def test_cached_features_of_another_checkpoint_are_recomputed(tmp_path, caplog):
   state = loop.train(exp, state, str(tmp_path), allow_config_change=True)
   with caplog.at_level(logging.INFO, logger="ltjax"):
     again = posthoc.extract(exp, state, splits.test, os.path.join(features, "test.npz"))
-  assert "is of checkpoint step 3" in caplog.text and "recomputing it for step 9" in caplog.text
+  assert "is of checkpoint step 3, now 9" in caplog.text and "recomputing it" in caplog.text
   fresh = posthoc.extract(exp, state, splits.test)
   np.testing.assert_array_equal(again["features"], fresh["features"])
   assert not np.allclose(again["features"], first["features"])

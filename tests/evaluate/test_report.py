@@ -307,3 +307,71 @@ def test_compare_tells_apart_runs_of_the_same_name(tmp_path):
   R.write_comparison([a, b], str(tmp_path / "cmp"))
   with open(tmp_path / "cmp" / "results.json") as f:
     assert json.load(f) == {"joint@x/joint": full["joint"], "joint@y/joint": full["lws"]}
+
+
+def test_compare_checks_everything_before_writing_and_names_each_run(tmp_path):
+  """Runs of 10 and 5 classes: refused before anything is written (the weight-norm figure
+  failed after the merged files were); other thresholds and datasets name each run."""
+  full = _results()
+  a = _run(tmp_path, "a", {"joint": full["joint"]}, 0.5)
+  _write(a, "weight_norms.json", {"joint": [1.0] * K})
+  b = tmp_path / "b"
+  b.mkdir()
+  _write(b, "results.json", {"crt": full["crt"]})
+  _write(b, "per_class.json", {"crt": {"accuracy": [0.5] * 5, "train_count": [9] * 5}})
+  _write(b, "weight_norms.json", {"crt": [1.0] * 5})
+  _write(b, "meta.json", {"dataset": "synthetic_lt", "many_threshold": 100, "few_threshold": 20})
+  out = tmp_path / "cmp"
+  with pytest.raises(ValueError) as e:
+    R.write_comparison([a, str(b)], str(out))
+  assert str(e.value) == (
+    f"the runs have different numbers of classes ({a}: 10; {b}: 5): not comparable."
+  )
+  assert sorted(os.listdir(tmp_path)) == ["a", "b"]  # No output, no staging left behind.
+  # A run whose own files disagree (5 norms, 10 per-class entries) is named.
+  _write(a, "weight_norms.json", {"joint": [1.0] * 5})
+  with pytest.raises(ValueError, match=f"{a}: its files disagree on the number of classes"):
+    R.write_comparison([a], str(out))
+  _write(a, "weight_norms.json", {"joint": [1.0] * K})
+  # An earlier comparison in out is left as it was when a later one is refused.
+  R.write_comparison([a], str(out))
+  before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+  with pytest.raises(ValueError, match="different numbers of classes"):
+    R.write_comparison([a, str(b)], str(out))
+  assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+  other = {"dataset": "synthetic_lt", "many_threshold": 60, "few_threshold": 20}
+  c = _run(tmp_path, "c", {"crt": full["crt"]}, 0.5, meta=other)
+  with pytest.raises(ValueError) as e:
+    R.write_comparison([a, c], str(tmp_path / "cmp2"))
+  assert str(e.value).startswith(
+    f"the runs use different shot thresholds ({a}: many > 100, few < 20; {c}: many > 60, "
+    "few < 20): their many/medium/few groups are not comparable"
+  )
+  places = {"dataset": "places_lt", "many_threshold": 100, "few_threshold": 20}
+  d = _run(tmp_path, "d", {"crt": full["crt"]}, 0.5, meta=places)
+  with pytest.raises(ValueError) as e:
+    R.write_comparison([a, d], str(tmp_path / "cmp2"))
+  assert str(e.value) == (
+    f"the runs are of different datasets ({a}: synthetic_lt; {d}: places_lt): not comparable."
+  )
+  assert not (tmp_path / "cmp2").exists()
+
+
+def test_compare_refuses_runs_tested_on_other_data_naming_each(tmp_path):
+  """Two runs of one dataset name whose test splits differ (meta.json's identity: another
+  root, a relabelled test image) do not go in one table."""
+  full = _results()
+  meta = {"dataset": "folder", "many_threshold": 100, "few_threshold": 20}
+  same = {"test": {"records": 50, "digest": "a" * 64}}
+  a = _run(tmp_path, "a", {"joint": full["joint"]}, 0.5, meta={**meta, "data": same})
+  b = _run(tmp_path, "b", {"crt": full["crt"]}, 0.5, meta={**meta, "data": same})
+  R.write_comparison([a, b], str(tmp_path / "ok"))
+  other = {"test": {"records": 50, "digest": "b" * 64}}
+  c = _run(tmp_path, "c", {"crt": full["crt"]}, 0.5, meta={**meta, "data": other})
+  with pytest.raises(ValueError) as e:
+    R.write_comparison([a, c], str(tmp_path / "cmp"))
+  assert str(e.value).startswith(
+    f"the runs were tested on different test data ({a}: test digest aaaaaaaa; {c}: test "
+    "digest bbbbbbbb;"
+  )
+  assert not (tmp_path / "cmp").exists()

@@ -152,9 +152,41 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
       tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 0}), tiny_splits()
     )
     exp3.stage.start(exp3, state3)
+  with pytest.raises(ValueError, match="of 12 units, this stage oltr.fc_add=24: set "):
+    exp3, state3 = experiment.setup(
+      tiny_stage2_config(str(tmp_path), **{"oltr.fc_add": 24}), tiny_splits()
+    )
+    exp3.stage.start(exp3, state3)
   crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
   with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):
     experiment.setup(crt, tiny_splits())
+
+
+def test_fresh_use_fc_layer_wider_than_stage_one_features_names_the_widths(joint_dir):
+  """A joint run without use_fc (custom/joint.py) under custom/oltr_stage2.py (fc_add 512):
+  the hallucinator, stage 1's classifier, takes the backbone's width, not fc_add's. The error
+  names both widths and the flags, before any shape message from the copy."""
+  params, _, _ = ckpt_lib.load_variables(joint_dir)
+  width = params["head"]["fc"]["kernel"].shape[0]
+  exp, state = experiment.setup(
+    tiny_stage2_config(joint_dir, **{"oltr.fc_add": 512}), tiny_splits()
+  )
+  with pytest.raises(ValueError) as e:
+    exp.stage.start(exp, state)
+  assert str(e.value) == (
+    f"init_from={joint_dir}'s classifier (head/fc, which the hallucinator starts from) takes "
+    f"{width}-wide features (its backbone's, no use_fc layer), but this stage's neck outputs "
+    "oltr.fc_add=512 units: set --config.oltr.fc_add=0 (no use_fc layer, as in that run) or "
+    f"--config.oltr.fc_add={width} (a fresh one of that width)."
+  )
+  # A fresh use_fc layer of the classifier's width starts.
+  exp, state = experiment.setup(
+    tiny_stage2_config(joint_dir, **{"oltr.fc_add": width}), tiny_splits()
+  )
+  started = jax.device_get(exp.stage.start(exp, state).params)
+  np.testing.assert_array_equal(
+    started["head"]["hallucinator"]["kernel"], params["head"]["fc"]["kernel"]
+  )
 
 
 def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_dir, tmp_path):

@@ -189,7 +189,7 @@ def test_train_and_evaluate_writes_results(tmp_path):
   summary = loop.train_and_evaluate(tiny_config(), str(tmp_path), splits=splits)
   results = json.load(open(tmp_path / "results.json"))
   assert set(results) == {"joint"}
-  assert set(results["joint"]) == CLOSED_SET_KEYS
+  assert set(results["joint"]) == CLOSED_SET_KEYS  # 4 classes: no top-5 (always 100%).
   # The figures are those of the trained model's own predictions on the test split.
   exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), splits)
   images, labels = splits.test.get_batch(np.arange(len(splits.test)))

@@ -16,6 +16,11 @@ internet. Imbalance ratio 100 by default; add `--config.dataset.imbalance_ratio=
 Training set: the published CIFAR-LT cut of Cao et al. 2019 (`dataset.longtail=cao2019`), image
 for image; validation: 20 images per class the cut leaves out (the head class's are training
 images), never test (README, CIFAR-10-LT).
+Two differences from the official training, not yet measured: its epoch is int(N / 128) = 96
+steps (batches of 128, the remainder of N = 12,406 dropped), ltjax's N / 128 = 96.92, so ltjax
+trains 120,281 steps against 119,136 (0.9% more), warms up over 1,938 steps against 1,920, and
+decays 557, 854 and 1,040 steps later; its crop pads 2 px of mid-grey (resize_with_crop_or_pad
+to 36 on inputs in [-0.5, 0.5]), ltjax's 4 px of black (data.pad=4, pixel 0).
 Not yet run to completion by the team (no CIFAR copy on the development machine).
 """
 

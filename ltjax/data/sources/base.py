@@ -12,6 +12,7 @@ Samplers and long-tail builders only ever look at ``labels``; the pipeline calls
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -31,6 +32,11 @@ class Source(Protocol):
   def __len__(self) -> int: ...
 
   def get_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+  def record_keys(self) -> list[str]:
+    """What identifies each record (``ltjax.data.identity``): its path relative to the
+    dataset root, its record id, ... ; equal keys are the same image."""
+    ...
 
 
 def check_labels(
@@ -90,6 +96,14 @@ class ArraySource:
     indices = np.asarray(indices)
     return self.images[indices], self.labels[indices]
 
+  def record_keys(self) -> list[str]:
+    """``index:pixel digest`` of every image: the same array gives the same keys (computed
+    once; the subsets of one array share them)."""
+    if getattr(self, "_keys", None) is None:
+      digest = lambda x: hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8)  # noqa: E731
+      self._keys = [f"{i}:{digest(image).hexdigest()}" for i, image in enumerate(self.images)]
+    return self._keys
+
 
 class Subset:
   """A view of ``source`` restricted to ``indices``, with labels optionally remapped.
@@ -126,6 +140,15 @@ class Subset:
     images, _ = self.source.get_batch(self.indices[indices])
     return images, self.labels[indices]
 
+  def record_keys(self) -> list[str]:
+    keys = self.source.record_keys()
+    return [keys[i] for i in self.indices]
+
+  def record_where(self, index: int) -> str:
+    where = getattr(self.source, "record_where", None)
+    i = int(self.indices[index])
+    return where(i) if where is not None else f"record {i}"
+
 
 class Concat:
   """Records of several sources one after another (e.g. a test set and its open set)."""
@@ -152,6 +175,15 @@ class Concat:
         images[j] = image
     same = all(getattr(x, "shape", None) == getattr(images[0], "shape", 0) for x in images)
     return (np.stack(images) if same else images), self.labels[indices]
+
+  def record_keys(self) -> list[str]:
+    return [k for s in self.sources for k in s.record_keys()]
+
+  def record_where(self, index: int) -> str:
+    s = int(np.searchsorted(self._starts, index, side="right")) - 1
+    where = getattr(self.sources[s], "record_where", None)
+    i = int(index - self._starts[s])
+    return where(i) if where is not None else f"record {i}"
 
 
 class DecodedRecords:
@@ -195,6 +227,10 @@ class DecodedRecords:
 
   def _describe(self, index: int) -> str:
     raise NotImplementedError
+
+  def record_where(self, index: int) -> str:
+    """Record ``index`` and where it is listed, for messages."""
+    return self._describe(index)
 
   def _check_indices(self, indices: np.ndarray) -> np.ndarray:
     indices = np.asarray(indices)

@@ -242,6 +242,8 @@ class PackedSource(DecodedRecords):
     manifest = read_manifest(self.directory, split)
     self.list_file = manifest["list_file"]
     self.lines = np.asarray(manifest["lines"], np.int64)
+    self._paths = manifest.get("paths")
+    self._list_sha256 = manifest["list_sha256"]
     labels = np.asarray(manifest["labels"], np.int64)
     if num_classes is None:
       num_classes = manifest.get("num_classes")
@@ -263,6 +265,13 @@ class PackedSource(DecodedRecords):
     self._records = grain.sources.ArrayRecordDataSource(
       [_ShardInstruction(p, 0, n, n) for p, n in zip(self.shards, counts, strict=True)]
     )
+
+  def record_keys(self) -> list[str]:
+    """The packed list's paths (as `SplitListSource`'s: a split has one identity packed or
+    not); shards packed before manifests held them: the list's digest and line."""
+    if self._paths is not None:
+      return [os.path.normpath(p) for p in self._paths]
+    return [f"{self._list_sha256[:16]}:line{int(n)}" for n in self.lines]
 
   def _where(self, index: int) -> str:
     shard = int(np.searchsorted(self._starts, index, side="right")) - 1

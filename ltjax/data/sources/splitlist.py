@@ -175,12 +175,34 @@ def parse_split_file(
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+def _hidden(name: str) -> bool:
+  """A dot-file or dot-directory (``.thumbnails``, ``.DS_Store``, ``.ipynb_checkpoints``):
+  never a class, never an image."""
+  return name.startswith(".")
+
+
 def folder_classes(directory: str) -> list[str]:
-  """The class folders of ``directory``, sorted (``ImageFolder``'s class order)."""
+  """The class folders of ``directory``, sorted (``ImageFolder``'s class order); hidden
+  (dot) directories are not classes."""
   try:
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir())
+    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not _hidden(e.name))
   except FileNotFoundError:
     raise ValueError(f"image folder {directory} does not exist.") from None
+
+
+def _skipped_line(directory: str, hidden: list[str], other: list[str]) -> str | None:
+  """One line saying what a scan of ``directory`` left out, or None."""
+  parts = []
+  for what, names in (("hidden file(s) or folder(s)", hidden), ("non-image file(s)", other)):
+    if names:
+      shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+      parts.append(f"{len(names)} {what} ({shown})")
+  if not parts:
+    return None
+  return (
+    f"{directory}: skipped {' and '.join(parts)}; images are files ending in "
+    f"{', '.join(IMAGE_EXTENSIONS)}."
+  )
 
 
 def scan_image_folder(directory: str, classes: list[str] | None) -> tuple[list[str], np.ndarray]:
@@ -212,15 +234,36 @@ def scan_image_folder(directory: str, classes: list[str] | None) -> tuple[list[s
         f"(its classes: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}): "
         "move those images into the class they belong to, or add the class to train/."
       )
+  hidden: list[str] = []
+  other: list[str] = []
+  if classes is not None:  # Entries of the split folder that are no class.
+    for e in sorted(os.scandir(directory), key=lambda e: e.name):
+      if _hidden(e.name):
+        hidden.append(e.name)
+      elif not e.is_dir():
+        other.append(e.name)
   for name, label in groups:
     top = directory if name is None else os.path.join(directory, name)
     found = []
-    for root, _, files in sorted(os.walk(top, followlinks=True)):
+    walked = []
+    for root, dirs, files in os.walk(top, followlinks=True):
+      hidden += [os.path.relpath(os.path.join(root, d), directory) for d in dirs if _hidden(d)]
+      dirs[:] = [d for d in dirs if not _hidden(d)]  # Not walked into.
+      walked.append((root, files))
+    for root, files in sorted(walked):  # ImageFolder's order: sorted folders, sorted files.
+      rel = lambda n, root=root: os.path.relpath(os.path.join(root, n), directory)  # noqa: E731
       for f in sorted(files):
-        if f.lower().endswith(IMAGE_EXTENSIONS):
-          found.append(os.path.relpath(os.path.join(root, f), directory))
+        if _hidden(f):
+          hidden.append(rel(f))
+        elif f.lower().endswith(IMAGE_EXTENSIONS):
+          found.append(rel(f))
+        else:
+          other.append(rel(f))
     paths += found
     labels += [label] * len(found)
+  skipped = _skipped_line(directory, hidden, other)
+  if skipped:
+    logger.info("%s", skipped)
   if not paths:
     raise ValueError(f"image folder {directory} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
   return paths, np.asarray(labels, np.int32)
@@ -304,6 +347,11 @@ class SplitListSource(DecodedRecords):
     name = f"{os.path.join(os.fspath(root), split)}{os.sep} (image folder)"
     # An open set has no classes of its own: one class keeps the source well formed.
     return cls(name, root, len(classes) if classes else 1, records=records, **kwargs)
+
+  def record_keys(self) -> list[str]:
+    """The listed paths, normalised (``a/./b`` and ``a//b`` are ``a/b``): relative to the
+    root, so a moved dataset keeps its keys."""
+    return [os.path.normpath(p) for p in self.paths]
 
   def full_path(self, index: int) -> str:
     """``root/relative_path`` of record ``index``."""

@@ -172,6 +172,13 @@ class TfdsSource:
     self.labels, self.ids = self._load_columns()
     self._id_indices: dict = {}  # normalize -> KeyIndex, see id_index.
 
+  def record_keys(self) -> list[str]:
+    """``name/split:id`` of every record (its ``id_key`` value), else ``name/split:#index``."""
+    prefix = f"{self.name.split(':')[0]}/{self.split}:"
+    if self.ids is not None:
+      return [prefix + as_bytes(i).decode("utf-8", "replace") for i in self.ids]
+    return [f"{prefix}#{i}" for i in range(len(self))]
+
   def _check_features(self) -> None:
     features = self.info.features
     keys = [(self.image_key, "image_key"), (self.label_key, "label_key")]

@@ -145,6 +145,11 @@ class TfdsListSource(DecodedRecords):
       self._match(s)
     self._check_labels()
 
+  def record_keys(self) -> list[str]:
+    """The list's paths, as `SplitListSource`'s: the same list gives the same keys whether
+    its images come from TFDS or from the image tree."""
+    return [os.path.normpath(p) for p in self.paths]
+
   def _check_placed(self, wanted: list[str | None]) -> None:
     bad = [i for i, w in enumerate(wanted) if w is None]
     if bad:
