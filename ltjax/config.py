@@ -111,6 +111,9 @@ def base_config() -> ml_collections.ConfigDict:
   # as the references; evaluation always decodes in full.
   c.data.decode_min_size = 0
   c.data.skip_corrupt = False  # Replace unreadable images by another of the class (logged).
+  # Decoded train and val images kept in memory, up to this many MB (0: none): a dataset of
+  # small images is decoded once, not every epoch (the same pixels; BENCHMARKS.md, issue 35).
+  c.data.decode_cache_mb = 1024
   c.data.num_threads = 2  # grain reader threads.
   c.data.prefetch = 4  # Batches read ahead (at least data.num_threads are).
   # mixup (Zhang et al., ICLR 2018) and CutMix (Yun et al., ICCV 2019) in the train step, on
@@ -477,6 +480,7 @@ MAY_CHANGE_ON_RESUME = (
   "init_from",
   "data.num_threads",
   "data.prefetch",
+  "data.decode_cache_mb",
   "eval.batch_size",
   "dataset.root",
   "dataset.lists_dir",
@@ -640,6 +644,7 @@ _RANGES = {
   "data.decode_min_size": (_INT, 0, None, False),
   "data.num_threads": (_INT, 1, None, False),
   "data.prefetch": (_INT, 1, None, False),
+  "data.decode_cache_mb": (_INT, 0, None, False),
   "data.mixup_alpha": (_NUM, 0, None, False),
   "data.cutmix_alpha": (_NUM, 0, None, False),
   "model.width": (_NUM, 0, None, True),

@@ -14,10 +14,12 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests build the same tiny model again (resume, evaluate, ...): reuse compilations.
-jax.config.update(
-  "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "ltjax-tests-xla")
-)
+_XLA_CACHE = os.path.join(tempfile.gettempdir(), "ltjax-tests-xla")
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+# The command-line runs of the tests (subprocesses) keep their compiled programs in a cache
+# of their own (ltjax.cli.use_compilation_cache), not in ~/.cache.
+os.environ.setdefault("LTJAX_COMPILATION_CACHE", _XLA_CACHE + "-cli")
 
 sys.path.insert(0, os.path.dirname(__file__))  # For `import helpers`.
 

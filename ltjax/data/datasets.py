@@ -18,7 +18,7 @@ import numpy as np
 
 from ltjax.data import identity, longtail
 from ltjax.data.sources import list_layouts
-from ltjax.data.sources.base import ArraySource, Concat, Source, Subset
+from ltjax.data.sources.base import ArraySource, Concat, DecodeCache, Source, Subset
 from ltjax.data.sources.list_layouts import ListLayout
 from ltjax.data.sources.packed import PackedSource
 from ltjax.data.sources.splitlist import UNREADABLE_FIX, SplitListSource
@@ -1006,7 +1006,30 @@ def build_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) -> Da
   checked to share no record and to repeat none (``ltjax.data.identity.check_splits``)."""
   splits = get(cfg.name).build(cfg, seed, data_cfg)
   identity.check_splits(splits, allow_train_duplicates=bool(cfg.allow_train_duplicates))
+  budget = int(getattr(data_cfg, "decode_cache_mb", 0) or 0) if data_cfg else 0
+  if budget:
+    use_decode_cache(splits, DecodeCache(budget * 2**20))
   return splits
+
+
+def _leaves(source):
+  """The sources that decode records under ``source`` (through subsets and concatenations)."""
+  if isinstance(source, Subset):
+    yield from _leaves(source.source)
+  elif isinstance(source, Concat):
+    for part in source.sources:
+      yield from _leaves(part)
+  else:
+    yield source
+
+
+def use_decode_cache(splits: DataSplits, cache: DecodeCache) -> None:
+  """The train and val splits (read every epoch) keep their decoded images in ``cache``'s
+  budget (``data.decode_cache_mb``); test, read once, does not."""
+  for split in (splits.train, splits.val):
+    for leaf in _leaves(split):
+      if hasattr(leaf, "use_cache") and leaf._decoded is None:
+        leaf.use_cache(cache)
 
 
 def verify_splits(

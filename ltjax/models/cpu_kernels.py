@@ -145,6 +145,94 @@ def _conv_bwd(strides, padding, groups, residuals, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+# ------------------------------------------------------- convolutions on tiny feature maps
+
+#: Output maps at most this many pixels a side go through ``patch_conv`` on CPU: XLA:CPU's
+#: Eigen convolution runs 10-90x slower than the matmul there (ResNet-10's layer3/4 at 32 px
+#: inputs, BENCHMARKS.md "Issue 35"), from 3x3 outputs on it is the faster one.
+SMALL_OUTPUT = 2
+#: ... when the convolution has at least this many multiply-adds (batch x output pixels x
+#: in x out channels x kernel taps): ``patch_conv`` compiles in about 0.5 s where XLA's
+#: convolution takes 0.1 s, which a small one (a test's batch of 16) never wins back.
+SMALL_MIN_MACS = 2**24
+
+
+def _out_size(size: int, k: int, s: int, pad: tuple[int, int]) -> int:
+  return (size + pad[0] + pad[1] - k) // s + 1
+
+
+def patch_conv(x, w, strides: tuple[int, int], padding: Pads):
+  """An ungrouped NHWC/HWIO convolution as one matmul of its im2col patches: the strided
+  views of the padded input that each kernel offset sees, concatenated along channels,
+  times the kernel's rows. Offsets whose every view lies in the padding (the outer ring of
+  a 3x3 kernel on a 1x1 map) contribute zeros and are left out, so a 3x3 convolution of a
+  1x1 map costs one ``C x O`` matmul. Exactly the convolution (same sums, another order)."""
+  kh, kw, cin, cout = w.shape
+  b, h, wd, _ = x.shape
+  (pt, pb), (pl, pr) = padding
+  sh, sw = strides
+  ho, wo = _out_size(h, kh, sh, (pt, pb)), _out_size(wd, kw, sw, (pl, pr))
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+
+  def sees_data(offset: int, stride: int, out: int, pad: int, size: int) -> bool:
+    return any(pad <= offset + stride * r < pad + size for r in range(out))
+
+  views, rows = [], []
+  for i in range(kh):
+    for j in range(kw):
+      if not (sees_data(i, sh, ho, pt, h) and sees_data(j, sw, wo, pl, wd)):
+        continue
+      end = (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, cin)
+      views.append(lax.slice(xp, (0, i, j, 0), end, (1, sh, sw, 1)))
+      rows.append(w[i, j])
+  patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+  kernel = rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=0)
+  y = jnp.matmul(patches.reshape(b * ho * wo, -1), kernel, preferred_element_type=jnp.float32)
+  return y.reshape(b, ho, wo, cout).astype(jnp.result_type(x, w))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _small_conv(x, w, strides: tuple[int, int], padding: Pads):
+  def cpu(x, w):
+    with jax.named_scope(CPU_SCOPE):
+      return patch_conv(x, w, strides, padding)
+
+  def native(x, w):
+    return _xla_conv(x, w, strides, padding, 1)
+
+  return lax.platform_dependent(x, w, cpu=cpu, default=native)
+
+
+def _small_conv_fwd(x, w, strides, padding):
+  return _small_conv(x, w, strides, padding), (x, w)
+
+
+def _small_conv_bwd(strides, padding, residuals, g):
+  x, w = residuals
+
+  def cpu(x, w, g):
+    with jax.named_scope(CPU_SCOPE):
+      return jax.vjp(lambda x, w: patch_conv(x, w, strides, padding), x, w)[1](g)
+
+  def native(x, w, g):
+    return jax.vjp(lambda x, w: _xla_conv(x, w, strides, padding, 1), x, w)[1](g)
+
+  return tuple(lax.platform_dependent(x, w, g, cpu=cpu, default=native))
+
+
+_small_conv.defvjp(_small_conv_fwd, _small_conv_bwd)
+
+
+def _tiny_output(lhs, rhs, strides, pads) -> bool:
+  kh, kw, cin, cout = rhs.shape
+  out = [
+    _out_size(n, k, s, p)
+    for n, k, s, p in zip(lhs.shape[1:3], (kh, kw), strides, pads, strict=True)
+  ]
+  macs = lhs.shape[0] * out[0] * out[1] * cin * cout * kh * kw
+  return kh * kw > 1 and max(out) <= SMALL_OUTPUT and macs >= SMALL_MIN_MACS
+
+
 def conv_general_dilated(
   lhs,
   rhs,
@@ -157,18 +245,28 @@ def conv_general_dilated(
   precision=None,
   **kwargs,
 ):
-  """``lax.conv_general_dilated``, with a matmul filter gradient on CPU for grouped 2-D
-  NHWC/HWIO convs; any other case (no groups, dilation, other layouts, precision) is
-  ``lax``'s."""
-  grouped = (
-    feature_group_count > 1
-    and lhs.ndim == 4
+  """``lax.conv_general_dilated``, with on CPU a matmul filter gradient for grouped 2-D
+  NHWC/HWIO convs and ``patch_conv`` (forward and gradients) for ungrouped ones whose
+  output map is at most ``SMALL_OUTPUT`` pixels a side; any other case (dilation, other
+  layouts, precision) is ``lax``'s."""
+  plain = (
+    lhs.ndim == 4
     and not any(d != 1 for d in (lhs_dilation or ()))
     and not any(d != 1 for d in (rhs_dilation or ()))
     and precision is None
     and not kwargs
     and _is_nhwc(dimension_numbers)
+    and _ENABLED[0]
   )
+  grouped = plain and feature_group_count > 1
+  if plain and feature_group_count == 1:
+    pads = padding
+    if isinstance(padding, str):
+      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    strides = tuple(int(s) for s in window_strides)
+    if _tiny_output(lhs, rhs, strides, pads):
+      return _small_conv(lhs, rhs, strides, pads)
   if not grouped:
     return lax.conv_general_dilated(
       lhs,

@@ -136,10 +136,27 @@ def verify_checksums(directory: str, step: int) -> None:
 
 
 def _check_finite(tree, what: str) -> None:
-  """Raises DamagedCheckpoint naming the first array with a nan or inf."""
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+  """Raises DamagedCheckpoint naming the first array with a nan or inf. One program for the
+  whole tree (array by array, each shape compiled its own two programs: 1.5 s for a
+  ResNet-10 on a CPU, every restore)."""
+  leaves = [
+    (path, leaf)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    if jnp.issubdtype(leaf.dtype, jnp.floating)
+  ]
+  if not leaves:
+    return
+  finite = _all_finite([leaf for _, leaf in leaves])
+  for (path, _), ok in zip(leaves, jax.device_get(finite), strict=True):
+    if not ok:
       raise DamagedCheckpoint(f"{what} {param_path(path)} holds nan or inf values")
+
+
+@jax.jit
+def _all_finite(arrays):
+  """For each array, whether every value is finite (a replicated boolean per array, so that
+  arrays sharded over several processes are checked too)."""
+  return jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays])
 
 
 def _manager(directory: str, read_only: bool = False) -> ocp.CheckpointManager:

@@ -20,10 +20,13 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-# jaxlib 0.10's default YNN fusion types minus LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
+# jaxlib 0.10's default YNN fusion types minus LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,
+# plus LIBRARY_FUSION_TYPE_ELTWISE: elementwise chains as YNNPACK fusions, which XLA does not
+# duplicate into the transposes feeding its filter-gradient convolutions (it did, through a
+# ResNet's residual adds: a CIFAR ResNet-32 step was 1.5x slower; BENCHMARKS.md, issue 35).
 CPU_OPTIONS = {
   "xla_cpu_experimental_ynn_fusion_type": (
-    "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+    "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_ELTWISE"
   ),
 }
 

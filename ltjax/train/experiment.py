@@ -328,7 +328,7 @@ def _build(
     model,
     steps_per_epoch,
     total_steps,
-    schedule_fn(config.optim.lr),
+    jax.jit(schedule_fn(config.optim.lr)),  # Logged per row: one program, not one per op.
     tx,
     state_sharding,
     train_step,

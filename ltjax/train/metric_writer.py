@@ -44,6 +44,24 @@ def _truncate_rows(path: str, last_step: int | None) -> None:
     log.info("metrics.jsonl: dropped %d row(s) after step %d", len(lines) - len(keep), last_step)
 
 
+def _summary_writer_class():
+  """tensorboardX's ``SummaryWriter``, imported without PyTorch: tensorboardX's writer
+  imports torch, when installed, only to accept torch tensors (ltjax writes floats), which
+  cost a second of start-up per run. Torch imports normally afterwards."""
+  import sys
+
+  if "torch" in sys.modules or "tensorboardX.writer" in sys.modules:
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter
+  sys.modules["torch"] = None  # An import of torch now raises ImportError, as if absent.
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
+
+
 class MetricWriter:
   """metrics.jsonl and TensorBoard scalars, written by process 0 only.
 
@@ -68,8 +86,7 @@ class MetricWriter:
         log.info("%s: removed the event files of an attempt that saved no checkpoint", tensorboard)
       self._file = open(path, "a")
       try:
-        from tensorboardX import SummaryWriter
-
+        SummaryWriter = _summary_writer_class()
         self._tb = SummaryWriter(tensorboard, purge_step=resume_step + 1 if resume_step else None)
       except ImportError:  # pragma: no cover - tensorboardX is a dependency.
         log.warning("tensorboardX missing: no TensorBoard scalars.")
@@ -77,7 +94,8 @@ class MetricWriter:
   def write(self, step: int, split: str, scalars: dict) -> None:
     if not self.enabled:
       return
-    row = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
+    row = {"step": int(step), "split": split, "time": round(time.time(), 3)}
+    row |= {k: float(v) for k, v in scalars.items()}
     try:
       self._file.write(json.dumps(row) + "\n")
       self._file.flush()

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 from jax import lax
 
-from ltjax.models.cpu_kernels import conv_general_dilated, matmul_filter_grad, max_pool
+from ltjax.models import cpu_kernels
+from ltjax.models.cpu_kernels import conv_general_dilated, matmul_filter_grad, max_pool, patch_conv
 
 DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.fixture(autouse=True)
+def _every_tiny_map_conv_through_patch_conv(monkeypatch):
+  """The tests' convolutions are small: without this the size rule keeps them on lax's."""
+  monkeypatch.setattr(cpu_kernels, "SMALL_MIN_MACS", 0)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +38,13 @@ DN = ("NHWC", "HWIO", "NHWC")
     (8, 10, 5, 2, 3, 5, ((0, 0), (1, 1))),  # grouped, stride 3, even kernel, depthwise-like
     (6, 1, 3, 3, 1, 1, ((1, 1), (1, 1))),  # one input channel
     (8, 5, 4, 2, 3, 1, ((0, 0), (1, 1))),  # stride 3, even kernel
+    # Output maps of at most 2 pixels a side: the im2col matmul (patch_conv) on CPU.
+    (1, 8, 6, 3, 1, 1, ((1, 1), (1, 1))),  # ResNet layer4 at 32 px: 1x1 map, 3x3 kernel
+    (2, 8, 6, 3, 1, 1, ((1, 1), (1, 1))),  # layer3 at 32 px: 2x2 map
+    (4, 8, 6, 3, 2, 1, ((1, 1), (1, 1))),  # 4x4 -> 2x2, stride 2
+    (2, 8, 6, 3, 2, 1, ((1, 1), (1, 1))),  # 2x2 -> 1x1, stride 2
+    (3, 4, 5, 3, 2, 1, "SAME"),
+    (2, 3, 4, 2, 1, 1, ((0, 1), (1, 0))),  # even kernel, asymmetric padding
   ],
 )
 def test_values_and_gradients_match_lax(size, cin, cout, kernel, stride, groups, padding):
@@ -73,11 +87,37 @@ def test_ungrouped_conv_is_lax_itself():
   assert jaxpr(conv_general_dilated) == jaxpr(lax.conv_general_dilated)
 
 
-def test_bfloat16_gradient_keeps_the_kernel_dtype():
-  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 4), jnp.bfloat16)
+def test_convolutions_on_tiny_maps_are_one_matmul_of_the_taps_that_see_data():
+  """Output maps <= 2x2 (ResNet layer3/4 at 32 px) go through patch_conv on CPU: a 3x3
+  conv of a 1x1 map is one C x O matmul (the 8 outer taps only see padding); 3x3 outputs
+  and 1x1 kernels stay lax's (where XLA's convolution is the faster)."""
+  w = jax.random.normal(jax.random.key(2), (3, 3, 8, 6))
+  conv = lambda x, s=1: conv_general_dilated(x, w, (s, s), ((1, 1), (1, 1)), dimension_numbers=DN)
+
+  def lowered(x, s=1):  # For this CPU: the other platforms' branches are not lowered.
+    return jax.jit(lambda x: jax.vjp(lambda x: conv(x, s), x)[1](conv(x, s))).lower(x).as_text()
+
+  one = jax.random.normal(jax.random.key(1), (4, 1, 1, 8))
+  np.testing.assert_allclose(conv(one)[:, 0, 0], one[:, 0, 0] @ w[1, 1], rtol=1e-5, atol=1e-5)
+  text = str(jax.make_jaxpr(lambda x: patch_conv(x, w, (1, 1), ((1, 1), (1, 1))))(one))
+  assert text.count("dot_general") == 1 and "concatenate" not in text  # The centre tap.
+  assert cpu_kernels.CPU_SCOPE in str(jax.jit(conv).lower(one).as_text(debug_info=True))
+  for size, stride, tiny in ((2, 1, True), (4, 2, True), (3, 1, False), (6, 2, False)):
+    x = jnp.ones((2, size, size, 8))
+    assert ("convolution" not in lowered(x, stride)) == tiny, (size, stride)
+  with cpu_kernels.native_gradients():  # What a GPU or TPU estimate compiles: lax's.
+    assert "convolution" in lowered(jnp.ones((2, 2, 2, 8)))
+  cpu_kernels.SMALL_MIN_MACS = 2 * 2 * 2 * 8 * 6 * 9 + 1  # One more than this conv's.
+  assert "convolution" in lowered(jnp.ones((2, 2, 2, 8)))  # Too small to pay its compile.
+
+
+@pytest.mark.parametrize("size", [6, 2])  # lax's conv, and patch_conv on a 2x2 map.
+def test_bfloat16_gradient_keeps_the_kernel_dtype(size):
+  x = jax.random.normal(jax.random.key(1), (2, size, size, 4), jnp.bfloat16)
   w = jax.random.normal(jax.random.key(2), (3, 3, 4, 4), jnp.bfloat16)
-  f = lambda w: conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN).sum()
-  assert jax.grad(f)(w).dtype == jnp.bfloat16
+  f = lambda w: conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN)
+  assert f(w).dtype == jnp.bfloat16
+  assert jax.grad(lambda w: f(w).astype(jnp.float32).sum())(w).dtype == jnp.bfloat16
 
 
 @pytest.mark.parametrize("cin, groups", [(3, 1), (16, 1), (8, 2)])

@@ -57,8 +57,9 @@ def test_train_eval_and_feature_steps_compile_with_them(tmp_path, monkeypatch):
   monkeypatch.setattr(jax, "jit", spy)
   exp, state = experiment.setup(tiny_config(workdir=str(tmp_path)), tiny_splits())
   monkeypatch.undo()
-  # The train, eval and feature steps, and the state initialiser (no options needed).
-  assert options == [compile_options.CPU_OPTIONS] * 3 + [None]
+  # The train, eval and feature steps; the learning-rate schedule and the state initialiser
+  # (no convolutions: no options needed).
+  assert options == [compile_options.CPU_OPTIONS] * 3 + [None, None]
   stream = experiment.make_stream(exp)
   batch = sharding.to_global(stream(0), sharding.batch_sharding(exp.mesh))
   state, metrics = exp.train_step(state, batch)

@@ -437,3 +437,25 @@ def test_a_full_disk_under_the_metrics_is_one_line_naming_the_step(tmp_path):
     "could not write the metrics of step 40 to /dev/full: no space left on device. The "
     "checkpoints saved before it are intact;"
   )
+
+
+def test_a_restored_array_with_a_nan_is_named_whatever_its_sharding():
+  """The finiteness check of every restore (one program for the whole tree) names the first
+  array holding a nan or inf, including arrays sharded over all devices; integer arrays are
+  not checked."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  sharded = jax.device_put(
+    np.ones((len(jax.devices()) * 2, 3), np.float32),
+    jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
+  )
+  tree = {"backbone": {"conv": {"kernel": sharded}}, "step": np.int32(3)}
+  ckpt_lib._check_finite(tree, "array")  # Finite: nothing said.
+  bad = sharded.at[-1, 2].set(np.inf)  # On the last device.
+  tree["head"] = {"fc": {"bias": np.zeros(2, np.float32)}}
+  tree["backbone"]["conv"]["kernel"] = bad
+  with pytest.raises(ckpt_lib.DamagedCheckpoint, match="array backbone/conv/kernel holds nan"):
+    ckpt_lib._check_finite(tree, "array")
+  tree["backbone"]["conv"]["kernel"] = sharded
+  tree["head"]["fc"]["bias"] = np.array([0.0, np.nan], np.float32)
+  with pytest.raises(ckpt_lib.DamagedCheckpoint, match="head/fc/bias"):
+    ckpt_lib._check_finite(tree, "array")

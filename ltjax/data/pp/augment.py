@@ -44,16 +44,32 @@ def augment_batch(
     jitter: their ColorJitter strength (brightness = contrast = saturation; 0 = none).
   """
   if kind == "none":
-    return images
+    return as_batch(images, kind)
   if kind == "crop_flip":
     return image_ops.random_crop_flip(
-      images, record_uniforms(seed, positions, 3), pad=pad, flip=flip
+      as_batch(images, kind), record_uniforms(seed, positions, 3), pad=pad, flip=flip
     )
   if kind == "imagenet":
     return image_ops.imagenet_train_batch(list(images), positions, seed, size=size, jitter=jitter)
   if kind == "imagenet_device":
     return device_ops.prepare_batch(list(images), positions, seed, size=size, jitter=jitter)
   raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}.")
+
+
+def as_batch(images, kind: str) -> np.ndarray:
+  """``images`` as one ``(B, H, W, C)`` array: sources of files (image folders, lists,
+  packed shards) give a list, which the transforms that keep the stored size take when its
+  images share one size; otherwise a ValueError naming the transforms that resize."""
+  if isinstance(images, np.ndarray):
+    return images
+  shapes = {np.shape(x) for x in images}
+  if len(shapes) > 1:
+    raise ValueError(
+      f"'{kind}' keeps the images' stored size, but they differ in size ({sorted(shapes)[:3]}"
+      f"{', ...' if len(shapes) > 3 else ''}): use --config.data.augment=imagenet (random "
+      "resized crops to data.crop_size) and --config.data.eval_transform=resize_center_crop."
+    )
+  return np.stack(images)
 
 
 def eval_transform(images, *, kind: str, size: int = 224) -> np.ndarray:
@@ -63,7 +79,7 @@ def eval_transform(images, *, kind: str, size: int = 224) -> np.ndarray:
   centre-crop size x size (the references' 256 -> 224).
   """
   if kind == "none":
-    return images
+    return as_batch(images, kind)
   if kind == "resize_center_crop":
     return image_ops.imagenet_eval_batch(list(images), resize=round(size * 256 / 224), crop=size)
   raise ValueError(f"unknown eval transform {kind!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")

@@ -186,7 +186,62 @@ class Concat:
     return where(i) if where is not None else f"record {i}"
 
 
-class DecodedRecords:
+class DecodeCache:
+  """Decoded images kept in memory, shared by the sources of one dataset up to a byte budget
+  (``data.decode_cache_mb``): a record decoded once is served from memory afterwards, the
+  same pixels (decoding is deterministic; augmentation comes after). Images are kept first
+  come, first kept, until the budget is spent; the rest are decoded each time. A dataset of
+  small images fits whole (2,238 28-px PNGs: 5 MB), so each epoch after the first decodes
+  nothing (BENCHMARKS.md, "Issue 35")."""
+
+  def __init__(self, budget_bytes: int):
+    self.budget = int(budget_bytes)
+    self.used = 0
+    self._lock = threading.Lock()
+
+  def take(self, nbytes: int) -> bool:
+    """Whether ``nbytes`` more fit (and are then counted)."""
+    with self._lock:
+      if self.used + nbytes > self.budget:
+        return False
+      self.used += nbytes
+      return True
+
+  def __getstate__(self) -> dict:
+    state = self.__dict__.copy()
+    del state["_lock"]
+    return state
+
+  def __setstate__(self, state: dict) -> None:
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
+
+
+class CachedDecodes:
+  """What a source of encoded images does with a ``DecodeCache``: ``cached(index)`` and
+  ``keep(index, image)``. Without one (``use_cache(None)``, the default) nothing is kept."""
+
+  _decode_cache: DecodeCache | None = None
+  _decoded: dict | None = None
+
+  def use_cache(self, cache: DecodeCache | None) -> None:
+    """Keeps this source's decoded images in ``cache``'s budget (None: none)."""
+    self._decode_cache = cache
+    self._decoded = {} if cache is not None else None
+
+  def cached(self, index: int):
+    return None if self._decoded is None else self._decoded.get(index)
+
+  def keep(self, index: int, image) -> None:
+    """Keeps ``image`` if the budget allows, read-only: an augmentation that wrote into its
+    input would raise instead of changing the pixels of every later epoch."""
+    if self._decoded is not None and self._decode_cache.take(np.asarray(image).nbytes):
+      if isinstance(image, np.ndarray):
+        image.flags.writeable = False
+      self._decoded[index] = image
+
+
+class DecodedRecords(CachedDecodes):
   """What `SplitListSource` and `PackedSource` share: records decoded one by one, the
   ``skip_corrupt`` replacement of unreadable ones, index checks and pickling.
 
@@ -292,14 +347,20 @@ class DecodedRecords:
 
   def _load(self, index: int, read=None) -> np.ndarray:
     """Record ``index`` decoded by ``read()`` (default ``self._read(index)``), or with
-    ``skip_corrupt`` its replacement when unreadable."""
+    ``skip_corrupt`` its replacement when unreadable; from the decode cache when it holds
+    it (``use_cache``)."""
+    image = self.cached(index)
+    if image is not None:
+      return image
     if self.skip_corrupt and index in self.bad_records:
       return self._replace(index, ValueError(f"{self._describe(index)} is unreadable"))
     try:
-      return read() if read is not None else self._read(index)
+      image = read() if read is not None else self._read(index)
     except ValueError as e:
       if not self.skip_corrupt:
         raise
       with self._lock:
         self.bad_records.add(index)
-      return self._replace(index, e)
+      image = self._replace(index, e)
+    self.keep(index, image)
+    return image

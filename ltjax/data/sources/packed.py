@@ -326,13 +326,15 @@ class PackedSource(DecodedRecords):
       (images, labels): a list of B (H_i, W_i, 3) uint8 arrays, and (B,) int32 labels.
     """
     indices = self._check_indices(indices)
-    keys = [int(i) for i in indices]
+    keys = [int(i) for i in indices if self.cached(int(i)) is None]  # Decoded: not read.
     try:
-      records = self._records.__getitems__(keys) if keys else []
+      records = dict(zip(keys, self._records.__getitems__(keys), strict=True)) if keys else {}
     except Exception:  # A damaged chunk somewhere in the batch: read record by record.
-      records = [None] * len(keys)
-    images = [
-      self._load(i, lambda i=i, r=r: self._decode(i, r if r is not None else self._fetch(i)))
-      for i, r in zip(keys, records, strict=True)
-    ]
+      records = {}
+
+    def read(i: int) -> np.ndarray:
+      record = records.get(i)
+      return self._decode(i, record if record is not None else self._fetch(i))
+
+    images = [self._load(i, lambda i=i: read(i)) for i in (int(i) for i in indices)]
     return images, self.labels[indices]

@@ -51,7 +51,7 @@ from absl import logging
 from PIL import Image
 
 from ltjax import files
-from ltjax.data.sources.base import check_labels
+from ltjax.data.sources.base import CachedDecodes, check_labels
 from ltjax.stop import STOP
 
 _CHUNK = 1024  # Records per batched read when scanning labels.
@@ -103,7 +103,7 @@ def _open_error(name: str, split: str, data_dir: str | None, err: Exception) -> 
   )
 
 
-class TfdsSource:
+class TfdsSource(CachedDecodes):
   """A prepared TFDS split as a random-access ``Source`` (ArrayRecord, no TensorFlow).
 
   Args:
@@ -463,15 +463,23 @@ class TfdsSource:
         f"{self.split!r} with {n} records."
       )
     keys = [int(i) for i in indices]
-    records = self._records(self._ds, keys)
-    images = [self._to_image(r[self.image_key]) for r in records]
-    labels = np.asarray([int(r[self.label_key]) for r in records], dtype=np.int32)
-    if not np.array_equal(labels, self.labels[indices]):
-      raise ValueError(
-        f"decoded labels of {self.name} {self.split!r} disagree with the "
-        f"cached labels (cache: {self.cache_path or 'in memory'}). Delete the "
-        "ltjax_labels-*.npy files in the dataset directory and retry."
-      )
+    missing = [k for k in keys if self.cached(k) is None]  # Decoded before: not read.
+    records = dict(zip(missing, self._records(self._ds, missing), strict=True))
+    for k, r in records.items():
+      if int(r[self.label_key]) != self.labels[k]:
+        raise ValueError(
+          f"decoded labels of {self.name} {self.split!r} disagree with the "
+          f"cached labels (cache: {self.cache_path or 'in memory'}). Delete the "
+          "ltjax_labels-*.npy files in the dataset directory and retry."
+        )
+    images = []
+    for k in keys:
+      image = self.cached(k)
+      if image is None:
+        image = self._to_image(records[k][self.image_key])
+        self.keep(k, image)
+      images.append(image)
+    labels = self.labels[indices].astype(np.int32)
     if not images:
       s = self.image_size
       h, w, c = (s, s, self._image_shape[-1]) if s else self._image_shape

@@ -262,9 +262,7 @@ class TfdsListSource(DecodedRecords):
       (images, labels): a list of B (H_i, W_i, 3) uint8 arrays, and (B,) int32 labels.
     """
     indices = self._check_indices(indices)
-    records = self._fetch(indices)
-    images = [
-      self._load(int(i), lambda i=int(i), r=r: self._decode(i, r))
-      for i, r in zip(indices, records, strict=True)
-    ]
+    missing = np.asarray([i for i in indices if self.cached(int(i)) is None], np.int64)
+    records = dict(zip(missing.tolist(), self._fetch(missing) if missing.size else [], strict=True))
+    images = [self._load(int(i), lambda i=int(i): self._decode(i, records[i])) for i in indices]
     return images, self.labels[indices]
