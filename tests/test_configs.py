@@ -329,3 +329,14 @@ def test_docstring_commands_paste_into_a_shell(path):
       elif word.startswith("--config."):
         key = word[len("--config.") :].split("=", 1)[0]
         assert field(config, key) is not None or key.endswith("head_lr"), (command, key)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_docstring_says_which_model_the_config_tests(path):
+  """A docstring that says the final model is tested belongs to a config that tests it: the
+  reference configs select on validation (eval.select=best_val) as the references do."""
+  with open(os.path.join(REPO, path)) as f:
+    doc = " ".join(ast.get_docstring(ast.parse(f.read())).split())
+  select = load_config(config_file(path)).eval.select
+  if "final model is tested" in doc:
+    assert select == "final", f"{path}: its docstring says the final model is tested"

@@ -3,7 +3,7 @@
 ``train_and_evaluate(config, workdir)`` is all the command line calls; tests call it (or
 ``train`` on an experiment of ``ltjax.train.experiment.setup``) directly with tiny in-memory
 data. What the loop runs is assembled in ``ltjax.train.experiment``; signals are
-``ltjax.train.stop``'s; the work directory's lock and resume check ``ltjax.train.workdir``'s.
+``ltjax.stop``'s; the work directory's lock and resume check ``ltjax.train.workdir``'s.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ class Stage:
 
   def start(self, exp, state):
     """The state a fresh run starts from (not called on resume): the pretrained backbone
-    (``model.pretrained``), then the subtrees ``loads`` names, copied from
+    (``model.pretrained``), then the subtrees ``subtrees_to_load`` names, copied from
     ``config.init_from``."""
     if exp.config.model.pretrained:
       state = load_pretrained(exp, state)

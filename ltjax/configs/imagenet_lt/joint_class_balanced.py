@@ -13,10 +13,9 @@ in a row, then shuffled within each batch), not i.i.d. class draws: so does this
 Numbers (Kang et al., ICLR 2020, ImageNet-LT, ResNeXt-50, as the classifier-balancing README
 lists them), many / medium / few / all: class-balanced 61.8 / 40.1 / 15.5 / 45.1.
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

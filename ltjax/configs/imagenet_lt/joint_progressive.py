@@ -14,10 +14,9 @@ cycles through the class's images.
 Numbers (Kang et al., ICLR 2020, ImageNet-LT, ResNeXt-50, as the classifier-balancing README
 lists them), many / medium / few / all: progressively-balanced 61.9 / 43.2 / 19.4 / 47.2.
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

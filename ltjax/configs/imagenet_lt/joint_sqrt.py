@@ -10,10 +10,9 @@ from scratch.
 Numbers (Kang et al., ICLR 2020, ImageNet-LT, ResNeXt-50, as the classifier-balancing README
 lists them), many / medium / few / all: square-root 64.3 / 41.2 / 17.0 / 46.8.
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

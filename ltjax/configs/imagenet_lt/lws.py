@@ -15,10 +15,9 @@ lists them), many / medium / few / all: LWS 60.2 / 47.2 / 30.3 / 49.9 (post hoc 
 model: NCM 56.6 / 45.3 / 28.1 / 47.3 and tau-norm 59.1 / 46.9 / 30.7 / 49.4, `ltjax evaluate
 --posthoc`).
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

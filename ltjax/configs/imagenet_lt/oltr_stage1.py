@@ -9,11 +9,10 @@ stage 2 starts its fc_add fresh), from scratch.
 
 Stage 2's numbers are in oltr_stage2.py.
 Deviations (README, "Reference experiments"): an epoch is exactly N samples (the reference
-drops each epoch's last partial batch); the final model is tested (the reference tests the
-epoch of best val accuracy); the attention's output conv starts at zero, as the paper's non-
-local block (the reference's ResNet initialisation loop overwrites it with N(0, 2/n));
-BatchNorm statistics and the centroid update span the global batch, so stage 2 runs on any
-number of devices (the reference supports one GPU).
+drops each epoch's last partial batch); the attention's output conv starts at zero, as the
+paper's non-local block (the reference's ResNet initialisation loop overwrites it with N(0,
+2/n)); BatchNorm statistics and the centroid update span the global batch, so stage 2 runs on
+any number of devices (the reference supports one GPU).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

@@ -13,11 +13,10 @@ Numbers: Liu et al., CVPR 2019, ImageNet-LT, closed-set overall 35.6 (many 43.2,
 35.1, few 18.5), open-set F-measure 0.474; the reference README's reproduced open-set run
 (03/05/2020): many 44.2, medium 35.2, few 17.5, F-measure 44.6.
 Deviations (README, "Reference experiments"): an epoch is exactly N samples (the reference
-drops each epoch's last partial batch); the final model is tested (the reference tests the
-epoch of best val accuracy); the attention's output conv starts at zero, as the paper's non-
-local block (the reference's ResNet initialisation loop overwrites it with N(0, 2/n));
-BatchNorm statistics and the centroid update span the global batch, so stage 2 runs on any
-number of devices (the reference supports one GPU).
+drops each epoch's last partial batch); the attention's output conv starts at zero, as the
+paper's non-local block (the reference's ResNet initialisation loop overwrites it with N(0,
+2/n)); BatchNorm statistics and the centroid update span the global batch, so stage 2 runs on
+any number of devices (the reference supports one GPU).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

@@ -11,10 +11,9 @@ the val list.
 Paper (Kang et al., ICLR 2020, Table 3, iNaturalist 2018, ResNet-50, 90 epochs): joint all
 61.7; NCM 58.2 and tau-norm 65.6 post hoc (`ltjax evaluate --posthoc`).
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

@@ -12,10 +12,9 @@ at the start of every epoch; BatchNorm of the fixed backbone in train mode as th
 Paper (Kang et al., ICLR 2020, Table 4, Places-LT, ResNet-152), many / medium / few / all:
 cRT 42.0 / 37.6 / 24.9 / 36.7.
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

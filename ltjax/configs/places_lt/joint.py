@@ -22,10 +22,9 @@ Without the file, training stops at once with an error naming this field.
 Paper (Kang et al., ICLR 2020, Table 4, Places-LT, ResNet-152): joint all 27.2 (many 45.9,
 medium 22.4, few 0.36); NCM 36.4 and tau-norm 37.9 post hoc (`ltjax evaluate --posthoc`).
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

@@ -12,10 +12,9 @@ mode as the reference (update_frozen_bn).
 Paper (Kang et al., ICLR 2020, Table 4, Places-LT, ResNet-152), many / medium / few / all:
 LWS 40.6 / 39.1 / 28.6 / 37.6.
 Deviations, all ltjax-wide (README, "Reference experiments"): an epoch is exactly N samples
-(the reference drops each epoch's last partial batch); the final model is tested (the
-reference tests the epoch of best val accuracy); BatchNorm statistics span the global batch
-(the reference's DataParallel computes them per GPU, which depends on the GPU count and is
-not reproduced).
+(the reference drops each epoch's last partial batch); BatchNorm statistics span the global
+batch (the reference's DataParallel computes them per GPU, which depends on the GPU count and
+is not reproduced).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 

@@ -14,11 +14,10 @@ Numbers: Liu et al., CVPR 2019, Places-LT: closed-set overall 35.9 (many 44.7, m
 few 25.3), open-set F-measure 0.464; the reference README's reproduced open-set run
 (03/05/2020): many 43.7, medium 40.2, few 28.0, F-measure 50.0.
 Deviations (README, "Reference experiments"): an epoch is exactly N samples (the reference
-drops each epoch's last partial batch); the final model is tested (the reference tests the
-epoch of best val accuracy); the attention's output conv starts at zero, as the paper's non-
-local block (the reference's ResNet initialisation loop overwrites it with N(0, 2/n));
-BatchNorm statistics and the centroid update span the global batch, so stage 2 runs on any
-number of devices (the reference supports one GPU).
+drops each epoch's last partial batch); the attention's output conv starts at zero, as the
+paper's non-local block (the reference's ResNet initialisation loop overwrites it with N(0,
+2/n)); BatchNorm statistics and the centroid update span the global batch, so stage 2 runs on
+any number of devices (the reference supports one GPU).
 Not yet run by the team (no copy of the data or accelerator on the development machine).
 """
 
