@@ -60,64 +60,77 @@ def class_counts(total: int, classes: int = 10, ratio: float = 28.0) -> list[int
   return counts.tolist()
 
 
-def make_dataset(root: str, total: int, size: int, seed: int = 0) -> dict[str, int]:
-  """Writes the PNG tree and train/val/test lists under ``root``; returns the split sizes."""
-  from PIL import Image
-  from sklearn.datasets import load_digits
-
-  digits = load_digits()
-  rng = np.random.default_rng(seed)
-  by_class = [np.flatnonzero(digits.target == k) for k in range(10)]
-  wanted = {"train": class_counts(total), "val": [20] * 10, "test": [50] * 10}
+def write_lists(root: str, wanted: dict[str, list[int]], image, ext: str) -> dict[str, int]:
+  """Writes ``wanted[split][k]`` files ``split/k/NNNNN.ext`` (``image(k)`` gives each one's
+  bytes) and a ``split.txt`` list of ``path label`` lines; returns the split sizes."""
   sizes = {}
   for split, counts in wanted.items():
     lines = []
     for k, n in enumerate(counts):
       os.makedirs(os.path.join(root, split, str(k)), exist_ok=True)
       for i in range(n):
-        digit = digits.images[rng.choice(by_class[k])] * (255 / 16)
-        big = np.asarray(
-          Image.fromarray(digit.astype(np.uint8)).resize((size - 6, size - 6), Image.BILINEAR)
-        )
-        canvas = np.zeros((size, size), np.float32)
-        dy, dx = rng.integers(0, 7, 2)
-        canvas[dy : dy + size - 6, dx : dx + size - 6] = big
-        canvas = np.clip(canvas + rng.normal(0, 12, canvas.shape), 0, 255).astype(np.uint8)
-        path = os.path.join(split, str(k), f"{i:05d}.png")
-        Image.fromarray(canvas, "L").save(os.path.join(root, path))
+        path = os.path.join(split, str(k), f"{i:05d}.{ext}")
+        with open(os.path.join(root, path), "wb") as f:
+          f.write(image(k))
         lines.append(f"{path} {k}\n")
     with open(os.path.join(root, f"{split}.txt"), "w") as f:
       f.writelines(lines)
     sizes[split] = len(lines)
   return sizes
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+  import io
+
+  from PIL import Image
+
+  out = io.BytesIO()
+  Image.fromarray(array, mode).save(out, format="PNG")
+  return out.getvalue()
+
+
+def _digits():
+  from sklearn.datasets import load_digits
+
+  digits = load_digits()
+  return digits.images, [np.flatnonzero(digits.target == k) for k in range(10)]
+
+
+def make_dataset(root: str, total: int, size: int, seed: int = 0) -> dict[str, int]:
+  """The PNG tree: digits upscaled to ``size - 6``, shifted on a ``size`` canvas, noised."""
+  from PIL import Image
+
+  images, by_class = _digits()
+  rng = np.random.default_rng(seed)
+
+  def image(k):
+    digit = Image.fromarray((images[rng.choice(by_class[k])] * (255 / 16)).astype(np.uint8))
+    big = np.asarray(digit.resize((size - 6, size - 6), Image.BILINEAR))
+    canvas = np.zeros((size, size), np.float32)
+    dy, dx = rng.integers(0, 7, 2)
+    canvas[dy : dy + size - 6, dx : dx + size - 6] = big
+    return _png(np.clip(canvas + rng.normal(0, 12, canvas.shape), 0, 255).astype(np.uint8), "L")
+
+  wanted = {"train": class_counts(total), "val": [20] * 10, "test": [50] * 10}
+  return write_lists(root, wanted, image, "png")
 
 
 def make_cifar(root: str, total: int = 5000, seed: int = 0) -> dict[str, int]:
   """``total`` 32-px colour PNGs (digits upscaled, coloured per class, noised) as lists."""
   from PIL import Image
-  from sklearn.datasets import load_digits
 
-  digits = load_digits()
+  images, by_class = _digits()
   rng = np.random.default_rng(seed)
-  by_class = [np.flatnonzero(digits.target == k) for k in range(10)]
   colours = rng.uniform(0.3, 1.0, (10, 3))
+
+  def image(k):
+    digit = Image.fromarray((images[rng.choice(by_class[k])] * 15).astype(np.uint8))
+    grey = np.asarray(digit.resize((32, 32), Image.BILINEAR), np.float32)
+    pixels = grey[..., None] * colours[k] + rng.normal(0, 10, (32, 32, 3))
+    return _png(np.clip(pixels, 0, 255).astype(np.uint8))
+
   wanted = {"train": class_counts(total), "val": [20] * 10, "test": [50] * 10}
-  sizes = {}
-  for split, counts in wanted.items():
-    lines = []
-    for k, n in enumerate(counts):
-      os.makedirs(os.path.join(root, split, str(k)), exist_ok=True)
-      for i in range(n):
-        digit = Image.fromarray((digits.images[rng.choice(by_class[k])] * 15).astype(np.uint8))
-        grey = np.asarray(digit.resize((32, 32), Image.BILINEAR), np.float32)
-        image = grey[..., None] * colours[k] + rng.normal(0, 10, (32, 32, 3))
-        path = os.path.join(split, str(k), f"{i:05d}.png")
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(os.path.join(root, path))
-        lines.append(f"{path} {k}\n")
-    with open(os.path.join(root, f"{split}.txt"), "w") as f:
-      f.writelines(lines)
-    sizes[split] = len(lines)
-  return sizes
+  return write_lists(root, wanted, image, "png")
 
 
 def make_jpegs(root: str, total: int = 512, seed: int = 0) -> dict[str, int]:
@@ -126,20 +139,7 @@ def make_jpegs(root: str, total: int = 512, seed: int = 0) -> dict[str, int]:
 
   rng = np.random.default_rng(seed)
   wanted = {"train": class_counts(total, ratio=10.0), "val": [4] * 10, "test": [10] * 10}
-  sizes = {}
-  for split, counts in wanted.items():
-    lines = []
-    for k, n in enumerate(counts):
-      os.makedirs(os.path.join(root, split, str(k)), exist_ok=True)
-      for i in range(n):
-        path = os.path.join(split, str(k), f"{i:05d}.jpg")
-        with open(os.path.join(root, path), "wb") as f:
-          f.write(encode(synthetic_image(rng)))
-        lines.append(f"{path} {k}\n")
-    with open(os.path.join(root, f"{split}.txt"), "w") as f:
-      f.writelines(lines)
-    sizes[split] = len(lines)
-  return sizes
+  return write_lists(root, wanted, lambda k: encode(synthetic_image(rng)), "jpg")
 
 
 _LISTS = [

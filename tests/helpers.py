@@ -232,3 +232,15 @@ def write_state_dict(config, splits, path, seed=0):
       out[key] = torch.from_numpy(np.ascontiguousarray(value * noise, np.float32))
   torch.save(out, path)
   return path
+
+
+def own_data_config(root, data=None, **dataset):
+  """The custom/ configs' base on the own-data tree at ``root``: ``dataset`` fields as
+  keywords, ``data`` fields as a dict."""
+  from ltjax import config as config_lib
+
+  c = config_lib.custom_data(config_lib.base_config())
+  c.dataset.root = str(root)
+  c.dataset.update(dataset)
+  c.data.update(data or {})
+  return c

@@ -10,23 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import own_data_config
 
-from ltjax import config as config_lib
-from ltjax.data import datasets, example, pipeline
-
-
-@pytest.fixture(scope="module")
-def mine(tmp_path_factory):
-  root = tmp_path_factory.mktemp("mine")
-  example.write_example_dataset(str(root))
-  return root
-
-
-def folder_config(root, **data):
-  c = config_lib.custom_data(config_lib.base_config())
-  c.dataset.root = str(root)
-  c.data.update(data)
-  return c
+from ltjax.data import datasets, pipeline
 
 
 def test_train_and_val_are_decoded_once_then_served_from_memory(mine, tmp_path):
@@ -34,7 +20,7 @@ def test_train_and_val_are_decoded_once_then_served_from_memory(mine, tmp_path):
   (the cache is the only place they can come from); test, read once, keeps nothing."""
   root = tmp_path / "mine"
   shutil.copytree(mine, root)
-  c = folder_config(root)
+  c = own_data_config(root)
   splits = datasets.build_splits(c.dataset, 0, c.data)
   n = len(splits.train)
   first, _ = splits.train.get_batch(np.arange(n))
@@ -51,7 +37,7 @@ def test_train_and_val_are_decoded_once_then_served_from_memory(mine, tmp_path):
   # Without the cache the same read fails on the missing files: they are read each time.
   other = tmp_path / "other"
   shutil.copytree(mine, other)
-  c = folder_config(other, decode_cache_mb=0)
+  c = own_data_config(other, data=dict(decode_cache_mb=0))
   uncached = datasets.build_splits(c.dataset, 0, c.data)
   uncached.train.get_batch(np.arange(n))
   shutil.rmtree(other / "train")
@@ -60,7 +46,7 @@ def test_train_and_val_are_decoded_once_then_served_from_memory(mine, tmp_path):
 
 
 def test_the_cache_keeps_no_more_than_its_budget(mine):
-  c = folder_config(mine, decode_cache_mb=1)
+  c = own_data_config(mine, data=dict(decode_cache_mb=1))
   splits = datasets.build_splits(c.dataset, 0, c.data)
   cache = splits.train._decode_cache
   cache.budget = 10 * 32 * 32 * 3  # Ten 32x32 RGB images.
@@ -76,7 +62,7 @@ def test_same_size_images_of_a_folder_train_with_the_array_augmentation(mine, tm
   from ltjax.data import samplers
   from ltjax.data.pp import augment
 
-  c = folder_config(mine, augment="crop_flip", eval_transform="none")
+  c = own_data_config(mine, data=dict(augment="crop_flip", eval_transform="none"))
   splits = datasets.build_splits(c.dataset, 0, c.data)
   stream = pipeline.TrainStream(
     splits.train, sampler=samplers.from_config(c), seed=0, global_batch=8, augment="crop_flip"

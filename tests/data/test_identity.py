@@ -7,28 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import own_data_config as folder_config
 
-from ltjax import config as config_lib
-from ltjax.data import datasets, example, identity
+from ltjax.data import datasets, identity
 from ltjax.data.sources import ArraySource, Subset
 
 SHARED_SPLITS = os.path.join(
   os.path.dirname(__file__), "..", "..", "..", "shared", "data", "splits"
 )
-
-
-@pytest.fixture(scope="module")
-def mine(tmp_path_factory):
-  root = tmp_path_factory.mktemp("mine")
-  example.write_example_dataset(str(root))
-  return root
-
-
-def folder_config(root, **dataset):
-  c = config_lib.custom_data(config_lib.base_config())
-  c.dataset.root = str(root)
-  c.dataset.update(dataset)
-  return c
 
 
 def lists_config(root, **dataset):
