@@ -632,8 +632,12 @@ def _resolve_config(args: list[str], command: str) -> list[str]:
     if workdir is None and "--workdir" in out[:-1]:
       workdir = out[out.index("--workdir") + 1]
     if workdir:  # First: the overrides that follow refer to it.
-      out.insert(0, f"--config={os.path.join(packaged, 'run.py')}:{workdir}")
+      out.insert(0, f"--config={_RUN_CONFIG}:{workdir}")
   return out
+
+
+#: The packaged config that reads a run's config.json (``ltjax evaluate --workdir=RUN``).
+_RUN_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "run.py")
 
 
 _CONFIG_PATH = [None]  # The config file of this command, for messages.
@@ -676,6 +680,12 @@ def _parse_flags(command: str, args: list[str]) -> list[str]:
   except flags.Error as e:
     if isinstance(e.__cause__, SyntaxError | NameError):
       _fail(_config_error(e.__cause__, config_path), 2)
+    if config_path == _RUN_CONFIG:  # Not a run: of_run's own line, not the traceback.
+      cause = e  # absl re-raises ml_collections' wrapper of what config.of_run raised.
+      while cause is not None and not str(cause).startswith("Error whilst parsing config"):
+        cause = cause.__cause__ or cause.__context__
+      if cause is not None and isinstance(cause.__context__, ValueError):
+        _fail(f"--workdir: {cause.__context__}", 2)
     _fail(f"{e}\n`ltjax {command} --help` lists its flags: {known}.", 2)
   except (AttributeError, KeyError) as e:
     message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")

@@ -278,3 +278,16 @@ def test_a_double_ctrl_c_before_the_first_checkpoint_leaves_no_stale_metrics(tmp
   assert steps == sorted(set(steps)) and steps[0] == 1, steps  # Each step once, in order.
   assert len(os.listdir(tmp_path / "run" / "tensorboard")) == 1
   assert not (tmp_path / "run" / "ltjax.lock").exists()
+
+
+def test_evaluating_a_directory_that_is_not_a_run_is_one_line(tmp_path):
+  (tmp_path / "notarun").mkdir()
+  result = run_ltjax("evaluate", "--workdir=notarun", cwd=tmp_path)
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr, result.stderr
+  assert "--workdir: " in result.stderr and "has no config.json" in result.stderr
+  assert "--config=FILE" in result.stderr  # The way out: the run's config file.
+  (tmp_path / "notarun" / "config.json").write_text("{truncated")
+  result = run_ltjax("evaluate", "--workdir=notarun", cwd=tmp_path)
+  assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+  assert "config.json is not valid JSON" in result.stderr
