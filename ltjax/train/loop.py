@@ -259,10 +259,10 @@ class _Best:
 
   def save(self, step: int, state: TrainState, data_state: dict, meta: dict) -> None:
     accuracy = meta["val_accuracy"]
-    # Written while training goes on (orbax writes to a temporary directory and renames it
-    # when complete, so a crash keeps the previous best); the next save, or the end of the
-    # run, waits for it and checksums it.
-    self._checkpointer().save(step, state, data_state, meta)
+    ckpt = self._checkpointer()
+    ckpt.save(step, state, data_state, meta)
+    ckpt.close()  # Written and checksummed before training goes on.
+    self.ckpt = None
     self.accuracy, self.step = accuracy, step
     log.info(
       "new best validation accuracy %.4f at step %d (epoch %g): kept in %s",
