@@ -83,14 +83,15 @@ def tiny_stage2_config(joint_dir, **overrides):
 
 
 def flat_state(state) -> dict:
-  """{"params/<path>": array, "batch_stats/...", "centroids"} of a train state, on host."""
+  """{"params/<path>": array, "batch_stats/...", "centroids/c"} of a train state (each of the
+  stage's own arrays as "<name>/c"), on host."""
   import jax
 
   from ltjax.train.optim import param_path
 
   trees = {"params": state.params, "batch_stats": state.batch_stats}
-  if state.centroids is not None:
-    trees["centroids"] = {"c": state.centroids}
+  for name, array in (state.extra or {}).items():
+    trees[name] = {"c": array}
   return {
     f"{name}/{param_path(p)}": np.asarray(jax.device_get(v))
     for name, tree in trees.items()
@@ -161,20 +162,21 @@ def expected_first_step(exp, state, batch):
 
   def loss_fn(tree):
     variables = {"params": tree["params"], "batch_stats": stats}
+    extra = {k: v for k, v in tree.items() if k != "params"} or None
     (logits, aux), _ = exp.model.apply(
       variables,
       x,
       train=True,
-      centroids=tree.get("centroids"),
       mutable=["batch_stats"],
       **stage.apply_kwargs(config),
+      **stage.model_inputs(extra),
     )
     labels = np.asarray(batch["label"])
-    return exp.loss_fn(logits, aux, labels, tree.get("centroids"), 0)[0]
+    return exp.loss_fn(logits, aux, labels, extra, 0)[0]
 
   loss, grads = jax.value_and_grad(loss_fn)(tree)
   labels = optim.group_labels(tree, stage.freeze + tuple(config.optim.freeze))
-  hyper = optim.group_hyperparameters(config)
+  hyper = optim.group_hyperparameters(config, stage.extra_groups(config))
 
   def update(label, p, g):
     if label == "frozen":

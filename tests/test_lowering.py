@@ -122,7 +122,7 @@ def test_bfloat16_convolutions_with_float32_state_losses_and_metrics(stage):
   ]
   assert floats and all(a.dtype == "float32" for a in floats)  # Params, moments, centroids.
   if stage == "oltr":
-    assert new_state.centroids.dtype == "float32"
+    assert new_state.extra["centroids"].dtype == "float32"
 
 
 def test_a_ldam_drw_step_with_mixup_and_cutmix_lowers_for_gpu_and_tpu():

@@ -30,7 +30,7 @@ What maps to what (torch name -> ltjax parameter path; torch layouts converted):
   ``cosnorm_classifier.weight`` -> ``head/hallucinator|selector|cosnorm/weight``
   (``meta_embedding``; the cosine classifier's scale 16 is a constant in both). Linear
   weights ``(out, in)`` -> kernels ``(in, out)``.
-* ``centroids`` -> ``TrainState.centroids`` (OLTR stage 2).
+* ``centroids`` -> the OLTR stage's ``centroids`` (``TrainState.extra``, stage 2).
 
 The attention's ``fc_spatial`` reads the feature map flattened in NCHW order (index
 ``c * HW + p`` for position ``p``), ltjax's ``spatial`` dense layer in NHWC order (``p * C +
@@ -311,12 +311,13 @@ def import_checkpoint(
     raise ValueError(f"{ckpt_dir} already holds checkpoints; import into a new work directory.")
   networks, centroids, info = parse_reference(load_reference(ckpt_path, allow_pickle), ckpt_path)
   exp, state = experiment.setup(config, splits, check_start=False)
+  extra = state.extra or {}
   params, stats, cents = convert(
     networks,
     centroids,
     _shapes(state.params),
     _shapes(state.batch_stats),
-    None if state.centroids is None else tuple(state.centroids.shape),
+    tuple(extra["centroids"].shape) if "centroids" in extra else None,
     config,
     ckpt_path,
   )
@@ -324,7 +325,10 @@ def import_checkpoint(
   # Saved from host memory: restoring into the sharded target works the same, and orbax
   # then writes each array once instead of slicing every replicated array per device.
   state = jax.device_get(state).replace(
-    step=np.asarray(step, np.int32), params=params, batch_stats=stats, centroids=cents
+    step=np.asarray(step, np.int32),
+    params=params,
+    batch_stats=stats,
+    extra=None if cents is None else {**extra, "centroids": cents},
   )
   meta = experiment.run_metadata(exp)
   meta["imported_from"] = {"path": os.path.abspath(ckpt_path), **info}

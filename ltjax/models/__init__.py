@@ -134,9 +134,9 @@ class Classifier(nn.Module):
   Attributes:
     backbone: module called as ``backbone(x, train)`` returning ``{"feature_map",
       "features"}``.
-    head: module called as ``head(features, train)`` (or ``head(features, train,
-      centroids=...)`` for OLTR's meta-embedding) returning logits, or
-      ``(logits, extras)`` with ``extras`` merged into ``aux``.
+    head: module called as ``head(features, train, **head_inputs)`` returning logits, or
+      ``(logits, extras)`` with ``extras`` merged into ``aux``; ``head_inputs`` are what a
+      stage gives its head of the state it keeps (OLTR's meta-embedding: ``centroids``).
     neck: optional module ``neck(feature_map, train) -> (B, D)`` replacing the
       backbone's pooling (OLTR: modulated attention, pooling, optional fc).
   """
@@ -167,7 +167,7 @@ class Classifier(nn.Module):
     *,
     backbone_train: bool | None = None,
     freeze_backbone: bool = False,
-    centroids: Array | None = None,
+    **head_inputs: Any,
   ) -> tuple[Array, dict[str, Array]]:
     """Classifies a float, already normalised NHWC batch.
 
@@ -179,7 +179,8 @@ class Classifier(nn.Module):
         LWS run a frozen backbone in inference mode.
       freeze_backbone: stop gradients at the backbone's output, so a step that trains
         only the head never computes the backbone's backward pass.
-      centroids: OLTR's class centroids (K, D), given to the head when not None.
+      **head_inputs: keyword arguments of the head, beside the features (a stage's own
+        state: ``ltjax.train.stages.Stage.model_inputs``).
 
     Returns:
       ``(logits, aux)``: float32 logits ``(B, K)`` and ``aux = {"features": (B, D)
@@ -189,10 +190,7 @@ class Classifier(nn.Module):
       x, train, backbone_train=backbone_train, freeze_backbone=freeze_backbone
     )
     aux = {"features": features, "feature_map": feature_map}
-    if centroids is None:
-      head_out = self.head(features, train)
-    else:
-      head_out = self.head(features, train, centroids=centroids)
+    head_out = self.head(features, train, **head_inputs)
     if isinstance(head_out, tuple):
       logits, extras = head_out
       aux.update(extras)

@@ -10,7 +10,7 @@ CVPR 2019, Sec. 3).
   "Cosine Classifier", Eqs. 4-5, in the reference's variant);
 * ``MetaEmbeddingHead``: the dynamic meta-embedding (Sec. 3.1, Eqs. 1-2) followed by the
   cosine classifier; called as ``head(x, train, centroids=...)`` with the class centroids
-  (the visual memory), which the training code keeps outside the parameters.
+  (the visual memory), which OLTR's stage keeps outside the parameters (``TrainState.extra``).
 
 Parameters are float32; ``dtype`` is the computation dtype of the dense / conv layers.
 Softmaxes, norms, distances and the returned features and logits are float32.
@@ -345,7 +345,7 @@ class MetaEmbeddingHead(nn.Module):
     if centroids is None:
       raise ValueError(
         f"MetaEmbeddingHead needs centroids of shape {expected} (num_classes, D), got None; "
-        "pass centroids=... to the head (Classifier forwards its centroids argument)."
+        "pass centroids=... to the head (Classifier forwards its keyword arguments to the head)."
       )
     if tuple(centroids.shape) != expected:
       raise ValueError(

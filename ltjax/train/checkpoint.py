@@ -36,6 +36,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ltjax import files
+from ltjax.train import state as state_lib
 from ltjax.train.optim import param_path
 
 log = logging.getLogger(__name__)
@@ -449,6 +450,8 @@ def _restore_step(directory: str, mngr, target, step: int) -> tuple[Any, dict, d
   if not any(hasattr(leaf, "shape") for leaf in jax.tree.leaves(stored)):
     # Orbax answers an unreadable _METADATA with an empty tree (and a log line).
     raise DamagedCheckpoint("its state metadata is unreadable (no arrays listed)")
+  # A state saved before ``TrainState.extra`` held a stage's arrays at its top level.
+  target, to_state = state_lib.for_stored(stored, target)
   _check_shapes(directory, step, stored, target)
   try:
     restored = mngr.restore(
@@ -464,7 +467,7 @@ def _restore_step(directory: str, mngr, target, step: int) -> tuple[Any, dict, d
   if not isinstance(restored["meta"], dict) or not isinstance(restored["data"], dict):
     raise DamagedCheckpoint("its data or meta item is not the JSON object ltjax wrote")
   _check_finite(restored["state"], "array")
-  return restored["state"], restored["data"], restored["meta"]
+  return to_state(restored["state"]), restored["data"], restored["meta"]
 
 
 def _reason(e: Exception) -> str:

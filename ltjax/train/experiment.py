@@ -72,7 +72,7 @@ def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
   )
 
 
-def _init_fn(model, tx_fn, image_shape, num_classes: int, with_centroids: bool):
+def _init_fn(model, tx_fn, image_shape, num_classes: int, stage: Stage, config):
   def init(seed):
     # Parameters are drawn with the "rbg" generator: its initialisers compile several
     # times faster on CPU than threefry's, and the state is replicated, so the draw
@@ -81,18 +81,20 @@ def _init_fn(model, tx_fn, image_shape, num_classes: int, with_centroids: bool):
     state_rng = jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(seed), 1))
     x = jnp.zeros((1, *image_shape), jnp.float32)
     rngs = {"params": params_rng, "dropout": params_rng}
-    centroids = None
-    if with_centroids:  # (K, D): D is the neck's output width.
+
+    def feature_dim() -> int:  # The neck's output width (traced only when a stage asks).
       (features, _), _ = model.init_with_output(rngs, x, train=False, method=model.features)
-      centroids = jnp.zeros((num_classes, features.shape[-1]), jnp.float32)
-    variables = model.init(rngs, x, train=False, centroids=centroids)
+      return features.shape[-1]
+
+    extra = stage.init_extra(config, num_classes, feature_dim)
+    variables = model.init(rngs, x, train=False, **stage.model_inputs(extra))
     state = TrainState(
       step=jnp.zeros((), jnp.int32),
       params=variables["params"],
       batch_stats=variables.get("batch_stats", {}),
       opt_state=None,
       rng=state_rng,
-      centroids=centroids,
+      extra=extra,
     )
     tree = steps.trainable(state)
     return state.replace(opt_state=tx_fn(tree).init(tree))
@@ -288,8 +290,9 @@ def _build(
   steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
   schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)
   freeze = stage.freeze + tuple(config.optim.freeze)
-  tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze)
-  init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage.centroids)
+  extra_groups = stage.extra_groups(config)
+  tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze, extra_groups)
+  init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage, config)
   abstract = jax.eval_shape(init, config.seed)
   repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
@@ -309,13 +312,13 @@ def _build(
   # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
   logit_scale = losses.from_config(config).logit_scale
   eval_step = jax.jit(
-    steps.make_eval_step(model, mean, std, logit_scale),
+    steps.make_eval_step(model, mean, std, logit_scale, stage.model_inputs),
     in_shardings=(state_sharding, data),
     out_shardings=data,
     compiler_options=options,
   )
   feature_step = jax.jit(
-    steps.make_feature_step(model, mean, std, logit_scale),
+    steps.make_feature_step(model, mean, std, logit_scale, stage.model_inputs),
     in_shardings=(state_sharding, data),
     out_shardings=data,
     compiler_options=options,

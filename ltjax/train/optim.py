@@ -1,4 +1,5 @@
-"""Learning-rate schedules and the SGD groups (backbone, head, centroids, frozen) of every stage."""
+"""Learning-rate schedules and the SGD groups (backbone, head, the stage's own arrays, frozen)
+of every stage."""
 
 from __future__ import annotations
 
@@ -164,69 +165,81 @@ def param_path(path) -> str:
   return "/".join(str(p) for p in parts)
 
 
-GROUPS = ("backbone", "head", "centroids")
-
-
 def group_labels(tree, freeze: tuple[str, ...] = ()):
-  """The optimizer group of every leaf of ``{"params": ..., "centroids": ...}``.
+  """The optimizer group of every leaf of ``{"params": ..., <the stage's arrays>}``
+  (``ltjax.train.steps.trainable``).
 
-  ``"centroids"`` for the OLTR centroids; ``"frozen"`` for parameters whose path (without the
-  ``params/`` prefix, e.g. ``backbone/conv1/kernel``) matches one of the ``freeze`` regexes;
-  ``"head"`` for the classifier (``head/...``); ``"backbone"`` for everything else (the
-  backbone and the neck: the reference's ``feat_model``).
+  A stage's array is the group of its name (OLTR: ``"centroids"``); ``"frozen"`` for
+  parameters whose path (without the ``params/`` prefix, e.g. ``backbone/conv1/kernel``)
+  matches one of the ``freeze`` regexes; ``"head"`` for the classifier (``head/...``);
+  ``"backbone"`` for everything else (the backbone and the neck: the reference's
+  ``feat_model``).
   """
   compiled = [re.compile(p) for p in freeze]
 
   def label(path, _):
     p = param_path(path)
-    if p.startswith("centroids"):
-      return "centroids"
-    p = p.removeprefix("params/")
-    if any(c.search(p) for c in compiled):
+    top, _, rest = p.partition("/")
+    if top != "params":
+      return top
+    if any(c.search(rest) for c in compiled):
       return "frozen"
-    return "head" if p.startswith("head/") else "backbone"
+    return "head" if rest.startswith("head/") else "backbone"
 
   return jax.tree_util.tree_map_with_path(label, tree)
 
 
 def group_hyperparameters(
-  config: ml_collections.ConfigDict,
+  config: ml_collections.ConfigDict, extra_groups: dict | None = None
 ) -> dict[str, tuple[float, float, float]]:
   """(base learning rate, momentum, weight decay) of each optimizer group.
 
   backbone: ``optim.lr``; head: ``optim.head_lr`` (unset: ``optim.lr``); both with
-  ``optim.momentum`` and ``optim.weight_decay``. centroids: ``oltr.centroids_lr``,
-  ``oltr.centroids_momentum``, ``oltr.centroids_weight_decay``.
+  ``optim.momentum`` and ``optim.weight_decay``. A stage's own arrays: what the stage says
+  (``extra_groups``, ``Stage.extra_groups``; OLTR's centroids: ``oltr.centroids_lr``,
+  ``oltr.centroids_momentum``, ``oltr.centroids_weight_decay``).
   """
-  o, r = config.optim, config.oltr
+  o = config.optim
   head_lr = o.lr if o.head_lr is None else o.head_lr
   return {
     "backbone": (o.lr, o.momentum, o.weight_decay),
     "head": (head_lr, o.momentum, o.weight_decay),
-    "centroids": (r.centroids_lr, r.centroids_momentum, r.centroids_weight_decay),
+    **(extra_groups or {}),
   }
 
 
 def make_optimizer(
-  config: ml_collections.ConfigDict, schedule_fn, tree, freeze: tuple[str, ...] = ()
+  config: ml_collections.ConfigDict,
+  schedule_fn,
+  tree,
+  freeze: tuple[str, ...] = (),
+  extra_groups: dict | None = None,
 ) -> optax.GradientTransformation:
-  """SGD groups over ``tree`` = ``{"params": ..., ["centroids": ...]}``: the one optimizer of
-  every stage.
+  """SGD groups over ``tree`` = ``{"params": ..., <the stage's arrays>}``: the one optimizer
+  of every stage.
 
   Each group (see `group_labels`, `group_hyperparameters`) is PyTorch's SGD: L2 weight decay
   added to the gradient, then momentum, at ``schedule_fn(base_lr)``; every group follows the
   same schedule shape. Frozen parameters get exactly zero updates (no weight decay either).
 
   Raises:
-    ValueError: the freeze patterns leave no parameter to train.
+    ValueError: the freeze patterns leave no parameter to train, or a stage's array has no
+      group in ``extra_groups``.
   """
   labels = group_labels(tree, tuple(freeze))
   used = set(jax.tree.leaves(labels))
   if not used & {"backbone", "head"}:
     raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
+  groups = group_hyperparameters(config, extra_groups)
+  unknown = sorted(used - set(groups) - {"frozen"})
+  if unknown:
+    raise ValueError(
+      f"the train state holds {unknown} but the stage gives no optimizer group for them "
+      "(Stage.extra_groups)."
+    )
   transforms = {"frozen": optax.set_to_zero()}
   o = config.optim
-  for group, (lr, momentum, weight_decay) in group_hyperparameters(config).items():
+  for group, (lr, momentum, weight_decay) in groups.items():
     if group in used:
       transforms[group] = optax.chain(
         optax.add_decayed_weights(weight_decay),

@@ -5,17 +5,20 @@ A stage owns what differs between the recipes of the two papers:
 * the model between backbone and head: its neck (``neck``), checked against the config
   before any work (``check``, and ``check_start`` for what a fresh run loads);
 * what trains: the parameters it freezes (``freeze``), how a frozen backbone runs
-  (``apply_kwargs``: no backward pass, BatchNorm in inference mode), and whether the state
-  carries class centroids that the optimizer moves (``centroids``);
+  (``apply_kwargs``: no backward pass, BatchNorm in inference mode);
+* the arrays it keeps of its own in the train state (``TrainState.extra``): their initial
+  values (``init_extra``), their optimizer groups (``extra_groups``) and what its head takes
+  of them (``model_inputs``). OLTR's class centroids are the one case in the papers; the
+  generic step, init, optimizer and model only pass them on;
 * the loss its train step minimises (``make_loss``): the classification loss of
   ``config.loss`` (``ltjax.losses.LOSSES``), given the training class counts and the epoch,
-  plus what the stage adds (OLTR's centroids term);
+  plus what the stage adds (OLTR's centroids term, on its own arrays);
 * how a fresh run starts (``start``): what it loads from ``config.init_from``
   (``copies``, ``subtrees_to_load``) and what it computes before the first step (OLTR's
   centroids).
 
 What every stage shares is elsewhere and called, not copied: the SGD groups (backbone, head,
-centroids; ``ltjax.train.optim.make_optimizer``), the one train step
+and the stage's arrays; ``ltjax.train.optim.make_optimizer``), the one train step
 (``ltjax.train.steps.make_train_step``), the experiment's assembly
 (``ltjax.train.experiment``), checkpoints and the loop (``ltjax.train.loop``). Adding a stage
 is one subclass here, an entry in ``STAGES`` and a config (``config.stage``).
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
@@ -55,8 +59,6 @@ class Stage:
   #: The backbone is frozen: the step computes no backward pass through it, and runs its
   #: BatchNorm in inference mode unless ``config.update_frozen_bn``.
   frozen_backbone: ClassVar[bool] = False
-  #: The train state carries class centroids (K, D), trained as their own optimizer group.
-  centroids: ClassVar[bool] = False
   #: mixup / CutMix may mix its batches (``data.mixup_alpha``, ``data.cutmix_alpha``).
   mixes_batches: ClassVar[bool] = True
 
@@ -108,15 +110,39 @@ class Stage:
       return {}
     return {"freeze_backbone": True, "backbone_train": bool(config.update_frozen_bn)}
 
+  def init_extra(
+    self, config: ml_collections.ConfigDict, num_classes: int, feature_dim: Callable[[], int]
+  ) -> dict[str, jax.Array] | None:
+    """The stage's own arrays in a fresh train state (``TrainState.extra``), or None.
+
+    Called inside the state's init (traced: return ``jnp`` arrays); ``feature_dim()`` is the
+    width of the features the head receives. ``start`` may set their values before the
+    first step."""
+    del config, num_classes, feature_dim
+    return None
+
+  def extra_groups(
+    self, config: ml_collections.ConfigDict
+  ) -> dict[str, tuple[float, float, float]]:
+    """``{name: (learning rate, momentum, weight decay)}``: the SGD group of each of the
+    stage's arrays (the same schedule shape as the parameters')."""
+    del config
+    return {}
+
+  def model_inputs(self, extra: dict | None) -> dict[str, Any]:
+    """Keyword arguments of the model's head taken from the stage's arrays (``extra``)."""
+    del extra
+    return {}
+
   def make_loss(self, config: ml_collections.ConfigDict, class_counts, steps_per_epoch: float):
-    """The train step's loss: ``loss_fn(logits, aux, labels, centroids, step) -> (loss,
-    extra metrics)``, the classification loss of ``config.loss`` given the training class
-    counts and the step's epoch (``ltjax.losses.LossInputs``)."""
+    """The train step's loss: ``loss_fn(logits, aux, labels, extra, step) -> (loss, extra
+    metrics)``, the classification loss of ``config.loss`` given the training class counts
+    and the step's epoch (``ltjax.losses.LossInputs``); ``extra`` is the stage's arrays."""
     classify = losses.from_config(config)
     counts = jnp.asarray(class_counts, jnp.float32)
 
-    def loss_fn(logits, aux, labels, centroids, step):
-      del aux, centroids
+    def loss_fn(logits, aux, labels, extra, step):
+      del aux, extra
       inputs = losses.LossInputs(counts, step / steps_per_epoch)
       return classify(logits, labels, inputs), {}
 
@@ -195,7 +221,6 @@ class OLTR(Stage):
 
   name = "oltr"
   copies = (("backbone", "backbone"), ("head/fc", "head/hallucinator"))
-  centroids = True
   # The centroids loss pulls each feature to its label's centroid: a mixed image has two.
   mixes_batches = False
 
@@ -207,6 +232,21 @@ class OLTR(Stage):
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
     return {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
 
+  def init_extra(self, config, num_classes, feature_dim):
+    """The class centroids (K, D), D the width of the features the head receives: zeros
+    until ``start`` sets them to the class means."""
+    del config
+    return {"centroids": jnp.zeros((num_classes, feature_dim()), jnp.float32)}
+
+  def extra_groups(self, config):
+    """The centroids' own SGD group (the reference's ``optim_params`` of its centroids)."""
+    r = config.oltr
+    return {"centroids": (r.centroids_lr, r.centroids_momentum, r.centroids_weight_decay)}
+
+  def model_inputs(self, extra):
+    """The meta-embedding head reads the centroids (its visual memory)."""
+    return {"centroids": extra["centroids"]}
+
   def make_loss(self, config, class_counts, steps_per_epoch):
     """The classification loss (``config.loss``; the reference's is cross-entropy) +
     ``oltr.loss_weight`` x the discriminative centroids loss, whose attract term gives the
@@ -215,10 +255,10 @@ class OLTR(Stage):
     classify = super().make_loss(config, class_counts, steps_per_epoch)
     r = config.oltr
 
-    def loss_fn(logits, aux, labels, centroids, step):
-      ce, _ = classify(logits, aux, labels, centroids, step)
+    def loss_fn(logits, aux, labels, extra, step):
+      ce, _ = classify(logits, aux, labels, extra, step)
       centroid_loss = losses.disc_centroids_loss(
-        aux["features"], labels, centroids, margin=r.margin, repel_weight=r.repel_weight
+        aux["features"], labels, extra["centroids"], margin=r.margin, repel_weight=r.repel_weight
       )
       return ce + r.loss_weight * centroid_loss, {"ce": ce, "centroid_loss": centroid_loss}
 
@@ -376,4 +416,4 @@ def init_centroids(exp, state):
   means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
   centroids = jax.device_put(np.asarray(means, np.float32), sharding.replicated(exp.mesh))
   log.info("centroids initialised from %d training features", len(train["labels"]))
-  return state.replace(centroids=centroids)
+  return state.replace(extra={**state.extra, "centroids": centroids})

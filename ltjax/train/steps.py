@@ -30,11 +30,21 @@ def _with_train_images(batch) -> dict:
 
 
 def trainable(state: TrainState) -> dict:
-  """What the optimizer updates: ``{"params": ...}``, plus ``"centroids"`` when the state
-  has them (OLTR)."""
-  if state.centroids is None:
-    return {"params": state.params}
-  return {"params": state.params, "centroids": state.centroids}
+  """What the optimizer updates: ``{"params": ...}`` and each of the stage's own arrays
+  under its name (``state.extra``: OLTR's ``"centroids"``), one optimizer group each."""
+  return {"params": state.params, **(state.extra or {})}
+
+
+def _extra_of(tree: dict) -> dict | None:
+  """The stage's arrays of a ``trainable`` tree (None when it has none)."""
+  extra = {k: v for k, v in tree.items() if k != "params"}
+  return extra or None
+
+
+def no_model_inputs(extra) -> dict:
+  """``Stage.model_inputs`` of a stage that gives its model nothing of its own state."""
+  del extra
+  return {}
 
 
 def all_finite(tree) -> jax.Array:
@@ -59,25 +69,30 @@ def make_train_step(
 ) -> Callable:
   """The train step of every stage: the stage's loss, its gradient, one optimizer update.
 
+  What a stage keeps of its own (``state.extra``) reaches the model through
+  ``stage.model_inputs`` and the loss as its ``extra`` argument, and is updated by the
+  optimizer like the parameters; this step never asks what it holds.
+
   Args:
     model: a ``ltjax.models.Classifier``.
     tx: the optimizer over ``trainable(state)`` (frozen parameters get exactly zero
       updates from it; ``ltjax.train.optim.make_optimizer``).
     stage: the ``ltjax.train.stages.Stage``: the model's training-forward arguments
       (``apply_kwargs``: a frozen backbone runs without a backward pass, with BatchNorm in
-      inference mode unless ``config.update_frozen_bn``).
+      inference mode unless ``config.update_frozen_bn``) and what its head takes of the
+      stage's own state (``model_inputs(extra)``).
     config: the experiment config (input normalisation ``dataset.mean``/``std``; mixup /
       CutMix ``data.mixup_alpha``/``cutmix_alpha``, ``ltjax.data.pp.mixing``, applied to
       the normalised batch, per batch from the step's random key).
     loss_fn: the stage's loss, ``stage.make_loss(...)``: ``(logits, aux, labels,
-      centroids, step) -> (loss, extra metrics)``.
+      extra, step) -> (loss, extra metrics)``, ``extra`` the stage's arrays (or None).
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
     ``image`` (B, H, W, C) and int32 ``label`` (B,), or an ``imagenet_device`` batch
     (``ltjax.data.pp.device_ops``), augmented here on the device. ``metrics``: ``loss``,
     ``accuracy``, ``grad_norm``, ``finite`` (False: the loss, the gradient norm or the
-    updated state (parameters, optimizer state, BatchNorm statistics, centroids) held a nan
+    updated state (parameters, optimizer state, BatchNorm statistics, the stage's arrays) held a nan
     or inf, and the step left the state unchanged but for ``step``) and the stage's extras
     (OLTR: ``ce``, ``centroid_loss``).
   """
@@ -87,7 +102,7 @@ def make_train_step(
 
   def objective(tree, state: TrainState, batch, rng):
     variables = {"params": tree["params"], "batch_stats": state.batch_stats}
-    centroids = tree.get("centroids")
+    extra = _extra_of(tree)
     images = normalize(batch["image"], mean, std)
     if mix is not None:
       mixed = mix(jax.random.fold_in(rng, _MIX_STREAM), images)
@@ -96,14 +111,14 @@ def make_train_step(
       variables,
       images,
       train=True,
-      centroids=centroids,
       mutable=["batch_stats"],
       rngs={"dropout": rng},
       **forward_kwargs,
+      **stage.model_inputs(extra),
     )
-    loss, extras = loss_fn(logits, aux, batch["label"], centroids, state.step)
+    loss, extras = loss_fn(logits, aux, batch["label"], extra, state.step)
     if mix is not None:  # lam L(y) + (1 - lam) L(y[perm]), as both papers define it.
-      other, _ = loss_fn(logits, aux, batch["label"][mixed.perm], centroids, state.step)
+      other, _ = loss_fn(logits, aux, batch["label"][mixed.perm], extra, state.step)
       loss = mixed.lam * loss + (1.0 - mixed.lam) * other
     return loss, (logits, new_vars["batch_stats"], extras)
 
@@ -118,7 +133,7 @@ def make_train_step(
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     new_state = state.replace(
       params=tree["params"],
-      centroids=tree.get("centroids"),
+      extra=_extra_of(tree),
       batch_stats=batch_stats,
       opt_state=opt_state,
     )
@@ -135,30 +150,34 @@ def make_train_step(
   return train_step
 
 
-def _test_logits(model, state: TrainState, batch, mean, std, logit_scale: float):
+def _test_logits(model, state: TrainState, batch, mean, std, logit_scale: float, model_inputs):
   """The model's inference-mode ``(logits, aux)``, the logits scaled as the loss scales them
   (``ltjax.losses.ClassificationLoss.logit_scale``: LDAM's s on its cosine head)."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  logits, aux = model.apply(
-    variables, normalize(batch["image"], mean, std), train=False, centroids=state.centroids
-  )
+  images = normalize(batch["image"], mean, std)
+  logits, aux = model.apply(variables, images, train=False, **model_inputs(state.extra))
   if logit_scale != 1.0:
     logits = logits.astype(jnp.float32) * jnp.float32(logit_scale)
   return logits, aux
 
 
 def make_eval_step(
-  model: nn.Module, mean: Sequence[float], std: Sequence[float], logit_scale: float = 1.0
+  model: nn.Module,
+  mean: Sequence[float],
+  std: Sequence[float],
+  logit_scale: float = 1.0,
+  model_inputs: Callable = no_model_inputs,
 ) -> Callable:
   """``eval_step(state, batch) -> {"pred", "max_prob", "top5", "nll"}`` with the model in
   inference mode, on its logits as the loss sees them (times ``logit_scale``): the argmax,
   the max softmax probability, whether the label is among the 5 largest logits
   (``metrics.TOP_K``; a logit equal to the label's counts as larger, so ties never favour
   the true class) and -log softmax of the label (both False / 0 for open-set labels, -1):
-  what ``ltjax.evaluate.metrics.from_logits`` computes on the host."""
+  what ``ltjax.evaluate.metrics.from_logits`` computes on the host. ``model_inputs``: the
+  stage's (``Stage.model_inputs``), what its head takes of ``state.extra``."""
 
   def eval_step(state: TrainState, batch) -> dict:
-    logits, _ = _test_logits(model, state, batch, mean, std, logit_scale)
+    logits, _ = _test_logits(model, state, batch, mean, std, logit_scale, model_inputs)
     logits32 = logits.astype(jnp.float32)
     probs = jax.nn.softmax(logits32, axis=-1)
     labels = batch["label"]
@@ -178,7 +197,11 @@ def make_eval_step(
 
 
 def make_feature_step(
-  model: nn.Module, mean: Sequence[float], std: Sequence[float], logit_scale: float = 1.0
+  model: nn.Module,
+  mean: Sequence[float],
+  std: Sequence[float],
+  logit_scale: float = 1.0,
+  model_inputs: Callable = no_model_inputs,
 ) -> Callable:
   """``feature_step(state, batch) -> {"features" (B, D), "logits" (B, K)}``, inference mode,
   the logits as the eval step's (times ``logit_scale``).
@@ -187,7 +210,7 @@ def make_feature_step(
   """
 
   def feature_step(state: TrainState, batch) -> dict:
-    logits, aux = _test_logits(model, state, batch, mean, std, logit_scale)
+    logits, aux = _test_logits(model, state, batch, mean, std, logit_scale, model_inputs)
     return {"features": aux["features"], "logits": logits}
 
   return feature_step

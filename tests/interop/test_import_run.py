@@ -162,7 +162,7 @@ def test_oltr_stage_one_then_stage_two(tmp_path):
   assert summary["centroids"]
 
   exp, state = experiment.restore_trained(stage2, str(tmp_path / "stage2"), splits)
-  np.testing.assert_array_equal(jax.device_get(state.centroids), centroids.numpy())
+  np.testing.assert_array_equal(jax.device_get(state.extra["centroids"]), centroids.numpy())
   assert_logits_match_torch(exp, state, splits.test, feat2, clf2, centroids)
   assert set(runner.evaluate_and_write(exp, state, str(tmp_path / "stage2"))) >= {"many", "all"}
 

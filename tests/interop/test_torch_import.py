@@ -35,7 +35,8 @@ def variable_shapes(model, x, centroids_shape=None):
   """Shapes of the model's params and batch_stats, without computing anything."""
   c = None if centroids_shape is None else jax.ShapeDtypeStruct(centroids_shape, jnp.float32)
   init = functools.partial(model.init, train=False)
-  shapes = jax.eval_shape(lambda x, c: init(jax.random.key(0), x, centroids=c), x, c)
+  head_inputs = lambda c: {} if c is None else {"centroids": c}  # OLTR stage 2's head only.
+  shapes = jax.eval_shape(lambda x, c: init(jax.random.key(0), x, **head_inputs(c)), x, c)
   as_tuples = lambda tree: jax.tree.map(lambda a: tuple(a.shape), tree)
   return as_tuples(shapes["params"]), as_tuples(shapes.get("batch_stats", {}))
 
@@ -58,8 +59,9 @@ def assert_same_logits(
   model = models.build_model(backbone, head, num_classes, neck=neck)
   cshape = None if centroids is None else tuple(centroids.shape)
   params, stats, cents = import_variables(path, model, jnp.asarray(x), cshape)
-  forward = jax.jit(lambda v, x, c: model.apply(v, x, train=False, centroids=c)[0])
-  got = np.asarray(forward({"params": params, "batch_stats": stats}, x, cents))
+  head_inputs = {} if cents is None else {"centroids": cents}  # OLTR stage 2's head only.
+  forward = jax.jit(lambda v, x, inputs: model.apply(v, x, train=False, **inputs)[0])
+  got = np.asarray(forward({"params": params, "batch_stats": stats}, x, head_inputs))
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
   assert np.abs(want).max() > 0.1  # Not a vacuous comparison.

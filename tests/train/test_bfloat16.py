@@ -45,7 +45,7 @@ def test_bfloat16_compute_float32_state_and_losses_close_to_float32(joint_dir, s
   assert exp.model.backbone.dtype == jnp.bfloat16
   trees = [state.params, state.batch_stats, state.opt_state]
   if stage == "oltr":
-    trees.append(state.centroids)
+    trees.append(state.extra["centroids"])
   floats = [x for x in jax.tree.leaves(trees) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert floats and all(x.dtype == jnp.float32 for x in floats)
   for metrics in history:
@@ -54,7 +54,7 @@ def test_bfloat16_compute_float32_state_and_losses_close_to_float32(joint_dir, s
   # The compute is bf16: the model's feature map is bf16 ...
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   x = jnp.zeros((2, 8, 8, 1), jnp.float32)
-  _, aux = exp.model.apply(variables, x, train=False, centroids=state.centroids)
+  _, aux = exp.model.apply(variables, x, train=False, **exp.stage.model_inputs(state.extra))
   assert aux["feature_map"].dtype == jnp.bfloat16
   # ... and the losses agree with float32 to bf16's precision (8 bits of mantissa).
   np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=3e-2, atol=3e-2)

@@ -47,7 +47,7 @@ def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
 def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
   splits = tiny_splits()
   exp, state = experiment.setup(tiny_stage2_config(joint_dir), splits)
-  np.testing.assert_array_equal(jax.device_get(state.centroids), 0.0)  # start() sets them.
+  np.testing.assert_array_equal(jax.device_get(state.extra["centroids"]), 0.0)  # start() sets them.
   state = exp.stage.start(exp, state)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   images = normalize(
@@ -57,7 +57,7 @@ def test_centroids_start_as_class_means_of_the_stage_two_features(joint_dir):
   features = np.asarray(features)
   labels = np.asarray(splits.train.labels)
   expected = np.stack([features[labels == k].mean(0) for k in range(splits.num_classes)])
-  centroids = np.asarray(jax.device_get(state.centroids))
+  centroids = np.asarray(jax.device_get(state.extra["centroids"]))
   assert centroids.shape == (splits.num_classes, features.shape[1])
   np.testing.assert_allclose(centroids, expected, rtol=1e-5, atol=1e-5)
 
@@ -80,7 +80,7 @@ def test_stage_two_on_eight_devices_matches_one(joint_dir):
   )
   assert np.all(np.isfinite(loss1))
   np.testing.assert_allclose(loss1, loss8, rtol=1e-5, atol=1e-5)
-  for tree in ("params", "batch_stats", "centroids"):
+  for tree in ("params", "batch_stats", "extra"):
     leaves1 = jax.tree_util.tree_leaves_with_path(getattr(s1, tree))
     leaves8 = jax.tree.leaves(getattr(s8, tree))
     assert len(leaves1) == len(leaves8) > 0
@@ -93,7 +93,7 @@ def test_training_moves_centroids_and_every_parameter_group(joint_dir, tmp_path)
   start = jax.device_get(exp.stage.start(exp, start))
   exp, state = experiment.setup(tiny_stage2_config(joint_dir, num_epochs=2), tiny_splits())
   end = jax.device_get(loop.train(exp, state, str(tmp_path)))
-  assert not np.allclose(start.centroids, end.centroids)
+  assert not np.allclose(start.extra["centroids"], end.extra["centroids"])
   for group in ("backbone", "neck", "head"):
     moved = [
       not np.array_equal(a, b)
@@ -118,10 +118,10 @@ def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path,
   config = tiny_stage2_config(joint_dir)
   first = jax.device_get(loop.train(*experiment.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]
-  assert np.abs(first.centroids).max() > 0
+  assert np.abs(first.extra["centroids"]).max() > 0
   again = jax.device_get(loop.train(*experiment.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]  # Resumed from the final checkpoint: no new pass over the train set.
-  np.testing.assert_array_equal(again.centroids, first.centroids)
+  np.testing.assert_array_equal(again.extra["centroids"], first.extra["centroids"])
 
 
 def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
@@ -143,7 +143,7 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
     strict=True,
   ):
     np.testing.assert_array_equal(a, b)
-  assert state2.centroids.shape == (4, 12)
+  assert state2.extra["centroids"].shape == (4, 12)
   # Stage 2 over a stage 1 with fc_add but oltr.fc_add=0 would drop it: an error; fc_add in
   # another stage: an error. (Over a stage 1 without it, fc_add starts fresh:
   # tests/interop/test_import_run.py.)
@@ -208,3 +208,41 @@ def test_frozen_backbone_in_stage_two_trains_only_neck_head_and_centroids(joint_
     ), group
   with pytest.raises(ValueError, match="freeze every parameter"):
     experiment.setup(tiny_stage2_config(joint_dir, **{"optim.freeze": (".",)}), tiny_splits())
+
+
+def legacy_layout(state) -> dict:
+  """The tree a checkpoint written before ``TrainState.extra`` holds (to commit 476272d): the
+  centroids a field of the state (None for other stages). Orbax stores a flax dataclass as
+  the dict of its fields, so this dict saves exactly what that code saved."""
+  fields = ("step", "params", "batch_stats", "opt_state", "rng")
+  extra = state.extra or {}
+  return {k: getattr(state, k) for k in fields} | {"centroids": extra.get("centroids")}
+
+
+@pytest.mark.parametrize("stage", ["oltr", "joint"])
+def test_checkpoints_from_before_the_stage_state_slot_restore(joint_dir, tmp_path, stage):
+  config = tiny_stage2_config(joint_dir) if stage == "oltr" else tiny_config()
+  exp, state = experiment.setup(config, tiny_splits())
+  if stage == "oltr":
+    state = exp.stage.start(exp, state)
+    state, _ = exp.train_step(
+      state, sharding.to_global(experiment.make_stream(exp)(0), sharding.batch_sharding(exp.mesh))
+    )
+  saved = jax.device_get(state)
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"))
+  ckpt.save(1, legacy_layout(saved), {"next_index": 1}, {"train_loss": 1.0})
+  ckpt.close()
+  target = ckpt_lib.abstract_like(state, exp.state_sharding)
+  restored, data, _, step = ckpt_lib.restore(str(tmp_path / "checkpoints"), target)
+  assert step == 1 and data == {"next_index": 1}
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(jax.device_get(restored)), strict=True):
+    np.testing.assert_array_equal(a, b)
+  if stage == "oltr":
+    assert np.abs(restored.extra["centroids"]).max() > 0
+  else:
+    assert restored.extra is None
+  # And the run goes on from it: one more step.
+  exp.train_step(
+    restored, sharding.to_global(experiment.make_stream(exp)(1), sharding.batch_sharding(exp.mesh))
+  )

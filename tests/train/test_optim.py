@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ltjax import config as config_lib
-from ltjax.train import optim
+from ltjax.train import optim, stages
 
 
 def schedule_config(schedule, lr_update, num_epochs, **optim_fields):
@@ -160,7 +160,8 @@ def test_groups_take_their_own_learning_rates():
     },
     "centroids": "centroids",
   }
-  hyper = optim.group_hyperparameters(c)
+  hyper = optim.group_hyperparameters(c, stages.get_stage("oltr").extra_groups(c))
   assert [hyper[g][0] for g in ("backbone", "head", "centroids")] == [0.001, 0.1, 0.01]
+  assert "centroids" not in optim.group_hyperparameters(c)  # Only OLTR's stage names them.
   c.optim.head_lr = None  # Unset: the head follows optim.lr.
   assert optim.group_hyperparameters(c)["head"][0] == 0.001
