@@ -90,6 +90,10 @@ CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
 BLOCKS = ("", "dataset", "data", "sampler", "loss", "model", "optim", "oltr", "eval")
 
 
+def _block(field: str) -> str:
+  return field.split(".")[0] if "." in field else ""
+
+
 def _flat(tree: Mapping, prefix: str = "") -> dict:
   out = {}
   for key, value in tree.items():
@@ -142,16 +146,12 @@ def read_fields(config, unread: Iterable[str] = ()) -> list[str]:
       layer knows them, which the config layer may not import; the command line passes them.
   """
   c = _flat(config.to_dict() if hasattr(config, "to_dict") else config)
-  skip = set(unread)
-  known = [f for f in FIELD_DOCS if f in c]
+  known = [f for f in FIELD_DOCS if f in c and _is_read(f, c)]
   extra = sorted(f for f in c if f not in FIELD_DOCS)
-
-  def block_of(field):
-    return field.split(".")[0] if "." in field else ""
-
+  skip = set(unread)
   order = {b: i for i, b in enumerate(BLOCKS)}
-  fields = [f for f in known if f not in skip and _is_read(f, c)] + extra
-  return sorted(fields, key=lambda f: order.get(block_of(f), len(BLOCKS)))  # Stable.
+  fields = [f for f in known + extra if f not in skip]
+  return sorted(fields, key=lambda f: order.get(_block(f), len(BLOCKS)))  # Stable.
 
 
 def _same(a, b) -> bool:
@@ -168,7 +168,7 @@ def help_text(config, unread: Iterable[str] = ()) -> str:
   lines: list[str] = []
   block = None
   for field in read_fields(config, unread):
-    here = field.split(".")[0] if "." in field else ""
+    here = _block(field)
     if here != block:
       block = here
       lines += ["", f"{here or 'run'}:"]
