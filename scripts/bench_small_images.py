@@ -351,6 +351,7 @@ def profile(args) -> None:
   """Where one training step's time goes in ltjax, stage by stage, on this process's cores."""
   import jax
 
+  import ltjax
   from ltjax import config as config_lib
   from ltjax import sharding
   from ltjax.data.pp import augment
@@ -362,7 +363,7 @@ def profile(args) -> None:
   root = data_dir(args)
   args_ = ltjax_args(args.mode, root, "x", args.epochs)
   name = next(a for a in args_ if a.startswith("--config=")).split("=", 1)[1]
-  c = config_lib.load_file(os.path.join(os.path.dirname(config_lib.__file__), "configs", name))
+  c = config_lib.load_file(os.path.join(os.path.dirname(ltjax.__file__), "configs", name))
   for key, value in (a.split("=", 1) for a in args_ if a.startswith("--config.")):
     node = c
     *parents, leaf = key.removeprefix("--config.").split(".")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import _override
 
+import ltjax
 from ltjax import config as config_lib
 from ltjax.data import example
 from ltjax.train import loop
@@ -30,7 +31,7 @@ SMALL = {
 
 
 def custom(stage_file: str, root, **overrides):
-  path = os.path.join(os.path.dirname(config_lib.__file__), "configs", "custom", stage_file)
+  path = os.path.join(os.path.dirname(ltjax.__file__), "configs", "custom", stage_file)
   return _override(config_lib.load_file(path), {**SMALL, "dataset.root": str(root), **overrides})
 
 

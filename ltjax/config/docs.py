@@ -1,0 +1,215 @@
+"""What every field of the base config means: the one place its meaning is written.
+
+``ltjax train --config=FILE --help`` prints these beside the fields the config's components
+read (``ltjax.config.help``); ``tests/test_config_help.py`` fails when a field of
+:func:`ltjax.config.base_config` has no entry here, or an entry names no field. Kept apart
+from the schema so that the schema reads as the list of fields and their defaults, and a
+meaning is written once, not in a comment and a help table that drift apart.
+
+The entries follow ``base_config``'s order, which is the order ``--help`` lists them in.
+"""
+
+from __future__ import annotations
+
+#: ``"block.field"`` (or ``"field"`` for the run's own) -> what it means.
+FIELD_DOCS: dict[str, str] = {
+  # ------------------------------------------------------------------------------- run
+  "stage": "Which training recipe; see ltjax.train.stages.STAGES.",
+  "method": "Name of this model's entry in results.json.",
+  "seed": "Seed of everything random: the data's cut and order, augmentation, initialisation.",
+  "num_devices": "Devices to train on; 0 = every device of every process.",
+  "init_from": "Work (or checkpoints) directory of the stage-1 run (cRT, LWS, OLTR stage 2).",
+  "update_frozen_bn": (
+    "cRT/LWS: update the frozen backbone's BatchNorm statistics under the stage's sampler, "
+    "as the reference code does (it leaves BatchNorm in train mode). False: inference mode, "
+    "so the backbone is exactly the stage-1 one."
+  ),
+  "batch_size": "Global batch size, over all devices and processes.",
+  "num_epochs": "Training epochs (passes of the sampler over the training set).",
+  "log_every_steps": "Steps between training-metric log lines (metrics.jsonl, TensorBoard).",
+  "eval_every_epochs": (
+    "Validation accuracy during training every this many epochs; 0 = only at the end."
+  ),
+  "checkpoint_every_steps": "Steps between checkpoints (one is also written at the end).",
+  "keep_checkpoints": "How many of the latest checkpoints are kept.",
+  # --------------------------------------------------------------------------- dataset
+  "dataset.name": "Which dataset; see ltjax.data.datasets.DATASETS.",
+  "dataset.tfds_name": (
+    "TFDS name (optionally ':version'). With name 'tfds': the dataset to cut a long tail from "
+    "(cifar10, ...). With a split-list dataset: read the train/val/test lists' images from this "
+    "prepared TFDS dataset instead of root (imagenet_lt: imagenet2012, or TFDS's own "
+    "imagenet_lt; places_lt: places365_small; inat2018: i_naturalist2018), matching list "
+    "entries to TFDS records by file name; the lists are still read from lists_dir."
+  ),
+  "dataset.data_dir": "TFDS data directory of tfds_name; '' = the TFDS default.",
+  "dataset.train_split": "TFDS split the training images (and the validation pool) come from.",
+  "dataset.test_split": "TFDS split of the test images.",
+  "dataset.image_size": "TFDS images: side they are resized to when read; 0 = as stored.",
+  "dataset.imbalance_ratio": "n_max / n_min of the exponential train profile.",
+  "dataset.n_max": "Head-class size; 0 = as many as the pool allows.",
+  "dataset.val_per_class": (
+    "Balanced validation images per class, carved from the training pool (never from test); "
+    "0 = no validation split."
+  ),
+  "dataset.test_per_class": (
+    "Balanced test images per class; only for datasets without a test split (digits)."
+  ),
+  "dataset.open_classes": "Class ids held out of training; their test images become -1.",
+  "dataset.root": "Split-list datasets: the image directory the list paths are relative to.",
+  "dataset.lists_dir": (
+    "Split-list datasets: where ImageNet_LT_train.txt etc. are (default root)."
+  ),
+  "dataset.open_set": (
+    "Split-list datasets: append the open-set list (label -1) to test. Its images are in no "
+    "TFDS dataset: with tfds_name they are still read from root (or packed_dir)."
+  ),
+  "dataset.packed_dir": (
+    "Split-list datasets: read every split from the ArrayRecord shards that `ltjax prepare` "
+    "wrote to this directory instead of the image files under root (then not needed). With "
+    "tfds_name set, only the open split is read from here."
+  ),
+  "dataset.mean": "Per-channel mean of the pixel values in [0, 1], subtracted from every image.",
+  "dataset.std": "Per-channel standard deviation of the pixel values in [0, 1], divided out.",
+  "dataset.allow_train_duplicates": (
+    "A record listed twice in the train split is refused (as one in two splits always is); "
+    "True keeps such repeats (oversampling by repetition, on purpose)."
+  ),
+  "dataset.train_list": (
+    "Your own data, name 'lists': the training list of 'path label' lines (paths relative to "
+    "root, or absolute). The training split's own imbalance is kept; without a val list (or "
+    "val/ folder) val_per_class images per class are carved from train by seed."
+  ),
+  "dataset.val_list": "Your own data, name 'lists': the validation list (optional).",
+  "dataset.test_list": "Your own data, name 'lists': the test list.",
+  "dataset.open_list": "Optional open-set images (label -1), read with open_set=True.",
+  "dataset.num_classes": "0 = from the data (largest label + 1; the folders); else checked.",
+  "dataset.class_names": ("Optional file of class names, one per line ('folder': the folders)."),
+  "dataset.longtail": (
+    "How the training split of 'digits' and 'tfds' is cut: 'exponential' (n_j = n_max * "
+    "imbalance_ratio^(-j/(K-1)), images drawn by seed), 'none' (a dataset's own class "
+    "distribution, as it is) or 'cao2019' (TFDS CIFAR-10/100 only: the published CIFAR-LT "
+    "training set of Cao et al. 2019, image for image; see "
+    "ltjax.data.datasets.build_cao2019_splits for its validation rule)."
+  ),
+  # ------------------------------------------------------------------------------ data
+  "data.augment": (
+    "Training augmentation; see ltjax.data.pp.augment.AUGMENTATIONS. 'imagenet_device': the "
+    "random numbers of 'imagenet', but the resize, flip and jitter run in the train step "
+    "(ltjax.data.pp.device_ops)."
+  ),
+  "data.pad": "'crop_flip': pixels of zero padding per side before the random crop.",
+  "data.flip": "'crop_flip': random horizontal flips.",
+  "data.crop_size": "Output side of the 'imagenet' augmentation and eval transform.",
+  "data.jitter": (
+    "ColorJitter strength (brightness = contrast = saturation, hue 0) of the 'imagenet' "
+    "augmentations; 0 = no jitter (the references' iNaturalist recipe)."
+  ),
+  "data.eval_transform": "Evaluation transform; see ltjax.data.pp.augment.EVAL_TRANSFORMS.",
+  "data.decode_min_size": (
+    "Training images only: JPEG decoding may downscale by powers of two while the shorter "
+    "side stays >= this (libjpeg's scaled decoding, as PIL's draft mode): ~1.2x faster "
+    "decoding of images whose shorter side is >= 2x this (BENCHMARKS.md, 'JPEG decoder "
+    "choice'), slightly other pixels than the references' full decode. 0 = full resolution, "
+    "as the references; evaluation always decodes in full."
+  ),
+  "data.skip_corrupt": "Replace unreadable images by another of the class (logged).",
+  "data.decode_cache_mb": (
+    "Decoded train and val images kept in memory, up to this many MB (0: none): a dataset of "
+    "small images is decoded once, not every epoch (the same pixels; BENCHMARKS.md, issue 35)."
+  ),
+  "data.num_threads": "grain reader threads.",
+  "data.prefetch": "Batches read ahead (at least data.num_threads are).",
+  "data.mixup_alpha": (
+    "mixup (Zhang et al., ICLR 2018) in the train step, on device: lambda ~ Beta(alpha, alpha) "
+    "per batch, the batch mixed with a permutation of itself, the loss lambda L(y) + "
+    "(1 - lambda) L(y'). 0 = off; with cutmix_alpha > 0 too, each batch one of the two with "
+    "probability 0.5. Not with OLTR stage 2 (its centroids loss)."
+  ),
+  "data.cutmix_alpha": (
+    "CutMix (Yun et al., ICCV 2019), as mixup_alpha: lambda ~ Beta(alpha, alpha) per batch. "
+    "0 = off. Not with OLTR stage 2 (its centroids loss)."
+  ),
+  # --------------------------------------------------------------------------- sampler
+  "sampler.name": "Which sampler; see ltjax.data.samplers.SAMPLERS.",
+  "sampler.q": "'qpower': class j drawn with probability n_j^q / sum_i n_i^q.",
+  "sampler.k": "'class_aware': consecutive samples per class visit.",
+  "sampler.shuffle_in_batch": (
+    "'class_aware': shuffle within each batch, so that a batch mixes its classes (the "
+    "references' `shuffle: true` with ClassAwareSampler)."
+  ),
+  # ------------------------------------------------------------------------------ loss
+  "loss.name": (
+    "The classification loss every stage trains with (OLTR adds its centroids term): "
+    "softmax | logit_adjusted | focal | class_balanced | ldam; see ltjax.losses.LOSSES."
+  ),
+  "loss.tau": "logit_adjusted: z + tau log(prior) (1 = Balanced Softmax).",
+  "loss.gamma": "focal, class_balanced with base 'focal': (1 - p)^gamma.",
+  "loss.beta": "class_balanced, ldam's DRW: effective-number weights.",
+  "loss.base": "class_balanced: over 'softmax' or 'focal'.",
+  "loss.max_margin": "ldam: the largest class margin.",
+  "loss.scale": "ldam: s, the logit scale.",
+  "loss.drw_epoch": "ldam: re-weighting from this epoch (None: never).",
+  # ----------------------------------------------------------------------------- model
+  "model.backbone": "Which backbone; see ltjax.models.BACKBONES.",
+  "model.head": "Which classifier head; see ltjax.models.HEADS.",
+  "model.width": "Channel multiplier of the cifar_resnet backbones.",
+  "model.cifar_shortcut": (
+    "Shortcut of the cifar_resnet backbones where the shape changes: 'conv' (1x1 conv + BN, "
+    "He et al.'s option B) or 'pad' (strided identity, zero-padded channels: option A, the "
+    "network of the LDAM-DRW and most CIFAR-LT code)."
+  ),
+  "model.dtype": "Computation dtype; parameters stay float32.",
+  "model.pretrained": (
+    "A PyTorch state dict (torchvision / reference ResNet layout, e.g. torchvision's ImageNet "
+    "resnet152 or OLTR's caffe_resnet152.pth) that a fresh run's backbone starts from; its "
+    "ImageNet classifier (fc.*) is skipped. '' = random initialisation."
+  ),
+  "model.pretrained_allow_pickle": (
+    "Also unpickle Python objects other than tensors in model.pretrained (can run code: only "
+    "for files you trust; the same opt-in as `ltjax import-torch --allow_pickle`)."
+  ),
+  # ----------------------------------------------------------------------------- optim
+  "optim.lr": "Learning rate of the backbone (and neck: the references' feat_model).",
+  "optim.head_lr": "Learning rate of the classifier head; unset (None) = optim.lr.",
+  "optim.momentum": "SGD momentum of the backbone and head.",
+  "optim.weight_decay": (
+    "SGD weight decay of the backbone and head (PyTorch's: L2 added to the gradient)."
+  ),
+  "optim.schedule": "Learning-rate schedule: cosine | step | multistep | constant.",
+  "optim.lr_update": (
+    "When the rate changes: every 'step', or once per epoch as the references' "
+    "scheduler.step() (before the epoch's batches: 'epoch_start', classifier-balancing; "
+    "after: 'epoch_end', OLTR). See ltjax.train.optim.make_schedule."
+  ),
+  "optim.step_every_epochs": "'step' schedule: lr *= step_gamma every this many epochs.",
+  "optim.step_gamma": "'step' and 'multistep' schedules: the factor of each decay.",
+  "optim.warmup_epochs": "Epochs of linear warm-up of the learning rate; 0 = none.",
+  "optim.nesterov": "Nesterov momentum (SGD).",
+  "optim.milestones": (
+    "'multistep' schedule: lr *= step_gamma at each of these epochs (e.g. (160, 180))."
+  ),
+  "optim.freeze": (
+    "Regexes over parameter paths like 'backbone/stage1_block0/conv1/kernel' that never update."
+  ),
+  # ------------------------------------------------------------------------------ oltr
+  "oltr.use_attention": "OLTR stage 2: modulated attention after the backbone's last stage.",
+  "oltr.fc_add": (
+    "OLTR: > 0 = dense to this width + ReLU after pooling (the reference's use_fc: 512); "
+    "stage 1 (stage joint) may have it, so that stage 2 loads it."
+  ),
+  "oltr.centroids_lr": "OLTR stage 2: learning rate of the centroids' own SGD group.",
+  "oltr.centroids_momentum": "OLTR stage 2: momentum of the centroids' SGD group.",
+  "oltr.centroids_weight_decay": "OLTR stage 2: weight decay of the centroids' SGD group.",
+  "oltr.loss_weight": "OLTR stage 2: weight of the discriminative centroids loss on top of CE.",
+  "oltr.margin": "OLTR stage 2: repel margin of the centroids loss.",
+  "oltr.repel_weight": "OLTR stage 2: weight of the repel term inside the centroids loss.",
+  # ------------------------------------------------------------------------------ eval
+  "eval.batch_size": "Global batch size of evaluation (validation, test, features).",
+  "eval.many_threshold": "Many-shot classes: n_j > this many training images (papers: 100).",
+  "eval.few_threshold": "Few-shot classes: n_j < this many training images (papers: 20).",
+  "eval.open_threshold": "Open set: predict 'unknown' below this max probability.",
+  "eval.select": (
+    "Which model is tested: 'final' (the last step) or 'best_val' (the validation with the "
+    "best overall accuracy, every eval_every_epochs; kept apart in <workdir>/best/)."
+  ),
+}

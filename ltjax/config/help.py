@@ -1,0 +1,180 @@
+"""Which fields a config's components read, and the ``--help`` text that lists them.
+
+The base config holds the options of every component (each loss, sampler, stage,
+augmentation, schedule); a config uses a few of them. ``ltjax train --config=FILE --help``
+shows, block by block, only the fields the config's chosen components read, each with its
+meaning (``ltjax.config.docs``) and its default where the config changes it.
+
+The tables below say which options each component reads. They mirror the components
+themselves (a loss's or sampler's options are its dataclass fields, a stage's its class
+attributes), which live above the config layer and import JAX, so they cannot be asked here:
+loading a config and printing its help never imports JAX. ``tests/test_config_help.py``
+checks every table against the component it mirrors. A name missing from a table (a
+component added without an entry) shows all of its block's options, never hides one.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable, Mapping
+
+from ltjax.config.docs import FIELD_DOCS
+from ltjax.config.schema import base_config
+
+#: ``loss.name`` -> the ``loss`` options it reads (its dataclass fields in
+#: ``ltjax.losses.classification``).
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+  "softmax": (),
+  "logit_adjusted": ("tau",),
+  "focal": ("gamma",),
+  "class_balanced": ("beta", "base", "gamma"),
+  "ldam": ("max_margin", "scale", "drw_epoch", "beta"),
+}
+
+#: ``sampler.name`` -> the ``sampler`` options it reads (its dataclass fields in
+#: ``ltjax.data.samplers``, but the run-wide ``num_epochs`` and ``batch_size``).
+SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
+  "instance": (),
+  "class_balanced": (),
+  "sqrt": (),
+  "qpower": ("q",),
+  "progressive": (),
+  "class_aware": ("k", "shuffle_in_batch"),
+}
+
+_OLTR = tuple(f"oltr.{k}" for k in base_config().oltr)
+_MIXING = ("data.mixup_alpha", "data.cutmix_alpha")
+
+#: ``stage`` -> the fields of ``STAGE_SPECIFIC`` it reads (``ltjax.train.stages``): the
+#: earlier run it copies from (``copies``), its frozen backbone's BatchNorm
+#: (``frozen_backbone``), OLTR's neck and centroids, mixed batches (``mixes_batches``).
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+  "joint": _MIXING,
+  "crt": ("init_from", "update_frozen_bn", *_MIXING),
+  "lws": ("init_from", "update_frozen_bn", *_MIXING),
+  "oltr": ("init_from", *_OLTR),
+}
+#: Fields a stage reads only as an opt-in that belongs to another recipe, listed only when
+#: set: joint training's ``use_fc`` layer is OLTR stage 1's (``Stage.neck``).
+STAGE_FIELDS_WHEN_SET: dict[str, tuple[str, ...]] = {"joint": ("oltr.fc_add",)}
+#: The fields some stages read and others do not.
+STAGE_SPECIFIC = ("init_from", "update_frozen_bn", *_OLTR, *_MIXING)
+
+#: ``data.augment`` / ``data.eval_transform`` -> the ``data`` options it reads
+#: (``ltjax.data.pp.augment``).
+AUGMENT_OPTIONS: dict[str, tuple[str, ...]] = {
+  "none": (),
+  "crop_flip": ("pad", "flip"),
+  "imagenet": ("crop_size", "jitter"),
+  "imagenet_device": ("crop_size", "jitter"),
+}
+EVAL_TRANSFORM_OPTIONS: dict[str, tuple[str, ...]] = {
+  "none": (),
+  "resize_center_crop": ("crop_size",),
+}
+_AUGMENT_FIELDS = ("data.pad", "data.flip", "data.jitter")
+
+#: ``optim.schedule`` -> the ``optim`` options it reads (``ltjax.train.optim``).
+SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
+  "cosine": (),
+  "step": ("step_every_epochs", "step_gamma"),
+  "multistep": ("milestones", "step_gamma"),
+  "constant": (),
+}
+_SCHEDULE_FIELDS = ("optim.step_every_epochs", "optim.step_gamma", "optim.milestones")
+
+#: Options of the cifar_resnet backbones only (``validate`` refuses them elsewhere).
+CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
+
+#: The order blocks are listed in; "" is the run's own fields.
+BLOCKS = ("", "dataset", "data", "sampler", "loss", "model", "optim", "oltr", "eval")
+
+
+def _block(field: str) -> str:
+  return field.split(".")[0] if "." in field else ""
+
+
+def _flat(tree: Mapping, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def _option_of(table: Mapping[str, tuple[str, ...]], name, option: str) -> bool:
+  """Whether the component ``name`` of ``table`` reads ``option``; every option is read
+  when the table does not know ``name``."""
+  return name not in table or option in table[name]
+
+
+def _is_read(field: str, c: Mapping) -> bool:
+  """Whether the components that ``c`` (a flat config) chooses read ``field``."""
+  block, _, option = field.rpartition(".")
+  stage = c.get("stage")
+  if field in STAGE_FIELDS_WHEN_SET.get(stage, ()):
+    return bool(c.get(field))
+  if field in STAGE_SPECIFIC and stage in STAGE_FIELDS and field not in STAGE_FIELDS[stage]:
+    return False
+  if block == "loss" and option != "name":
+    return _option_of(LOSS_OPTIONS, c.get("loss.name"), option)
+  if block == "sampler" and option != "name":
+    return _option_of(SAMPLER_OPTIONS, c.get("sampler.name"), option)
+  if field == "data.crop_size":
+    return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option) or _option_of(
+      EVAL_TRANSFORM_OPTIONS, c.get("data.eval_transform"), option
+    )
+  if field in _AUGMENT_FIELDS:
+    return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option)
+  if field in _SCHEDULE_FIELDS:
+    return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
+  if field in CIFAR_BACKBONE_OPTIONS:
+    return str(c.get("model.backbone", "")).startswith("cifar_")
+  return True
+
+
+def read_fields(config, unread: Iterable[str] = ()) -> list[str]:
+  """The fields (``"optim.lr"``, ``"seed"``) of ``config`` that its components read, in
+  ``--help`` order: block by block, each in the base config's order, then fields the base
+  config does not have.
+
+  Args:
+    config: a ConfigDict, or its ``to_dict()``.
+    unread: fields the config's dataset does not read (``"dataset.root"``, ...): the data
+      layer knows them, which the config layer may not import; the command line passes them.
+  """
+  c = _flat(config.to_dict() if hasattr(config, "to_dict") else config)
+  known = [f for f in FIELD_DOCS if f in c and _is_read(f, c)]
+  extra = sorted(f for f in c if f not in FIELD_DOCS)
+  skip = set(unread)
+  order = {b: i for i, b in enumerate(BLOCKS)}
+  fields = [f for f in known + extra if f not in skip]
+  return sorted(fields, key=lambda f: order.get(_block(f), len(BLOCKS)))  # Stable.
+
+
+def _same(a, b) -> bool:
+  as_tuple = lambda v: tuple(v) if isinstance(v, list | tuple) else v  # noqa: E731
+  return as_tuple(a) == as_tuple(b)
+
+
+def help_text(config, unread: Iterable[str] = ()) -> str:
+  """The fields ``config``'s components read, block by block, one option a line:
+  ``  --config.<field>=<value>  <meaning> (default <default>)``, the default only where the
+  value differs from the base config's. See :func:`read_fields` for the arguments."""
+  c = _flat(config.to_dict() if hasattr(config, "to_dict") else config)
+  defaults = _flat(base_config().to_dict())
+  lines: list[str] = []
+  block = None
+  for field in read_fields(config, unread):
+    here = _block(field)
+    if here != block:
+      block = here
+      lines += ["", f"{here or 'run'}:"]
+    meaning = FIELD_DOCS.get(field, "not a field of ltjax's base config: nothing reads it.")
+    if field in defaults and not _same(c[field], defaults[field]):
+      meaning = f"{meaning} (default {defaults[field]!r})"
+    line = f"  --config.{field}={c[field]!r}  {meaning}"
+    lines.append(textwrap.fill(line, width=100, subsequent_indent="      ", break_on_hyphens=False))
+  return "\n".join(lines[1:])

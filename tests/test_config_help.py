@@ -1,0 +1,191 @@
+"""``--help`` of a config: the fields its components read, each with its meaning.
+
+``ltjax.config.help`` keeps tables of which options each loss, sampler, stage, augmentation
+and schedule reads (the config layer cannot import them); these tests hold every table to
+the component it mirrors, and every base-config field to a meaning.
+"""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ltjax
+from ltjax import config as config_lib
+from ltjax.config import help as config_help
+
+CONFIGS = os.path.join(os.path.dirname(ltjax.__file__), "configs")
+
+
+def _flat_fields(tree, prefix=""):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _flat_fields(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
+def _config(name):
+  return config_lib.load_file(os.path.join(CONFIGS, name))
+
+
+def _listed(text):
+  """The fields ``help_text`` lists, in order."""
+  return [
+    line.split("=", 1)[0].removeprefix("  --config.")
+    for line in text.splitlines()
+    if line.startswith("  --config.")
+  ]
+
+
+def test_every_base_config_field_has_a_meaning():
+  fields = list(_flat_fields(config_lib.base_config().to_dict()))
+  missing = sorted(set(fields) - set(config_lib.FIELD_DOCS))
+  assert not missing, f"add their meaning to ltjax/config/docs.py FIELD_DOCS: {missing}"
+  stale = sorted(set(config_lib.FIELD_DOCS) - set(fields))
+  assert not stale, f"FIELD_DOCS names fields base_config lacks: {stale}"
+  assert all(doc.strip() for doc in config_lib.FIELD_DOCS.values())
+
+
+def test_joint_help_lists_the_learning_rate_with_its_meaning_and_no_oltr_field():
+  text = config_lib.help_text(_config("digits/joint.py"))
+  listed = _listed(text)
+  assert not [f for f in listed if f.startswith("oltr.")]
+  assert "init_from" not in listed and "update_frozen_bn" not in listed
+  (line,) = [line for line in text.splitlines() if line.startswith("  --config.optim.lr=")]
+  assert line.startswith("  --config.optim.lr=0.05  Learning rate of the backbone")
+  assert "(default 0.2)" in text.split("--config.optim.lr=", 1)[1].split("--config.", 1)[0]
+  # Blocks in order, each once; the default only where the value differs.
+  headers = [line for line in text.splitlines() if line and not line.startswith(" ")]
+  assert headers == ["run:", "dataset:", "data:", "sampler:", "loss:", "model:", "optim:", "eval:"]
+  keep = next(line for line in text.splitlines() if "--config.keep_checkpoints=" in line)
+  assert "(default" not in keep
+
+
+def test_oltr_stage2_help_lists_the_oltr_block():
+  listed = _listed(config_lib.help_text(_config("imagenet_lt/oltr_stage2.py")))
+  assert {f"oltr.{k}" for k in config_lib.base_config().oltr} <= set(listed)
+  assert "oltr.centroids_lr" in listed and "init_from" in listed
+  assert "data.mixup_alpha" not in listed  # OLTR stage 2 never mixes batches.
+  assert "sampler.k" in listed and "sampler.q" not in listed  # class_aware's options only.
+
+
+def test_loss_options_only_for_the_chosen_loss():
+  ldam = _listed(config_lib.help_text(_config("cifar10_lt/ldam_drw.py")))
+  assert {"loss.max_margin", "loss.scale", "loss.drw_epoch", "loss.beta"} <= set(ldam)
+  assert "loss.tau" not in ldam and "loss.gamma" not in ldam
+  assert {"optim.milestones", "optim.step_gamma"} <= set(ldam)  # multistep
+  assert "optim.step_every_epochs" not in ldam
+  assert {"model.width", "model.cifar_shortcut"} <= set(ldam)  # a cifar_resnet backbone
+  softmax = _listed(config_lib.help_text(_config("imagenet_lt/crt.py")))
+  assert not [f for f in softmax if f.startswith("loss.") and f != "loss.name"]
+  assert {"init_from", "update_frozen_bn"} <= set(softmax)
+  assert "model.width" not in softmax and "data.pad" not in softmax
+  assert {"data.crop_size", "data.jitter"} <= set(softmax)
+
+
+def test_unread_dataset_fields_and_fields_the_base_config_lacks():
+  config = config_lib.base_config()
+  listed = _listed(config_lib.help_text(config, unread=("dataset.root", "dataset.tfds_name")))
+  assert "dataset.root" not in listed and "dataset.tfds_name" not in listed
+  assert "dataset.lists_dir" in listed
+  config.dataset.my_own = 3
+  text = config_lib.help_text(config)
+  assert "  --config.dataset.my_own=3  not a field of ltjax's base config" in text
+  # A plain dict (a run's config.json) works as well.
+  assert config_lib.help_text(config.to_dict()) == text
+
+
+def test_a_oltr_stage1_neck_is_listed_when_set():
+  config = config_lib.base_config()
+  assert "oltr.fc_add" not in config_lib.read_fields(config)
+  config.oltr.fc_add = 512
+  assert "oltr.fc_add" in config_lib.read_fields(config)
+  assert "oltr.centroids_lr" not in config_lib.read_fields(config)
+
+
+def test_help_of_every_packaged_config():
+  for root, _, names in os.walk(CONFIGS):
+    for name in names:
+      if name.endswith(".py") and name != "run.py":
+        text = config_lib.help_text(config_lib.load_file(os.path.join(root, name)))
+        assert "  --config.stage=" in text and "  --config.optim.lr=" in text, name
+
+
+def test_help_text_does_not_import_jax():
+  code = (
+    "import sys\n"
+    "from ltjax import config\n"
+    "c = config.load_file(sys.argv[1])\n"
+    "assert 'oltr.centroids_lr' in config.help_text(c)\n"
+    "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'flax')))\n"
+    "assert not bad, bad\n"
+  )
+  path = os.path.join(CONFIGS, "imagenet_lt", "oltr_stage2.py")
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+  result = subprocess.run(
+    [sys.executable, "-c", code, path], capture_output=True, text=True, env=env
+  )
+  assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------- the tables against their components
+
+
+def _ours(registry):
+  """The entries ltjax registers (not toys another test added)."""
+  return {
+    n: c
+    for n, c in registry.items()
+    if type(c).__module__.startswith("ltjax.") or getattr(c, "__module__", "").startswith("ltjax.")
+  }
+
+
+def test_loss_options_are_the_fields_of_each_loss():
+  from ltjax.losses import classification
+
+  losses = _ours(classification.LOSSES)
+  assert set(losses) == set(config_help.LOSS_OPTIONS)
+  for name, cls in losses.items():
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert fields == set(config_help.LOSS_OPTIONS[name]), name
+
+
+def test_sampler_options_are_the_fields_of_each_sampler():
+  from ltjax.data import samplers
+
+  ours = _ours(samplers.SAMPLERS)
+  assert set(ours) == set(config_help.SAMPLER_OPTIONS)
+  for name, cls in ours.items():
+    fields = {f.name for f in dataclasses.fields(cls)} - {"num_epochs", "batch_size"}
+    assert fields == set(config_help.SAMPLER_OPTIONS[name]), name
+
+
+def test_stage_fields_follow_each_stage():
+  from ltjax.train import stages
+
+  ours = _ours(stages.STAGES)
+  assert set(ours) == set(config_help.STAGE_FIELDS)
+  for name, stage in ours.items():
+    reads = set(config_help.STAGE_FIELDS[name])
+    assert ("init_from" in reads) == bool(stage.copies), name
+    assert ("update_frozen_bn" in reads) == bool(stage.frozen_backbone), name
+    assert ("data.mixup_alpha" in reads) == bool(stage.mixes_batches), name
+    assert ("oltr.centroids_lr" in reads) == (name == "oltr"), name
+
+
+@pytest.mark.parametrize(
+  "table, names",
+  [
+    ("AUGMENT_OPTIONS", "ltjax.data.pp.augment:AUGMENTATIONS"),
+    ("EVAL_TRANSFORM_OPTIONS", "ltjax.data.pp.augment:EVAL_TRANSFORMS"),
+    ("SCHEDULE_OPTIONS", "ltjax.train.optim:SCHEDULES"),
+  ],
+)
+def test_option_tables_name_every_choice(table, names):
+  import importlib
+
+  module, attr = names.split(":")
+  assert set(getattr(config_help, table)) == set(getattr(importlib.import_module(module), attr))
