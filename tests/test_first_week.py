@@ -154,14 +154,14 @@ def test_runs_are_ignored_by_git():
 
 
 def capture_figures(monkeypatch):
-  from ltjax.evaluate import report
+  from ltjax.evaluate.report import plots
 
   saved = {}
 
   def keep(fig, path):
     saved[os.path.basename(path)] = fig
 
-  monkeypatch.setattr(report, "_save", keep)
+  monkeypatch.setattr(plots, "_save", keep)
   return saved
 
 

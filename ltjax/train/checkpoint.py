@@ -8,36 +8,41 @@ A checkpoint step directory holds three items:
     process, which would tie a checkpoint to the number of hosts);
   meta: JSON metadata (config, stage, class counts).
 
-Integrity: once orbax has finished writing a step, ``ltjax-checksums-<step>.json`` next to
-it records the SHA-256 of every file of the step (orbax keeps none). Restoring checks them,
-then the arrays' shapes and that every float is finite; a step that fails any check (a
-truncated or flipped file, garbage metadata, a missing item) is reported and the newest
-intact step is used instead. A checkpoint without a checksum file (written before ltjax
-had them) is checked for everything else.
+Integrity (``integrity``): once orbax has finished writing a step, its files' checksums are
+recorded next to it. Restoring checks them, then the arrays' shapes and that every float is
+finite; a step that fails any check (a truncated or flipped file, garbage metadata, a
+missing item) is reported and the newest intact step is used instead. A checkpoint without
+a checksum file (written before ltjax had them) is checked for everything else.
+
+Beside this module, which saves, rotates and restores: ``health`` (which steps rotation
+keeps and a resumed run starts from), ``storage_errors`` (a failed save in one line) and
+``init_from`` (loading an earlier run's model into a new stage).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import logging
-import math
 import os
 import sys
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ltjax import files
 from ltjax.train import state as state_lib
+from ltjax.train.health import SPIKE_FACTOR, healthy, read_health, write_health
+from ltjax.train.integrity import (
+  CHECKSUM_PREFIX,
+  DamagedCheckpoint,
+  check_finite,
+  checksum_path,
+  verify_checksums,
+  write_checksums,
+)
 from ltjax.train.optim import param_path
+from ltjax.train.storage_errors import storage_reason, write_error
 
 log = logging.getLogger(__name__)
 
@@ -82,85 +87,7 @@ def _quiet_closed_event_loops() -> None:
   sys.unraisablehook = hook
 
 
-CHECKSUM_PREFIX = "ltjax-checksums-"
-
-
-class DamagedCheckpoint(ValueError):
-  """A checkpoint step that cannot be restored as it was saved."""
-
-
-def _checksum_path(directory: str, step: int) -> str:
-  return os.path.join(directory, f"{CHECKSUM_PREFIX}{step}.json")
-
-
-def _file_digests(directory: str, step: int) -> dict[str, str]:
-  """SHA-256 of every file of a step directory, by path relative to it."""
-  root = os.path.join(directory, str(step))
-  digests = {}
-  for dirpath, dirnames, names in os.walk(root):
-    dirnames.sort()
-    for name in sorted(names):
-      path = os.path.join(dirpath, name)
-      h = hashlib.sha256()
-      with open(path, "rb") as f:
-        for block in iter(lambda f=f: f.read(1 << 20), b""):
-          h.update(block)
-      digests[os.path.relpath(path, root)] = h.hexdigest()
-  return digests
-
-
-def write_checksums(directory: str, step: int) -> None:
-  """Records the digests of a finished step (process 0; written last, atomically)."""
-  if jax.process_index() != 0:
-    return
-  files.write_json(_checksum_path(directory, step), _file_digests(directory, step), indent=1)
-
-
-def verify_checksums(directory: str, step: int) -> None:
-  """Raises DamagedCheckpoint if a file of the step differs from its recorded digest."""
-  path = _checksum_path(directory, step)
-  if not os.path.exists(path):
-    return  # Written before checksums, or interrupted before they were: other checks only.
-  try:
-    with open(path) as f:
-      want = json.load(f)
-  except ValueError as e:
-    raise DamagedCheckpoint(f"its checksum file {path} is not valid JSON ({e})") from e
-  have = _file_digests(directory, step)
-  missing = sorted(set(want) - set(have))
-  changed = sorted(k for k in set(want) & set(have) if want[k] != have[k])
-  if missing or changed:
-    what = [f"missing {k}" for k in missing[:3]] + [f"changed {k}" for k in changed[:3]]
-    raise DamagedCheckpoint(
-      f"{len(missing) + len(changed)} file(s) differ from when it was saved ({', '.join(what)})"
-    )
-
-
-def _check_finite(tree, what: str) -> None:
-  """Raises DamagedCheckpoint naming the first array with a nan or inf. One program for the
-  whole tree (array by array, each shape compiled its own two programs: 1.5 s for a
-  ResNet-10 on a CPU, every restore)."""
-  leaves = [
-    (path, leaf)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
-    if jnp.issubdtype(leaf.dtype, jnp.floating)
-  ]
-  if not leaves:
-    return
-  finite = _all_finite([leaf for _, leaf in leaves])
-  for (path, _), ok in zip(leaves, jax.device_get(finite), strict=True):
-    if not ok:
-      raise DamagedCheckpoint(f"{what} {param_path(path)} holds nan or inf values")
-
-
-@jax.jit
-def _all_finite(arrays):
-  """For each array, whether every value is finite (a replicated boolean per array, so that
-  arrays sharded over several processes are checked too)."""
-  return jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays])
-
-
-def _manager(directory: str, read_only: bool = False) -> ocp.CheckpointManager:
+def manager(directory: str, read_only: bool = False) -> ocp.CheckpointManager:
   """Orbax's manager of ``directory``; it keeps every step (``Checkpointer`` rotates)."""
   if read_only:  # Orbax's own values for a read-only manager (else it warns it set them).
     options = ocp.CheckpointManagerOptions(
@@ -171,79 +98,6 @@ def _manager(directory: str, read_only: bool = False) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
     os.path.abspath(directory), options=options, item_names=("state", "data", "meta")
   )
-
-
-_REASONS = {
-  errno.ENOSPC: "no space left on device",
-  errno.EDQUOT: "disk quota exceeded",
-  errno.EROFS: "read-only file system",
-  errno.EACCES: "permission denied",
-}
-
-
-def storage_reason(e: BaseException | None) -> str | None:
-  """Why a write failed, if for lack of space or permission ("no space left on device",
-  ...), whatever layer raised it (orbax and TensorStore wrap the OS error in ValueError,
-  RuntimeError, ...); None otherwise."""
-  for cause in _causes(e):
-    if isinstance(cause, OSError) and cause.errno in _REASONS:
-      return _REASONS[cause.errno]
-    text = str(cause)
-    why = next((r for code, r in _REASONS.items() if os.strerror(code) in text), None)
-    if why:
-      return why
-  return None
-
-
-def _write_error(e: BaseException, directory: str, step: int) -> ValueError:
-  """One line for a failed save: the step, the reason, what is kept."""
-  why = storage_reason(e)
-  if why is None:
-    first = str(e).splitlines()[0] if str(e) else ""
-    why = f"{type(e).__name__}: {first}"
-  return ValueError(
-    f"could not save checkpoint step {step} in {directory}: {why}. The checkpoints saved "
-    "before it are intact; free space (or choose a writable --workdir) and run the same "
-    "command again to resume from the latest one."
-  )
-
-
-def _causes(e: BaseException | None):
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    yield e
-    e = e.__cause__ or e.__context__
-
-
-#: A checkpoint is healthy when the training loss of the steps after it (their mean up to the
-#: next checkpoint's log: ``meta["train_loss"]`` of that checkpoint) is finite and at most
-#: SPIKE_FACTOR x the last healthy checkpoint's + log(K) (the cross-entropy of a uniform
-#: guess over the K classes: room for the noise of a model near chance). Rotation never
-#: removes the newest healthy checkpoint, and a resumed run continues from it.
-SPIKE_FACTOR = 3.0
-HEALTH_FILE = "ltjax-health.json"
-
-
-def healthy(loss: float | None, reference: float | None, num_classes: int) -> bool:
-  """Whether losses ``loss`` after a checkpoint are healthy next to the last healthy
-  checkpoint's ``reference`` (None: there is none, any finite loss is healthy)."""
-  if loss is None or not math.isfinite(loss):
-    return False
-  if reference is None:
-    return True
-  return loss <= SPIKE_FACTOR * reference + math.log(max(num_classes, 2))
-
-
-def _read_health(directory: str) -> dict:
-  """The health record of a checkpoints directory ({} if none or unreadable: nothing is
-  judged unhealthy then)."""
-  path = os.path.join(directory, HEALTH_FILE)
-  try:
-    health = files.read_json(path)
-  except (OSError, ValueError):
-    return {}
-  return health if isinstance(health, dict) else {}
 
 
 class Checkpointer:
@@ -263,10 +117,10 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.keep = keep
     self.judge_health = judge_health  # False: chosen by another measure (best validation).
-    self._mngr = _manager(directory)
+    self._mngr = manager(directory)
     self._pending: list[int] = []  # Saved, checksums not written yet.
     self._closed = False
-    health = _read_health(self.directory)
+    health = read_health(self.directory)
     self.trusted: int | None = health.get("trusted")  # Newest healthy step: never rotated.
     self.trusted_loss: float | None = health.get("trusted_loss")
     self.unhealthy: list[int] = list(health.get("unhealthy", []))
@@ -300,7 +154,7 @@ class Checkpointer:
         force=True,
       )
     except Exception as e:  # Any layer's storage error: one line naming the step.
-      raise _write_error(e, self.directory, step) from e
+      raise write_error(e, self.directory, step) from e
     self._pending.append(step)
     self._unjudged = step
 
@@ -328,11 +182,7 @@ class Checkpointer:
     self._write_health()
 
   def _write_health(self) -> None:
-    if jax.process_index() == 0 and os.path.isdir(self.directory):
-      health = {"trusted": self.trusted, "trusted_loss": self.trusted_loss}
-      files.write_json(
-        os.path.join(self.directory, HEALTH_FILE), health | {"unhealthy": sorted(self.unhealthy)}
-      )
+    write_health(self.directory, self.trusted, self.trusted_loss, self.unhealthy)
 
   def set_aside_unhealthy(self) -> None:
     """Before a run resumes: moves the steps from the first unhealthy one on (their states
@@ -373,7 +223,7 @@ class Checkpointer:
             if s.isdigit() and int(s) not in steps:
               os.remove(os.path.join(self.directory, name))
     except Exception as e:
-      raise _write_error(e, self.directory, step if step is not None else -1) from e
+      raise write_error(e, self.directory, step if step is not None else -1) from e
     finally:
       self._pending = []
 
@@ -387,7 +237,7 @@ class Checkpointer:
       for s in newer:
         target = os.path.join(aside, f"{s}-{int(time.time())}")
         os.replace(os.path.join(self.directory, str(s)), target)
-        checksums = _checksum_path(self.directory, s)
+        checksums = checksum_path(self.directory, s)
         if os.path.exists(checksums):
           os.replace(checksums, f"{target}.checksums.json")
         log.warning("moved damaged checkpoint step %d to %s", s, target)
@@ -414,7 +264,7 @@ def abstract_like(state, shardings) -> Any:
   )
 
 
-def _check_shapes(directory: str, step: int, stored, target) -> None:
+def check_shapes(directory: str, step: int, stored, target) -> None:
   """Compares stored leaf shapes with the target's and raises a readable error."""
   want = {param_path(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(target)}
   have = {
@@ -445,14 +295,14 @@ def _restore_step(directory: str, mngr, target, step: int) -> tuple[Any, dict, d
   try:
     stored = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state"))
   except Exception as e:  # Orbax raises many types on a damaged or missing item.
-    raise DamagedCheckpoint(f"its state metadata is unreadable ({_reason(e)})") from e
+    raise DamagedCheckpoint(f"its state metadata is unreadable ({short_reason(e)})") from e
   stored = getattr(stored, "item_metadata", stored)
   if not any(hasattr(leaf, "shape") for leaf in jax.tree.leaves(stored)):
     # Orbax answers an unreadable _METADATA with an empty tree (and a log line).
     raise DamagedCheckpoint("its state metadata is unreadable (no arrays listed)")
   # A state saved before ``TrainState.extra`` held a stage's arrays at its top level.
   target, to_state = state_lib.for_stored(stored, target)
-  _check_shapes(directory, step, stored, target)
+  check_shapes(directory, step, stored, target)
   try:
     restored = mngr.restore(
       step,
@@ -463,14 +313,14 @@ def _restore_step(directory: str, mngr, target, step: int) -> tuple[Any, dict, d
       ),
     )
   except Exception as e:
-    raise DamagedCheckpoint(f"it does not restore ({_reason(e)})") from e
+    raise DamagedCheckpoint(f"it does not restore ({short_reason(e)})") from e
   if not isinstance(restored["meta"], dict) or not isinstance(restored["data"], dict):
     raise DamagedCheckpoint("its data or meta item is not the JSON object ltjax wrote")
-  _check_finite(restored["state"], "array")
+  check_finite(restored["state"], "array")
   return to_state(restored["state"]), restored["data"], restored["meta"]
 
 
-def _reason(e: Exception) -> str:
+def short_reason(e: Exception) -> str:
   """The first line of an exception, short: orbax errors can run to hundreds of lines."""
   text = str(e).strip().splitlines()
   first = text[0] if text else type(e).__name__
@@ -493,7 +343,7 @@ def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict,
   if not os.path.isdir(directory):
     raise ValueError(f"no checkpoint directory {directory}.")
   directory = os.path.abspath(directory)
-  mngr = _manager(directory, read_only=True)
+  mngr = manager(directory, read_only=True)
   try:
     steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
     if not steps:
@@ -517,54 +367,12 @@ def restore(directory: str, target, step: int | None = None) -> tuple[Any, dict,
   )
 
 
-#: Where a run with ``eval.select=best_val`` keeps its best-validation model, beside
-#: ``checkpoints/``.
-BEST_DIR = "best"
-
-
-def resolve_init_from(path: str) -> str:
-  """The checkpoints directory of the model a run selected, given its work directory (or
-  the directory itself): its best-validation checkpoint (``BEST_DIR``) where it kept one
-  (``eval.select=best_val``: what the references' next stage loads), else ``checkpoints/``."""
-  if not path:
-    raise ValueError(
-      "this stage starts from a trained model: set --config.init_from to the "
-      "work directory of the stage-1 run."
-    )
-  best = os.path.join(path, BEST_DIR)
-  if latest_meta(best) is not None:
-    return best
-  candidate = os.path.join(path, "checkpoints")
-  if os.path.isdir(candidate):
-    return candidate
-  if os.path.isdir(path):
-    return path
-  raise ValueError(f"init_from={path!r} does not exist.")
-
-
-def _restore_replicated(path: str) -> dict:
-  """A saved state item, whatever its structure, replicated over this run's devices.
-
-  The target is built from the checkpoint's own metadata: restoring without one would
-  ask for the devices of the run that saved it (another process count fails).
-  """
-  checkpointer = ocp.StandardCheckpointer()
-  stored = checkpointer.metadata(path)
-  stored = getattr(stored, "item_metadata", stored)
-  repl = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), PartitionSpec())
-  target = jax.tree.map(
-    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=repl) if hasattr(m, "shape") else m,
-    stored.tree if hasattr(stored, "tree") else stored,
-  )
-  return checkpointer.restore(path, target)
-
-
 def latest_meta(directory: str) -> dict | None:
   """The metadata item (config, stage, class counts) of the newest step in ``directory``, or
   None if there is none or it cannot be read (``restore`` reports damage)."""
   if not os.path.isdir(directory):
     return None
-  mngr = _manager(directory, read_only=True)
+  mngr = manager(directory, read_only=True)
   step = mngr.latest_step()
   mngr.close()
   if step is None:
@@ -576,70 +384,3 @@ def latest_meta(directory: str) -> dict | None:
   except Exception:  # Damaged: restore reports it.
     return None
   return dict(meta) if isinstance(meta, dict) else None
-
-
-def load_variables(init_from: str) -> tuple[dict, dict, dict]:
-  """(params, batch_stats, metadata) of the newest intact checkpoint of an earlier run.
-
-  The earlier stage's optimizer state is not needed (and has another structure), so
-  the state item is restored without a target and only its variables are kept.
-  """
-  directory = os.path.abspath(resolve_init_from(init_from))
-  if os.path.basename(directory) == BEST_DIR:
-    log.info("init_from: the best-validation model of %s (its eval.select=best_val)", init_from)
-  mngr = _manager(directory, read_only=True)
-  steps = sorted(mngr.all_steps(), reverse=True)
-  mngr.close()
-  if not steps:
-    raise ValueError(f"no checkpoint found in {directory} (init_from).")
-  problems = []
-  for step in steps:
-    path = os.path.join(directory, str(step))
-    try:
-      verify_checksums(directory, step)
-      state = _restore_replicated(os.path.join(path, "state"))
-      meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(path, "meta"))
-      variables = (dict(state["params"]), dict(state.get("batch_stats") or {}))
-      _check_finite(variables, "array")
-    except Exception as e:  # Damaged: any failure to read it back as written.
-      problems.append(f"step {step}: {e if isinstance(e, DamagedCheckpoint) else _reason(e)}")
-      log.warning("init_from: checkpoint step %d in %s is damaged (%s)", step, directory, e)
-      continue
-    return (*variables, dict(meta))
-  raise ValueError(
-    f"init_from={init_from}: no intact checkpoint in {directory}:\n  " + "\n  ".join(problems)
-  )
-
-
-def graft(tree: dict, loaded: dict, prefix: str, source: str, target: str | None = None) -> dict:
-  """Returns ``tree`` with its subtree at ``target`` replaced by ``loaded``'s at ``prefix``.
-
-  Args:
-    tree: the parameter (or statistics) tree to update.
-    loaded: the earlier run's tree.
-    prefix: path in ``loaded``, e.g. "backbone" or "head/fc".
-    source: description of ``loaded`` for error messages.
-    target: path in ``tree`` (default ``prefix``), e.g. "head/hallucinator".
-
-  Raises:
-    ValueError: the subtree is missing from ``loaded`` or its shapes differ.
-  """
-  target = target or prefix
-  new_sub = loaded
-  for k in prefix.split("/"):
-    if not isinstance(new_sub, dict) or k not in new_sub:
-      raise ValueError(f"{source} has no '{prefix}' to load.")
-    new_sub = new_sub[k]
-  keys = target.split("/")
-  old_sub = tree
-  for k in keys:
-    old_sub = old_sub[k]
-  _check_shapes(source, "latest", new_sub, old_sub)
-
-  def replace(node, depth):
-    node = dict(node)
-    k = keys[depth]
-    node[k] = new_sub if depth == len(keys) - 1 else replace(node[k], depth + 1)
-    return node
-
-  return replace(tree, 0)

@@ -27,6 +27,7 @@ from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_sp
 from ltjax.stop import STOP
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
+from ltjax.train import init_from as init_lib
 from ltjax.train.stages import Stage, get_stage
 from ltjax.train.state import TrainState
 
@@ -160,7 +161,7 @@ def _earlier_run(config: ml_collections.ConfigDict, stage: Stage) -> dict | None
   if not (stage.copies and config.init_from):
     return None
   try:
-    return ckpt_lib.latest_meta(ckpt_lib.resolve_init_from(config.init_from))
+    return ckpt_lib.latest_meta(init_lib.resolve_init_from(config.init_from))
   except ValueError:
     return None
 
@@ -442,7 +443,7 @@ def tested_model(exp: Experiment, state: TrainState, workdir: str) -> tuple[Trai
   """The model ``config.eval.select`` tests, and what it is (results.json entries).
 
   ``final``: ``state`` as given, the run's last step. ``best_val``: the checkpoint the
-  training loop kept in ``<workdir>/best/`` (``ckpt_lib.BEST_DIR``) at the validation with
+  training loop kept in ``<workdir>/best/`` (``init_lib.BEST_DIR``) at the validation with
   the best overall accuracy, as the references test (a run imported from a reference
   checkpoint holds that model already: the references save their best epoch's weights).
 
@@ -457,7 +458,7 @@ def tested_model(exp: Experiment, state: TrainState, workdir: str) -> tuple[Trai
     step = int(jax.device_get(state.step))
     epoch = epoch_of(exp, step)
     return state, {"selection": "final", "selected_step": step, "selected_epoch": epoch}
-  best = os.path.join(workdir, ckpt_lib.BEST_DIR)
+  best = os.path.join(workdir, init_lib.BEST_DIR)
   if ckpt_lib.latest_meta(best) is None:
     imported = ckpt_lib.latest_meta(os.path.join(workdir, "checkpoints")) or {}
     if "imported_from" in imported:

@@ -25,6 +25,7 @@ from ltjax.data.datasets import DataSplits
 from ltjax.evaluate import runner
 from ltjax.stop import STOP, Interrupted
 from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import init_from as init_lib
 from ltjax.train import optim
 from ltjax.train import workdir as workdir_lib
 from ltjax.train.experiment import (
@@ -226,7 +227,7 @@ class _Best:
   checkpoint was damaged) is set aside, and the replayed steps find it again."""
 
   def __init__(self, exp: Experiment, workdir: str):
-    self.exp, self.directory = exp, os.path.join(workdir, ckpt_lib.BEST_DIR)
+    self.exp, self.directory = exp, os.path.join(workdir, init_lib.BEST_DIR)
     self.ckpt = None  # Made at the first save: a run that never validates leaves no best/.
     self.accuracy: float | None = None
     self.step: int | None = None

@@ -39,7 +39,7 @@ import numpy as np
 from ltjax import losses, sharding
 from ltjax.evaluate import posthoc
 from ltjax.models import heads, torch_weights
-from ltjax.train import checkpoint as ckpt_lib
+from ltjax.train import init_from as init_lib
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Stage:
     """Raises ValueError if a fresh run could not ``start`` (no ``init_from``, no
     ``model.pretrained`` file or no PyTorch to read it)."""
     if self.copies:
-      ckpt_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
+      init_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
     if config.model.pretrained:
       if not os.path.isfile(config.model.pretrained):
         raise ValueError(
@@ -328,16 +328,16 @@ def load_earlier_stage(exp, state, stage: Stage):
   """``state`` with the subtrees ``stage.subtrees_to_load`` names (and the backbone's
   BatchNorm statistics) copied from the latest checkpoint of ``config.init_from``."""
   config = exp.config
-  params, batch_stats, meta = ckpt_lib.load_variables(config.init_from)
+  params, batch_stats, meta = init_lib.load_variables(config.init_from)
   load = stage.subtrees_to_load(config, params)
   _check_class_set(exp, meta, heads_loaded=any(dst.startswith("head") for _, dst in load))
   source = f"init_from={config.init_from}"
   new_params = jax.device_get(state.params)
   new_stats = jax.device_get(state.batch_stats)
   for src, dst in load:
-    new_params = ckpt_lib.graft(new_params, params, src, source, dst)
+    new_params = init_lib.graft(new_params, params, src, source, dst)
     if src == "backbone" and batch_stats:
-      new_stats = ckpt_lib.graft(new_stats, batch_stats, src, source, dst)
+      new_stats = init_lib.graft(new_stats, batch_stats, src, source, dst)
   log.info(
     "loaded %s from %s (stage %s)",
     ", ".join(f"{a}->{b}" for a, b in load),

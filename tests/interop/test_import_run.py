@@ -12,8 +12,8 @@ from ltjax import config as config_lib
 from ltjax.data.datasets import build_splits
 from ltjax.evaluate import posthoc, runner
 from ltjax.interop.torch_import import import_checkpoint
-from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop
+from ltjax.train import init_from as init_lib
 from ltjax.train.steps import normalize
 
 torch = pytest.importorskip("torch")
@@ -80,17 +80,17 @@ def test_imported_joint_run_restores_with_the_reference_logits(joint_run):
   assert r["summary"]["tensors"] == 12 + 12 * 4 + 2  # convs, BatchNorms, fc weight and bias
   assert r["summary"]["reference"] == {"epoch": 30, "best_epoch": 27, "best_acc": 0.4321}
   assert_logits_match_torch(exp, state, r["splits"].test, r["feat"], r["clf"])
-  _, _, meta = ckpt_lib.load_variables(r["workdir"])
+  _, _, meta = init_lib.load_variables(r["workdir"])
   assert meta["stage"] == "joint" and meta["train_counts"] == [24, 12, 6, 3]
   assert meta["imported_from"]["path"] == os.path.abspath(r["path"])
 
 
 def test_imported_joint_run_is_finished_and_evaluates_with_posthoc(joint_run):
   r = joint_run
-  params_before, _, _ = ckpt_lib.load_variables(r["workdir"])
+  params_before, _, _ = init_lib.load_variables(r["workdir"])
   # ltjax train on the work directory resumes at the last step: no training, only evaluation.
   loop.train_and_evaluate(r["config"], r["workdir"], splits=r["splits"])
-  params_after, _, _ = ckpt_lib.load_variables(r["workdir"])
+  params_after, _, _ = init_lib.load_variables(r["workdir"])
   jax.tree.map(np.testing.assert_array_equal, params_before, params_after)
   exp, state = experiment.restore_trained(r["config"], r["workdir"], r["splits"])
   features_dir = os.path.join(r["workdir"], "features")
@@ -104,9 +104,9 @@ def test_crt_starts_from_the_imported_run(joint_run, tmp_path):
   crt = rgb_config(
     stage="crt", method="crt", init_from=r["workdir"], **{"sampler.name": "class_aware"}
   )
-  imported, imported_stats, _ = ckpt_lib.load_variables(r["workdir"])
+  imported, imported_stats, _ = init_lib.load_variables(r["workdir"])
   loop.train_and_evaluate(crt, str(tmp_path / "crt"), splits=r["splits"])
-  params, stats, meta = ckpt_lib.load_variables(str(tmp_path / "crt"))
+  params, stats, meta = init_lib.load_variables(str(tmp_path / "crt"))
   assert meta["stage"] == "crt"
   # The frozen backbone is exactly the imported one; the classifier was retrained.
   jax.tree.map(np.testing.assert_array_equal, imported["backbone"], params["backbone"])
@@ -186,7 +186,7 @@ def test_current_reference_stage_one_continues_to_stage_two_with_a_fresh_use_fc(
   )
   exp, fresh = experiment.setup(stage2, splits)
   started = exp.stage.start(exp, fresh)
-  params1, _, _ = ckpt_lib.load_variables(str(tmp_path / "stage1"))
+  params1, _, _ = init_lib.load_variables(str(tmp_path / "stage1"))
   np.testing.assert_array_equal(  # The fc_add layer is the fresh one...
     jax.device_get(started.params["neck"]["fc_add"]["kernel"]),
     jax.device_get(fresh.params["neck"]["fc_add"]["kernel"]),

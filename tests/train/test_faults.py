@@ -20,7 +20,8 @@ from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import experiment, loop, workdir
+from ltjax.train import experiment, integrity, loop, workdir
+from ltjax.train import init_from as init_lib
 
 SPLITS = tiny_splits()
 
@@ -222,7 +223,7 @@ def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
 def test_init_from_skips_a_damaged_latest_checkpoint(tmp_path):
   run(tmp_path / "joint", num_epochs=1)
   damage(tmp_path / "joint" / "checkpoints" / "3", "bitflip")
-  params, _, _ = ckpt_lib.load_variables(str(tmp_path / "joint"))
+  params, _, _ = init_lib.load_variables(str(tmp_path / "joint"))
   assert finite(params)
 
 
@@ -231,7 +232,7 @@ def test_resume_and_init_from_log_no_orbax_warnings(tmp_path, caplog):
   caplog.clear()
   with caplog.at_level(logging.WARNING):
     run(tmp_path / "joint", num_epochs=1)  # A resume of the finished run restores it.
-    ckpt_lib.load_variables(str(tmp_path / "joint"))  # What init_from reads.
+    init_lib.load_variables(str(tmp_path / "joint"))  # What init_from reads.
   noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
   noise = [m for m in noise if "holds a finished run" not in m]  # ltjax's own line.
   assert not noise  # e.g. orbax's "read_only=True, setting max_to_keep=None"
@@ -449,13 +450,13 @@ def test_a_restored_array_with_a_nan_is_named_whatever_its_sharding():
     jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
   )
   tree = {"backbone": {"conv": {"kernel": sharded}}, "step": np.int32(3)}
-  ckpt_lib._check_finite(tree, "array")  # Finite: nothing said.
+  integrity.check_finite(tree, "array")  # Finite: nothing said.
   bad = sharded.at[-1, 2].set(np.inf)  # On the last device.
   tree["head"] = {"fc": {"bias": np.zeros(2, np.float32)}}
   tree["backbone"]["conv"]["kernel"] = bad
   with pytest.raises(ckpt_lib.DamagedCheckpoint, match="array backbone/conv/kernel holds nan"):
-    ckpt_lib._check_finite(tree, "array")
+    integrity.check_finite(tree, "array")
   tree["backbone"]["conv"]["kernel"] = sharded
   tree["head"]["fc"]["bias"] = np.array([0.0, np.nan], np.float32)
   with pytest.raises(ckpt_lib.DamagedCheckpoint, match="head/fc/bias"):
-    ckpt_lib._check_finite(tree, "array")
+    integrity.check_finite(tree, "array")

@@ -6,8 +6,8 @@ import pytest
 from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax import sharding
-from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop, stages
+from ltjax.train import init_from as init_lib
 from ltjax.train.steps import normalize
 
 
@@ -21,7 +21,7 @@ def joint_dir(tmp_path_factory):
 
 
 def test_stage_two_loads_backbone_and_hallucinator_from_stage_one(joint_dir):
-  params, stats, _ = ckpt_lib.load_variables(joint_dir)
+  params, stats, _ = init_lib.load_variables(joint_dir)
   exp, state = experiment.setup(tiny_stage2_config(joint_dir), tiny_splits())
   state = exp.stage.start(exp, state)
   got = jax.device_get(state.params)
@@ -166,7 +166,7 @@ def test_fresh_use_fc_layer_wider_than_stage_one_features_names_the_widths(joint
   """A joint run without use_fc (custom/joint.py) under custom/oltr_stage2.py (fc_add 512):
   the hallucinator, stage 1's classifier, takes the backbone's width, not fc_add's. The error
   names both widths and the flags, before any shape message from the copy."""
-  params, _, _ = ckpt_lib.load_variables(joint_dir)
+  params, _, _ = init_lib.load_variables(joint_dir)
   width = params["head"]["fc"]["kernel"].shape[0]
   exp, state = experiment.setup(
     tiny_stage2_config(joint_dir, **{"oltr.fc_add": 512}), tiny_splits()

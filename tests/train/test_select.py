@@ -12,6 +12,7 @@ from helpers import run_ltjax, tiny_config, tiny_splits
 
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop
+from ltjax.train import init_from as init_lib
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
 
@@ -69,7 +70,7 @@ def test_best_val_tests_the_best_validated_model_and_says_which(tmp_path):
   )
   # The next stage starts from the selected model, as the references' next stage loads the
   # best epoch's weights.
-  params, _, _ = ckpt_lib.load_variables(workdir)
+  params, _, _ = init_lib.load_variables(workdir)
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(best.params), strict=True):
     np.testing.assert_array_equal(a, np.asarray(b))
   # The report says which model each row tests.

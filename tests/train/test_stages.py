@@ -9,6 +9,7 @@ from helpers import first_step, tiny_config, tiny_splits
 from ltjax import sharding
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop, stages, steps
+from ltjax.train import init_from as init_lib
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def run_stage(config, workdir):
 
 @pytest.mark.parametrize("stage", ["crt", "lws"])
 def test_frozen_parts_are_bit_identical_to_stage_one(stage, joint_dir, tmp_path):
-  params, stats, _ = ckpt_lib.load_variables(joint_dir)
+  params, stats, _ = init_lib.load_variables(joint_dir)
   state = run_stage(stage_config(stage, joint_dir, num_epochs=2), tmp_path)
   assert int(state.step) > 0
   for name, tree, trained in (
@@ -77,7 +78,7 @@ def test_first_step_is_sgd_on_the_trained_head_only(stage, joint_dir):
 
 
 def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
-  params, _, _ = ckpt_lib.load_variables(joint_dir)
+  params, _, _ = init_lib.load_variables(joint_dir)
   exp, state = experiment.setup(stage_config("lws", joint_dir), tiny_splits())
   state = exp.stage.start(exp, state)
   head = jax.device_get(state.params["head"])
@@ -86,7 +87,7 @@ def test_lws_starts_from_unit_scales_and_the_joint_classifier(joint_dir):
 
 
 def test_crt_reinitialises_the_classifier(joint_dir):
-  params, _, _ = ckpt_lib.load_variables(joint_dir)
+  params, _, _ = init_lib.load_variables(joint_dir)
   exp, state = experiment.setup(stage_config("crt", joint_dir), tiny_splits())
   state = exp.stage.start(exp, state)
   assert not np.allclose(
@@ -97,7 +98,7 @@ def test_crt_reinitialises_the_classifier(joint_dir):
 def test_reference_bn_mode_updates_statistics_only(joint_dir):
   """update_frozen_bn (the reference's BatchNorm in train mode): the backbone's weights stay,
   its running statistics move by PyTorch's momentum 0.1 towards the batch's."""
-  params, stats, _ = ckpt_lib.load_variables(joint_dir)
+  params, stats, _ = init_lib.load_variables(joint_dir)
   config = stage_config("crt", joint_dir, update_frozen_bn=True)
   _, state, _, _, batch = first_step(config)
   for a, b in zip(

@@ -1,0 +1,319 @@
+"""``report.md`` of one work directory: the header, the results table, the figure sections.
+
+`write_report` reads the results files (``inputs``), draws the figures that their presence
+calls for (``plots``) and writes the markdown that links them, each with its caption.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ltjax.evaluate.report.inputs import (
+  as_mapping,
+  is_missing,
+  ordered_methods,
+  read_if_present,
+  shot_thresholds,
+  train_counts,
+)
+from ltjax.evaluate.report.plots import (
+  plot_open_set,
+  plot_per_class,
+  plot_reliability,
+  plot_tau_sweep,
+  plot_weight_norms,
+)
+from ltjax.files import write_text
+
+# (results key, column header, is an accuracy shown in percent).
+ACCURACY_COLUMNS = (
+  ("many", "Many", True),
+  ("medium", "Medium", True),
+  ("few", "Few", True),
+  ("all", "All", True),
+  ("mean_class", "Mean class", True),
+)
+# Shown when some method has them (results of ltjax before top-5 and calibration lack them).
+CALIBRATION_COLUMNS = (
+  ("top5_all", "Top-5", True),
+  ("ece", "ECE", False),
+  ("nll", "NLL", False),
+)
+OPEN_SET_COLUMNS = (
+  ("open_f_measure", "Open F (0.1)", False),
+  ("open_f_measure_val", "Open F (val 95%)", False),
+  ("open_auroc", "Open AUROC", False),
+)
+MISSING = "–"  # En dash: an empty shot group or a metric a method does not have.
+
+
+def _format_cell(value: Any, percent: bool, where: str) -> str:
+  if is_missing(value):
+    return MISSING
+  if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+    raise ValueError(f"{where} must be a number or null, got {value!r}.")
+  return f"{100 * float(value):.1f}" if percent else f"{float(value):.3f}"
+
+
+def _escape(text: str) -> str:
+  return str(text).replace("|", "\\|")
+
+
+# ---------------------------------------------------------------------------- table
+
+
+def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+  """The markdown table of a results.json dict.
+
+  Rows are methods in the canonical order (joint, ncm, crt, tau_norm, lws, oltr, then
+  any others in the given order). Accuracy columns (many, medium, few, all, mean class)
+  are in percent with one decimal; the open-set columns (F-measure, AUROC), shown only
+  when some method has them, are plain numbers with three decimals. A null, nan or
+  absent value renders as "–".
+
+  Args:
+    results: ``{method: {"many": float | None, ..., "mean_class": float, ...}}``.
+
+  Returns:
+    The table, one line per row, without a trailing newline.
+
+  Raises:
+    ValueError: a method entry is not a mapping or a value is not a number or null.
+  """
+  columns = list(ACCURACY_COLUMNS)
+  optional = (*CALIBRATION_COLUMNS, *OPEN_SET_COLUMNS)
+  columns += [c for c in optional if any(c[0] in r for r in results.values())]
+  lines = [
+    "| Method | " + " | ".join(header for _, header, _ in columns) + " |",
+    "| :--- | " + " | ".join("---:" for _ in columns) + " |",
+  ]
+  for method in ordered_methods(results):
+    row = results[method]
+    if not isinstance(row, Mapping):
+      raise ValueError(f"results[{method!r}] must be a mapping of metrics, got {row!r}.")
+    cells = [
+      _format_cell(row.get(key), percent, f"results[{method!r}][{key!r}]")
+      for key, _, percent in columns
+    ]
+    lines.append(f"| {_escape(method)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- report
+
+_CAPTIONS = {
+  "weight_norms": (
+    "Per-class classifier weight norms (each method scaled by its own max), classes sorted "
+    "by training count; cf. Kang et al. 2020, Fig. 2 (left): the joint classifier's norms "
+    "grow with class size, while cRT, τ-norm and LWS are flatter."
+  ),
+  "tau_sweep": (
+    "Many/medium/few/all accuracy against τ (val solid, test dashed; τ chosen on val), as "
+    "in Kang et al. 2020's accuracy-vs-τ plot: τ = 0 is the joint classifier, larger τ "
+    "trades many-shot for few-shot accuracy."
+  ),
+  "per_class": (
+    "Per-class test accuracy against training count: the per-class view behind the "
+    "many/medium/few numbers of Kang et al. 2020 and Liu et al. 2019; re-balancing should "
+    "lift the tail (left) at some cost to the head (right)."
+  ),
+  "open_set": (
+    "Open-set F-measure against the rejection threshold, the trade-off behind the single "
+    "open-set F-measure reported by Liu et al. 2019 (OLTR). As the corrected OLTR reference "
+    "defines it, a rejected known image counts as neither a true nor a false positive, so "
+    "raising the threshold removes false positives (wrong known predictions, open images "
+    "taken for known) faster than true ones and F rises; at threshold 1 every image is "
+    "rejected, no true positive is left and F falls to 0. The paper's 0.1 rejects nothing "
+    "when the max softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the "
+    "thresholds that keep 95% of the known validation images (open_f_measure_val)."
+  ),
+  "calibration": (
+    "Reliability diagram: the accuracy of the test images in each of 15 equal-width bins of "
+    "confidence against the bin's mean confidence (Guo et al. 2017); below the diagonal a "
+    "method is over-confident. A marker's area is its bin's share of the images (bins of "
+    "a few images are noise); ECE is the count-weighted mean gap (the table's column); "
+    "empty bins are left out."
+  ),
+}
+
+
+def _figure_lines(path: str, alt: str, caption: str) -> list[str]:
+  """An image link relative to the report, then its one-line italic caption."""
+  return [f"![{alt}]({os.path.basename(path)})", "", f"*{_CAPTIONS[caption]}*", ""]
+
+
+_REPORT_FILES = (
+  "results",
+  "meta",
+  "per_class",
+  "tau_sweep",
+  "weight_norms",
+  "open_set_curve",
+  "calibration",
+)
+
+
+def _load_report_files(workdir: str) -> tuple[dict[str, str], dict[str, Any]]:
+  """The paths of the results files of ``workdir`` and their content (None: absent),
+  checked: results.json present and not empty, every file a JSON object."""
+  files = {name: os.path.join(workdir, f"{name}.json") for name in _REPORT_FILES}
+  data = {name: read_if_present(path) for name, path in files.items()}
+  if data["results"] is None:
+    raise ValueError(
+      f"No results.json in {workdir!r}: run training/evaluation first (it writes "
+      "results.json), then make the report."
+    )
+  for name, obj in data.items():
+    if obj is not None:
+      as_mapping(obj, files[name])
+  if not data["results"]:
+    raise ValueError(
+      f"{files['results']} holds no methods: run training/evaluation first, then make the report."
+    )
+  return files, data
+
+
+def _header_lines(meta: dict | None, thresholds) -> list[str]:
+  lines = ["# Long-tailed recognition report", ""]
+  if meta:
+    if meta.get("dataset") is not None:
+      lines.append(f"- Dataset: `{meta['dataset']}`")
+    names = meta.get("class_names")
+    if isinstance(names, list) and names:
+      shown = ", ".join(str(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+      lines.append(f"- Classes ({len(names)}): {shown}")
+    if thresholds is not None:
+      many, few = (f"{t:g}" for t in thresholds)
+      lines.append(
+        f"- Shot groups by training images n: many n > {many}, medium {few} ≤ n ≤ {many}, "
+        f"few n < {few}"
+      )
+    lines.append("")
+  return lines
+
+
+def _results_lines(results: Mapping, path: str) -> list[str]:
+  try:
+    table = format_results_table(results)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
+  has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
+  note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
+  if any(isinstance(r, Mapping) and "ece" in r for r in results.values()):
+    note += (
+      " Top-5: the label among the 5 largest scores, over the known test images as All;"
+      " ECE: expected calibration error of the max softmax probability, 15 bins; NLL: mean"
+      " negative log-likelihood of the label (known test images)."
+    )
+  if has_open:
+    note += (
+      " Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
+      " on the max softmax probability, and at the threshold that keeps 95% of the known"
+      " validation images (it means something with few classes, where the max softmax"
+      " cannot fall below 1/K)."
+    )
+  lines = ["## Test results", "", table, "", note, ""]
+  tested = _tested_models(results)
+  if tested:
+    lines += [f"Tested models: {tested}.", ""]
+  return lines
+
+
+def _tested_models(results: Mapping) -> str:
+  """Which model each method's row tests: its epoch, and for ``eval.select=best_val`` the
+  validation accuracy that chose it."""
+  parts = []
+  for method in ordered_methods(results):
+    row = results[method]
+    if not isinstance(row, Mapping) or row.get("selection") not in ("final", "best_val"):
+      continue
+    epoch = row.get("selected_epoch")
+    at = f"epoch {epoch:g}" if isinstance(epoch, int | float) else "the imported checkpoint"
+    if row["selection"] == "best_val":
+      val = row.get("val_accuracy")
+      how = "best validation" + (f" accuracy {100 * val:.1f}" if isinstance(val, float) else "")
+    else:
+      how = "final"
+    parts.append(f"{_escape(method)} at {at} ({how})")
+  return "; ".join(parts)
+
+
+def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[str]:
+  """The report's figures, one section each, for the files that are present."""
+  lines = []
+  png = lambda name: os.path.join(workdir, name)
+  if data["tau_sweep"] is not None:
+    out, chosen = plot_tau_sweep(data["tau_sweep"], files["tau_sweep"], png("tau_sweep.png"))
+    chosen_text = f"{chosen:g}" if chosen is not None else "not recorded"
+    lines += [
+      "## τ-normalisation",
+      "",
+      f"Chosen τ: **{chosen_text}** (best overall accuracy on the validation split).",
+      "",
+    ]
+    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
+    adjusted = data["tau_sweep"].get("logit_adjustment")
+    if isinstance(adjusted, Mapping) and adjusted.get("chosen_tau") is not None:
+      lines += [
+        "## Post-hoc logit adjustment",
+        "",
+        f"Chosen τ: **{adjusted['chosen_tau']:g}** (logits − τ log prior, Menon et al. 2021; "
+        "best overall accuracy on the validation split).",
+        "",
+      ]
+  if data["weight_norms"] is not None:
+    counts = train_counts(data["per_class"], files["per_class"])
+    out = plot_weight_norms(
+      data["weight_norms"], files["weight_norms"], png("weight_norms.png"), counts, thresholds
+    )
+    lines += ["## Classifier weight norms", ""]
+    lines += _figure_lines(out, "Classifier weight norms", "weight_norms")
+  if data["per_class"] is not None:
+    out = plot_per_class(
+      data["per_class"], files["per_class"], png("per_class_accuracy.png"), thresholds
+    )
+    lines += ["## Per-class accuracy", ""]
+    lines += _figure_lines(out, "Per-class accuracy", "per_class")
+  if data["open_set_curve"] is not None:
+    out = plot_open_set(
+      data["open_set_curve"],
+      files["open_set_curve"],
+      png("open_set_f_measure.png"),
+      data["results"],
+    )
+    lines += ["## Open-set F-measure", ""]
+    lines += _figure_lines(out, "Open-set F-measure", "open_set")
+  if data["calibration"] is not None:
+    out = plot_reliability(data["calibration"], files["calibration"], png("reliability.png"))
+    lines += ["## Calibration", ""]
+    lines += _figure_lines(out, "Reliability diagram", "calibration")
+  return lines
+
+
+def write_report(workdir: str) -> str:
+  """Writes ``report.md`` and its figures into ``workdir`` from the results files there.
+
+  Args:
+    workdir: a work directory holding at least ``results.json``; ``meta.json``,
+      ``per_class.json``, ``tau_sweep.json``, ``weight_norms.json`` and
+      ``open_set_curve.json`` each add a section (and a PNG figure) when present.
+
+  Returns:
+    The path of the written ``report.md``.
+
+  Raises:
+    ValueError: ``results.json`` is missing or empty, or a present file is not valid
+      JSON or not of the expected structure (the message names the file).
+  """
+  files, data = _load_report_files(workdir)
+  thresholds = shot_thresholds(data["meta"])
+  lines = _header_lines(data["meta"], thresholds)
+  lines += _results_lines(data["results"], files["results"])
+  lines += _figure_sections(workdir, files, data, thresholds)
+  report = os.path.join(workdir, "report.md")
+  write_text(report, "\n".join(lines).rstrip("\n") + "\n")
+  return report
