@@ -4,7 +4,7 @@ One row per reference file, read off the references' newest configs and training
 facebookresearch/classifier-balancing (CB, commit 22370c6: config/*/*.yaml, run_networks.py,
 data/dataloader.py) and zhmiao/OpenLongTailRecognition-OLTR (OLTR, newest config/*/stage_*.py,
 run_networks.py). A reader can check each value against the file named in its row; an edit
-of a config (or of the recipes in ltjax/config.py) that drifts from it fails here.
+of a config (or of the recipes in ltjax/config/recipes.py) that drifts from it fails here.
 
 What the columns mean, in the references' terms:
 * lr / head_lr: the feat_model / classifier optim_params lr (head_lr None: the same as lr;

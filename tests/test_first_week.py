@@ -55,14 +55,17 @@ def test_a_failed_run_leaves_no_work_directory_it_created(tmp_path):
   exp.train_step = real_step
 
 
-def test_help_marks_the_fields_the_dataset_does_not_read_and_setting_one_warns(caplog):
+def test_help_lists_only_the_fields_the_components_read_and_setting_another_warns(caplog):
   result = run_ltjax("train", f"--config={IMAGENET}", "--help", cwd=REPO)
   assert result.returncode == 0, result.stderr
   lines = {line.split("=")[0].strip(): line for line in result.stdout.splitlines()}
   for unread in ("image_size", "imbalance_ratio", "n_max", "train_split", "val_per_class"):
-    assert lines[f"--config.dataset.{unread}"].endswith("(not read by this dataset)")
-  for read in ("root", "lists_dir", "open_set"):
-    assert "not read" not in lines[f"--config.dataset.{read}"]
+    assert f"--config.dataset.{unread}" not in lines
+  assert not any(name.startswith("--config.oltr.") for name in lines)  # Joint: no OLTR option.
+  assert "the image directory the list paths are relative to" in " ".join(result.stdout.split())
+  for read in ("root", "lists_dir", "open_set", "optim.lr", "sampler.name"):
+    name = f"--config.{read}" if "." in read else f"--config.dataset.{read}"
+    assert name in lines, name
   config = tiny_config()
   config.dataset.name, config.dataset.image_size = "imagenet_lt", 32
   with caplog.at_level(logging.WARNING, logger="ltjax"):

@@ -1,6 +1,7 @@
 """``ltjax COMMAND --help``: the command's flags from the command table and, with
-``--config=FILE``, the config's fields with their values, those its dataset does not read
-marked; without one, the configs that ship with ltjax. It loads the config, never JAX."""
+``--config=FILE``, the fields the config's components read, with their values and meanings
+(``ltjax.config.help_text``); without one, the configs that ship with ltjax. It loads the
+config, never JAX."""
 
 from __future__ import annotations
 
@@ -8,19 +9,6 @@ from absl import flags
 
 from ltjax.cli.commands import COMMANDS
 from ltjax.cli.config_files import config_error, packaged_configs, resolve_config
-
-
-def _config_fields(tree, prefix: str = "", unread: set[str] = frozenset()) -> list[str]:
-  lines = []
-  for key in sorted(tree):
-    value = tree[key]
-    name = f"{prefix}{key}"
-    if isinstance(value, dict):
-      lines += _config_fields(value, f"{name}.", unread)
-    else:
-      note = "  (not read by this dataset)" if name in unread else ""
-      lines.append(f"  --config.{name}={value!r}{note}")
-  return lines
 
 
 def command_help(command: str, args: list[str]) -> str:
@@ -40,8 +28,8 @@ def command_help(command: str, args: list[str]) -> str:
     if config_arg is None:
       lines.append(
         "config fields: every field of the config can be overridden with "
-        "--config.<field>=<value>; add --config=FILE to this --help to list them with the "
-        "file's values (all fields and their meaning: ltjax/config.py)."
+        "--config.<field>=<value>; add --config=FILE to this --help to list those its "
+        "components read, with the file's values and their meanings."
       )
       names = [n for n in packaged_configs() if n != "run.py"]
       lines += ["", "configs that ship with ltjax (--config=<name>; a file path works too):"]
@@ -54,13 +42,13 @@ def command_help(command: str, args: list[str]) -> str:
       except Exception as e:  # The error is the user's config: shown, not raised.
         lines.append(f"config fields: cannot load {config_arg}: {config_error(e, config_arg)}")
       else:
-        lines.append(f"config fields of {config_arg} (meanings: ltjax/config.py):")
-        lines += _config_fields(tree, unread=_unread_dataset_fields(tree))
+        lines.append(f"config fields that {config_arg}'s components read:")
+        lines.append(config_lib.help_text(tree, unread=_unread_dataset_fields(tree)))
   return "\n".join(lines)
 
 
 def _unread_dataset_fields(tree: dict) -> set[str]:
-  """The ``dataset.*`` fields the config's dataset does not read (marked in ``--help``)."""
+  """The ``dataset.*`` fields the config's dataset does not read (left out of ``--help``)."""
   from ltjax.data import datasets
 
   name = tree.get("dataset", {}).get("name")

@@ -6,6 +6,7 @@ import pytest
 from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax import sharding
+from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop, stages
 from ltjax.train import init_from as init_lib
 from ltjax.train.steps import normalize
