@@ -9,7 +9,6 @@ split. This layer imports no JAX, and nothing of ltjax but ``files``.
 """
 
 from ltjax.config.checks import (
-  CIFAR_SHORTCUTS,
   EVAL_SELECT,
   LONGTAIL_PROFILES,
   validate,
@@ -66,7 +65,6 @@ from ltjax.config.schema import (
 __all__ = [
   "CIFAR_LT",
   "CIFAR_MEAN",
-  "CIFAR_SHORTCUTS",
   "CIFAR_STD",
   "DATA_LOCATIONS",
   "DIGITS_MEAN",

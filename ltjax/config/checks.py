@@ -2,9 +2,9 @@
 
 Every numeric field has its range here (``_RANGES``), checked by :func:`validate` with an
 error that names the flag, the value and the range; the few choices the components do not
-check themselves (normalisation, CIFAR backbone options, long-tail profile, model
-selection) are checked beside them. Components check their own names and options when they
-are built (losses, samplers, stages).
+check themselves (normalisation, long-tail profile, model selection) are checked beside
+them. Components check their own names and options when they are built (backbones, losses,
+samplers, stages).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 
 _INT, _NUM = "an integer", "a number"
 LONGTAIL_PROFILES = ("exponential", "none", "cao2019")
-CIFAR_SHORTCUTS = ("conv", "pad")
 EVAL_SELECT = ("final", "best_val")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -121,21 +120,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bound = f"in [{low}, {high}]"
       raise ValueError(f"--config.{path} must be {kind} {bound}, got {value!r}.")
   _check_normalization(config.dataset)
-  if config.model.cifar_shortcut not in CIFAR_SHORTCUTS:
-    raise ValueError(
-      f"--config.model.cifar_shortcut={config.model.cifar_shortcut!r}; valid: "
-      f"{', '.join(CIFAR_SHORTCUTS)}."
-    )
-  if config.model.cifar_shortcut != "conv" and not config.model.backbone.startswith("cifar_"):
-    raise ValueError(
-      f"--config.model.cifar_shortcut={config.model.cifar_shortcut!r} is an option of the "
-      f"cifar_resnet backbones, not of {config.model.backbone}: leave it 'conv'."
-    )
-  if config.model.width != 1 and not config.model.backbone.startswith("cifar_"):
-    raise ValueError(
-      f"--config.model.width={config.model.width!r} is an option of the cifar_resnet "
-      f"backbones (a channel multiplier), not of {config.model.backbone}: leave it 1."
-    )
   if config.dataset.longtail not in LONGTAIL_PROFILES:
     raise ValueError(
       f"--config.dataset.longtail={config.dataset.longtail!r}; valid: "

@@ -1,5 +1,8 @@
 """Model zoo: backbone and head registries and the full ``Classifier``.
 
+Backbones are registered dataclasses whose fields are their options (``backbones``); heads
+are Flax modules constructed with the number of classes and the dtype.
+
 Typical use::
 
   model = build_model("resnet50", "linear", num_classes=1000, dtype="bfloat16")
@@ -12,7 +15,6 @@ head's dense layer is ``params["head"]["fc"]``), so training stages can freeze b
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,18 +22,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ltjax.models import backbones
+from ltjax.models.backbones import BACKBONES, Backbone
 from ltjax.models.heads import LinearClassifier, LWSClassifier, NormedLinearClassifier
 from ltjax.models.oltr import MetaEmbeddingHead, OLTRNeck
-from ltjax.models.resnet import (
-  RESNET_CONFIGS,
-  BasicBlock,
-  Bottleneck,
-  CifarResNet,
-  ResNet,
-)
+from ltjax.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet
 
 __all__ = [
   "BACKBONES",
+  "Backbone",
   "DTYPES",
   "HEADS",
   "BasicBlock",
@@ -43,6 +42,7 @@ __all__ = [
   "NormedLinearClassifier",
   "OLTRNeck",
   "ResNet",
+  "backbones",
   "build_model",
   "get_backbone",
   "get_head",
@@ -69,23 +69,6 @@ def resolve_dtype(dtype: Any) -> Any:
   return DTYPES[name]
 
 
-def _make_backbone_builder(name: str) -> Callable[..., nn.Module]:
-  cls, fixed = RESNET_CONFIGS[name]
-
-  def build(dtype: Any = jnp.float32, **kwargs: Any) -> nn.Module:
-    return cls(**fixed, dtype=resolve_dtype(dtype), **kwargs)
-
-  functools.update_wrapper(build, cls, assigned=("__module__",), updated=())
-  build.__name__ = build.__qualname__ = name
-  build.__doc__ = f"Builds the ``{name}`` backbone ({cls.__name__} with {fixed})."
-  return build
-
-
-# name -> builder(dtype=jnp.float32, **kwargs) returning an unbound backbone module.
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
-  name: _make_backbone_builder(name) for name in RESNET_CONFIGS
-}
-
 # name -> head class, constructed as cls(num_classes=..., dtype=..., **kwargs).
 HEADS: dict[str, Callable[..., nn.Module]] = {
   "linear": LinearClassifier,
@@ -95,20 +78,19 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def get_backbone(name: str, **kwargs: Any) -> nn.Module:
-  """Builds the backbone registered as ``name``.
+def get_backbone(name: str, dtype: Any = jnp.float32, **options: Any) -> nn.Module:
+  """Builds the backbone registered as ``name`` (``ltjax.models.backbones``).
 
   Args:
     name: a key of ``BACKBONES``, e.g. ``"resnet50"`` or ``"cifar_resnet32"``.
-    **kwargs: ``dtype`` (string or jnp dtype) and module attributes, e.g. ``width`` for
-      the ``cifar_*`` backbones.
+    dtype: the computation dtype (string or jnp dtype).
+    **options: the backbone's options (its dataclass fields), e.g. ``width`` for the
+      ``cifar_*`` backbones.
 
   Raises:
     ValueError: if ``name`` is not registered (the message lists the valid names).
   """
-  if name not in BACKBONES:
-    raise ValueError(f"Unknown backbone {name!r}; valid backbones: {sorted(BACKBONES)}.")
-  return BACKBONES[name](**kwargs)
+  return backbones.get(name)(**options).module(resolve_dtype(dtype))
 
 
 def get_head(name: str, **kwargs: Any) -> nn.Module:
@@ -200,23 +182,25 @@ class Classifier(nn.Module):
 
 
 def build_model(
-  backbone: str,
+  backbone: str | Backbone,
   head: str,
   num_classes: int,
   dtype: str = "float32",
   neck: dict | None = None,
-  **backbone_kwargs: Any,
+  **backbone_options: Any,
 ) -> Classifier:
   """Builds ``Classifier(backbone, head, neck)`` from registry names.
 
   Args:
-    backbone: a key of ``BACKBONES``.
+    backbone: a key of ``BACKBONES``, or a ``Backbone`` with its options
+      (``backbones.from_config(config.model)``).
     head: a key of ``HEADS``.
     num_classes: number of logits.
     dtype: computation dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32.
     neck: keyword arguments of ``ltjax.models.oltr.OLTRNeck`` (``use_attention``,
       ``fc_add``), or None for the backbone's own pooling.
-    **backbone_kwargs: extra backbone attributes, e.g. ``width=0.25`` for ``cifar_*``.
+    **backbone_options: the options of a backbone given by name, e.g. ``width=0.25`` for
+      ``cifar_*``.
 
   Raises:
     ValueError: for an unknown backbone, head or dtype (listing the valid choices).
@@ -226,7 +210,11 @@ def build_model(
   if neck is not None:
     neck_module = OLTRNeck(dtype=jdtype, **neck)
   return Classifier(
-    backbone=get_backbone(backbone, dtype=jdtype, **backbone_kwargs),
+    backbone=(
+      backbone.module(jdtype)
+      if isinstance(backbone, Backbone)
+      else get_backbone(backbone, jdtype, **backbone_options)
+    ),
     head=get_head(head, num_classes=num_classes, dtype=jdtype),
     neck=neck_module,
   )

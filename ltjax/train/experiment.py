@@ -59,17 +59,14 @@ class Experiment:
 
 
 def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
-  """The ``ltjax.models.Classifier`` of ``config``, with the neck ``stage`` asks for."""
-  kwargs = {"width": config.model.width} if config.model.width != 1 else {}
-  if config.model.cifar_shortcut != "conv":  # config.validate: a cifar_resnet backbone.
-    kwargs["shortcut"] = config.model.cifar_shortcut
+  """The ``ltjax.models.Classifier`` of ``config``: the backbone of ``config.model`` with its
+  options (``ltjax.models.backbones.from_config``), the head, the neck ``stage`` asks for."""
   return models.build_model(
-    config.model.backbone,
+    models.backbones.from_config(config.model),
     config.model.head,
     num_classes,
     dtype=config.model.dtype,
     neck=stage.neck(config),
-    **kwargs,
   )
 
 

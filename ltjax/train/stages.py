@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ltjax import losses, sharding
+from ltjax import losses, models, sharding
 from ltjax.evaluate import posthoc
 from ltjax.models import heads, torch_weights
 from ltjax.train import init_from as init_lib
@@ -65,6 +65,7 @@ class Stage:
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     self.neck(config)
+    models.backbones.from_config(config.model)  # Refuses another backbone's options.
     losses.from_config(config).check(config)
     mixing = config.data.mixup_alpha > 0 or config.data.cutmix_alpha > 0
     if mixing and not self.mixes_batches:

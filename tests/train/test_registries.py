@@ -1,14 +1,19 @@
-"""Adding a sampler or a loss: one registered class each (and its option's default in the
-config), which the loop runs without asking which it is. Copy these to add your own."""
+"""Adding a sampler, a loss or a backbone: one registered class each (and its option's default
+in the config), which the loop runs without asking which it is. Copy these to add your own."""
 
 import dataclasses
+from typing import Any
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import first_step, tiny_config, tiny_splits
 
-from ltjax import losses
+from ltjax import losses, models
 from ltjax.data import samplers
+from ltjax.train import experiment, loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,3 +80,48 @@ def test_a_new_loss_with_its_own_option_trains_a_step(monkeypatch):
   want = Smoothed(0.3)(logits, np.asarray(batch["label"]), None)
   np.testing.assert_allclose(float(metrics["loss"]), float(want), rtol=1e-5)
   assert float(want) != float(Smoothed(0.1)(logits, np.asarray(batch["label"]), None))
+
+
+class _TinyMLP(nn.Module):
+  """Flattened pixels -> one hidden layer: ``{"feature_map", "features"}`` as every backbone."""
+
+  hidden: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = x.astype(self.dtype)
+    features = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
+    return {"feature_map": features[:, None, None, :], "features": features}
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyMLPBackbone(models.Backbone):
+  """A toy backbone with its own option: the width of its one hidden layer."""
+
+  name = "toy_mlp"
+  hidden: int = 16
+
+  def module(self, dtype):
+    return _TinyMLP(hidden=self.hidden, dtype=dtype)
+
+
+def test_a_new_backbone_with_its_own_option_trains_a_step(monkeypatch, tmp_path):
+  monkeypatch.setitem(models.BACKBONES, TinyMLPBackbone.name, TinyMLPBackbone)
+  config = tiny_config(**{"model.backbone": TinyMLPBackbone.name})
+  with config.unlocked():  # A real backbone adds its option's default to config.model.
+    config.model.hidden = 12
+  start, state, (loss, params), metrics, batch = first_step(config)
+  assert start.params["backbone"]["Dense_0"]["kernel"].shape[-1] == 12  # Its option, read.
+  assert start.params["head"]["fc"]["kernel"].shape == (12, 4)
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(state.params), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+  # Another backbone's option is refused by the registry, naming it.
+  config.model.width = 2
+  with pytest.raises(ValueError, match=r"model.width=2 is an option of the cifar_resnet"):
+    experiment.checked(config, check_start=False)
+  # The loop trains, checkpoints and evaluates it like any backbone.
+  config.model.width = 1
+  summary = loop.train_and_evaluate(config, str(tmp_path), splits=tiny_splits())
+  assert set(summary) >= {"many", "medium", "few", "all"}
