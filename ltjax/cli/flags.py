@@ -18,8 +18,8 @@ WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and re
 POSTHOC = flags.DEFINE_bool(
   "posthoc",
   False,
-  "Also NCM, tau-norm and post-hoc logit adjustment (each selected on val) on the joint "
-  "model's features.",
+  "Also every registered post-hoc method (the classes of ltjax/evaluate/posthoc_methods.py, "
+  "each choosing its settings on val) on the model's features and logits.",
 )
 OPEN_SET = flags.DEFINE_bool(
   "open_set",

@@ -9,7 +9,9 @@ The building blocks, importable from here (numpy or jax arrays in, arrays out):
   ``f_measure_thresholds``;
 * post-hoc classifiers on features (``ltjax.models.heads``, selected on validation by
   ``posthoc``): ``class_means``, ``ncm_logits``, ``tau_normalize``, ``tau_logits``,
-  ``tau_sweep_predictions``; ``ncm`` and ``tau_norm`` pick their settings on val.
+  ``tau_sweep_predictions``; ``ncm``, ``tau_norm`` and ``logit_adjustment`` pick their
+  settings on val (``posthoc_methods``: each post-hoc method is a registered class there,
+  ``posthoc.evaluate_all`` runs them all).
 """
 
 from ltjax.evaluate.metrics import (
@@ -28,8 +30,9 @@ from ltjax.evaluate.metrics import (
 # The post-hoc classifiers need JAX; they are imported on first use, so that what only
 # reads results (``ltjax report``, the metrics) starts without importing JAX.
 _LAZY = {
-  "ncm": "ltjax.evaluate.posthoc",
-  "tau_norm": "ltjax.evaluate.posthoc",
+  "logit_adjustment": "ltjax.evaluate.posthoc_methods",
+  "ncm": "ltjax.evaluate.posthoc_methods",
+  "tau_norm": "ltjax.evaluate.posthoc_methods",
   "class_means": "ltjax.models.heads",
   "ncm_logits": "ltjax.models.heads",
   "tau_logits": "ltjax.models.heads",
@@ -51,6 +54,7 @@ __all__ = [
   "closed_set_summary",
   "f_measure_curve",
   "f_measure_thresholds",
+  "logit_adjustment",
   "ncm",
   "ncm_logits",
   "open_set_auroc",

@@ -1,14 +1,11 @@
-"""Post-hoc classifiers on extracted features: NCM and tau-normalisation (Kang et al.),
-and post-hoc logit adjustment (Menon et al.).
-
-All are selected on the validation split (never on test): NCM's feature type and
-similarity, and each method's tau from a grid. Features are extracted once per split with
-the jitted, sharded feature step and cached as ``features/<split>.npz`` in the work dir.
+"""Running the post-hoc methods on a trained model: its features, extracted once per split
+with the jitted, sharded feature step and cached as ``features/<split>.npz`` in the work
+dir, then every registered method (``ltjax.evaluate.posthoc_methods``: NCM, tau-norm,
+post-hoc logit adjustment, each selected on the validation split) recorded as a results row.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -17,14 +14,11 @@ import jax
 import numpy as np
 
 from ltjax import config as config_lib
-from ltjax import files, losses
+from ltjax import files
 from ltjax.data import identity
-from ltjax.evaluate import metrics, runner
-from ltjax.models import heads
+from ltjax.evaluate import methods, metrics, posthoc_methods, runner
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TAUS = tuple(np.round(np.linspace(0.0, 2.0, 41), 3))
 
 
 def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarray]:
@@ -87,41 +81,6 @@ def _read_cache(path: str, key: str, n: int) -> dict[str, np.ndarray] | None:
   return data
 
 
-def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
-  known = labels >= 0
-  return float(np.mean(pred[known] == labels[known])) if known.any() else float("nan")
-
-
-def ncm(train: dict, val: dict, test: dict, num_classes: int) -> dict:
-  """Nearest class mean, feature type and similarity chosen by val accuracy.
-
-  Returns:
-    {"pred": test predictions, "logits": the NCM test logits (their softmax is what
-    calibration, top-5 and NLL judge), "val_max_prob": max softmax on val, "feat_type",
-    "distance", "val_accuracy": {combo: acc}}.
-  """
-  scores = {}
-  for feat_type, distance in itertools.product(heads.NCM_FEATURE_TYPES, heads.NCM_DISTANCES):
-    means, train_mean = heads.class_means(
-      train["features"], train["labels"], num_classes, feat_type
-    )
-    logits = heads.ncm_logits(val["features"], means, train_mean, feat_type, distance)
-    scores[(feat_type, distance)] = _accuracy(np.asarray(logits).argmax(-1), val["labels"])
-  feat_type, distance = max(scores, key=scores.get)
-  means, train_mean = heads.class_means(train["features"], train["labels"], num_classes, feat_type)
-  logits = np.asarray(heads.ncm_logits(test["features"], means, train_mean, feat_type, distance))
-  val_logits = heads.ncm_logits(val["features"], means, train_mean, feat_type, distance)
-  log.info("NCM: %s/%s chosen on val (%.4f)", feat_type, distance, scores[feat_type, distance])
-  return {
-    "pred": logits.argmax(-1),
-    "logits": logits,
-    "val_max_prob": _softmax_max(np.asarray(val_logits)),
-    "feat_type": feat_type,
-    "distance": distance,
-    "val_accuracy": {f"{f}/{d}": v for (f, d), v in scores.items()},
-  }
-
-
 def _predictions(method_out: dict, labels: np.ndarray) -> dict:
   """``runner.record``'s predictions of a post-hoc method: its own argmax (as selected) and
   the max probability, top-5 hit and NLL of its test logits."""
@@ -129,119 +88,35 @@ def _predictions(method_out: dict, labels: np.ndarray) -> dict:
   return {
     **p,
     "pred": method_out["pred"],
-    "max_prob": _softmax_max(method_out["logits"]),
+    "max_prob": posthoc_methods.softmax_max(method_out["logits"]),
     "label": labels,
   }
 
 
-def _softmax_max(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(-1, keepdims=True)
-  e = np.exp(z)
-  return (e / e.sum(-1, keepdims=True)).max(-1)
-
-
-def _sweep(taus, preds: dict, val: dict, test: dict, train_counts, eval_cfg) -> tuple[int, dict]:
-  """(index of the best overall val accuracy, the curves {"taus", "val", "test"}) of a grid
-  of predictions per split (``preds[split][i]`` at ``taus[i]``): tau-norm's and logit
-  adjustment's selection, on val only (the test curve is for plots)."""
-  curves: dict = {"taus": taus.tolist()}
-  for split, data in (("val", val), ("test", test)):
-    rows = [
-      metrics.closed_set_summary(
-        p, data["labels"], train_counts, eval_cfg.many_threshold, eval_cfg.few_threshold
-      )
-      for p in preds[split]
-    ]
-    curves[split] = {k: [r[k] for r in rows] for k in ("many", "medium", "few", "all")}
-  return int(np.nanargmax(curves["val"]["all"])), curves
-
-
-def tau_norm(
-  weights: np.ndarray, val: dict, test: dict, train_counts: np.ndarray, eval_cfg, taus=DEFAULT_TAUS
-) -> dict:
-  """Sweeps tau on val (one matmul per split), picks the best overall val accuracy.
-
-  Args:
-    weights: (K, D) linear classifier weights of the joint model (bias dropped).
-    val, test: extracted features/labels.
-    train_counts: (K,) for the shot-group curves.
-    eval_cfg: ``config.eval`` (shot thresholds).
-    taus: the grid.
-
-  Returns:
-    {"tau": chosen, "pred": test predictions at tau, "logits", "val_max_prob", "curves":
-    {"taus", "val": {many, medium, few, all}, "test": {...}}} — the test curve is for plots
-    only.
-  """
-  taus = np.asarray(taus, np.float32)
-  preds = {
-    split: np.asarray(heads.tau_sweep_predictions(data["features"], weights, taus))
-    for split, data in (("val", val), ("test", test))
-  }
-  best, curves = _sweep(taus, preds, val, test, train_counts, eval_cfg)
-  tau = float(taus[best])
-  log.info("tau-norm: tau=%.3f chosen on val (%.4f)", tau, curves["val"]["all"][best])
-  logits = np.asarray(heads.tau_logits(test["features"], weights, tau))
-  return {
-    "tau": tau,
-    "pred": preds["test"][best],
-    "logits": logits,
-    "val_max_prob": _softmax_max(np.asarray(heads.tau_logits(val["features"], weights, tau))),
-    "curves": {**curves, "chosen_tau": tau},
-  }
-
-
-def logit_adjustment(
-  val: dict, test: dict, train_counts: np.ndarray, eval_cfg, taus=DEFAULT_TAUS
-) -> dict:
-  """Post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustment",
-  ICLR 2021, Sec. 4, Eq. 9): predict ``argmax_y z_y - tau log pi_y``, pi the training class
-  prior (``log(pi^tau + 1e-12)``, the official code's form), tau chosen on val from the
-  grid by overall accuracy as tau-norm's (the paper reports tau = 1 and tunes it on a
-  holdout). Costs no training: the model's own logits.
-
-  Returns:
-    {"tau", "pred", "logits", "val_max_prob", "curves": {"taus", "val": {...}, "test":
-    {...}, "chosen_tau"}} (the test curve for plots only).
-  """
-  taus = np.asarray(taus, np.float32)
-  adjust = [np.asarray(losses.log_prior(train_counts, float(t))) for t in taus]
-  preds = {
-    split: [(np.asarray(data["logits"], np.float32) - a).argmax(-1) for a in adjust]
-    for split, data in (("val", val), ("test", test))
-  }
-  best, curves = _sweep(taus, preds, val, test, train_counts, eval_cfg)
-  tau = float(taus[best])
-  log.info("logit adjustment: tau=%.3f chosen on val (%.4f)", tau, curves["val"]["all"][best])
-  return {
-    "tau": tau,
-    "pred": preds["test"][best],
-    "logits": np.asarray(test["logits"], np.float32) - adjust[best],
-    "val_max_prob": _softmax_max(np.asarray(val["logits"], np.float32) - adjust[best]),
-    "curves": {**curves, "chosen_tau": tau},
-  }
-
-
 def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
-  """NCM, tau-norm and post-hoc logit adjustment on top of a joint model, recorded in
+  """Every registered post-hoc method (``posthoc_methods.registered()``, in registration
+  order: NCM, tau-norm, post-hoc logit adjustment) on top of a trained model, recorded in
   ``workdir``'s results.
 
-  Extracts (or reads cached) train/val/test features into ``features_dir``; writes the
-  ``ncm``, ``tau_norm`` and ``logit_adjustment`` results, ``tau_sweep.json`` (with the
-  logit-adjustment sweep under ``"logit_adjustment"``) and tau-norm's weight norms.
+  Extracts (or reads cached) train/val/test features into ``features_dir``; writes each
+  method's results row, the selection sweeps into ``tau_sweep.json`` (tau-norm's at its top
+  level, the others' under their names) and the classifiers they return into
+  ``weight_norms.json``.
 
   Returns:
-    {"ncm": summary, "tau_norm": summary, "logit_adjustment": summary}.
+    {method name: summary}.
   """
+  todo = [cls() for cls in posthoc_methods.registered()]
   weights = runner.classifier_weights(state.params)
-  if weights is None:
+  if weights is None and any(m.needs_weights for m in todo):
+    needing = ", ".join(m.name for m in todo if m.needs_weights)
     raise ValueError(
-      f"NCM/tau-norm need a joint model with a linear head (model.head={exp.config.model.head!r})."
+      f"{needing} need a joint model with a linear head (model.head={exp.config.model.head!r})."
     )
   counts, eval_cfg = exp.splits.train_counts, exp.config.eval
   if not len(exp.splits.val):
     raise ValueError(
-      "NCM, tau-norm and logit adjustment are selected on the validation split, which is "
+      "The post-hoc methods are selected on the validation split, which is "
       "empty; set --config.dataset.val_per_class (or use a dataset with a val list)."
     )
   feats = {
@@ -250,24 +125,36 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
     )
     for split in ("train", "val", "test")
   }
+  inputs = posthoc_methods.PosthocInputs(
+    **feats, weights=weights, train_counts=counts, eval_cfg=eval_cfg
+  )
   labels = feats["test"]["labels"]
   # Computed from the tested model of the run's method: rows of another model go (runner).
   made = runner.computed_with(exp, int(jax.device_get(state.step)), exp.config.method)
-
-  def record(method: str, out: dict) -> dict:
-    p = _predictions(out, labels)
-    return runner.record(workdir, method, p, counts, eval_cfg, out["val_max_prob"], provenance=made)
-
-  out = {}
-  out["ncm"] = record(
-    "ncm", ncm(feats["train"], feats["val"], feats["test"], exp.splits.num_classes)
-  )
-  tau_out = tau_norm(weights, feats["val"], feats["test"], counts, eval_cfg)
-  out["tau_norm"] = record("tau_norm", tau_out)
-  la_out = logit_adjustment(feats["val"], feats["test"], counts, eval_cfg)
-  out["logit_adjustment"] = record("logit_adjustment", la_out)
-  if jax.process_index() == 0:
-    sweeps = {**tau_out["curves"], "logit_adjustment": la_out["curves"]}
-    runner.write_json(os.path.join(workdir, "tau_sweep.json"), sweeps)
-  runner.record_weight_norms(workdir, "tau_norm", heads.tau_normalize(weights, tau_out["tau"]))
+  out, results = {}, {}
+  for method in todo:
+    r = results[method.name] = method.run(inputs)
+    p = _predictions(r, labels)
+    out[method.name] = runner.record(
+      workdir, method.name, p, counts, eval_cfg, r["val_max_prob"], provenance=made
+    )
+  _write_sweeps(workdir, results)
+  for name, r in results.items():
+    if "weights" in r:
+      runner.record_weight_norms(workdir, name, r["weights"])
   return out
+
+
+def _write_sweeps(workdir: str, results: dict) -> None:
+  """The methods' selection curves (their ``"curves"``) into ``tau_sweep.json``:
+  ``methods.TOP_LEVEL_SWEEP``'s at the top level, every other one under its name."""
+  sweeps = {}
+  for name, r in results.items():
+    if "curves" not in r:
+      continue
+    if name == methods.TOP_LEVEL_SWEEP:
+      sweeps.update(r["curves"])
+    else:
+      sweeps[name] = r["curves"]
+  if sweeps and jax.process_index() == 0:
+    runner.write_json(os.path.join(workdir, "tau_sweep.json"), sweeps)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ltjax import files, sharding
 from ltjax.data import pipeline
-from ltjax.evaluate import metrics
+from ltjax.evaluate import methods, metrics
 from ltjax.stop import STOP
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def update_json(path: str, key: str, value) -> dict:
 
 
 #: The files that hold one entry per method (``record`` writes them; a removed row leaves
-#: them all). tau_sweep.json holds tau-norm's curves and post-hoc logit adjustment's.
+#: them all). tau_sweep.json holds the post-hoc methods' selection curves.
 METHOD_FILES = ("results", "per_class", "calibration", "open_set_curve", "weight_norms")
 #: ``computed_with`` entries that say what a row's numbers mean; rows of one results.json
 #: must agree on them. ``step`` and ``from`` say which model a row tested.
@@ -210,26 +210,33 @@ def _stale_rows(results: dict, method: str, new: dict) -> dict[str, str]:
   return stale
 
 
-def _remove_rows(workdir: str, methods: list[str]) -> None:
-  """Removes ``methods`` from every per-method results file of ``workdir``."""
+def _remove_rows(workdir: str, gone: list[str]) -> None:
+  """Removes the methods ``gone`` from every per-method results file of ``workdir``."""
   for name in METHOD_FILES:
     path = os.path.join(workdir, f"{name}.json")
     if not os.path.exists(path):
       continue
     data = files.read_json(path, "delete it to start the file anew")
-    if any(m in data for m in methods):
-      write_json(path, {k: v for k, v in data.items() if k not in methods})
+    if any(m in data for m in gone):
+      write_json(path, {k: v for k, v in data.items() if k not in gone})
   sweep = os.path.join(workdir, "tau_sweep.json")
-  if os.path.exists(sweep) and {"tau_norm", "logit_adjustment"} & set(methods):
-    data = files.read_json(sweep, "delete it; `ltjax evaluate --posthoc` writes it anew")
-    if "logit_adjustment" in methods:
-      data.pop("logit_adjustment", None)
-    if "tau_norm" in methods:
-      data = {k: v for k, v in data.items() if k == "logit_adjustment"}
-    if data:
-      write_json(sweep, data)
-    else:
-      os.remove(sweep)
+  if not os.path.exists(sweep):
+    return
+  data = files.read_json(sweep, "delete it; `ltjax evaluate --posthoc` writes it anew")
+  # The top level is one method's sweep (``methods.TOP_LEVEL_SWEEP``); every other method's
+  # is a sweep of its own (with its "taus") under its name.
+  top_gone = methods.TOP_LEVEL_SWEEP in gone
+  kept = {
+    k: v
+    for k, v in data.items()
+    if k not in gone and not (top_gone and not (isinstance(v, dict) and "taus" in v))
+  }
+  if kept == data:
+    return
+  if kept:
+    write_json(sweep, kept)
+  else:
+    os.remove(sweep)
 
 
 def reconcile(workdir: str, method: str, row: dict) -> None:

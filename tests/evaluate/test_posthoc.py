@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import tiny_config, tiny_splits
 
-from ltjax.evaluate import posthoc
+from ltjax.evaluate import posthoc, posthoc_methods
 from ltjax.models import heads
 from ltjax.train import experiment, steps
 
@@ -40,7 +40,7 @@ def numpy_ncm_predictions(train, queries, feat_type, distance):
 
 def test_ncm_picks_the_best_val_combination_and_applies_it_to_test():
   train, val, test = blobs(0, [30, 10, 5, 2]), blobs(1, [10] * 4), blobs(2, [10] * 4)
-  out = posthoc.ncm(train, val, test, 4)
+  out = posthoc_methods.ncm(train, val, test, 4)
   expected = {
     f"{f}/{d}": float(np.mean(numpy_ncm_predictions(train, val["features"], f, d) == val["labels"]))
     for f in ("un", "l2n", "cl2n")
@@ -62,9 +62,9 @@ def test_tau_norm_picks_tau_on_val():
   val, test = blobs(1, [10] * 4), blobs(2, [10] * 4)
   weights = np.random.default_rng(3).normal(size=(4, 6)).astype(np.float32)
   weights[0] *= 5  # A head class with a large norm: tau > 0 should help.
-  out = posthoc.tau_norm(weights, val, test, np.array([30, 10, 5, 2]), Eval)
+  out = posthoc_methods.tau_norm(weights, val, test, np.array([30, 10, 5, 2]), Eval)
   curves = out["curves"]
-  assert len(curves["val"]["all"]) == len(curves["taus"]) == len(posthoc.DEFAULT_TAUS)
+  assert len(curves["val"]["all"]) == len(curves["taus"]) == len(posthoc_methods.DEFAULT_TAUS)
   assert curves["val"]["all"][curves["taus"].index(out["tau"])] == max(curves["val"]["all"])
   expected = np.asarray(test["features"] @ heads.tau_normalize(weights, out["tau"]).T).argmax(-1)
   np.testing.assert_array_equal(out["pred"], expected)

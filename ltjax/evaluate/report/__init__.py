@@ -18,12 +18,13 @@ Host-side only (numpy and matplotlib with the Agg backend; no JAX, so that ``ltj
 starts fast). `write_comparison` does the same over several runs (``report --compare``).
 
 One module per part, this one naming what the rest of ltjax uses: ``inputs`` (reading and
-checking the files, the methods' order and labels), ``plots`` (the figures), ``markdown``
-(one run's ``report.md``), ``compare`` (several runs merged into one report).
+checking the files; the methods' order, labels and colours, from ``ltjax.evaluate.methods``),
+``plots`` (the figures), ``markdown`` (one run's ``report.md``), ``compare`` (several runs
+merged into one report).
 """
 
 from ltjax.evaluate.report.compare import write_comparison
-from ltjax.evaluate.report.inputs import METHOD_LABELS, METHOD_ORDER, ordered_methods
+from ltjax.evaluate.report.inputs import method_colors, method_label, ordered_methods
 from ltjax.evaluate.report.markdown import (
   ACCURACY_COLUMNS,
   CALIBRATION_COLUMNS,
@@ -39,12 +40,12 @@ __all__ = [
   "CALIBRATION_COLUMNS",
   "DPI",
   "GROUPS",
-  "METHOD_LABELS",
-  "METHOD_ORDER",
   "MIN_CLASSES_FOR_AVERAGE",
   "MISSING",
   "OPEN_SET_COLUMNS",
   "format_results_table",
+  "method_colors",
+  "method_label",
   "ordered_methods",
   "write_comparison",
   "write_report",

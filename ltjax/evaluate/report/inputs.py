@@ -4,8 +4,9 @@ The results files of a work directory are JSON written by evaluation (or merged 
 several runs); the helpers here read them and check what they hold, so that a file that is
 present but not of the expected structure raises a ValueError naming it, not a KeyError
 deep in a plot.
-Beside them, the methods those files name: their canonical order and display labels, so
-that the table's rows and the figures' legends agree.
+The methods those files name are ordered, labelled and coloured by
+``ltjax.evaluate.methods`` (re-exported here), so that the table's rows and the figures'
+legends agree and no list of method names lives in the report.
 """
 
 from __future__ import annotations
@@ -17,40 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ltjax.files import read_json
-
-METHOD_ORDER = (
-  "joint",
-  "logit_adjusted",
-  "ldam_drw",
-  "ncm",
-  "crt",
-  "tau_norm",
-  "logit_adjustment",
-  "lws",
-  "oltr",
+# The rows' order, labels and colours: the method table, with the post-hoc methods' entries
+# (their module registers them on import and imports no JAX).
+from ltjax.evaluate import posthoc_methods  # noqa: F401
+from ltjax.evaluate.methods import (  # noqa: F401 (the report's modules take them from here)
+  method_colors,
+  method_label,
+  ordered_methods,
 )
-METHOD_LABELS = {
-  "joint": "Joint",
-  "logit_adjusted": "Logit-adjusted loss",
-  "ldam_drw": "LDAM-DRW",
-  "ncm": "NCM",
-  "crt": "cRT",
-  "tau_norm": "τ-norm",
-  "logit_adjustment": "Logit adj. (post-hoc)",
-  "lws": "LWS",
-  "oltr": "OLTR",
-}
-
-
-def ordered_methods(methods) -> list[str]:
-  """Canonical methods first (``METHOD_ORDER``), then the rest as given."""
-  methods = list(methods)
-  return [m for m in METHOD_ORDER if m in methods] + [m for m in methods if m not in METHOD_ORDER]
-
-
-def method_label(method: str) -> str:
-  return METHOD_LABELS.get(method, method)
+from ltjax.files import read_json
 
 
 def is_missing(v: Any) -> bool:

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from ltjax.evaluate import methods
 from ltjax.evaluate.report.inputs import (
   as_mapping,
   is_missing,
+  method_label,
   ordered_methods,
   read_if_present,
   shot_thresholds,
@@ -69,11 +71,11 @@ def _escape(text: str) -> str:
 def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
   """The markdown table of a results.json dict.
 
-  Rows are methods in the canonical order (joint, ncm, crt, tau_norm, lws, oltr, then
-  any others in the given order). Accuracy columns (many, medium, few, all, mean class)
-  are in percent with one decimal; the open-set columns (F-measure, AUROC), shown only
-  when some method has them, are plain numbers with three decimals. A null, nan or
-  absent value renders as "–".
+  Rows are methods in the order of ``ltjax.evaluate.methods`` (joint, ncm, crt, tau_norm,
+  lws, oltr, ..., then any others in the given order). Accuracy columns (many, medium,
+  few, all, mean class) are in percent with one decimal; the open-set columns (F-measure,
+  AUROC), shown only when some method has them, are plain numbers with three decimals.
+  A null, nan or absent value renders as "–".
 
   Args:
     results: ``{method: {"many": float | None, ..., "mean_class": float, ...}}``.
@@ -217,6 +219,11 @@ def _results_lines(results: Mapping, path: str) -> list[str]:
       " cannot fall below 1/K)."
     )
   lines = ["## Test results", "", table, "", note, ""]
+  # What each row's name stands for (``ltjax.evaluate.methods``' labels).
+  methods_ = [m for m in ordered_methods(results) if method_label(m) != m]
+  named = [f"{_escape(m)}: {_escape(method_label(m))}" for m in methods_]
+  if named:
+    lines += [f"Rows: {'; '.join(named)}.", ""]
   tested = _tested_models(results)
   if tested:
     lines += [f"Tested models: {tested}.", ""]
@@ -242,6 +249,24 @@ def _tested_models(results: Mapping) -> str:
   return "; ".join(parts)
 
 
+def _other_sweeps(sweep: Mapping) -> list[str]:
+  """A section per method whose sweep sits under its name in tau_sweep.json (the top level
+  is tau-norm's), naming its chosen τ and what it means (``MethodInfo.note``)."""
+  lines = []
+  for name, own in sweep.items():
+    if not (isinstance(own, Mapping) and "taus" in own and own.get("chosen_tau") is not None):
+      continue
+    note = getattr(methods.METHODS.get(name), "note", "")
+    lines += [
+      f"## {method_label(name)}",
+      "",
+      f"Chosen τ: **{own['chosen_tau']:g}** ({note + '; ' if note else ''}"
+      "best overall accuracy on the validation split).",
+      "",
+    ]
+  return lines
+
+
 def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[str]:
   """The report's figures, one section each, for the files that are present."""
   lines = []
@@ -256,15 +281,7 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       "",
     ]
     lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
-    adjusted = data["tau_sweep"].get("logit_adjustment")
-    if isinstance(adjusted, Mapping) and adjusted.get("chosen_tau") is not None:
-      lines += [
-        "## Post-hoc logit adjustment",
-        "",
-        f"Chosen τ: **{adjusted['chosen_tau']:g}** (logits − τ log prior, Menon et al. 2021; "
-        "best overall accuracy on the validation split).",
-        "",
-      ]
+    lines += _other_sweeps(data["tau_sweep"])
   if data["weight_norms"] is not None:
     counts = train_counts(data["per_class"], files["per_class"])
     out = plot_weight_norms(

@@ -17,6 +17,7 @@ from ltjax.evaluate.report.inputs import (
   as_mapping,
   floats,
   is_missing,
+  method_colors,
   method_label,
   ordered_methods,
 )
@@ -25,18 +26,6 @@ GROUPS = ("many", "medium", "few", "all")
 DPI = 120
 
 _GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:green", "all": "black"}
-_METHOD_COLORS = {
-  "joint": "tab:blue",
-  "logit_adjusted": "tab:olive",
-  "ldam_drw": "tab:cyan",
-  "ncm": "tab:purple",
-  "crt": "tab:green",
-  "tau_norm": "tab:orange",
-  "logit_adjustment": "tab:pink",
-  "lws": "tab:brown",
-  "oltr": "tab:red",
-}
-_OTHER_COLORS = ("tab:gray", "gold", "darkblue", "lime")
 # Line styles, so that methods with equal curves (NCM and tau-norm often coincide) stay
 # visible under each other: canonical methods first, then the rest in turn.
 _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
@@ -44,11 +33,6 @@ _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h")
 #: Fewer classes than this: no moving average (it would average most of the classes).
 MIN_CLASSES_FOR_AVERAGE = 10
-
-
-def _colors(methods) -> dict[str, str]:
-  others = iter(_OTHER_COLORS * (len(methods) // len(_OTHER_COLORS) + 1))
-  return {m: _METHOD_COLORS[m] if m in _METHOD_COLORS else next(others) for m in methods}
 
 
 def _styles(methods) -> dict[str, Any]:
@@ -140,7 +124,7 @@ def plot_weight_norms(
   if sort_by_count:  # Classes without training images say nothing of re-balancing: out.
     empty = int(np.sum(counts == 0))
     order = order[counts[order] > 0]
-  colors, markers = _colors(methods), _markers(methods)
+  colors, markers = method_colors(methods), _markers(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   rank = np.arange(1, order.size + 1)
   for m in methods:
@@ -226,7 +210,7 @@ def plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | No
 def plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
   plt = _pyplot()
   methods = ordered_methods(per_class)
-  colors, styles, markers = _colors(methods), _styles(methods), _markers(methods)
+  colors, styles, markers = method_colors(methods), _styles(methods), _markers(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   plotted, window, all_x = False, 1, []
   for i, m in enumerate(methods):
@@ -278,7 +262,7 @@ def plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
 def plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None = None) -> str:
   plt = _pyplot()
   methods = ordered_methods(curves)
-  colors, styles, markers = _colors(methods), _styles(methods), _markers(methods)
+  colors, styles, markers = method_colors(methods), _styles(methods), _markers(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   shown = []  # F below the last threshold (at 1 every image is rejected: F = 0).
   for m in methods:
@@ -340,7 +324,7 @@ def plot_reliability(calibration: Mapping, path: str, out: str) -> str:
   method, bins without images left out; the diagonal is perfect calibration."""
   plt = _pyplot()
   methods = ordered_methods(calibration)
-  colors = _colors(methods)
+  colors = method_colors(methods)
   fig, ax = plt.subplots(figsize=(8.5, 4.5))
   ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1, label="calibrated")
   for i, m in enumerate(methods):
