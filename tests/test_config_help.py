@@ -163,6 +163,15 @@ def test_sampler_options_are_the_fields_of_each_sampler():
     assert fields == set(config_help.SAMPLER_OPTIONS[name]), name
 
 
+def test_optimizer_options_are_the_fields_of_each_optimizer():
+  from ltjax.train import optim
+
+  assert set(optim.OPTIMIZERS) == set(config_help.OPTIMIZER_OPTIONS)
+  for name, cls in optim.OPTIMIZERS.items():
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert fields == set(config_help.OPTIMIZER_OPTIONS[name]), name
+
+
 def test_stage_fields_follow_each_stage():
   from ltjax.train import stages
 

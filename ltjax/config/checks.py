@@ -53,6 +53,8 @@ _RANGES = {
   "optim.step_every_epochs": (_NUM, 0, None, True),
   "optim.step_gamma": (_NUM, 0, None, True),
   "optim.warmup_epochs": (_NUM, 0, None, False),
+  "optim.b2": (_NUM, 0, 1, False),
+  "optim.eps": (_NUM, 0, None, True),
   "oltr.fc_add": (_INT, 0, None, False),
   "oltr.centroids_lr": (_NUM, 0, None, False),
   "oltr.centroids_momentum": (_NUM, 0, 1, False),

@@ -169,9 +169,11 @@ FIELD_DOCS: dict[str, str] = {
     "for files you trust; the same opt-in as `ltjax import-torch --allow_pickle`)."
   ),
   # ----------------------------------------------------------------------------- optim
+  "optim.name": "The optimizer: sgd (PyTorch's SGD, every reference recipe) | adamw; see "
+  "ltjax.train.optim.OPTIMIZERS.",
   "optim.lr": "Learning rate of the backbone (and neck: the references' feat_model).",
   "optim.head_lr": "Learning rate of the classifier head; unset (None) = optim.lr.",
-  "optim.momentum": "SGD momentum of the backbone and head.",
+  "optim.momentum": "SGD momentum of the backbone and head ('adamw': its beta1).",
   "optim.weight_decay": (
     "SGD weight decay of the backbone and head (PyTorch's: L2 added to the gradient)."
   ),
@@ -185,6 +187,8 @@ FIELD_DOCS: dict[str, str] = {
   "optim.step_gamma": "'step' and 'multistep' schedules: the factor of each decay.",
   "optim.warmup_epochs": "Epochs of linear warm-up of the learning rate; 0 = none.",
   "optim.nesterov": "Nesterov momentum (SGD).",
+  "optim.b2": "'adamw': decay of the second-moment estimate (beta2; beta1 is optim.momentum).",
+  "optim.eps": "'adamw': added to the second moment's square root.",
   "optim.milestones": (
     "'multistep' schedule: lr *= step_gamma at each of these epochs (e.g. (160, 180))."
   ),

@@ -83,6 +83,10 @@ SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 _SCHEDULE_FIELDS = ("optim.step_every_epochs", "optim.step_gamma", "optim.milestones")
 
+#: ``optim.name`` -> the ``optim`` options only it reads (``ltjax.train.optim.OPTIMIZERS``).
+OPTIMIZER_OPTIONS: dict[str, tuple[str, ...]] = {"sgd": ("nesterov",), "adamw": ("b2", "eps")}
+_OPTIMIZER_FIELDS = ("optim.nesterov", "optim.b2", "optim.eps")
+
 #: Options of the cifar_resnet backbones only (``validate`` refuses them elsewhere).
 CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
 
@@ -130,6 +134,8 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option)
   if field in _SCHEDULE_FIELDS:
     return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
+  if field in _OPTIMIZER_FIELDS:
+    return _option_of(OPTIMIZER_OPTIONS, c.get("optim.name"), option)
   if field in CIFAR_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith("cifar_")
   return True

@@ -108,6 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.pretrained_allow_pickle = False
 
   c.optim = o = ml_collections.ConfigDict()
+  o.name = "sgd"
   o.lr = 0.2
   o.head_lr = placeholder(float)
   o.momentum = 0.9
@@ -118,6 +119,8 @@ def base_config() -> ml_collections.ConfigDict:
   o.step_gamma = 0.1
   o.warmup_epochs = 0.0
   o.nesterov = False
+  o.b2 = 0.999
+  o.eps = 1e-8
   o.milestones = ()
   o.freeze = ()
 

@@ -1,10 +1,18 @@
-"""Learning-rate schedules and the SGD groups (backbone, head, the stage's own arrays, frozen)
-of every stage."""
+"""Learning-rate schedules, the optimizers (a registry: ``optim.name``) and the groups
+(backbone, head, the stage's own arrays, frozen) of every stage.
+
+The references train with PyTorch's SGD (``sgd``, every recipe here); ``adamw`` is the
+optimizer vision transformers and CLIP are commonly fine-tuned with. Each is a registered
+dataclass whose fields are its options, read from ``config.optim`` by name; the groups'
+learning rate, momentum (AdamW: beta1) and weight decay come from the group.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +28,82 @@ SCHEDULES = ("cosine", "step", "multistep", "constant")
 LR_UPDATES = ("step", "epoch_start", "epoch_end")
 
 
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """An optimizer family: ``group`` builds the transformation of one group."""
+
+  name: ClassVar[str]
+
+  def group(self, schedule, momentum: float, weight_decay: float) -> optax.GradientTransformation:
+    """The update of one group at learning rate ``schedule(step)``."""
+    raise NotImplementedError
+
+
+#: name -> the registered class (``optim.name``).
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+  """Adds ``cls`` to ``OPTIMIZERS`` under ``cls.name`` (a decorator)."""
+  OPTIMIZERS[cls.name] = cls
+  return cls
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SGD(Optimizer):
+  """PyTorch's SGD: L2 weight decay added to the gradient, then (Nesterov) momentum."""
+
+  name = "sgd"
+  nesterov: bool = False
+
+  def group(self, schedule, momentum, weight_decay):
+    return optax.chain(
+      optax.add_decayed_weights(weight_decay),
+      optax.sgd(schedule, momentum=momentum or None, nesterov=bool(self.nesterov)),
+    )
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class AdamW(Optimizer):
+  """Adam with decoupled weight decay (Loshchilov & Hutter, ICLR 2019), as PyTorch's AdamW:
+  the group's momentum is beta1, its weight decay multiplies the learning rate."""
+
+  name = "adamw"
+  b2: float = 0.999
+  eps: float = 1e-8
+
+  def group(self, schedule, momentum, weight_decay):
+    return optax.adamw(schedule, b1=momentum, b2=self.b2, eps=self.eps, weight_decay=weight_decay)
+
+
+def optimizer_from_config(config: ml_collections.ConfigDict) -> Optimizer:
+  """The optimizer of ``config.optim`` with its options.
+
+  Raises:
+    ValueError: an unknown ``optim.name`` (listing the valid ones), or another optimizer's
+      option set away from its default (naming it).
+  """
+  cfg = config.optim
+  if cfg.name not in OPTIMIZERS:
+    raise ValueError(f"unknown --config.optim.name {cfg.name!r}; valid: {', '.join(OPTIMIZERS)}.")
+  cls = OPTIMIZERS[cfg.name]
+  own = {f.name: f.default for f in dataclasses.fields(cls)}
+  for other in OPTIMIZERS.values():
+    for f in dataclasses.fields(other):
+      if f.name not in own and f.name in cfg and cfg[f.name] != f.default:
+        raise ValueError(
+          f"--config.optim.{f.name}={cfg[f.name]!r} is an option of optim.name="
+          f"{other.name!r}, not of {cfg.name!r}: leave it {f.default!r}."
+        )
+  return cls(**{k: cfg[k] for k in own if k in cfg})
+
+
 def check(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for an unknown schedule or lr_update, or a warm-up they cannot have."""
+  """Raises ValueError for an unknown optimizer, schedule or lr_update, another optimizer's
+  option, or a warm-up they cannot have."""
+  optimizer_from_config(config)
   cfg = config.optim
   if cfg.schedule not in SCHEDULES:
     raise ValueError(
@@ -215,12 +297,13 @@ def make_optimizer(
   freeze: tuple[str, ...] = (),
   extra_groups: dict | None = None,
 ) -> optax.GradientTransformation:
-  """SGD groups over ``tree`` = ``{"params": ..., <the stage's arrays>}``: the one optimizer
-  of every stage.
+  """The optimizer's groups over ``tree`` = ``{"params": ..., <the stage's arrays>}``: the one
+  optimizer of every stage.
 
-  Each group (see `group_labels`, `group_hyperparameters`) is PyTorch's SGD: L2 weight decay
-  added to the gradient, then momentum, at ``schedule_fn(base_lr)``; every group follows the
-  same schedule shape. Frozen parameters get exactly zero updates (no weight decay either).
+  Each group (see `group_labels`, `group_hyperparameters`) is ``optim.name``'s update (the
+  default, PyTorch's SGD: L2 weight decay added to the gradient, then momentum) at
+  ``schedule_fn(base_lr)``; every group follows the same schedule shape. Frozen parameters
+  get exactly zero updates (no weight decay either).
 
   Raises:
     ValueError: the freeze patterns leave no parameter to train, or a stage's array has no
@@ -238,11 +321,8 @@ def make_optimizer(
       "(Stage.extra_groups)."
     )
   transforms = {"frozen": optax.set_to_zero()}
-  o = config.optim
+  optimizer = optimizer_from_config(config)
   for group, (lr, momentum, weight_decay) in groups.items():
     if group in used:
-      transforms[group] = optax.chain(
-        optax.add_decayed_weights(weight_decay),
-        optax.sgd(schedule_fn(lr), momentum=momentum or None, nesterov=bool(o.nesterov)),
-      )
+      transforms[group] = optimizer.group(schedule_fn(lr), momentum, weight_decay)
   return optax.multi_transform(transforms, labels)

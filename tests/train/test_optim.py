@@ -165,3 +165,35 @@ def test_groups_take_their_own_learning_rates():
   assert "centroids" not in optim.group_hyperparameters(c)  # Only OLTR's stage names them.
   c.optim.head_lr = None  # Unset: the head follows optim.lr.
   assert optim.group_hyperparameters(c)["head"][0] == 0.001
+
+
+def test_adamw_is_pytorchs_and_sgds_options_are_refused_with_it():
+  """optim.name='adamw': each group is optax's adamw at the group's rate, beta1 the group's
+  momentum, weight decay decoupled (lr x wd x p, as torch.optim.AdamW); an SGD option set
+  with it is refused naming it."""
+  import jax.numpy as jnp
+  import optax
+
+  c = config_lib.base_config()
+  c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay = "adamw", 0.01, 0.8, 0.1
+  c.optim.b2, c.optim.eps = 0.99, 1e-6
+  tree = {"params": {"backbone": {"w": jnp.ones(3)}, "head": {"w": jnp.full(3, 2.0)}}}
+  grads = {"params": {"backbone": {"w": jnp.asarray([0.1, -0.2, 0.3])}, "head": {"w": jnp.ones(3)}}}
+  tx = optim.make_optimizer(c, lambda lr: lr, tree)
+  updates, _ = tx.update(grads, tx.init(tree), tree)
+  want = optax.adamw(0.01, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1)
+  for group in ("backbone", "head"):
+    ref, _ = want.update(
+      grads["params"][group], want.init(tree["params"][group]), tree["params"][group]
+    )
+    np.testing.assert_allclose(updates["params"][group]["w"], ref["w"], rtol=1e-6)
+  # The first AdamW step is -lr (sign(g) + wd p): the decoupled decay, not SGD's L2.
+  np.testing.assert_allclose(
+    updates["params"]["head"]["w"], -0.01 * (1 / (1 + 1e-6) + 0.1 * 2.0), rtol=1e-5
+  )
+  c.optim.nesterov = True
+  with pytest.raises(ValueError, match="optim.nesterov=True is an option of optim.name='sgd'"):
+    optim.check(c)
+  c.optim.nesterov, c.optim.name = False, "lamb"
+  with pytest.raises(ValueError, match="unknown --config.optim.name 'lamb'; valid: sgd, adamw"):
+    optim.check(c)
