@@ -60,6 +60,10 @@ def cmd_evaluate(argv) -> None:
 
   config = CONFIG.value
   if OPEN_SET.value:
+    if "open_set" not in config.eval.evaluators:
+      raise ValueError(
+        "--open_set: the open_set evaluator is not chosen; add it to --config.eval.evaluators."
+      )
     _with_open_set(config)
   results = loop.evaluate_run(config, WORKDIR.value, posthoc=POSTHOC.value)
   if OPEN_SET.value and not any("open_f_measure" in r for r in results.values()):

@@ -137,6 +137,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "--config.eval_every_epochs=0 validates never: set --config.eval_every_epochs=1 (the "
       "references validate every epoch)."
     )
+  if config.eval.select == "best_val" and "closed_set" not in config.eval.evaluators:
+    raise ValueError(
+      "--config.eval.select=best_val keeps the model of the best validation accuracy, which "
+      "the closed_set evaluator computes: add it to --config.eval.evaluators."
+    )
   if config.eval.few_threshold > config.eval.many_threshold:
     raise ValueError(
       f"--config.eval.few_threshold ({config.eval.few_threshold}) must be <= "

@@ -216,4 +216,9 @@ FIELD_DOCS: dict[str, str] = {
     "Which model is tested: 'final' (the last step) or 'best_val' (the validation with the "
     "best overall accuracy, every eval_every_epochs; kept apart in <workdir>/best/)."
   ),
+  "eval.evaluators": (
+    "What a results row holds, in its order: registered evaluators of "
+    "ltjax.evaluate.evaluators ('closed_set': shot-group accuracies, 'top5', 'calibration': "
+    "ECE and NLL, 'open_set': F-measures and AUROC on open-set images)."
+  ),
 }

@@ -56,6 +56,7 @@ EVALUATION_FIELDS = (
   "eval.few_threshold",
   "eval.open_threshold",
   "eval.select",
+  "eval.evaluators",
   # The open set is test images only (never trained on): `ltjax evaluate --open_set`.
   "dataset.open_set",
   "dataset.open_list",

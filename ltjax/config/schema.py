@@ -148,4 +148,5 @@ def base_config() -> ml_collections.ConfigDict:
   e.few_threshold = 20
   e.open_threshold = 0.1
   e.select = "final"
+  e.evaluators = ("closed_set", "top5", "calibration", "open_set")
   return c

@@ -11,7 +11,10 @@ The building blocks, importable from here (numpy or jax arrays in, arrays out):
   ``posthoc``): ``class_means``, ``ncm_logits``, ``tau_normalize``, ``tau_logits``,
   ``tau_sweep_predictions``; ``ncm``, ``tau_norm`` and ``logit_adjustment`` pick their
   settings on val (``posthoc_methods``: each post-hoc method is a registered class there,
-  ``posthoc.evaluate_all`` runs them all).
+  ``posthoc.evaluate_all`` runs them all);
+* what a results row holds (``evaluators``): the registered evaluators ``config.eval.evaluators``
+  chooses (closed set with shot groups, top-5, calibration, open set), each with the outputs
+  the eval step computes for it, its entries of the row and its columns in the report.
 """
 
 from ltjax.evaluate.metrics import (

@@ -215,34 +215,6 @@ TOP_K = 5
 ECE_BINS = 15  # Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
 
 
-def from_logits(logits: Any, labels: Any, k: int = TOP_K) -> dict[str, np.ndarray]:
-  """Per-sample predictions from (N, K) logits, the host-side twin of the eval step's.
-
-  Returns:
-    {"pred": argmax, "max_prob": max softmax probability, "top5": label among the ``k``
-    largest logits (fewer than ``k`` others at least as large: ties go against the label,
-    so equal logits never make a hit; with K <= k every known sample is a hit, which
-    ``has_top_k`` keeps out of the results), "nll": -log softmax(logits)[label]}; for
-    samples labelled -1 (open set) "top5" is False and "nll" 0 (closed-set metrics skip
-    them).
-  """
-  logits = np.asarray(logits, np.float64)
-  labels = np.asarray(labels)
-  z = logits - logits.max(-1, keepdims=True)
-  log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
-  known = labels >= 0
-  safe = np.where(known, labels, 0)
-  true_logit = np.take_along_axis(logits, safe[:, None], -1)[:, 0]
-  # The other logits at least as large: a tie with the true class's logit counts against it.
-  rank = (logits >= true_logit[:, None]).sum(-1) - 1
-  return {
-    "pred": logits.argmax(-1).astype(np.int32),
-    "max_prob": np.exp(log_probs.max(-1)).astype(np.float32),
-    "top5": known & (rank < k),
-    "nll": np.where(known, -np.take_along_axis(log_probs, safe[:, None], -1)[:, 0], 0.0),
-  }
-
-
 def has_top_k(num_classes: int, k: int = TOP_K) -> bool:
   """Whether top-k accuracy says anything: with K <= k classes every label is among the k
   largest scores, so it is 100% whatever the model, and not reported."""

@@ -16,7 +16,7 @@ import numpy as np
 from ltjax import config as config_lib
 from ltjax import files
 from ltjax.data import identity
-from ltjax.evaluate import methods, metrics, posthoc_methods, runner
+from ltjax.evaluate import evaluators, methods, posthoc_methods, runner
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +81,13 @@ def _read_cache(path: str, key: str, n: int) -> dict[str, np.ndarray] | None:
   return data
 
 
-def _predictions(method_out: dict, labels: np.ndarray) -> dict:
-  """``runner.record``'s predictions of a post-hoc method: its own argmax (as selected) and
-  the max probability, top-5 hit and NLL of its test logits."""
-  p = metrics.from_logits(method_out["logits"], labels)
-  return {
-    **p,
-    "pred": method_out["pred"],
-    "max_prob": posthoc_methods.softmax_max(method_out["logits"]),
-    "label": labels,
-  }
+def _predictions(method_out: dict, labels: np.ndarray, eval_cfg) -> dict:
+  """``runner.record``'s outputs of a post-hoc method: those the chosen evaluators need,
+  of its test logits (``evaluators.on_host``), its own prediction as ``"pred"`` (as
+  selected) and the labels."""
+  outputs = evaluators.outputs_of(evaluators.chosen(eval_cfg))
+  p = evaluators.on_host(method_out["logits"], labels, outputs)
+  return {**p, "pred": method_out["pred"], "label": labels}
 
 
 def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
@@ -134,7 +131,7 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   out, results = {}, {}
   for method in todo:
     r = results[method.name] = method.run(inputs)
-    p = _predictions(r, labels)
+    p = _predictions(r, labels, eval_cfg)
     out[method.name] = runner.record(
       workdir, method.name, p, counts, eval_cfg, r["val_max_prob"], provenance=made
     )

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ltjax.evaluate import methods, metrics
+from ltjax.evaluate.evaluators import softmax_max  # The methods' val max probabilities.
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,6 @@ def registered() -> list[type[PosthocMethod]]:
   return [
     m for m in methods.METHODS.values() if isinstance(m, type) and issubclass(m, PosthocMethod)
   ]
-
-
-def softmax_max(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(-1, keepdims=True)
-  e = np.exp(z)
-  return (e / e.sum(-1, keepdims=True)).max(-1)
 
 
 def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ltjax import files, sharding
 from ltjax.data import pipeline
-from ltjax.evaluate import methods, metrics
+from ltjax.evaluate import evaluators, methods, metrics
 from ltjax.stop import STOP
 
 log = logging.getLogger(__name__)
@@ -52,64 +52,28 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
   return {k: np.concatenate(v)[: len(source)] for k, v in outs.items()}
 
 
-PREDICTION_KEYS = ("pred", "max_prob", "top5", "nll")
-
-
 def predict(exp, state, source) -> dict[str, np.ndarray]:
-  """The eval step's per-record outputs (``PREDICTION_KEYS``: predicted class, max softmax
-  probability, top-5 hit, negative log-likelihood) for every record of ``source``, and its
-  labels."""
-  out = run_over(exp, state, source, exp.eval_step, PREDICTION_KEYS)
+  """The eval step's per-record outputs for every record of ``source`` (those of the
+  evaluators ``config.eval.evaluators`` chooses: ``evaluators.outputs_of``), and its labels
+  (``"label"``)."""
+  keys = tuple(evaluators.outputs_of(evaluators.chosen(exp.config.eval)))
+  out = run_over(exp, state, source, exp.eval_step, keys)
   return {**out, "label": np.asarray(source.labels)}
 
 
 def summarize(
   p: dict[str, np.ndarray], train_counts: np.ndarray, eval_cfg, val_max_prob=None
 ) -> dict:
-  """One method's metrics from its predictions ``p`` (``predict``'s or
-  ``metrics.from_logits``'s, with "label").
-
-  Closed set (known test images): top-1 accuracy per shot group, overall and per class
-  mean (``many``, ``medium``, ``few``, ``all``, ``mean_class``); top-5 accuracy the same way
-  (``top5_many`` ... ``top5_all``); the expected calibration error of the max softmax
-  probability over 15 bins (``ece``) and the mean negative log-likelihood (``nll``).
-  Open set, when label -1 is present: ``open_f_measure`` at ``eval_cfg.open_threshold``
-  (the paper's 0.1), ``open_auroc``, and, given the max probabilities of the (known)
-  validation images, ``open_f_measure_val`` at ``open_threshold_val``, the threshold that
-  keeps ``metrics.KEEP_KNOWN`` (95%) of them.
-  """
-  pred, max_prob, labels = p["pred"], p["max_prob"], p["label"]
-  thresholds = (eval_cfg.many_threshold, eval_cfg.few_threshold)
-  out = metrics.closed_set_summary(pred, labels, train_counts, *thresholds)
-  if metrics.has_top_k(len(train_counts)):  # With 5 or fewer classes it is always 100%.
-    top5 = metrics.closed_set_summary(
-      metrics.top_k_predictions(p["top5"], labels), labels, train_counts, *thresholds
-    )
-    out |= {f"top5_{k}": top5[k] for k in ("many", "medium", "few", "all")}
-  known = labels != -1
-  out["ece"] = metrics.calibration(max_prob[known], pred[known] == labels[known])["ece"]
-  out["nll"] = float(np.mean(p["nll"][known])) if known.any() else float("nan")
-  if np.any(labels == -1):
-    open_pred = metrics.reject_unconfident(pred, max_prob, eval_cfg.open_threshold)
-    out["open_f_measure"] = metrics.open_set_f_measure(open_pred, labels)
-    out["open_auroc"] = metrics.open_set_auroc(max_prob, labels)
-    if val_max_prob is not None and len(val_max_prob):
-      threshold = metrics.threshold_keeping(val_max_prob)
-      open_pred = metrics.reject_unconfident(pred, max_prob, threshold)
-      out["open_threshold_val"] = threshold
-      out["open_f_measure_val"] = metrics.open_set_f_measure(open_pred, labels)
+  """One method's results row from its outputs ``p`` (``predict``'s, or a post-hoc
+  method's, with "label"): the entries of each evaluator ``eval_cfg.evaluators`` chooses,
+  in its order (``ltjax.evaluate.evaluators``: shot-group accuracies, top-5, ECE and NLL,
+  open-set F-measures and AUROC). ``val_max_prob``: the max probabilities of the (known)
+  validation images, for the open-set threshold chosen on them."""
+  context = evaluators.Context.of(train_counts, eval_cfg, val_max_prob)
+  out: dict = {}
+  for evaluator in evaluators.chosen(eval_cfg):
+    out |= evaluator.summarize(p, p["label"], context)
   return out
-
-
-OPEN_THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 41), 3))
-
-
-def open_set_curve(
-  pred: np.ndarray, max_prob: np.ndarray, labels: np.ndarray, thresholds=OPEN_THRESHOLDS
-) -> dict:
-  """Open-set F-measure when rejecting (predicting -1) below each max-probability threshold."""
-  f = metrics.f_measure_thresholds(pred, max_prob, labels, np.asarray(thresholds))
-  return {"thresholds": list(thresholds), "f_measure": f.tolist()}
 
 
 def evaluate_split(exp, state, source) -> dict:
@@ -141,9 +105,13 @@ def update_json(path: str, key: str, value) -> dict:
   return data
 
 
-#: The files that hold one entry per method (``record`` writes them; a removed row leaves
-#: them all). tau_sweep.json holds the post-hoc methods' selection curves.
-METHOD_FILES = ("results", "per_class", "calibration", "open_set_curve", "weight_norms")
+def method_files() -> tuple[str, ...]:
+  """The files that hold one entry per method (``record`` writes them, the evaluators
+  theirs; a removed row leaves them all). tau_sweep.json holds the post-hoc methods'
+  selection curves."""
+  return ("results", *evaluators.method_files(), "weight_norms")
+
+
 #: ``computed_with`` entries that say what a row's numbers mean; rows of one results.json
 #: must agree on them. ``step`` and ``from`` say which model a row tested.
 _SETTINGS = ("data", "many_threshold", "few_threshold", "open_threshold")
@@ -212,7 +180,7 @@ def _stale_rows(results: dict, method: str, new: dict) -> dict[str, str]:
 
 def _remove_rows(workdir: str, gone: list[str]) -> None:
   """Removes the methods ``gone`` from every per-method results file of ``workdir``."""
-  for name in METHOD_FILES:
+  for name in method_files():
     path = os.path.join(workdir, f"{name}.json")
     if not os.path.exists(path):
       continue
@@ -289,31 +257,24 @@ def record(
   extra: dict | None = None,
   provenance: dict | None = None,
 ) -> dict:
-  """Summarises one method's test predictions ``p`` (see ``summarize``) into results.json
+  """Summarises one method's test outputs ``p`` (see ``summarize``) into results.json
   (with ``extra`` entries, e.g. the selected epoch, and ``provenance``, ``computed_with``'s
-  record, under "computed_with"), per_class.json and calibration.json (the reliability
-  diagram's bins); ``val_max_prob``: its validation max probabilities, for
-  ``open_f_measure_val``. Rows of other settings are removed first (``reconcile``)."""
-  pred, max_prob, labels = p["pred"], p["max_prob"], p["label"]
+  record, under "computed_with") and the evaluators' own files (``Evaluator.records``:
+  per_class.json, calibration.json's reliability bins, open_set_curve.json);
+  ``val_max_prob``: its validation max probabilities, for ``open_f_measure_val``. Rows of
+  other settings are removed first (``reconcile``)."""
   summary = summarize(p, train_counts, eval_cfg, val_max_prob) | (extra or {})
   if provenance is not None:
     summary["computed_with"] = provenance
     reconcile(workdir, method, summary)
-  acc, count = metrics.per_class_accuracy(pred, labels, len(train_counts))
-  known = labels != -1
-  reliability = metrics.calibration(max_prob[known], pred[known] == labels[known])
-  if jax.process_index() == 0 and np.any(labels == -1):
-    update_json(
-      os.path.join(workdir, "open_set_curve.json"), method, open_set_curve(pred, max_prob, labels)
-    )
+  context = evaluators.Context.of(train_counts, eval_cfg, val_max_prob)
+  entries = {}
+  for evaluator in evaluators.chosen(eval_cfg):
+    entries |= evaluator.records(p, p["label"], context)
   if jax.process_index() == 0:
     update_json(os.path.join(workdir, "results.json"), method, summary)
-    update_json(os.path.join(workdir, "calibration.json"), method, reliability)
-    update_json(
-      os.path.join(workdir, "per_class.json"),
-      method,
-      {"accuracy": acc, "test_count": count, "train_count": train_counts},
-    )
+    for name, entry in entries.items():
+      update_json(os.path.join(workdir, f"{name}.json"), method, entry)
   shown = {
     k: round(float(v), 4) if isinstance(v, float) else v
     for k, v in summary.items()
@@ -370,7 +331,8 @@ def evaluate_and_write(
   method = method or exp.config.method
   p = predict(exp, state, exp.splits.test)
   val_max_prob = None
-  if np.any(p["label"] == -1) and len(exp.splits.val):  # For open_f_measure_val.
+  wanted = any(e.uses_val_max_prob for e in evaluators.chosen(exp.config.eval))
+  if wanted and np.any(p["label"] == -1) and len(exp.splits.val):  # open_f_measure_val.
     val_max_prob = predict(exp, state, exp.splits.val)["max_prob"]
   step = (extra or {}).get("selected_step", int(jax.device_get(state.step)))
   counts, e = exp.splits.train_counts, exp.config.eval

@@ -24,6 +24,7 @@ from ltjax import config as config_lib
 from ltjax import losses, models, sharding
 from ltjax.data import datasets, identity, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
+from ltjax.evaluate import evaluators
 from ltjax.stop import STOP
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
@@ -310,7 +311,9 @@ def _build(
   # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
   logit_scale = losses.from_config(config).logit_scale
   eval_step = jax.jit(
-    steps.make_eval_step(model, mean, std, logit_scale, stage.model_inputs),
+    steps.make_eval_step(
+      model, mean, std, evaluators.device_functions(config.eval), logit_scale, stage.model_inputs
+    ),
     in_shardings=(state_sharding, data),
     out_shardings=data,
     compiler_options=options,

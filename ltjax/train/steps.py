@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -165,33 +165,21 @@ def make_eval_step(
   model: nn.Module,
   mean: Sequence[float],
   std: Sequence[float],
+  outputs: Mapping[str, Callable],
   logit_scale: float = 1.0,
   model_inputs: Callable = no_model_inputs,
 ) -> Callable:
-  """``eval_step(state, batch) -> {"pred", "max_prob", "top5", "nll"}`` with the model in
-  inference mode, on its logits as the loss sees them (times ``logit_scale``): the argmax,
-  the max softmax probability, whether the label is among the 5 largest logits
-  (``metrics.TOP_K``; a logit equal to the label's counts as larger, so ties never favour
-  the true class) and -log softmax of the label (both False / 0 for open-set labels, -1):
-  what ``ltjax.evaluate.metrics.from_logits`` computes on the host. ``model_inputs``: the
-  stage's (``Stage.model_inputs``), what its head takes of ``state.extra``."""
+  """``eval_step(state, batch) -> {name: (B,) array}`` with the model in inference mode:
+  each of ``outputs`` (``name -> fn(logits float32, labels)``, the chosen evaluators'
+  ``ltjax.evaluate.evaluators.device_functions``: the argmax, max softmax probability, ...)
+  on its logits as the loss sees them (times ``logit_scale``) and the batch's labels (-1:
+  open set). ``model_inputs``: the stage's (``Stage.model_inputs``), what its head takes of
+  ``state.extra``."""
 
   def eval_step(state: TrainState, batch) -> dict:
     logits, _ = _test_logits(model, state, batch, mean, std, logit_scale, model_inputs)
     logits32 = logits.astype(jnp.float32)
-    probs = jax.nn.softmax(logits32, axis=-1)
-    labels = batch["label"]
-    known = labels >= 0
-    safe = jnp.where(known, labels, 0)[:, None]
-    true_logit = jnp.take_along_axis(logits32, safe, -1)
-    rank = jnp.sum(logits32 >= true_logit, -1) - 1  # Ties ahead of the label.
-    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits32, -1), safe, -1)[:, 0]
-    return {
-      "pred": jnp.argmax(logits, -1).astype(jnp.int32),
-      "max_prob": jnp.max(probs, -1),
-      "top5": known & (rank < 5),
-      "nll": jnp.where(known, -log_prob, 0.0),
-    }
+    return {name: fn(logits32, batch["label"]) for name, fn in outputs.items()}
 
   return eval_step
 

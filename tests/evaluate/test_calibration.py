@@ -1,13 +1,20 @@
 """Top-5 accuracy, expected calibration error and NLL: against NumPy restatements, and the
-eval step (on device) against the host-side twin."""
+eval step (on device) against the evaluators' host-side twins."""
 
 import jax
 import numpy as np
 import pytest
 from helpers import tiny_config, tiny_splits
 
-from ltjax.evaluate import metrics, runner
+from ltjax.evaluate import evaluators, metrics, runner
 from ltjax.train import experiment
+
+#: The outputs of every evaluator of ltjax, on host logits (as the post-hoc methods' rows).
+OUTPUTS = evaluators.outputs_of([evaluators.get(n)() for n in evaluators.DEFAULT])
+
+
+def from_logits(logits, labels):
+  return evaluators.on_host(logits, labels, OUTPUTS)
 
 
 def guo_ece(conf, correct, bins=15):
@@ -41,7 +48,7 @@ def test_from_logits_top5_and_nll_restated():
   logits[0] = [3, 2, 2, 2, 2, 2, 1, 0]  # Ties go against the label: 5 others >= it.
   labels = rng.integers(0, 8, 40)
   labels[0], labels[1] = 5, -1  # Open-set images: no top-5 hit, NLL 0 (skipped anyway).
-  out = metrics.from_logits(logits, labels)
+  out = from_logits(logits, labels)
   z = logits.astype(np.float64)
   top = z.max(1, keepdims=True)
   log_p = z - top - np.log(np.exp(z - top).sum(1, keepdims=True))
@@ -60,13 +67,13 @@ def test_top5_ties_count_against_the_label_as_a_sort_would_at_worst():
   (it was 100% when ties counted for the label); on bfloat16-rounded logits, never above
   the hit rate of a ranking that puts the label last among its equals."""
   labels = np.arange(8)
-  assert not metrics.from_logits(np.zeros((8, 8), np.float32), labels)["top5"].any()
+  assert not from_logits(np.zeros((8, 8), np.float32), labels)["top5"].any()
   rng = np.random.default_rng(3)
   logits = rng.normal(size=(2000, 1000)).astype(np.float32)
   y = rng.integers(0, 1000, 2000)
   logits[np.arange(2000), y] += 2.5
   rounded = np.asarray(jax.numpy.asarray(logits, jax.numpy.bfloat16).astype(np.float32))
-  hits = metrics.from_logits(rounded, y)["top5"]
+  hits = from_logits(rounded, y)["top5"]
   true = rounded[np.arange(2000), y]
   ties = ((rounded == true[:, None]).sum(1) > 1).mean()
   assert ties > 0.01  # bfloat16 over 1,000 classes ties often.
@@ -79,14 +86,15 @@ def test_top5_ties_count_against_the_label_as_a_sort_would_at_worst():
 def test_top5_is_not_reported_with_five_classes_or_fewer():
   class Eval:
     many_threshold, few_threshold, open_threshold = 100, 20, 0.1
+    evaluators = evaluators.DEFAULT
 
   labels = np.array([0, 1, 2, 3, 4, 0])
   logits = np.eye(5)[[1, 2, 3, 4, 0, 0]]
-  p = {**metrics.from_logits(logits, labels), "label": labels}
+  p = {**from_logits(logits, labels), "label": labels}
   out = runner.summarize(p, np.array([50, 40, 30, 20, 10]), Eval())
   assert not any(k.startswith("top5") for k in out)
   more = np.eye(6)[[1, 2, 3, 4, 0, 0]]
-  p6 = {**metrics.from_logits(more, labels), "label": labels}
+  p6 = {**from_logits(more, labels), "label": labels}
   assert "top5_all" in runner.summarize(p6, np.array([50, 40, 30, 20, 10, 5]), Eval())
 
 
@@ -95,10 +103,11 @@ def test_summary_has_top5_per_group_ece_and_nll():
   counts = np.array([200, 150, 50, 30, 10, 5, 3, 2])
   labels = np.concatenate([np.repeat(np.arange(8), 10), [-1] * 5])
   logits = rng.normal(size=(labels.size, 8)) + 2.0 * np.eye(8)[np.clip(labels, 0, 7)]
-  p = {**metrics.from_logits(logits, labels), "label": labels}
+  p = {**from_logits(logits, labels), "label": labels}
 
   class Eval:
     many_threshold, few_threshold, open_threshold = 100, 20, 0.1
+    evaluators = evaluators.DEFAULT
 
   out = runner.summarize(p, counts, Eval())
   known = labels >= 0
@@ -115,7 +124,7 @@ def test_summary_has_top5_per_group_ece_and_nll():
 
 def test_the_eval_step_computes_what_the_host_twin_does():
   """8 devices, a sharded batch: the eval step's top-5 hits and NLL equal those of
-  metrics.from_logits on the feature step's logits."""
+  the evaluators' host twins on the feature step's logits."""
   splits = tiny_splits(num_classes=8, counts=(24, 12, 8, 6, 5, 4, 3, 3))
   exp, state = experiment.setup(tiny_config(), splits)
   state = jax.device_get(exp.stage.start(exp, state))
@@ -123,11 +132,12 @@ def test_the_eval_step_computes_what_the_host_twin_does():
   p = runner.predict(exp, state, source)
   logits = runner.run_over(exp, state, source, exp.feature_step, ("logits",))["logits"]
   labels = np.asarray(source.labels).copy()
-  twin = metrics.from_logits(logits, labels)
+  twin = from_logits(logits, labels)
   np.testing.assert_array_equal(p["top5"], twin["top5"])
   assert 0 < twin["top5"].mean() < 1  # Out of 8 classes: some miss.
   np.testing.assert_allclose(p["nll"], twin["nll"], rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(p["pred"], twin["pred"])
+  np.testing.assert_allclose(p["max_prob"], twin["max_prob"], rtol=1e-6)
 
 
 def test_ldam_is_evaluated_on_the_logits_its_loss_trains():
@@ -147,10 +157,10 @@ def test_ldam_is_evaluated_on_the_logits_its_loss_trains():
   cosines, _ = exp.model.apply(variables, x, train=False)
   cosines = np.asarray(cosines, np.float64)
   assert np.abs(cosines).max() <= 1 + 1e-6
-  scaled = metrics.from_logits(30.0 * cosines, labels)
+  scaled = from_logits(30.0 * cosines, labels)
   np.testing.assert_allclose(p["max_prob"], scaled["max_prob"], rtol=1e-4)
   np.testing.assert_allclose(p["nll"], scaled["nll"], rtol=1e-4, atol=1e-5)
-  raw = metrics.from_logits(cosines, labels)
+  raw = from_logits(cosines, labels)
   assert raw["max_prob"].max() < 0.4 < p["max_prob"].max()  # Raw: near 1/8 everywhere.
   features = runner.run_over(exp, state, source, exp.feature_step, ("logits",))["logits"]
   np.testing.assert_allclose(features, 30.0 * cosines, rtol=1e-4, atol=1e-4)

@@ -296,10 +296,13 @@ def test_threshold_keeping_keeps_the_fraction_of_known_images():
 
 
 def test_summary_reports_the_f_measure_at_the_validation_threshold():
-  from ltjax.evaluate import runner
+  from ltjax.evaluate import evaluators, runner
+
+  default = evaluators.DEFAULT
 
   class Eval:
     many_threshold, few_threshold, open_threshold = 100, 20, 0.1
+    evaluators = default
 
   labels = np.array([0, 0, 1, 1, -1, -1])
   pred = np.array([0, 1, 1, 1, 0, 1])

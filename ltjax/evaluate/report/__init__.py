@@ -18,7 +18,8 @@ Host-side only (numpy and matplotlib with the Agg backend; no JAX, so that ``ltj
 starts fast). `write_comparison` does the same over several runs (``report --compare``).
 
 One module per part, this one naming what the rest of ltjax uses: ``inputs`` (reading and
-checking the files; the methods' order, labels and colours, from ``ltjax.evaluate.methods``),
+checking the files; the methods' order, labels and colours, from ``ltjax.evaluate.methods``;
+the table's columns, from the evaluators that produced them, ``ltjax.evaluate.evaluators``),
 ``plots`` (the figures), ``markdown`` (one run's ``report.md``), ``compare`` (several runs
 merged into one report).
 """
@@ -26,27 +27,23 @@ merged into one report).
 from ltjax.evaluate.report.compare import write_comparison
 from ltjax.evaluate.report.inputs import method_colors, method_label, ordered_methods
 from ltjax.evaluate.report.markdown import (
-  ACCURACY_COLUMNS,
-  CALIBRATION_COLUMNS,
   MISSING,
-  OPEN_SET_COLUMNS,
   format_results_table,
+  table_columns,
   write_report,
 )
 from ltjax.evaluate.report.plots import DPI, GROUPS, MIN_CLASSES_FOR_AVERAGE
 
 __all__ = [
-  "ACCURACY_COLUMNS",
-  "CALIBRATION_COLUMNS",
   "DPI",
   "GROUPS",
   "MIN_CLASSES_FOR_AVERAGE",
   "MISSING",
-  "OPEN_SET_COLUMNS",
   "format_results_table",
   "method_colors",
   "method_label",
   "ordered_methods",
+  "table_columns",
   "write_comparison",
   "write_report",
 ]

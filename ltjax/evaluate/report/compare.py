@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from ltjax.evaluate import evaluators
 from ltjax.evaluate.report.inputs import read_if_present, shot_thresholds
 from ltjax.evaluate.report.markdown import format_results_table, write_report
 from ltjax.files import write_json
 
-_COMPARED_FILES = ("results", "per_class", "weight_norms", "open_set_curve", "calibration")
+
+def _compared_files() -> tuple[str, ...]:
+  """The per-method files merged: the results, the evaluators' own files, the weight norms."""
+  return ("results", *evaluators.method_files(), "weight_norms")
 
 
 def _run_names(dirs: list[str], out_dir: str) -> list[str]:
@@ -42,20 +46,20 @@ def _run_names(dirs: list[str], out_dir: str) -> list[str]:
 def _merged_runs(dirs: list[str], names: list[str]) -> dict[str, dict]:
   """The compared files of every run merged, method by method (``method@run`` where
   several runs report a method)."""
-  loaded = []
+  loaded, compared = [], _compared_files()
   for d in dirs:
     if read_if_present(os.path.join(d, "results.json")) is None:
       raise ValueError(f"{d} has no results.json: train or evaluate that run first.")
-    loaded.append({f: read_if_present(os.path.join(d, f"{f}.json")) or {} for f in _COMPARED_FILES})
+    loaded.append({f: read_if_present(os.path.join(d, f"{f}.json")) or {} for f in compared})
   counts: dict[str, int] = {}
   for run in loaded:
     for method in run["results"]:
       counts[method] = counts.get(method, 0) + 1
-  merged: dict[str, dict] = {f: {} for f in _COMPARED_FILES}
+  merged: dict[str, dict] = {f: {} for f in compared}
   for name, run in zip(names, loaded, strict=True):
     for method in run["results"]:
       label = method if counts[method] == 1 else f"{method}@{name}"
-      for f in _COMPARED_FILES:
+      for f in compared:
         if method in run[f]:
           merged[f][label] = run[f][method]
   return merged
@@ -145,9 +149,9 @@ def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".ltjax-compare-", dir=parent)
   try:
-    for f in _COMPARED_FILES:
-      if merged[f]:
-        write_json(os.path.join(staging, f"{f}.json"), merged[f])
+    for f, entries in merged.items():
+      if entries:
+        write_json(os.path.join(staging, f"{f}.json"), entries)
     for extra in ("meta", "tau_sweep"):
       source = next((d for d in dirs if os.path.exists(os.path.join(d, f"{extra}.json"))), None)
       if source is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ltjax.evaluate import methods
+from ltjax.evaluate import evaluators, methods
 from ltjax.evaluate.report.inputs import (
   as_mapping,
   is_missing,
@@ -31,25 +31,6 @@ from ltjax.evaluate.report.plots import (
 )
 from ltjax.files import write_text
 
-# (results key, column header, is an accuracy shown in percent).
-ACCURACY_COLUMNS = (
-  ("many", "Many", True),
-  ("medium", "Medium", True),
-  ("few", "Few", True),
-  ("all", "All", True),
-  ("mean_class", "Mean class", True),
-)
-# Shown when some method has them (results of ltjax before top-5 and calibration lack them).
-CALIBRATION_COLUMNS = (
-  ("top5_all", "Top-5", True),
-  ("ece", "ECE", False),
-  ("nll", "NLL", False),
-)
-OPEN_SET_COLUMNS = (
-  ("open_f_measure", "Open F (0.1)", False),
-  ("open_f_measure_val", "Open F (val 95%)", False),
-  ("open_auroc", "Open AUROC", False),
-)
 MISSING = "–"  # En dash: an empty shot group or a metric a method does not have.
 
 
@@ -68,14 +49,27 @@ def _escape(text: str) -> str:
 # ---------------------------------------------------------------------------- table
 
 
+def table_columns(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[Any, str]]:
+  """The results table's columns, each with its evaluator's note: those the registered
+  evaluators declare (``ltjax.evaluate.evaluators``), in registration order, where some
+  row has the entry or the column is always shown (the shot groups)."""
+  rows = [r for r in results.values() if isinstance(r, Mapping)]
+  return [
+    (c, cls.note)
+    for cls in evaluators.EVALUATORS.values()
+    for c in cls.columns
+    if c.always or any(c.key in r for r in rows)
+  ]
+
+
 def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
   """The markdown table of a results.json dict.
 
   Rows are methods in the order of ``ltjax.evaluate.methods`` (joint, ncm, crt, tau_norm,
-  lws, oltr, ..., then any others in the given order). Accuracy columns (many, medium,
-  few, all, mean class) are in percent with one decimal; the open-set columns (F-measure,
-  AUROC), shown only when some method has them, are plain numbers with three decimals.
-  A null, nan or absent value renders as "–".
+  lws, oltr, ..., then any others in the given order). Columns are those the registered
+  evaluators declare (``table_columns``): accuracies in percent with one decimal, other
+  metrics (ECE, NLL, open-set F-measure and AUROC) plain with three decimals. A null, nan
+  or absent value renders as "–".
 
   Args:
     results: ``{method: {"many": float | None, ..., "mean_class": float, ...}}``.
@@ -86,11 +80,9 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
   Raises:
     ValueError: a method entry is not a mapping or a value is not a number or null.
   """
-  columns = list(ACCURACY_COLUMNS)
-  optional = (*CALIBRATION_COLUMNS, *OPEN_SET_COLUMNS)
-  columns += [c for c in optional if any(c[0] in r for r in results.values())]
+  columns = [c for c, _ in table_columns(results)]
   lines = [
-    "| Method | " + " | ".join(header for _, header, _ in columns) + " |",
+    "| Method | " + " | ".join(c.header for c in columns) + " |",
     "| :--- | " + " | ".join("---:" for _ in columns) + " |",
   ]
   for method in ordered_methods(results):
@@ -98,8 +90,7 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     if not isinstance(row, Mapping):
       raise ValueError(f"results[{method!r}] must be a mapping of metrics, got {row!r}.")
     cells = [
-      _format_cell(row.get(key), percent, f"results[{method!r}][{key!r}]")
-      for key, _, percent in columns
+      _format_cell(row.get(c.key), c.percent, f"results[{method!r}][{c.key!r}]") for c in columns
     ]
     lines.append(f"| {_escape(method)} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -203,21 +194,9 @@ def _results_lines(results: Mapping, path: str) -> list[str]:
     table = format_results_table(results)
   except ValueError as e:
     raise ValueError(f"{path}: {e}") from e
-  has_open = any(isinstance(r, Mapping) and "open_f_measure" in r for r in results.values())
   note = "Accuracies in percent; " + MISSING + " marks an empty shot group or a missing metric."
-  if any(isinstance(r, Mapping) and "ece" in r for r in results.values()):
-    note += (
-      " Top-5: the label among the 5 largest scores, over the known test images as All;"
-      " ECE: expected calibration error of the max softmax probability, 15 bins; NLL: mean"
-      " negative log-likelihood of the label (known test images)."
-    )
-  if has_open:
-    note += (
-      " Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
-      " on the max softmax probability, and at the threshold that keeps 95% of the known"
-      " validation images (it means something with few classes, where the max softmax"
-      " cannot fall below 1/K)."
-    )
+  for said in dict.fromkeys(n for _, n in table_columns(results) if n):  # Each note once.
+    note += " " + said
   lines = ["## Test results", "", table, "", note, ""]
   # What each row's name stands for (``ltjax.evaluate.methods``' labels).
   methods_ = [m for m in ordered_methods(results) if method_label(m) != m]

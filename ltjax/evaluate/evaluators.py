@@ -1,0 +1,449 @@
+"""The evaluators, one registered class each: what a results row holds, and how it is computed.
+
+An evaluator names the per-example arrays it needs of a model's test logits (``outputs``: a
+name -> ``Output`` mapping), turns those arrays into entries of a results row
+(``summarize``) and, optionally, into per-method results files (``records``:
+``calibration.json``'s reliability bins, ...); its ``columns`` tell the report which of its
+entries to draw. ``config.eval.evaluators`` chooses them by name, in order: the eval step
+computes exactly the union of their outputs, on the device, and ``runner.summarize`` runs
+them one after the other, each adding its entries to the row. Adding one is one class here
+(or in any module that calls ``register``); ``tests/evaluate/test_evaluator_extension.py``
+shows one.
+
+An output has two implementations when it needs them. ``Output.device`` is a jnp function
+of (float32 logits, labels), traced into the jitted, sharded eval step. The post-hoc methods
+(``ltjax.evaluate.posthoc``) produce logits on the host; there ``Output.host`` computes the
+same quantity in numpy, as ltjax always has: in float64 (NLL, top-5 ranks) or in the logits'
+own dtype (the max probability, as the post-hoc methods choose their open-set thresholds),
+so that the post-hoc rows keep their values to the last bit (demo results byte-identical:
+the float32 device function on those logits moves NLL and ECE by ~1e-8). An output without
+``host`` runs its device function, jitted, on the host logits.
+
+This module imports no JAX until an output is computed, so that ``ltjax report`` reads the
+evaluators' columns without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ltjax.evaluate import metrics
+
+# ---------------------------------------------------------------------------- outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+  """One per-example array of the eval step.
+
+  Attributes:
+    device: ``(logits (B, K) float32, labels (B,) int32, -1 for open-set images) -> (B,)``,
+      in jnp: traced into the eval step.
+    host: the same in numpy on host logits (the post-hoc methods'), where the device
+      function's float32 would change the results (see the module docstring); None: the
+      device function runs, jitted, on the host.
+  """
+
+  device: Callable
+  host: Callable | None = None
+
+
+def _pred(logits, labels):
+  import jax.numpy as jnp
+
+  del labels
+  return jnp.argmax(logits, -1).astype(jnp.int32)
+
+
+def _pred_host(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  del labels
+  return np.asarray(logits).argmax(-1).astype(np.int32)
+
+
+def _max_prob(logits, labels):
+  import jax
+  import jax.numpy as jnp
+
+  del labels
+  return jnp.max(jax.nn.softmax(logits, axis=-1), -1)
+
+
+def softmax_max(logits: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+  """The max softmax probability of each row, in the dtype of ``logits`` (the post-hoc
+  methods' open-set thresholds on val are chosen on these)."""
+  del labels
+  z = logits - logits.max(-1, keepdims=True)
+  e = np.exp(z)
+  return (e / e.sum(-1, keepdims=True)).max(-1)
+
+
+def _label_rank(logits, labels, xp):
+  """How many other logits are at least as large as the label's (ties count against the
+  label, so equal logits never make a hit), and whether the label is known (>= 0)."""
+  known = labels >= 0
+  safe = xp.where(known, labels, 0)[:, None]
+  true_logit = xp.take_along_axis(logits, safe, -1)
+  return xp.sum(logits >= true_logit, -1) - 1, known
+
+
+def _top_k(k: int) -> Output:
+  """Whether the label is among the ``k`` largest logits (False for open-set images)."""
+
+  def device(logits, labels):
+    import jax.numpy as jnp
+
+    rank, known = _label_rank(logits, labels, jnp)
+    return known & (rank < k)
+
+  def host(logits, labels):
+    rank, known = _label_rank(np.asarray(logits, np.float64), np.asarray(labels), np)
+    return known & (rank < k)
+
+  return Output(device, host)
+
+
+def _nll(logits, labels):
+  import jax
+  import jax.numpy as jnp
+
+  known = labels >= 0
+  safe = jnp.where(known, labels, 0)[:, None]
+  log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), safe, -1)[:, 0]
+  return jnp.where(known, -log_prob, 0.0)
+
+
+def _nll_host(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+  z = logits - logits.max(-1, keepdims=True)
+  log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  known = labels >= 0
+  safe = np.where(known, labels, 0)
+  return np.where(known, -np.take_along_axis(log_probs, safe[:, None], -1)[:, 0], 0.0)
+
+
+#: The outputs that several evaluators share, each defined once.
+PRED = Output(_pred, _pred_host)  # The argmax.
+MAX_PROB = Output(_max_prob, softmax_max)  # The max softmax probability.
+TOP5 = _top_k(metrics.TOP_K)
+NLL = Output(_nll, _nll_host)  # -log softmax of the label; 0 for open-set images.
+
+
+# ------------------------------------------------------------------------- evaluators
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  """A column of the report's results table: the row's ``key`` under ``header``, in
+  percent (one decimal) when ``percent``, else with three decimals; ``always``: shown even
+  when no row has it (an empty shot group shows "–")."""
+
+  key: str
+  header: str
+  percent: bool = False
+  always: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What an evaluator knows of the run besides the test outputs.
+
+  Attributes:
+    train_counts: (K,) training images per class.
+    many_threshold, few_threshold: the shot groups (``config.eval``).
+    open_threshold: the paper's open-set threshold (``config.eval.open_threshold``).
+    val_max_prob: the max probabilities of the (known) validation images, or None
+      (evaluators with ``uses_val_max_prob`` receive them).
+  """
+
+  train_counts: np.ndarray
+  many_threshold: float
+  few_threshold: float
+  open_threshold: float
+  val_max_prob: np.ndarray | None = None
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.train_counts)
+
+  @classmethod
+  def of(cls, train_counts, eval_cfg, val_max_prob=None) -> Context:
+    e = eval_cfg
+    return cls(
+      np.asarray(train_counts), e.many_threshold, e.few_threshold, e.open_threshold, val_max_prob
+    )
+
+
+class Evaluator:
+  """An evaluator: its fields are its options; ``name`` is what ``config.eval.evaluators``
+  lists.
+
+  ``outputs``: the per-example arrays it needs (name -> ``Output``); an output that several
+  evaluators need is the same ``Output`` object in each (``PRED``, ``MAX_PROB``).
+  ``summarize(outputs, labels, context)``: its entries of the results row, in the order the
+  row shows them. ``records``: its entries of per-method results files (``{file stem:
+  this method's entry}``; every stem it may write is in ``files``). ``columns``, ``note``:
+  how the report's table shows its entries and the sentence that says what they are.
+  """
+
+  name: ClassVar[str]
+  columns: ClassVar[tuple[Column, ...]] = ()
+  note: ClassVar[str] = ""
+  files: ClassVar[tuple[str, ...]] = ()
+  #: Whether ``summarize`` reads ``context.val_max_prob`` (evaluation then runs the model
+  #: over the validation split as well).
+  uses_val_max_prob: ClassVar[bool] = False
+
+  @property
+  def outputs(self) -> Mapping[str, Output]:
+    raise NotImplementedError
+
+  def summarize(self, outputs: Mapping, labels: np.ndarray, context: Context) -> dict:
+    raise NotImplementedError
+
+  def records(self, outputs: Mapping, labels: np.ndarray, context: Context) -> dict:
+    del outputs, labels, context
+    return {}
+
+
+#: Every evaluator, by name, in registration order (the order of ``DEFAULT``).
+EVALUATORS: dict[str, type[Evaluator]] = {}
+
+
+def register(cls: type[Evaluator]) -> type[Evaluator]:
+  """Class decorator: ``cls`` becomes the evaluator of its name."""
+  if cls.name in EVALUATORS and EVALUATORS[cls.name] is not cls:
+    raise ValueError(f"evaluator {cls.name!r} is already registered ({EVALUATORS[cls.name]}).")
+  EVALUATORS[cls.name] = cls
+  return cls
+
+
+def get(name: str) -> type[Evaluator]:
+  if name not in EVALUATORS:
+    raise ValueError(
+      f"--config.eval.evaluators: no evaluator {name!r}; valid: {', '.join(EVALUATORS)}."
+    )
+  return EVALUATORS[name]
+
+
+def chosen(eval_cfg) -> list[Evaluator]:
+  """The evaluators ``eval_cfg.evaluators`` names, in its order; an unknown name or one
+  listed twice is a ValueError naming the valid ones."""
+  names = tuple(eval_cfg.evaluators)
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise ValueError(f"--config.eval.evaluators lists {', '.join(twice)} more than once.")
+  return [get(n)() for n in names]
+
+
+def outputs_of(evaluators: Sequence[Evaluator]) -> dict[str, Output]:
+  """The union of the evaluators' outputs; two outputs of one name must be the same."""
+  out: dict[str, Output] = {}
+  for e in evaluators:
+    for key, output in e.outputs.items():
+      if out.setdefault(key, output) is not output and out[key] != output:
+        raise ValueError(f"evaluator {e.name!r} defines output {key!r} anew; share the one.")
+  return out
+
+
+def device_functions(eval_cfg) -> dict[str, Callable]:
+  """``{output name: device function}`` of the evaluators ``eval_cfg`` chooses: what the
+  eval step computes (``ltjax.train.steps.make_eval_step``)."""
+  return {k: o.device for k, o in outputs_of(chosen(eval_cfg)).items()}
+
+
+def on_host(logits: Any, labels: Any, outputs: Mapping[str, Output]) -> dict[str, np.ndarray]:
+  """``outputs`` of host logits (a post-hoc method's): each output's ``host`` twin, or its
+  device function jitted on the float32 logits."""
+  labels = np.asarray(labels)
+  out = {}
+  for key, o in outputs.items():
+    if o.host is not None:
+      out[key] = o.host(logits, labels)
+      continue
+    import jax
+
+    value = jax.jit(o.device)(np.asarray(logits, np.float32), labels.astype(np.int32))
+    out[key] = np.asarray(value)
+  return out
+
+
+def _known(labels: np.ndarray) -> np.ndarray:
+  return labels != -1
+
+
+def _thresholds(context: Context) -> tuple[float, float]:
+  return context.many_threshold, context.few_threshold
+
+
+# -------------------------------------------------------------- the evaluators of ltjax
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ClosedSet(Evaluator):
+  """Top-1 accuracy of the known test images per shot group, overall and as the mean of
+  the per-class accuracies (``many``, ``medium``, ``few``, ``all``, ``mean_class``);
+  ``per_class.json``: each class's accuracy, test and train count."""
+
+  name: ClassVar[str] = "closed_set"
+  columns: ClassVar[tuple[Column, ...]] = tuple(
+    Column(key, header, percent=True, always=True)
+    for key, header in (
+      ("many", "Many"),
+      ("medium", "Medium"),
+      ("few", "Few"),
+      ("all", "All"),
+      ("mean_class", "Mean class"),
+    )
+  )
+  files: ClassVar[tuple[str, ...]] = ("per_class",)
+
+  @property
+  def outputs(self) -> Mapping[str, Output]:
+    return {"pred": PRED}
+
+  def summarize(self, outputs, labels, context) -> dict:
+    return metrics.closed_set_summary(
+      outputs["pred"], labels, context.train_counts, *_thresholds(context)
+    )
+
+  def records(self, outputs, labels, context) -> dict:
+    acc, count = metrics.per_class_accuracy(outputs["pred"], labels, context.num_classes)
+    return {
+      "per_class": {"accuracy": acc, "test_count": count, "train_count": context.train_counts}
+    }
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Top5(Evaluator):
+  """Top-5 accuracy per shot group and overall (``top5_many`` ... ``top5_all``): the label
+  among the 5 largest logits. Not reported with 5 classes or fewer (always 100%)."""
+
+  name: ClassVar[str] = "top5"
+  columns: ClassVar[tuple[Column, ...]] = (Column("top5_all", "Top-5", percent=True),)
+  note: ClassVar[str] = (
+    "Top-5: the label among the 5 largest scores, over the known test images as All."
+  )
+
+  @property
+  def outputs(self) -> Mapping[str, Output]:
+    return {"top5": TOP5}
+
+  def summarize(self, outputs, labels, context) -> dict:
+    if not metrics.has_top_k(context.num_classes):
+      return {}
+    hits = metrics.top_k_predictions(outputs["top5"], labels)
+    top5 = metrics.closed_set_summary(hits, labels, context.train_counts, *_thresholds(context))
+    return {f"top5_{k}": top5[k] for k in ("many", "medium", "few", "all")}
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Calibration(Evaluator):
+  """The expected calibration error of the max softmax probability over ``bins`` bins
+  (``ece``; Guo et al. 2017) and the mean negative log-likelihood of the label (``nll``),
+  over the known test images; ``calibration.json``: the reliability diagram's bins."""
+
+  name: ClassVar[str] = "calibration"
+  columns: ClassVar[tuple[Column, ...]] = (Column("ece", "ECE"), Column("nll", "NLL"))
+  note: ClassVar[str] = (
+    "ECE: expected calibration error of the max softmax probability, 15 bins; NLL: mean"
+    " negative log-likelihood of the label (known test images)."
+  )
+  files: ClassVar[tuple[str, ...]] = ("calibration",)
+  bins: int = metrics.ECE_BINS
+
+  @property
+  def outputs(self) -> Mapping[str, Output]:
+    return {"pred": PRED, "max_prob": MAX_PROB, "nll": NLL}
+
+  def _reliability(self, outputs, labels) -> dict:
+    known = _known(labels)
+    correct = outputs["pred"][known] == labels[known]
+    return metrics.calibration(outputs["max_prob"][known], correct, self.bins)
+
+  def summarize(self, outputs, labels, context) -> dict:
+    known = _known(labels)
+    nll = float(np.mean(outputs["nll"][known])) if known.any() else float("nan")
+    return {"ece": self._reliability(outputs, labels)["ece"], "nll": nll}
+
+  def records(self, outputs, labels, context) -> dict:
+    return {"calibration": self._reliability(outputs, labels)}
+
+
+#: The thresholds of ``open_set_curve.json``.
+OPEN_THRESHOLDS = tuple(np.round(np.linspace(0.0, 1.0, 41), 3))
+
+
+def open_set_curve(
+  pred: np.ndarray, max_prob: np.ndarray, labels: np.ndarray, thresholds=OPEN_THRESHOLDS
+) -> dict:
+  """Open-set F-measure when rejecting (predicting -1) below each max-probability threshold."""
+  f = metrics.f_measure_thresholds(pred, max_prob, labels, np.asarray(thresholds))
+  return {"thresholds": list(thresholds), "f_measure": f.tolist()}
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class OpenSet(Evaluator):
+  """When the test split has open-set images (label -1), rejecting below a max softmax
+  probability: the F-measure at ``context.open_threshold`` (``open_f_measure``, the
+  paper's 0.1), the threshold-free ``open_auroc`` and, given the validation images' max
+  probabilities, the F-measure ``open_f_measure_val`` at ``open_threshold_val``, the
+  threshold that keeps ``keep_known`` of them; ``open_set_curve.json``: F across thresholds."""
+
+  name: ClassVar[str] = "open_set"
+  columns: ClassVar[tuple[Column, ...]] = (
+    Column("open_f_measure", "Open F (0.1)"),
+    Column("open_f_measure_val", "Open F (val 95%)"),
+    Column("open_auroc", "Open AUROC"),
+  )
+  note: ClassVar[str] = (
+    "Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
+    " on the max softmax probability, and at the threshold that keeps 95% of the known"
+    " validation images (it means something with few classes, where the max softmax"
+    " cannot fall below 1/K)."
+  )
+  files: ClassVar[tuple[str, ...]] = ("open_set_curve",)
+  uses_val_max_prob: ClassVar[bool] = True
+  keep_known: float = metrics.KEEP_KNOWN
+
+  @property
+  def outputs(self) -> Mapping[str, Output]:
+    return {"pred": PRED, "max_prob": MAX_PROB}
+
+  def summarize(self, outputs, labels, context) -> dict:
+    if not np.any(labels == -1):
+      return {}
+    pred, max_prob = outputs["pred"], outputs["max_prob"]
+    open_pred = metrics.reject_unconfident(pred, max_prob, context.open_threshold)
+    out = {
+      "open_f_measure": metrics.open_set_f_measure(open_pred, labels),
+      "open_auroc": metrics.open_set_auroc(max_prob, labels),
+    }
+    val = context.val_max_prob
+    if val is not None and len(val):
+      threshold = metrics.threshold_keeping(val, self.keep_known)
+      open_pred = metrics.reject_unconfident(pred, max_prob, threshold)
+      out["open_threshold_val"] = threshold
+      out["open_f_measure_val"] = metrics.open_set_f_measure(open_pred, labels)
+    return out
+
+  def records(self, outputs, labels, context) -> dict:
+    if not np.any(labels == -1):
+      return {}
+    return {"open_set_curve": open_set_curve(outputs["pred"], outputs["max_prob"], labels)}
+
+
+#: ``config.eval.evaluators``' default: every evaluator of ltjax, in the order of the row.
+DEFAULT = tuple(EVALUATORS)
+
+
+def method_files() -> tuple[str, ...]:
+  """The per-method results files the registered evaluators write (besides results.json)."""
+  return tuple(f for cls in EVALUATORS.values() for f in cls.files)
