@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 
 from ltjax.models.resnet import RESNET_CONFIGS, CifarResNet, ResNet
+from ltjax.models.vit import VIT_CONFIGS, VisionTransformer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,3 +138,22 @@ def _register_resnets() -> None:
 
 
 _register_resnets()
+
+
+# --------------------------------------------------------------- Vision Transformers
+@dataclasses.dataclass(frozen=True)
+class ViT(Backbone):
+  """A Vision Transformer (``ltjax.models.vit``): CLIP's image tower (``clip_*``) or an
+  AugReg ImageNet-21k ViT; no options: the size is the name, the input size sets the
+  position embeddings."""
+
+  def module(self, dtype):
+    return VisionTransformer(**VIT_CONFIGS[self.name], dtype=dtype)
+
+
+def _register_vits() -> None:
+  for name in VIT_CONFIGS:
+    register(dataclasses.dataclass(frozen=True)(type("ViT", (ViT,), {"name": name})))
+
+
+_register_vits()

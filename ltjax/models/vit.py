@@ -1,0 +1,190 @@
+"""Vision Transformers (Dosovitskiy et al., ICLR 2021) as long-tail backbones, in the two
+layouts whose published weights long-tail work starts from:
+
+* ``"clip"``: CLIP's image tower (Radford et al., 2021; OpenAI ``clip/model.py``
+  ``VisionTransformer`` and ``open_clip``'s): a bias-free patch convolution, a class token,
+  learned position embeddings, a LayerNorm before the blocks (``ln_pre``), pre-norm blocks
+  with QuickGELU (``x * sigmoid(1.702 x)``, as OpenAI's weights were trained), LayerNorm
+  epsilon 1e-5, and the class token through ``ln_post`` and the linear projection ``proj``
+  into the joint image-text space (the features a text-initialised head scores);
+* ``"augreg"``: the ImageNet-21k ViTs of "How to train your ViT" (Steiner et al., 2022; the
+  ``.npz`` files big_vision and timm publish): a patch convolution with bias, no ``ln_pre``,
+  exact GELU, epsilon 1e-6, a final LayerNorm over all tokens and the class token as the
+  feature.
+
+Parameter names follow CLIP's state dict (``conv1``, ``class_embedding``,
+``positional_embedding``, ``ln_pre``, ``resblocks_{i}`` with ``ln_1``, ``attn``
+(``in_proj`` q/k/v, ``out_proj``), ``ln_2``, ``c_fc``, ``c_proj``; ``ln_post``, ``proj``) so
+that a converter maps tensors one to one. Like the ResNets, the backbone returns
+``{"feature_map": the patch tokens (B, H/p, W/p, C), "features": (B, D) float32}``;
+``dtype`` is the computation dtype, parameters, LayerNorm and softmax are float32.
+
+Weights are not loaded here yet (issue 33: the OpenCLIP / OpenAI / AugReg converters and
+their parity tests against ``open_clip`` and ``timm``); the layers are checked against
+PyTorch restatements of both layouts (tests/models/test_vit.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+Layout = Literal["clip", "augreg"]
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+  """OpenAI CLIP's activation: ``x * sigmoid(1.702 x)``."""
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+def _gelu(x: jax.Array) -> jax.Array:
+  """PyTorch's ``nn.GELU()``: the exact (erf) GELU, as the AugReg ViTs were trained."""
+  return jax.nn.gelu(x, approximate=False)
+
+
+class _LayerNorm(nn.Module):
+  """LayerNorm computed in float32 whatever the computation dtype (CLIP's ``LayerNorm``
+  casts up too), its ``scale`` and ``bias`` PyTorch's ``weight`` and ``bias``."""
+
+  epsilon: float
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (width,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (width,), jnp.float32)
+    y = x.astype(jnp.float32)
+    mean = y.mean(-1, keepdims=True)
+    var = jnp.square(y - mean).mean(-1, keepdims=True)
+    y = (y - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    return y.astype(x.dtype)
+
+
+class _Attention(nn.Module):
+  """Multi-head self-attention with one q/k/v projection (``in_proj``), as PyTorch's
+  ``nn.MultiheadAttention`` and timm's ``qkv`` hold it; softmax in float32."""
+
+  heads: int
+  dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x):
+    b, n, width = x.shape
+    head_dim = width // self.heads
+    qkv = nn.Dense(3 * width, dtype=self.dtype, name="in_proj")(x)
+    qkv = qkv.reshape(b, n, 3, self.heads, head_dim)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, width)
+    return nn.Dense(width, dtype=self.dtype, name="out_proj")(out)
+
+
+class _Block(nn.Module):
+  """Pre-norm residual block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+  heads: int
+  mlp_dim: int
+  epsilon: float
+  activation: Any
+  dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x):
+    x = x + _Attention(self.heads, self.dtype, name="attn")(
+      _LayerNorm(self.epsilon, name="ln_1")(x)
+    )
+    y = _LayerNorm(self.epsilon, name="ln_2")(x)
+    y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="c_fc")(y)
+    y = nn.Dense(x.shape[-1], dtype=self.dtype, name="c_proj")(self.activation(y))
+    return x + y
+
+
+class VisionTransformer(nn.Module):
+  """A ViT backbone (see the module docstring for the two layouts).
+
+  Attributes:
+    patch_size: side of the square patches (16 for B/16, 14 for L/14).
+    width: token width (768 for B, 1024 for L).
+    depth: number of blocks.
+    heads: attention heads.
+    mlp_dim: hidden width of the blocks' MLP (4 x width in the published models).
+    layout: ``"clip"`` or ``"augreg"``.
+    embed_dim: CLIP's projection width (512 for B/16, 768 for L/14); 0 = no projection
+      (``"augreg"``).
+    dtype: computation dtype.
+  """
+
+  patch_size: int
+  width: int
+  depth: int
+  heads: int
+  mlp_dim: int
+  layout: Layout = "clip"
+  embed_dim: int = 0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train  # No dropout or batch statistics in these towers.
+    clip = self.layout == "clip"
+    epsilon = 1e-5 if clip else 1e-6
+    x = x.astype(self.dtype)
+    p = self.patch_size
+    tokens = nn.Conv(
+      self.width,
+      (p, p),
+      strides=(p, p),
+      padding="VALID",
+      use_bias=not clip,
+      dtype=self.dtype,
+      name="conv1",
+    )(x)
+    b, h, w, _ = tokens.shape
+    tokens = tokens.reshape(b, h * w, self.width)
+    init = nn.initializers.normal(self.width**-0.5)
+    cls = self.param("class_embedding", init, (self.width,), jnp.float32)
+    pos = self.param("positional_embedding", init, (h * w + 1, self.width), jnp.float32)
+    cls = jnp.broadcast_to(cls.astype(self.dtype), (b, 1, self.width))
+    tokens = jnp.concatenate([cls, tokens], axis=1) + pos.astype(self.dtype)
+    if clip:
+      tokens = _LayerNorm(epsilon, name="ln_pre")(tokens)
+    activation = quick_gelu if clip else _gelu
+    for i in range(self.depth):
+      tokens = _Block(
+        self.heads, self.mlp_dim, epsilon, activation, self.dtype, name=f"resblocks_{i}"
+      )(tokens)
+    if clip:
+      pooled = _LayerNorm(epsilon, name="ln_post")(tokens[:, 0])
+      patches = tokens[:, 1:]
+    else:
+      tokens = _LayerNorm(epsilon, name="ln_post")(tokens)
+      pooled, patches = tokens[:, 0], tokens[:, 1:]
+    if self.embed_dim:
+      proj = self.param("proj", init, (self.width, self.embed_dim), jnp.float32)
+      pooled = pooled @ proj.astype(self.dtype)
+    return {
+      "feature_map": patches.reshape(b, h, w, self.width),
+      "features": pooled.astype(jnp.float32),
+    }
+
+
+#: name -> (VisionTransformer attributes): the published towers, and a tiny one for tests.
+VIT_CONFIGS: dict[str, dict[str, Any]] = {
+  "clip_vit_b16": dict(
+    patch_size=16, width=768, depth=12, heads=12, mlp_dim=3072, layout="clip", embed_dim=512
+  ),
+  "clip_vit_l14": dict(
+    patch_size=14, width=1024, depth=24, heads=16, mlp_dim=4096, layout="clip", embed_dim=768
+  ),
+  "vit_b16": dict(patch_size=16, width=768, depth=12, heads=12, mlp_dim=3072, layout="augreg"),
+  "vit_l16": dict(patch_size=16, width=1024, depth=24, heads=16, mlp_dim=4096, layout="augreg"),
+  "clip_vit_tiny": dict(
+    patch_size=4, width=32, depth=2, heads=2, mlp_dim=64, layout="clip", embed_dim=16
+  ),
+  "vit_tiny": dict(patch_size=4, width=32, depth=2, heads=2, mlp_dim=64, layout="augreg"),
+}
