@@ -23,6 +23,7 @@ from ltjax.models import (
   get_backbone,
   get_head,
 )
+from ltjax.models.vit import VIT_CONFIGS
 
 KEY = jax.random.key(0, impl="rbg")
 
@@ -283,7 +284,8 @@ def test_bfloat16_compute_float32_params(tiny_cifar):
 
 
 def test_registry_names():
-  assert set(BACKBONES) == set(IMAGENET_SPECS) | {f"cifar_resnet{d}" for d in (8, 20, 32, 44, 56)}
+  resnets = set(IMAGENET_SPECS) | {f"cifar_resnet{d}" for d in (8, 20, 32, 44, 56)}
+  assert set(BACKBONES) == resnets | set(VIT_CONFIGS)
   assert {"linear", "lws"} <= set(HEADS)
   assert isinstance(get_backbone("resnet18"), nn.Module)
   assert get_backbone("resnet18", dtype="bfloat16").dtype == jnp.bfloat16
