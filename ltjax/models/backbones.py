@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import flax.linen as nn
 
+from ltjax.config import components
 from ltjax.models.resnet import RESNET_CONFIGS, CifarResNet, ResNet
 from ltjax.models.vit import VIT_CONFIGS, VisionTransformer
 
@@ -45,11 +46,6 @@ def register(cls: type[Backbone]) -> type[Backbone]:
   return cls
 
 
-def options(cls: type[Backbone]) -> dict[str, Any]:
-  """``{option: default}`` of a backbone class."""
-  return {f.name: f.default for f in dataclasses.fields(cls)}
-
-
 def get(name: str) -> type[Backbone]:
   """The class registered as ``name``; ValueError listing the valid names."""
   if name not in BACKBONES:
@@ -59,18 +55,17 @@ def get(name: str) -> type[Backbone]:
 
 def _refuse_foreign_options(name: str, model: Mapping) -> None:
   """ValueError for an option of other backbones set away from its default."""
-  own = options(BACKBONES[name])
-  for field in sorted({f for cls in BACKBONES.values() for f in options(cls)} - set(own)):
-    owners = [cls for cls in BACKBONES.values() if field in options(cls)]
-    default = options(owners[0])[field]
-    if field in model and model[field] != default:
-      families = sorted({_family(cls.name) for cls in owners})
-      meaning = owners[0].option_help.get(field)
-      what = f" ({meaning})" if meaning else ""
-      raise ValueError(
-        f"--config.model.{field}={model[field]!r} is an option of the {', '.join(families)} "
-        f"backbones{what}, not of {name}: leave it {default!r}."
-      )
+  found = components.foreign_option(BACKBONES, name, model)
+  if found is None:
+    return
+  field, value, default, owners = found
+  families = sorted({_family(cls.name) for cls in owners})
+  meaning = owners[0].option_help.get(field)
+  what = f" ({meaning})" if meaning else ""
+  raise ValueError(
+    f"--config.model.{field}={value!r} is an option of the {', '.join(families)} "
+    f"backbones{what}, not of {name}: leave it {default!r}."
+  )
 
 
 def _family(name: str) -> str:
@@ -87,7 +82,7 @@ def from_config(model: Mapping) -> Backbone:
   """
   cls = get(model["backbone"])
   _refuse_foreign_options(cls.name, model)
-  return cls(**{k: model[k] for k in options(cls) if k in model})
+  return components.build(cls, model)
 
 
 # ----------------------------------------------------------------- the ResNet families

@@ -20,6 +20,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from ltjax.config import components
+
 SCHEDULES = ("cosine", "step", "multistep", "constant")
 #: When the learning rate changes: "step" (every train step, ltjax's default), or once per
 #: epoch as the reference PyTorch code calls ``scheduler.step()``: "epoch_start" (before the
@@ -88,16 +90,14 @@ def optimizer_from_config(config: ml_collections.ConfigDict) -> Optimizer:
   cfg = config.optim
   if cfg.name not in OPTIMIZERS:
     raise ValueError(f"unknown --config.optim.name {cfg.name!r}; valid: {', '.join(OPTIMIZERS)}.")
-  cls = OPTIMIZERS[cfg.name]
-  own = {f.name: f.default for f in dataclasses.fields(cls)}
-  for other in OPTIMIZERS.values():
-    for f in dataclasses.fields(other):
-      if f.name not in own and f.name in cfg and cfg[f.name] != f.default:
-        raise ValueError(
-          f"--config.optim.{f.name}={cfg[f.name]!r} is an option of optim.name="
-          f"{other.name!r}, not of {cfg.name!r}: leave it {f.default!r}."
-        )
-  return cls(**{k: cfg[k] for k in own if k in cfg})
+  found = components.foreign_option(OPTIMIZERS, cfg.name, cfg)
+  if found is not None:
+    field, value, default, owners = found
+    raise ValueError(
+      f"--config.optim.{field}={value!r} is an option of optim.name="
+      f"{owners[0].name!r}, not of {cfg.name!r}: leave it {default!r}."
+    )
+  return components.build(OPTIMIZERS[cfg.name], cfg)
 
 
 def check(config: ml_collections.ConfigDict) -> None:

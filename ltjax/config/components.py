@@ -1,0 +1,34 @@
+"""Registered components whose dataclass fields are their options, read from one config
+block by name (backbones from ``config.model``, optimizers from ``config.optim``): building
+one with its options, and finding another member's option set in the block, which would
+otherwise do nothing without a word. JAX-free, so every layer can call it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+
+def options(cls: type) -> dict[str, Any]:
+  """``{option: default}`` of a registered dataclass."""
+  return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def build(cls: type, block: Mapping) -> Any:
+  """``cls`` with each of its options taken from ``block`` where set there."""
+  return cls(**{k: block[k] for k in options(cls) if k in block})
+
+
+def foreign_option(registry: Mapping[str, type], name: str, block: Mapping):
+  """The first option (by name) of other members of ``registry`` that ``block`` sets away
+  from its default while ``registry[name]`` has no such option: ``(option, value, default,
+  owners)`` with ``owners`` the classes that have it, or None."""
+  own = options(registry[name])
+  fields = sorted({f for cls in registry.values() for f in options(cls)} - set(own))
+  for field in fields:
+    owners = [cls for cls in registry.values() if field in options(cls)]
+    default = options(owners[0])[field]
+    if field in block and block[field] != default:
+      return field, block[field], default, owners
+  return None
