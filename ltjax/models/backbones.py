@@ -30,6 +30,9 @@ class Backbone:
   name: ClassVar[str]
   #: The option's meaning, for messages (``{field: "a channel multiplier"}``).
   option_help: ClassVar[dict[str, str]] = {}
+  #: ``model.pretrained`` can load a PyTorch ResNet state dict into it
+  #: (``ltjax.models.torch_weights``: torchvision's names and layouts).
+  loads_torch_resnet: ClassVar[bool] = False
 
   def module(self, dtype: Any) -> nn.Module:
     """The unbound Flax module, computing in ``dtype`` (parameters float32)."""
@@ -91,6 +94,8 @@ class TorchvisionResNet(Backbone):
   """The ImageNet ResNets and ResNeXts (torchvision's layout and the references'); no
   options: the depth is the name."""
 
+  loads_torch_resnet = True
+
   def module(self, dtype):
     cls, fixed = RESNET_CONFIGS[self.name]
     assert cls is ResNet
@@ -106,6 +111,7 @@ class CifarResNetBackbone(Backbone):
   shortcut of a down-sampling block a 1x1 conv (``conv``) or LDAM-DRW's option A (``pad``)."""
 
   option_help = {"width": "a channel multiplier", "cifar_shortcut": "the down-sampling shortcut"}
+  loads_torch_resnet = True
   width: float = 1
   cifar_shortcut: str = "conv"
 

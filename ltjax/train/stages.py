@@ -65,7 +65,13 @@ class Stage:
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     self.neck(config)
-    models.backbones.from_config(config.model)  # Refuses another backbone's options.
+    backbone = models.backbones.from_config(config.model)  # Refuses others' options.
+    if config.model.pretrained and not backbone.loads_torch_resnet:
+      raise ValueError(
+        f"model.pretrained loads a PyTorch ResNet state dict, which backbone "
+        f"{config.model.backbone!r} cannot take (ltjax cannot load ViT or CLIP weights yet): "
+        "unset --config.model.pretrained."
+      )
     losses.from_config(config).check(config)
     mixing = config.data.mixup_alpha > 0 or config.data.cutmix_alpha > 0
     if mixing and not self.mixes_batches:
