@@ -176,8 +176,8 @@ def test_a_vit_backbone_trains_a_step(backbone):
 
 
 def test_model_pretrained_is_refused_for_a_vit(tmp_path):
-  """model.pretrained reads PyTorch ResNet state dicts: on a ViT most tensors would find no
-  counterpart, so the run is refused before any work instead of training from half a load."""
+  """model.pretrained reads PyTorch ResNet state dicts, whose names have no place for a
+  ViT's tensors: the run is refused before any work, naming the fix."""
   from ltjax.train import experiment
 
   weights = tmp_path / "resnet.pth"
