@@ -198,3 +198,13 @@ def test_option_tables_name_every_choice(table, names):
 
   module, attr = names.split(":")
   assert set(getattr(config_help, table)) == set(getattr(importlib.import_module(module), attr))
+
+
+def test_head_options_are_the_heads_own():
+  from ltjax import models
+
+  assert {h: tuple(o) for h, o in models.HEAD_OPTIONS.items()} == config_help.HEAD_OPTIONS
+  base = config_help.base_config()
+  for opts in models.HEAD_OPTIONS.values():
+    for field in opts:
+      assert base.model[field] == models.HEAD_OPTION_DEFAULTS[field], field

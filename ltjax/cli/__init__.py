@@ -1,5 +1,5 @@
 """The ``ltjax`` command: train, evaluate, demo, report, stats, prepare, verify, import-torch,
-plan, example-data.
+clip-text, plan, example-data.
 
 ltjax train --config=configs/<dataset>/<stage>.py --workdir=DIR [--config.x=y ...]
 ltjax evaluate --workdir=DIR [--config=...] [--open_set] [--posthoc]
@@ -10,6 +10,7 @@ ltjax prepare --dataset=imagenet_lt|places_lt|inat2018 --root=IMAGES --out=DIR
 ltjax prepare --config=... --out=DIR
 ltjax verify --config=... [--splits=train,val,test]
 ltjax import-torch CKPT.pth --config=... --workdir=DIR [--allow_pickle]
+ltjax clip-text CLIP.pt --config=... --out=FILE.npz [--prompt="a photo of a {}."]
 ltjax plan --config=... [--devices=N] [--split_over=M] [--fit=GB]
 ltjax example-data --out=DIR
 

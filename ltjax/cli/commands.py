@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ltjax.cli.data import cmd_example_data, cmd_prepare, cmd_stats, cmd_verify
 from ltjax.cli.flags import MULTI_PROCESS
-from ltjax.cli.import_torch import cmd_import_torch
+from ltjax.cli.import_torch import cmd_clip_text, cmd_import_torch
 from ltjax.cli.plan import cmd_plan
 from ltjax.cli.report import cmd_report
 from ltjax.cli.training import cmd_demo, cmd_evaluate, cmd_train
@@ -24,6 +24,7 @@ COMMANDS = {
   ),
   "verify": (cmd_verify, ("config", "splits")),
   "import-torch": (cmd_import_torch, ("config", "workdir", "allow_pickle")),
+  "clip-text": (cmd_clip_text, ("config", "out", "prompt", "allow_pickle")),
   "plan": (cmd_plan, ("config", "devices", "split_over", "fit")),
   "example-data": (cmd_example_data, ("out",)),
 }

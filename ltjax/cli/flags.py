@@ -42,7 +42,10 @@ LISTS_DIR = flags.DEFINE_string(
   "lists_dir", None, "The directory of the split lists (default: --root)."
 )
 OUT = flags.DEFINE_string(
-  "out", None, "The output directory (prepare: of the shards; example-data: of the dataset)."
+  "out",
+  None,
+  "The output (prepare: the shards' directory; example-data: the dataset's; clip-text: the "
+  ".npz file).",
 )
 SPLITS = flags.DEFINE_string(
   "splits", None, "Comma-separated splits (prepare: train,val,test,open; verify: train,val,test)."
@@ -86,6 +89,11 @@ ALLOW_PICKLE = flags.DEFINE_bool(
   "allow_pickle",
   False,
   "Also unpickle Python objects other than tensors (can run code: trusted files only).",
+)
+PROMPT = flags.DEFINE_string(
+  "prompt",
+  "a photo of a {}.",
+  "clip-text: the text of each class, {} its name (underscores read as spaces).",
 )
 
 #: The flags that join a multi-process run (train, evaluate).

@@ -90,6 +90,10 @@ _OPTIMIZER_FIELDS = ("optim.nesterov", "optim.b2", "optim.eps")
 #: Options of the cifar_resnet backbones only (``validate`` refuses them elsewhere).
 CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
 
+#: ``model.head`` -> the ``model`` options it reads (``ltjax.models.HEAD_OPTIONS``).
+HEAD_OPTIONS: dict[str, tuple[str, ...]] = {"cosine": ("head_scale",)}
+_HEAD_FIELDS = ("model.head_scale",)
+
 #: The order blocks are listed in; "" is the run's own fields.
 BLOCKS = ("", "dataset", "data", "sampler", "loss", "model", "optim", "oltr", "eval")
 
@@ -136,6 +140,8 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
   if field in _OPTIMIZER_FIELDS:
     return _option_of(OPTIMIZER_OPTIONS, c.get("optim.name"), option)
+  if field in _HEAD_FIELDS:
+    return option in HEAD_OPTIONS.get(c.get("model.head"), ())
   if field in CIFAR_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith("cifar_")
   return True

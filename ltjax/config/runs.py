@@ -45,6 +45,8 @@ MAY_CHANGE_ON_RESUME = (
   "dataset.packed_dir",
   "model.pretrained",
   "model.pretrained_allow_pickle",
+  # Read at a fresh start only; the run keeps its own copy (text_features.npz).
+  "model.text_features",
 )
 
 
@@ -57,6 +59,8 @@ EVALUATION_FIELDS = (
   "eval.open_threshold",
   "eval.select",
   "eval.evaluators",
+  # Text features for the zero-shot row of a run trained without them.
+  "model.text_features",
   # The open set is test images only (never trained on): `ltjax evaluate --open_set`.
   "dataset.open_set",
   "dataset.open_list",
@@ -119,6 +123,7 @@ PATH_FIELDS = (
   "dataset.data_dir",
   "dataset.packed_dir",
   "model.pretrained",
+  "model.text_features",
 )
 
 #: ``config.dataset`` fields that say where a dataset is, not what it is.

@@ -101,6 +101,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet10"
   c.model.head = "linear"
+  c.model.head_scale = 25.0
+  c.model.head_init = ""
+  c.model.text_features = ""
   c.model.width = 1
   c.model.cifar_shortcut = "conv"
   c.model.dtype = "float32"

@@ -17,6 +17,7 @@ from ltjax import config as config_lib
 from ltjax import files
 from ltjax.data import identity
 from ltjax.evaluate import evaluators, methods, posthoc_methods, runner
+from ltjax.models import text_features
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,26 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
     for split in ("train", "val", "test")
   }
   inputs = posthoc_methods.PosthocInputs(
-    **feats, weights=weights, train_counts=counts, eval_cfg=eval_cfg
+    **feats,
+    weights=weights,
+    train_counts=counts,
+    eval_cfg=eval_cfg,
+    text_features=_text_features(exp, workdir),
+    pretrained_backbone=bool(
+      exp.stage.frozen_backbone
+      and exp.config.model.pretrained
+      and not exp.stage.copies_of(exp.config)
+    ),
   )
   labels = feats["test"]["labels"]
   # Computed from the tested model of the run's method: rows of another model go (runner).
   made = runner.computed_with(exp, int(jax.device_get(state.step)), exp.config.method)
   out, results = {}, {}
   for method in todo:
+    reason = method.skip_reason(inputs)
+    if reason:
+      log.info("%s: no row: %s.", method.name, reason)
+      continue
     r = results[method.name] = method.run(inputs)
     p = _predictions(r, labels, eval_cfg)
     out[method.name] = runner.record(
@@ -140,6 +154,16 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
     if "weights" in r:
       runner.record_weight_norms(workdir, name, r["weights"])
   return out
+
+
+def _text_features(exp, workdir: str):
+  """The run's text features (checked against its class names), or None."""
+  path = text_features.of_run(workdir, exp.config)
+  if not path:
+    return None
+  tf = text_features.load(path)
+  text_features.check_classes(tf, exp.splits.class_names, f"text features {path}")
+  return tf
 
 
 def _write_sweeps(workdir: str, results: dict) -> None:

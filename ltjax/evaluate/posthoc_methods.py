@@ -40,6 +40,10 @@ class PosthocInputs:
       folded in), None for other heads.
     train_counts: (K,) training images per class.
     eval_cfg: ``config.eval`` (the shot thresholds of the selection curves).
+    text_features: the run's CLIP text features of its class names
+      (``ltjax.models.text_features.TextFeatures``), None without.
+    pretrained_backbone: the backbone is ``model.pretrained``'s, untouched by training (a
+      frozen backbone that did not come from an earlier run).
   """
 
   train: dict
@@ -48,6 +52,8 @@ class PosthocInputs:
   weights: np.ndarray | None
   train_counts: np.ndarray
   eval_cfg: Any
+  text_features: Any = None
+  pretrained_backbone: bool = False
 
   @property
   def num_classes(self) -> int:
@@ -74,6 +80,11 @@ class PosthocMethod:
 
   def run(self, inputs: PosthocInputs) -> dict:
     raise NotImplementedError
+
+  def skip_reason(self, inputs: PosthocInputs) -> str | None:
+    """Why this method has no row for ``inputs`` (logged), or None to run it."""
+    del inputs
+    return None
 
 
 def register(cls: type[PosthocMethod]) -> type[PosthocMethod]:
@@ -263,3 +274,40 @@ class LogitAdjustment(PosthocMethod):
     return logit_adjustment(
       inputs.val, inputs.test, inputs.train_counts, inputs.eval_cfg, self.taus
     )
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ZeroShot(PosthocMethod):
+  """Zero-shot CLIP (Radford et al. 2021): ``logit_scale * cos(image embedding, text
+  embedding of "a photo of a {class}.")``, nothing trained or chosen: the row beside the
+  trained ones that shows, per shot group, what training adds. Only on a backbone that is
+  still the pretrained CLIP tower (a run whose backbone trained has other features)."""
+
+  name: ClassVar[str] = "zero_shot"
+  label: ClassVar[str] = "Zero-shot CLIP"
+  color: ClassVar[str] = "tab:gray"
+  rank: ClassVar[float] = -1
+  note: ClassVar[str] = "CLIP text features of the class names, nothing trained"
+
+  def skip_reason(self, inputs: PosthocInputs) -> str | None:
+    if inputs.text_features is None:
+      return "no text features (--config.model.text_features, 'ltjax clip-text')"
+    if not inputs.pretrained_backbone:
+      return (
+        "the backbone is not model.pretrained's untouched (it trained, or came from "
+        "init_from): its features are no longer the CLIP tower's"
+      )
+    return None
+
+  def run(self, inputs: PosthocInputs) -> dict:
+    from ltjax.models import text_features
+
+    tf = inputs.text_features
+    logits = text_features.zero_shot_logits(tf, inputs.test["features"])
+    val_logits = text_features.zero_shot_logits(tf, inputs.val["features"])
+    return {
+      "pred": logits.argmax(-1),
+      "logits": logits,
+      "val_max_prob": softmax_max(val_logits),
+    }

@@ -24,7 +24,12 @@ import jax.numpy as jnp
 
 from ltjax.models import backbones
 from ltjax.models.backbones import BACKBONES, Backbone
-from ltjax.models.heads import LinearClassifier, LWSClassifier, NormedLinearClassifier
+from ltjax.models.heads import (
+  CosineClassifier,
+  LinearClassifier,
+  LWSClassifier,
+  NormedLinearClassifier,
+)
 from ltjax.models.oltr import MetaEmbeddingHead, OLTRNeck
 from ltjax.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet
 
@@ -37,6 +42,7 @@ __all__ = [
   "Bottleneck",
   "CifarResNet",
   "Classifier",
+  "CosineClassifier",
   "LinearClassifier",
   "MetaEmbeddingHead",
   "NormedLinearClassifier",
@@ -69,13 +75,38 @@ def resolve_dtype(dtype: Any) -> Any:
   return DTYPES[name]
 
 
-# name -> head class, constructed as cls(num_classes=..., dtype=..., **kwargs).
+# name -> head class, constructed as cls(num_classes=..., dtype=..., **options).
 HEADS: dict[str, Callable[..., nn.Module]] = {
   "linear": LinearClassifier,
   "lws": LWSClassifier,
   "normed_linear": NormedLinearClassifier,
+  "cosine": CosineClassifier,
   "meta_embedding": MetaEmbeddingHead,
 }
+
+#: head -> {``config.model`` field: the head's attribute}: the options a head reads; a
+#: field of another head set away from its default is refused (``head_options``).
+HEAD_OPTIONS: dict[str, dict[str, str]] = {"cosine": {"head_scale": "scale"}}
+#: ``config.model`` defaults of the heads' options (``ltjax.config.schema`` sets the same).
+HEAD_OPTION_DEFAULTS: dict[str, Any] = {"head_scale": 25.0}
+
+
+def head_options(model: Any) -> dict[str, Any]:
+  """The options of ``model["head"]`` (a ``config.model`` block) as its attributes.
+
+  Raises:
+    ValueError: another head's option set away from its default, naming it and its head.
+  """
+  own = HEAD_OPTIONS.get(model["head"], {})
+  for field, default in HEAD_OPTION_DEFAULTS.items():
+    if field not in own and field in model and model[field] != default:
+      owners = sorted(h for h, opts in HEAD_OPTIONS.items() if field in opts)
+      raise ValueError(
+        f"--config.model.{field}={model[field]!r} is an option of the {', '.join(owners)} "
+        f"head, not of {model['head']!r}: leave it {default!r} (or set "
+        f"--config.model.head={owners[0]})."
+      )
+  return {attr: model[field] for field, attr in own.items() if field in model}
 
 
 def get_backbone(name: str, dtype: Any = jnp.float32, **options: Any) -> nn.Module:
@@ -187,6 +218,7 @@ def build_model(
   num_classes: int,
   dtype: str = "float32",
   neck: dict | None = None,
+  head_options: dict | None = None,
   **backbone_options: Any,
 ) -> Classifier:
   """Builds ``Classifier(backbone, head, neck)`` from registry names.
@@ -199,6 +231,8 @@ def build_model(
     dtype: computation dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32.
     neck: keyword arguments of ``ltjax.models.oltr.OLTRNeck`` (``use_attention``,
       ``fc_add``), or None for the backbone's own pooling.
+    head_options: the head's attributes beyond the class count and dtype (``head_options``
+      of a config: the cosine head's ``scale``).
     **backbone_options: the options of a backbone given by name, e.g. ``width=0.25`` for
       ``cifar_*``.
 
@@ -215,6 +249,6 @@ def build_model(
       if isinstance(backbone, Backbone)
       else get_backbone(backbone, jdtype, **backbone_options)
     ),
-    head=get_head(head, num_classes=num_classes, dtype=jdtype),
+    head=get_head(head, num_classes=num_classes, dtype=jdtype, **(head_options or {})),
     neck=neck_module,
   )

@@ -116,6 +116,31 @@ class NormedLinearClassifier(nn.Module):
     return _CosineDense(self.num_classes, self.dtype, name="fc")(features)
 
 
+class CosineClassifier(nn.Module):
+  """The scaled cosine classifier of LIFT (Shi et al., ICML 2024; shijxcs/LIFT
+  ``models/classifiers.py`` ``CosineClassifier``): ``logits_j = scale * <x / ||x||, w_j /
+  ||w_j||>``, no bias. Unlike LDAM's ``normed_linear`` head, the head carries its scale, so
+  any loss (LIFT: logit-adjusted cross-entropy) sees logits in ``[-scale, scale]``. LIFT's
+  init (uniform(-1, 1), each class row renormed to unit length) is ``normed_linear_init``'s;
+  a text-initialised head replaces it (``model.head_init``). The kernel ``(D, K)`` is
+  ``params["head"]["fc"]["kernel"]`` as the linear head's.
+
+  Attributes:
+    num_classes: number of output logits.
+    scale: the logit scale (``model.head_scale``; LIFT's configs: 25).
+    dtype: computation dtype; parameters and returned logits are float32.
+  """
+
+  num_classes: int
+  scale: float = 25.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Array, train: bool = False) -> Array:
+    del train  # same call signature as heads that behave differently in training
+    return self.scale * _CosineDense(self.num_classes, self.dtype, name="fc")(features)
+
+
 class LWSClassifier(nn.Module):
   """Learnable weight scaling (LWS) head of Decoupling (Kang et al., ICLR 2020, Sec. 4).
 

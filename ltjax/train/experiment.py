@@ -68,6 +68,7 @@ def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
     num_classes,
     dtype=config.model.dtype,
     neck=stage.neck(config),
+    head_options=models.head_options(config.model),
   )
 
 
@@ -156,7 +157,7 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
 def _earlier_run(config: ml_collections.ConfigDict, stage: Stage) -> dict | None:
   """The checkpoint metadata of the run ``config.init_from`` names, for a stage that loads
   from one and where it has a checkpoint; else None."""
-  if not (stage.copies and config.init_from):
+  if not (stage.copies_of(config) and config.init_from):
     return None
   try:
     return ckpt_lib.latest_meta(init_lib.resolve_init_from(config.init_from))

@@ -206,6 +206,7 @@ def _start_or_resume(exp, state, workdir: str, ckpt, it, allow_config_change: bo
   start = ckpt.latest_step()
   if start is None:
     workdir_lib.write_config(workdir, c)
+    workdir_lib.store_inputs(workdir, c)
     return exp.stage.start(exp, state), 0
   workdir_lib.check_resume(workdir, c, allow_config_change, ckpt.directory)  # Before restoring.
   ckpt.set_aside_unhealthy()

@@ -38,7 +38,7 @@ import numpy as np
 
 from ltjax import losses, models, sharding
 from ltjax.evaluate import posthoc
-from ltjax.models import heads, torch_weights
+from ltjax.models import heads, text_features, torch_weights
 from ltjax.train import init_from as init_lib
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,22 @@ class Stage:
   frozen_backbone: ClassVar[bool] = False
   #: mixup / CutMix may mix its batches (``data.mixup_alpha``, ``data.cutmix_alpha``).
   mixes_batches: ClassVar[bool] = True
+  #: Without ``init_from``, ``model.pretrained`` may give the backbone ``copies`` would
+  #: load (cRT on a foundation model's features: nothing else comes from a stage 1).
+  pretrained_replaces_init_from: ClassVar[bool] = False
+
+  def copies_of(self, config: ml_collections.ConfigDict) -> tuple[tuple[str, str], ...]:
+    """The subtrees this run copies from ``init_from``: ``copies``, or none when
+    ``model.pretrained`` gives the backbone instead (``pretrained_replaces_init_from``)."""
+    if self.pretrained_replaces_init_from and config.model.pretrained and not config.init_from:
+      return ()
+    return self.copies
 
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     self.neck(config)
     backbone = models.backbones.from_config(config.model)  # Refuses others' options.
+    models.head_options(config.model)  # Refuses another head's options.
     if config.model.pretrained and not backbone.loads_torch_resnet:
       raise ValueError(
         f"model.pretrained loads a PyTorch ResNet state dict, which backbone "
@@ -79,7 +90,14 @@ class Stage:
         f"stage {self.name!r} cannot train on mixed batches (data.mixup_alpha / "
         "data.cutmix_alpha): set both to 0."
       )
-    if config.model.pretrained and any(dst.startswith("backbone") for _, dst in self.copies):
+    self._check_head_init(config)
+    copies = self.copies_of(config)
+    if config.model.pretrained and any(dst.startswith("backbone") for _, dst in copies):
+      if self.pretrained_replaces_init_from:
+        raise ValueError(
+          f"stage {self.name!r} takes its backbone from init_from or from model.pretrained, "
+          f"not both: unset --config.init_from or --config.model.pretrained."
+        )
       raise ValueError(
         f"model.pretrained starts a backbone from ImageNet weights, but stage {self.name!r} "
         "loads its backbone from init_from: unset --config.model.pretrained."
@@ -88,8 +106,10 @@ class Stage:
   def check_start(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError if a fresh run could not ``start`` (no ``init_from``, no
     ``model.pretrained`` file or no PyTorch to read it)."""
-    if self.copies:
+    if self.copies_of(config):
       init_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
+    if config.model.head_init:
+      text_features.load(config.model.text_features)  # Readable, before any work.
     if config.model.pretrained:
       if not os.path.isfile(config.model.pretrained):
         raise ValueError(
@@ -168,7 +188,37 @@ class Stage:
     ``config.init_from``."""
     if exp.config.model.pretrained:
       state = load_pretrained(exp, state)
-    return load_earlier_stage(exp, state, self) if self.copies else state
+    if self.copies_of(exp.config):
+      state = load_earlier_stage(exp, state, self)
+    if exp.config.model.head_init:
+      state = init_head_from_text(exp, state)
+    return state
+
+  #: Heads whose classifier is one (D, K) kernel ``head/fc/kernel`` (and a bias, zeroed)
+  #: that text features can start.
+  TEXT_INIT_HEADS: ClassVar[tuple[str, ...]] = ("linear", "cosine", "normed_linear")
+
+  def _check_head_init(self, config: ml_collections.ConfigDict) -> None:
+    init = config.model.head_init
+    if not init:
+      return
+    if init != "text_features":
+      raise ValueError(f"--config.model.head_init={init!r}; valid: '' or 'text_features'.")
+    if not config.model.text_features:
+      raise ValueError(
+        "model.head_init='text_features' needs --config.model.text_features=FILE "
+        "('ltjax clip-text' writes it)."
+      )
+    if config.model.head not in self.TEXT_INIT_HEADS:
+      raise ValueError(
+        f"model.head_init='text_features' starts a {'/'.join(self.TEXT_INIT_HEADS)} head, "
+        f"not model.head={config.model.head!r}."
+      )
+    if any(dst.startswith("head") for _, dst in self.copies_of(config)):
+      raise ValueError(
+        f"stage {self.name!r} loads its classifier from init_from, so text features would "
+        "not start it: unset --config.model.head_init."
+      )
 
 
 class Joint(Stage):
@@ -181,12 +231,15 @@ class Joint(Stage):
 
 class ClassifierRetraining(Stage):
   """cRT (Kang et al. Sec. 4): the stage-1 backbone frozen, a re-initialised linear
-  classifier trained (the references' class-aware sampling lives in the configs)."""
+  classifier trained (the references' class-aware sampling lives in the configs). The
+  backbone comes from a stage-1 run (``init_from``) or, without one, from
+  ``model.pretrained``: cRT on a foundation model's features."""
 
   name = "crt"
   freeze = ("^backbone/",)
   copies = (("backbone", "backbone"),)
   frozen_backbone = True
+  pretrained_replaces_init_from = True
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
     if config.oltr.fc_add:
@@ -218,6 +271,7 @@ class LearnableWeightScaling(ClassifierRetraining):
   name = "lws"
   freeze = ("^backbone/", "^head/fc/")
   copies = (("backbone", "backbone"), ("head/fc", "head/fc"))
+  pretrained_replaces_init_from = False  # Its classifier comes from the stage-1 run.
 
 
 class OLTR(Stage):
@@ -414,6 +468,31 @@ def load_pretrained(exp, state):
   if backbone_stats:
     stats = {**stats, "backbone": backbone_stats}
   return jax.device_put(state.replace(params=params, batch_stats=stats), exp.state_sharding)
+
+
+def init_head_from_text(exp, state):
+  """``state`` with its classifier from the text features of the class names
+  (``model.head_init='text_features'``; LIFT's ``init_head_text_feat``): the kernel from
+  ``text_features.head_kernel``, the bias (if any) zero. Refused for text features of other
+  classes than the dataset's."""
+  config = exp.config
+  tf = text_features.load(config.model.text_features)
+  text_features.check_classes(
+    tf, exp.splits.class_names, f"model.text_features={config.model.text_features}"
+  )
+  params = jax.device_get(state.params)
+  fc = dict(params["head"]["fc"])
+  fc["kernel"] = text_features.head_kernel(tf, fc["kernel"].shape[0])
+  if "bias" in fc:
+    fc["bias"] = np.zeros_like(fc["bias"])
+  params = {**params, "head": {**params["head"], "fc": fc}}
+  log.info(
+    "head initialised from the text features of %d class names (%s, prompt %r)",
+    len(tf.class_names),
+    config.model.text_features,
+    tf.prompt,
+  )
+  return jax.device_put(state.replace(params=params), exp.state_sharding)
 
 
 def init_centroids(exp, state):

@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 
 from ltjax import config as config_lib
 from ltjax import files, locks
+from ltjax.models import text_features
 from ltjax.train import checkpoint as ckpt_lib
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,18 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if jax.process_index() != 0:
     return
   files.write_json(os.path.join(workdir, CONFIG_NAME), config.to_dict())
+
+
+def store_inputs(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Copies the files a run's results depend on into ``workdir`` at its fresh start (the
+  text features), atomically, on process 0."""
+  src = config.model.get("text_features")
+  if src and jax.process_index() == 0:
+    with open(src, "rb") as f:
+      data = f.read()
+    with files.atomic_path(os.path.join(workdir, text_features.RUN_COPY)) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(data)
 
 
 def read_config(workdir: str) -> dict | None:

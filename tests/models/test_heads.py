@@ -199,3 +199,28 @@ def test_lws_registered():
   assert isinstance(head, nn.Module) and head.dtype == jnp.bfloat16
   out = head.apply(head.init(KEY, jnp.ones((2, 4))), jnp.ones((2, 4)))
   assert out.dtype == jnp.float32 and out.shape == (2, 3)
+
+
+def test_cosine_head_is_lifts_cosine_classifier():
+  """LIFT's ``CosineClassifier`` restated in numpy: F.normalize(x) @ F.normalize(W).T *
+  scale; the kernel where tau-norm and NCM read a head's."""
+  head = get_head("cosine", num_classes=5, scale=25.0)
+  x = jax.random.normal(jax.random.key(0), (4, 8)) * 3.0
+  params = head.init(jax.random.key(1), x)
+  kernel = np.asarray(params["params"]["fc"]["kernel"])
+  np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1.0, rtol=1e-5)  # LIFT's init.
+  w = kernel.T * np.arange(1, 6)[:, None]  # Class rows of other norms: normalised away.
+  logits = head.apply({"params": {"fc": {"kernel": w.T}}}, x)
+  xn = np.asarray(x) / np.linalg.norm(np.asarray(x), axis=1, keepdims=True)
+  wn = w / np.linalg.norm(w, axis=1, keepdims=True)
+  np.testing.assert_allclose(np.asarray(logits), 25.0 * xn @ wn.T, rtol=1e-5, atol=1e-5)
+  assert float(jnp.abs(logits).max()) <= 25.0 + 1e-4
+
+
+def test_head_scale_is_the_cosine_heads_option():
+  from ltjax import models
+
+  assert models.head_options({"head": "cosine", "head_scale": 30.0}) == {"scale": 30.0}
+  assert models.head_options({"head": "linear", "head_scale": 25.0}) == {}
+  with pytest.raises(ValueError, match=r"head_scale=16.0 is an option of the cosine head"):
+    models.head_options({"head": "linear", "head_scale": 16.0})
