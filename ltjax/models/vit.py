@@ -21,9 +21,10 @@ that a converter maps tensors one to one. Like the ResNets, the backbone returns
 ``{"feature_map": the patch tokens (B, H/p, W/p, C), "features": (B, D) float32}``;
 ``dtype`` is the computation dtype, parameters, LayerNorm and softmax are float32.
 
-Weights are not loaded here yet (issue 33: the OpenCLIP / OpenAI / AugReg converters and
-their parity tests against ``open_clip`` and ``timm``); the layers are checked against
-PyTorch restatements of both layouts (tests/models/test_vit.py).
+The published weights are read by ``ltjax.models.vit_weights`` (``model.pretrained``),
+checked against ``open_clip`` and ``timm`` reading the same files
+(tests/models/test_vit_weights.py); the layers are checked against PyTorch restatements of
+both layouts (tests/models/test_vit.py).
 """
 
 from __future__ import annotations

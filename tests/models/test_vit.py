@@ -178,15 +178,3 @@ def test_a_vit_backbone_trains_a_step(backbone):
   for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(state.params), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
   assert models.BACKBONES[backbone]().module(jnp.bfloat16).dtype == jnp.bfloat16
-
-
-def test_model_pretrained_is_refused_for_a_vit(tmp_path):
-  """model.pretrained reads PyTorch ResNet state dicts, whose names have no place for a
-  ViT's tensors: the run is refused before any work, naming the fix."""
-  from ltjax.train import experiment
-
-  weights = tmp_path / "resnet.pth"
-  weights.write_bytes(b"")
-  config = tiny_config(**{"model.backbone": "vit_tiny", "model.pretrained": str(weights)})
-  with pytest.raises(ValueError, match="backbone 'vit_tiny' cannot take .* unset --config"):
-    experiment.checked(config, check_start=False)
