@@ -322,6 +322,14 @@ def test_vit_b16_at_224_px_gives_timms_features(tmp_path):
   print(f"AugReg ViT-B/16: {time.perf_counter() - start:.1f} s")
 
 
+def test_a_safetensors_file_without_safetensors_names_the_package(tmp_path, monkeypatch):
+  path = save_clip(tiny_clip(), tmp_path, "safetensors")
+  monkeypatch.setitem(__import__("sys").modules, "safetensors.torch", None)
+  shapes = shapes_of(VisionTransformer(**TINY_CLIP), 16)
+  with pytest.raises(ImportError, match="is a safetensors file, .*pip install safetensors"):
+    vit_weights.load_clip(path, shapes, "clip_vit_tiny", "quick_gelu")
+
+
 # --- Files that do not fit --------------------------------------------------------------
 
 
