@@ -171,9 +171,13 @@ FIELD_DOCS: dict[str, str] = {
   ),
   "model.dtype": "Computation dtype; parameters stay float32.",
   "model.pretrained": (
-    "A PyTorch state dict (torchvision / reference ResNet layout, e.g. torchvision's ImageNet "
-    "resnet152 or OLTR's caffe_resnet152.pth) that a fresh run's backbone starts from; its "
-    "ImageNet classifier (fc.*) is skipped. '' = random initialisation."
+    "The weight file a fresh run's backbone starts from, as the backbone reads it: for a "
+    "ResNet a PyTorch state dict (torchvision / reference layout, e.g. torchvision's ImageNet "
+    "resnet152 or OLTR's caffe_resnet152.pth; its classifier fc.* skipped); for clip_* / "
+    "openclip_* a CLIP image tower (OpenAI's ViT-B-16.pt, an OpenCLIP state dict or "
+    "open_clip_model.safetensors; the text tower skipped); for vit_* an AugReg .npz (its "
+    "classifier skipped). Set dataset.mean/std to what the weights expect (a warning says "
+    "it); README 'Pretrained weights'. '' = random initialisation."
   ),
   "model.pretrained_allow_pickle": (
     "Also unpickle Python objects other than tensors in model.pretrained (can run code: only "

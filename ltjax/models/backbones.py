@@ -19,8 +19,25 @@ from typing import Any, ClassVar
 import flax.linen as nn
 
 from ltjax.config import components
+from ltjax.config.presets import IMAGENET_MEAN, IMAGENET_STD
+from ltjax.models import torch_weights, vit_weights
 from ltjax.models.resnet import RESNET_CONFIGS, CifarResNet, ResNet
 from ltjax.models.vit import VIT_CONFIGS, VisionTransformer
+
+#: ``(mean, std)`` per channel, of pixels in [0, 1].
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]
+#: What OpenAI's CLIP was trained on (open_clip's OPENAI_DATASET_MEAN / _STD; its own LAION
+#: and DataComp weights too, but for ViT-L-14 laion2b_s32b_b82k: 0.5, as AugReg).
+CLIP_NORMALIZATION: Normalization = (
+  (0.48145466, 0.4578275, 0.40821073),
+  (0.26862954, 0.26130258, 0.27577711),
+)
+#: What the AugReg ViTs were trained on: [-1, 1] (timm's IMAGENET_INCEPTION_MEAN / _STD).
+AUGREG_NORMALIZATION: Normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+#: torchvision's ImageNet ResNets.
+IMAGENET_NORMALIZATION: Normalization = (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
+#: ``model.pretrained`` for a ResNet.
+RESNET_FILE = "a PyTorch ResNet state dict (torchvision / reference layout)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +47,30 @@ class Backbone:
   name: ClassVar[str]
   #: The option's meaning, for messages (``{field: "a channel multiplier"}``).
   option_help: ClassVar[dict[str, str]] = {}
-  #: ``model.pretrained`` can load a PyTorch ResNet state dict into it
-  #: (``ltjax.models.torch_weights``: torchvision's names and layouts).
-  loads_torch_resnet: ClassVar[bool] = False
+  #: The weight file ``model.pretrained`` gives it, for messages ("a PyTorch ResNet state
+  #: dict"); "" = none: the option is refused before any work.
+  pretrained_file: ClassVar[str] = ""
+  #: ``(mean, std)`` per channel of the pixels in [0, 1] that its published weights were
+  #: trained on; ``model.pretrained`` warns when ``config.dataset.mean/std`` differ (and
+  #: changes nothing: a run's results follow its config). None: no published weights.
+  pretrained_normalization: ClassVar[Normalization | None] = None
 
   def module(self, dtype: Any) -> nn.Module:
     """The unbound Flax module, computing in ``dtype`` (parameters float32)."""
     raise NotImplementedError
+
+  def load_pretrained(
+    self, path: str, params: Mapping, batch_stats: Mapping, allow_pickle: bool = False
+  ) -> tuple[dict, dict, list[str]]:
+    """``(params, batch_stats, missing)``: the backbone's variables (host arrays) with the
+    file's tensors, and the names of the model's tensors the file lacks (left as they were).
+
+    Raises:
+      ImportError: a package the file needs is not installed.
+      ValueError: a file that does not fit, all its problems named.
+    """
+    del params, batch_stats, allow_pickle
+    raise ValueError(f"model.pretrained={path}: backbone {self.name!r} reads no weight file.")
 
 
 #: name -> the registered class.
@@ -89,12 +123,22 @@ def from_config(model: Mapping) -> Backbone:
 
 
 # ----------------------------------------------------------------- the ResNet families
+def _load_torch_resnet(backbone: Backbone, path, params, batch_stats, allow_pickle):
+  vit_weights.refuse_vit_file(path, backbone.name, RESNET_FILE)
+  return torch_weights.load_pretrained_backbone(path, params, batch_stats, allow_pickle)
+
+
 @dataclasses.dataclass(frozen=True)
 class TorchvisionResNet(Backbone):
   """The ImageNet ResNets and ResNeXts (torchvision's layout and the references'); no
   options: the depth is the name."""
 
-  loads_torch_resnet = True
+  pretrained_file = RESNET_FILE
+  pretrained_normalization = IMAGENET_NORMALIZATION
+
+  def load_pretrained(self, path, params, batch_stats, allow_pickle=False):
+    """``ltjax.models.torch_weights.load_pretrained_backbone`` (torchvision's names)."""
+    return _load_torch_resnet(self, path, params, batch_stats, allow_pickle)
 
   def module(self, dtype):
     cls, fixed = RESNET_CONFIGS[self.name]
@@ -111,7 +155,7 @@ class CifarResNetBackbone(Backbone):
   shortcut of a down-sampling block a 1x1 conv (``conv``) or LDAM-DRW's option A (``pad``)."""
 
   option_help = {"width": "a channel multiplier", "cifar_shortcut": "the down-sampling shortcut"}
-  loads_torch_resnet = True
+  pretrained_file = RESNET_FILE
   width: float = 1
   cifar_shortcut: str = "conv"
 
@@ -121,6 +165,11 @@ class CifarResNetBackbone(Backbone):
         f"--config.model.cifar_shortcut={self.cifar_shortcut!r}; valid: "
         f"{', '.join(CIFAR_SHORTCUTS)}."
       )
+
+  def load_pretrained(self, path, params, batch_stats, allow_pickle=False):
+    """A PyTorch state dict in the reference layout (no published ImageNet weights: no
+    ``pretrained_normalization``)."""
+    return _load_torch_resnet(self, path, params, batch_stats, allow_pickle)
 
   def module(self, dtype):
     cls, fixed = RESNET_CONFIGS[self.name]
@@ -144,17 +193,39 @@ _register_resnets()
 # --------------------------------------------------------------- Vision Transformers
 @dataclasses.dataclass(frozen=True)
 class ViT(Backbone):
-  """A Vision Transformer (``ltjax.models.vit``): CLIP's image tower (``clip_*``) or an
-  AugReg ImageNet-21k ViT; no options: the size is the name, the input size sets the
-  position embeddings."""
+  """A Vision Transformer (``ltjax.models.vit``): CLIP's image tower (``clip_*``,
+  ``openclip_*``) or an AugReg ImageNet-21k ViT; no options: the size is the name, the input
+  size sets the position embeddings (a file of another grid is resampled)."""
 
   def module(self, dtype):
     return VisionTransformer(**VIT_CONFIGS[self.name], dtype=dtype)
 
+  def load_pretrained(self, path, params, batch_stats, allow_pickle=False):
+    """``ltjax.models.vit_weights``: a CLIP file or an AugReg ``.npz``, every tensor of the
+    model read from it (no BatchNorm statistics, nothing missing)."""
+    del batch_stats
+    return vit_weights.load_vit(path, params, self.name, allow_pickle), {}, []
+
+
+#: What ``model.pretrained`` reads into each ViT layout, and the normalisation it expects.
+_VIT_FILES = {
+  "clip": (
+    "a CLIP image tower: OpenAI's TorchScript archive (ViT-B-16.pt), an OpenCLIP state dict "
+    "(.pt, .bin) or open_clip_model.safetensors",
+    CLIP_NORMALIZATION,
+  ),
+  "augreg": (
+    "an AugReg ViT .npz (google-research/vision_transformer's, timm's *.augreg_in21k)",
+    AUGREG_NORMALIZATION,
+  ),
+}
+
 
 def _register_vits() -> None:
-  for name in VIT_CONFIGS:
-    register(dataclasses.dataclass(frozen=True)(type("ViT", (ViT,), {"name": name})))
+  for name, cfg in VIT_CONFIGS.items():
+    file, normalization = _VIT_FILES[cfg["layout"]]
+    attrs = {"name": name, "pretrained_file": file, "pretrained_normalization": normalization}
+    register(dataclasses.dataclass(frozen=True)(type("ViT", (ViT,), attrs)))
 
 
 _register_vits()

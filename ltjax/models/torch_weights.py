@@ -355,6 +355,10 @@ def load_pretrained_backbone(
   }
   if unknown or mismatched:
     guess = guess_backbone(tensors)
+    if guess is None:  # A ViT's state dict (a CLIP .pt) said as such.
+      from ltjax.models import vit_weights  # It imports this module.
+
+      guess = vit_weights.guess_from_tensors(tensors)
     hint = f"\nhint: the file looks like {guess}; check model.backbone." if guess else ""
     problems = listing("tensors the backbone lacks", unknown)
     problems += listing("shape mismatches (reference layouts)", mismatched)

@@ -4,9 +4,11 @@ layouts whose published weights long-tail work starts from:
 * ``"clip"``: CLIP's image tower (Radford et al., 2021; OpenAI ``clip/model.py``
   ``VisionTransformer`` and ``open_clip``'s): a bias-free patch convolution, a class token,
   learned position embeddings, a LayerNorm before the blocks (``ln_pre``), pre-norm blocks
-  with QuickGELU (``x * sigmoid(1.702 x)``, as OpenAI's weights were trained), LayerNorm
-  epsilon 1e-5, and the class token through ``ln_post`` and the linear projection ``proj``
-  into the joint image-text space (the features a text-initialised head scores);
+  with QuickGELU (``x * sigmoid(1.702 x)``, as OpenAI's weights were trained; OpenCLIP's own
+  LAION / DataComp weights of ``ViT-B-16`` / ``ViT-L-14`` were trained with the exact GELU:
+  ``activation="gelu"``, the ``openclip_*`` backbones), LayerNorm epsilon 1e-5, and the
+  class token through ``ln_post`` and the linear projection ``proj`` into the joint
+  image-text space (the features a text-initialised head scores);
 * ``"augreg"``: the ImageNet-21k ViTs of "How to train your ViT" (Steiner et al., 2022; the
   ``.npz`` files big_vision and timm publish): a patch convolution with bias, no ``ln_pre``,
   exact GELU, epsilon 1e-6, a final LayerNorm over all tokens and the class token as the
@@ -19,9 +21,10 @@ that a converter maps tensors one to one. Like the ResNets, the backbone returns
 ``{"feature_map": the patch tokens (B, H/p, W/p, C), "features": (B, D) float32}``;
 ``dtype`` is the computation dtype, parameters, LayerNorm and softmax are float32.
 
-Weights are not loaded here yet (issue 33: the OpenCLIP / OpenAI / AugReg converters and
-their parity tests against ``open_clip`` and ``timm``); the layers are checked against
-PyTorch restatements of both layouts (tests/models/test_vit.py).
+The published weights are read by ``ltjax.models.vit_weights`` (``model.pretrained``),
+checked against ``open_clip`` and ``timm`` reading the same files
+(tests/models/test_vit_weights.py); the layers are checked against PyTorch restatements of
+both layouts (tests/models/test_vit.py).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 
 Dtype = Any
 Layout = Literal["clip", "augreg"]
+Activation = Literal["", "quick_gelu", "gelu"]
 
 
 def quick_gelu(x: jax.Array) -> jax.Array:
@@ -42,8 +46,14 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 
 
 def _gelu(x: jax.Array) -> jax.Array:
-  """PyTorch's ``nn.GELU()``: the exact (erf) GELU, as the AugReg ViTs were trained."""
+  """PyTorch's ``nn.GELU()``: the exact (erf) GELU, as the AugReg ViTs and OpenCLIP's own
+  weights were trained."""
   return jax.nn.gelu(x, approximate=False)
+
+
+ACTIVATIONS = {"quick_gelu": quick_gelu, "gelu": _gelu}
+#: The activation of a layout when ``activation`` is unset: what its first weights used.
+DEFAULT_ACTIVATION = {"clip": "quick_gelu", "augreg": "gelu"}
 
 
 class _LayerNorm(nn.Module):
@@ -116,6 +126,9 @@ class VisionTransformer(nn.Module):
     layout: ``"clip"`` or ``"augreg"``.
     embed_dim: CLIP's projection width (512 for B/16, 768 for L/14); 0 = no projection
       (``"augreg"``).
+    activation: the MLP's ``"quick_gelu"`` or ``"gelu"``; ``""`` = the layout's
+      (``DEFAULT_ACTIVATION``). Weights trained with one and run with the other give other
+      features, so it follows the file: OpenAI's CLIP QuickGELU, OpenCLIP's own GELU.
     dtype: computation dtype.
   """
 
@@ -126,6 +139,7 @@ class VisionTransformer(nn.Module):
   mlp_dim: int
   layout: Layout = "clip"
   embed_dim: int = 0
+  activation: Activation = ""
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -153,7 +167,7 @@ class VisionTransformer(nn.Module):
     tokens = jnp.concatenate([cls, tokens], axis=1) + pos.astype(self.dtype)
     if clip:
       tokens = _LayerNorm(epsilon, name="ln_pre")(tokens)
-    activation = quick_gelu if clip else _gelu
+    activation = ACTIVATIONS[self.activation or DEFAULT_ACTIVATION[self.layout]]
     for i in range(self.depth):
       tokens = _Block(
         self.heads, self.mlp_dim, epsilon, activation, self.dtype, name=f"resblocks_{i}"
@@ -173,14 +187,24 @@ class VisionTransformer(nn.Module):
     }
 
 
-#: name -> (VisionTransformer attributes): the published towers, and a tiny one for tests.
+_CLIP_B16 = dict(
+  patch_size=16, width=768, depth=12, heads=12, mlp_dim=3072, layout="clip", embed_dim=512
+)
+_CLIP_L14 = dict(
+  patch_size=14, width=1024, depth=24, heads=16, mlp_dim=4096, layout="clip", embed_dim=768
+)
+
+#: name -> (VisionTransformer attributes): the published towers, and tiny ones for tests.
+#: ``clip_*`` run OpenAI's weights and the others trained with QuickGELU (open_clip's
+#: ``*-quickgelu`` configs; its pretrained table marks them ``quick_gelu``: OpenAI, DFN,
+#: MetaCLIP), ``openclip_*`` those open_clip runs with its plain ``ViT-B-16`` / ``ViT-L-14``
+#: configs (exact GELU: LAION-400M/2B, DataComp). Sizes as open_clip's ``model_configs``:
+#: heads = width / 64 (its ``head_width``), MLP 4 x width.
 VIT_CONFIGS: dict[str, dict[str, Any]] = {
-  "clip_vit_b16": dict(
-    patch_size=16, width=768, depth=12, heads=12, mlp_dim=3072, layout="clip", embed_dim=512
-  ),
-  "clip_vit_l14": dict(
-    patch_size=14, width=1024, depth=24, heads=16, mlp_dim=4096, layout="clip", embed_dim=768
-  ),
+  "clip_vit_b16": _CLIP_B16,
+  "clip_vit_l14": _CLIP_L14,
+  "openclip_vit_b16": dict(_CLIP_B16, activation="gelu"),
+  "openclip_vit_l14": dict(_CLIP_L14, activation="gelu"),
   "vit_b16": dict(patch_size=16, width=768, depth=12, heads=12, mlp_dim=3072, layout="augreg"),
   "vit_l16": dict(patch_size=16, width=1024, depth=24, heads=16, mlp_dim=4096, layout="augreg"),
   "clip_vit_tiny": dict(

@@ -77,12 +77,13 @@ class Stage:
     self.neck(config)
     backbone = models.backbones.from_config(config.model)  # Refuses others' options.
     models.head_options(config.model)  # Refuses another head's options.
-    if config.model.pretrained and not backbone.loads_torch_resnet:
+    if config.model.pretrained and not backbone.pretrained_file:
       raise ValueError(
-        f"model.pretrained loads a PyTorch ResNet state dict, which backbone "
-        f"{config.model.backbone!r} cannot take (ltjax cannot load ViT or CLIP weights yet): "
-        "unset --config.model.pretrained."
+        f"model.pretrained: backbone {config.model.backbone!r} reads no weight file (the "
+        "ResNets and ViTs do): unset --config.model.pretrained."
       )
+    if config.model.pretrained:
+      _warn_normalization(config, backbone)
     losses.from_config(config).check(config)
     mixing = config.data.mixup_alpha > 0 or config.data.cutmix_alpha > 0
     if mixing and not self.mixes_batches:
@@ -112,9 +113,11 @@ class Stage:
       text_features.load(config.model.text_features)  # Readable, before any work.
     if config.model.pretrained:
       if not os.path.isfile(config.model.pretrained):
+        backbone = models.backbones.get(config.model.backbone)
         raise ValueError(
-          f"model.pretrained={config.model.pretrained} does not exist; give the path of a "
-          "PyTorch ResNet state dict (see the config's docstring for where to get it)."
+          f"model.pretrained={config.model.pretrained} does not exist; give the path of "
+          f"{backbone.pretrained_file or 'a weight file'} (see the config's docstring or "
+          "README's 'Pretrained weights' for where to get it)."
         )
       try:
         torch_weights.import_torch()
@@ -445,12 +448,44 @@ def _check_class_set(exp, meta: dict, heads_loaded: bool) -> None:
   log.warning("%s: the backbone's features were learned on other classes.", what)
 
 
+def _warn_normalization(config: ml_collections.ConfigDict, backbone: models.Backbone) -> None:
+  """A warning when ``config.dataset.mean/std`` are not what the backbone's published
+  weights were trained on: features of other inputs than theirs. The config is left as it
+  is (a run's results follow its config alone); the warning names the flags to set."""
+  expected = backbone.pretrained_normalization
+  if expected is None:
+    return
+  have = (tuple(config.dataset.mean), tuple(config.dataset.std))
+  same = all(
+    len(a) == len(b) and np.allclose(a, b, rtol=0, atol=1e-6)
+    for a, b in zip(have, expected, strict=True)
+  )
+  if same:
+    return
+  flags = " ".join(
+    f"--config.dataset.{name}={','.join(repr(float(v)) for v in values)}"
+    for name, values in zip(("mean", "std"), expected, strict=True)
+  )
+  log.warning(
+    "model.pretrained: backbone %s's published weights were trained on pixels normalised "
+    "with mean %s, std %s; this run normalises with dataset.mean=%s, dataset.std=%s. For "
+    "the inputs they expect, set %s",
+    config.model.backbone,
+    expected[0],
+    expected[1],
+    have[0],
+    have[1],
+    flags,
+  )
+
+
 def load_pretrained(exp, state):
-  """``state`` with its backbone (and BatchNorm statistics) from ``model.pretrained``; the
-  model's tensors the file lacks keep their initialisation and are logged."""
+  """``state`` with its backbone (and BatchNorm statistics) from ``model.pretrained``, read
+  by the backbone (``Backbone.load_pretrained``); the model's tensors the file lacks keep
+  their initialisation and are logged."""
   config = exp.config
   params, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
-  backbone, backbone_stats, missing = torch_weights.load_pretrained_backbone(
+  backbone, backbone_stats, missing = models.backbones.from_config(config.model).load_pretrained(
     config.model.pretrained,
     params["backbone"],
     stats.get("backbone", {}),

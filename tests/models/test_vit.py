@@ -43,16 +43,19 @@ class TorchBlock(torch.nn.Module):
 class TorchViT(torch.nn.Module):
   """CLIP's image tower (``clip``) or an AugReg ViT (``augreg``), as their code computes."""
 
-  def __init__(self, patch_size, width, depth, heads, mlp_dim, layout, embed_dim=0, grid=2):
+  def __init__(
+    self, patch_size, width, depth, heads, mlp_dim, layout, embed_dim=0, grid=2, gelu=None
+  ):
     super().__init__()
     clip = layout == "clip"
+    gelu = not clip if gelu is None else gelu  # OpenAI's QuickGELU; AugReg's, OpenCLIP's GELU.
     eps = 1e-5 if clip else 1e-6
     self.clip = clip
     self.conv1 = torch.nn.Conv2d(3, width, patch_size, patch_size, bias=not clip)
     self.class_embedding = torch.nn.Parameter(torch.randn(width) * width**-0.5)
     self.positional_embedding = torch.nn.Parameter(torch.randn(grid * grid + 1, width) * 0.1)
     self.ln_pre = torch.nn.LayerNorm(width, eps=eps) if clip else None
-    act = QuickGELU() if clip else torch.nn.GELU()
+    act = torch.nn.GELU() if gelu else QuickGELU()
     self.resblocks = torch.nn.ModuleList(
       TorchBlock(width, heads, mlp_dim, eps, act) for _ in range(depth)
     )
@@ -119,16 +122,18 @@ def to_flax(net: TorchViT) -> dict:
 
 
 @pytest.mark.parametrize(
-  "layout, embed_dim, heads", [("clip", 24, 4), ("clip", 0, 1), ("augreg", 0, 4)]
+  "layout, embed_dim, heads, activation",
+  [("clip", 24, 4, ""), ("clip", 0, 1, ""), ("clip", 24, 4, "gelu"), ("augreg", 0, 4, "")],
 )
-def test_the_vit_is_its_reference_layouts_computation(layout, embed_dim, heads):
+def test_the_vit_is_its_reference_layouts_computation(layout, embed_dim, heads, activation):
   torch.manual_seed(0)
   cfg = dict(patch_size=4, width=32, depth=2, heads=heads, mlp_dim=48, layout=layout)
-  net = TorchViT(**cfg, embed_dim=embed_dim, grid=3).eval()
+  gelu = (activation or {"clip": "quick_gelu", "augreg": "gelu"}[layout]) == "gelu"
+  net = TorchViT(**cfg, embed_dim=embed_dim, grid=3, gelu=gelu).eval()
   x = np.random.default_rng(1).normal(size=(2, 12, 12, 3)).astype(np.float32)
   with torch.no_grad():
     pooled, patches = net(torch.from_numpy(x.transpose(0, 3, 1, 2)))
-  module = VisionTransformer(**cfg, embed_dim=embed_dim)
+  module = VisionTransformer(**cfg, embed_dim=embed_dim, activation=activation)
   shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.asarray(x))["params"]
   params = to_flax(net)
   assert jax.tree.structure(shapes) == jax.tree.structure(params)  # Every tensor named.
@@ -173,15 +178,3 @@ def test_a_vit_backbone_trains_a_step(backbone):
   for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(state.params), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
   assert models.BACKBONES[backbone]().module(jnp.bfloat16).dtype == jnp.bfloat16
-
-
-def test_model_pretrained_is_refused_for_a_vit(tmp_path):
-  """model.pretrained reads PyTorch ResNet state dicts, whose names have no place for a
-  ViT's tensors: the run is refused before any work, naming the fix."""
-  from ltjax.train import experiment
-
-  weights = tmp_path / "resnet.pth"
-  weights.write_bytes(b"")
-  config = tiny_config(**{"model.backbone": "vit_tiny", "model.pretrained": str(weights)})
-  with pytest.raises(ValueError, match="backbone 'vit_tiny' cannot take .* unset --config"):
-    experiment.checked(config, check_start=False)
