@@ -45,7 +45,7 @@ def cmd_clip_text(argv) -> None:
 
   config = CONFIG.value
   backbone = backbones.from_config(config.model)
-  quick_gelu = getattr(backbone, "quick_gelu", None)
+  quick_gelu = backbone.clip_quick_gelu
   if quick_gelu is None:
     raise ValueError(
       f"model.backbone={config.model.backbone!r} is not a CLIP image tower, so the config "

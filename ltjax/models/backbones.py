@@ -22,7 +22,7 @@ from ltjax.config import components
 from ltjax.config.presets import IMAGENET_MEAN, IMAGENET_STD
 from ltjax.models import torch_weights, vit_weights
 from ltjax.models.resnet import RESNET_CONFIGS, CifarResNet, ResNet
-from ltjax.models.vit import VIT_CONFIGS, VisionTransformer
+from ltjax.models.vit import DEFAULT_ACTIVATION, VIT_CONFIGS, VisionTransformer
 
 #: ``(mean, std)`` per channel, of pixels in [0, 1].
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
@@ -54,6 +54,12 @@ class Backbone:
   #: trained on; ``model.pretrained`` warns when ``config.dataset.mean/std`` differ (and
   #: changes nothing: a run's results follow its config). None: no published weights.
   pretrained_normalization: ClassVar[Normalization | None] = None
+  #: For a CLIP image tower: whether CLIP's towers run QuickGELU (OpenAI's weights) or GELU
+  #: (OpenCLIP's own), which ``ltjax clip-text`` builds the text tower with. None: no CLIP.
+  clip_quick_gelu: ClassVar[bool | None] = None
+  #: Its ``features`` are the global average of its ``feature_map`` (the ResNets): what
+  #: OLTR's neck, which pools the map itself, needs to keep the features the same.
+  pools_feature_map: ClassVar[bool] = True
 
   def module(self, dtype: Any) -> nn.Module:
     """The unbound Flax module, computing in ``dtype`` (parameters float32)."""
@@ -197,6 +203,8 @@ class ViT(Backbone):
   ``openclip_*``) or an AugReg ImageNet-21k ViT; no options: the size is the name, the input
   size sets the position embeddings (a file of another grid is resampled)."""
 
+  pools_feature_map = False  # Its features are the class token's (ln_post, proj).
+
   def module(self, dtype):
     return VisionTransformer(**VIT_CONFIGS[self.name], dtype=dtype)
 
@@ -225,6 +233,9 @@ def _register_vits() -> None:
   for name, cfg in VIT_CONFIGS.items():
     file, normalization = _VIT_FILES[cfg["layout"]]
     attrs = {"name": name, "pretrained_file": file, "pretrained_normalization": normalization}
+    if cfg["layout"] == "clip":
+      activation = cfg.get("activation") or DEFAULT_ACTIVATION["clip"]
+      attrs["clip_quick_gelu"] = activation == "quick_gelu"
     register(dataclasses.dataclass(frozen=True)(type("ViT", (ViT,), attrs)))
 
 

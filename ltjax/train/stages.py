@@ -74,8 +74,15 @@ class Stage:
 
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
-    self.neck(config)
+    neck = self.neck(config)
     backbone = models.backbones.from_config(config.model)  # Refuses others' options.
+    if neck is not None and not backbone.pools_feature_map:
+      raise ValueError(
+        f"OLTR's neck (modulated attention, oltr.fc_add) pools the backbone's last feature "
+        f"map, which is what a ResNet's features are; {config.model.backbone!r}'s features "
+        "are its class token, so OLTR would train on other features than the backbone "
+        "gives: OLTR runs on the ResNets (set --config.oltr.fc_add=0 for joint training)."
+      )
     models.head_options(config.model)  # Refuses another head's options.
     if config.model.pretrained and not backbone.pretrained_file:
       raise ValueError(
