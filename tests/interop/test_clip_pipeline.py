@@ -20,8 +20,8 @@ try:
 except ImportError:
   pytest.skip("open_clip is not installed (the torch extra)", allow_module_level=True)
 
-CLIP_MEAN = "(0.48145466,0.4578275,0.40821073)"
-CLIP_STD = "(0.26862954,0.26130258,0.27577711)"
+CLIP_MEAN = "0.48145466,0.4578275,0.40821073"
+CLIP_STD = "0.26862954,0.26130258,0.27577711"
 SMALL = [
   "--config.dataset.root=mine",
   "--config.data.crop_size=32",
