@@ -164,6 +164,10 @@ FIELD_DOCS: dict[str, str] = {
     "The cosine head's logit scale: logits = scale * cos(x, w_j) (LIFT's configs: 25)."
   ),
   "model.width": "Channel multiplier of the cifar_resnet backbones.",
+  "model.clip_projection": (
+    "CLIP backbones: features = the class token projected into CLIP's image-text space "
+    "(True; zero-shot's) or before the projection (False; where LIFT's heads sit)."
+  ),
   "model.cifar_shortcut": (
     "Shortcut of the cifar_resnet backbones where the shape changes: 'conv' (1x1 conv + BN, "
     "He et al.'s option B) or 'pad' (strided identity, zero-padded channels: option A, the "

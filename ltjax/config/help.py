@@ -89,6 +89,8 @@ _OPTIMIZER_FIELDS = ("optim.nesterov", "optim.b2", "optim.eps")
 
 #: Options of the cifar_resnet backbones only (``validate`` refuses them elsewhere).
 CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
+#: Options of the CLIP image towers only.
+CLIP_BACKBONE_OPTIONS = ("model.clip_projection",)
 
 #: ``model.head`` -> the ``model`` options it reads (``ltjax.models.HEAD_OPTIONS``).
 HEAD_OPTIONS: dict[str, tuple[str, ...]] = {"cosine": ("head_scale",)}
@@ -142,6 +144,8 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(OPTIMIZER_OPTIONS, c.get("optim.name"), option)
   if field in _HEAD_FIELDS:
     return option in HEAD_OPTIONS.get(c.get("model.head"), ())
+  if field in CLIP_BACKBONE_OPTIONS:
+    return str(c.get("model.backbone", "")).startswith(("clip_", "openclip_"))
   if field in CIFAR_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith("cifar_")
   return True

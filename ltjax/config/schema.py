@@ -106,6 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.text_features = ""
   c.model.width = 1
   c.model.cifar_shortcut = "conv"
+  c.model.clip_projection = True
   c.model.dtype = "float32"
   c.model.pretrained = ""
   c.model.pretrained_allow_pickle = False

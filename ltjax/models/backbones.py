@@ -112,7 +112,10 @@ def _refuse_foreign_options(name: str, model: Mapping) -> None:
 
 
 def _family(name: str) -> str:
-  """'cifar_resnet' for cifar_resnet32; the name itself for a backbone without digits."""
+  """'cifar_resnet' for cifar_resnet32, 'clip_vit' for clip_vit_b16 and clip_vit_tiny; the
+  name itself for a backbone without digits."""
+  if "_vit_" in name:
+    return name[: name.index("_vit_") + len("_vit")]
   return name.rstrip("0123456789") or name
 
 
@@ -229,6 +232,19 @@ _VIT_FILES = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class ClipViT(ViT):
+  """CLIP's image tower (``clip_*``, ``openclip_*``): its features are the class token
+  projected into the joint image-text space (``clip_projection``, zero-shot CLIP's and the
+  text features' space) or the class token before the projection (LIFT's heads)."""
+
+  option_help = {"clip_projection": "the CLIP towers' features: projected or not"}
+  clip_projection: bool = True
+
+  def module(self, dtype):
+    return VisionTransformer(**VIT_CONFIGS[self.name], project=self.clip_projection, dtype=dtype)
+
+
 def _register_vits() -> None:
   for name, cfg in VIT_CONFIGS.items():
     file, normalization = _VIT_FILES[cfg["layout"]]
@@ -236,7 +252,8 @@ def _register_vits() -> None:
     if cfg["layout"] == "clip":
       activation = cfg.get("activation") or DEFAULT_ACTIVATION["clip"]
       attrs["clip_quick_gelu"] = activation == "quick_gelu"
-    register(dataclasses.dataclass(frozen=True)(type("ViT", (ViT,), attrs)))
+    base = ClipViT if cfg["layout"] == "clip" else ViT
+    register(dataclasses.dataclass(frozen=True)(type(base.__name__, (base,), attrs)))
 
 
 _register_vits()

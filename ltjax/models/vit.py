@@ -129,6 +129,10 @@ class VisionTransformer(nn.Module):
     activation: the MLP's ``"quick_gelu"`` or ``"gelu"``; ``""`` = the layout's
       (``DEFAULT_ACTIVATION``). Weights trained with one and run with the other give other
       features, so it follows the file: OpenAI's CLIP QuickGELU, OpenCLIP's own GELU.
+    project: with a projection (``embed_dim``), the features are the class token projected
+      into CLIP's joint image-text space (True) or the class token before it (False: where
+      LIFT's heads sit, ``width`` wide); ``proj`` is a parameter either way, so a file reads
+      the same.
     dtype: computation dtype.
   """
 
@@ -140,6 +144,7 @@ class VisionTransformer(nn.Module):
   layout: Layout = "clip"
   embed_dim: int = 0
   activation: Activation = ""
+  project: bool = True
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -180,7 +185,8 @@ class VisionTransformer(nn.Module):
       pooled, patches = tokens[:, 0], tokens[:, 1:]
     if self.embed_dim:
       proj = self.param("proj", init, (self.width, self.embed_dim), jnp.float32)
-      pooled = pooled @ proj.astype(self.dtype)
+      if self.project:
+        pooled = pooled @ proj.astype(self.dtype)
     return {
       "feature_map": patches.reshape(b, h, w, self.width),
       "features": pooled.astype(jnp.float32),

@@ -528,11 +528,14 @@ def init_head_from_text(exp, state):
   if "bias" in fc:
     fc["bias"] = np.zeros_like(fc["bias"])
   params = {**params, "head": {**params["head"], "fc": fc}}
+  width = fc["kernel"].shape[0]
+  how = "" if width == tf.features.shape[1] else ", mapped back through CLIP's projection"
   log.info(
-    "head initialised from the text features of %d class names (%s, prompt %r)",
+    "head initialised from the text features of %d class names (%s, prompt %r%s)",
     len(tf.class_names),
     config.model.text_features,
     tf.prompt,
+    how,
   )
   return jax.device_put(state.replace(params=params), exp.state_sharding)
 

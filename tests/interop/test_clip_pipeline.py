@@ -52,7 +52,11 @@ def tiny_clip():
   return model.eval()
 
 
-def test_clip_text_crt_and_zero_shot_from_the_command_line(tmp_path):
+@pytest.mark.parametrize("projection", [True, False])
+def test_clip_text_crt_and_zero_shot_from_the_command_line(tmp_path, projection):
+  """Both feature widths: CLIP's joint space (the head is the text features) and before
+  the projection (LIFT's: the text features mapped back through it; zero-shot projects
+  the features itself)."""
   example.write_example_dataset(str(tmp_path / "mine"))
   model = tiny_clip()
   torch.save(model.state_dict(), tmp_path / "clip.pt")
@@ -71,10 +75,12 @@ def test_clip_text_crt_and_zero_shot_from_the_command_line(tmp_path):
     "--config.model.text_features=text.npz",
     "--config.model.head_init=text_features",
     "--config.num_epochs=2",
+    f"--config.model.clip_projection={projection}",
   ]
   out = run_ltjax("train", "--config=custom/crt.py", "--workdir=crt", *SMALL, *args, cwd=tmp_path)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "head initialised from the text features of 5 class names" in out.stderr
+  assert ("mapped back through CLIP's projection" in out.stderr) == (not projection)
   # The run keeps its own copy, byte for byte.
   assert (tmp_path / "crt" / "text_features.npz").read_bytes() == (
     tmp_path / "text.npz"

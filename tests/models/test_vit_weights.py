@@ -519,3 +519,22 @@ def test_model_pretrained_is_refused_where_it_cannot_be_read(tmp_path, monkeypat
   config = tiny_config(**{"model.backbone": "vit_tiny", "model.pretrained": "/nonexistent.npz"})
   with pytest.raises(ValueError, match="/nonexistent.npz does not exist; give the path of an Aug"):
     experiment.checked(config)
+
+
+def test_clip_projection_false_gives_the_class_token_before_the_projection(tmp_path):
+  """LIFT's heads sit on ``ln_post`` of the class token, open_clip's tower with no ``proj``;
+  the file reads the same (``proj`` is still a parameter)."""
+  model = tiny_clip()
+  x, xt = images(16)
+  path = save_clip(model, tmp_path, "state_dict")
+  with torch.no_grad():
+    model.visual.proj = None
+    want = model.visual(xt).numpy()
+  backbone = backbones.from_config({"backbone": "clip_vit_tiny", "clip_projection": False})
+  module = backbone.module(jnp.float32)
+  params = vit_weights.load_vit(path, shapes_of(module, 16), "clip_vit_tiny")
+  got, _ = features(module, params, x)
+  assert got.shape == (2, 32)
+  np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+  with pytest.raises(ValueError, match=r"clip_projection=False is an option of the clip_vit"):
+    backbones.from_config({"backbone": "vit_tiny", "clip_projection": False})
