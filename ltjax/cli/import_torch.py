@@ -53,9 +53,15 @@ def cmd_clip_text(argv) -> None:
     )
   splits = datasets.build_splits(config.dataset, config.seed, config.data)
   if splits.class_names is None:
+    imagenet = (
+      " (ImageNet-LT: CLIP's names of the 1000 classes, in order: python -c \"import "
+      'open_clip; print(*open_clip.IMAGENET_CLASSNAMES, sep=chr(10))" > imagenet_names.txt)'
+      if config.dataset.name == "imagenet_lt"
+      else ""
+    )
     raise ValueError(
       f"dataset {config.dataset.name!r} has no class names here; give them with "
-      "--config.dataset.class_names=FILE (one name a line, in class order)."
+      f"--config.dataset.class_names=FILE (one name a line, in class-id order){imagenet}."
     )
   try:
     from ltjax.interop import clip_text

@@ -83,7 +83,10 @@ FIELD_DOCS: dict[str, str] = {
   "dataset.test_list": "Your own data, name 'lists': the test list.",
   "dataset.open_list": "Optional open-set images (label -1), read with open_set=True.",
   "dataset.num_classes": "0 = from the data (largest label + 1; the folders); else checked.",
-  "dataset.class_names": ("Optional file of class names, one per line ('folder': the folders)."),
+  "dataset.class_names": (
+    "Optional file of class names, one a line in class-id order (an image folder: default "
+    "its folders' names; the reference lists name none: CLIP's text features need it)."
+  ),
   "dataset.longtail": (
     "How the training split of 'digits' and 'tfds' is cut: 'exponential' (n_j = n_max * "
     "imbalance_ratio^(-j/(K-1)), images drawn by seed), 'none' (a dataset's own class "

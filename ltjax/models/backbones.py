@@ -134,7 +134,9 @@ def from_config(model: Mapping) -> Backbone:
 # ----------------------------------------------------------------- the ResNet families
 def _load_torch_resnet(backbone: Backbone, path, params, batch_stats, allow_pickle):
   vit_weights.refuse_vit_file(path, backbone.name, RESNET_FILE)
-  return torch_weights.load_pretrained_backbone(path, params, batch_stats, allow_pickle)
+  return torch_weights.load_pretrained_backbone(
+    path, params, batch_stats, allow_pickle, describe=vit_weights.guess_from_tensors
+  )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -316,7 +316,11 @@ def convert_matching(
 
 
 def load_pretrained_backbone(
-  path: str, params: Mapping, batch_stats: Mapping, allow_pickle: bool = False
+  path: str,
+  params: Mapping,
+  batch_stats: Mapping,
+  allow_pickle: bool = False,
+  describe: Any = None,
 ) -> tuple[dict, dict, list[str]]:
   """A PyTorch ResNet state dict in the torchvision / reference layout, as the backbone.
 
@@ -327,6 +331,8 @@ def load_pretrained_backbone(
     params, batch_stats: the model's ``backbone`` parameters and BatchNorm statistics (host
       arrays); their values are kept for tensors the file lacks.
     allow_pickle: also unpickle other Python objects (trusted files only).
+    describe: tensors -> what the file looks like when it is no ResNet (the hint of the
+      error; ``ltjax.models.vit_weights.guess_from_tensors`` names ViT files), or None.
 
   Returns:
     ``(params, batch_stats, missing)``: the backbone with the file's tensors, and the torch
@@ -355,10 +361,8 @@ def load_pretrained_backbone(
   }
   if unknown or mismatched:
     guess = guess_backbone(tensors)
-    if guess is None:  # A ViT's state dict (a CLIP .pt) said as such.
-      from ltjax.models import vit_weights  # It imports this module.
-
-      guess = vit_weights.guess_from_tensors(tensors)
+    if guess is None and describe is not None:  # E.g. a ViT's state dict, said as such.
+      guess = describe(tensors)
     hint = f"\nhint: the file looks like {guess}; check model.backbone." if guess else ""
     problems = listing("tensors the backbone lacks", unknown)
     problems += listing("shape mismatches (reference layouts)", mismatched)

@@ -505,3 +505,22 @@ def test_flipped_bytes_in_a_shard_name_the_record_and_are_skipped_on_request(tre
   assert result.returncode == 1
   assert f"train: 22 images, {len(bad)} unreadable" in result.stdout
   assert f"corrupt record (record {i - 5} of {shard}" in result.stdout
+
+
+def test_reference_lists_take_their_class_names_from_dataset_class_names(tmp_path, monkeypatch):
+  """The lists number classes without naming them; CLIP's text features need names, which
+  dataset.class_names gives (refused when it names another count)."""
+  from ltjax.data.datasets import build_splits
+
+  root = make_tree(tmp_path / "images")
+  set_num_classes(monkeypatch, "imagenet_lt", 3)
+  config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "joint_sqrt.py"))
+  config.dataset.root = root
+  assert build_splits(config.dataset, 0, config.data).class_names is None
+  (tmp_path / "names.txt").write_text("tench\ngoldfish\ngreat white shark\n")
+  config.dataset.class_names = str(tmp_path / "names.txt")
+  splits = build_splits(config.dataset, 0, config.data)
+  assert splits.class_names == ("tench", "goldfish", "great white shark")
+  (tmp_path / "names.txt").write_text("tench\ngoldfish\n")
+  with pytest.raises(ValueError, match=r"names 2 classes, but the data has 3"):
+    build_splits(config.dataset, 0, config.data)

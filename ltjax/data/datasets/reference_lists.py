@@ -19,13 +19,22 @@ from ltjax.data.datasets.registry import (
   register,
   skips_corrupt,
 )
+from ltjax.data.datasets.user import read_class_names
 from ltjax.data.sources import list_layouts
 from ltjax.data.sources.base import Concat, Source
 from ltjax.data.sources.list_layouts import ListLayout
 from ltjax.data.sources.packed import PackedSource
 from ltjax.data.sources.splitlist import SplitListSource
 
-_REFERENCE_LIST_FIELDS = ("root", "lists_dir", "open_set", "packed_dir", "tfds_name", "data_dir")
+_REFERENCE_LIST_FIELDS = (
+  "root",
+  "lists_dir",
+  "open_set",
+  "packed_dir",
+  "tfds_name",
+  "data_dir",
+  "class_names",
+)
 
 
 def _check_lists_exist(entry: Dataset, cfg, lists_dir: str) -> None:
@@ -183,7 +192,17 @@ def build_split_list_splits(
     check_class_correspondence(train, val, closed_test)  # One class numbering in all lists.
   # iNaturalist 2018 is evaluated on its val list, as the references do: val is test.
   shared = (("val", "test"),) if entry.lists.get("val") == entry.lists.get("test") else ()
-  return DataSplits(train=train, val=val, test=test, num_classes=entry.num_classes, shared=shared)
+  # The lists number the classes without naming them: names only from dataset.class_names
+  # (CLIP's text features need them; ImageNet's: open_clip.IMAGENET_CLASSNAMES, in order).
+  names = read_class_names(cfg, entry.num_classes) if cfg.class_names else None
+  return DataSplits(
+    train=train,
+    val=val,
+    test=test,
+    num_classes=entry.num_classes,
+    shared=shared,
+    class_names=names,
+  )
 
 
 _IMAGENET_LAYOUT = ListLayout(

@@ -59,6 +59,12 @@ def _class_names(cfg, num_classes: int, folder_names: list[str] | None) -> tuple
     return tuple(folder_names)
   if not cfg.class_names:
     return tuple(str(k) for k in range(num_classes))
+  return read_class_names(cfg, num_classes)
+
+
+def read_class_names(cfg, num_classes: int) -> tuple[str, ...]:
+  """The names of ``dataset.class_names`` (one a line, in class-id order; relative to
+  ``dataset.root`` unless absolute), checked to be ``num_classes``."""
   path = _user_path(cfg, cfg.class_names)
   try:
     with open(path, encoding="utf-8") as f:
