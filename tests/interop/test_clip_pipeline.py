@@ -122,3 +122,54 @@ def test_zero_shot_is_refused_where_the_backbone_trained(tmp_path):
   results = json.loads((tmp_path / "joint" / "results.json").read_text())
   assert "zero_shot" not in results and "ncm" in results
   assert np.isfinite(results["joint"]["all"])
+  # LWS on the ViT's joint run: its classifier and tower frozen, one scale per class.
+  out = run_ltjax(
+    "train",
+    "--config=custom/lws.py",
+    "--workdir=lws",
+    "--config.init_from=joint",
+    *SMALL,
+    "--config.num_epochs=1",
+    cwd=tmp_path,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  lws = json.loads((tmp_path / "lws" / "results.json").read_text())
+  assert np.isfinite(lws["lws"]["all"])
+
+
+@pytest.mark.slow
+def test_an_openclip_vit_b16_checkpoint_end_to_end(tmp_path):
+  """The walk-through with an OpenCLIP ViT-B/16 (open_clip's ``ViT-B-16``, GELU, random
+  weights) at 224 px: clip-text, cRT with the text-initialised cosine head, evaluation with
+  the zero-shot, NCM and tau-norm rows (minutes on two cores: the slow set)."""
+  example.write_example_dataset(str(tmp_path / "mine"))
+  torch.manual_seed(0)
+  model = open_clip.create_model("ViT-B-16", pretrained=None)
+  torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+  big = [
+    a for a in SMALL if not a.startswith(("--config.model.backbone", "--config.data.crop_size"))
+  ]
+  big += ["--config.model.backbone=openclip_vit_b16", "--config.data.crop_size=224"]
+  out = run_ltjax(
+    "clip-text",
+    "open_clip_pytorch_model.bin",
+    "--config=custom/crt.py",
+    "--out=text.npz",
+    *big,
+    cwd=tmp_path,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  args = [
+    "--config.model.pretrained=open_clip_pytorch_model.bin",
+    "--config.model.head=cosine",
+    "--config.model.text_features=text.npz",
+    "--config.model.head_init=text_features",
+    "--config.num_epochs=1",
+  ]
+  out = run_ltjax("train", "--config=custom/crt.py", "--workdir=crt", *big, *args, cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  out = run_ltjax("evaluate", "--workdir=crt", "--posthoc", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  results = json.loads((tmp_path / "crt" / "results.json").read_text())
+  for row in ("crt", "zero_shot", "ncm", "tau_norm"):
+    assert np.isfinite(results[row]["all"]), row

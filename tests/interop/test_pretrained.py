@@ -99,8 +99,13 @@ def test_not_a_state_dict_and_missing_files_are_clear_errors(tmp_path):
     started(rgb_config(**{"model.pretrained": path}))
   with pytest.raises(ValueError, match="model.pretrained=/nonexistent.pth does not exist"):
     experiment.setup(rgb_config(**{"model.pretrained": "/nonexistent.pth"}), SPLITS)
-  with pytest.raises(ValueError, match="stage 'crt' loads its backbone from init_from"):
-    experiment.setup(rgb_config(stage="crt", **{"model.pretrained": path}), SPLITS)
+  # cRT takes its backbone from init_from or from model.pretrained (a foundation model's
+  # features), not both; LWS loads its classifier from init_from too, so only from there.
+  both = {"model.pretrained": path, "init_from": str(tmp_path)}
+  with pytest.raises(ValueError, match="stage 'crt' takes its backbone from init_from or"):
+    experiment.setup(rgb_config(stage="crt", **both), SPLITS)
+  with pytest.raises(ValueError, match="stage 'lws' loads its backbone from init_from"):
+    experiment.setup(rgb_config(stage="lws", **{"model.pretrained": path}), SPLITS)
 
 
 def test_missing_torch_names_the_extra(tmp_path, monkeypatch):

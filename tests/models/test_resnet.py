@@ -298,10 +298,10 @@ def test_unknown_names_raise():
     get_backbone("resnet51")
   with pytest.raises(ValueError, match="'resnet51'"):
     build_model("resnet51", "linear", 10)
-  with pytest.raises(ValueError, match="'cosine'.*linear"):
-    get_head("cosine", num_classes=10)
-  with pytest.raises(ValueError, match="'cosine'.*linear"):
-    build_model("resnet18", "cosine", 10)
+  with pytest.raises(ValueError, match="'arcface'.*cosine.*linear"):
+    get_head("arcface", num_classes=10)
+  with pytest.raises(ValueError, match="'arcface'.*cosine.*linear"):
+    build_model("resnet18", "arcface", 10)
   with pytest.raises(ValueError, match="'float16'.*bfloat16.*float32"):
     build_model("resnet18", "linear", 10, dtype="float16")
 

@@ -178,3 +178,20 @@ def test_a_vit_backbone_trains_a_step(backbone):
   for a, b in zip(jax.tree.leaves(params["params"]), jax.tree.leaves(state.params), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
   assert models.BACKBONES[backbone]().module(jnp.bfloat16).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("stage", ["oltr", "joint"])
+def test_oltr_on_a_vit_is_refused_naming_why(stage):
+  """OLTR's neck pools the feature map (a ResNet's features); a ViT's are its class token,
+  so OLTR stage 2 (and an OLTR stage 1 with its use_fc layer) is refused, not run on other
+  features."""
+  from ltjax.demo import oltr_config
+  from ltjax.train import stages
+
+  c = oltr_config("/nowhere") if stage == "oltr" else tiny_config()
+  c.model.backbone, c.model.width = "clip_vit_tiny", 1
+  c.oltr.fc_add = 0 if stage == "oltr" else 16
+  with pytest.raises(ValueError, match=r"OLTR's neck .* pools the backbone's last feature map"):
+    stages.get_stage(c.stage).check(c)
+  c.model.backbone = "resnet10"
+  stages.get_stage(c.stage).check(c)  # The ResNets keep it.
