@@ -17,7 +17,7 @@ from ltjax import config as config_lib
 from ltjax import files
 from ltjax.data import identity
 from ltjax.evaluate import evaluators, methods, posthoc_methods, runner
-from ltjax.models import text_features
+from ltjax.models import backbones, text_features
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
       exp.stage.frozen_backbone
       and exp.config.model.pretrained
       and not exp.stage.copies_of(exp.config)
+      and backbones.get(exp.config.model.backbone).clip_quick_gelu is not None
     ),
   )
   labels = feats["test"]["labels"]
@@ -157,10 +158,21 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
 
 
 def _text_features(exp, workdir: str):
-  """The run's text features (checked against its class names), or None."""
+  """The run's text features (checked against its class names), or None. The run's own
+  copy wins over ``model.text_features``; a file there of other content is said."""
   path = text_features.of_run(workdir, exp.config)
   if not path:
     return None
+  given = exp.config.model.get("text_features")
+  if given and os.path.abspath(given) != os.path.abspath(path) and os.path.isfile(given):
+    with open(given, "rb") as a, open(path, "rb") as b:
+      if a.read() != b.read():
+        log.warning(
+          "model.text_features=%s differs from the run's own copy %s, which the zero-shot "
+          "row uses (the text features the run started from).",
+          given,
+          path,
+        )
   tf = text_features.load(path)
   text_features.check_classes(tf, exp.splits.class_names, f"text features {path}")
   return tf

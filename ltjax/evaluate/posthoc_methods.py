@@ -42,8 +42,8 @@ class PosthocInputs:
     eval_cfg: ``config.eval`` (the shot thresholds of the selection curves).
     text_features: the run's CLIP text features of its class names
       (``ltjax.models.text_features.TextFeatures``), None without.
-    pretrained_backbone: the backbone is ``model.pretrained``'s, untouched by training (a
-      frozen backbone that did not come from an earlier run).
+    pretrained_backbone: the backbone is a CLIP image tower from ``model.pretrained``,
+      untouched by training (a frozen backbone that did not come from an earlier run).
   """
 
   train: dict
@@ -295,8 +295,8 @@ class ZeroShot(PosthocMethod):
       return "no text features (--config.model.text_features, 'ltjax clip-text')"
     if not inputs.pretrained_backbone:
       return (
-        "the backbone is not model.pretrained's untouched (it trained, or came from "
-        "init_from): its features are no longer the CLIP tower's"
+        "the backbone is not a CLIP tower from model.pretrained, untouched (it trained, came "
+        "from init_from, or is no CLIP tower): its features are not the CLIP tower's"
       )
     return None
 

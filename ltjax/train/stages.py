@@ -116,7 +116,7 @@ class Stage:
     ``model.pretrained`` file or no PyTorch to read it)."""
     if self.copies_of(config):
       init_lib.resolve_init_from(config.init_from)  # A clear message when unset or missing.
-    if config.model.head_init:
+    if config.model.text_features:
       text_features.load(config.model.text_features)  # Readable, before any work.
     if config.model.pretrained:
       if not os.path.isfile(config.model.pretrained):
