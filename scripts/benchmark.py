@@ -2,11 +2,16 @@
 
 Times the real jitted, state-donating ``train_step`` that ``ltjax.train.experiment.setup`` builds
 (SGD momentum + weight decay, BatchNorm, uint8 -> normalised input on device) on synthetic
-in-memory data, and an equivalent PyTorch model (``scripts/torch_resnet.py``) with the same
-batch, image size and optimiser. JAX and PyTorch are timed *interleaved* in one process:
-each round runs k JAX steps, then k PyTorch steps (per layout), then a large matmul in each
-framework, so a noisy neighbour slows every contender alike; the figures reported are
-medians over rounds and the ltjax/torch ratio is the median of the per-round ratios.
+in-memory data, and an equivalent PyTorch model with the same batch, image size and
+optimiser: the ResNets written out in ``scripts/torch_resnet.py``, the ViTs (``clip_*``,
+``openclip_*``, ``vit_*``) the reference implementations themselves, open_clip's image tower
+and timm's ViT (``scripts/torch_vit.py``). With ``--torch_compile`` the PyTorch model is
+also timed ``torch.compile``d (default inductor backend; the first steps, untimed, compile
+it), as one more contender; where compiling fails, the report says why and times nothing.
+JAX and PyTorch are timed *interleaved* in one process: each round runs k JAX steps, then
+k PyTorch steps (per contender), then a large matmul in each framework, so a noisy
+neighbour slows every contender alike; the figures reported are medians over rounds and
+the ltjax/torch ratio is the median of the per-round ratios.
 
 Also reported: XLA's FLOP count of the compiled step and the achieved FLOP/s as a fraction
 of a same-run 2048^3 f32 matmul; XLA's buffer sizes of the compiled step and the process
@@ -19,6 +24,7 @@ Examples::
   python scripts/benchmark.py                       # resnet10, 112 px, batch 64, fp32
   python scripts/benchmark.py --pipeline --devices 1,2,4
   python scripts/benchmark.py --image_size 224 --batch 32 --rounds 5
+  python scripts/benchmark.py --backbone clip_vit_b16 --image_size 224 --batch 8 --torch_compile
   python scripts/benchmark.py --xla_flags=--xla_cpu_use_onednn=true
   python scripts/benchmark.py --malloc_hugepages   # GLIBC_TUNABLES=glibc.malloc.hugetlb=1
   python scripts/benchmark.py --malloc_reuse       # malloc keeps freed memory: no page faults
@@ -58,9 +64,16 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--no_torch", dest="torch", action="store_false")
   p.add_argument(
     "--torch_layout",
-    choices=("nchw", "channels_last", "both"),
-    default="both",
-    help="PyTorch memory format(s) to time",
+    choices=("", "nchw", "channels_last", "both"),
+    default="",
+    help="PyTorch memory format(s) to time; default: both for a ResNet, nchw for a ViT (whose "
+    "only convolution is the patch embedding)",
+  )
+  p.add_argument(
+    "--torch_compile",
+    action="store_true",
+    help="also time the PyTorch model torch.compile'd (per layout); reported as not run, with "
+    "the reason, where compiling fails",
   )
   p.add_argument("--torch_threads", type=int, default=2)
   p.add_argument("--pipeline", action="store_true", help="also time the input pipeline alone")
@@ -108,10 +121,29 @@ from ltjax.config import base_config  # noqa: E402
 from ltjax.data import pipeline, samplers  # noqa: E402
 from ltjax.data.datasets import DataSplits  # noqa: E402
 from ltjax.data.sources import ArraySource  # noqa: E402
+from ltjax.models.vit import VIT_CONFIGS  # noqa: E402
 from ltjax.train import experiment, steps  # noqa: E402
 
 # ------------------------------------------------------------------------------------------
 # Setup.
+
+
+def check_args(args) -> None:
+  """SystemExit for a ViT input whose side is not a multiple of its patch (ltjax's patch
+  convolution would drop the remainder without a word)."""
+  if args.backbone in VIT_CONFIGS:
+    patch = VIT_CONFIGS[args.backbone]["patch_size"]
+    if args.image_size % patch:
+      raise SystemExit(
+        f"--image_size {args.image_size}: {args.backbone} takes {patch} px patches; use a "
+        f"multiple of {patch} (224 for the B/16 and L/16 towers, 32 for the tiny ones)."
+      )
+
+
+def torch_layouts(args) -> list[str]:
+  """The PyTorch memory formats to time: ``--torch_layout``, or its backbone's default."""
+  layout = args.torch_layout or ("nchw" if args.backbone in VIT_CONFIGS else "both")
+  return ["nchw", "channels_last"] if layout == "both" else [layout]
 
 
 def synthetic_source(n: int, size: int, num_classes: int, seed: int = 0) -> ArraySource:
@@ -146,6 +178,7 @@ class JaxStep:
     t0 = time.perf_counter()
     exp, self.state = experiment.setup(config, splits)
     self.mesh_size = exp.mesh.size
+    self.num_params = sum(x.size for x in jax.tree.leaves(self.state.params))
     fn = exp.train_step
     if args.no_donate:
       repl = sharding.replicated(exp.mesh)
@@ -204,20 +237,36 @@ class JaxMatmul:
     return time.perf_counter() - t0
 
 
+def torch_model(args):
+  """The PyTorch twin of ``args.backbone`` with a linear head (float32, train mode)."""
+  sys.path.insert(0, _HERE)
+  if args.backbone in VIT_CONFIGS:
+    import torch_vit
+
+    return torch_vit.build(args.backbone, args.num_classes, args.image_size)
+  import torch_resnet
+
+  return torch_resnet.build(args.backbone, args.num_classes)
+
+
 class TorchStep:
-  """The PyTorch twin of the step: uint8 -> normalise, forward, CE, backward, SGD."""
+  """The PyTorch twin of the step: uint8 -> normalise, forward, CE, backward, SGD.
 
-  def __init__(self, args, layout: str):
+  With ``compile_model=True`` the model (forward and, through AOTAutograd, backward) is
+  ``torch.compile``d; the normalisation, loss and optimiser stay eager, as they are for
+  the eager model. Compiling happens in the untimed warm-up steps (at least one): any
+  failure raises from the constructor.
+  """
+
+  def __init__(self, args, layout: str, compile_model: bool = False):
     import torch
-
-    sys.path.insert(0, _HERE)
-    import torch_resnet
 
     self.torch = torch
     torch.manual_seed(0)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    self.model = torch_resnet.build(args.backbone, args.num_classes).to(memory_format=fmt)
+    self.model = torch_model(args).to(memory_format=fmt)
     self.model.train()
+    self.num_params = sum(p.numel() for p in self.model.parameters())
     self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     g = torch.Generator().manual_seed(0)
     shape = (args.batch, 3, args.image_size, args.image_size)
@@ -229,7 +278,19 @@ class TorchStep:
     self.mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
     self.std = torch.tensor(cfg.std).view(1, 3, 1, 1)
     self.bf16 = args.dtype == "bfloat16"
-    self.run(args.warmup)
+    self.is_compiled = compile_model
+    self.warmup_s, self.graph_breaks, self.graphs = 0.0, 0, 0
+    if compile_model:
+      from torch._dynamo.utils import counters
+
+      breaks0 = sum(counters["graph_break"].values())
+      graphs0 = counters["stats"]["unique_graphs"]
+      self.model = torch.compile(self.model)
+      self.warmup_s = self.run(max(args.warmup, 1))
+      self.graph_breaks = sum(counters["graph_break"].values()) - breaks0
+      self.graphs = counters["stats"]["unique_graphs"] - graphs0
+    else:
+      self.run(args.warmup)
 
   def step(self):
     torch = self.torch
@@ -285,14 +346,23 @@ def interleaved(args) -> dict:
   jstep = JaxStep(args, splits, num_devices=1)
   rss_after_jax = max_rss_bytes()
   contenders = {"ltjax": jstep}
-  layouts = []
+  not_run = {}
   if args.torch:
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    layouts = ["nchw", "channels_last"] if args.torch_layout == "both" else [args.torch_layout]
+    layouts = torch_layouts(args)
     for layout in layouts:
       contenders[f"torch_{layout}"] = TorchStep(args, layout)
+    for layout in layouts if args.torch_compile else ():
+      name = f"torch_compile_{layout}"
+      try:
+        contenders[name] = TorchStep(args, layout, compile_model=True)
+      except Exception as e:  # Whatever stops compiling (no compiler, inductor): say so.
+        lines = str(e).strip().splitlines()
+        reason = f"{type(e).__name__}: {lines[0] if lines else ''}"
+        not_run[name] = reason
+        print(f"{name}: torch.compile failed, not timed: {reason}", file=sys.stderr)
   mm_reps = 3
   matmuls = {"jax_matmul": JaxMatmul(args.matmul_n)}
   if args.torch:
@@ -314,9 +384,11 @@ def interleaved(args) -> dict:
     per_step = [t / args.steps for t in times[name]]
     res["step_s"][name] = statistics.median(per_step)
     res["images_per_s"][name] = statistics.median(args.batch / s for s in per_step)
-  for layout in layouts:
-    r = [t / j for j, t in zip(times["ltjax"], times[f"torch_{layout}"], strict=True)]
-    res["ratio"][f"torch_{layout}"] = {"median": statistics.median(r), "min": min(r), "max": max(r)}
+  for name in contenders:
+    if name == "ltjax":
+      continue
+    r = [t / j for j, t in zip(times["ltjax"], times[name], strict=True)]
+    res["ratio"][name] = {"median": statistics.median(r), "min": min(r), "max": max(r)}
   mm_flops = 2.0 * args.matmul_n**3
   for name in matmuls:
     res["matmul_gflops"][name] = (
@@ -332,6 +404,13 @@ def interleaved(args) -> dict:
   res["max_rss_end"] = max_rss_bytes()
   res["compile_s"] = jstep.compile_s
   res["setup_s"] = jstep.setup_s
+  res["params"] = {name: c.num_params for name, c in contenders.items()}
+  res["torch_compile"] = {
+    name: {"warmup_s": c.warmup_s, "graph_breaks": c.graph_breaks, "graphs": c.graphs}
+    for name, c in contenders.items()
+    if getattr(c, "is_compiled", False)
+  }
+  res["not_run"] = not_run
   res["rounds_s"] = times
   return res
 
@@ -480,7 +559,17 @@ def report(args, env: dict, res: dict) -> str:
     add(f"| process max RSS after JAX compile + warmup | {_mib(m['max_rss_after_jax'])} |")
     add(f"| process max RSS at the end (JAX + PyTorch + data) | {_mib(m['max_rss_end'])} |")
     add(f"| compile time (excluded from timings) | {m['compile_s']:.1f} s |")
+    params = ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in m["params"].items())
+    add(f"| parameters (the same architecture: the same count) | {params} |")
+    for name, tc in m["torch_compile"].items():
+      add(
+        f"| {name}: warm-up incl. compiling ({args.warmup or 1} steps, excluded) "
+        f"| {tc['warmup_s']:.1f} s, {tc['graphs']} graphs, {tc['graph_breaks']} graph breaks |"
+      )
     add("")
+    for name, reason in m["not_run"].items():
+      add(f"Not run: {name}, torch.compile failed: {reason}")
+      add("")
   if "pipeline" in res:
     p = res["pipeline"]
     add(
@@ -511,6 +600,7 @@ def main(args) -> None:
   if args._scaling_worker:
     print(json.dumps(scaling_worker(args)))
     return
+  check_args(args)
   env = environment()
   if args.torch:
     import torch
