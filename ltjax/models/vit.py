@@ -154,6 +154,12 @@ class VisionTransformer(nn.Module):
     epsilon = 1e-5 if clip else 1e-6
     x = x.astype(self.dtype)
     p = self.patch_size
+    if x.shape[1] % p or x.shape[2] % p:
+      # The patch convolution would drop the pixels past the last whole patch, unsaid.
+      raise ValueError(
+        f"a ViT with {p}-pixel patches needs an input side that is a multiple of {p}, got "
+        f"{x.shape[1]}x{x.shape[2]}: set --config.data.crop_size to one (224 for B/16)."
+      )
     tokens = nn.Conv(
       self.width,
       (p, p),

@@ -195,3 +195,10 @@ def test_oltr_on_a_vit_is_refused_naming_why(stage):
     stages.get_stage(c.stage).check(c)
   c.model.backbone = "resnet10"
   stages.get_stage(c.stage).check(c)  # The ResNets keep it.
+
+
+def test_an_input_that_is_not_whole_patches_is_refused():
+  """The patch convolution would silently drop the pixels past the last whole patch."""
+  module = VisionTransformer(**VIT_CONFIGS["vit_tiny"])
+  with pytest.raises(ValueError, match=r"multiple of 4, got 30x30: set --config.data.crop_size"):
+    module.init(jax.random.key(0), jnp.zeros((1, 30, 30, 3)))
