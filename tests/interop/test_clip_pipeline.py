@@ -56,7 +56,9 @@ def tiny_clip():
   "projection",
   # Before the projection, the head's and zero-shot's mapping is unit-tested in
   # test_clip_text.py and the backbone's features in test_vit_weights.py: end to end, slow.
-  [True, pytest.param(False, marks=pytest.mark.slow)],
+  # End to end from the command line, both in the slow set (CI's 20 minutes): the default
+  # run checks the pieces (test_clip_text.py, test_vit_weights.py, train/test_text_head.py).
+  [pytest.param(True, marks=pytest.mark.slow), pytest.param(False, marks=pytest.mark.slow)],
 )
 def test_clip_text_crt_and_zero_shot_from_the_command_line(tmp_path, projection):
   """Both feature widths: CLIP's joint space (the head is the text features) and before
@@ -104,6 +106,7 @@ def test_clip_text_crt_and_zero_shot_from_the_command_line(tmp_path, projection)
   # The row's computation is checked against open_clip's logits in test_clip_text.py.
 
 
+@pytest.mark.slow
 def test_zero_shot_is_refused_where_the_backbone_trained(tmp_path):
   """A joint run fine-tunes the tower: its features are no longer CLIP's, so no zero-shot
   row, and the log says why."""

@@ -116,9 +116,20 @@ def save_clip(model, tmp_path, fmt):
 
 
 @pytest.mark.parametrize(
-  "fmt", ["state_dict", "training_checkpoint", "image_tower", "safetensors", "torchscript"]
+  "fmt, activation",
+  [
+    *[
+      (f, "quick_gelu")
+      for f in ("state_dict", "training_checkpoint", "image_tower", "safetensors", "torchscript")
+    ],
+    ("state_dict", "gelu"),
+    # Every format with GELU too, in the slow set (CI's 20 minutes).
+    *[
+      pytest.param(f, "gelu", marks=pytest.mark.slow)
+      for f in ("training_checkpoint", "image_tower", "safetensors", "torchscript")
+    ],
+  ],
 )
-@pytest.mark.parametrize("activation", ["quick_gelu", "gelu"])
 def test_a_clip_file_gives_open_clips_image_features(tmp_path, fmt, activation, caplog):
   model = tiny_clip(quick_gelu=activation == "quick_gelu")
   x, xt = images(16)
@@ -263,6 +274,7 @@ def test_an_augreg_npz_gives_timms_features(tmp_path, size, caplog):
 B16_TOL = 2e-5
 
 
+@pytest.mark.slow  # CI's 20 minutes: the tiny towers cover the same code.
 def test_openclip_vit_b16_at_224_px_gives_open_clips_features(tmp_path):
   start = time.perf_counter()
   torch.manual_seed(0)
@@ -281,6 +293,7 @@ def test_openclip_vit_b16_at_224_px_gives_open_clips_features(tmp_path):
   print(f"openclip ViT-B/16: {time.perf_counter() - start:.1f} s")
 
 
+@pytest.mark.slow  # CI's 20 minutes: the tiny towers cover the same code.
 def test_vit_b16_at_224_px_gives_timms_features(tmp_path):
   start = time.perf_counter()
   path, _ = augreg_npz(
@@ -436,6 +449,7 @@ def test_a_file_of_another_backbone_is_named(tmp_path):
 # --- Through a run: model.pretrained ----------------------------------------------------
 
 
+@pytest.mark.slow  # CI's 20 minutes: the tiny towers cover the same code.
 def test_model_pretrained_starts_a_clip_backbone_that_trains_a_step(tmp_path, caplog):
   model = tiny_clip()
   path = save_clip(model, tmp_path, "training_checkpoint")
