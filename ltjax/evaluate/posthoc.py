@@ -129,12 +129,8 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
     train_counts=counts,
     eval_cfg=eval_cfg,
     text_features=_text_features(exp, workdir),
-    pretrained_backbone=bool(
-      exp.stage.frozen_backbone
-      and exp.config.model.pretrained
-      and not exp.stage.copies_of(exp.config)
-      and backbones.get(exp.config.model.backbone).clip_quick_gelu is not None
-    ),
+    pretrained_backbone=exp.stage.keeps_pretrained_backbone(exp.config)
+    and backbones.get(exp.config.model.backbone).clip_quick_gelu is not None,
   )
   labels = feats["test"]["labels"]
   # Computed from the tested model of the run's method: rows of another model go (runner).

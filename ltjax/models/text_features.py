@@ -89,9 +89,8 @@ def save(path: str, tf: TextFeatures) -> None:
   }
   if tf.projection is not None:
     arrays["projection"] = np.asarray(tf.projection, np.float32)
-  with files.atomic_path(path) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
+  with files.atomic_write(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def load(path: str) -> TextFeatures:

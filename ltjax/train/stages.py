@@ -72,6 +72,11 @@ class Stage:
       return ()
     return self.copies
 
+  def keeps_pretrained_backbone(self, config: ml_collections.ConfigDict) -> bool:
+    """The backbone is ``model.pretrained``'s as read: frozen, and not from ``init_from``
+    (what zero-shot CLIP needs of the features)."""
+    return bool(self.frozen_backbone and config.model.pretrained and not self.copies_of(config))
+
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
     neck = self.neck(config)

@@ -109,9 +109,8 @@ def store_inputs(workdir: str, config: ml_collections.ConfigDict) -> None:
   if src and jax.process_index() == 0:
     with open(src, "rb") as f:
       data = f.read()
-    with files.atomic_path(os.path.join(workdir, text_features.RUN_COPY)) as tmp:
-      with open(tmp, "wb") as f:
-        f.write(data)
+    with files.atomic_write(os.path.join(workdir, text_features.RUN_COPY), "wb") as f:
+      f.write(data)
 
 
 def read_config(workdir: str) -> dict | None:
