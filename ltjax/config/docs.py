@@ -108,6 +108,10 @@ FIELD_DOCS: dict[str, str] = {
     "augmentations; 0 = no jitter (the references' iNaturalist recipe)."
   ),
   "data.eval_transform": "Evaluation transform; see ltjax.data.pp.augment.EVAL_TRANSFORMS.",
+  "data.tte_expand": (
+    "eval_transform five_crop (LIFT's test-time ensemble): the image is resized to "
+    "crop_size + tte_expand before its five crops."
+  ),
   "data.decode_min_size": (
     "Training images only: JPEG decoding may downscale by powers of two while the shorter "
     "side stays >= this (libjpeg's scaled decoding, as PIL's draft mode): ~1.2x faster "
@@ -171,6 +175,17 @@ FIELD_DOCS: dict[str, str] = {
     "CLIP backbones: features = the class token projected into CLIP's image-text space "
     "(True; zero-shot's) or before the projection (False; where LIFT's heads sit)."
   ),
+  "model.peft": (
+    "ViT backbones: what of the backbone trains (ltjax.models.peft.PEFT_METHODS): '' = "
+    "everything; 'full' = the transformer blocks (LIFT's full_tuning); 'linear' = nothing "
+    "(the head alone); 'adaptformer' (LIFT's default), 'adapter', 'lora', 'bitfit', 'ln', "
+    "'ssf', 'vpt_shallow', 'vpt_deep' = that method's parameters, the rest frozen."
+  ),
+  "model.adapter_dim": (
+    "peft adaptformer/adapter/lora: the bottleneck width; 0 = LIFT's rule "
+    "2^max(0, floor(log2(K / (2 x depth)))) for K classes."
+  ),
+  "model.vpt_len": "peft vpt_shallow/vpt_deep: prompt tokens per layer (LIFT: 10).",
   "model.cifar_shortcut": (
     "Shortcut of the cifar_resnet backbones where the shape changes: 'conv' (1x1 conv + BN, "
     "He et al.'s option B) or 'pad' (strided identity, zero-padded channels: option A, the "

@@ -91,6 +91,22 @@ _OPTIMIZER_FIELDS = ("optim.nesterov", "optim.b2", "optim.eps")
 CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
 #: Options of the CLIP image towers only.
 CLIP_BACKBONE_OPTIONS = ("model.clip_projection",)
+#: ``model.peft`` -> the ``model`` options it reads beside ``peft`` (the ViTs only;
+#: ``ltjax.models.peft.PEFT_METHODS``).
+PEFT_OPTIONS: dict[str, tuple[str, ...]] = {
+  "": (),
+  "full": (),
+  "linear": (),
+  "adaptformer": ("adapter_dim",),
+  "adapter": ("adapter_dim",),
+  "lora": ("adapter_dim",),
+  "bitfit": (),
+  "ln": (),
+  "ssf": (),
+  "vpt_shallow": ("vpt_len",),
+  "vpt_deep": ("vpt_len",),
+}
+_PEFT_FIELDS = ("model.adapter_dim", "model.vpt_len")
 
 #: ``model.head`` -> the ``model`` options it reads (``ltjax.models.HEAD_OPTIONS``).
 HEAD_OPTIONS: dict[str, tuple[str, ...]] = {"cosine": ("head_scale",)}
@@ -132,6 +148,8 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(LOSS_OPTIONS, c.get("loss.name"), option)
   if block == "sampler" and option != "name":
     return _option_of(SAMPLER_OPTIONS, c.get("sampler.name"), option)
+  if field == "data.tte_expand":
+    return option in EVAL_TRANSFORM_OPTIONS.get(c.get("data.eval_transform"), ())
   if field == "data.crop_size":
     return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option) or _option_of(
       EVAL_TRANSFORM_OPTIONS, c.get("data.eval_transform"), option
@@ -144,11 +162,19 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(OPTIMIZER_OPTIONS, c.get("optim.name"), option)
   if field in _HEAD_FIELDS:
     return option in HEAD_OPTIONS.get(c.get("model.head"), ())
+  if field == "model.peft":
+    return _is_vit(c)
+  if field in _PEFT_FIELDS:
+    return _is_vit(c) and option in PEFT_OPTIONS.get(c.get("model.peft"), ())
   if field in CLIP_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith(("clip_", "openclip_"))
   if field in CIFAR_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith("cifar_")
   return True
+
+
+def _is_vit(c: Mapping) -> bool:
+  return "vit_" in str(c.get("model.backbone", ""))
 
 
 def read_fields(config, unread: Iterable[str] = ()) -> list[str]:

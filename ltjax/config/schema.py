@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.crop_size = 224
   c.data.jitter = 0.4
   c.data.eval_transform = "none"
+  c.data.tte_expand = 24
   c.data.decode_min_size = 0
   c.data.skip_corrupt = False
   c.data.decode_cache_mb = 1024
@@ -107,6 +108,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width = 1
   c.model.cifar_shortcut = "conv"
   c.model.clip_projection = True
+  # Parameter-efficient fine-tuning of the ViTs (ltjax.models.peft.PEFT_METHODS).
+  c.model.peft = ""
+  c.model.adapter_dim = 0
+  c.model.vpt_len = 10
   c.model.dtype = "float32"
   c.model.pretrained = ""
   c.model.pretrained_allow_pickle = False
