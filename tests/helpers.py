@@ -246,3 +246,41 @@ def own_data_config(root, data=None, **dataset):
   c.dataset.update(dataset)
   c.data.update(data or {})
   return c
+
+
+def augreg_npz(path, patch=4, width=32, depth=2, heads=2, mlp=64, grid=4, classes=5, seed=0):
+  """A random AugReg ViT in the names and layouts of google-research/vision_transformer's
+  ``.npz`` (what timm's ``_load_weights`` reads), with its 21k-style classifier."""
+  rng = np.random.default_rng(seed)
+  normal = lambda *shape: (0.2 * rng.standard_normal(shape)).astype(np.float32)
+  scale = lambda n: (1 + 0.2 * rng.standard_normal(n)).astype(np.float32)
+  hd = width // heads
+  w = {
+    "embedding/kernel": normal(patch, patch, 3, width),
+    "embedding/bias": normal(width),
+    "cls": normal(1, 1, width),
+    "Transformer/posembed_input/pos_embedding": normal(1, grid * grid + 1, width),
+    "Transformer/encoder_norm/scale": scale(width),
+    "Transformer/encoder_norm/bias": normal(width),
+    "head/kernel": normal(width, classes),
+    "head/bias": normal(classes),
+  }
+  for i in range(depth):
+    b = f"Transformer/encoderblock_{i}/"
+    mha = b + "MultiHeadDotProductAttention_1/"
+    for ln in ("LayerNorm_0", "LayerNorm_2"):
+      w[f"{b}{ln}/scale"], w[f"{b}{ln}/bias"] = scale(width), normal(width)
+    for n in ("query", "key", "value"):
+      w[f"{mha}{n}/kernel"] = normal(width, heads, hd) / np.sqrt(width / 4)
+      w[f"{mha}{n}/bias"] = normal(heads, hd)
+    w[f"{mha}out/kernel"], w[f"{mha}out/bias"] = normal(heads, hd, width), normal(width)
+    w[f"{b}MlpBlock_3/Dense_0/kernel"], w[f"{b}MlpBlock_3/Dense_0/bias"] = (
+      normal(width, mlp),
+      normal(mlp),
+    )
+    w[f"{b}MlpBlock_3/Dense_1/kernel"], w[f"{b}MlpBlock_3/Dense_1/bias"] = (
+      normal(mlp, width),
+      normal(width),
+    )
+  np.savez(path, **w)
+  return str(path), w

@@ -245,7 +245,7 @@ def build_model(
     neck_module = OLTRNeck(dtype=jdtype, **neck)
   return Classifier(
     backbone=(
-      backbone.module(jdtype)
+      backbone.for_classes(num_classes).module(jdtype)
       if isinstance(backbone, Backbone)
       else get_backbone(backbone, jdtype, **backbone_options)
     ),

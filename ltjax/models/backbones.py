@@ -13,13 +13,16 @@ which it is. The module a backbone builds returns ``{"feature_map", "features"}`
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import flax.linen as nn
+from flax import traverse_util
 
 from ltjax.config import components
 from ltjax.config.presets import IMAGENET_MEAN, IMAGENET_STD
+from ltjax.models import peft as peft_lib
 from ltjax.models import torch_weights, vit_weights
 from ltjax.models.resnet import RESNET_CONFIGS, CifarResNet, ResNet
 from ltjax.models.vit import DEFAULT_ACTIVATION, VIT_CONFIGS, VisionTransformer
@@ -64,6 +67,17 @@ class Backbone:
   def module(self, dtype: Any) -> nn.Module:
     """The unbound Flax module, computing in ``dtype`` (parameters float32)."""
     raise NotImplementedError
+
+  def for_classes(self, num_classes: int) -> Backbone:
+    """The backbone with the options that depend on the class count filled in (LIFT's
+    adapter width); ``models.build_model`` calls it."""
+    del num_classes
+    return self
+
+  def frozen_patterns(self) -> tuple[str, ...]:
+    """Regexes over ``backbone/...`` parameter paths (``optim.freeze``'s form) that its
+    fine-tuning method keeps frozen (``model.peft``); () when all of it trains."""
+    return ()
 
   def load_pretrained(
     self, path: str, params: Mapping, batch_stats: Mapping, allow_pickle: bool = False
@@ -112,10 +126,13 @@ def _refuse_foreign_options(name: str, model: Mapping) -> None:
 
 
 def _family(name: str) -> str:
-  """'cifar_resnet' for cifar_resnet32, 'clip_vit' for clip_vit_b16 and clip_vit_tiny; the
+  """'cifar_resnet' for cifar_resnet32, 'clip_vit' for clip_vit_b16 and clip_vit_tiny, 'vit'
+  for vit_b16; the
   name itself for a backbone without digits."""
   if "_vit_" in name:
     return name[: name.index("_vit_") + len("_vit")]
+  if name.startswith("vit_"):
+    return "vit"
   return name.rstrip("0123456789") or name
 
 
@@ -205,19 +222,63 @@ _register_resnets()
 @dataclasses.dataclass(frozen=True)
 class ViT(Backbone):
   """A Vision Transformer (``ltjax.models.vit``): CLIP's image tower (``clip_*``,
-  ``openclip_*``) or an AugReg ImageNet-21k ViT; no options: the size is the name, the input
-  size sets the position embeddings (a file of another grid is resampled)."""
+  ``openclip_*``) or an AugReg ImageNet-21k ViT; the size is the name, the input size sets
+  the position embeddings (a file of another grid is resampled). Its options are the
+  parameter-efficient fine-tuning method (``peft``, ``ltjax.models.peft``) and that
+  method's (``adapter_dim``, ``vpt_len``)."""
 
+  option_help = {
+    "peft": "parameter-efficient fine-tuning",
+    "adapter_dim": "the PEFT bottleneck width",
+    "vpt_len": "the VPT prompt length",
+  }
   pools_feature_map = False  # Its features are the class token's (ln_post, proj).
+  peft: str = ""
+  adapter_dim: int = 0
+  vpt_len: int = 10
+
+  def tuning(self) -> peft_lib.Peft:
+    """The fine-tuning method with its options (refusing another method's)."""
+    return peft_lib.build(
+      {"peft": self.peft, "adapter_dim": self.adapter_dim, "vpt_len": self.vpt_len}
+    )
+
+  def __post_init__(self):
+    self.tuning()  # Refuses an unknown method or another method's option.
+
+  def for_classes(self, num_classes):
+    tuning = self.tuning().resolved(num_classes, VIT_CONFIGS[self.name]["depth"])
+    return dataclasses.replace(self, adapter_dim=getattr(tuning, "adapter_dim", self.adapter_dim))
+
+  def frozen_patterns(self):
+    pattern = self.tuning().frozen_pattern()
+    return () if pattern is None else (pattern,)
+
+  def _module_tuning(self):
+    tuning = self.tuning()
+    if not tuning.name:
+      return None
+    if getattr(tuning, "adapter_dim", None) == 0:
+      raise ValueError(
+        "model.adapter_dim=0 (LIFT's rule) needs the class count: build the model with "
+        "ltjax.models.build_model (or Backbone.for_classes)."
+      )
+    return tuning
 
   def module(self, dtype):
-    return VisionTransformer(**VIT_CONFIGS[self.name], dtype=dtype)
+    return VisionTransformer(**VIT_CONFIGS[self.name], tuning=self._module_tuning(), dtype=dtype)
 
   def load_pretrained(self, path, params, batch_stats, allow_pickle=False):
     """``ltjax.models.vit_weights``: a CLIP file or an AugReg ``.npz``, every tensor of the
-    model read from it (no BatchNorm statistics, nothing missing)."""
+    model read from it (no BatchNorm statistics, nothing missing); the fine-tuning
+    method's own modules keep their initialisation."""
     del batch_stats
-    return vit_weights.load_vit(path, params, self.name, allow_pickle), {}, []
+    flat = traverse_util.flatten_dict(dict(params), sep="/")
+    added = {k: v for k, v in flat.items() if re.search(peft_lib.ADDED_MODULES, k)}
+    plain = traverse_util.unflatten_dict({k: v for k, v in flat.items() if k not in added}, sep="/")
+    loaded = vit_weights.load_vit(path, plain, self.name, allow_pickle)
+    merged = traverse_util.flatten_dict(dict(loaded), sep="/") | added
+    return traverse_util.unflatten_dict(merged, sep="/"), {}, []
 
 
 #: What ``model.pretrained`` reads into each ViT layout, and the normalisation it expects.
@@ -240,11 +301,19 @@ class ClipViT(ViT):
   projected into the joint image-text space (``clip_projection``, zero-shot CLIP's and the
   text features' space) or the class token before the projection (LIFT's heads)."""
 
-  option_help = {"clip_projection": "the CLIP towers' features: projected or not"}
+  option_help = {
+    **ViT.option_help,
+    "clip_projection": "the CLIP towers' features: projected or not",
+  }
   clip_projection: bool = True
 
   def module(self, dtype):
-    return VisionTransformer(**VIT_CONFIGS[self.name], project=self.clip_projection, dtype=dtype)
+    return VisionTransformer(
+      **VIT_CONFIGS[self.name],
+      project=self.clip_projection,
+      tuning=self._module_tuning(),
+      dtype=dtype,
+    )
 
 
 def _register_vits() -> None:

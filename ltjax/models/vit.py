@@ -29,6 +29,7 @@ both layouts (tests/models/test_vit.py).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -76,41 +77,132 @@ class _LayerNorm(nn.Module):
 
 class _Attention(nn.Module):
   """Multi-head self-attention with one q/k/v projection (``in_proj``), as PyTorch's
-  ``nn.MultiheadAttention`` and timm's ``qkv`` hold it; softmax in float32."""
+  ``nn.MultiheadAttention`` and timm's ``qkv`` hold it; softmax in float32. ``tuning``'s
+  modules sit where LIFT's ``peft_vit.py`` puts them: LoRA on the queries and values, then
+  SSF on q/k/v; SSF on the output."""
 
   heads: int
   dtype: Dtype
+  tuning: Any = None
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, ssf=None):
     b, n, width = x.shape
     head_dim = width // self.heads
     qkv = nn.Dense(3 * width, dtype=self.dtype, name="in_proj")(x)
+    name = getattr(self.tuning, "name", "")
+    if name == "lora":
+      rank = self.tuning.adapter_dim
+      q = qkv[..., :width] + _LoRA(rank, self.dtype, name="lora_q")(x)
+      v = qkv[..., 2 * width :] + _LoRA(rank, self.dtype, name="lora_v")(x)
+      qkv = jnp.concatenate([q, qkv[..., width : 2 * width], v], axis=-1)
+    if ssf is not None:
+      qkv = ssf("ssf_attn_in", qkv)
     qkv = qkv.reshape(b, n, 3, self.heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, width)
-    return nn.Dense(width, dtype=self.dtype, name="out_proj")(out)
+    out = nn.Dense(width, dtype=self.dtype, name="out_proj")(out)
+    if ssf is not None:
+      out = ssf("ssf_attn_out", out)
+    return out
+
+
+class _LoRA(nn.Module):
+  """LoRA's update of a projection: ``(x A B) / rank``, ``A`` (D, r) uniform in
+  ``+-1/sqrt(r)`` (PyTorch's ``kaiming_uniform_(a=sqrt(5))`` of a (D, r) tensor, as LIFT
+  initialises ``lora_A``), ``B`` (r, D) zero."""
+
+  rank: int
+  dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    bound = 1.0 / math.sqrt(self.rank)
+    init_a = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)  # noqa: E731
+    a = self.param("lora_A", init_a, (width, self.rank), jnp.float32)
+    b = self.param("lora_B", nn.initializers.zeros, (self.rank, width), jnp.float32)
+    return (
+      (x @ a.astype(self.dtype)) @ b.astype(self.dtype) * jnp.asarray(1.0 / self.rank, self.dtype)
+    )
+
+
+class _Bottleneck(nn.Module):
+  """``up(relu(down(LN(x))))``, times a learnt scalar starting at 1 with ``scaled``
+  (AdaptFormer; without: the sequential adapter). As LIFT's ``peft_modules.py``: PyTorch's
+  LayerNorm (epsilon 1e-5), ``down`` drawn as ``kaiming_normal_(a=sqrt(5))`` (normal, std
+  ``1/sqrt(3 D)``), ``up`` and both biases zero."""
+
+  dim: int
+  dtype: Dtype
+  scaled: bool
+
+  @nn.compact
+  def __call__(self, x):
+    y = _LayerNorm(1e-5, name="ln")(x)
+    down = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "normal")
+    y = nn.Dense(self.dim, dtype=self.dtype, kernel_init=down, name="down_proj")(y)
+    y = nn.Dense(x.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros, name="up_proj")(
+      jax.nn.relu(y)
+    )
+    if self.scaled:
+      y = y * self.param("scale", nn.initializers.ones, (1,), jnp.float32).astype(self.dtype)
+    return y
+
+
+class _ScaleShift(nn.Module):
+  """SSF's ``x * scale + shift`` per channel, ``scale`` drawn from N(1, 0.02) and ``shift``
+  from N(0, 0.02) (LIFT's ``SSF``)."""
+
+  dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    normal = nn.initializers.normal(0.02)
+    scale = self.param("scale", lambda k, s, d: 1.0 + normal(k, s, d), (width,), jnp.float32)
+    shift = self.param("shift", normal, (width,), jnp.float32)
+    return x * scale.astype(self.dtype) + shift.astype(self.dtype)
 
 
 class _Block(nn.Module):
-  """Pre-norm residual block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+  """Pre-norm residual block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``, with the
+  modules of ``tuning`` (``ltjax.models.peft``) where LIFT's ``peft_vit.py`` puts them."""
 
   heads: int
   mlp_dim: int
   epsilon: float
   activation: Any
   dtype: Dtype
+  tuning: Any = None
 
   @nn.compact
   def __call__(self, x):
-    x = x + _Attention(self.heads, self.dtype, name="attn")(
-      _LayerNorm(self.epsilon, name="ln_1")(x)
-    )
+    name = getattr(self.tuning, "name", "")
+
+    def ssf(which, y):
+      return _ScaleShift(self.dtype, name=which)(y)
+
+    scaled = ssf if name == "ssf" else None
+    h = _LayerNorm(self.epsilon, name="ln_1")(x)
+    if scaled:
+      h = ssf("ssf_ln_1", h)
+    x = x + _Attention(self.heads, self.dtype, self.tuning, name="attn")(h, scaled)
     y = _LayerNorm(self.epsilon, name="ln_2")(x)
+    if scaled:
+      y = ssf("ssf_ln_2", y)
     y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="c_fc")(y)
+    if scaled:
+      y = ssf("ssf_mlp_in", y)
     y = nn.Dense(x.shape[-1], dtype=self.dtype, name="c_proj")(self.activation(y))
+    if scaled:
+      y = ssf("ssf_mlp_out", y)
+    if name == "adapter":
+      y = y + _Bottleneck(self.tuning.adapter_dim, self.dtype, False, name="adapter")(y)
+    if name == "adaptformer":
+      y = y + _Bottleneck(self.tuning.adapter_dim, self.dtype, True, name="adaptformer")(x)
     return x + y
 
 
@@ -133,6 +225,8 @@ class VisionTransformer(nn.Module):
       into CLIP's joint image-text space (True) or the class token before it (False: where
       LIFT's heads sit, ``width`` wide); ``proj`` is a parameter either way, so a file reads
       the same.
+    tuning: the parameter-efficient fine-tuning method (``ltjax.models.peft``, its options
+      resolved), whose modules the blocks add; None: none.
     dtype: computation dtype.
   """
 
@@ -145,6 +239,7 @@ class VisionTransformer(nn.Module):
   embed_dim: int = 0
   activation: Activation = ""
   project: bool = True
+  tuning: Any = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -179,16 +274,26 @@ class VisionTransformer(nn.Module):
     if clip:
       tokens = _LayerNorm(epsilon, name="ln_pre")(tokens)
     activation = ACTIVATIONS[self.activation or DEFAULT_ACTIVATION[self.layout]]
+    seq_len = tokens.shape[1]
+    deep = getattr(self.tuning, "deep", None)
     for i in range(self.depth):
+      if deep is not None and (deep or i == 0):
+        tokens = self._prompted(tokens[:, :seq_len], i, p, x.shape[-1])
       tokens = _Block(
-        self.heads, self.mlp_dim, epsilon, activation, self.dtype, name=f"resblocks_{i}"
+        self.heads,
+        self.mlp_dim,
+        epsilon,
+        activation,
+        self.dtype,
+        self.tuning,
+        name=f"resblocks_{i}",
       )(tokens)
     if clip:
       pooled = _LayerNorm(epsilon, name="ln_post")(tokens[:, 0])
-      patches = tokens[:, 1:]
+      patches = tokens[:, 1:seq_len]
     else:
       tokens = _LayerNorm(epsilon, name="ln_post")(tokens)
-      pooled, patches = tokens[:, 0], tokens[:, 1:]
+      pooled, patches = tokens[:, 0], tokens[:, 1:seq_len]
     if self.embed_dim:
       proj = self.param("proj", init, (self.width, self.embed_dim), jnp.float32)
       if self.project:
@@ -197,6 +302,17 @@ class VisionTransformer(nn.Module):
       "feature_map": patches.reshape(b, h, w, self.width),
       "features": pooled.astype(jnp.float32),
     }
+
+  def _prompted(self, tokens, i: int, patch: int, channels: int):
+    """VPT: ``tuning.vpt_len`` learnt tokens ``vpt_{i}`` appended to the sequence, drawn
+    uniform in ``+-sqrt(6 / (3 p^2 + width))`` (LIFT's ``VPT``: the fan of the patch
+    convolution, as the VPT paper; LIFT counts 3 input channels)."""
+    del channels
+    bound = math.sqrt(6.0 / float(3 * patch * patch + self.width))
+    init = lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)  # noqa: E731
+    prompts = self.param(f"vpt_{i}", init, (self.tuning.vpt_len, self.width), jnp.float32)
+    prompts = jnp.broadcast_to(prompts.astype(self.dtype), (tokens.shape[0], *prompts.shape))
+    return jnp.concatenate([tokens, prompts], axis=1)
 
 
 _CLIP_B16 = dict(

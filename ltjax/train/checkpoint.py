@@ -31,6 +31,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from ltjax.train import frozen as frozen_lib
 from ltjax.train import state as state_lib
 from ltjax.train.health import SPIKE_FACTOR, healthy, read_health, write_health
 from ltjax.train.integrity import (
@@ -113,8 +114,16 @@ class Checkpointer:
   unhealthy steps out of the way before a run resumes.
   """
 
-  def __init__(self, directory: str, keep: int = 2, judge_health: bool = True):
+  def __init__(
+    self,
+    directory: str,
+    keep: int = 2,
+    judge_health: bool = True,
+    frozen_weights: dict | None = None,
+  ):
     self.directory = os.path.abspath(directory)
+    #: ``ltjax.train.frozen.reference``: parameters kept in a weight file are not saved.
+    self.frozen_weights = frozen_weights
     self.keep = keep
     self.judge_health = judge_health  # False: chosen by another measure (best validation).
     self._mngr = manager(directory)
@@ -143,6 +152,9 @@ class Checkpointer:
     _quiet_closed_event_loops()
     if self.judge_health:
       self._judge(meta.get("train_loss"), int(meta.get("num_classes") or 2))
+    if self.frozen_weights is not None:
+      state = state.replace(params=frozen_lib.slim(state.params, self.frozen_weights))
+      meta = meta | {"frozen_weights": self.frozen_weights}
     try:
       self._mngr.save(
         step,

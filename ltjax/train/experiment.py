@@ -28,7 +28,9 @@ from ltjax.evaluate import evaluators
 from ltjax.stop import STOP
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
+from ltjax.train import frozen as frozen_lib
 from ltjax.train import init_from as init_lib
+from ltjax.train import stages as stages_lib
 from ltjax.train.stages import Stage, get_stage
 from ltjax.train.state import TrainState
 
@@ -57,6 +59,12 @@ class Experiment:
   #: The seed the splits were drawn with: ``config.seed``, or that of the run a later stage
   #: starts from (``split_seed``), so that it reuses that run's carve.
   split_seed: int | None = None
+  #: ``{"trained", "total"}`` parameter counts (``optim.parameter_counts``).
+  parameters: dict | None = None
+  #: ``ltjax.train.frozen.reference``: the frozen parameters its checkpoints leave in
+  #: ``model.pretrained`` (None: checkpoints hold everything; always None from
+  #: ``abstract_setup``).
+  frozen_weights: dict | None = None
 
 
 def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
@@ -70,6 +78,41 @@ def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
     neck=stage.neck(config),
     head_options=models.head_options(config.model),
   )
+
+
+def backbone_frozen(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The regexes of the backbone parameters its fine-tuning method keeps frozen
+  (``model.peft``; ``Backbone.frozen_patterns``)."""
+  return models.backbones.from_config(config.model).frozen_patterns()
+
+
+def frozen_reference(config: ml_collections.ConfigDict, stage: Stage) -> dict | None:
+  """What of a parameter-efficient run its checkpoints leave in ``model.pretrained``
+  (``ltjax.train.frozen``): the method's frozen parameters, when the backbone is read from
+  that file (not copied from ``init_from``)."""
+  if any(dst.startswith("backbone") for _, dst in stage.copies_of(config)):
+    return None
+  if not config.model.pretrained or not os.path.isfile(config.model.pretrained):
+    return None
+  return frozen_lib.reference(backbone_frozen(config), config.model.pretrained)
+
+
+def restore_state(exp: Experiment, state: TrainState, directory: str):
+  """``(state, data state, metadata, step)`` of the newest intact checkpoint in
+  ``directory`` (``ltjax.train.checkpoint.restore``) for a train state shaped as ``state``;
+  a checkpoint that left its frozen parameters in a weight file (``frozen_weights`` in its
+  metadata) gets them back from that file, checked to be the one it trained with."""
+  target = ckpt_lib.abstract_like(state, exp.state_sharding)
+  record = (ckpt_lib.latest_meta(directory) or {}).get("frozen_weights")
+  if record is None:
+    return ckpt_lib.restore(directory, target)
+  path = exp.config.model.pretrained
+  frozen_lib.check_file(record, path, directory)
+  target = target.replace(params=frozen_lib.slim(target.params, record))
+  restored, data, meta, step = ckpt_lib.restore(directory, target)
+  full = stages_lib.load_pretrained(exp, state, path)
+  params = frozen_lib.complete(restored.params, full.params, record)
+  return restored.replace(params=params), data, meta, step
 
 
 def _init_fn(model, tx_fn, image_shape, num_classes: int, stage: Stage, config):
@@ -240,6 +283,14 @@ def setup(
   )
   exp, init, _ = _build(config, stage, spec, mesh, splits)
   exp.split_seed = seed
+  exp.frozen_weights = frozen_reference(config, stage)
+  n = exp.parameters
+  log.info(
+    "parameters: %s trained of %s (%.3g%%)",
+    f"{n['trained']:,}",
+    f"{n['total']:,}",
+    100.0 * n["trained"] / max(n["total"], 1),
+  )
   check_same_splits(exp, earlier)
   state = jax.jit(init, out_shardings=exp.state_sharding, static_argnums=0)(config.seed)
   return exp, state
@@ -289,7 +340,7 @@ def _build(
   model = model_of(config, spec.num_classes, stage)
   steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
   schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)
-  freeze = stage.freeze + tuple(config.optim.freeze)
+  freeze = stage.freeze + tuple(config.optim.freeze) + backbone_frozen(config)
   extra_groups = stage.extra_groups(config)
   tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze, extra_groups)
   init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage, config)
@@ -302,7 +353,7 @@ def _build(
   options = compile_options.for_devices(mesh.devices.flat)
   loss_fn = stage.make_loss(config, spec.class_counts(), steps_per_epoch)
   train_step = jax.jit(
-    steps.make_train_step(model, tx, stage, config, loss_fn),
+    steps.make_train_step(model, tx, stage, config, loss_fn, optim.frozen_mask(freeze)),
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
@@ -341,6 +392,7 @@ def _build(
     feature_step,
     loss_fn,
     spec,
+    parameters=optim.parameter_counts(steps.trainable(abstract), freeze),
   )
   return exp, init, abstract
 
@@ -427,8 +479,7 @@ def restore_trained(
   checkpoints = os.path.join(workdir, "checkpoints")
   recorded = (ckpt_lib.latest_meta(checkpoints) or {}).get("data") or {}
   exp, state = setup(config, splits, check_start=False, seed_of_splits=recorded.get("split_seed"))
-  target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  state, _, meta, step = ckpt_lib.restore(checkpoints, target)
+  state, _, meta, step = restore_state(exp, state, checkpoints)
   check_trained_data(exp, meta, workdir)
   log.info("restored step %d from %s", step, workdir)
   return exp, state
@@ -455,26 +506,36 @@ def tested_model(exp: Experiment, state: TrainState, workdir: str) -> tuple[Trai
   Raises:
     ValueError: best_val and no best-validation checkpoint (the run never validated).
   """
+  counts = {}
+  if exp.config.model.get("peft"):  # What a parameter-efficient method trains, said.
+    counts = {
+      "trained_parameters": exp.parameters["trained"],
+      "parameters": exp.parameters["total"],
+    }
   if exp.config.eval.select != "best_val":
     step = int(jax.device_get(state.step))
     epoch = epoch_of(exp, step)
-    return state, {"selection": "final", "selected_step": step, "selected_epoch": epoch}
+    return state, {"selection": "final", "selected_step": step, "selected_epoch": epoch} | counts
   best = os.path.join(workdir, init_lib.BEST_DIR)
   if ckpt_lib.latest_meta(best) is None:
     imported = ckpt_lib.latest_meta(os.path.join(workdir, "checkpoints")) or {}
     if "imported_from" in imported:
       step = int(jax.device_get(state.step))
       log.info("eval.select=best_val: the imported reference checkpoint is its run's best")
-      return state, {"selection": "best_val", "selected_step": step, "selected_epoch": None}
+      return state, {
+        "selection": "best_val",
+        "selected_step": step,
+        "selected_epoch": None,
+      } | counts
     raise ValueError(
       f"--config.eval.select=best_val: {workdir} has no best-validation checkpoint "
       f"({best}/): the run has not validated yet (every --config.eval_every_epochs, on a "
       "non-empty validation split). Evaluate its last step with --config.eval.select=final."
     )
-  target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  state, _, meta, step = ckpt_lib.restore(best, target)
+  state, _, meta, step = restore_state(exp, state, best)
   extra = {"selection": "best_val", "selected_step": step, "selected_epoch": epoch_of(exp, step)}
   extra["val_accuracy"] = meta.get("val_accuracy")
+  extra |= counts
   log.info(
     "testing the best-validation model: step %d (epoch %g), validation accuracy %.4f",
     step,

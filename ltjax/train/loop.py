@@ -32,6 +32,7 @@ from ltjax.train.experiment import (
   Experiment,
   epoch_of,
   make_stream,
+  restore_state,
   run_metadata,
   setup,
   tested_model,
@@ -173,7 +174,11 @@ def _train_locked(
   exp, state, workdir: str, allow_config_change: bool, warn_if_finished: bool
 ) -> TrainState:
   with workdir_lib.RunLock(workdir):
-    ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), exp.config.keep_checkpoints)
+    ckpt = ckpt_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"),
+      exp.config.keep_checkpoints,
+      frozen_weights=exp.frozen_weights,
+    )
     it = pipeline.train_iterator(
       make_stream(exp),
       exp.total_steps,
@@ -210,8 +215,7 @@ def _start_or_resume(exp, state, workdir: str, ckpt, it, allow_config_change: bo
     return exp.stage.start(exp, state), 0
   workdir_lib.check_resume(workdir, c, allow_config_change, ckpt.directory)  # Before restoring.
   ckpt.set_aside_unhealthy()
-  target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  state, data_state, meta, start = ckpt_lib.restore(ckpt.directory, target)
+  state, data_state, meta, start = restore_state(exp, state, ckpt.directory)
   ckpt.set_aside_newer_than(start)  # Damaged steps that restore skipped.
   ckpt.trust(start, meta.get("train_loss"))  # Kept until a later checkpoint is as healthy.
   it.set_state(data_state)
@@ -235,7 +239,9 @@ class _Best:
 
   def _checkpointer(self):
     if self.ckpt is None:
-      self.ckpt = ckpt_lib.Checkpointer(self.directory, keep=1, judge_health=False)
+      self.ckpt = ckpt_lib.Checkpointer(
+        self.directory, keep=1, judge_health=False, frozen_weights=self.exp.frozen_weights
+      )
     return self.ckpt
 
   def resume(self, start: int) -> None:

@@ -271,6 +271,21 @@ def group_labels(tree, freeze: tuple[str, ...] = ()):
   return jax.tree_util.tree_map_with_path(label, tree)
 
 
+def frozen_mask(freeze: tuple[str, ...]):
+  """``tree -> `` a tree of bools: True for the leaves ``freeze`` keeps frozen
+  (``group_labels``' ``"frozen"``), for the train step's gradient."""
+  return lambda tree: jax.tree.map(lambda label: label == "frozen", group_labels(tree, freeze))
+
+
+def parameter_counts(tree, freeze: tuple[str, ...]) -> dict[str, int]:
+  """``{"trained": ..., "total": ...}``: the number of parameters (array elements) of
+  ``tree`` (``{"params": ..., <the stage's arrays>}``) the optimizer updates, and of all."""
+  labels = jax.tree.leaves(group_labels(tree, freeze))
+  sizes = [int(np.prod(x.shape)) for x in jax.tree.leaves(tree)]
+  trained = sum(n for n, label in zip(sizes, labels, strict=True) if label != "frozen")
+  return {"trained": trained, "total": sum(sizes)}
+
+
 def group_hyperparameters(
   config: ml_collections.ConfigDict, extra_groups: dict | None = None
 ) -> dict[str, tuple[float, float, float]]:

@@ -39,6 +39,7 @@ import numpy as np
 from ltjax import losses, models, sharding
 from ltjax.evaluate import posthoc
 from ltjax.models import heads, text_features, torch_weights
+from ltjax.train import frozen as frozen_lib
 from ltjax.train import init_from as init_lib
 
 log = logging.getLogger(__name__)
@@ -405,6 +406,11 @@ def load_earlier_stage(exp, state, stage: Stage):
   BatchNorm statistics) copied from the latest checkpoint of ``config.init_from``."""
   config = exp.config
   params, batch_stats, meta = init_lib.load_variables(config.init_from)
+  record = meta.get("frozen_weights")
+  if record:  # A parameter-efficient run: its frozen parameters are in its weight file.
+    frozen_lib.check_file(record, record["pretrained"], f"init_from={config.init_from}")
+    full = jax.device_get(load_pretrained(exp, state, record["pretrained"]).params)
+    params = frozen_lib.complete(params, full, record)
   load = stage.subtrees_to_load(config, params)
   _check_class_set(exp, meta, heads_loaded=any(dst.startswith("head") for _, dst in load))
   source = f"init_from={config.init_from}"
@@ -491,23 +497,24 @@ def _warn_normalization(config: ml_collections.ConfigDict, backbone: models.Back
   )
 
 
-def load_pretrained(exp, state):
-  """``state`` with its backbone (and BatchNorm statistics) from ``model.pretrained``, read
-  by the backbone (``Backbone.load_pretrained``); the model's tensors the file lacks keep
-  their initialisation and are logged."""
+def load_pretrained(exp, state, path: str | None = None):
+  """``state`` with its backbone (and BatchNorm statistics) from ``path`` (default
+  ``model.pretrained``), read by the backbone (``Backbone.load_pretrained``); the model's
+  tensors the file lacks keep their initialisation and are logged."""
   config = exp.config
+  path = path or config.model.pretrained
   params, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
   backbone, backbone_stats, missing = models.backbones.from_config(config.model).load_pretrained(
-    config.model.pretrained,
+    path,
     params["backbone"],
     stats.get("backbone", {}),
     allow_pickle=config.model.pretrained_allow_pickle,
   )
-  log.info("backbone loaded from model.pretrained=%s", config.model.pretrained)
+  log.info("backbone loaded from %s", path)
   if missing:
     log.warning(
       "model.pretrained=%s lacks %d tensor(s) of the backbone, left at their initialisation: %s",
-      config.model.pretrained,
+      path,
       len(missing),
       ", ".join(missing),
     )

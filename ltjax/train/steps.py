@@ -60,12 +60,20 @@ def all_finite(tree) -> jax.Array:
 _MIX_STREAM = 0x6D6978  # fold_in tag of the mixing random numbers (dropout keeps its own).
 
 
+def _frozen_leaves(tree, frozen: Callable | None) -> list[bool]:
+  """Per leaf of ``tree`` (in ``jax.tree.leaves`` order), whether it is frozen."""
+  if frozen is None:
+    return [False] * len(jax.tree.leaves(tree))
+  return [bool(f) for f in jax.tree.leaves(frozen(tree))]
+
+
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
   stage,
   config: ml_collections.ConfigDict,
   loss_fn: Callable,
+  frozen: Callable | None = None,
 ) -> Callable:
   """The train step of every stage: the stage's loss, its gradient, one optimizer update.
 
@@ -86,6 +94,11 @@ def make_train_step(
       the normalised batch, per batch from the step's random key).
     loss_fn: the stage's loss, ``stage.make_loss(...)``: ``(logits, aux, labels,
       extra, step) -> (loss, extra metrics)``, ``extra`` the stage's arrays (or None).
+    frozen: ``trainable(state) -> `` a tree of bools, True where the optimizer never
+      updates the leaf (``ltjax.train.optim.frozen_mask``); the gradient is taken with
+      respect to the other leaves only, so a parameter-efficient run computes no weight
+      gradients of its frozen backbone (a frozen leaf's gradient is zero, and the
+      gradient norm that of the trained leaves).
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``, pure; ``batch`` holds uint8
@@ -122,12 +135,33 @@ def make_train_step(
       loss = mixed.lam * loss + (1.0 - mixed.lam) * other
     return loss, (logits, new_vars["batch_stats"], extras)
 
+  def gradient(tree, state: TrainState, batch, rng):
+    """``objective``'s value and its gradient with respect to the leaves that train."""
+    is_frozen = _frozen_leaves(tree, frozen)
+    if not any(is_frozen):
+      return jax.value_and_grad(objective, has_aux=True)(tree, state, batch, rng)
+    leaves, treedef = jax.tree.flatten(tree)
+    trained = [i for i, f in enumerate(is_frozen) if not f]
+
+    def of_trained(values, state, batch, rng):
+      full = list(leaves)
+      for i, value in zip(trained, values, strict=True):
+        full[i] = value
+      return objective(treedef.unflatten(full), state, batch, rng)
+
+    value, grads = jax.value_and_grad(of_trained, has_aux=True)(
+      [leaves[i] for i in trained], state, batch, rng
+    )
+    full = [jnp.zeros_like(x) for x in leaves]
+    for i, g in zip(trained, grads, strict=True):
+      full[i] = g
+    return value, treedef.unflatten(full)
+
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     batch = _with_train_images(batch)
     rng = jax.random.fold_in(state.rng, state.step)
     tree = trainable(state)
-    grad_fn = jax.value_and_grad(objective, has_aux=True)
-    (loss, (logits, batch_stats, extras)), grads = grad_fn(tree, state, batch, rng)
+    (loss, (logits, batch_stats, extras)), grads = gradient(tree, state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, tree)
     tree = optax.apply_updates(tree, updates)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])

@@ -1,0 +1,149 @@
+"""Parameter-efficient fine-tuning (``model.peft``): what each method trains, that the rest
+gets neither gradient nor optimizer state, and checkpoints that leave the frozen weights in
+``model.pretrained`` (``ltjax.train.frozen``)."""
+
+import os
+import re
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from helpers import augreg_npz, flat_state, tiny_config, tiny_splits
+
+from ltjax.models import backbones, peft
+from ltjax.train import experiment, loop, optim, steps
+
+#: What LIFT's ``ViT_Tuner`` (peft_vit.py) trains of a block, by method, in ltjax's names
+#: (the head always trains; nothing outside the blocks but VPT's prompts).
+TRAINED = {
+  "full": r"resblocks_\d/(ln_[12]|attn/(in|out)_proj|c_fc|c_proj)/(kernel|scale|bias)",
+  "linear": r"(?!)",
+  "adaptformer": r"resblocks_\d/adaptformer/(ln/(scale|bias)|(down|up)_proj/(kernel|bias)|scale)$",
+  "adapter": r"resblocks_\d/adapter/(ln/(scale|bias)|(down|up)_proj/(kernel|bias))$",
+  "lora": r"resblocks_\d/attn/lora_[qv]/lora_[AB]$",
+  "bitfit": r"resblocks_\d/(ln_[12]|attn/(in|out)_proj|c_fc|c_proj)/bias$",
+  "ln": r"resblocks_\d/ln_[12]/(scale|bias)$",
+  "ssf": r"resblocks_\d/(attn/ssf_attn_(in|out)|ssf_ln_[12]|ssf_mlp_(in|out))/(scale|shift)$",
+  "vpt_shallow": r"vpt_0$",
+  "vpt_deep": r"vpt_[01]$",
+}
+
+
+def vit_config(**overrides):
+  return tiny_config(**{"model.backbone": "vit_tiny", "model.head": "cosine", **overrides})
+
+
+def splits():
+  return tiny_splits(size=16, channels=3)
+
+
+@pytest.mark.parametrize("method", sorted(TRAINED))
+def test_each_method_trains_what_lifts_tuner_trains_and_nothing_else(method):
+  exp, state = experiment.setup(vit_config(**{"model.peft": method}), splits())
+  before = flat_state(state)
+  batch = {"image": np.asarray(splits().train.images[:16]), "label": splits().train.labels[:16]}
+  for _ in range(2):  # Two steps: what starts at zero (an up-projection) unblocks the rest.
+    state, metrics = exp.train_step(state, batch)
+  assert bool(metrics["finite"])
+  after = flat_state(state)
+  backbone = {k.removeprefix("params/backbone/") for k in before if k.startswith("params/backbone")}
+  want = {k for k in backbone if re.fullmatch(TRAINED[method], k)}
+  if method != "linear":
+    assert want, method
+  changed = {
+    k.removeprefix("params/backbone/")
+    for k in before
+    if k.startswith("params/backbone") and not np.array_equal(before[k], after[k])
+  }
+  assert changed <= want, sorted(changed - want)  # Nothing frozen moved.
+  # No optimizer state for what is frozen: SGD's momentum holds the trained leaves only.
+  moments = sum(x.size for x in jax.tree.leaves(state.opt_state) if x.ndim)  # Not the counts.
+  assert moments == exp.parameters["trained"]
+  head = sum(v.size for k, v in before.items() if k.startswith("params/head"))
+  assert exp.parameters["trained"] == head + sum(before[f"params/backbone/{k}"].size for k in want)
+
+
+def test_the_default_trains_everything_and_methods_refuse_others_options():
+  assert backbones.from_config({"backbone": "vit_tiny"}).frozen_patterns() == ()
+  with pytest.raises(ValueError, match=r"model.vpt_len=5 is an option of model.peft='vpt_shallow'"):
+    backbones.from_config({"backbone": "vit_tiny", "peft": "lora", "vpt_len": 5})
+  with pytest.raises(ValueError, match=r"unknown --config.model.peft 'loraa'; valid: '', 'full'"):
+    backbones.from_config({"backbone": "vit_tiny", "peft": "loraa"})
+  with pytest.raises(
+    ValueError,
+    match=r"peft='lora' is an option of the clip_vit, openclip_vit, vit backbones \(param",
+  ):
+    backbones.from_config({"backbone": "resnet10", "peft": "lora"})
+
+
+def test_lifts_adapter_width_rule():
+  # peft_vit.py: 2 ** max(0, int(log2(num_classes / (n_layers * 2)))).
+  assert peft.adapter_dim_rule(1000, 12) == 32  # ImageNet-LT on a ViT-B.
+  assert peft.adapter_dim_rule(365, 12) == 8  # Places-LT.
+  assert peft.adapter_dim_rule(8142, 12) == 256  # iNaturalist 2018.
+  assert peft.adapter_dim_rule(100, 12) == 4  # CIFAR-100-LT.
+  assert peft.adapter_dim_rule(4, 2) == 1
+  backbone = backbones.from_config({"backbone": "vit_tiny", "peft": "adaptformer"})
+  assert backbone.for_classes(100).adapter_dim == 16  # 100 / (2 x 2 blocks) = 25 -> 16.
+  fixed = backbones.from_config({"backbone": "vit_tiny", "peft": "lora", "adapter_dim": 3})
+  assert fixed.for_classes(100).adapter_dim == 3
+
+
+def test_the_step_takes_no_gradient_of_frozen_leaves_and_equals_the_full_gradient_step():
+  """The same step computed with the gradient of every leaf (frozen ones zeroed by the
+  optimizer) gives the same state: the partial gradient changes no number."""
+  config = vit_config(**{"model.peft": "adaptformer"})
+  exp, state = experiment.setup(config, splits())
+  batch = {"image": np.asarray(splits().train.images[:16]), "label": splits().train.labels[:16]}
+  full_step = jax.jit(steps.make_train_step(exp.model, exp.tx, exp.stage, config, exp.loss_fn))
+  a, ma = exp.train_step(jax.tree.map(np.asarray, state), batch)
+  b, mb = full_step(state, batch)
+  fa, fb = flat_state(a), flat_state(b)
+  for k in fa:
+    np.testing.assert_allclose(fa[k], fb[k], rtol=1e-6, atol=1e-7, err_msg=k)
+  # The logged gradient norm is that of what trains (the full step's counts frozen leaves).
+  assert 0 < float(ma["grad_norm"]) < float(mb["grad_norm"])
+  # And the partial step's program has no gradient of a frozen kernel: its jaxpr is smaller.
+  frozen = optim.frozen_mask(experiment.backbone_frozen(config))
+  partial = steps.make_train_step(exp.model, exp.tx, exp.stage, config, exp.loss_fn, frozen)
+  n_partial = len(str(jax.make_jaxpr(partial)(state, batch)))
+  n_full = len(str(jax.make_jaxpr(full_step)(state, batch)))
+  assert n_partial < n_full
+
+
+def stored_params(directory):
+  step = max(int(s) for s in os.listdir(directory) if s.isdigit())
+  meta = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state"))
+  meta = getattr(meta, "item_metadata", meta)
+  tree = meta.tree if hasattr(meta, "tree") else meta
+  return {optim.param_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree["params"])}
+
+
+def test_checkpoints_keep_what_trains_and_read_the_rest_from_the_weight_file(tmp_path):
+  path, _ = augreg_npz(tmp_path / "vit.npz")
+  half = (0.5, 0.5, 0.5)  # The AugReg inputs: no warning about the normalisation.
+  config = vit_config(
+    **{"model.peft": "adaptformer", "model.pretrained": path, "num_epochs": 2}
+    | {"dataset.mean": half, "dataset.std": half}
+  )
+  workdir = str(tmp_path / "run")
+  exp, state = experiment.setup(config, splits())
+  trained = flat_state(loop.train(exp, state, workdir))
+  stored = stored_params(os.path.join(workdir, "checkpoints"))
+  assert stored and all(re.match(r"(head|backbone/resblocks_\d/adaptformer)/", k) for k in stored)
+  # Restoring reads the frozen weights back from the file: the state as it was trained.
+  exp, state = experiment.restore_trained(config, workdir, splits())
+  restored = flat_state(state)
+  assert restored.keys() == trained.keys()
+  for k, v in trained.items():
+    np.testing.assert_array_equal(restored[k], v, err_msg=k)
+  _, selected = experiment.tested_model(exp, state, workdir)
+  assert selected["trained_parameters"] == exp.parameters["trained"] < exp.parameters["total"] / 5
+  # Another file in its place is refused, naming the digest it needs; so is a missing one.
+  augreg_npz(tmp_path / "vit.npz", seed=1)
+  with pytest.raises(ValueError, match=r"must come from the file it trained with .*sha256"):
+    experiment.restore_trained(config, workdir, splits())
+  os.remove(path)
+  with pytest.raises(ValueError, match=r"does not exist: put the file back"):
+    experiment.restore_trained(config, workdir, splits())
