@@ -39,6 +39,7 @@ _RANGES = {
   "data.pad": (_INT, 0, None, False),
   "data.crop_size": (_INT, 1, None, False),
   "data.jitter": (_NUM, 0, None, False),
+  "data.tte_expand": (_INT, 0, None, False),
   "data.decode_min_size": (_INT, 0, None, False),
   "data.num_threads": (_INT, 1, None, False),
   "data.prefetch": (_INT, 1, None, False),

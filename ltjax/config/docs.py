@@ -107,7 +107,12 @@ FIELD_DOCS: dict[str, str] = {
     "ColorJitter strength (brightness = contrast = saturation, hue 0) of the 'imagenet' "
     "augmentations; 0 = no jitter (the references' iNaturalist recipe)."
   ),
-  "data.eval_transform": "Evaluation transform; see ltjax.data.pp.augment.EVAL_TRANSFORMS.",
+  "data.eval_transform": (
+    "Evaluation transform (ltjax.data.pp.augment.EVAL_TRANSFORMS): 'none' (the stored "
+    "images); 'resize_center_crop' (shorter side to crop_size * 256 / 224, central crop_size "
+    "crop); 'five_crop' (LIFT's test-time ensemble: shorter side to crop_size + tte_expand, "
+    "four corner and the central crop_size crops, the logits averaged over the five)."
+  ),
   "data.tte_expand": (
     "eval_transform five_crop (LIFT's test-time ensemble): the image is resized to "
     "crop_size + tte_expand before its five crops."

@@ -71,6 +71,7 @@ AUGMENT_OPTIONS: dict[str, tuple[str, ...]] = {
 EVAL_TRANSFORM_OPTIONS: dict[str, tuple[str, ...]] = {
   "none": (),
   "resize_center_crop": ("crop_size",),
+  "five_crop": ("crop_size", "tte_expand"),
 }
 _AUGMENT_FIELDS = ("data.pad", "data.flip", "data.jitter")
 

@@ -136,6 +136,47 @@ def example_shapes(
   return {**shapes, "label": ((), np.int32)}
 
 
+def eval_example_shapes(
+  data_cfg, image_shape: tuple[int, ...]
+) -> dict[str, tuple[tuple[int, ...], type]]:
+  """Per-example ``(shape, dtype)`` of what the eval and feature steps take of an evaluation
+  batch (``eval_batches``'): ``image``, the model's uint8 input of ``image_shape``, or for an
+  eval transform of several views per example (``five_crop``:
+  ``ltjax.data.pp.augment.EVAL_VIEWS``) ``(views, *image_shape)``; and ``label``."""
+  views = augment_lib.EVAL_VIEWS.get(data_cfg.eval_transform)
+  image = tuple(image_shape) if views is None else (views, *image_shape)
+  return {"image": (image, np.uint8), "label": ((), np.int32)}
+
+
+def check_eval_transform(data_cfg, image_shape: tuple[int, ...]) -> None:
+  """Refuses an evaluation transform that cannot evaluate a model of input ``image_shape``
+  ((H, W, C): ``ltjax.train.experiment.input_shape``): an unknown name, or ``five_crop``,
+  whose crops are ``data.crop_size`` square, the side LIFT trains at, for a model that
+  sees images of another size (the stored size a ``none`` / ``crop_flip`` augmentation
+  keeps; ``resize_center_crop`` is not checked, as before).
+
+  Raises:
+    ValueError: naming the setting to change.
+  """
+  kind = data_cfg.eval_transform
+  if kind not in augment_lib.EVAL_TRANSFORMS:
+    raise ValueError(
+      f"--config.data.eval_transform={kind!r}; valid: {', '.join(augment_lib.EVAL_TRANSFORMS)}."
+    )
+  side = data_cfg.crop_size
+  h, w = image_shape[:2]
+  if kind == "five_crop" and (h, w) != (side, side):
+    fix = f"set --config.data.crop_size={h}, or " if h == w else ""
+    why = ""
+    if data_cfg.augment in ("none", "crop_flip"):
+      why = f" (data.augment={data_cfg.augment} keeps the stored size)"
+    raise ValueError(
+      f"--config.data.eval_transform=five_crop evaluates {side}x{side} crops "
+      f"(data.crop_size), but the model is trained on {h}x{w} images{why}: {fix}train "
+      "with --config.data.augment=imagenet (random resized crops of data.crop_size)."
+    )
+
+
 def train_iterator(
   stream: TrainStream, num_steps: int, *, num_threads: int = 2, prefetch: int = 4
 ) -> grain.DatasetIterator:
@@ -160,12 +201,15 @@ def eval_batches(
   process_count: int = 1,
   transform: str = "none",
   size: int = 224,
+  tte_expand: int = 24,
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of fixed-size evaluation batches, in order, padded at the end.
 
   Each batch has ``image``, ``label`` and ``mask`` (False on padding rows); the
   padding repeats the last record so shapes never change (one compilation).
-  ``transform`` is an ``ltjax.data.pp.augment.EVAL_TRANSFORMS`` name.
+  ``transform`` is an ``ltjax.data.pp.augment.EVAL_TRANSFORMS`` name (``size``: its
+  ``data.crop_size``; ``tte_expand``: five_crop's ``data.tte_expand``). The batch size
+  counts examples: with ``five_crop`` the images are (B, 5, size, size, C).
   """
   local = local_batch_size(global_batch, process_count)
   n = len(source)
@@ -180,5 +224,5 @@ def eval_batches(
         "images only (an evaluation split is never altered, so that every image is scored "
         "once): fix the image or remove its line (`ltjax verify --config=...` lists all)."
       ) from e
-    images = augment_lib.eval_transform(images, kind=transform, size=size)
+    images = augment_lib.eval_transform(images, kind=transform, size=size, tte_expand=tte_expand)
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask}

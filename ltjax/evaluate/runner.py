@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
   """``step(state, batch)`` over every record of ``source`` (sharded, evaluation
-  transform, in order): the outputs ``keys`` concatenated to ``len(source)`` rows.
+  transform, in order): the outputs ``keys`` concatenated to ``len(source)`` rows (one per
+  record: with ``five_crop`` a batch holds each record's crops, and the step averages
+  over them).
 
   Each batch's outputs reach the host (every process, ``sharding.to_host``) while the next
   batch runs: the devices hold at most two batches' outputs, whatever the split's size.
@@ -41,6 +43,7 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
     process_count=jax.process_count(),
     transform=exp.config.data.eval_transform,
     size=exp.config.data.crop_size,
+    tte_expand=exp.config.data.tte_expand,
   ):
     STOP.check()
     out = step(state, sharding.to_global({k: batch[k] for k in ("image", "label")}, data_sharding))

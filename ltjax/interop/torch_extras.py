@@ -1,4 +1,5 @@
-"""``open_clip`` and ``timm``, imported where torchvision's compiled operators cannot load.
+"""``open_clip``, ``timm`` and ``torchvision`` itself, imported where torchvision's compiled
+operators cannot load.
 
 Both import torchvision, whose wheel carries compiled detection operators (``nms``,
 ``roi_align``, ...) built against one PyTorch. Beside another PyTorch build (a CPU-only
@@ -61,3 +62,10 @@ def import_open_clip():
 def import_timm():
   """``timm``, with torchvision's operators declared if they cannot load."""
   return _import("timm")
+
+
+def import_torchvision():
+  """``torchvision`` (with ``torchvision.transforms``), its operators declared if they
+  cannot load: the reference of ltjax's image transforms in the tests."""
+  _import("torchvision.transforms")
+  return importlib.import_module("torchvision")

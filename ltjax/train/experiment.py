@@ -311,7 +311,8 @@ def abstract_setup(config: ml_collections.ConfigDict, spec: DataSpec | None = No
 
   Returns:
     ``(exp, state)``: ``state`` is a tree of ``jax.ShapeDtypeStruct`` with the state's
-    shardings; ``abstract_batch(exp)`` gives the matching batch.
+    shardings; ``abstract_batch(exp)`` gives the matching training batch,
+    ``abstract_eval_batch(exp)`` the eval and feature steps' batch.
   """
   stage, mesh = checked(config, check_start=False)
   spec = spec or reference_spec(config)
@@ -332,11 +333,25 @@ def abstract_batch(exp: Experiment) -> dict:
   }
 
 
+def abstract_eval_batch(exp: Experiment) -> dict:
+  """``jax.ShapeDtypeStruct`` s of a global evaluation batch of ``exp`` (what the eval and
+  feature steps take: ``image`` and ``label``, ``config.eval.batch_size`` examples; with
+  ``five_crop`` each image is its crops, ``pipeline.eval_example_shapes``), sharded on
+  ``data``."""
+  data = sharding.batch_sharding(exp.mesh)
+  shapes = pipeline.eval_example_shapes(exp.config.data, exp.spec.image_shape)
+  return {
+    k: jax.ShapeDtypeStruct((exp.config.eval.batch_size, *shape), dtype, sharding=data)
+    for k, (shape, dtype) in shapes.items()
+  }
+
+
 def _build(
   config, stage: Stage, spec: DataSpec, mesh, splits
 ) -> tuple[Experiment, Callable, TrainState]:
   """The experiment of ``config`` on data of ``spec``, its state's init function and the
   state's shapes (``jax.ShapeDtypeStruct`` s)."""
+  pipeline.check_eval_transform(config.data, spec.image_shape)
   model = model_of(config, spec.num_classes, stage)
   steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
   schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)

@@ -195,6 +195,24 @@ def _test_logits(model, state: TrainState, batch, mean, std, logit_scale: float,
   return logits, aux
 
 
+def _flat_views(batch) -> tuple[dict, int | None]:
+  """An evaluation batch whose images hold several views of each example, ``(B, V, H, W,
+  C)`` (the ``five_crop`` eval transform, ``ltjax.data.pp.augment.EVAL_VIEWS``), as a batch
+  of its B * V images, example-major, and V; any other batch as it is, and None."""
+  images = batch["image"]
+  if images.ndim != 5:
+    return batch, None
+  return batch | {"image": images.reshape(-1, *images.shape[2:])}, images.shape[1]
+
+
+def _mean_over_views(x: jax.Array, views: int | None) -> jax.Array:
+  """``(B * V, ...)`` -> ``(B, ...)``: the mean over each example's V views (``views``
+  None: ``x`` as it is). LIFT's ``output.view(bsz, ncrops, -1).mean(dim=1)``."""
+  if views is None:
+    return x
+  return jnp.mean(x.reshape(-1, views, *x.shape[1:]), axis=1)
+
+
 def make_eval_step(
   model: nn.Module,
   mean: Sequence[float],
@@ -208,11 +226,19 @@ def make_eval_step(
   ``ltjax.evaluate.evaluators.device_functions``: the argmax, max softmax probability, ...)
   on its logits as the loss sees them (times ``logit_scale``) and the batch's labels (-1:
   open set). ``model_inputs``: the stage's (``Stage.model_inputs``), what its head takes of
-  ``state.extra``."""
+  ``state.extra``.
+
+  ``batch["image"]``: uint8 (B, H, W, C), or (B, V, H, W, C) with V views of each example
+  (the ``five_crop`` eval transform's crops): the model then runs on all B * V images and
+  the outputs are computed on each example's logits averaged over its views (float32;
+  LIFT's test-time ensemble, which averages logits, not probabilities). Which of the two
+  is a property of the batch's shape, fixed when the step is traced: a (B, H, W, C) batch
+  gives the program it always gave."""
 
   def eval_step(state: TrainState, batch) -> dict:
-    logits, _ = _test_logits(model, state, batch, mean, std, logit_scale, model_inputs)
-    logits32 = logits.astype(jnp.float32)
+    images, views = _flat_views(batch)
+    logits, _ = _test_logits(model, state, images, mean, std, logit_scale, model_inputs)
+    logits32 = _mean_over_views(logits.astype(jnp.float32), views)
     return {name: fn(logits32, batch["label"]) for name, fn in outputs.items()}
 
   return eval_step
@@ -229,10 +255,22 @@ def make_feature_step(
   the logits as the eval step's (times ``logit_scale``).
 
   One forward serves NCM, tau-normalisation, post-hoc logit adjustment, centroids and plots.
+
+  A batch of V views per example (``five_crop``, see ``make_eval_step``) gives each
+  example's logits averaged over its views, as the eval step's, and its features averaged
+  over them too: the post-hoc methods read one feature per example, the mean of its crops'.
+  A method linear in the features (tau-normalisation's rescaled linear head) thereby gives
+  the mean of its per-crop logits, as LIFT's ensemble; one that normalises them or takes
+  distances (NCM, a cosine zero-shot head) is computed on the mean feature, which is not
+  the mean of its per-crop logits.
   """
 
   def feature_step(state: TrainState, batch) -> dict:
-    logits, aux = _test_logits(model, state, batch, mean, std, logit_scale, model_inputs)
-    return {"features": aux["features"], "logits": logits}
+    images, views = _flat_views(batch)
+    logits, aux = _test_logits(model, state, images, mean, std, logit_scale, model_inputs)
+    return {
+      "features": _mean_over_views(aux["features"], views),
+      "logits": _mean_over_views(logits, views),
+    }
 
   return feature_step

@@ -14,7 +14,11 @@ from ltjax.data.pp import device_ops, image_ops
 from ltjax.data.pp.rng import record_uniforms
 
 AUGMENTATIONS = ("none", "crop_flip", "imagenet", "imagenet_device")
-EVAL_TRANSFORMS = ("none", "resize_center_crop")
+EVAL_TRANSFORMS = ("none", "resize_center_crop", "five_crop")
+#: Eval transforms that give each example several views, and how many: its batches' images
+#: are (B, views, H, W, C), and the eval and feature steps average the model's outputs over
+#: the views (``ltjax.train.steps``).
+EVAL_VIEWS = {"five_crop": len(image_ops.FIVE_CROPS)}
 
 
 def augment_batch(
@@ -72,14 +76,34 @@ def as_batch(images, kind: str) -> np.ndarray:
   return np.stack(images)
 
 
-def eval_transform(images, *, kind: str, size: int = 224) -> np.ndarray:
+def eval_transform(images, *, kind: str, size: int = 224, tte_expand: int = 24) -> np.ndarray:
   """Deterministic evaluation transform.
 
-  ``none``, or ``resize_center_crop``: resize the shorter side to size * 256 / 224 and
-  centre-crop size x size (the references' 256 -> 224).
+  ``none``: the stored images, (B, H, W, C).
+
+  ``resize_center_crop``: resize the shorter side to size * 256 / 224 and centre-crop
+  size x size (the references' 256 -> 224): (B, size, size, C).
+
+  ``five_crop``: LIFT's test-time ensemble (shijxcs/LIFT, ``tte_mode="fivecrop"``): resize
+  the shorter side to ``size + tte_expand`` and take the four corner and the central
+  size x size crops (torchvision ``Resize`` + ``FiveCrop``; ``image_ops.five_crop_batch``):
+  (B, 5, size, size, C), ``EVAL_VIEWS`` crops per example, whose logits the eval step
+  averages.
+
+  Both resizes are Pillow's bilinear filter, antialiased when downsampling: torchvision's
+  on PIL images, so the pixels are the references' (``ltjax.data.pp.image_ops``).
   """
   if kind == "none":
     return as_batch(images, kind)
   if kind == "resize_center_crop":
     return image_ops.imagenet_eval_batch(list(images), resize=round(size * 256 / 224), crop=size)
+  if kind == "five_crop":
+    tte_expand = _check_expand(tte_expand)
+    return image_ops.five_crop_batch(list(images), resize=size + tte_expand, crop=size)
   raise ValueError(f"unknown eval transform {kind!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")
+
+
+def _check_expand(value) -> int:
+  if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+    raise ValueError(f"five_crop: tte_expand must be an integer >= 0, got {value!r}.")
+  return int(value)

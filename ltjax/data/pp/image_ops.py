@@ -5,6 +5,8 @@ These reproduce the torchvision transforms used by the reference long-tailed rec
 
   train: RandomResizedCrop(224) -> RandomHorizontalFlip() -> ColorJitter(0.4, 0.4, 0.4)
   eval:  Resize(256) -> CenterCrop(224)
+  eval, LIFT's test-time ensemble (shijxcs/LIFT, tte_mode="fivecrop"):
+         Resize(224 + 24) -> FiveCrop(224)
 
 The references apply them to PIL images, so torchvision runs Pillow's operations: crop
 then bilinear resize (antialiased when downsampling), ``transpose`` for the flip, and
@@ -508,6 +510,76 @@ def imagenet_train_batch(
   for i, (image, row) in enumerate(zip(images, u, strict=True)):
     out[i] = np.asarray(_train_pil(image, row, size, jitter)).reshape(out.shape[1:])
   return out
+
+
+#: The crops of `five_crop`, in torchvision ``FiveCrop``'s order.
+FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+
+
+def five_crop(image: np.ndarray, size: int) -> np.ndarray:
+  """The four corner and the central ``size x size`` crops (torchvision ``FiveCrop(size)``).
+
+  In `FIVE_CROPS`'s order (top-left, top-right, bottom-left, bottom-right, centre); the
+  centre crop is `center_crop`'s (offset ``round((H - size) / 2)``, as torchvision).
+
+  Args:
+    image: (H, W, C) uint8 with H, W >= size.
+    size: crop height and width.
+
+  Returns:
+    (5, size, size, C) uint8.
+
+  Raises:
+    ValueError: a side of the image is shorter than ``size`` (as torchvision, which does
+      not pad here).
+  """
+  image = _check_image(image)
+  size = check_size(size, "size")
+  h, w = image.shape[:2]
+  if size > h or size > w:
+    raise ValueError(f"five_crop: the {size}x{size} crops do not fit in a {h}x{w} image.")
+  bottom, right = h - size, w - size
+  corners = [(0, 0), (0, right), (bottom, 0), (bottom, right)]
+  crops = [image[t : t + size, x : x + size] for t, x in corners]
+  return np.stack([*crops, center_crop(image, size)])
+
+
+def eval_resize_five_crop(image: np.ndarray, resize: int, crop: int) -> np.ndarray:
+  """``Resize(resize)`` then ``FiveCrop(crop)``: LIFT's test-time ensemble (its
+  ``tte_mode="fivecrop"``: ``resize = crop + expand``, expand 24 by default).
+
+  The resize is `resize_shorter`'s: Pillow's bilinear filter (antialiased when it
+  downsamples, interpolating when it upsamples), the longer side truncated, which is what
+  torchvision's ``Resize(int)`` runs on the PIL images LIFT loads, so the crops are
+  torchvision's pixel for pixel.
+
+  Args:
+    image: (H, W, C) uint8, any size (a smaller image is upsampled).
+    resize: shorter side after resizing, >= crop.
+    crop: crop height and width.
+
+  Returns:
+    (5, crop, crop, C) uint8 (`FIVE_CROPS`' order).
+  """
+  resize, crop = check_size(resize, "resize"), check_size(crop, "crop")
+  if crop > resize:
+    raise ValueError(f"five_crop: crop {crop} is larger than the resized shorter side {resize}.")
+  return five_crop(resize_shorter(image, resize), crop)
+
+
+def five_crop_batch(images_list: Sequence[np.ndarray], resize: int, crop: int) -> np.ndarray:
+  """`eval_resize_five_crop` on each image.
+
+  Args:
+    images_list: B images (H_i, W_i, C) uint8, sizes may differ, same C.
+    resize: shorter side after resizing, >= crop.
+    crop: crop height and width.
+
+  Returns:
+    (B, 5, crop, crop, C) uint8.
+  """
+  images = check_image_list(images_list)
+  return np.stack([eval_resize_five_crop(im, resize, crop) for im in images])
 
 
 def imagenet_eval_batch(
