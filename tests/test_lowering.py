@@ -173,3 +173,26 @@ def test_a_vit_train_step_lowers_for_gpu_and_tpu_sharded(backbone):
   assert not any('"data"' in spec for name, spec in shardings.items() if name.startswith("state"))
   assert "bf16" in text
   assert all(x.dtype == "float32" for x in jax.tree.leaves(state.params))
+
+
+def test_lifts_step_lowers_for_gpu_and_tpu_sharded_with_state_only_for_what_trains():
+  """LIFT's recipe (AdaptFormer on a CLIP tower, logit-adjusted loss, cosine head, bf16):
+  the step lowers as every other, and the optimizer state holds the adapter and the head
+  only, whatever the size of the frozen tower."""
+  config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "crt.py"))
+  config.stage, config.model.backbone, config.model.dtype = "joint", "clip_vit_tiny", "bfloat16"
+  config.model.peft, config.model.head, config.model.clip_projection = "adaptformer", "cosine", False
+  config.loss.name = "logit_adjusted"
+  config.num_devices, config.batch_size = 8, 16
+  config.data.crop_size = 32
+  exp, state = experiment.abstract_setup(config, DataSpec(1000, 1000, (32, 32, 3)))
+  text = exported_text(exp.train_step, state, experiment.abstract_batch(exp))
+  assert custom_calls(text) <= ALLOWED_CUSTOM_CALLS, custom_calls(text)
+  assert CPU_SCOPE not in text
+  shardings = main_args(text)
+  batch = [spec for name, spec in shardings.items() if name.startswith("batch")]
+  assert batch and all(spec.startswith('[{"data"}') for spec in batch)
+  assert not any('"data"' in spec for name, spec in shardings.items() if name.startswith("state"))
+  assert "bf16" in text
+  moments = sum(x.size for x in jax.tree.leaves(state.opt_state) if x.ndim)
+  assert moments == exp.parameters["trained"] < exp.parameters["total"]
