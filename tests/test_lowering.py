@@ -181,7 +181,11 @@ def test_lifts_step_lowers_for_gpu_and_tpu_sharded_with_state_only_for_what_trai
   only, whatever the size of the frozen tower."""
   config = load_config(os.path.join(REPO, "configs", "imagenet_lt", "crt.py"))
   config.stage, config.model.backbone, config.model.dtype = "joint", "clip_vit_tiny", "bfloat16"
-  config.model.peft, config.model.head, config.model.clip_projection = "adaptformer", "cosine", False
+  config.model.peft, config.model.head, config.model.clip_projection = (
+    "adaptformer",
+    "cosine",
+    False,
+  )
   config.loss.name = "logit_adjusted"
   config.num_devices, config.batch_size = 8, 16
   config.data.crop_size = 32

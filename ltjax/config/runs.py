@@ -59,6 +59,9 @@ EVALUATION_FIELDS = (
   "eval.open_threshold",
   "eval.select",
   "eval.evaluators",
+  # The test images' views: LIFT's five-crop test-time ensemble of a trained run.
+  "data.eval_transform",
+  "data.tte_expand",
   # Text features for the zero-shot row of a run trained without them.
   "model.text_features",
   # The open set is test images only (never trained on): `ltjax evaluate --open_set`.

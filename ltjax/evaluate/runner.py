@@ -117,7 +117,7 @@ def method_files() -> tuple[str, ...]:
 
 #: ``computed_with`` entries that say what a row's numbers mean; rows of one results.json
 #: must agree on them. ``step`` and ``from`` say which model a row tested.
-_SETTINGS = ("data", "many_threshold", "few_threshold", "open_threshold")
+_SETTINGS = ("data", "many_threshold", "few_threshold", "open_threshold", "test_views")
 
 
 def computed_with(exp, step: int, source_method: str | None = None) -> dict:
@@ -127,7 +127,7 @@ def computed_with(exp, step: int, source_method: str | None = None) -> dict:
   settings (shot and open-set thresholds)."""
   ident = exp.splits.identity()
   e = exp.config.eval
-  return {
+  record = {
     "step": int(step),
     "from": source_method,
     "data": {split: ident[split]["digest"][:16] for split in ("train", "val", "test")},
@@ -135,6 +135,16 @@ def computed_with(exp, step: int, source_method: str | None = None) -> dict:
     "few_threshold": e.few_threshold,
     "open_threshold": e.open_threshold,
   }
+  views = test_views(exp.config.data)
+  return record | ({"test_views": views} if views else {})
+
+
+def test_views(data) -> str | None:
+  """What a row's test images were when it averaged several views of each (the
+  ``five_crop`` test-time ensemble: ``"five_crop+24"``), or None for one view."""
+  if data.eval_transform != "five_crop":
+    return None
+  return f"five_crop+{int(data.tte_expand)}"
 
 
 def _setting_changes(old: dict, new: dict) -> list[str]:
@@ -150,6 +160,8 @@ def _setting_changes(old: dict, new: dict) -> list[str]:
     )
   if old.get("open_threshold") != new["open_threshold"]:
     out.append(f"open threshold {old.get('open_threshold')}, now {new['open_threshold']}")
+  if old.get("test_views") != new.get("test_views"):
+    out.append(f"test views {old.get('test_views') or 'one'}, now {new.get('test_views') or 'one'}")
   old_data = old.get("data") or {}
   for split in ("train", "val", "test"):
     if old_data.get(split) != new["data"][split]:

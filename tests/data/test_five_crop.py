@@ -2,6 +2,8 @@
 "fivecrop"): Resize(crop_size + tte_expand) + FiveCrop(crop_size) on the host, the logits
 averaged over the five crops in the eval and feature steps."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -176,3 +178,26 @@ def test_tte_expand_is_range_checked():
   config = tiny_config(**FIVE_CROP, **{"data.tte_expand": -1})
   with pytest.raises(ValueError, match=r"--config.data.tte_expand must be an integer >= 0"):
     config_lib.validate(config)
+
+
+def test_a_trained_run_is_evaluated_with_five_crops_and_its_rows_say_so(tmp_path):
+  """LIFT trains with one view and tests with five (its test_only run with tte): ltjax
+  evaluates a finished run with ``data.eval_transform=five_crop``; the row records its views,
+  and rows of one view are removed beside it, saying why."""
+  import json
+
+  from ltjax.evaluate import runner
+  from ltjax.train import loop, workdir
+
+  config = tiny_config(**{"data.crop_size": 8})
+  run = str(tmp_path / "run")
+  one_view = loop.train_and_evaluate(config, run, splits=tiny_splits())
+  assert "test_views" not in one_view["computed_with"]
+  runner.update_json(os.path.join(run, "results.json"), "other", one_view)  # A second row.
+  tta = tiny_config(**{"data.crop_size": 8, "data.eval_transform": "five_crop"})
+  workdir.check_evaluation(run, tta)  # An evaluation field: allowed on a finished run.
+  exp, state = experiment.restore_trained(tta, run, tiny_splits())
+  row = runner.evaluate_and_write(exp, state, run)
+  assert row["computed_with"]["test_views"] == "five_crop+24"
+  with open(os.path.join(run, "results.json")) as f:
+    assert set(json.load(f)) == {config.method}  # "other" (one view) went.
