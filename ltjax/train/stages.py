@@ -76,7 +76,8 @@ class Stage:
   def keeps_pretrained_backbone(self, config: ml_collections.ConfigDict) -> bool:
     """The backbone is ``model.pretrained``'s as read: frozen, and not from ``init_from``
     (what zero-shot CLIP needs of the features)."""
-    return bool(self.frozen_backbone and config.model.pretrained and not self.copies_of(config))
+    frozen = self.frozen_backbone or config.model.get("peft") == "linear"  # Head only.
+    return bool(frozen and config.model.pretrained and not self.copies_of(config))
 
   def check(self, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work)."""
