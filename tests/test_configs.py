@@ -41,6 +41,15 @@ The CIFAR-LT rows (the comparison set), read off two more codebases:
   to epoch 20 / 22 per step, x0.1 at (604, 926, 1128) / (691, 1059, 1290); ``_process_image``:
   x / 255 - 0.5), ``models.py`` (L2 1e-4 = weight decay 2e-4). Its network and cut are its
   own; ltjax keeps the LDAM-DRW ResNet-32 and cut (configs/cifar10_lt/logit_adjusted.py).
+
+The LIFT rows (Shi et al., ICML 2024; shijxcs/LIFT), each value commented with the
+``path@commit:line`` of LIFT it comes from (the commit each file was read at): the recipe is
+``scripts/run_tab1to4_main_results.sh`` (``main.py -d DATA -m clip_vit_b16 adaptformer True``,
+tested again with ``test_only True tte True``; ``-m in21k_vit_b16 adaptformer True`` without
+the ensemble), whose model configs set what ``utils/config.py`` does not, and ``trainer.py``
+(the data pipeline, optimizer, schedule, loss and test). What a config cannot pin: LIFT's
+``init_head: class_mean`` (in21k; ltjax has no such start: the docstring says so), fp16
+autocast (ltjax: bfloat16), the ratio-100 shot groups LIFT keeps for every CIFAR ratio.
 """
 
 import ast
@@ -130,6 +139,126 @@ LA |= {"model.head": "linear", "loss.name": "logit_adjusted", "loss.tau": 1.0}
 LA10 = {**LA, "num_epochs": 1241, "optim.warmup_epochs": 20, "optim.milestones": (604, 926, 1128)}
 LA100 = {**LA, "num_epochs": 1419, "optim.warmup_epochs": 22}
 LA100 |= {"optim.milestones": (691, 1059, 1290)}
+
+# LIFT (shijxcs/LIFT): shared by every row. Files and the commit each was read at:
+# utils/config.py@038a379, configs/model/clip_vit_b16.yaml@1643432,
+# configs/model/clip_vit_b16_peft.yaml@ce15c60, configs/model/in21k_vit_b16.yaml@038a379,
+# scripts/run_tab1to4_main_results.sh@038a379, trainer.py@1643432, models/models.py@ce15c60,
+# models/classifiers.py@ce15c60, models/peft_vit.py@1643432, utils/losses.py@ce15c60,
+# datasets/cifar100.py@ce15c60, datasets/lt_data.py@ce15c60, clip/clip.py@ce15c60,
+# requirements-with-version.txt@ce15c60.
+LIFT = {
+  # trainer.py@1643432:439-541: one training run (train()), then test() of its final model.
+  "stage": "joint",
+  # scripts/run_tab1to4_main_results.sh@038a379:2 `adaptformer True` (clip_vit_b16_peft.yaml
+  # @ce15c60:27 adaptformer: True); models/peft_vit.py@1643432:70 use_adaptformer;
+  # peft_vit.py@1643432:83-84 partial None: all blocks.
+  "model.peft": "adaptformer",
+  # utils/config.py@038a379:48 adapter_dim None -> models/peft_vit.py@1643432:95
+  # 2 ** max(0, int(log2(num_classes / (n_layers * 2)))): ltjax's 0.
+  "model.adapter_dim": 0,
+  # configs/model/clip_vit_b16.yaml@1643432:20 classifier "CosineClassifier" (utils/config.py
+  # @038a379:29); models/classifiers.py@ce15c60:39-41 normalize x and w, * scale.
+  "model.head": "cosine",
+  # utils/config.py@038a379:30 scale = 25 (models/models.py@ce15c60:59 passes **cfg, which
+  # overrides CosineClassifier's scale=30 default, classifiers.py@ce15c60:34).
+  "model.head_scale": 25.0,
+  # clip_vit_b16.yaml@1643432:11 prec "amp" (trainer.py@1643432:453 autocast(), :282
+  # GradScaler(), :47-49 CLIP's weights in float32): ltjax's mixed precision is bfloat16.
+  "model.dtype": "bfloat16",
+  # clip_vit_b16.yaml@1643432:2 resolution 224 (utils/config.py@038a379:10).
+  "data.crop_size": 224,
+  # trainer.py@1643432:102-107 RandomResizedCrop(resolution), RandomHorizontalFlip(), no
+  # ColorJitter.
+  "data.augment": "imagenet",
+  "data.jitter": 0.0,
+  # datasets/lt_data.py@ce15c60:38 Image.open(f).convert('RGB'): the full decode.
+  "data.decode_min_size": 0,
+  # clip_vit_b16.yaml@1643432:24 expand 24 (utils/config.py@038a379:56); trainer.py
+  # @1643432:119 Resize(resolution + expand).
+  "data.tte_expand": 24,
+  # clip_vit_b16.yaml@1643432:19 loss_type "LA"; trainer.py@1643432:300-301
+  # LogitAdjustedLoss(cls_num_list); utils/losses.py@ce15c60:85 tau=1.0, :93 logit + tau log pi.
+  "loss.name": "logit_adjusted",
+  "loss.tau": 1.0,
+  # clip_vit_b16.yaml@1643432:14 batch_size 128 (:15 micro_batch_size 128: no accumulation).
+  "batch_size": 128,
+  # clip_vit_b16.yaml@1643432:13 num_epochs 10 (iNaturalist: 20, its row).
+  "num_epochs": 10,
+  # trainer.py@1643432:278-280 torch.optim.SGD([tuner, head], lr=cfg.lr,
+  # weight_decay=cfg.weight_decay, momentum=cfg.momentum): one lr for both groups, no
+  # Nesterov; clip_vit_b16.yaml@1643432:16-18 lr 0.01, weight_decay 5e-4, momentum 0.9.
+  "optim.name": "sgd",
+  "optim.lr": 0.01,
+  "optim.head_lr": None,
+  "optim.momentum": 0.9,
+  "optim.weight_decay": 5e-4,
+  "optim.nesterov": False,
+  # trainer.py@1643432:281 CosineAnnealingLR(self.optim, cfg.num_epochs), :526
+  # self.sched.step() after each epoch's batches; no warm-up.
+  "optim.schedule": "cosine",
+  "optim.lr_update": "epoch_end",
+  "optim.warmup_epochs": 0.0,
+  # trainer.py@1643432:257-265 every model parameter frozen, then the tuner's and the head's
+  # trained (what model.peft does); nothing else frozen.
+  "optim.freeze": (),
+  # trainer.py@1643432:175-177 DataLoader(train_dataset, batch_size=micro_batch_size,
+  # shuffle=True).
+  "sampler.name": "instance",
+  # trainer.py@1643432:541 self.test() of the final model; no validation anywhere.
+  "eval.select": "final",
+  "eval_every_epochs": 0,
+  # trainer.py@1643432:162-164 many > 100, medium 20..100, few < 20 training images.
+  "eval.many_threshold": 100,
+  "eval.few_threshold": 20,
+}
+LIFT_CLIP = {
+  **LIFT,
+  # clip_vit_b16.yaml@1643432:1 backbone "CLIP-ViT-B/16"; trainer.py@1643432:33-34
+  # clip._download(clip._MODELS[...]); clip/clip.py@ce15c60:36 ViT-B-16.pt.
+  "model.backbone": "clip_vit_b16",
+  "model.pretrained": "pretrained/ViT-B-16.pt",
+  # trainer.py@1643432:349-351 the text features mapped back through the image tower's proj:
+  # the head sits before CLIP's projection (models/models.py@ce15c60:57 feat_dim =
+  # image_encoder.out_dim, ln_post's width).
+  "model.clip_projection": False,
+  # clip_vit_b16.yaml@1643432:22 init_head "text_feat"; trainer.py@1643432:236-237,
+  # :344 "a photo of a {}." (utils/config.py@038a379:54 prompt "default"), :306 "_" -> " ".
+  "model.head_init": "text_features",
+  # trainer.py@1643432:93-95 CLIP's mean / std.
+  "dataset.mean": (0.48145466, 0.4578275, 0.40821073),
+  "dataset.std": (0.26862954, 0.26130258, 0.27577711),
+  # scripts/run_tab1to4_main_results.sh@038a379:3 `test_only True tte True`;
+  # utils/config.py@038a379:57 tte_mode "fivecrop"; trainer.py@1643432:117-123 Resize(224 +
+  # 24), FiveCrop(224); :571-573 the crops' logits averaged.
+  "data.eval_transform": "five_crop",
+}
+LIFT_IN21K = {
+  **LIFT,
+  # in21k_vit_b16.yaml@038a379:1 backbone "IN21K-ViT-B/16"; trainer.py@1643432:56
+  # vit_base_patch16_224(pretrained=True) at requirements-with-version.txt@ce15c60:8
+  # timm==0.6.12: AugReg ImageNet-21k, fine-tuned on ImageNet-1k at 224 px.
+  "model.backbone": "vit_b16",
+  "model.pretrained": (
+    "pretrained/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
+    "--imagenet2012-steps_20k-lr_0.01-res_224.npz"
+  ),
+  # in21k_vit_b16.yaml@038a379:22 init_head "class_mean" (trainer.py@1643432:238-239): not
+  # in ltjax; the head keeps its own start (LIFT's classifiers.py@ce15c60:10 before init).
+  "model.head_init": "",
+  # trainer.py@1643432:96-98 mean / std 0.5 for a backbone that is not CLIP.
+  "dataset.mean": (0.5, 0.5, 0.5),
+  "dataset.std": (0.5, 0.5, 0.5),
+  # scripts/run_tab1to4_main_results.sh@038a379:22-24 no tte run; in21k_vit_b16.yaml
+  # @038a379:23 tte False; trainer.py@1643432:141-146 Resize(224 * 8 // 7), CenterCrop(224).
+  "data.eval_transform": "resize_center_crop",
+}
+# The CIFAR-100-LT rows: configs/data/cifar100_ir100.yaml@ce15c60:1 CIFAR100_IR100;
+# datasets/cifar100.py@ce15c60:76 imb_factor=0.01 (ratio 100; :71 0.02, :66 0.1), :14
+# np.random.seed(0), :24-27 int(500 * imb_factor ** (c / 99)), :41 shuffled: the cao2019 cut.
+LIFT_CIFAR = {"dataset.name": "tfds", "dataset.tfds_name": "cifar100"}
+LIFT_CIFAR |= {"dataset.longtail": "cao2019", "dataset.imbalance_ratio": 100.0}
+LIFT_CIFAR |= {"model.cifar_shortcut": "conv"}  # The CIFAR preset's ResNet option, unset.
 
 REFERENCE = [
   ("cifar10_lt/joint.py", "LDAM cifar_train.py", {**LDAM_ERM, "dataset.tfds_name": "cifar10"}),
@@ -254,6 +383,40 @@ REFERENCE = [
     "OLTR config/Places_LT/stage_2_meta_embedding.py",
     {**OLTR_STAGE2, "model.backbone": "resnet152", "num_epochs": 30, "optim.lr": 1e-4}
     | {"optim.head_lr": 0.01, "optim.step_every_epochs": 10, "optim.freeze": ("^backbone/",)},
+  ),
+  (
+    "imagenet_lt/lift.py",
+    "LIFT scripts/run_tab1to4_main_results.sh",
+    # configs/data/imagenet_lt.yaml@ce15c60:1 ImageNet_LT (datasets/imagenet_lt.py@ce15c60:7-8
+    # ImageNet_LT_train.txt / _test.txt).
+    {**LIFT_CLIP, "dataset.name": "imagenet_lt"},
+  ),
+  (
+    "places_lt/lift.py",
+    "LIFT scripts/run_tab1to4_main_results.sh",
+    # configs/data/places_lt.yaml@ce15c60:1 Places_LT (datasets/places_lt.py@ce15c60:7-8).
+    {**LIFT_CLIP, "dataset.name": "places_lt"},
+  ),
+  (
+    "inat2018/lift.py",
+    "LIFT scripts/run_tab1to4_main_results.sh",
+    # configs/data/inat2018.yaml@ce15c60:1 iNaturalist2018 (datasets/inat2018.py@ce15c60:9-10
+    # iNaturalist18_train.txt / _val.txt, tested on val; :44-45 its classes renumbered by
+    # sorted name, a permutation); scripts/run_tab1to4_main_results.sh@038a379:10
+    # num_epochs 20; CLIP's mean / std (trainer.py@1643432:93-95), not iNaturalist's.
+    {**LIFT_CLIP, "dataset.name": "inat2018", "num_epochs": 20},
+  ),
+  (
+    "cifar100_lt/lift.py",
+    "LIFT scripts/run_tab1to4_main_results.sh",
+    # scripts/run_tab1to4_main_results.sh@038a379:14, :17 (ratios 50, 10: :15-16, :18-19).
+    {**LIFT_CLIP, **LIFT_CIFAR},
+  ),
+  (
+    "cifar100_lt/lift_in21k.py",
+    "LIFT scripts/run_tab1to4_main_results.sh",
+    # scripts/run_tab1to4_main_results.sh@038a379:22 (ratios 50, 10: :23-24).
+    {**LIFT_IN21K, **LIFT_CIFAR},
   ),
 ]
 

@@ -174,3 +174,73 @@ def cifar_lt_logit_adjusted(c: ml_collections.ConfigDict, name: str) -> ml_colle
   c.loss.name, c.loss.tau = "logit_adjusted", 1.0
   c.eval_every_epochs = 100
   return c
+
+
+# ----------------------------------------------------------------------------- LIFT
+
+#: LIFT's foundation models (shijxcs/LIFT ``configs/model/clip_vit_b16.yaml`` and
+#: ``in21k_vit_b16.yaml``) as ltjax backbones, with the file each reads by default and the
+#: normalisation LIFT's ``trainer.py`` ``build_data_loader`` gives it.
+LIFT_BACKBONES = {
+  # OpenAI's ViT-B/16 (LIFT: clip._MODELS["ViT-B/16"]; its head on ln_post(class token)).
+  "clip_vit_b16": (
+    "pretrained/ViT-B-16.pt",
+    ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+  ),
+  # timm 0.6.12's vit_base_patch16_224(pretrained=True): the AugReg ImageNet-21k ViT-B/16
+  # fine-tuned on ImageNet-1k at 224 px, whose .npz this is.
+  "vit_b16": (
+    "pretrained/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
+    "--imagenet2012-steps_20k-lr_0.01-res_224.npz",
+    ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+  ),
+}
+
+
+def lift(c: ml_collections.ConfigDict, backbone: str = "clip_vit_b16") -> ml_collections.ConfigDict:
+  """LIFT (Shi et al., "Long-Tail Learning with Foundation Model: Heavy Fine-Tuning Hurts",
+  ICML 2024; shijxcs/LIFT ``main.py -m clip_vit_b16 adaptformer True``): a pretrained ViT-B/16
+  frozen but for AdaptFormer modules in every block (bottleneck 2^max(0, floor(log2(K / 24))))
+  and a cosine classifier (scale 25) on its class token before CLIP's projection, started
+  from the CLIP text features of the class names ("a photo of a {}."); the logit-adjusted
+  loss (tau 1); SGD over the adapters and the head only (lr 0.01, momentum 0.9, weight decay
+  5e-4), batch 128, 10 epochs, CosineAnnealingLR(T_max = the epochs) stepped after each
+  epoch; RandomResizedCrop(224) + flip (no colour jitter); mixed precision (bfloat16 here,
+  LIFT's fp16 autocast); the
+  final model tested with LIFT's test-time ensemble (five 224 crops of the image resized to
+  248, logits averaged). No validation during training, as LIFT.
+
+  ``backbone``: ``clip_vit_b16`` (LIFT's ``clip_vit_b16``) or ``vit_b16`` (its
+  ``in21k_vit_b16``: mean/std 0.5, no text features, and no test-time ensemble, as its
+  main-results script runs it). Sets the dataset's normalisation and replaces the preset's
+  backbone; ``model.pretrained`` defaults to the file LIFT loads (``LIFT_BACKBONES``).
+  ``tests/test_configs.py`` pins every value to the line of LIFT it comes from.
+  """
+  if backbone not in LIFT_BACKBONES:
+    raise ValueError(f"LIFT's backbones are {sorted(LIFT_BACKBONES)}, got {backbone!r}.")
+  clip = backbone.startswith("clip_")
+  weights, (mean, std) = LIFT_BACKBONES[backbone]
+  c.stage, c.method = "joint", "lift"
+  c.model.backbone, c.model.pretrained = backbone, weights
+  c.model.cifar_shortcut = "conv"  # A CIFAR preset's ResNet option, back to its default.
+  if clip:
+    c.model.clip_projection = False
+  c.dataset.mean, c.dataset.std = mean, std
+  c.model.peft, c.model.adapter_dim = "adaptformer", 0
+  c.model.head, c.model.head_scale = "cosine", 25.0
+  c.model.head_init = "text_features" if clip else ""
+  c.model.dtype = "bfloat16"
+  c.loss.name, c.loss.tau = "logit_adjusted", 1.0
+  c.sampler.name = "instance"
+  c.batch_size, c.num_epochs = 128, 10
+  c.optim.name, c.optim.lr, c.optim.head_lr = "sgd", 0.01, None
+  c.optim.momentum, c.optim.weight_decay, c.optim.nesterov = 0.9, 5e-4, False
+  c.optim.schedule, c.optim.lr_update, c.optim.warmup_epochs = "cosine", "epoch_end", 0.0
+  c.optim.freeze = ()
+  c.data.augment, c.data.jitter, c.data.crop_size = "imagenet", 0.0, 224
+  c.data.decode_min_size = 0
+  c.data.eval_transform = "five_crop" if clip else "resize_center_crop"
+  c.data.tte_expand = 24
+  c.eval.select, c.eval_every_epochs = "final", 0
+  c.eval.many_threshold, c.eval.few_threshold = 100, 20
+  return c
