@@ -48,7 +48,8 @@ The LIFT rows (Shi et al., ICML 2024; shijxcs/LIFT), each value commented with t
 tested again with ``test_only True tte True``; ``-m in21k_vit_b16 adaptformer True`` without
 the ensemble), whose model configs set what ``utils/config.py`` does not, and ``trainer.py``
 (the data pipeline, optimizer, schedule, loss and test). What a config cannot pin: LIFT's
-``init_head: class_mean`` (in21k; ltjax has no such start: the docstring says so), fp16
+the images ``init_head: class_mean`` reads (in21k: LIFT's Resize(224) + CenterCrop(224),
+ltjax's evaluation transform), fp16
 autocast (ltjax: bfloat16), the ratio-100 shot groups LIFT keeps for every CIFAR ratio.
 """
 
@@ -243,9 +244,9 @@ LIFT_IN21K = {
     "pretrained/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0"
     "--imagenet2012-steps_20k-lr_0.01-res_224.npz"
   ),
-  # in21k_vit_b16.yaml@038a379:22 init_head "class_mean" (trainer.py@1643432:238-239): not
-  # in ltjax; the head keeps its own start (LIFT's classifiers.py@ce15c60:10 before init).
-  "model.head_init": "",
+  # in21k_vit_b16.yaml@038a379:22 init_head "class_mean" (trainer.py@1643432:238-239: the
+  # normalised class means of the frozen features, init_head_class_mean).
+  "model.head_init": "class_mean",
   # trainer.py@1643432:96-98 mean / std 0.5 for a backbone that is not CLIP.
   "dataset.mean": (0.5, 0.5, 0.5),
   "dataset.std": (0.5, 0.5, 0.5),

@@ -166,7 +166,9 @@ FIELD_DOCS: dict[str, str] = {
   "model.head": "Which classifier head; see ltjax.models.HEADS.",
   "model.head_init": (
     "'' = the head's own initialisation; 'text_features' = the classifier starts from the "
-    "CLIP text features of the class names in model.text_features (LIFT's init_head=text_feat)."
+    "CLIP text features of the class names in model.text_features (LIFT's init_head=text_feat); "
+    "'class_mean' = from the normalised class means of the training features (LIFT's "
+    "init_head=class_mean)."
   ),
   "model.text_features": (
     "CLIP text features of the class names ('ltjax clip-text' writes them): what "

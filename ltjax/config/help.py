@@ -110,7 +110,10 @@ PEFT_OPTIONS: dict[str, tuple[str, ...]] = {
 _PEFT_FIELDS = ("model.adapter_dim", "model.vpt_len")
 
 #: ``model.head`` -> the ``model`` options it reads (``ltjax.models.HEAD_OPTIONS``).
-HEAD_OPTIONS: dict[str, tuple[str, ...]] = {"cosine": ("head_scale",)}
+HEAD_OPTIONS: dict[str, tuple[str, ...]] = {
+  "cosine": ("head_scale",),
+  "lws_cosine": ("head_scale",),
+}
 _HEAD_FIELDS = ("model.head_scale",)
 
 #: The order blocks are listed in; "" is the run's own fields.

@@ -26,6 +26,7 @@ from ltjax.models import backbones
 from ltjax.models.backbones import BACKBONES, Backbone
 from ltjax.models.heads import (
   CosineClassifier,
+  CosineLWSClassifier,
   LinearClassifier,
   LWSClassifier,
   NormedLinearClassifier,
@@ -43,6 +44,7 @@ __all__ = [
   "CifarResNet",
   "Classifier",
   "CosineClassifier",
+  "CosineLWSClassifier",
   "LinearClassifier",
   "MetaEmbeddingHead",
   "NormedLinearClassifier",
@@ -81,12 +83,16 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
   "lws": LWSClassifier,
   "normed_linear": NormedLinearClassifier,
   "cosine": CosineClassifier,
+  "lws_cosine": CosineLWSClassifier,
   "meta_embedding": MetaEmbeddingHead,
 }
 
 #: head -> {``config.model`` field: the head's attribute}: the options a head reads; a
 #: field of another head set away from its default is refused (``head_options``).
-HEAD_OPTIONS: dict[str, dict[str, str]] = {"cosine": {"head_scale": "scale"}}
+HEAD_OPTIONS: dict[str, dict[str, str]] = {
+  "cosine": {"head_scale": "scale"},
+  "lws_cosine": {"head_scale": "scale"},
+}
 #: ``config.model`` defaults of the heads' options (``ltjax.config.schema`` sets the same).
 HEAD_OPTION_DEFAULTS: dict[str, Any] = {"head_scale": 25.0}
 

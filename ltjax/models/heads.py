@@ -178,6 +178,31 @@ class LWSClassifier(nn.Module):
     return logits.astype(jnp.float32) * scales
 
 
+class CosineLWSClassifier(nn.Module):
+  """LWS on a cosine classifier (``model.head=lws_cosine``): LIFT's head (``CosineClassifier``,
+  a LIFT run's) with one learnable scale per class, ``logits_j = f_j * scale * cos(x, w_j)``.
+  The cosine is what Decoupling's LWS re-scales when the stage-1 classifier has no bias and
+  normalised rows; ``"fc"`` loads a cosine head's kernel unchanged and ``"scales"`` start at
+  ones (the head then equals the cosine one).
+
+  Attributes:
+    num_classes: number of output logits.
+    scale: the cosine head's logit scale (``model.head_scale``).
+    dtype: computation dtype; parameters and returned logits are float32.
+  """
+
+  num_classes: int
+  scale: float = 25.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Array, train: bool = False) -> Array:
+    del train
+    logits = self.scale * _CosineDense(self.num_classes, self.dtype, name="fc")(features)
+    scales = self.param("scales", nn.initializers.ones, (self.num_classes,), jnp.float32)
+    return logits.astype(jnp.float32) * scales
+
+
 # --- Decoupling: tau-normalisation ----------------------------------------------------------
 
 # Eval-time matmuls use full float32 precision, so the one-matmul sweep and the per-tau

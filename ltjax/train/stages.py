@@ -199,6 +199,11 @@ class Stage:
     del config, earlier
     return self.copies
 
+  def check_loaded_head(self, config: ml_collections.ConfigDict, meta: dict) -> None:
+    """Raises ValueError when this stage's head cannot take the classifier it loads from the
+    earlier run (``meta``: its checkpoint metadata)."""
+    del config, meta
+
   def start(self, exp, state):
     """The state a fresh run starts from (not called on resume): the pretrained backbone
     (``model.pretrained``), then the subtrees ``subtrees_to_load`` names, copied from
@@ -207,34 +212,40 @@ class Stage:
       state = load_pretrained(exp, state)
     if self.copies_of(exp.config):
       state = load_earlier_stage(exp, state, self)
-    if exp.config.model.head_init:
+    if exp.config.model.head_init == "text_features":
       state = init_head_from_text(exp, state)
+    elif exp.config.model.head_init == "class_mean":
+      state = init_head_from_class_means(exp, state)
     return state
 
   #: Heads whose classifier is one (D, K) kernel ``head/fc/kernel`` (and a bias, zeroed)
-  #: that text features can start.
+  #: that text features or class means can start.
   TEXT_INIT_HEADS: ClassVar[tuple[str, ...]] = ("linear", "cosine", "normed_linear")
+  #: ``model.head_init`` values: the head's own initialisation, CLIP's text features of the
+  #: class names, the normalised class means of the training features.
+  HEAD_INITS: ClassVar[tuple[str, ...]] = ("", "text_features", "class_mean")
 
   def _check_head_init(self, config: ml_collections.ConfigDict) -> None:
     init = config.model.head_init
     if not init:
       return
-    if init != "text_features":
-      raise ValueError(f"--config.model.head_init={init!r}; valid: '' or 'text_features'.")
-    if not config.model.text_features:
+    if init not in self.HEAD_INITS:
+      valid = ", ".join(repr(i) for i in self.HEAD_INITS)
+      raise ValueError(f"--config.model.head_init={init!r}; valid: {valid}.")
+    if init == "text_features" and not config.model.text_features:
       raise ValueError(
         "model.head_init='text_features' needs --config.model.text_features=FILE "
         "('ltjax clip-text' writes it)."
       )
     if config.model.head not in self.TEXT_INIT_HEADS:
       raise ValueError(
-        f"model.head_init='text_features' starts a {'/'.join(self.TEXT_INIT_HEADS)} head, "
+        f"model.head_init={init!r} starts a {'/'.join(self.TEXT_INIT_HEADS)} head, "
         f"not model.head={config.model.head!r}."
       )
     if any(dst.startswith("head") for _, dst in self.copies_of(config)):
       raise ValueError(
-        f"stage {self.name!r} loads its classifier from init_from, so text features would "
-        "not start it: unset --config.model.head_init."
+        f"stage {self.name!r} loads its classifier from init_from, so model.head_init={init!r} "
+        "would not start it: unset --config.model.head_init."
       )
 
 
@@ -289,6 +300,17 @@ class LearnableWeightScaling(ClassifierRetraining):
   freeze = ("^backbone/", "^head/fc/")
   copies = (("backbone", "backbone"), ("head/fc", "head/fc"))
   pretrained_replaces_init_from = False  # Its classifier comes from the stage-1 run.
+  #: The stage-1 head -> the LWS head that re-scales it.
+  LWS_HEADS: ClassVar[dict[str, str]] = {"linear": "lws", "cosine": "lws_cosine"}
+
+  def check_loaded_head(self, config, meta):
+    earlier = ((meta.get("config") or {}).get("model") or {}).get("head")
+    want = self.LWS_HEADS.get(earlier)
+    if want is not None and config.model.head != want:
+      raise ValueError(
+        f"init_from={config.init_from} has a {earlier} classifier: LWS re-scales it with "
+        f"--config.model.head={want} (not {config.model.head!r})."
+      )
 
 
 class OLTR(Stage):
@@ -414,6 +436,9 @@ def load_earlier_stage(exp, state, stage: Stage):
     params = frozen_lib.complete(params, full, record)
   load = stage.subtrees_to_load(config, params)
   _check_class_set(exp, meta, heads_loaded=any(dst.startswith("head") for _, dst in load))
+  if any(dst.startswith("backbone") for _, dst in load):
+    _check_same_tower(exp, meta)
+  stage.check_loaded_head(config, meta)
   source = f"init_from={config.init_from}"
   new_params = jax.device_get(state.params)
   new_stats = jax.device_get(state.batch_stats)
@@ -428,6 +453,29 @@ def load_earlier_stage(exp, state, stage: Stage):
     meta.get("stage", "?"),
   )
   return jax.device_put(state.replace(params=new_params, batch_stats=new_stats), exp.state_sharding)
+
+
+#: ``config.model`` fields that make a loaded backbone compute what it computed in the run
+#: it comes from: its fine-tuning modules and where its features are taken.
+TOWER_FIELDS = ("peft", "adapter_dim", "vpt_len", "clip_projection")
+
+
+def _check_same_tower(exp, meta: dict) -> None:
+  """A backbone loaded from an earlier run has its modules and its features: a LIFT run's
+  adapters (``model.peft``) and the features its head was trained on (``clip_projection``)
+  must be this run's too, or the flags to set are named."""
+  earlier = (meta.get("config") or {}).get("model") or {}
+  now = exp.config.model
+  diffs = [
+    f"--config.model.{k}={earlier[k]!r}"
+    for k in TOWER_FIELDS
+    if k in earlier and k in now and earlier[k] != now[k]
+  ]
+  if diffs:
+    raise ValueError(
+      f"init_from={exp.config.init_from} trained its backbone with other modules or features "
+      f"than this run builds: set {' '.join(diffs)} (as that run)."
+    )
 
 
 def class_set(dataset: dict, num_classes) -> dict:
@@ -550,6 +598,28 @@ def init_head_from_text(exp, state):
     tf.prompt,
     how,
   )
+  return jax.device_put(state.replace(params=params), exp.state_sharding)
+
+
+def init_head_from_class_means(exp, state):
+  """``state`` with its classifier from the class means of the training features, each
+  normalised to unit length, the bias (if any) zero (``model.head_init='class_mean'``;
+  LIFT's ``init_head_class_mean``, its start for the ImageNet-21k ViT). The features are the
+  model's as it starts (the pretrained tower; AdaptFormer, adapter and LoRA start as the
+  identity, as LIFT's ``use_tuner=False``), over the un-sampled training set with the
+  evaluation transform."""
+  train = posthoc.extract(exp, state, exp.splits.train)
+  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
+  means = np.asarray(means, np.float64)
+  norms = np.linalg.norm(means, axis=1, keepdims=True)
+  kernel = (means / np.maximum(norms, 1e-12)).T.astype(np.float32)  # F.normalize's eps.
+  params = jax.device_get(state.params)
+  fc = dict(params["head"]["fc"])
+  fc["kernel"] = kernel
+  if "bias" in fc:
+    fc["bias"] = np.zeros_like(fc["bias"])
+  params = {**params, "head": {**params["head"], "fc": fc}}
+  log.info("head initialised from the class means of %d training features", len(train["labels"]))
   return jax.device_put(state.replace(params=params), exp.state_sharding)
 
 

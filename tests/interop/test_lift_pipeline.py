@@ -20,18 +20,12 @@ pytestmark = pytest.mark.slow
 
 from test_clip_pipeline import SMALL, tiny_clip  # noqa: E402
 
-#: LIFT's recipe (configs/*/lift.py) on the example's sizes.
+#: configs/custom/lift.py (LIFT's recipe) at the example's sizes.
 LIFT = [
   "--config.model.pretrained=clip.pt",
-  "--config.model.clip_projection=False",
-  "--config.model.head=cosine",
-  "--config.model.head_scale=25",
   "--config.model.text_features=text.npz",
-  "--config.model.head_init=text_features",
-  "--config.loss.name=logit_adjusted",
-  "--config.optim.lr=0.01",
-  "--config.optim.lr_update=epoch_end",
   "--config.num_epochs=2",
+  "--config.data.eval_transform=resize_center_crop",  # The ensemble at evaluation, below.
 ]
 
 
@@ -39,7 +33,7 @@ def test_lift_with_every_method_tte_and_decoupling_on_top(tmp_path):
   example.write_example_dataset(str(tmp_path / "mine"))
   torch.save(tiny_clip().state_dict(), tmp_path / "clip.pt")
   out = run_ltjax(
-    "clip-text", "clip.pt", "--config=custom/joint.py", "--out=text.npz", *SMALL, cwd=tmp_path
+    "clip-text", "clip.pt", "--config=custom/lift.py", "--out=text.npz", *SMALL, cwd=tmp_path
   )
   assert out.returncode == 0, out.stderr[-3000:]
 
@@ -47,7 +41,7 @@ def test_lift_with_every_method_tte_and_decoupling_on_top(tmp_path):
   for method in methods:
     out = run_ltjax(
       "train",
-      "--config=custom/joint.py",
+      "--config=custom/lift.py",
       f"--workdir=lift_{method}",
       *SMALL,
       *LIFT,
@@ -56,7 +50,7 @@ def test_lift_with_every_method_tte_and_decoupling_on_top(tmp_path):
     )
     assert out.returncode == 0, (method, out.stderr[-3000:])
     assert "trained of" in out.stderr
-    row = json.loads((tmp_path / f"lift_{method}" / "results.json").read_text())["joint"]
+    row = json.loads((tmp_path / f"lift_{method}" / "results.json").read_text())["lift"]
     assert row["trained_parameters"] < row["parameters"], method
     # The checkpoints hold what trains; the tower is read back from clip.pt.
     steps = os.listdir(tmp_path / f"lift_{method}" / "checkpoints")
@@ -73,7 +67,7 @@ def test_lift_with_every_method_tte_and_decoupling_on_top(tmp_path):
   )
   assert out.returncode == 0, out.stderr[-3000:]
   results = json.loads((tmp_path / "lift_adaptformer" / "results.json").read_text())
-  for row in ("joint", "ncm", "tau_norm", "logit_adjustment"):
+  for row in ("lift", "ncm", "tau_norm", "logit_adjustment"):
     assert results[row]["computed_with"]["test_views"] == "five_crop+24", row
 
   # The head alone on CLIP's untouched tower: the zero-shot row beside it.
@@ -92,7 +86,7 @@ def test_lift_with_every_method_tte_and_decoupling_on_top(tmp_path):
       "--config.init_from=lift_adaptformer",
       "--config.model.peft=adaptformer",
       "--config.model.clip_projection=False",
-      "--config.model.head=cosine" if stage == "crt" else "--config.model.head=lws",
+      "--config.model.head=cosine" if stage == "crt" else "--config.model.head=lws_cosine",
       "--config.num_epochs=1",
       cwd=tmp_path,
     )

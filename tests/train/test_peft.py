@@ -147,3 +147,74 @@ def test_checkpoints_keep_what_trains_and_read_the_rest_from_the_weight_file(tmp
   os.remove(path)
   with pytest.raises(ValueError, match=r"does not exist: put the file back"):
     experiment.restore_trained(config, workdir, splits())
+
+
+def test_crt_on_a_peft_run_reads_its_tower_through_the_checkpoints_reference(tmp_path):
+  """Decoupling on top of LIFT: cRT loads the run's adapters from its (slim) checkpoint and
+  the frozen tower from the file the checkpoint names; a cRT built without the run's
+  adapters is refused, naming the flag."""
+  path, _ = augreg_npz(tmp_path / "vit.npz")
+  lift = vit_config(**{"model.peft": "adaptformer", "model.pretrained": path})
+  exp, state = experiment.setup(lift, splits())
+  trained = flat_state(loop.train(exp, state, str(tmp_path / "lift")))
+  crt = vit_config(
+    **{"stage": "crt", "init_from": str(tmp_path / "lift"), "model.peft": "adaptformer"}
+  )
+  exp, state = experiment.setup(crt, splits())
+  started = flat_state(exp.stage.start(exp, state))
+  for k, v in trained.items():
+    if k.startswith("params/backbone"):  # Adapters trained, the tower as the file holds it.
+      np.testing.assert_array_equal(started[k], v, err_msg=k)
+  exp, state = experiment.setup(
+    vit_config(**{"stage": "crt", "init_from": str(tmp_path / "lift")}), splits()
+  )
+  with pytest.raises(
+    ValueError, match=r"other modules or features .* --config.model.peft='adaptformer'"
+  ):
+    exp.stage.start(exp, state)
+
+
+def test_lws_on_a_cosine_head_rescales_it_and_a_linear_lws_is_refused(tmp_path):
+  lift = vit_config(**{"model.peft": "adaptformer", "num_epochs": 1})
+  exp, state = experiment.setup(lift, splits())
+  trained = flat_state(loop.train(exp, state, str(tmp_path / "lift")))
+  lws = {"stage": "lws", "init_from": str(tmp_path / "lift"), "model.peft": "adaptformer"}
+  exp, state = experiment.setup(vit_config(**lws, **{"model.head": "lws_cosine"}), splits())
+  started = exp.stage.start(exp, state)
+  np.testing.assert_array_equal(
+    flat_state(started)["params/head/fc/kernel"], trained["params/head/fc/kernel"]
+  )
+  # Scales at one: the LWS head gives the cosine head's logits.
+  images = np.asarray(splits().test.images[:4])
+  want = experiment.steps.normalize(images, lift.dataset.mean, lift.dataset.std)
+  got, _ = exp.model.apply({"params": started.params}, want, train=False)
+  exp1, _ = experiment.setup(lift, splits())
+  ref, _ = exp1.model.apply(
+    {
+      "params": {k: v for k, v in started.params.items()}
+      | {"head": {"fc": started.params["head"]["fc"]}}
+    },
+    want,
+    train=False,
+  )
+  np.testing.assert_allclose(got, ref, rtol=1e-6)
+  exp, state = experiment.setup(vit_config(**lws, **{"model.head": "lws"}), splits())
+  with pytest.raises(
+    ValueError,
+    match=r"has a cosine classifier: LWS re-scales it with --config.model.head=lws_cosine",
+  ):
+    exp.stage.start(exp, state)
+
+
+def test_class_mean_head_init_is_lifts_normalised_class_means():
+  from ltjax.evaluate import posthoc
+
+  config = vit_config(**{"model.peft": "adaptformer", "model.head_init": "class_mean"})
+  exp, state = experiment.setup(config, splits())
+  started = exp.stage.start(exp, state)
+  train = posthoc.extract(exp, state, splits().train)
+  means = np.stack([train["features"][train["labels"] == k].mean(0) for k in range(4)])
+  want = (means / np.linalg.norm(means, axis=1, keepdims=True)).T
+  np.testing.assert_allclose(np.asarray(started.params["head"]["fc"]["kernel"]), want, atol=1e-6)
+  with pytest.raises(ValueError, match=r"head_init='class_means'; valid: '', 'text_features'"):
+    experiment.setup(vit_config(**{"model.head_init": "class_means"}), splits())

@@ -18,11 +18,11 @@ line of LIFT (ltjax.config.recipes.lift).
 
 (Ratio 50: `--config.dataset.imbalance_ratio=50`.) The second command reads the default
 model.pretrained, pretrained/B_16-i21k-...-res_224.npz.
-The head's start differs from LIFT's: its in21k_vit_b16.yaml sets init_head class_mean (the
-head starts at the normalised mean feature of each class's training images, read through the
-frozen ViT without adapters, Resize(224) + CenterCrop(224)); ltjax has no such start yet, so
-the head starts at its own initialisation, which is LIFT's classifier's before init_head
-(uniform(-1, 1) rows renormed to unit length). How much this changes the result is not known.
+The head starts as LIFT's (its in21k_vit_b16.yaml: init_head class_mean): the normalised mean
+feature of each class's training images through the frozen ViT (model.head_init=class_mean;
+AdaptFormer starts as the identity, as LIFT's use_tuner=False). One difference: ltjax reads
+the images with the config's evaluation transform (Resize(256) + CenterCrop(224)), LIFT's
+with Resize(224) + CenterCrop(224); its size is not measured.
 Weights: LIFT loads timm's vit_base_patch16_224(pretrained=True) at its pinned timm==0.6.12
 (requirements-with-version.txt). In timm 0.6 that name is the AugReg ViT-B/16 pretrained on
 ImageNet-21k and then fine-tuned on ImageNet-1k at 224 px (timm issue #1599; the timm 0.6.12
