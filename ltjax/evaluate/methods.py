@@ -64,6 +64,7 @@ for _info in (
   MethodInfo("joint", "Joint", "tab:blue", 0),
   MethodInfo("logit_adjusted", "Logit-adjusted loss", "tab:olive", 1),
   MethodInfo("ldam_drw", "LDAM-DRW", "tab:cyan", 2),
+  MethodInfo("lift", "LIFT", "darkviolet", 2.5),
   MethodInfo("crt", "cRT", "tab:green", 4),
   MethodInfo("lws", "LWS", "tab:brown", 7),
   MethodInfo("oltr", "OLTR", "tab:red", 8),

@@ -375,3 +375,17 @@ def test_compare_refuses_runs_tested_on_other_data_naming_each(tmp_path):
     "digest bbbbbbbb;"
   )
   assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_names_rows_of_several_test_views(tmp_path):
+  """A LIFT row tested with five crops is never shown as a one-view row beside others."""
+  from ltjax.evaluate.report import compare
+  from ltjax.files import write_json
+
+  for run, views in (("a", "five_crop+24"), ("b", None)):
+    row = {"all": 0.5, "computed_with": {"step": 1} | ({"test_views": views} if views else {})}
+    os.makedirs(tmp_path / run)
+    write_json(str(tmp_path / run / "results.json"), {"lift": row, "crt": row})
+  dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
+  merged = compare._merged_runs(dirs, ["a", "b"])["results"]
+  assert set(merged) == {"lift@a (five_crop+24)", "crt@a (five_crop+24)", "lift@b", "crt@b"}

@@ -103,5 +103,7 @@ def test_lift_with_every_method_tte_and_decoupling_on_top(tmp_path):
   )
   assert out.returncode == 0, out.stderr[-3000:]
   report = (tmp_path / "compare" / "report.md").read_text()
-  for name in ("lift_adaptformer", "lift_lora", "crt_on_lift", "zero_shot"):
-    assert name in report, name
+  rows = json.loads((tmp_path / "compare" / "results.json").read_text())
+  for name in ("lift@lift_adaptformer (five_crop+24)", "lift@lift_lora", "crt", "lws"):
+    assert name in rows and name in report, name
+  assert "zero_shot" in rows and "ncm@lift_adaptformer (five_crop+24)" in rows

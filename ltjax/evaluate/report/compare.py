@@ -45,7 +45,8 @@ def _run_names(dirs: list[str], out_dir: str) -> list[str]:
 
 def _merged_runs(dirs: list[str], names: list[str]) -> dict[str, dict]:
   """The compared files of every run merged, method by method (``method@run`` where
-  several runs report a method)."""
+  several runs report a method; ``(five_crop+24)`` after a row whose test images were five
+  crops, ``computed_with.test_views``, so it is never read as a one-view row)."""
   loaded, compared = [], _compared_files()
   for d in dirs:
     if read_if_present(os.path.join(d, "results.json")) is None:
@@ -59,6 +60,10 @@ def _merged_runs(dirs: list[str], names: list[str]) -> dict[str, dict]:
   for name, run in zip(names, loaded, strict=True):
     for method in run["results"]:
       label = method if counts[method] == 1 else f"{method}@{name}"
+      row = run["results"][method]
+      views = (row.get("computed_with") or {}).get("test_views") if isinstance(row, dict) else None
+      if views:  # Several views of each test image averaged (LIFT's tte): said in its name.
+        label = f"{label} ({views})"
       for f in compared:
         if method in run[f]:
           merged[f][label] = run[f][method]
