@@ -218,3 +218,21 @@ def test_class_mean_head_init_is_lifts_normalised_class_means():
   np.testing.assert_allclose(np.asarray(started.params["head"]["fc"]["kernel"]), want, atol=1e-6)
   with pytest.raises(ValueError, match=r"head_init='class_means'; valid: '', 'text_features'"):
     experiment.setup(vit_config(**{"model.head_init": "class_means"}), splits())
+
+
+def test_a_slim_run_resumes_exactly(tmp_path):
+  """Stopped after one epoch and resumed to two, a run whose checkpoints leave the tower in
+  its weight file ends where the same run without a stop ends."""
+  path, _ = augreg_npz(tmp_path / "vit.npz")
+  half = (0.5, 0.5, 0.5)
+  base = {"model.peft": "lora", "model.pretrained": path, "dataset.mean": half}
+  base |= {"dataset.std": half, "optim.schedule": "constant", "optim.lr": 0.05}
+  straight = vit_config(**base, num_epochs=2)
+  exp, state = experiment.setup(straight, splits())
+  want = flat_state(loop.train(exp, state, str(tmp_path / "straight")))
+  exp, state = experiment.setup(vit_config(**base, num_epochs=1), splits())
+  loop.train(exp, state, str(tmp_path / "resumed"))
+  exp, state = experiment.setup(straight, splits())
+  got = flat_state(loop.train(exp, state, str(tmp_path / "resumed"), allow_config_change=True))
+  for k, v in want.items():
+    np.testing.assert_array_equal(got[k], v, err_msg=k)
