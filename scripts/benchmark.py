@@ -25,6 +25,7 @@ Examples::
   python scripts/benchmark.py --pipeline --devices 1,2,4
   python scripts/benchmark.py --image_size 224 --batch 32 --rounds 5
   python scripts/benchmark.py --backbone clip_vit_b16 --image_size 224 --batch 8 --torch_compile
+  python scripts/benchmark.py --backbone clip_vit_b16 --image_size 224 --batch 8 --peft adaptformer
   python scripts/benchmark.py --xla_flags=--xla_cpu_use_onednn=true
   python scripts/benchmark.py --malloc_hugepages   # GLIBC_TUNABLES=glibc.malloc.hugetlb=1
   python scripts/benchmark.py --malloc_reuse       # malloc keeps freed memory: no page faults
@@ -57,6 +58,14 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument(
+    "--peft",
+    default="",
+    help="a ViT's model.peft (LIFT's recipe: cosine head at scale 25 on the class token "
+    "before CLIP's projection, logit-adjusted loss, SGD lr 0.01 over the tuned parameters "
+    "and the head), against a PyTorch restatement of LIFT's own forward and optimizer "
+    "(tests/interop/lift_reference.py)",
+  )
   p.add_argument(
     "--devices", default="", help="comma-separated simulated CPU device counts, e.g. 1,2,4,8"
   )
@@ -167,6 +176,11 @@ def make_config(args, num_devices: int):
   c.eval.batch_size = args.batch
   c.num_devices = num_devices
   c.num_epochs = 1
+  if args.peft:  # LIFT's recipe (ltjax.config.recipes.lift) on the benchmark's data.
+    c.model.peft, c.model.head, c.model.head_scale = args.peft, "cosine", 25.0
+    if args.backbone.startswith(("clip_", "openclip_")):
+      c.model.clip_projection = False
+    c.loss.name, c.optim.lr = "logit_adjusted", 0.01
   return c
 
 
@@ -249,6 +263,29 @@ def torch_model(args):
   return torch_resnet.build(args.backbone, args.num_classes)
 
 
+def lift_step(args):
+  """LIFT's model and optimizer for ``--peft``: ``(PeftViT, {"modules": (tuner, head),
+  "loss", "counts"}, SGD over the tuner and head)``, from the PyTorch restatement of LIFT's
+  code the tests check ltjax against (tests/interop/lift_reference.py): its own forward
+  (``Peft_ViT``: the blocks by hand, ``F.scaled_dot_product_attention``), its tuner modules,
+  cosine head (scale 25) and logit-adjusted loss, the tower without gradient."""
+  import torch
+
+  sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "tests", "interop"))
+  import lift_reference as lift
+
+  cfg = VIT_CONFIGS[args.backbone]
+  tower = lift.tower(cfg, args.image_size // cfg["patch_size"])
+  model = lift.PeftViT(tower)
+  tuner = lift.ViTTuner(args.peft, tower, args.num_classes)
+  head = lift.CosineClassifier(cfg["width"], args.num_classes, scale=25.0)
+  holder = torch.nn.ModuleDict({"model": model, "tuner": tuner, "head": head})
+  opt = lift.sgd(holder, tuner, head, 0.01, 0.9, 5e-4)
+  counts = [args.num_classes - k for k in range(args.num_classes)]  # Any long tail.
+  extra = {"modules": (tuner, head), "loss": lift.logit_adjusted_loss, "counts": counts}
+  return model, extra, opt
+
+
 class TorchStep:
   """The PyTorch twin of the step: uint8 -> normalise, forward, CE, backward, SGD.
 
@@ -264,10 +301,16 @@ class TorchStep:
     self.torch = torch
     torch.manual_seed(0)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    self.model = torch_model(args).to(memory_format=fmt)
+    self.lift = None
+    if args.peft:
+      self.model, self.lift, self.opt = lift_step(args)
+    else:
+      self.model = torch_model(args).to(memory_format=fmt)
+      self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     self.model.train()
-    self.num_params = sum(p.numel() for p in self.model.parameters())
-    self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    modules = [self.model, *(self.lift["modules"] if self.lift else ())]
+    unique = {id(p): p for m in modules for p in m.parameters()}  # A tuner may hold the tower's.
+    self.num_params = sum(p.numel() for p in unique.values())
     g = torch.Generator().manual_seed(0)
     shape = (args.batch, 3, args.image_size, args.image_size)
     self.images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).contiguous(
@@ -297,8 +340,11 @@ class TorchStep:
     x = (self.images.float() / 255.0 - self.mean) / self.std
     self.opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-      logits = self.model(x)
-    loss = torch.nn.functional.cross_entropy(logits.float(), self.labels)
+      logits = self.model(x) if self.lift is None else self.model(x, *self.lift["modules"])
+    if self.lift is None:
+      loss = torch.nn.functional.cross_entropy(logits.float(), self.labels)
+    else:
+      loss = self.lift["loss"](logits.float(), self.labels, self.lift["counts"])
     loss.backward()
     self.opt.step()
     return loss.detach(), (logits.argmax(-1) == self.labels).float().mean()
@@ -507,7 +553,9 @@ def environment() -> dict:
 def report(args, env: dict, res: dict) -> str:
   lines = []
   add = lines.append
-  add(f"## ltjax train-step benchmark: {args.backbone}, {args.image_size} px, batch {args.batch}")
+  peft = f", model.peft={args.peft} (LIFT)" if args.peft else ""
+  size = f"{args.image_size} px, batch {args.batch}"
+  add(f"## ltjax train-step benchmark: {args.backbone}{peft}, {size}")
   add("")
   add(
     f"{env['cpu']}, {env['cpu_count']} CPUs; jax {env['jax']} ({env['jax_devices']})"
