@@ -213,3 +213,20 @@ def test_the_cifar_config_trains_on_the_published_cut(cifar_dir, tmp_path):
   np.testing.assert_array_equal(
     exp.splits.train_counts, longtail.cao2019_counts(10 * PER_CLASS, 10, 10)
   )
+
+
+def test_class_names_name_tfds_label_ids(cifar_dir, tmp_path):
+  """dataset.class_names names a TFDS dataset's classes (what `ltjax clip-text` needs for
+  CIFAR's LIFT config); the digests of a run without it are unchanged."""
+  names = [f"class {k}" for k in range(10)]
+  (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+  plain = build_splits(cifar_config(cifar_dir, 100).dataset, seed=0)
+  assert plain.class_names is None
+  named = build_splits(
+    cifar_config(cifar_dir, 100, class_names=str(tmp_path / "names.txt")).dataset, seed=0
+  )
+  assert named.class_names == tuple(names)
+  np.testing.assert_array_equal(named.train.indices, plain.train.indices)
+  (tmp_path / "short.txt").write_text("a\nb\n")
+  with pytest.raises(ValueError, match=r"names 2 classes, but the data has 10"):
+    build_splits(cifar_config(cifar_dir, 100, class_names=str(tmp_path / "short.txt")).dataset, 0)

@@ -14,16 +14,17 @@ LIFT's test-time ensemble (Resize(248), FiveCrop(224), logits averaged). No vali
 training, as LIFT: the final model is tested. tests/test_configs.py pins every value to its
 line of LIFT (ltjax.config.recipes.lift).
 
-  ltjax clip-text ViT-B-16.pt --config=cifar100_lt/lift.py --out=cifar100_text.npz --config.dataset.data_dir=DIR
-  ltjax train --config=cifar100_lt/lift.py --workdir=runs/cifar100_lt/lift --config.model.pretrained=ViT-B-16.pt --config.model.text_features=cifar100_text.npz --config.dataset.data_dir=DIR
-  ltjax train --config=cifar100_lt/lift.py --workdir=runs/cifar100_lt/lift_ir50 --config.dataset.imbalance_ratio=50 --config.model.pretrained=ViT-B-16.pt --config.model.text_features=cifar100_text.npz --config.dataset.data_dir=DIR
-  ltjax train --config=cifar100_lt/lift.py --workdir=runs/cifar100_lt/lift_ir10 --config.dataset.imbalance_ratio=10 --config.model.pretrained=ViT-B-16.pt --config.model.text_features=cifar100_text.npz --config.dataset.data_dir=DIR
+  ltjax clip-text ViT-B-16.pt --config=cifar100_lt/lift.py --out=cifar100_text.npz --config.dataset.data_dir=DIR --config.dataset.class_names=cifar100_names.txt
+  ltjax train --config=cifar100_lt/lift.py --workdir=runs/cifar100_lt/lift --config.model.pretrained=ViT-B-16.pt --config.model.text_features=cifar100_text.npz --config.dataset.data_dir=DIR --config.dataset.class_names=cifar100_names.txt
+  ltjax train --config=cifar100_lt/lift.py --workdir=runs/cifar100_lt/lift_ir50 --config.dataset.imbalance_ratio=50 --config.model.pretrained=ViT-B-16.pt --config.model.text_features=cifar100_text.npz --config.dataset.data_dir=DIR --config.dataset.class_names=cifar100_names.txt
+  ltjax train --config=cifar100_lt/lift.py --workdir=runs/cifar100_lt/lift_ir10 --config.dataset.imbalance_ratio=10 --config.model.pretrained=ViT-B-16.pt --config.model.text_features=cifar100_text.npz --config.dataset.data_dir=DIR --config.dataset.class_names=cifar100_names.txt
 
-Not yet possible: `ltjax clip-text` stops with "dataset 'tfds' has no class names here",
-as ltjax's TFDS reader passes no class names (CIFAR-100's fine-label names, which LIFT takes
-from torchvision's `classes`) and does not read dataset.class_names; until it does, the text
-features of CIFAR-100 cannot be written, and this config cannot start its head as LIFT does
-(configs/cifar100_lt/lift_in21k.py needs no text features).
+cifar100_names.txt: CIFAR-100's 100 fine-label names one a line in label order, TFDS's own
+(`python -c "import tensorflow_datasets as tfds; print(*tfds.builder('cifar100',
+data_dir='DIR').info.features['label'].names, sep=chr(10))"`), the names and order of
+torchvision's `classes` that LIFT prompts with ("aquarium_fish" is written "aquarium fish", as
+LIFT does). The names leave the cut as it is; the splits' digests include them, so give the
+same file to every command of a run.
 Data: the TFDS `cifar100` dataset as ArrayRecord (`tfds build cifar100 --data_dir=DIR
 --file_format=array_record`, once, on a machine with internet). Imbalance ratio 100 by
 default; `--config.dataset.imbalance_ratio=50` or 10 for LIFT's cifar100_ir50 / _ir10.

@@ -5,6 +5,7 @@ TFDS dataset such as CIFAR-10/100)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import ml_collections
@@ -12,6 +13,7 @@ import numpy as np
 
 from ltjax.data import longtail
 from ltjax.data.datasets.registry import Dataset, DataSplits, register
+from ltjax.data.datasets.user import read_class_names
 from ltjax.data.sources.base import ArraySource, Source, Subset
 
 log = logging.getLogger(__name__)
@@ -220,9 +222,17 @@ def build_tfds_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) 
   else:
     pool = TfdsSource(cfg.tfds_name, cfg.train_split, **kw)
   test = TfdsSource(cfg.tfds_name, cfg.test_split, **kw)
-  return build_longtail_splits(
+  splits = build_longtail_splits(
     pool, test, original_order=original_order, **_longtail_options(cfg, seed)
   )
+  if not cfg.class_names:
+    return splits
+  # TFDS's label ids, named one a line (e.g. tfds's own ClassLabel names); the held-out
+  # open classes dropped, as their ids are.
+  names = read_class_names(cfg, pool.num_classes)
+  label_map, _ = longtail.open_set_label_map(pool.num_classes, tuple(cfg.open_classes))
+  known = tuple(names[c] for c in np.flatnonzero(label_map >= 0))
+  return dataclasses.replace(splits, class_names=known)
 
 
 def tfds_original_order(source) -> np.ndarray:
@@ -273,6 +283,14 @@ register(
     "tfds",
     build_tfds_splits,
     "a prepared TFDS dataset cut to a long tail (dataset.tfds_name; CIFAR-10/100-LT)",
-    fields=(*_LONGTAIL_FIELDS, "tfds_name", "data_dir", "train_split", "test_split", "image_size"),
+    fields=(
+      *_LONGTAIL_FIELDS,
+      "tfds_name",
+      "data_dir",
+      "train_split",
+      "test_split",
+      "image_size",
+      "class_names",
+    ),
   )
 )
