@@ -86,8 +86,9 @@ class _Attention(nn.Module):
   tuning: Any = None
 
   @nn.compact
-  def __call__(self, x, ssf=None):
+  def __call__(self, x):
     b, n, width = x.shape
+    ssf = getattr(self.tuning, "name", "") == "ssf"
     head_dim = width // self.heads
     qkv = nn.Dense(3 * width, dtype=self.dtype, name="in_proj")(x)
     name = getattr(self.tuning, "name", "")
@@ -96,16 +97,16 @@ class _Attention(nn.Module):
       q = qkv[..., :width] + _LoRA(rank, self.dtype, name="lora_q")(x)
       v = qkv[..., 2 * width :] + _LoRA(rank, self.dtype, name="lora_v")(x)
       qkv = jnp.concatenate([q, qkv[..., width : 2 * width], v], axis=-1)
-    if ssf is not None:
-      qkv = ssf("ssf_attn_in", qkv)
+    if ssf:
+      qkv = _ScaleShift(self.dtype, name="ssf_attn_in")(qkv)
     qkv = qkv.reshape(b, n, 3, self.heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / jnp.sqrt(head_dim)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, width)
     out = nn.Dense(width, dtype=self.dtype, name="out_proj")(out)
-    if ssf is not None:
-      out = ssf("ssf_attn_out", out)
+    if ssf:
+      out = _ScaleShift(self.dtype, name="ssf_attn_out")(out)
     return out
 
 
@@ -182,23 +183,15 @@ class _Block(nn.Module):
   def __call__(self, x):
     name = getattr(self.tuning, "name", "")
 
-    def ssf(which, y):
-      return _ScaleShift(self.dtype, name=which)(y)
+    def ssf(which, y):  # SSF after a layer; the identity for every other method.
+      return _ScaleShift(self.dtype, name=which)(y) if name == "ssf" else y
 
-    scaled = ssf if name == "ssf" else None
-    h = _LayerNorm(self.epsilon, name="ln_1")(x)
-    if scaled:
-      h = ssf("ssf_ln_1", h)
-    x = x + _Attention(self.heads, self.dtype, self.tuning, name="attn")(h, scaled)
-    y = _LayerNorm(self.epsilon, name="ln_2")(x)
-    if scaled:
-      y = ssf("ssf_ln_2", y)
-    y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="c_fc")(y)
-    if scaled:
-      y = ssf("ssf_mlp_in", y)
+    h = ssf("ssf_ln_1", _LayerNorm(self.epsilon, name="ln_1")(x))
+    x = x + _Attention(self.heads, self.dtype, self.tuning, name="attn")(h)
+    y = ssf("ssf_ln_2", _LayerNorm(self.epsilon, name="ln_2")(x))
+    y = ssf("ssf_mlp_in", nn.Dense(self.mlp_dim, dtype=self.dtype, name="c_fc")(y))
     y = nn.Dense(x.shape[-1], dtype=self.dtype, name="c_proj")(self.activation(y))
-    if scaled:
-      y = ssf("ssf_mlp_out", y)
+    y = ssf("ssf_mlp_out", y)
     if name == "adapter":
       y = y + _Bottleneck(self.tuning.adapter_dim, self.dtype, False, name="adapter")(y)
     if name == "adaptformer":
