@@ -150,7 +150,8 @@ def expected_first_step(exp, state, batch):
   """(loss, params after one step) of ``exp`` from ``state`` on the host ``batch``, recomputed
   outside the train step: the model's training forward, the stage's loss, its gradient by
   ``jax.grad``, and PyTorch SGD's first update p - lr_group(0) * (g + wd_group * p) (momentum
-  starts at zero), with frozen parameters unchanged."""
+  starts at zero), with frozen parameters (the stage's, ``optim.freeze``, ``model.peft``'s)
+  unchanged."""
   import jax  # Deferred like the other jax users here: conftest sets XLA_FLAGS first.
 
   from ltjax.train import optim, steps
@@ -175,7 +176,10 @@ def expected_first_step(exp, state, batch):
     return exp.loss_fn(logits, aux, labels, extra, 0)[0]
 
   loss, grads = jax.value_and_grad(loss_fn)(tree)
-  labels = optim.group_labels(tree, stage.freeze + tuple(config.optim.freeze))
+  from ltjax.train.experiment import backbone_frozen  # The fine-tuning method's (model.peft).
+
+  frozen = stage.freeze + tuple(config.optim.freeze) + backbone_frozen(config)
+  labels = optim.group_labels(tree, frozen)
   hyper = optim.group_hyperparameters(config, stage.extra_groups(config))
 
   def update(label, p, g):

@@ -107,10 +107,10 @@ def head_options(model: Any) -> dict[str, Any]:
   for field, default in HEAD_OPTION_DEFAULTS.items():
     if field not in own and field in model and model[field] != default:
       owners = sorted(h for h, opts in HEAD_OPTIONS.items() if field in opts)
+      heads = " / ".join(owners) + (" heads" if len(owners) > 1 else " head")
       raise ValueError(
-        f"--config.model.{field}={model[field]!r} is an option of the {', '.join(owners)} "
-        f"head, not of {model['head']!r}: leave it {default!r} (or set "
-        f"--config.model.head={owners[0]})."
+        f"--config.model.{field}={model[field]!r} is an option of the {heads}, not of "
+        f"{model['head']!r}: leave it {default!r} (or set --config.model.head={owners[0]})."
       )
   return {attr: model[field] for field, attr in own.items() if field in model}
 

@@ -222,5 +222,7 @@ def test_head_scale_is_the_cosine_heads_option():
 
   assert models.head_options({"head": "cosine", "head_scale": 30.0}) == {"scale": 30.0}
   assert models.head_options({"head": "linear", "head_scale": 25.0}) == {}
-  with pytest.raises(ValueError, match=r"head_scale=16.0 is an option of the cosine head"):
+  with pytest.raises(
+    ValueError, match=r"head_scale=16.0 is an option of the cosine / lws_cosine heads"
+  ):
     models.head_options({"head": "linear", "head_scale": 16.0})

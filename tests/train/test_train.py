@@ -18,6 +18,7 @@ from helpers import (
 )
 
 from ltjax import sharding, stop
+from ltjax.models.vit import VIT_CONFIGS
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import experiment, loop, stages, steps
 
@@ -44,9 +45,19 @@ def one_step_of(path, tmp_path, real_backbone):
   config.batch_size = config.eval.batch_size = 8
   config.data.crop_size = 32  # ImageNet-size configs: 32-px crops keep the step cheap.
   config.data.num_threads = 1
-  if not real_backbone:
-    config.model.backbone = "cifar_resnet8"  # The real ones run in the slow variant.
+  layout = VIT_CONFIGS.get(config.model.backbone, {}).get("layout")
+  if not real_backbone:  # The real ones run in the slow variant.
+    config.model.backbone = {"clip": "clip_vit_tiny", "augreg": "vit_tiny"}.get(
+      layout, "cifar_resnet8"
+    )
   splits = tiny_splits(num_classes=4, size=16, channels=len(config.dataset.mean))
+  # bfloat16 (LIFT's) rounds differently in the recomputation's summation order: the exact
+  # comparison is of the float32 step (bfloat16 steps: test_bfloat16.py, test_lowering.py).
+  config.model.dtype = "float32"
+  if layout is not None:  # LIFT: its weight files and text features are tested elsewhere
+    config.model.pretrained = ""  # (test_vit_weights.py, test_peft.py, test_text_head.py).
+    if config.model.head_init == "text_features":
+      config.model.head_init = ""
   if config.model.pretrained:  # Places-LT: ImageNet weights, here a generated state dict.
     config.model.pretrained = write_state_dict(config, splits, str(tmp_path / "pretrained.pth"))
   if stages.get_stage(config.stage).copies:  # Needs a stage-1 model of the same backbone.
