@@ -75,6 +75,7 @@ def test_same_size_images_of_a_folder_train_with_the_array_augmentation(mine, tm
     augment.augment_batch(mixed, np.arange(2), 0, kind="crop_flip")
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_compiled_programs_are_kept_between_commands(mine, tmp_path):
   """`ltjax train` keeps its compiled programs in LTJAX_COMPILATION_CACHE; a second run of
   the same config loads them (no new files). Metrics rows carry their wall-clock time."""

@@ -45,6 +45,7 @@ def lists_config(root, **dataset):
   return config("lists", **{**fields, "test_list": "test.txt", **dataset})
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_every_stage_runs_from_the_command_line_and_reports_per_shot(data, tmp_path):
   root = f"--config.dataset.root={data}"
   steps = [

@@ -199,6 +199,7 @@ def test_current_reference_stage_one_continues_to_stage_two_with_a_fresh_use_fc(
   assert np.isfinite(summary["all"])
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_import_torch_command_line(tmp_path):
   """`ltjax import-torch` on the digits config with a grey-image ResNet-10."""
   config = load_config(DIGITS)

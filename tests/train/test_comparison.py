@@ -140,6 +140,7 @@ def test_oltr_stage_refuses_mixed_batches(tmp_path):
     experiment.checked(config, check_start=False)
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_losses_posthoc_and_compare_from_the_command_line(tmp_path):
   """Two runs with other losses (one with mixup), post-hoc logit adjustment on one, and
   one table over both from `ltjax report --compare`."""

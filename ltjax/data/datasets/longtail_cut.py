@@ -13,7 +13,6 @@ import numpy as np
 
 from ltjax.data import longtail
 from ltjax.data.datasets.registry import Dataset, DataSplits, register
-from ltjax.data.datasets.user import read_class_names
 from ltjax.data.sources.base import ArraySource, Source, Subset
 
 log = logging.getLogger(__name__)
@@ -227,6 +226,9 @@ def build_tfds_splits(cfg: ml_collections.ConfigDict, seed: int, data_cfg=None) 
   )
   if not cfg.class_names:
     return splits
+  # Imported here: the table lists this module's datasets before user's (its order).
+  from ltjax.data.datasets.user import read_class_names
+
   # TFDS's label ids, named one a line (e.g. tfds's own ClassLabel names); the held-out
   # open classes dropped, as their ids are.
   names = read_class_names(cfg, pool.num_classes)
