@@ -103,13 +103,19 @@ def restore_state(exp: Experiment, state: TrainState, directory: str):
   a checkpoint that left its frozen parameters in a weight file (``frozen_weights`` in its
   metadata) gets them back from that file, checked to be the one it trained with."""
   target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  record = (ckpt_lib.latest_meta(directory) or {}).get("frozen_weights")
+  newest = ckpt_lib.latest_meta(directory)
+  # The newest step's metadata says whether the run's checkpoints are slim; when it is
+  # unreadable (restore then falls back to an older step), this run's own reference does.
+  record = newest.get("frozen_weights") if newest is not None else exp.frozen_weights
   if record is None:
     return ckpt_lib.restore(directory, target)
   path = exp.config.model.pretrained
   frozen_lib.check_file(record, path, directory)
   target = target.replace(params=frozen_lib.slim(target.params, record))
   restored, data, meta, step = ckpt_lib.restore(directory, target)
+  stored = meta.get("frozen_weights")
+  if stored is not None and stored["sha256"] != record["sha256"]:
+    frozen_lib.check_file(stored, path, f"{directory} (step {step})")
   full = stages_lib.load_pretrained(exp, state, path)
   params = frozen_lib.complete(restored.params, full.params, record)
   return restored.replace(params=params), data, meta, step

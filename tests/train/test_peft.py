@@ -236,3 +236,25 @@ def test_a_slim_run_resumes_exactly(tmp_path):
   got = flat_state(loop.train(exp, state, str(tmp_path / "resumed"), allow_config_change=True))
   for k, v in want.items():
     np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
+def test_a_slim_run_with_a_damaged_newest_step_restores_the_one_before(tmp_path):
+  """The newest checkpoint's metadata is what says the checkpoints are slim; when it is
+  the damaged part, the run's own reference stands in and the step before restores."""
+  path, _ = augreg_npz(tmp_path / "vit.npz")
+  half = (0.5, 0.5, 0.5)
+  config = vit_config(
+    **{"model.peft": "bitfit", "model.pretrained": path, "num_epochs": 2}
+    | {"dataset.mean": half, "dataset.std": half}
+  )
+  workdir = str(tmp_path / "run")
+  exp, state = experiment.setup(config, splits())
+  loop.train(exp, state, workdir)
+  steps_saved = sorted(
+    int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()
+  )
+  newest = os.path.join(workdir, "checkpoints", str(steps_saved[-1]), "meta", "metadata")
+  with open(newest, "w") as f:
+    f.write("{not json")
+  _, restored = experiment.restore_trained(config, workdir, splits())
+  assert int(restored.step) == steps_saved[-2]
