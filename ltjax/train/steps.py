@@ -135,9 +135,9 @@ def make_train_step(
       loss = mixed.lam * loss + (1.0 - mixed.lam) * other
     return loss, (logits, new_vars["batch_stats"], extras)
 
-  def gradient(tree, state: TrainState, batch, rng):
-    """``objective``'s value and its gradient with respect to the leaves that train."""
-    is_frozen = _frozen_leaves(tree, frozen)
+  def gradient(tree, is_frozen: list[bool], state: TrainState, batch, rng):
+    """``objective``'s value and its gradient with respect to the leaves that train (a
+    frozen leaf's is zero)."""
     if not any(is_frozen):
       return jax.value_and_grad(objective, has_aux=True)(tree, state, batch, rng)
     leaves, treedef = jax.tree.flatten(tree)
@@ -160,10 +160,20 @@ def make_train_step(
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     batch = _with_train_images(batch)
     rng = jax.random.fold_in(state.rng, state.step)
-    tree = trainable(state)
-    (loss, (logits, batch_stats, extras)), grads = gradient(tree, state, batch, rng)
-    updates, opt_state = tx.update(grads, state.opt_state, tree)
-    tree = optax.apply_updates(tree, updates)
+    old = trainable(state)
+    is_frozen = _frozen_leaves(old, frozen)  # Known when traced: no cost per step.
+    (loss, (logits, batch_stats, extras)), grads = gradient(old, is_frozen, state, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, old)
+    tree = optax.apply_updates(old, updates)
+    changed = jax.tree.leaves(tree)  # What this step can have made non-finite.
+    if any(is_frozen):  # Frozen leaves stay the very arrays they were (their update is 0).
+      kept = jax.tree.leaves(old)
+      changed = [new for new, f in zip(changed, is_frozen, strict=True) if not f]
+      tree = jax.tree.unflatten(
+        jax.tree.structure(old),
+        [k if f else n for k, n, f in zip(kept, jax.tree.leaves(tree), is_frozen, strict=True)],
+      )
+      grads = [g for g, f in zip(jax.tree.leaves(grads), is_frozen, strict=True) if not f]
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     new_state = state.replace(
       params=tree["params"],
@@ -173,9 +183,14 @@ def make_train_step(
     )
     # A non-finite loss or gradient, or an update that would make anything the state saves
     # non-finite (a rate that overflows float32), leaves the state as it was (no host sync
-    # here: the loop reads ``finite`` at its logging and checkpoint steps, and stops).
+    # here: the loop reads ``finite`` at its logging and checkpoint steps, and stops). A
+    # frozen leaf is not read again: it is what the step started from.
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(new_state)
+    finite = (
+      jnp.isfinite(loss)
+      & jnp.isfinite(grad_norm)
+      & all_finite([changed, new_state.batch_stats, new_state.opt_state])
+    )
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     new_state = new_state.replace(step=state.step + 1)
     metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}

@@ -258,3 +258,14 @@ def test_a_slim_run_with_a_damaged_newest_step_restores_the_one_before(tmp_path)
     f.write("{not json")
   _, restored = experiment.restore_trained(config, workdir, splits())
   assert int(restored.step) == steps_saved[-2]
+
+
+def test_the_step_never_reads_a_frozen_weight_back_for_its_finiteness_check():
+  """The frozen tower is what the step started from: its weights are not checked for
+  non-finite values again at every step (LIFT's ViT-B/16: 0.5 GB read per step less)."""
+  exp, state = experiment.setup(vit_config(**{"model.peft": "adaptformer"}), splits())
+  batch = {"image": np.asarray(splits().train.images[:16]), "label": splits().train.labels[:16]}
+  text = exp.train_step.lower(state, batch).compile().as_text()
+  # c_fc's kernel (32, 64) is frozen, and nothing that trains has its shape.
+  assert re.search(r"f32\[32,64\]", text)
+  assert not [line for line in text.splitlines() if "is-finite" in line and "f32[32,64]" in line]
