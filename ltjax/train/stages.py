@@ -583,13 +583,8 @@ def init_head_from_text(exp, state):
   text_features.check_classes(
     tf, exp.splits.class_names, f"model.text_features={config.model.text_features}"
   )
-  params = jax.device_get(state.params)
-  fc = dict(params["head"]["fc"])
-  fc["kernel"] = text_features.head_kernel(tf, fc["kernel"].shape[0])
-  if "bias" in fc:
-    fc["bias"] = np.zeros_like(fc["bias"])
-  params = {**params, "head": {**params["head"], "fc": fc}}
-  width = fc["kernel"].shape[0]
+  width = state.params["head"]["fc"]["kernel"].shape[0]
+  state = _with_head_kernel(exp, state, text_features.head_kernel(tf, width))
   how = "" if width == tf.features.shape[1] else ", mapped back through CLIP's projection"
   log.info(
     "head initialised from the text features of %d class names (%s, prompt %r%s)",
@@ -598,7 +593,7 @@ def init_head_from_text(exp, state):
     tf.prompt,
     how,
   )
-  return jax.device_put(state.replace(params=params), exp.state_sharding)
+  return state
 
 
 def init_head_from_class_means(exp, state):
@@ -613,13 +608,19 @@ def init_head_from_class_means(exp, state):
   means = np.asarray(means, np.float64)
   norms = np.linalg.norm(means, axis=1, keepdims=True)
   kernel = (means / np.maximum(norms, 1e-12)).T.astype(np.float32)  # F.normalize's eps.
+  log.info("head initialised from the class means of %d training features", len(train["labels"]))
+  return _with_head_kernel(exp, state, kernel)
+
+
+def _with_head_kernel(exp, state, kernel: np.ndarray):
+  """``state`` with the classifier's (D, K) kernel ``head/fc/kernel`` set to ``kernel`` and
+  its bias (if any) zero: the start ``model.head_init`` gives."""
   params = jax.device_get(state.params)
   fc = dict(params["head"]["fc"])
   fc["kernel"] = kernel
   if "bias" in fc:
     fc["bias"] = np.zeros_like(fc["bias"])
   params = {**params, "head": {**params["head"], "fc": fc}}
-  log.info("head initialised from the class means of %d training features", len(train["labels"]))
   return jax.device_put(state.replace(params=params), exp.state_sharding)
 
 
