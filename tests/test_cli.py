@@ -87,6 +87,7 @@ def test_bad_input_is_one_clear_error(args, message, tmp_path):
   assert "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_train_then_evaluate_from_the_command_line(tmp_path):
   small = ["--config.num_epochs=1", "--config.batch_size=32", "--config.model.width=1"]
   result = run_ltjax("train", f"--config={DIGITS}", "--workdir=run", *small, cwd=tmp_path)

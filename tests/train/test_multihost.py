@@ -129,6 +129,7 @@ def test_checkpoint_of_two_processes_restores_in_one(two_process_run):
     assert_same(flat_state(state), np.load(two_process_run / f"{name}.npz"), name)
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_signal_to_one_process_stops_all_at_the_same_step_and_resumes(tmp_path):
   """SIGTERM reaches process 1 only, during step 2: both processes stop at the next
   logging step (4), save one checkpoint together and resume to the same final state as
