@@ -114,8 +114,8 @@ def test_stage_two_bad_configs_are_clear_errors(joint_dir):
 
 def test_train_initialises_centroids_once_and_not_on_resume(joint_dir, tmp_path, monkeypatch):
   calls = []
-  real = stages.init_centroids
-  monkeypatch.setattr(stages, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
+  real = stages.oltr.init_centroids
+  monkeypatch.setattr(stages.oltr, "init_centroids", lambda exp, s: calls.append(1) or real(exp, s))
   config = tiny_stage2_config(joint_dir)
   first = jax.device_get(loop.train(*experiment.setup(config, tiny_splits()), str(tmp_path)))
   assert calls == [1]

@@ -1,0 +1,59 @@
+"""Training stages: one object per recipe, which the loop runs without asking which it is.
+
+A stage owns what differs between the recipes of the two papers:
+
+* the model between backbone and head: its neck (``neck``), checked against the config
+  before any work (``check``, and ``check_start`` for what a fresh run loads);
+* what trains: the parameters it freezes (``freeze``), how a frozen backbone runs
+  (``apply_kwargs``: no backward pass, BatchNorm in inference mode);
+* the arrays it keeps of its own in the train state (``TrainState.extra``): their initial
+  values (``init_extra``), their optimizer groups (``extra_groups``) and what its head takes
+  of them (``model_inputs``). OLTR's class centroids are the one case in the papers; the
+  generic step, init, optimizer and model only pass them on;
+* the loss its train step minimises (``make_loss``): the classification loss of
+  ``config.loss`` (``ltjax.losses.LOSSES``), given the training class counts and the epoch,
+  plus what the stage adds (OLTR's centroids term, on its own arrays);
+* how a fresh run starts (``start``): what it loads from ``config.init_from``
+  (``copies``, ``subtrees_to_load``) and what it computes before the first step (OLTR's
+  centroids).
+
+What every stage shares is elsewhere and called, not copied: the SGD groups (backbone, head,
+and the stage's arrays; ``ltjax.train.optim.make_optimizer``), the one train step
+(``ltjax.train.steps.make_train_step``), the experiment's assembly
+(``ltjax.train.experiment``), checkpoints and the loop (``ltjax.train.loop``). Adding a stage
+is one subclass of ``Stage`` (``base``), an entry in ``STAGES`` and a config (``config.stage``).
+
+The package: ``base`` (the ``Stage`` every recipe shares), ``decoupling`` (joint, cRT, LWS:
+Kang et al.), ``oltr`` (OLTR stage 2: Liu et al.) and ``starts`` (what a fresh run loads
+before its first step: ``model.pretrained``, ``init_from``, the head's start).
+"""
+
+from __future__ import annotations
+
+from ltjax.train.stages.base import Stage
+from ltjax.train.stages.decoupling import ClassifierRetraining, Joint, LearnableWeightScaling
+from ltjax.train.stages.oltr import OLTR
+from ltjax.train.stages.starts import load_earlier_stage, load_pretrained
+
+__all__ = [
+  "OLTR",
+  "STAGES",
+  "ClassifierRetraining",
+  "Joint",
+  "LearnableWeightScaling",
+  "Stage",
+  "get_stage",
+  "load_earlier_stage",
+  "load_pretrained",
+]
+
+STAGES: dict[str, Stage] = {
+  stage.name: stage for stage in (Joint(), ClassifierRetraining(), LearnableWeightScaling(), OLTR())
+}
+
+
+def get_stage(name: str) -> Stage:
+  """The stage registered as ``name``; a ValueError listing the valid names otherwise."""
+  if name not in STAGES:
+    raise ValueError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}.")
+  return STAGES[name]

@@ -1,0 +1,75 @@
+"""Decoupling's stages (Kang et al., ICLR 2020): joint training, then classifier re-balancing
+on the frozen stage-1 backbone (cRT, LWS). NCM and tau-normalisation train nothing: they are
+post-hoc methods (``ltjax.evaluate.posthoc_methods``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import ml_collections
+
+from ltjax.train.stages.base import Stage
+
+
+class Joint(Stage):
+  """Joint training (representation learning; Kang et al. Sec. 3, OLTR stage 1): backbone and
+  linear classifier trained together from a fresh start (``model.pretrained`` may start the
+  backbone from ImageNet weights)."""
+
+  name = "joint"
+
+
+class ClassifierRetraining(Stage):
+  """cRT (Kang et al. Sec. 4): the stage-1 backbone frozen, a re-initialised linear
+  classifier trained (the references' class-aware sampling lives in the configs). The
+  backbone comes from a stage-1 run (``init_from``) or, without one, from
+  ``model.pretrained``: cRT on a foundation model's features."""
+
+  name = "crt"
+  freeze = ("^backbone/",)
+  copies = (("backbone", "backbone"),)
+  frozen_backbone = True
+  pretrained_replaces_init_from = True
+
+  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+    if config.oltr.fc_add:
+      raise ValueError(
+        f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
+        f"stage 2 (stage oltr), not stage {self.name!r}; set --config.oltr.fc_add=0."
+      )
+    return None
+
+  def subtrees_to_load(self, config, earlier):
+    """The stage-1 backbone (and classifier: LWS); a stage 1 with a neck (OLTR's attention
+    or use_fc layer) is refused: this stage's model has none, so its features would not be
+    the ones the run was trained with."""
+    neck = sorted(earlier.get("neck", {}))
+    if neck:
+      raise ValueError(
+        f"init_from={config.init_from} is a model with a neck ({', '.join(neck)}: OLTR's "
+        f"attention or use_fc layer), which stage {self.name!r} does not build, so its "
+        "features would silently change: start cRT / LWS from a joint run without "
+        "oltr.fc_add (an OLTR stage 1 has one: train a plain joint run for them)."
+      )
+    return self.copies
+
+
+class LearnableWeightScaling(ClassifierRetraining):
+  """LWS (Kang et al. Sec. 4): backbone and classifier of stage 1 frozen, one scale per class
+  learnt (``model.head=lws``: logits = (Wx + b) * f)."""
+
+  name = "lws"
+  freeze = ("^backbone/", "^head/fc/")
+  copies = (("backbone", "backbone"), ("head/fc", "head/fc"))
+  pretrained_replaces_init_from = False  # Its classifier comes from the stage-1 run.
+  #: The stage-1 head -> the LWS head that re-scales it.
+  LWS_HEADS: ClassVar[dict[str, str]] = {"linear": "lws", "cosine": "lws_cosine"}
+
+  def check_loaded_head(self, config, meta):
+    earlier = ((meta.get("config") or {}).get("model") or {}).get("head")
+    want = self.LWS_HEADS.get(earlier)
+    if want is not None and config.model.head != want:
+      raise ValueError(
+        f"init_from={config.init_from} has a {earlier} classifier: LWS re-scales it with "
+        f"--config.model.head={want} (not {config.model.head!r})."
+      )
