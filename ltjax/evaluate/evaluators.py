@@ -5,7 +5,7 @@ name -> ``Output`` mapping), turns those arrays into entries of a results row
 (``summarize``) and, optionally, into per-method results files (``records``:
 ``calibration.json``'s reliability bins, ...); its ``columns`` tell the report which of its
 entries to draw. ``config.eval.evaluators`` chooses them by name, in order: the eval step
-computes exactly the union of their outputs, on the device, and ``runner.summarize`` runs
+computes exactly the union of their outputs, on the device, and ``Evaluation.summarize`` runs
 them one after the other, each adding its entries to the row. Adding one is one class here
 (or in any module that calls ``register``); ``tests/evaluate/test_evaluator_extension.py``
 shows one.
@@ -169,13 +169,6 @@ class Context:
   def num_classes(self) -> int:
     return len(self.train_counts)
 
-  @classmethod
-  def of(cls, train_counts, eval_cfg, val_max_prob=None) -> Context:
-    e = eval_cfg
-    return cls(
-      np.asarray(train_counts), e.many_threshold, e.few_threshold, e.open_threshold, val_max_prob
-    )
-
 
 class Evaluator:
   """An evaluator: its fields are its options; ``name`` is what ``config.eval.evaluators``
@@ -249,10 +242,68 @@ def outputs_of(evaluators: Sequence[Evaluator]) -> dict[str, Output]:
   return out
 
 
-def device_functions(eval_cfg) -> dict[str, Callable]:
-  """``{output name: device function}`` of the evaluators ``eval_cfg`` chooses: what the
-  eval step computes (``ltjax.train.steps.make_eval_step``)."""
-  return {k: o.device for k, o in outputs_of(chosen(eval_cfg)).items()}
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """A run's evaluation, built once from ``config.eval`` (``from_config``): the evaluators
+  it chooses, in order, and the settings every row is computed with. The eval step computes
+  its ``outputs``; ``summarize`` and ``records`` run the evaluators over them, each adding
+  its entries."""
+
+  evaluators: tuple[Evaluator, ...]
+  many_threshold: float
+  few_threshold: float
+  open_threshold: float
+
+  @classmethod
+  def from_config(cls, eval_cfg) -> Evaluation:
+    """Raises ValueError for an unknown evaluator or one listed twice (``chosen``)."""
+    e = eval_cfg
+    return cls(tuple(chosen(e)), e.many_threshold, e.few_threshold, e.open_threshold)
+
+  @property
+  def outputs(self) -> dict[str, Output]:
+    """The per-example arrays the evaluators need (``outputs_of``)."""
+    return outputs_of(self.evaluators)
+
+  @property
+  def device_functions(self) -> dict[str, Callable]:
+    """``{output name: device function}``: what the eval step computes."""
+    return {k: o.device for k, o in self.outputs.items()}
+
+  @property
+  def uses_val_max_prob(self) -> bool:
+    """An evaluator reads the validation images' max probabilities (the open-set threshold
+    chosen on them): evaluation runs the model over the validation split too."""
+    return any(e.uses_val_max_prob for e in self.evaluators)
+
+  def context(self, train_counts, val_max_prob=None) -> Context:
+    return Context(
+      np.asarray(train_counts),
+      self.many_threshold,
+      self.few_threshold,
+      self.open_threshold,
+      val_max_prob,
+    )
+
+  def summarize(self, p: Mapping, train_counts, val_max_prob=None) -> dict:
+    """One method's results row from its outputs ``p`` (with ``"label"``): each evaluator's
+    entries in its order (shot-group accuracies, top-5, ECE and NLL, open-set F-measures and
+    AUROC). ``val_max_prob``: the max probabilities of the (known) validation images, for
+    the open-set threshold chosen on them."""
+    context = self.context(train_counts, val_max_prob)
+    out: dict = {}
+    for evaluator in self.evaluators:
+      out |= evaluator.summarize(p, p["label"], context)
+    return out
+
+  def records(self, p: Mapping, train_counts, val_max_prob=None) -> dict:
+    """``{file stem: this method's entry}`` of the evaluators' own results files
+    (per_class.json, calibration.json's reliability bins, open_set_curve.json)."""
+    context = self.context(train_counts, val_max_prob)
+    out: dict = {}
+    for evaluator in self.evaluators:
+      out |= evaluator.records(p, p["label"], context)
+    return out
 
 
 def on_host(logits: Any, labels: Any, outputs: Mapping[str, Output]) -> dict[str, np.ndarray]:

@@ -82,12 +82,11 @@ def _read_cache(path: str, key: str, n: int) -> dict[str, np.ndarray] | None:
   return data
 
 
-def _predictions(method_out: dict, labels: np.ndarray, eval_cfg) -> dict:
-  """``runner.record``'s outputs of a post-hoc method: those the chosen evaluators need,
+def _predictions(method_out: dict, labels: np.ndarray, evaluation) -> dict:
+  """``runner.record``'s outputs of a post-hoc method: those the run's evaluators need,
   of its test logits (``evaluators.on_host``), its own prediction as ``"pred"`` (as
   selected) and the labels."""
-  outputs = evaluators.outputs_of(evaluators.chosen(eval_cfg))
-  p = evaluators.on_host(method_out["logits"], labels, outputs)
+  p = evaluators.on_host(method_out["logits"], labels, evaluation.outputs)
   return {**p, "pred": method_out["pred"], "label": labels}
 
 
@@ -142,9 +141,9 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
       log.info("%s: no row: %s.", method.name, reason)
       continue
     r = results[method.name] = method.run(inputs)
-    p = _predictions(r, labels, eval_cfg)
+    p = _predictions(r, labels, exp.evaluation)
     out[method.name] = runner.record(
-      workdir, method.name, p, counts, eval_cfg, r["val_max_prob"], provenance=made
+      workdir, method.name, p, counts, exp.evaluation, r["val_max_prob"], provenance=made
     )
   _write_sweeps(workdir, results)
   for name, r in results.items():

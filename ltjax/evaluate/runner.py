@@ -56,31 +56,15 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
 
 
 def predict(exp, state, source) -> dict[str, np.ndarray]:
-  """The eval step's per-record outputs for every record of ``source`` (those of the
-  evaluators ``config.eval.evaluators`` chooses: ``evaluators.outputs_of``), and its labels
-  (``"label"``)."""
-  keys = tuple(evaluators.outputs_of(evaluators.chosen(exp.config.eval)))
-  out = run_over(exp, state, source, exp.eval_step, keys)
+  """The eval step's per-record outputs for every record of ``source`` (those the run's
+  evaluators need: ``exp.evaluation.outputs``), and its labels (``"label"``)."""
+  out = run_over(exp, state, source, exp.eval_step, tuple(exp.evaluation.outputs))
   return {**out, "label": np.asarray(source.labels)}
 
 
-def summarize(
-  p: dict[str, np.ndarray], train_counts: np.ndarray, eval_cfg, val_max_prob=None
-) -> dict:
-  """One method's results row from its outputs ``p`` (``predict``'s, or a post-hoc
-  method's, with "label"): the entries of each evaluator ``eval_cfg.evaluators`` chooses,
-  in its order (``ltjax.evaluate.evaluators``: shot-group accuracies, top-5, ECE and NLL,
-  open-set F-measures and AUROC). ``val_max_prob``: the max probabilities of the (known)
-  validation images, for the open-set threshold chosen on them."""
-  context = evaluators.Context.of(train_counts, eval_cfg, val_max_prob)
-  out: dict = {}
-  for evaluator in evaluators.chosen(eval_cfg):
-    out |= evaluator.summarize(p, p["label"], context)
-  return out
-
-
 def evaluate_split(exp, state, source) -> dict:
-  return summarize(predict(exp, state, source), exp.splits.train_counts, exp.config.eval)
+  """The results row of the model ``state`` on ``source`` (validation, during training)."""
+  return exp.evaluation.summarize(predict(exp, state, source), exp.splits.train_counts)
 
 
 #: Errors of a file system that cannot take a results file: reported, not raised, so
@@ -267,25 +251,22 @@ def record(
   method: str,
   p: dict[str, np.ndarray],
   train_counts: np.ndarray,
-  eval_cfg,
+  evaluation: evaluators.Evaluation,
   val_max_prob: np.ndarray | None = None,
   extra: dict | None = None,
   provenance: dict | None = None,
 ) -> dict:
-  """Summarises one method's test outputs ``p`` (see ``summarize``) into results.json
-  (with ``extra`` entries, e.g. the selected epoch, and ``provenance``, ``computed_with``'s
-  record, under "computed_with") and the evaluators' own files (``Evaluator.records``:
-  per_class.json, calibration.json's reliability bins, open_set_curve.json);
-  ``val_max_prob``: its validation max probabilities, for ``open_f_measure_val``. Rows of
-  other settings are removed first (``reconcile``)."""
-  summary = summarize(p, train_counts, eval_cfg, val_max_prob) | (extra or {})
+  """Summarises one method's test outputs ``p`` (``evaluation.summarize``) into
+  results.json (with ``extra`` entries, e.g. the selected epoch, and ``provenance``,
+  ``computed_with``'s record, under "computed_with") and the evaluators' own files
+  (``evaluation.records``: per_class.json, calibration.json's reliability bins,
+  open_set_curve.json); ``val_max_prob``: its validation max probabilities, for
+  ``open_f_measure_val``. Rows of other settings are removed first (``reconcile``)."""
+  summary = evaluation.summarize(p, train_counts, val_max_prob) | (extra or {})
+  entries = evaluation.records(p, train_counts, val_max_prob)
   if provenance is not None:
     summary["computed_with"] = provenance
     reconcile(workdir, method, summary)
-  context = evaluators.Context.of(train_counts, eval_cfg, val_max_prob)
-  entries = {}
-  for evaluator in evaluators.chosen(eval_cfg):
-    entries |= evaluator.records(p, p["label"], context)
   if jax.process_index() == 0:
     update_json(os.path.join(workdir, "results.json"), method, summary)
     for name, entry in entries.items():
@@ -346,12 +327,12 @@ def evaluate_and_write(
   method = method or exp.config.method
   p = predict(exp, state, exp.splits.test)
   val_max_prob = None
-  wanted = any(e.uses_val_max_prob for e in evaluators.chosen(exp.config.eval))
+  wanted = exp.evaluation.uses_val_max_prob
   if wanted and np.any(p["label"] == -1) and len(exp.splits.val):  # open_f_measure_val.
     val_max_prob = predict(exp, state, exp.splits.val)["max_prob"]
   step = (extra or {}).get("selected_step", int(jax.device_get(state.step)))
-  counts, e = exp.splits.train_counts, exp.config.eval
-  summary = record(workdir, method, p, counts, e, val_max_prob, extra, computed_with(exp, step))
+  counts, provenance = exp.splits.train_counts, computed_with(exp, step)
+  summary = record(workdir, method, p, counts, exp.evaluation, val_max_prob, extra, provenance)
   write_meta(workdir, exp)
   record_weight_norms(workdir, method, classifier_weights(state.params))
   return summary

@@ -37,6 +37,27 @@ from ltjax.train.state import TrainState
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class Components:
+  """The run's registered components, each built once from its config block by its
+  registry, which refuses an option of another member by name (``checked``): what the rest
+  of the run asks, instead of reading those blocks again."""
+
+  stage: Stage  # config.stage
+  backbone: models.backbones.Backbone  # config.model (its backbone and fine-tuning options)
+  sampler: samplers.Sampler  # config.sampler
+  evaluation: evaluators.Evaluation  # config.eval
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> Components:
+    return cls(
+      get_stage(config.stage),
+      models.backbones.from_config(config.model),
+      samplers.from_config(config),
+      evaluators.Evaluation.from_config(config.eval),
+    )
+
+
 @dataclasses.dataclass
 class Experiment:
   """Everything about a run that is not the train state."""
@@ -55,6 +76,9 @@ class Experiment:
   eval_step: Callable
   feature_step: Callable
   loss_fn: Callable  # The stage's loss (``stage.make_loss``), as the train step calls it.
+  backbone: models.backbones.Backbone  # ``Components``'.
+  sampler: samplers.Sampler
+  evaluation: evaluators.Evaluation
   spec: DataSpec | None = None
   #: The seed the splits were drawn with: ``config.seed``, or that of the run a later stage
   #: starts from (``split_seed``), so that it reuses that run's carve.
@@ -67,11 +91,12 @@ class Experiment:
   frozen_weights: dict | None = None
 
 
-def model_of(config: ml_collections.ConfigDict, num_classes: int, stage: Stage):
-  """The ``ltjax.models.Classifier`` of ``config``: the backbone of ``config.model`` with its
-  options (``ltjax.models.backbones.from_config``), the head, the neck ``stage`` asks for."""
+def model_of(config: ml_collections.ConfigDict, parts: Components, num_classes: int):
+  """The ``ltjax.models.Classifier`` of ``config``: the run's backbone, the head of
+  ``config.model``, the neck its stage asks for."""
+  stage = parts.stage
   return models.build_model(
-    models.backbones.from_config(config.model),
+    parts.backbone,
     config.model.head,
     num_classes,
     dtype=config.model.dtype,
@@ -86,15 +111,16 @@ def backbone_frozen(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return models.backbones.from_config(config.model).frozen_patterns()
 
 
-def frozen_reference(config: ml_collections.ConfigDict, stage: Stage) -> dict | None:
+def frozen_reference(exp: Experiment) -> dict | None:
   """What of a parameter-efficient run its checkpoints leave in ``model.pretrained``
   (``ltjax.train.frozen``): the method's frozen parameters, when the backbone is read from
   that file (not copied from ``init_from``)."""
-  if any(dst.startswith("backbone") for _, dst in stage.copies_of(config)):
+  config = exp.config
+  if any(dst.startswith("backbone") for _, dst in exp.stage.copies_of(config)):
     return None
   if not config.model.pretrained or not os.path.isfile(config.model.pretrained):
     return None
-  return frozen_lib.reference(backbone_frozen(config), config.model.pretrained)
+  return frozen_lib.reference(exp.backbone.frozen_patterns(), config.model.pretrained)
 
 
 def restore_state(exp: Experiment, state: TrainState, directory: str):
@@ -175,17 +201,17 @@ def _warn_about_data(config: ml_collections.ConfigDict, splits: DataSplits) -> N
 
 def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   """Checks everything about ``config`` that can be checked before any data is read (field
-  ranges, the optimizer, the sampler's options, the stage's model and, with
-  ``check_start``, what a fresh run loads), and returns ``(stage, mesh)``.
+  ranges, the optimizer, each component's options, the stage's model and, with
+  ``check_start``, what a fresh run loads), and returns ``(Components, mesh)``.
 
   Raises:
     ValueError: naming the field to change.
   """
-  stage = get_stage(config.stage)
   config_lib.resolve_paths(config)  # As config.json records them: see PATH_FIELDS.
   config_lib.validate(config)
   optim.check(config)
-  samplers.from_config(config)
+  parts = Components.of(config)
+  stage = parts.stage
   unread = datasets.unread_fields(config.dataset)
   if unread:
     log.warning(
@@ -200,7 +226,7 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   mesh = sharding.make_mesh(config.num_devices)
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
-  return stage, mesh
+  return parts, mesh
 
 
 def _earlier_run(config: ml_collections.ConfigDict, stage: Stage) -> dict | None:
@@ -275,8 +301,8 @@ def setup(
   checkpoint, an imported one). The splits are drawn with ``seed_of_splits`` (a finished
   run's own, from its checkpoint) or ``split_seed``'s.
   """
-  stage, mesh = checked(config, check_start)
-  earlier = _earlier_run(config, stage) if seed_of_splits is None and check_start else None
+  parts, mesh = checked(config, check_start)
+  earlier = _earlier_run(config, parts.stage) if seed_of_splits is None and check_start else None
   seed = seed_of_splits if seed_of_splits is not None else split_seed(config, earlier)
   splits = splits if splits is not None else build_splits(config.dataset, seed, config.data)
   STOP.check()
@@ -287,9 +313,9 @@ def setup(
     input_shape(config, splits.train),
     tuple(int(n) for n in splits.train_counts),
   )
-  exp, init, _ = _build(config, stage, spec, mesh, splits)
+  exp, init, _ = _build(config, parts, spec, mesh, splits)
   exp.split_seed = seed
-  exp.frozen_weights = frozen_reference(config, stage)
+  exp.frozen_weights = frozen_reference(exp)
   n = exp.parameters
   log.info(
     "parameters: %s trained of %s (%.3g%%)",
@@ -320,9 +346,9 @@ def abstract_setup(config: ml_collections.ConfigDict, spec: DataSpec | None = No
     shardings; ``abstract_batch(exp)`` gives the matching training batch,
     ``abstract_eval_batch(exp)`` the eval and feature steps' batch.
   """
-  stage, mesh = checked(config, check_start=False)
+  parts, mesh = checked(config, check_start=False)
   spec = spec or reference_spec(config)
-  exp, _, shapes = _build(config, stage, spec, mesh, None)
+  exp, _, shapes = _build(config, parts, spec, mesh, None)
   state = jax.tree.map(
     lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, exp.state_sharding
   )
@@ -353,16 +379,17 @@ def abstract_eval_batch(exp: Experiment) -> dict:
 
 
 def _build(
-  config, stage: Stage, spec: DataSpec, mesh, splits
+  config, parts: Components, spec: DataSpec, mesh, splits
 ) -> tuple[Experiment, Callable, TrainState]:
-  """The experiment of ``config`` on data of ``spec``, its state's init function and the
-  state's shapes (``jax.ShapeDtypeStruct`` s)."""
+  """The experiment of ``config`` (its ``parts``) on data of ``spec``, its state's init
+  function and the state's shapes (``jax.ShapeDtypeStruct`` s)."""
+  stage = parts.stage
   pipeline.check_eval_transform(config.data, spec.image_shape)
-  model = model_of(config, spec.num_classes, stage)
+  model = model_of(config, parts, spec.num_classes)
+  freeze = stage.freeze + tuple(config.optim.freeze) + parts.backbone.frozen_patterns()
+  extra_groups = stage.extra_groups(config)
   steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
   schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)
-  freeze = stage.freeze + tuple(config.optim.freeze) + backbone_frozen(config)
-  extra_groups = stage.extra_groups(config)
   tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze, extra_groups)
   init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage, config)
   abstract = jax.eval_shape(init, config.seed)
@@ -385,7 +412,7 @@ def _build(
   logit_scale = losses.from_config(config).logit_scale
   eval_step = jax.jit(
     steps.make_eval_step(
-      model, mean, std, evaluators.device_functions(config.eval), logit_scale, stage.model_inputs
+      model, mean, std, parts.evaluation.device_functions, logit_scale, stage.model_inputs
     ),
     in_shardings=(state_sharding, data),
     out_shardings=data,
@@ -412,6 +439,9 @@ def _build(
     eval_step,
     feature_step,
     loss_fn,
+    parts.backbone,
+    parts.sampler,
+    parts.evaluation,
     spec,
     parameters=optim.parameter_counts(steps.trainable(abstract), freeze),
   )
@@ -431,7 +461,7 @@ def make_stream(exp: Experiment) -> pipeline.TrainStream:
   c = exp.config
   return pipeline.TrainStream(
     exp.splits.train,
-    sampler=samplers.from_config(c),
+    sampler=exp.sampler,
     seed=c.seed,
     global_batch=c.batch_size,
     augment=c.data.augment,

@@ -15,7 +15,6 @@ from ltjax import sharding
 from ltjax.data import pipeline
 from ltjax.data.pp import augment, image_ops
 from ltjax.data.sources import ArraySource
-from ltjax.evaluate import evaluators
 from ltjax.train import experiment
 
 # (height, width, channels), crop, expand: landscape, portrait grey, square, an image smaller
@@ -140,7 +139,7 @@ def test_eval_and_feature_steps_average_the_logits_of_the_five_crops(five_crop_r
   np.testing.assert_allclose(features["features"], want_features, rtol=1e-5, atol=1e-5)
 
   out = jax.device_get(exp.eval_step(state, sharding.to_global(batch, data)))
-  fns = evaluators.device_functions(exp.config.eval)
+  fns = exp.evaluation.device_functions
   assert set(out) == set(fns) and {"pred", "max_prob"} <= set(out)
   for name, fn in fns.items():
     want = jax.device_get(jax.jit(fn)(mean_logits, batch["label"]))

@@ -91,11 +91,13 @@ def test_top5_is_not_reported_with_five_classes_or_fewer():
   labels = np.array([0, 1, 2, 3, 4, 0])
   logits = np.eye(5)[[1, 2, 3, 4, 0, 0]]
   p = {**from_logits(logits, labels), "label": labels}
-  out = runner.summarize(p, np.array([50, 40, 30, 20, 10]), Eval())
+  out = evaluators.Evaluation.from_config(Eval()).summarize(p, np.array([50, 40, 30, 20, 10]))
   assert not any(k.startswith("top5") for k in out)
   more = np.eye(6)[[1, 2, 3, 4, 0, 0]]
   p6 = {**from_logits(more, labels), "label": labels}
-  assert "top5_all" in runner.summarize(p6, np.array([50, 40, 30, 20, 10, 5]), Eval())
+  assert "top5_all" in evaluators.Evaluation.from_config(Eval()).summarize(
+    p6, np.array([50, 40, 30, 20, 10, 5])
+  )
 
 
 def test_summary_has_top5_per_group_ece_and_nll():
@@ -109,7 +111,7 @@ def test_summary_has_top5_per_group_ece_and_nll():
     many_threshold, few_threshold, open_threshold = 100, 20, 0.1
     evaluators = evaluators.DEFAULT
 
-  out = runner.summarize(p, counts, Eval())
+  out = evaluators.Evaluation.from_config(Eval()).summarize(p, counts)
   known = labels >= 0
   hits = p["top5"][known]
   assert out["top5_all"] == pytest.approx(hits.mean())

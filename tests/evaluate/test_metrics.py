@@ -296,7 +296,7 @@ def test_threshold_keeping_keeps_the_fraction_of_known_images():
 
 
 def test_summary_reports_the_f_measure_at_the_validation_threshold():
-  from ltjax.evaluate import evaluators, runner
+  from ltjax.evaluate import evaluators
 
   default = evaluators.DEFAULT
 
@@ -310,7 +310,7 @@ def test_summary_reports_the_f_measure_at_the_validation_threshold():
   val_max_prob = np.linspace(0.3, 0.9, 20)  # 95% kept: threshold = the 2nd smallest.
   p = {"pred": pred, "max_prob": max_prob, "label": labels, "top5": labels >= 0}
   p["nll"] = np.zeros(labels.size)
-  out = runner.summarize(p, np.array([200, 5]), Eval, val_max_prob)
+  out = evaluators.Evaluation.from_config(Eval).summarize(p, np.array([200, 5]), val_max_prob)
   t = out["open_threshold_val"]
   assert t == pytest.approx(0.3 + 0.6 / 19)
   # At t: 0.3 (a known, correct) is rejected, 0.35 (open) kept -> TP 2, FP 1, FN 2.

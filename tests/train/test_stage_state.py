@@ -94,9 +94,9 @@ def _names_in_code(module) -> set[str]:
 
 def test_the_generic_core_never_names_a_stages_state():
   """The train step, init, optimizer, checkpoints and model pass the stage's arrays on
-  without naming them, nor do the other stages: OLTR's centroids are named in its stage
-(``ltjax.train.stages.oltr``), head and loss only (and in
-  the translation of checkpoints written before ``TrainState.extra``)."""
+    without naming them, nor do the other stages: OLTR's centroids are named in its stage
+  (``ltjax.train.stages.oltr``), head and loss only (and in
+    the translation of checkpoints written before ``TrainState.extra``)."""
   from ltjax import models
   from ltjax.train import optim, state, steps
   from ltjax.train.stages import base, decoupling, starts

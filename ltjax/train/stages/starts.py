@@ -9,7 +9,6 @@ import logging
 import jax
 import numpy as np
 
-from ltjax import models
 from ltjax.evaluate import posthoc
 from ltjax.models import heads, text_features
 from ltjax.train import frozen as frozen_lib
@@ -116,7 +115,7 @@ def load_pretrained(exp, state, path: str | None = None):
   config = exp.config
   path = path or config.model.pretrained
   params, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
-  backbone, backbone_stats, missing = models.backbones.from_config(config.model).load_pretrained(
+  backbone, backbone_stats, missing = exp.backbone.load_pretrained(
     path,
     params["backbone"],
     stats.get("backbone", {}),
