@@ -172,6 +172,15 @@ def test_optimizer_options_are_the_fields_of_each_optimizer():
     assert fields == set(config_help.OPTIMIZER_OPTIONS[name]), name
 
 
+def test_evaluator_options_are_the_fields_of_each_evaluator():
+  from ltjax.evaluate import evaluators
+
+  assert set(evaluators.EVALUATORS) == set(config_help.EVALUATOR_OPTIONS)
+  for name, cls in evaluators.EVALUATORS.items():
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert fields == set(config_help.EVALUATOR_OPTIONS[name]), name
+
+
 def test_stage_fields_follow_each_stage():
   from ltjax.train import stages
 

@@ -67,6 +67,8 @@ _RANGES = {
   "eval.many_threshold": (_NUM, 0, None, False),
   "eval.few_threshold": (_NUM, 0, None, False),
   "eval.open_threshold": (_NUM, 0, 1, False),
+  "eval.ece_bins": (_INT, 1, None, False),
+  "eval.keep_known": (_NUM, 0, 1, True),
 }
 
 

@@ -265,4 +265,12 @@ FIELD_DOCS: dict[str, str] = {
     "ltjax.evaluate.evaluators ('closed_set': shot-group accuracies, 'top5', 'calibration': "
     "ECE and NLL, 'open_set': F-measures and AUROC on open-set images)."
   ),
+  "eval.ece_bins": (
+    "calibration evaluator: equal-width confidence bins of the ECE and the reliability "
+    "diagram (Guo et al. 2017: 15)."
+  ),
+  "eval.keep_known": (
+    "open_set evaluator: open_f_measure_val rejects below the max probability that keeps "
+    "this fraction of the known validation images."
+  ),
 }

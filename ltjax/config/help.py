@@ -75,6 +75,16 @@ EVAL_TRANSFORM_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 _AUGMENT_FIELDS = ("data.pad", "data.flip", "data.jitter")
 
+#: ``eval.evaluators`` member -> the ``eval`` options it reads (its fields:
+#: ``ltjax.evaluate.evaluators.EVALUATORS``).
+EVALUATOR_OPTIONS: dict[str, tuple[str, ...]] = {
+  "closed_set": (),
+  "top5": (),
+  "calibration": ("ece_bins",),
+  "open_set": ("keep_known",),
+}
+_EVALUATOR_FIELDS = ("eval.ece_bins", "eval.keep_known")
+
 #: ``optim.schedule`` -> the ``optim`` options it reads (``ltjax.train.optim``).
 SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
   "cosine": (),
@@ -162,6 +172,9 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option)
   if field in _SCHEDULE_FIELDS:
     return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
+  if field in _EVALUATOR_FIELDS:
+    chosen = c.get("eval.evaluators") or ()
+    return any(option in EVALUATOR_OPTIONS.get(name, (option,)) for name in chosen)
   if field in _OPTIMIZER_FIELDS:
     return _option_of(OPTIMIZER_OPTIONS, c.get("optim.name"), option)
   if field in _HEAD_FIELDS:

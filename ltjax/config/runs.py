@@ -59,6 +59,8 @@ EVALUATION_FIELDS = (
   "eval.open_threshold",
   "eval.select",
   "eval.evaluators",
+  "eval.ece_bins",
+  "eval.keep_known",
   # The test images' views: LIFT's five-crop test-time ensemble of a trained run.
   "data.eval_transform",
   "data.tte_expand",

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ltjax.config import components
 from ltjax.evaluate import metrics
 
 # ---------------------------------------------------------------------------- outputs
@@ -222,14 +223,36 @@ def get(name: str) -> type[Evaluator]:
   return EVALUATORS[name]
 
 
+def option_defaults() -> dict[str, Any]:
+  """``{option: default}`` of every registered evaluator's options (its fields), which
+  ``config.eval`` holds beside the evaluators' names."""
+  return {k: v for cls in EVALUATORS.values() for k, v in components.options(cls).items()}
+
+
 def chosen(eval_cfg) -> list[Evaluator]:
-  """The evaluators ``eval_cfg.evaluators`` names, in its order; an unknown name or one
-  listed twice is a ValueError naming the valid ones."""
+  """The evaluators ``eval_cfg.evaluators`` names, in its order, each built with its options
+  from ``eval_cfg`` (``ece_bins``, ``keep_known``).
+
+  Raises:
+    ValueError: an unknown name or one listed twice (naming the valid ones), or an option
+      set away from its default whose evaluators are not chosen (it would do nothing).
+  """
   names = tuple(eval_cfg.evaluators)
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
     raise ValueError(f"--config.eval.evaluators lists {', '.join(twice)} more than once.")
-  return [get(n)() for n in names]
+  classes = [get(n) for n in names]
+  block = {k: getattr(eval_cfg, k) for k in option_defaults() if hasattr(eval_cfg, k)}
+  own = {k for cls in classes for k in components.options(cls)}
+  for option, default in option_defaults().items():
+    if option not in own and option in block and block[option] != default:
+      owners = [n for n, cls in EVALUATORS.items() if option in components.options(cls)]
+      raise ValueError(
+        f"--config.eval.{option}={block[option]!r} is an option of the {' / '.join(owners)} "
+        f"evaluator, which --config.eval.evaluators does not choose: leave it {default!r} "
+        "or choose that evaluator."
+      )
+  return [components.build(cls, block) for cls in classes]
 
 
 def outputs_of(evaluators: Sequence[Evaluator]) -> dict[str, Output]:
@@ -269,6 +292,14 @@ class Evaluation:
   def device_functions(self) -> dict[str, Callable]:
     """``{output name: device function}``: what the eval step computes."""
     return {k: o.device for k, o in self.outputs.items()}
+
+  def options(self) -> dict[str, Any]:
+    """The chosen evaluators' options set away from their defaults (``computed_with``
+    records them: a row's numbers mean something else with other ECE bins)."""
+    defaults = option_defaults()
+    return {
+      k: v for e in self.evaluators for k, v in dataclasses.asdict(e).items() if v != defaults[k]
+    }
 
   @property
   def uses_val_max_prob(self) -> bool:
@@ -396,18 +427,19 @@ class Top5(Evaluator):
 @register
 @dataclasses.dataclass(frozen=True)
 class Calibration(Evaluator):
-  """The expected calibration error of the max softmax probability over ``bins`` bins
+  """The expected calibration error of the max softmax probability over ``ece_bins`` bins
   (``ece``; Guo et al. 2017) and the mean negative log-likelihood of the label (``nll``),
   over the known test images; ``calibration.json``: the reliability diagram's bins."""
 
   name: ClassVar[str] = "calibration"
   columns: ClassVar[tuple[Column, ...]] = (Column("ece", "ECE"), Column("nll", "NLL"))
   note: ClassVar[str] = (
-    "ECE: expected calibration error of the max softmax probability, 15 bins; NLL: mean"
+    "ECE: expected calibration error of the max softmax probability, {ece_bins} bins; NLL: mean"
     " negative log-likelihood of the label (known test images)."
   )
   files: ClassVar[tuple[str, ...]] = ("calibration",)
-  bins: int = metrics.ECE_BINS
+  #: Equal-width confidence bins (``config.eval.ece_bins``; Guo et al.: 15).
+  ece_bins: int = metrics.ECE_BINS
 
   @property
   def outputs(self) -> Mapping[str, Output]:
@@ -416,7 +448,7 @@ class Calibration(Evaluator):
   def _reliability(self, outputs, labels) -> dict:
     known = _known(labels)
     correct = outputs["pred"][known] == labels[known]
-    return metrics.calibration(outputs["max_prob"][known], correct, self.bins)
+    return metrics.calibration(outputs["max_prob"][known], correct, self.ece_bins)
 
   def summarize(self, outputs, labels, context) -> dict:
     known = _known(labels)
@@ -450,18 +482,21 @@ class OpenSet(Evaluator):
 
   name: ClassVar[str] = "open_set"
   columns: ClassVar[tuple[Column, ...]] = (
-    Column("open_f_measure", "Open F (0.1)"),
-    Column("open_f_measure_val", "Open F (val 95%)"),
+    Column("open_f_measure", "Open F ({open_threshold:g})"),
+    Column("open_f_measure_val", "Open F (val {keep_known:.0%})"),
     Column("open_auroc", "Open AUROC"),
   )
   note: ClassVar[str] = (
-    "Open-set F-measure and AUROC are fractions in [0, 1]: F at the paper's threshold 0.1"
-    " on the max softmax probability, and at the threshold that keeps 95% of the known"
+    "Open-set F-measure and AUROC are fractions in [0, 1]: F at the threshold"
+    " {open_threshold:g} on the max softmax probability (the paper's 0.1), and at the"
+    " threshold that keeps {keep_known:.0%} of the known"
     " validation images (it means something with few classes, where the max softmax"
     " cannot fall below 1/K)."
   )
   files: ClassVar[tuple[str, ...]] = ("open_set_curve",)
   uses_val_max_prob: ClassVar[bool] = True
+  #: The fraction of the known validation images the validation-chosen threshold keeps
+  #: (``config.eval.keep_known``).
   keep_known: float = metrics.KEEP_KNOWN
 
   @property
@@ -489,6 +524,21 @@ class OpenSet(Evaluator):
     if not np.any(labels == -1):
       return {}
     return {"open_set_curve": open_set_curve(outputs["pred"], outputs["max_prob"], labels)}
+
+
+def report_settings(results: Mapping) -> dict[str, Any]:
+  """The settings the report's headers and notes name (``{open_threshold:g}``,
+  ``{keep_known:.0%}``, ``{ece_bins}``): those a row of ``results`` was computed with
+  (``computed_with``; rows of one results.json agree on them, ``runner.reconcile``), or the
+  defaults where no row records them."""
+  from ltjax.config.schema import base_config  # JAX-free.
+
+  out = {"open_threshold": base_config().eval.open_threshold, **option_defaults()}
+  for row in results.values():
+    record = row.get("computed_with") if isinstance(row, Mapping) else None
+    if isinstance(record, Mapping):
+      return out | {k: record[k] for k in out if k in record}
+  return out
 
 
 #: ``config.eval.evaluators``' default: every evaluator of ltjax, in the order of the row.

@@ -102,6 +102,7 @@ def method_files() -> tuple[str, ...]:
 #: ``computed_with`` entries that say what a row's numbers mean; rows of one results.json
 #: must agree on them. ``step`` and ``from`` say which model a row tested.
 _SETTINGS = ("data", "many_threshold", "few_threshold", "open_threshold", "test_views")
+# ... and the evaluators' options set away from their defaults (``Evaluation.options``).
 
 
 def computed_with(exp, step: int, source_method: str | None = None) -> dict:
@@ -120,7 +121,9 @@ def computed_with(exp, step: int, source_method: str | None = None) -> dict:
     "open_threshold": e.open_threshold,
   }
   views = test_views(exp.config.data)
-  return record | ({"test_views": views} if views else {})
+  # An evaluator's option (ECE bins, ...) only where it is not the default: rows of
+  # default settings read as they always have.
+  return record | ({"test_views": views} if views else {}) | exp.evaluation.options()
 
 
 def test_views(data) -> str | None:
@@ -146,6 +149,10 @@ def _setting_changes(old: dict, new: dict) -> list[str]:
     out.append(f"open threshold {old.get('open_threshold')}, now {new['open_threshold']}")
   if old.get("test_views") != new.get("test_views"):
     out.append(f"test views {old.get('test_views') or 'one'}, now {new.get('test_views') or 'one'}")
+  for option, default in evaluators.option_defaults().items():
+    before, now = old.get(option, default), new.get(option, default)
+    if before != now:
+      out.append(f"eval.{option} {before}, now {now}")
   old_data = old.get("data") or {}
   for split in ("train", "val", "test"):
     if old_data.get(split) != new["data"][split]:

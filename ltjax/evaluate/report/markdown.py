@@ -6,6 +6,7 @@ calls for (``plots``) and writes the markdown that links them, each with its cap
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -54,8 +55,9 @@ def table_columns(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[Any, s
   evaluators declare (``ltjax.evaluate.evaluators``), in registration order, where some
   row has the entry or the column is always shown (the shot groups)."""
   rows = [r for r in results.values() if isinstance(r, Mapping)]
+  settings = evaluators.report_settings(results)  # The run's thresholds, bins, ...
   return [
-    (c, cls.note)
+    (dataclasses.replace(c, header=c.header.format(**settings)), cls.note.format(**settings))
     for cls in evaluators.EVALUATORS.values()
     for c in cls.columns
     if c.always or any(c.key in r for r in rows)
@@ -122,11 +124,12 @@ _CAPTIONS = {
     "taken for known) faster than true ones and F rises; at threshold 1 every image is "
     "rejected, no true positive is left and F falls to 0. The paper's 0.1 rejects nothing "
     "when the max softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the "
-    "thresholds that keep 95% of the known validation images (open_f_measure_val)."
+    "thresholds that keep {keep_known:.0%} of the known validation images "
+    "(open_f_measure_val)."
   ),
   "calibration": (
-    "Reliability diagram: the accuracy of the test images in each of 15 equal-width bins of "
-    "confidence against the bin's mean confidence (Guo et al. 2017); below the diagonal a "
+    "Reliability diagram: the accuracy of the test images in each of {ece_bins} equal-width "
+    "bins of confidence against the bin's mean confidence (Guo et al. 2017); below the diagonal a "
     "method is over-confident. A marker's area is its bin's share of the images (bins of "
     "a few images are noise); ECE is the count-weighted mean gap (the table's column); "
     "empty bins are left out."
@@ -134,9 +137,11 @@ _CAPTIONS = {
 }
 
 
-def _figure_lines(path: str, alt: str, caption: str) -> list[str]:
-  """An image link relative to the report, then its one-line italic caption."""
-  return [f"![{alt}]({os.path.basename(path)})", "", f"*{_CAPTIONS[caption]}*", ""]
+def _figure_lines(path: str, alt: str, caption: str, settings: Mapping) -> list[str]:
+  """An image link relative to the report, then its one-line italic caption (naming the
+  run's ``settings``: ``evaluators.report_settings``)."""
+  text = _CAPTIONS[caption].format(**settings)
+  return [f"![{alt}]({os.path.basename(path)})", "", f"*{text}*", ""]
 
 
 _REPORT_FILES = (
@@ -250,6 +255,7 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
   """The report's figures, one section each, for the files that are present."""
   lines = []
   png = lambda name: os.path.join(workdir, name)
+  settings = evaluators.report_settings(data["results"] or {})
   if data["tau_sweep"] is not None:
     out, chosen = plot_tau_sweep(data["tau_sweep"], files["tau_sweep"], png("tau_sweep.png"))
     chosen_text = f"{chosen:g}" if chosen is not None else "not recorded"
@@ -259,7 +265,7 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       f"Chosen τ: **{chosen_text}** (best overall accuracy on the validation split).",
       "",
     ]
-    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep")
+    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep", settings)
     lines += _other_sweeps(data["tau_sweep"])
   if data["weight_norms"] is not None:
     counts = train_counts(data["per_class"], files["per_class"])
@@ -267,13 +273,13 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       data["weight_norms"], files["weight_norms"], png("weight_norms.png"), counts, thresholds
     )
     lines += ["## Classifier weight norms", ""]
-    lines += _figure_lines(out, "Classifier weight norms", "weight_norms")
+    lines += _figure_lines(out, "Classifier weight norms", "weight_norms", settings)
   if data["per_class"] is not None:
     out = plot_per_class(
       data["per_class"], files["per_class"], png("per_class_accuracy.png"), thresholds
     )
     lines += ["## Per-class accuracy", ""]
-    lines += _figure_lines(out, "Per-class accuracy", "per_class")
+    lines += _figure_lines(out, "Per-class accuracy", "per_class", settings)
   if data["open_set_curve"] is not None:
     out = plot_open_set(
       data["open_set_curve"],
@@ -282,11 +288,11 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       data["results"],
     )
     lines += ["## Open-set F-measure", ""]
-    lines += _figure_lines(out, "Open-set F-measure", "open_set")
+    lines += _figure_lines(out, "Open-set F-measure", "open_set", settings)
   if data["calibration"] is not None:
     out = plot_reliability(data["calibration"], files["calibration"], png("reliability.png"))
     lines += ["## Calibration", ""]
-    lines += _figure_lines(out, "Reliability diagram", "calibration")
+    lines += _figure_lines(out, "Reliability diagram", "calibration", settings)
   return lines
 
 
