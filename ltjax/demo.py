@@ -85,13 +85,13 @@ def lws_config(init_from: str = "") -> ml_collections.ConfigDict:
 def _train_stage(config, stage_dir: str, workdir: str):
   """Trains (or resumes) one stage, records its test results in ``workdir``."""
   from ltjax.evaluate import runner
-  from ltjax.train import experiment, loop
+  from ltjax.train import experiment, loop, restore
 
   log.info("demo: %s", config.method)
   STOP.check()
   exp, state = experiment.setup(config)
   state = loop.train(exp, state, stage_dir, warn_if_finished=False)  # run() said it once.
-  state, selected = experiment.tested_model(exp, state, stage_dir)
+  state, selected = restore.tested_model(exp, state, stage_dir)
   runner.evaluate_and_write(exp, state, workdir, config.method, extra=selected)
   return exp, state
 

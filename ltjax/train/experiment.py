@@ -22,15 +22,13 @@ import optax
 
 from ltjax import config as config_lib
 from ltjax import losses, models, sharding
-from ltjax.data import datasets, identity, pipeline, samplers
+from ltjax.data import datasets, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
 from ltjax.evaluate import evaluators
 from ltjax.stop import STOP
-from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import compile_options, optim, steps
 from ltjax.train import frozen as frozen_lib
 from ltjax.train import init_from as init_lib
-from ltjax.train import stages as stages_lib
 from ltjax.train.stages import Stage, get_stage
 from ltjax.train.state import TrainState
 
@@ -81,7 +79,7 @@ class Experiment:
   evaluation: evaluators.Evaluation
   spec: DataSpec | None = None
   #: The seed the splits were drawn with: ``config.seed``, or that of the run a later stage
-  #: starts from (``split_seed``), so that it reuses that run's carve.
+  #: starts from (``init_from.split_seed``), so that it reuses that run's carve.
   split_seed: int | None = None
   #: ``{"trained", "total"}`` parameter counts (``optim.parameter_counts``).
   parameters: dict | None = None
@@ -121,30 +119,6 @@ def frozen_reference(exp: Experiment) -> dict | None:
   if not config.model.pretrained or not os.path.isfile(config.model.pretrained):
     return None
   return frozen_lib.reference(exp.backbone.frozen_patterns(), config.model.pretrained)
-
-
-def restore_state(exp: Experiment, state: TrainState, directory: str):
-  """``(state, data state, metadata, step)`` of the newest intact checkpoint in
-  ``directory`` (``ltjax.train.checkpoint.restore``) for a train state shaped as ``state``;
-  a checkpoint that left its frozen parameters in a weight file (``frozen_weights`` in its
-  metadata) gets them back from that file, checked to be the one it trained with."""
-  target = ckpt_lib.abstract_like(state, exp.state_sharding)
-  newest = ckpt_lib.latest_meta(directory)
-  # The newest step's metadata says whether the run's checkpoints are slim; when it is
-  # unreadable (restore then falls back to an older step), this run's own reference does.
-  record = newest.get("frozen_weights") if newest is not None else exp.frozen_weights
-  if record is None:
-    return ckpt_lib.restore(directory, target)
-  path = exp.config.model.pretrained
-  frozen_lib.check_file(record, path, directory)
-  target = target.replace(params=frozen_lib.slim(target.params, record))
-  restored, data, meta, step = ckpt_lib.restore(directory, target)
-  stored = meta.get("frozen_weights")
-  if stored is not None and stored["sha256"] != record["sha256"]:
-    frozen_lib.check_file(stored, path, f"{directory} (step {step})")
-  full = stages_lib.load_pretrained(exp, state, path)
-  params = frozen_lib.complete(restored.params, full.params, record)
-  return restored.replace(params=params), data, meta, step
 
 
 def _init_fn(model, tx_fn, image_shape, num_classes: int, stage: Stage, config):
@@ -229,61 +203,6 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   return parts, mesh
 
 
-def _earlier_run(config: ml_collections.ConfigDict, stage: Stage) -> dict | None:
-  """The checkpoint metadata of the run ``config.init_from`` names, for a stage that loads
-  from one and where it has a checkpoint; else None."""
-  if not (stage.copies_of(config) and config.init_from):
-    return None
-  try:
-    return ckpt_lib.latest_meta(init_lib.resolve_init_from(config.init_from))
-  except ValueError:
-    return None
-
-
-def split_seed(config: ml_collections.ConfigDict, earlier: dict | None) -> int:
-  """The seed the splits are drawn with: ``config.seed``, or, for a stage that starts from
-  an earlier run of the same data (``earlier``: its checkpoint metadata), that run's, so
-  that its validation carve and long-tail cut are reused: a classifier re-trained under
-  another seed is then never validated or tested on its backbone's training images."""
-  if not earlier:
-    return int(config.seed)
-  earlier_config = earlier.get("config") or {}
-  if not config_lib.same_data(earlier_config.get("dataset") or {}, config.dataset.to_dict()):
-    return int(config.seed)
-  seed = (earlier.get("data") or {}).get("split_seed", earlier_config.get("seed"))
-  seed = int(config.seed if seed is None else seed)
-  if seed != config.seed:
-    log.info(
-      "splits drawn as init_from=%s drew them (seed %d; this run's seed %d draws its sampling "
-      "and initialisation): the same validation and test images",
-      config.init_from,
-      seed,
-      config.seed,
-    )
-  return seed
-
-
-def check_same_splits(exp: Experiment, earlier: dict | None) -> None:
-  """A stage that starts from an earlier run of the same data must see that run's splits:
-  its backbone was trained on that train split, so other val or test images may be ones it
-  learnt. Raises ValueError naming the splits that differ and the fix."""
-  if not earlier or "data" not in earlier:
-    return  # An imported run or one from before ltjax recorded its data.
-  earlier_dataset = (earlier.get("config") or {}).get("dataset") or {}
-  same = config_lib.same_data(earlier_dataset, exp.config.dataset.to_dict())
-  if not same or earlier.get("num_classes") != exp.splits.num_classes:
-    return  # Other data or classes: ltjax.train.stages checks the classes.
-  diffs = identity.differences(earlier["data"], exp.splits.identity())
-  if diffs:
-    raise ValueError(
-      f"init_from={exp.config.init_from} was trained on other splits of this dataset than "
-      f"this run would use ({identity.describe_differences(diffs)}): its backbone may have "
-      "been trained on this run's validation or test images. Point --config.dataset.root "
-      "(and lists_dir / packed_dir) at the data that run was trained on, or train the "
-      "earlier stage again on this data."
-    )
-
-
 def setup(
   config: ml_collections.ConfigDict,
   splits: DataSplits | None = None,
@@ -299,11 +218,13 @@ def setup(
   before any data is read, including what the start needs (``init_from``) unless
   ``check_start=False``: for callers that replace the whole state (a finished run's
   checkpoint, an imported one). The splits are drawn with ``seed_of_splits`` (a finished
-  run's own, from its checkpoint) or ``split_seed``'s.
+  run's own, from its checkpoint) or ``init_from.split_seed``'s.
   """
   parts, mesh = checked(config, check_start)
-  earlier = _earlier_run(config, parts.stage) if seed_of_splits is None and check_start else None
-  seed = seed_of_splits if seed_of_splits is not None else split_seed(config, earlier)
+  earlier = None
+  if seed_of_splits is None and check_start:
+    earlier = init_lib.earlier_run(config, parts.stage)
+  seed = seed_of_splits if seed_of_splits is not None else init_lib.split_seed(config, earlier)
   splits = splits if splits is not None else build_splits(config.dataset, seed, config.data)
   STOP.check()
   _warn_about_data(config, splits)
@@ -323,7 +244,7 @@ def setup(
     f"{n['total']:,}",
     100.0 * n["trained"] / max(n["total"], 1),
   )
-  check_same_splits(exp, earlier)
+  init_lib.check_same_splits(exp, earlier)
   state = jax.jit(init, out_shardings=exp.state_sharding, static_argnums=0)(config.seed)
   return exp, state
 
@@ -490,107 +411,3 @@ def run_metadata(exp: Experiment) -> dict:
     "train_counts": exp.splits.train_counts.tolist(),
     "data": data_record(exp),
   }
-
-
-def check_trained_data(exp: Experiment, meta: dict, workdir: str) -> None:
-  """A finished run is evaluated on the data it was trained on: another train split is
-  refused (its shot groups, class means and post-hoc selections would come from other
-  images); other val or test images are evaluated as they are now, and said."""
-  recorded = (meta or {}).get("data")
-  if not recorded:
-    log.info("%s predates ltjax's data records: its data cannot be compared", workdir)
-    return
-  diffs = identity.differences(recorded, exp.splits.identity())
-  train = [d for d in diffs if d[0] == "train"]
-  d = exp.config.dataset
-  where = ", ".join(f"dataset.{k}={d[k]}" for k in config_lib.DATA_LOCATIONS if d[k]) or "it"
-  if train:
-    raise ValueError(
-      f"{workdir} was trained on other data than {where} now holds "
-      f"({identity.describe_differences(diffs)}): its shot groups, class means and post-hoc "
-      "selections would come from other images. Point --config.dataset.root (or lists_dir, "
-      "packed_dir, data_dir) at the data the run was trained on."
-    )
-  if diffs:
-    log.warning(
-      "the data differs from what %s was validated and tested on when it was trained (%s): "
-      "evaluating on the data as it is now; results.json records which.",
-      workdir,
-      identity.describe_differences(diffs),
-    )
-
-
-def restore_trained(
-  config: ml_collections.ConfigDict, workdir: str, splits: DataSplits | None = None
-) -> tuple[Experiment, TrainState]:
-  """The experiment of ``config`` with the latest state saved in ``workdir``
-  (``config.init_from`` is not read: the checkpoint holds every variable), on the splits
-  the run was trained on (drawn with its recorded seed; another train split is refused,
-  ``check_trained_data``)."""
-  checkpoints = os.path.join(workdir, "checkpoints")
-  recorded = (ckpt_lib.latest_meta(checkpoints) or {}).get("data") or {}
-  exp, state = setup(config, splits, check_start=False, seed_of_splits=recorded.get("split_seed"))
-  state, _, meta, step = restore_state(exp, state, checkpoints)
-  check_trained_data(exp, meta, workdir)
-  log.info("restored step %d from %s", step, workdir)
-  return exp, state
-
-
-def epoch_of(exp: Experiment, step: int) -> float:
-  """The epochs trained after ``step`` steps (3 decimals; the last step completes the run's
-  ``num_epochs``)."""
-  return round(min(step / exp.steps_per_epoch, float(exp.config.num_epochs)), 3)
-
-
-def tested_model(exp: Experiment, state: TrainState, workdir: str) -> tuple[TrainState, dict]:
-  """The model ``config.eval.select`` tests, and what it is (results.json entries).
-
-  ``final``: ``state`` as given, the run's last step. ``best_val``: the checkpoint the
-  training loop kept in ``<workdir>/best/`` (``init_lib.BEST_DIR``) at the validation with
-  the best overall accuracy, as the references test (a run imported from a reference
-  checkpoint holds that model already: the references save their best epoch's weights).
-
-  Returns:
-    (state, {"selection", "selected_step", "selected_epoch", and for best_val
-    "val_accuracy"}).
-
-  Raises:
-    ValueError: best_val and no best-validation checkpoint (the run never validated).
-  """
-  counts = {}
-  if exp.config.model.get("peft"):  # What a parameter-efficient method trains, said.
-    counts = {
-      "trained_parameters": exp.parameters["trained"],
-      "parameters": exp.parameters["total"],
-    }
-  if exp.config.eval.select != "best_val":
-    step = int(jax.device_get(state.step))
-    epoch = epoch_of(exp, step)
-    return state, {"selection": "final", "selected_step": step, "selected_epoch": epoch} | counts
-  best = os.path.join(workdir, init_lib.BEST_DIR)
-  if ckpt_lib.latest_meta(best) is None:
-    imported = ckpt_lib.latest_meta(os.path.join(workdir, "checkpoints")) or {}
-    if "imported_from" in imported:
-      step = int(jax.device_get(state.step))
-      log.info("eval.select=best_val: the imported reference checkpoint is its run's best")
-      return state, {
-        "selection": "best_val",
-        "selected_step": step,
-        "selected_epoch": None,
-      } | counts
-    raise ValueError(
-      f"--config.eval.select=best_val: {workdir} has no best-validation checkpoint "
-      f"({best}/): the run has not validated yet (every --config.eval_every_epochs, on a "
-      "non-empty validation split). Evaluate its last step with --config.eval.select=final."
-    )
-  state, _, meta, step = restore_state(exp, state, best)
-  extra = {"selection": "best_val", "selected_step": step, "selected_epoch": epoch_of(exp, step)}
-  extra["val_accuracy"] = meta.get("val_accuracy")
-  extra |= counts
-  log.info(
-    "testing the best-validation model: step %d (epoch %g), validation accuracy %.4f",
-    step,
-    extra["selected_epoch"],
-    extra["val_accuracy"] if extra["val_accuracy"] is not None else float("nan"),
-  )
-  return state, extra

@@ -13,10 +13,13 @@ import logging
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ltjax import config as config_lib
+from ltjax.data import identity
 from ltjax.train.checkpoint import check_shapes, latest_meta, manager, short_reason
 from ltjax.train.integrity import DamagedCheckpoint, check_finite, verify_checksums
 
@@ -130,3 +133,61 @@ def graft(tree: dict, loaded: dict, prefix: str, source: str, target: str | None
     return node
 
   return replace(tree, 0)
+
+
+# ------------------------------------------------ the run a later stage starts from
+
+
+def earlier_run(config: ml_collections.ConfigDict, stage) -> dict | None:
+  """The checkpoint metadata of the run ``config.init_from`` names, for a stage that loads
+  from one and where it has a checkpoint; else None."""
+  if not (stage.copies_of(config) and config.init_from):
+    return None
+  try:
+    return latest_meta(resolve_init_from(config.init_from))
+  except ValueError:
+    return None
+
+
+def split_seed(config: ml_collections.ConfigDict, earlier: dict | None) -> int:
+  """The seed the splits are drawn with: ``config.seed``, or, for a stage that starts from
+  an earlier run of the same data (``earlier``: its checkpoint metadata), that run's, so
+  that its validation carve and long-tail cut are reused: a classifier re-trained under
+  another seed is then never validated or tested on its backbone's training images."""
+  if not earlier:
+    return int(config.seed)
+  earlier_config = earlier.get("config") or {}
+  if not config_lib.same_data(earlier_config.get("dataset") or {}, config.dataset.to_dict()):
+    return int(config.seed)
+  seed = (earlier.get("data") or {}).get("split_seed", earlier_config.get("seed"))
+  seed = int(config.seed if seed is None else seed)
+  if seed != config.seed:
+    log.info(
+      "splits drawn as init_from=%s drew them (seed %d; this run's seed %d draws its sampling "
+      "and initialisation): the same validation and test images",
+      config.init_from,
+      seed,
+      config.seed,
+    )
+  return seed
+
+
+def check_same_splits(exp, earlier: dict | None) -> None:
+  """A stage that starts from an earlier run of the same data must see that run's splits:
+  its backbone was trained on that train split, so other val or test images may be ones it
+  learnt. Raises ValueError naming the splits that differ and the fix."""
+  if not earlier or "data" not in earlier:
+    return  # An imported run or one from before ltjax recorded its data.
+  earlier_dataset = (earlier.get("config") or {}).get("dataset") or {}
+  same = config_lib.same_data(earlier_dataset, exp.config.dataset.to_dict())
+  if not same or earlier.get("num_classes") != exp.splits.num_classes:
+    return  # Other data or classes: ltjax.train.stages checks the classes.
+  diffs = identity.differences(earlier["data"], exp.splits.identity())
+  if diffs:
+    raise ValueError(
+      f"init_from={exp.config.init_from} was trained on other splits of this dataset than "
+      f"this run would use ({identity.describe_differences(diffs)}): its backbone may have "
+      "been trained on this run's validation or test images. Point --config.dataset.root "
+      "(and lists_dir / packed_dir) at the data that run was trained on, or train the "
+      "earlier stage again on this data."
+    )

@@ -28,16 +28,9 @@ from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import init_from as init_lib
 from ltjax.train import optim
 from ltjax.train import workdir as workdir_lib
-from ltjax.train.experiment import (
-  Experiment,
-  epoch_of,
-  make_stream,
-  restore_state,
-  run_metadata,
-  setup,
-  tested_model,
-)
+from ltjax.train.experiment import Experiment, make_stream, run_metadata, setup
 from ltjax.train.metric_writer import MetricWriter, log_train, log_val
+from ltjax.train.restore import epoch_of, restore_state, restore_trained, tested_model
 from ltjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -432,10 +425,8 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str, *, posthoc: bo
   Returns:
     ``{method: results}`` of every method evaluated.
   """
-  from ltjax.train import experiment
-
   workdir_lib.check_evaluation(workdir, config)
-  exp, state = experiment.restore_trained(config, workdir)
+  exp, state = restore_trained(config, workdir)
   state, selected = tested_model(exp, state, workdir)
   results = {exp.config.method: runner.evaluate_and_write(exp, state, workdir, extra=selected)}
   if posthoc:

@@ -186,7 +186,7 @@ def test_a_trained_run_is_evaluated_with_five_crops_and_its_rows_say_so(tmp_path
   import json
 
   from ltjax.evaluate import runner
-  from ltjax.train import loop, workdir
+  from ltjax.train import loop, restore, workdir
 
   config = tiny_config(**{"data.crop_size": 8})
   run = str(tmp_path / "run")
@@ -195,7 +195,7 @@ def test_a_trained_run_is_evaluated_with_five_crops_and_its_rows_say_so(tmp_path
   runner.update_json(os.path.join(run, "results.json"), "other", one_view)  # A second row.
   tta = tiny_config(**{"data.crop_size": 8, "data.eval_transform": "five_crop"})
   workdir.check_evaluation(run, tta)  # An evaluation field: allowed on a finished run.
-  exp, state = experiment.restore_trained(tta, run, tiny_splits())
+  exp, state = restore.restore_trained(tta, run, tiny_splits())
   row = runner.evaluate_and_write(exp, state, run)
   assert row["computed_with"]["test_views"] == "five_crop+24"
   with open(os.path.join(run, "results.json")) as f:

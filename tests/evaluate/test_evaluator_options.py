@@ -11,7 +11,7 @@ from helpers import tiny_config, tiny_splits
 
 from ltjax import config as config_lib
 from ltjax.evaluate import evaluators, metrics, report, runner
-from ltjax.train import experiment, loop, workdir
+from ltjax.train import experiment, loop, restore, workdir
 
 
 def _eval(**options):
@@ -45,8 +45,9 @@ def test_the_options_change_what_the_evaluators_compute():
     ece = metrics.calibration(max_prob[known], pred[known] == labels[known], bins)["ece"]
     assert row["ece"] == ece
     assert row["open_threshold_val"] == metrics.threshold_keeping(val, keep)
-  assert metrics.calibration(max_prob[known], pred[known] == labels[known], 7)["ece"] != (
-    metrics.calibration(max_prob[known], pred[known] == labels[known], 15)["ece"]
+  assert (
+    metrics.calibration(max_prob[known], pred[known] == labels[known], 7)["ece"]
+    != (metrics.calibration(max_prob[known], pred[known] == labels[known], 15)["ece"])
   )
 
 
@@ -85,7 +86,7 @@ def test_a_finished_run_evaluated_with_other_bins_records_them_and_the_report_sa
 
   other = tiny_config(**{"eval.ece_bins": 4})
   workdir.check_evaluation(run, other)  # An evaluation field: allowed on a finished run.
-  exp, state = experiment.restore_trained(other, run, tiny_splits())
+  exp, state = restore.restore_trained(other, run, tiny_splits())
   row = runner.evaluate_and_write(exp, state, run)
   assert row["computed_with"]["ece_bins"] == 4
   with open(os.path.join(run, "calibration.json")) as f:

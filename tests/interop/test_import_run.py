@@ -12,7 +12,7 @@ from ltjax import config as config_lib
 from ltjax.data.datasets import build_splits
 from ltjax.evaluate import posthoc, runner
 from ltjax.interop.torch_import import import_checkpoint
-from ltjax.train import experiment, loop
+from ltjax.train import experiment, loop, restore
 from ltjax.train import init_from as init_lib
 from ltjax.train.steps import normalize
 
@@ -75,7 +75,7 @@ def joint_run(tmp_path_factory):
 
 def test_imported_joint_run_restores_with_the_reference_logits(joint_run):
   r = joint_run
-  exp, state = experiment.restore_trained(r["config"], r["workdir"], r["splits"])
+  exp, state = restore.restore_trained(r["config"], r["workdir"], r["splits"])
   assert int(jax.device_get(state.step)) == exp.total_steps == r["summary"]["step"]
   assert r["summary"]["tensors"] == 12 + 12 * 4 + 2  # convs, BatchNorms, fc weight and bias
   assert r["summary"]["reference"] == {"epoch": 30, "best_epoch": 27, "best_acc": 0.4321}
@@ -92,7 +92,7 @@ def test_imported_joint_run_is_finished_and_evaluates_with_posthoc(joint_run):
   loop.train_and_evaluate(r["config"], r["workdir"], splits=r["splits"])
   params_after, _, _ = init_lib.load_variables(r["workdir"])
   jax.tree.map(np.testing.assert_array_equal, params_before, params_after)
-  exp, state = experiment.restore_trained(r["config"], r["workdir"], r["splits"])
+  exp, state = restore.restore_trained(r["config"], r["workdir"], r["splits"])
   features_dir = os.path.join(r["workdir"], "features")
   posthoc.evaluate_all(exp, state, r["workdir"], features_dir)
   with open(os.path.join(r["workdir"], "results.json")) as f:
@@ -161,7 +161,7 @@ def test_oltr_stage_one_then_stage_two(tmp_path):
   summary = import_checkpoint(path2, stage2, str(tmp_path / "stage2"), splits=splits)
   assert summary["centroids"]
 
-  exp, state = experiment.restore_trained(stage2, str(tmp_path / "stage2"), splits)
+  exp, state = restore.restore_trained(stage2, str(tmp_path / "stage2"), splits)
   np.testing.assert_array_equal(jax.device_get(state.extra["centroids"]), centroids.numpy())
   assert_logits_match_torch(exp, state, splits.test, feat2, clf2, centroids)
   assert set(runner.evaluate_and_write(exp, state, str(tmp_path / "stage2"))) >= {"many", "all"}
@@ -219,7 +219,7 @@ def test_import_torch_command_line(tmp_path):
   )
   assert result.returncode == 0, result.stderr
   assert "imported final.pth: 62 tensors" in result.stdout
-  exp, state = experiment.restore_trained(config, str(tmp_path / "run"), splits)
+  exp, state = restore.restore_trained(config, str(tmp_path / "run"), splits)
   assert_logits_match_torch(exp, state, splits.test, feat, clf)
 
   missing = run_ltjax(

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # For `import helpers`.
 from helpers import flat_state, tiny_config, tiny_splits, tiny_stage2_config  # noqa: E402
 
-from ltjax.train import distributed, experiment, loop  # noqa: E402
+from ltjax.train import distributed, loop, restore  # noqa: E402
 
 assert distributed.initialize()  # From the environment, as `ltjax train` does.
 assert jax.local_device_count() == devices
@@ -30,7 +30,7 @@ assert jax.local_device_count() == devices
 def run(config, workdir, name):
   splits = tiny_splits()
   results = loop.train_and_evaluate(config, workdir, splits=splits)
-  _, state = experiment.restore_trained(config, workdir, splits)
+  _, state = restore.restore_trained(config, workdir, splits)
   if jax.process_index() == 0:
     np.savez(os.path.join(out_dir, f"{name}.npz"), **flat_state(state))
   return results

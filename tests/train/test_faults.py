@@ -20,7 +20,7 @@ from helpers import tiny_config, tiny_splits, tiny_stage2_config
 
 from ltjax.evaluate import runner
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import experiment, integrity, loop, workdir
+from ltjax.train import experiment, integrity, loop, restore, workdir
 from ltjax.train import init_from as init_lib
 
 SPLITS = tiny_splits()
@@ -85,7 +85,7 @@ def test_an_exploding_finite_loss_never_rotates_out_the_last_healthy_checkpoint(
   run(tmp_path, num_epochs=2, checkpoint_every_steps=1)  # 6 steps, keep 2: 5 and 6.
   assert saved_steps(tmp_path) == [5, 6]
   healthy = jax.device_get(
-    experiment.restore_trained(tiny_config(num_epochs=2), str(tmp_path), SPLITS)[1]
+    restore.restore_trained(tiny_config(num_epochs=2), str(tmp_path), SPLITS)[1]
   )
   # Resumed with a rate that makes the loss explode (1e14) before it turns non-finite.
   exploding = {"num_epochs": 4, "checkpoint_every_steps": 1, "optim.lr": 1e8}
@@ -104,7 +104,7 @@ def test_an_exploding_finite_loss_never_rotates_out_the_last_healthy_checkpoint(
   assert int(final.step) == 12 and finite(jax.device_get(final))
   assert sorted(os.listdir(tmp_path / "checkpoints.damaged"))[0].startswith("7-")
   restarted = jax.device_get(
-    experiment.restore_trained(tiny_config(num_epochs=4), str(tmp_path), SPLITS)[1]
+    restore.restore_trained(tiny_config(num_epochs=4), str(tmp_path), SPLITS)[1]
   )
   assert int(restarted.step) == 12 and healthy.step == 6
 
@@ -194,7 +194,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ho
   good2 = jax.device_get(good2)
   damage(tmp_path / "checkpoints" / "3", how)
   with caplog.at_level(logging.WARNING, logger="ltjax"):
-    exp, restored = experiment.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
+    exp, restored = restore.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
   assert "checkpoint step 3" in caplog.text and "damaged" in caplog.text
   assert int(restored.step) == 2
   for a, b in zip(jax.tree.leaves(good2), jax.tree.leaves(jax.device_get(restored)), strict=True):
@@ -212,7 +212,7 @@ def test_no_intact_checkpoint_is_one_clear_error(tmp_path):
   os.remove(tmp_path / "checkpoints" / "ltjax-checksums-3.json")
   damage(tmp_path / "checkpoints" / "2", "bitflip")
   with pytest.raises(ValueError) as e:
-    experiment.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
+    restore.restore_trained(tiny_config(num_epochs=1), str(tmp_path), SPLITS)
   message = str(e.value)
   assert "no intact checkpoint in" in message
   assert "step 3: its state metadata is unreadable" in message
@@ -255,7 +255,7 @@ def test_a_truncated_results_file_is_named_with_the_fix(tmp_path):
   run(tmp_path)
   results = tmp_path / "results.json"
   results.write_text('{"joint": {"many": 1.0, "all": ')  # A crash or a full disk mid-write.
-  exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), SPLITS)
+  exp, state = restore.restore_trained(tiny_config(), str(tmp_path), SPLITS)
   with pytest.raises(ValueError, match=rf"{re.escape(str(results))} is not valid JSON .*delete"):
     runner.evaluate_and_write(exp, state, str(tmp_path))
 
@@ -353,7 +353,7 @@ def test_a_read_only_work_directory_is_one_clear_error(tmp_path, monkeypatch):
 def test_a_finished_run_evaluates_on_a_read_only_disk(tmp_path, monkeypatch, caplog):
   run(tmp_path)  # Trained, not yet evaluated: no results.json.
   read_only_under(tmp_path, monkeypatch)
-  exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), SPLITS)
+  exp, state = restore.restore_trained(tiny_config(), str(tmp_path), SPLITS)
   with caplog.at_level(logging.WARNING, logger="ltjax"):
     summary = runner.evaluate_and_write(exp, state, str(tmp_path))
   assert 0 <= summary["all"] <= 1 and "printed, not saved" in caplog.text

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from helpers import flat_state, stop_config, tiny_config, tiny_splits, tiny_stage2_config
 
-from ltjax.train import distributed, experiment, loop
+from ltjax.train import distributed, experiment, loop, restore
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 STOP_WORKER = os.path.join(os.path.dirname(__file__), "multihost_stop_worker.py")
@@ -92,7 +92,7 @@ def test_two_processes_match_one_process_with_as_many_devices(two_process_run, t
     state = loop.train(exp, state, workdir)
     assert int(state.step) == 3
     assert_same(np.load(two_process_run / f"{name}.npz"), flat_state(state), name)
-    state, selected = experiment.tested_model(exp, state, workdir)
+    state, selected = restore.tested_model(exp, state, workdir)
     loop.runner.evaluate_and_write(exp, state, workdir, extra=selected)
     # Process 0 wrote the results, from the test predictions of both processes.
     with open(two_process_run / name / "results.json") as f, open(f"{workdir}/results.json") as g:
@@ -124,7 +124,7 @@ def test_checkpoint_of_two_processes_restores_in_one(two_process_run):
     ("joint", tiny_config()),
     ("oltr", tiny_stage2_config(str(two_process_run / "joint"))),
   ):
-    exp, state = experiment.restore_trained(config, str(two_process_run / name), tiny_splits())
+    exp, state = restore.restore_trained(config, str(two_process_run / name), tiny_splits())
     assert exp.mesh.size == jax.device_count() == 8
     assert_same(flat_state(state), np.load(two_process_run / f"{name}.npz"), name)
 

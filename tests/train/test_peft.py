@@ -12,7 +12,7 @@ import pytest
 from helpers import augreg_npz, flat_state, tiny_config, tiny_splits
 
 from ltjax.models import backbones, peft
-from ltjax.train import experiment, loop, optim, steps
+from ltjax.train import experiment, loop, optim, restore, steps
 
 #: What LIFT's ``ViT_Tuner`` (peft_vit.py) trains of a block, by method, in ltjax's names
 #: (the head always trains; nothing outside the blocks but VPT's prompts).
@@ -133,20 +133,20 @@ def test_checkpoints_keep_what_trains_and_read_the_rest_from_the_weight_file(tmp
   stored = stored_params(os.path.join(workdir, "checkpoints"))
   assert stored and all(re.match(r"(head|backbone/resblocks_\d/adaptformer)/", k) for k in stored)
   # Restoring reads the frozen weights back from the file: the state as it was trained.
-  exp, state = experiment.restore_trained(config, workdir, splits())
+  exp, state = restore.restore_trained(config, workdir, splits())
   restored = flat_state(state)
   assert restored.keys() == trained.keys()
   for k, v in trained.items():
     np.testing.assert_array_equal(restored[k], v, err_msg=k)
-  _, selected = experiment.tested_model(exp, state, workdir)
+  _, selected = restore.tested_model(exp, state, workdir)
   assert selected["trained_parameters"] == exp.parameters["trained"] < exp.parameters["total"] / 5
   # Another file in its place is refused, naming the digest it needs; so is a missing one.
   augreg_npz(tmp_path / "vit.npz", seed=1)
   with pytest.raises(ValueError, match=r"must come from the file it trained with .*sha256"):
-    experiment.restore_trained(config, workdir, splits())
+    restore.restore_trained(config, workdir, splits())
   os.remove(path)
   with pytest.raises(ValueError, match=r"does not exist: put the file back"):
-    experiment.restore_trained(config, workdir, splits())
+    restore.restore_trained(config, workdir, splits())
 
 
 def test_crt_on_a_peft_run_reads_its_tower_through_the_checkpoints_reference(tmp_path):
@@ -256,7 +256,7 @@ def test_a_slim_run_with_a_damaged_newest_step_restores_the_one_before(tmp_path)
   newest = os.path.join(workdir, "checkpoints", str(steps_saved[-1]), "meta", "metadata")
   with open(newest, "w") as f:
     f.write("{not json")
-  _, restored = experiment.restore_trained(config, workdir, splits())
+  _, restored = restore.restore_trained(config, workdir, splits())
   assert int(restored.step) == steps_saved[-2]
 
 

@@ -20,7 +20,7 @@ from helpers import (
 from ltjax import sharding, stop
 from ltjax.models.vit import VIT_CONFIGS
 from ltjax.train import checkpoint as ckpt_lib
-from ltjax.train import experiment, loop, stages, steps
+from ltjax.train import experiment, loop, restore, stages, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = sorted(
@@ -202,7 +202,7 @@ def test_train_and_evaluate_writes_results(tmp_path):
   assert set(results) == {"joint"}
   assert set(results["joint"]) == CLOSED_SET_KEYS  # 4 classes: no top-5 (always 100%).
   # The figures are those of the trained model's own predictions on the test split.
-  exp, state = experiment.restore_trained(tiny_config(), str(tmp_path), splits)
+  exp, state = restore.restore_trained(tiny_config(), str(tmp_path), splits)
   images, labels = splits.test.get_batch(np.arange(len(splits.test)))
   x = steps.normalize(images, exp.config.dataset.mean, exp.config.dataset.std)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
