@@ -293,6 +293,7 @@ class Evaluation:
     """``{output name: device function}``: what the eval step computes."""
     return {k: o.device for k, o in self.outputs.items()}
 
+  @property
   def options(self) -> dict[str, Any]:
     """The chosen evaluators' options set away from their defaults (``computed_with``
     records them: a row's numbers mean something else with other ECE bins)."""

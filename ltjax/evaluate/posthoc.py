@@ -32,6 +32,8 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
   another dataset, is other data) and has one row per record; otherwise it is recomputed
   and rewritten, and the log says why.
   """
+  if not cache:
+    return runner.features(exp, state, source)
   key = json.dumps(
     {
       "step": int(jax.device_get(state.step)),
@@ -39,12 +41,11 @@ def extract(exp, state, source, cache: str | None = None) -> dict[str, np.ndarra
       "data": identity.split_identity(source, exp.splits.class_names),
     }
   )
-  cached = _read_cache(cache, key, len(source)) if cache else None
+  cached = _read_cache(cache, key, len(source))
   if cached is not None:
     return cached
-  out = runner.run_over(exp, state, source, exp.feature_step, ("features", "logits"))
-  out["labels"] = np.asarray(source.labels)
-  if cache and jax.process_index() == 0:
+  out = runner.features(exp, state, source)
+  if jax.process_index() == 0:
     try:
       os.makedirs(os.path.dirname(cache), exist_ok=True)
       with files.atomic_write(cache, "wb") as f:

@@ -55,6 +55,14 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
   return {k: np.concatenate(v)[: len(source)] for k, v in outs.items()}
 
 
+def features(exp, state, source) -> dict[str, np.ndarray]:
+  """Features (N, D), logits (N, K) and labels (N,) of every record of ``source``, in
+  order, with the evaluation transform (on the training source: the references'
+  un-sampled "train_plain" set)."""
+  out = run_over(exp, state, source, exp.feature_step, ("features", "logits"))
+  return {**out, "labels": np.asarray(source.labels)}
+
+
 def predict(exp, state, source) -> dict[str, np.ndarray]:
   """The eval step's per-record outputs for every record of ``source`` (those the run's
   evaluators need: ``exp.evaluation.outputs``), and its labels (``"label"``)."""
@@ -123,7 +131,7 @@ def computed_with(exp, step: int, source_method: str | None = None) -> dict:
   views = test_views(exp.config.data)
   # An evaluator's option (ECE bins, ...) only where it is not the default: rows of
   # default settings read as they always have.
-  return record | ({"test_views": views} if views else {}) | exp.evaluation.options()
+  return record | ({"test_views": views} if views else {}) | exp.evaluation.options
 
 
 def test_views(data) -> str | None:

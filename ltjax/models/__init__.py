@@ -246,15 +246,14 @@ def build_model(
     ValueError: for an unknown backbone, head or dtype (listing the valid choices).
   """
   jdtype = resolve_dtype(dtype)
+  if not isinstance(backbone, Backbone):
+    backbone = backbones.get(backbone)(**backbone_options)
   neck_module = None
   if neck is not None:
     neck_module = OLTRNeck(dtype=jdtype, **neck)
   return Classifier(
-    backbone=(
-      backbone.for_classes(num_classes).module(jdtype)
-      if isinstance(backbone, Backbone)
-      else get_backbone(backbone, jdtype, **backbone_options)
-    ),
+    # Its options given the classes (LIFT's adapter width rule, ``model.adapter_dim=0``).
+    backbone=backbone.for_classes(num_classes).module(jdtype),
     head=get_head(head, num_classes=num_classes, dtype=jdtype, **(head_options or {})),
     neck=neck_module,
   )

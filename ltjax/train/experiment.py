@@ -305,7 +305,6 @@ def _build(
   """The experiment of ``config`` (its ``parts``) on data of ``spec``, its state's init
   function and the state's shapes (``jax.ShapeDtypeStruct`` s)."""
   stage = parts.stage
-  pipeline.check_eval_transform(config.data, spec.image_shape)
   model = model_of(config, parts, spec.num_classes)
   freeze = stage.freeze + tuple(config.optim.freeze) + parts.backbone.frozen_patterns()
   extra_groups = stage.extra_groups(config)
@@ -321,6 +320,10 @@ def _build(
   mean, std = config.dataset.mean, config.dataset.std
   options = compile_options.for_devices(mesh.devices.flat)
   loss_fn = stage.make_loss(config, spec.class_counts(), steps_per_epoch)
+  # Evaluation scores the logits the loss trains (LDAM's scale); its outputs stay sharded
+  # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
+  logit_scale = losses.from_config(config).logit_scale
+  pipeline.check_eval_transform(config.data, spec.image_shape)  # The model's input fits.
   train_step = jax.jit(
     steps.make_train_step(model, tx, stage, config, loss_fn, optim.frozen_mask(freeze)),
     in_shardings=(state_sharding, data),
@@ -328,9 +331,6 @@ def _build(
     donate_argnums=0,
     compiler_options=options,
   )
-  # Evaluation scores the logits the loss trains (LDAM's scale); its outputs stay sharded
-  # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
-  logit_scale = losses.from_config(config).logit_scale
   eval_step = jax.jit(
     steps.make_eval_step(
       model, mean, std, parts.evaluation.device_functions, logit_scale, stage.model_inputs

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from ltjax import losses, sharding
-from ltjax.evaluate import posthoc
+from ltjax.evaluate import runner
 from ltjax.models import heads
 from ltjax.train.stages.base import Stage
 
@@ -121,7 +121,7 @@ class OLTR(Stage):
 def init_centroids(exp, state):
   """OLTR: centroids = class means, over the un-sampled training set, of the features of the
   stage-2 model as it is now (stage-1 weights loaded, new layers fresh)."""
-  train = posthoc.extract(exp, state, exp.splits.train)
+  train = runner.features(exp, state, exp.splits.train)
   means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
   centroids = jax.device_put(np.asarray(means, np.float32), sharding.replicated(exp.mesh))
   log.info("centroids initialised from %d training features", len(train["labels"]))

@@ -9,7 +9,7 @@ import logging
 import jax
 import numpy as np
 
-from ltjax.evaluate import posthoc
+from ltjax.evaluate import runner
 from ltjax.models import heads, text_features
 from ltjax.train import frozen as frozen_lib
 from ltjax.train import init_from as init_lib
@@ -165,7 +165,7 @@ def init_head_from_class_means(exp, state):
   model's as it starts (the pretrained tower; AdaptFormer, adapter and LoRA start as the
   identity, as LIFT's ``use_tuner=False``), over the un-sampled training set with the
   evaluation transform."""
-  train = posthoc.extract(exp, state, exp.splits.train)
+  train = runner.features(exp, state, exp.splits.train)
   means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
   means = np.asarray(means, np.float64)
   norms = np.linalg.norm(means, axis=1, keepdims=True)
