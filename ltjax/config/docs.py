@@ -265,6 +265,11 @@ FIELD_DOCS: dict[str, str] = {
     "ltjax.evaluate.evaluators ('closed_set': shot-group accuracies, 'top5', 'calibration': "
     "ECE and NLL, 'open_set': F-measures and AUROC on open-set images)."
   ),
+  "eval.posthoc": (
+    "The post-hoc methods `ltjax evaluate --posthoc` runs, in this order (registered in "
+    "ltjax.evaluate.posthoc_methods: 'ncm', 'tau_norm', 'logit_adjustment', 'zero_shot'); "
+    "empty: every registered one."
+  ),
   "eval.ece_bins": (
     "calibration evaluator: equal-width confidence bins of the ECE and the reliability "
     "diagram (Guo et al. 2017: 15)."

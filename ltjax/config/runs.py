@@ -60,6 +60,7 @@ EVALUATION_FIELDS = (
   "eval.select",
   "eval.evaluators",
   "eval.ece_bins",
+  "eval.posthoc",
   "eval.keep_known",
   # The test images' views: LIFT's five-crop test-time ensemble of a trained run.
   "data.eval_transform",

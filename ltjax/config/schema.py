@@ -158,6 +158,7 @@ def base_config() -> ml_collections.ConfigDict:
   e.open_threshold = 0.1
   e.select = "final"
   e.evaluators = ("closed_set", "top5", "calibration", "open_set")
+  e.posthoc = ()  # `ltjax evaluate --posthoc`'s methods; empty: every registered one.
   # The evaluators' options (the fields of ltjax.evaluate.evaluators' classes).
   e.ece_bins = 15  # calibration: Guo et al. 2017's bins.
   e.keep_known = 0.95  # open_set: the validation-chosen threshold keeps this fraction.

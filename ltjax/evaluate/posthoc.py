@@ -104,7 +104,7 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   Returns:
     {method name: summary}.
   """
-  todo = [cls() for cls in posthoc_methods.registered()]
+  todo = [cls() for cls in posthoc_methods.chosen(exp.config.eval.posthoc)]
   weights = runner.classifier_weights(state.params)
   if weights is None and any(m.needs_weights for m in todo):
     needing = ", ".join(m.name for m in todo if m.needs_weights)

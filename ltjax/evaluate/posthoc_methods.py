@@ -5,8 +5,9 @@ A post-hoc method turns a trained model's extracted features and logits into tes
 and predictions, choosing its settings on the validation split (never on test). Its class
 says how its row is shown (``label``, ``color``, ``rank``: it is its own
 ``ltjax.evaluate.methods`` entry) and holds its options as fields; ``register`` adds it to
-``methods.METHODS``, and ``ltjax.evaluate.posthoc.evaluate_all`` runs every registered one,
-in registration order. Adding a method is one class here (or anywhere that registers it).
+``methods.METHODS``, and ``ltjax.evaluate.posthoc.evaluate_all`` runs those
+``config.eval.posthoc`` chooses (by default every registered one, in registration order).
+Adding a method is one class here (or anywhere that registers it).
 
 This module imports no JAX until a method runs, so that ``ltjax report`` can read the
 labels and colours of the post-hoc rows without it.
@@ -98,6 +99,33 @@ def registered() -> list[type[PosthocMethod]]:
   return [
     m for m in methods.METHODS.values() if isinstance(m, type) and issubclass(m, PosthocMethod)
   ]
+
+
+def chosen(names) -> list[type[PosthocMethod]]:
+  """The post-hoc methods ``config.eval.posthoc`` names, in its order; empty: every
+  registered one, in registration order.
+
+  Raises:
+    ValueError: an unknown name or one listed twice, naming the valid ones.
+  """
+  names = tuple(names)
+  if not names:
+    return registered()
+  by_name = {m.name: m for m in registered()}
+  unknown = [n for n in names if n not in by_name]
+  if unknown:
+    hint = ""
+    if "," in unknown[0]:  # One string: absl reads a tuple from Python syntax only.
+      listed = ", ".join(repr(n.strip()) for n in unknown[0].split(","))
+      hint = f' Give several as a tuple: --config.eval.posthoc="({listed})".'
+    raise ValueError(
+      f"--config.eval.posthoc: no post-hoc method {unknown[0]!r}; valid: "
+      f"{', '.join(by_name)} (empty: all of them).{hint}"
+    )
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise ValueError(f"--config.eval.posthoc lists {', '.join(twice)} more than once.")
+  return [by_name[n] for n in names]
 
 
 def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from ltjax import config as config_lib
 from ltjax import losses, models, sharding
 from ltjax.data import datasets, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
-from ltjax.evaluate import evaluators
+from ltjax.evaluate import evaluators, posthoc_methods
 from ltjax.stop import STOP
 from ltjax.train import compile_options, optim, steps
 from ltjax.train import frozen as frozen_lib
@@ -184,6 +184,7 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   config_lib.resolve_paths(config)  # As config.json records them: see PATH_FIELDS.
   config_lib.validate(config)
   optim.check(config)
+  posthoc_methods.chosen(config.eval.posthoc)  # Names refused before any work.
   parts = Components.of(config)
   stage = parts.stage
   unread = datasets.unread_fields(config.dataset)

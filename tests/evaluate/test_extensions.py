@@ -7,6 +7,7 @@ import json
 from typing import ClassVar
 
 import numpy as np
+import pytest
 from helpers import tiny_config, tiny_splits
 
 from ltjax.evaluate import methods, posthoc, posthoc_methods, report, runner
@@ -57,3 +58,28 @@ def test_a_new_posthoc_method_is_one_class(tmp_path, monkeypatch):
   assert "| toy_prior |" in text and "toy_prior: Toy prior" in text
   assert report.ordered_methods(["toy_prior", "joint", "ncm"]) == ["joint", "ncm", "toy_prior"]
   assert report.method_colors(["toy_prior"]) == {"toy_prior": "gold"}
+
+
+def test_the_config_chooses_which_posthoc_methods_run_and_in_which_order(tmp_path, monkeypatch):
+  """``eval.posthoc`` names the methods ``ltjax evaluate --posthoc`` runs (an evaluation
+  field: a finished run's config may change it); a misspelt name is refused before any work,
+  naming the valid ones."""
+  from ltjax.train import restore
+  from ltjax.train import workdir as workdir_lib
+
+  monkeypatch.setitem(methods.METHODS, ToyPrior.name, ToyPrior)
+  config = tiny_config()
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir, splits=tiny_splits())
+  chosen = tiny_config(**{"eval.posthoc": ("toy_prior", "ncm")})
+  workdir_lib.check_evaluation(workdir, chosen)  # An evaluation field.
+  exp, state = restore.restore_trained(chosen, workdir, tiny_splits())
+  out = posthoc.evaluate_all(exp, state, workdir, str(tmp_path / "features"))
+  assert list(out) == ["toy_prior", "ncm"]
+  with open(tmp_path / "run" / "results.json") as f:
+    assert set(json.load(f)) == {config.method, "toy_prior", "ncm"}
+
+  with pytest.raises(ValueError, match="no post-hoc method 'tau'; valid: ncm, tau_norm"):
+    experiment.checked(tiny_config(**{"eval.posthoc": ("tau",)}), check_start=False)
+  with pytest.raises(ValueError, match=r"tuple: --config.eval.posthoc=\"\('ncm', 'tau_norm'\)\""):
+    experiment.checked(tiny_config(**{"eval.posthoc": ("ncm,tau_norm",)}), check_start=False)
