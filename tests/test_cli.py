@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from helpers import CLOSED_SET_KEYS, TOP5_KEYS, load_config, run_ltjax
 
+from ltjax import config as config_lib
 from ltjax.train import experiment, loop
 
 REPO = os.path.dirname(os.path.dirname(__file__))
@@ -456,3 +457,39 @@ def test_a_full_disk_is_one_line_naming_the_step_and_the_run_resumes(small_disk)
   assert again.returncode == 0, again.stderr
   assert f"resumed from step {max(saved)}" in again.stderr
   assert (small_disk / "run" / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+  "override, message",
+  [
+    ("--config.optim.lrr=1", "unknown config field optim.lrr (did you mean optim.lr?)"),
+    ("--config.eval.ece_binz=3", "(did you mean eval.ece_bins?)"),
+    # The closest block would not hold the rest of the path: no suggestion, the listing.
+    ("--config.evall.x=3", f"evall.x; `ltjax train --config={DIGITS} --help` lists the fields"),
+    ("--config.batch_size.x=1", "unknown config field batch_size.x; `ltjax train --config="),
+    ("--config.optim.lr=1", None),  # A field: nothing to say.
+  ],
+)
+def test_an_unknown_override_is_found_in_the_config_itself(override, message):
+  from ltjax.cli import parse
+
+  args = [f"--config={DIGITS}", "--workdir=w", override]
+  got = parse._unknown_field("train", args)
+  assert got == message if message is None else message in got
+
+
+def test_an_unknown_override_of_a_runs_own_config_names_its_config_json(tmp_path):
+  from ltjax.cli import config_files, parse
+
+  run = str(tmp_path / "run")
+  os.makedirs(run)
+  with open(os.path.join(run, "config.json"), "w") as f:
+    json.dump(config_lib.base_config().to_dict(), f)
+  args = [f"--config={config_files.RUN_CONFIG}:{run}", "--config.evall.batch_size=3"]
+  assert parse._unknown_field("evaluate", args) == (
+    "unknown config field evall.batch_size (did you mean eval.batch_size?)"
+  )
+  args[1] = "--config.evall.x=3"
+  assert parse._unknown_field("evaluate", args) == (
+    f"unknown config field evall.x; {run}/config.json has the fields"
+  )

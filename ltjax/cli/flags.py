@@ -18,8 +18,9 @@ WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and re
 POSTHOC = flags.DEFINE_bool(
   "posthoc",
   False,
-  "Also every registered post-hoc method (the classes of ltjax/evaluate/posthoc_methods.py, "
-  "each choosing its settings on val) on the model's features and logits.",
+  "Also the post-hoc methods (the classes of ltjax/evaluate/posthoc_methods.py, each "
+  "choosing its settings on val) on the model's features and logits: those "
+  "--config.eval.posthoc names, by default every registered one.",
 )
 OPEN_SET = flags.DEFINE_bool(
   "open_set",

@@ -4,11 +4,13 @@ run) instead of absl's or ml_collections' traceback."""
 
 from __future__ import annotations
 
+import difflib
 import os
-import re
 
+import ml_collections
 from absl import flags
 
+from ltjax import config as config_lib
 from ltjax.cli.commands import COMMANDS
 from ltjax.cli.config_files import (
   CONFIG_PATH,
@@ -21,29 +23,49 @@ from ltjax.cli.console import fail
 from ltjax.cli.flags import CONFIG
 
 
-def _unknown_field(args: list[str], message: str) -> str | None:
-  """'unknown config field optim.lrr (did you mean optim.lr?)' from config_flags' error.
-
-  Read from the error's text: config_flags raises it after loading the config, and keeps
-  neither the config nor the key (checking the overrides directly would load the file again
-  and repeat config_flags' order of checks)."""
-  m = re.search(r"'(\w+)'", message)
-  if not m:
+def _unknown_field(command: str, args: list[str]) -> str | None:
+  """'unknown config field optim.lrr (did you mean optim.lr?)': the first ``--config.X``
+  override that names no field of the config, found by walking the config itself (loaded
+  again: config_flags, when it refuses a key, keeps neither the config nor the key), with
+  the closest field of the same block; None if the config cannot be loaded or every
+  override names a field."""
+  spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+  if spec is None:
     return None
-  bad = m.group(1)
-  hint = re.search(r'Did you mean "(\w+)"', message)
-  for arg in args:
-    if not arg.startswith("--config."):
+  path, _, arg = spec.partition(":")
+  try:
+    config = config_lib.load_file(path, arg or None)
+  except Exception:  # noqa: BLE001 (config_flags' own error is reported instead)
+    return None
+  for flag in args:
+    if not flag.startswith("--config."):
       continue
-    path = arg[len("--config.") :].split("=", 1)[0].split(".")
-    if bad in path:
-      i = path.index(bad)
-      field = ".".join(path)
-      if hint:
-        fixed = ".".join([*path[:i], hint.group(1), *path[i + 1 :]])
-        return f"unknown config field {field} (did you mean {fixed}?)"
-      return f"unknown config field {field}; `ltjax COMMAND --config=FILE --help` lists the fields"
+    keys = flag[len("--config.") :].split("=", 1)[0].split(".")
+    node = config
+    for i, key in enumerate(keys):
+      if isinstance(node, ml_collections.ConfigDict) and key in node:
+        node = node[key]
+        continue
+      field = ".".join(keys)
+      siblings = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      for near in difflib.get_close_matches(key, siblings, n=3):
+        fixed = [*keys[:i], near, *keys[i + 1 :]]
+        if _is_field(config, fixed):  # A suggestion that is itself a field.
+          return f"unknown config field {field} (did you mean {'.'.join(fixed)}?)"
+      if path == RUN_CONFIG:  # A run's own config: ``ltjax evaluate --workdir=DIR``.
+        return f"unknown config field {field}; {os.path.join(arg, 'config.json')} has the fields"
+      listing = f"ltjax {command} --config={spec} --help"
+      return f"unknown config field {field}; `{listing}` lists the fields"
   return None
+
+
+def _is_field(config: ml_collections.ConfigDict, keys: list[str]) -> bool:
+  node = config
+  for key in keys:
+    if not (isinstance(node, ml_collections.ConfigDict) and key in node):
+      return False
+    node = node[key]
+  return True
 
 
 def parse_flags(command: str, args: list[str]) -> list[str]:
@@ -73,7 +95,7 @@ def parse_flags(command: str, args: list[str]) -> list[str]:
     fail(f"{e}\n`ltjax {command} --help` lists its flags: {known}.", 2)
   except (AttributeError, KeyError) as e:
     message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-    fail(_unknown_field(args, message) or f"bad --config or override: {message}", 2)
+    fail(_unknown_field(command, args) or f"bad --config or override: {message}", 2)
   except OSError as e:
     fail(f"cannot load the config file: {e}", 2)
   except Exception as e:  # Raised by the config file's own code (syntax, names, ...).

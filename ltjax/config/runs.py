@@ -16,14 +16,15 @@ import ml_collections
 from ltjax.config.schema import base_config
 
 
-def load_file(path: str) -> ml_collections.ConfigDict:
-  """``get_config()`` of a config file, as ``ltjax --config=path`` loads it."""
+def load_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file, as ``ltjax --config=path`` loads it
+  (``get_config(arg)`` for ``--config=path:arg``)."""
   spec = importlib.util.spec_from_file_location("ltjax_user_config", path)
   if spec is None or spec.loader is None:
     raise OSError(f"cannot load {path}")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config() if arg is None else module.get_config(arg)
 
 
 #: Fields that may differ when a run resumes: they change how it is logged, checkpointed,
