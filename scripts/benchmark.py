@@ -131,7 +131,7 @@ from ltjax.data import pipeline, samplers  # noqa: E402
 from ltjax.data.datasets import DataSplits  # noqa: E402
 from ltjax.data.sources import ArraySource  # noqa: E402
 from ltjax.models.vit import VIT_CONFIGS  # noqa: E402
-from ltjax.train import experiment, steps  # noqa: E402
+from ltjax.train import experiment, optim  # noqa: E402
 
 # ------------------------------------------------------------------------------------------
 # Setup.
@@ -197,7 +197,7 @@ class JaxStep:
     if args.no_donate:
       repl = sharding.replicated(exp.mesh)
       fn = jax.jit(
-        steps.make_train_step(exp.model, exp.tx, exp.stage, config),
+        experiment.train_step_fn(exp, optim.frozen_mask(exp.freeze)),
         in_shardings=(exp.state_sharding, sharding.batch_sharding(exp.mesh)),
         out_shardings=(exp.state_sharding, repl),
       )

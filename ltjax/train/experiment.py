@@ -24,6 +24,7 @@ from ltjax import config as config_lib
 from ltjax import losses, models, sharding
 from ltjax.data import datasets, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
+from ltjax.data.pp import mixing
 from ltjax.evaluate import evaluators, posthoc_methods
 from ltjax.stop import STOP
 from ltjax.train import compile_options, optim, steps
@@ -83,6 +84,9 @@ class Experiment:
   split_seed: int | None = None
   #: ``{"trained", "total"}`` parameter counts (``optim.parameter_counts``).
   parameters: dict | None = None
+  #: Regexes of the parameters that never update: the stage's, ``optim.freeze`` and the
+  #: fine-tuning method's (``optim.frozen_mask`` of them is the train step's ``frozen``).
+  freeze: tuple[str, ...] = ()
   #: ``ltjax.train.frozen.reference``: the frozen parameters its checkpoints leave in
   #: ``model.pretrained`` (None: checkpoints hold everything; always None from
   #: ``abstract_setup``).
@@ -300,6 +304,30 @@ def abstract_eval_batch(exp: Experiment) -> dict:
   }
 
 
+def _train_step_fn(config, stage: Stage, model, tx, loss_fn, frozen) -> Callable:
+  """The train step (``steps.make_train_step``) given what the run's components make of
+  their config blocks: the normalisation, the stage's forward arguments and head inputs,
+  mixup / CutMix."""
+  return steps.make_train_step(
+    model,
+    tx,
+    loss_fn,
+    config.dataset.mean,
+    config.dataset.std,
+    forward_kwargs=stage.apply_kwargs(config),
+    model_inputs=stage.model_inputs,
+    mix=mixing.from_config(config.data),
+    frozen=frozen,
+  )
+
+
+def train_step_fn(exp: Experiment, frozen: Callable | None = None) -> Callable:
+  """``exp``'s train step, not jitted (``exp.train_step`` is it, jitted with its shardings
+  and donation), with ``frozen`` (``optim.frozen_mask``) for the leaves it never updates:
+  None differentiates every leaf."""
+  return _train_step_fn(exp.config, exp.stage, exp.model, exp.tx, exp.loss_fn, frozen)
+
+
 def _build(
   config, parts: Components, spec: DataSpec, mesh, splits
 ) -> tuple[Experiment, Callable, TrainState]:
@@ -326,7 +354,7 @@ def _build(
   logit_scale = losses.from_config(config).logit_scale
   pipeline.check_eval_transform(config.data, spec.image_shape)  # The model's input fits.
   train_step = jax.jit(
-    steps.make_train_step(model, tx, stage, config, loss_fn, optim.frozen_mask(freeze)),
+    _train_step_fn(config, stage, model, tx, loss_fn, optim.frozen_mask(freeze)),
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
@@ -366,6 +394,7 @@ def _build(
     parts.evaluation,
     spec,
     parameters=optim.parameter_counts(steps.trainable(abstract), freeze),
+    freeze=freeze,
   )
   return exp, init, abstract
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from ltjax.data.pp import device_ops, mixing
+from ltjax.data.pp import device_ops
 from ltjax.train.state import TrainState
 
 
@@ -70,9 +70,13 @@ def _frozen_leaves(tree, frozen: Callable | None) -> list[bool]:
 def make_train_step(
   model: nn.Module,
   tx: optax.GradientTransformation,
-  stage,
-  config: ml_collections.ConfigDict,
   loss_fn: Callable,
+  mean: Sequence[float],
+  std: Sequence[float],
+  *,
+  forward_kwargs: Mapping[str, Any] | None = None,
+  model_inputs: Callable = no_model_inputs,
+  mix: Callable | None = None,
   frozen: Callable | None = None,
 ) -> Callable:
   """The train step of every stage: the stage's loss, its gradient, one optimizer update.
@@ -81,19 +85,22 @@ def make_train_step(
   ``stage.model_inputs`` and the loss as its ``extra`` argument, and is updated by the
   optimizer like the parameters; this step never asks what it holds.
 
+  The step reads no config: ``ltjax.train.experiment`` hands it what the run's components
+  made of theirs.
+
   Args:
     model: a ``ltjax.models.Classifier``.
     tx: the optimizer over ``trainable(state)`` (frozen parameters get exactly zero
       updates from it; ``ltjax.train.optim.make_optimizer``).
-    stage: the ``ltjax.train.stages.Stage``: the model's training-forward arguments
-      (``apply_kwargs``: a frozen backbone runs without a backward pass, with BatchNorm in
-      inference mode unless ``config.update_frozen_bn``) and what its head takes of the
-      stage's own state (``model_inputs(extra)``).
-    config: the experiment config (input normalisation ``dataset.mean``/``std``; mixup /
-      CutMix ``data.mixup_alpha``/``cutmix_alpha``, ``ltjax.data.pp.mixing``, applied to
-      the normalised batch, per batch from the step's random key).
     loss_fn: the stage's loss, ``stage.make_loss(...)``: ``(logits, aux, labels,
       extra, step) -> (loss, extra metrics)``, ``extra`` the stage's arrays (or None).
+    mean, std: the input normalisation (``dataset.mean``/``std``).
+    forward_kwargs: the model's training-forward arguments (``Stage.apply_kwargs``: a
+      frozen backbone runs without a backward pass, with BatchNorm in inference mode
+      unless ``config.update_frozen_bn``).
+    model_inputs: what the head takes of the stage's own state (``Stage.model_inputs``).
+    mix: mixup / CutMix (``ltjax.data.pp.mixing.from_config(config.data)``), applied to
+      the normalised batch, per batch from the step's random key; None: never mixed.
     frozen: ``trainable(state) -> `` a tree of bools, True where the optimizer never
       updates the leaf (``ltjax.train.optim.frozen_mask``); the gradient is taken with
       respect to the other leaves only, so a parameter-efficient run computes no weight
@@ -109,9 +116,7 @@ def make_train_step(
     or inf, and the step left the state unchanged but for ``step``) and the stage's extras
     (OLTR: ``ce``, ``centroid_loss``).
   """
-  mean, std = config.dataset.mean, config.dataset.std
-  forward_kwargs = stage.apply_kwargs(config)
-  mix = mixing.from_config(config.data)  # None: the batch is never mixed.
+  forward_kwargs = dict(forward_kwargs or {})
 
   def objective(tree, state: TrainState, batch, rng):
     variables = {"params": tree["params"], "batch_stats": state.batch_stats}
@@ -127,7 +132,7 @@ def make_train_step(
       mutable=["batch_stats"],
       rngs={"dropout": rng},
       **forward_kwargs,
-      **stage.model_inputs(extra),
+      **model_inputs(extra),
     )
     loss, extras = loss_fn(logits, aux, batch["label"], extra, state.step)
     if mix is not None:  # lam L(y) + (1 - lam) L(y[perm]), as both papers define it.

@@ -12,7 +12,7 @@ import pytest
 from helpers import augreg_npz, flat_state, tiny_config, tiny_splits
 
 from ltjax.models import backbones, peft
-from ltjax.train import experiment, loop, optim, restore, steps
+from ltjax.train import experiment, loop, optim, restore
 
 #: What LIFT's ``ViT_Tuner`` (peft_vit.py) trains of a block, by method, in ltjax's names
 #: (the head always trains; nothing outside the blocks but VPT's prompts).
@@ -96,7 +96,7 @@ def test_the_step_takes_no_gradient_of_frozen_leaves_and_equals_the_full_gradien
   config = vit_config(**{"model.peft": "adaptformer"})
   exp, state = experiment.setup(config, splits())
   batch = {"image": np.asarray(splits().train.images[:16]), "label": splits().train.labels[:16]}
-  full_step = jax.jit(steps.make_train_step(exp.model, exp.tx, exp.stage, config, exp.loss_fn))
+  full_step = jax.jit(experiment.train_step_fn(exp))
   a, ma = exp.train_step(jax.tree.map(np.asarray, state), batch)
   b, mb = full_step(state, batch)
   fa, fb = flat_state(a), flat_state(b)
@@ -106,7 +106,7 @@ def test_the_step_takes_no_gradient_of_frozen_leaves_and_equals_the_full_gradien
   assert 0 < float(ma["grad_norm"]) < float(mb["grad_norm"])
   # And the partial step's program has no gradient of a frozen kernel: its jaxpr is smaller.
   frozen = optim.frozen_mask(experiment.backbone_frozen(config))
-  partial = steps.make_train_step(exp.model, exp.tx, exp.stage, config, exp.loss_fn, frozen)
+  partial = experiment.train_step_fn(exp, frozen)
   n_partial = len(str(jax.make_jaxpr(partial)(state, batch)))
   n_full = len(str(jax.make_jaxpr(full_step)(state, batch)))
   assert n_partial < n_full

@@ -105,3 +105,17 @@ def test_the_generic_core_never_names_a_stages_state():
     assert "centroids" not in _names_in_code(module), module.__name__
   assert _names_in_code(state) & {"centroids"} == {"centroids"}  # LEGACY_EXTRA_FIELDS only.
   assert "centroids" not in {f.name for f in dataclasses.fields(TrainState)}
+
+
+def test_the_generic_steps_read_no_config():
+  """The train, eval and feature steps take what the run's components made of their config
+  blocks (``experiment._train_step_fn``), never the config itself."""
+  import ast
+  import inspect
+
+  from ltjax.train import steps
+
+  tree = ast.parse(inspect.getsource(steps))
+  names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+  args = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+  assert not {"config", "ml_collections"} & (names | args)
