@@ -176,9 +176,13 @@ def expected_first_step(exp, state, batch):
     return exp.loss_fn(logits, aux, labels, extra, 0)[0]
 
   loss, grads = jax.value_and_grad(loss_fn)(tree)
-  from ltjax.train.experiment import backbone_frozen  # The fine-tuning method's (model.peft).
+  from ltjax.models import backbones  # The fine-tuning method's frozen part (model.peft).
 
-  frozen = stage.freeze + tuple(config.optim.freeze) + backbone_frozen(config)
+  frozen = (
+    stage.freeze
+    + tuple(config.optim.freeze)
+    + backbones.from_config(config.model).frozen_patterns()
+  )
   labels = optim.group_labels(tree, frozen)
   hyper = optim.group_hyperparameters(config, stage.extra_groups(config))
 

@@ -107,12 +107,6 @@ def model_of(config: ml_collections.ConfigDict, parts: Components, num_classes: 
   )
 
 
-def backbone_frozen(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The regexes of the backbone parameters its fine-tuning method keeps frozen
-  (``model.peft``; ``Backbone.frozen_patterns``)."""
-  return models.backbones.from_config(config.model).frozen_patterns()
-
-
 def frozen_reference(exp: Experiment) -> dict | None:
   """What of a parameter-efficient run its checkpoints leave in ``model.pretrained``
   (``ltjax.train.frozen``): the method's frozen parameters, when the backbone is read from

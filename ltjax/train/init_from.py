@@ -5,6 +5,11 @@ model: its best-validation checkpoint where it kept one (``BEST_DIR``, what the 
 next stage loads), else its newest intact checkpoint. Only the variables are read (the
 earlier optimizer state has another structure), replicated over this run's devices, and
 grafted subtree by subtree into the new model, shapes checked.
+
+Before any of that, the run it names decides this run's data: its checkpoint metadata
+(``earlier_run``) gives the seed its splits were drawn with (``split_seed``: the same
+validation and test images), and this run refuses other splits of the same dataset
+(``check_same_splits``): its backbone may have trained on them.
 """
 
 from __future__ import annotations

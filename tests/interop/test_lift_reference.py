@@ -280,7 +280,7 @@ def test_lifts_recipe_trains_as_lifts_loop(method):
   splits = tiny_splits(num_classes=NUM_CLASSES, size=SIZE, channels=3)
   exp, state = experiment.setup(config, splits)
   flat = flat_state(state)
-  labels = optim.group_labels(steps.trainable(state), experiment.backbone_frozen(config))
+  labels = optim.group_labels(steps.trainable(state), exp.backbone.frozen_patterns())
   labels = {
     f"params/{k}": v for k, v in traverse_util.flatten_dict(labels["params"], sep="/").items()
   }

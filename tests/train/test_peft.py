@@ -105,7 +105,7 @@ def test_the_step_takes_no_gradient_of_frozen_leaves_and_equals_the_full_gradien
   # The logged gradient norm is that of what trains (the full step's counts frozen leaves).
   assert 0 < float(ma["grad_norm"]) < float(mb["grad_norm"])
   # And the partial step's program has no gradient of a frozen kernel: its jaxpr is smaller.
-  frozen = optim.frozen_mask(experiment.backbone_frozen(config))
+  frozen = optim.frozen_mask(exp.backbone.frozen_patterns())
   partial = experiment.train_step_fn(exp, frozen)
   n_partial = len(str(jax.make_jaxpr(partial)(state, batch)))
   n_full = len(str(jax.make_jaxpr(full_step)(state, batch)))
