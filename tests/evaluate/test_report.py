@@ -389,3 +389,24 @@ def test_compare_names_rows_of_several_test_views(tmp_path):
   dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
   merged = compare._merged_runs(dirs, ["a", "b"])["results"]
   assert set(merged) == {"lift@a (five_crop+24)", "crt@a (five_crop+24)", "lift@b", "crt@b"}
+
+
+def test_compare_refuses_runs_of_other_evaluation_settings_naming_each(tmp_path):
+  """A column means one thing: rows computed with other ECE bins or another open-set
+  threshold (``computed_with``) do not share a table."""
+  from ltjax.files import write_json
+
+  for run, extra in (("a", {}), ("b", {"ece_bins": 10}), ("c", {})):
+    row = {"all": 0.5, "computed_with": {"step": 1, "open_threshold": 0.1} | extra}
+    os.makedirs(tmp_path / run)
+    write_json(str(tmp_path / run / "results.json"), {f"joint_{run}": row})
+  a, b, c = (str(tmp_path / r) for r in "abc")
+  R.write_comparison([a, c], str(tmp_path / "ok"))
+  with pytest.raises(ValueError) as e:
+    R.write_comparison([a, b], str(tmp_path / "cmp"))
+  assert str(e.value).startswith(
+    f"the runs' rows were computed with different evaluation settings ({a}: ece_bins 15; "
+    f"{b}: ece_bins 10): "
+  )
+  assert "--config.eval.ece_bins." in str(e.value)
+  assert not (tmp_path / "cmp").exists()

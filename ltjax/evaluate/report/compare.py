@@ -1,8 +1,9 @@
 """``ltjax report --compare``: one report over several separately trained runs.
 
 The runs' results files are merged method by method into a directory of their own, after
-checking that the runs can share a table (same dataset, shot thresholds, test data and
-number of classes); then ``markdown.write_report`` draws it as it does one run.
+checking that the runs can share a table (same dataset, shot thresholds, test data,
+number of classes and evaluation settings: open-set threshold, ECE bins, ...); then
+``markdown.write_report`` draws it as it does one run.
 """
 
 from __future__ import annotations
@@ -118,6 +119,24 @@ def _check_comparable(dirs: list[str]) -> None:
   if len(set(classes.values())) > 1:
     each = "; ".join(f"{d}: {k}" for d, k in classes.items())
     raise ValueError(f"the runs have different numbers of classes ({each}): not comparable.")
+  # One column means one thing: the open-set threshold, ECE bins, ... of every run's rows.
+  settings = {}
+  for d in dirs:
+    results = read_if_present(os.path.join(d, "results.json"))
+    if isinstance(results, Mapping):
+      settings[d] = evaluators.report_settings(results)
+  if len({tuple(sorted(s.items())) for s in settings.values()}) > 1:
+    keys = sorted({k for s in settings.values() for k in s})
+    differ = [k for k in keys if len({s.get(k) for s in settings.values()}) > 1]
+    each = "; ".join(
+      f"{d}: " + ", ".join(f"{k} {s.get(k)}" for k in differ) for d, s in settings.items()
+    )
+    raise ValueError(
+      f"the runs' rows were computed with different evaluation settings ({each}): their "
+      "columns would not mean one thing. Evaluate them with the same --config.eval."
+      + " / --config.eval.".join(differ)
+      + "."
+    )
 
 
 def write_comparison(runs: list[str], out_dir: str) -> tuple[str, str]:
