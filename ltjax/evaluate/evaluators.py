@@ -4,11 +4,13 @@ An evaluator names the per-example arrays it needs of a model's test logits (``o
 name -> ``Output`` mapping), turns those arrays into entries of a results row
 (``summarize``) and, optionally, into per-method results files (``records``:
 ``calibration.json``'s reliability bins, ...); its ``columns`` tell the report which of its
-entries to draw. ``config.eval.evaluators`` chooses them by name, in order: the eval step
-computes exactly the union of their outputs, on the device, and ``Evaluation.summarize`` runs
-them one after the other, each adding its entries to the row. Adding one is one class here
-(or in any module that calls ``register``); ``tests/evaluate/test_evaluator_extension.py``
-shows one.
+entries to show, its ``figures`` which sections its files draw (``Figure``). Its fields are
+its options (``ece_bins``, ``keep_known``), set in ``config.eval``.
+``config.eval.evaluators`` chooses them by name, in order (``Evaluation``, built once per
+run): the eval step computes exactly the union of their outputs, on the device, and
+``Evaluation.summarize`` runs them one after the other, each adding its entries to the row.
+Adding one is one class here (or in any module that calls ``register``);
+``tests/evaluate/test_evaluator_extension.py`` shows one.
 
 An output has two implementations when it needs them. ``Output.device`` is a jnp function
 of (float32 logits, labels), traced into the jitted, sharded eval step. The post-hoc methods
@@ -171,6 +173,24 @@ class Context:
     return len(self.train_counts)
 
 
+@dataclasses.dataclass(frozen=True)
+class Figure:
+  """A section of the report that one of an evaluator's files draws: its ``title``, the
+  image's ``alt`` text and file name ``png``, the ``caption`` under it (the run's settings
+  in braces: ``report_settings``) and ``draw``, "module:function" of the function that
+  draws it, ``function(entries, path, out, context) -> the written image's path``:
+  ``entries`` the file's ``{method: entry}``, ``path`` the file (for its messages), ``out``
+  the image, ``context`` a ``ltjax.evaluate.report.plots.FigureContext``. The drawing
+  module is imported only when a report is drawn (it needs matplotlib)."""
+
+  file: str
+  title: str
+  alt: str
+  png: str
+  caption: str
+  draw: str
+
+
 class Evaluator:
   """An evaluator: its fields are its options; ``name`` is what ``config.eval.evaluators``
   lists.
@@ -180,13 +200,16 @@ class Evaluator:
   ``summarize(outputs, labels, context)``: its entries of the results row, in the order the
   row shows them. ``records``: its entries of per-method results files (``{file stem:
   this method's entry}``; every stem it may write is in ``files``). ``columns``, ``note``:
-  how the report's table shows its entries and the sentence that says what they are.
+  how the report's table shows its entries and the sentence that says what they are;
+  ``figures``: the report's sections its files draw.
   """
 
   name: ClassVar[str]
   columns: ClassVar[tuple[Column, ...]] = ()
   note: ClassVar[str] = ""
   files: ClassVar[tuple[str, ...]] = ()
+  #: The report's sections drawn from its files, in order.
+  figures: ClassVar[tuple[Figure, ...]] = ()
   #: Whether ``summarize`` reads ``context.val_max_prob`` (evaluation then runs the model
   #: over the validation split as well).
   uses_val_max_prob: ClassVar[bool] = False
@@ -384,6 +407,20 @@ class ClosedSet(Evaluator):
     )
   )
   files: ClassVar[tuple[str, ...]] = ("per_class",)
+  figures: ClassVar[tuple[Figure, ...]] = (
+    Figure(
+      "per_class",
+      "Per-class accuracy",
+      "Per-class accuracy",
+      "per_class_accuracy.png",
+      (
+        "Per-class test accuracy against training count: the per-class view behind the "
+        "many/medium/few numbers of Kang et al. 2020 and Liu et al. 2019; re-balancing should lift "
+        "the tail (left) at some cost to the head (right)."
+      ),
+      "ltjax.evaluate.report.plots:plot_per_class",
+    ),
+  )
 
   @property
   def outputs(self) -> Mapping[str, Output]:
@@ -439,6 +476,22 @@ class Calibration(Evaluator):
     " negative log-likelihood of the label (known test images)."
   )
   files: ClassVar[tuple[str, ...]] = ("calibration",)
+  figures: ClassVar[tuple[Figure, ...]] = (
+    Figure(
+      "calibration",
+      "Calibration",
+      "Reliability diagram",
+      "reliability.png",
+      (
+        "Reliability diagram: the accuracy of the test images in each of {ece_bins} equal-width "
+        "bins of confidence against the bin's mean confidence (Guo et al. 2017); below the "
+        "diagonal a method is over-confident. A marker's area is its bin's share of the images "
+        "(bins of a few images are noise); ECE is the count-weighted mean gap (the table's "
+        "column); empty bins are left out."
+      ),
+      "ltjax.evaluate.report.plots:plot_reliability",
+    ),
+  )
   #: Equal-width confidence bins (``config.eval.ece_bins``; Guo et al.: 15).
   ece_bins: int = metrics.ECE_BINS
 
@@ -495,6 +548,25 @@ class OpenSet(Evaluator):
     " cannot fall below 1/K)."
   )
   files: ClassVar[tuple[str, ...]] = ("open_set_curve",)
+  figures: ClassVar[tuple[Figure, ...]] = (
+    Figure(
+      "open_set_curve",
+      "Open-set F-measure",
+      "Open-set F-measure",
+      "open_set_f_measure.png",
+      (
+        "Open-set F-measure against the rejection threshold, the trade-off behind the single "
+        "open-set F-measure reported by Liu et al. 2019 (OLTR). As the corrected OLTR reference "
+        "defines it, a rejected known image counts as neither a true nor a false positive, so "
+        "raising the threshold removes false positives (wrong known predictions, open images taken "
+        "for known) faster than true ones and F rises; at threshold 1 every image is rejected, no "
+        "true positive is left and F falls to 0. The paper's 0.1 rejects nothing when the max "
+        "softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the thresholds that "
+        "keep {keep_known:.0%} of the known validation images (open_f_measure_val)."
+      ),
+      "ltjax.evaluate.report.plots:plot_open_set",
+    ),
+  )
   uses_val_max_prob: ClassVar[bool] = True
   #: The fraction of the known validation images the validation-chosen threshold keeps
   #: (``config.eval.keep_known``).
@@ -544,6 +616,11 @@ def report_settings(results: Mapping) -> dict[str, Any]:
 
 #: ``config.eval.evaluators``' default: every evaluator of ltjax, in the order of the row.
 DEFAULT = tuple(EVALUATORS)
+
+
+def figures() -> tuple[Figure, ...]:
+  """The report's sections the registered evaluators draw, in registration order."""
+  return tuple(f for cls in EVALUATORS.values() for f in cls.figures)
 
 
 def method_files() -> tuple[str, ...]:

@@ -33,6 +33,17 @@ class ToyMargin(evaluators.Evaluator):
   name: ClassVar[str] = "toy_margin"
   columns: ClassVar[tuple] = (evaluators.Column("toy_margin", "Toy margin"),)
   note: ClassVar[str] = "Toy margin: the mean gap between the two largest logits."
+  files: ClassVar[tuple] = ("toy_margins",)
+  figures: ClassVar[tuple] = (
+    evaluators.Figure(
+      "toy_margins",
+      "Toy margins",
+      "Margins",
+      "toy_margins.png",
+      "Each method's margins (open threshold {open_threshold:g}).",
+      f"{__name__}:draw_margins",
+    ),
+  )
 
   @property
   def outputs(self) -> Mapping[str, evaluators.Output]:
@@ -40,6 +51,16 @@ class ToyMargin(evaluators.Evaluator):
 
   def summarize(self, outputs, labels, context) -> dict:
     return {"toy_margin": float(np.mean(outputs["margin"][labels != -1]))}
+
+  def records(self, outputs, labels, context) -> dict:
+    return {"toy_margins": {"margins": np.asarray(outputs["margin"]).tolist()}}
+
+
+def draw_margins(entries, path, out, context):
+  """The toy figure: one line per method (a real one would draw a PNG)."""
+  with open(out, "w") as f:
+    f.write("\n".join(f"{m}: {len(e['margins'])}" for m, e in entries.items()))
+  return out
 
 
 def numpy_margin(logits: np.ndarray) -> float:
@@ -81,6 +102,11 @@ def test_a_new_evaluator_is_one_class(tmp_path, monkeypatch):
   text = open(report.write_report(workdir)).read()
   assert "| Toy margin |" in text.splitlines()[text.splitlines().index("## Test results") + 2]
   assert "Toy margin: the mean gap" in text
+  # Its figure, drawn from its file by its function, with its caption.
+  assert "## Toy margins\n\n![Margins](toy_margins.png)" in text
+  assert "*Each method's margins (open threshold 0.1).*" in text
+  with open(tmp_path / "run" / "toy_margins.png") as f:
+    assert f.read().splitlines()[0] == f"{exp.config.method}: {len(splits.test)}"
 
 
 def test_the_default_is_every_evaluator_of_ltjax_and_a_wrong_name_lists_them():

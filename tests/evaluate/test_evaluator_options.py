@@ -24,8 +24,8 @@ def test_options_are_the_evaluators_fields_and_the_schema_defaults():
   built = evaluators.Evaluation.from_config(_eval(ece_bins=10, keep_known=0.9))
   by_name = {x.name: x for x in built.evaluators}
   assert by_name["calibration"].ece_bins == 10 and by_name["open_set"].keep_known == 0.9
-  assert built.options() == {"ece_bins": 10, "keep_known": 0.9}
-  assert evaluators.Evaluation.from_config(_eval()).options() == {}
+  assert built.options == {"ece_bins": 10, "keep_known": 0.9}
+  assert evaluators.Evaluation.from_config(_eval()).options == {}
 
 
 def test_the_options_change_what_the_evaluators_compute():

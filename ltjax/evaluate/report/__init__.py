@@ -8,9 +8,9 @@
 * ``meta.json``: dataset name and the shot-group thresholds.
 * ``weight_norms.json`` (+ train counts from ``per_class.json``): ``weight_norms.png``.
 * ``tau_sweep.json``: the chosen tau and ``tau_sweep.png``.
-* ``per_class.json``: ``per_class_accuracy.png``.
-* ``open_set_curve.json``: ``open_set_f_measure.png``.
-* ``calibration.json``: ``reliability.png``, the reliability diagram.
+* each evaluator's files, as its ``figures`` declare them (``ltjax.evaluate.evaluators``):
+  ``per_class.json``: ``per_class_accuracy.png``; ``calibration.json``: ``reliability.png``,
+  the reliability diagram; ``open_set_curve.json``: ``open_set_f_measure.png``.
 
 Every file but ``results.json`` is optional: a missing one only drops its section.
 A file that exists but cannot be read as expected raises a ValueError naming it.

@@ -7,6 +7,7 @@ calls for (``plots``) and writes the markdown that links them, each with its cap
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,13 +24,7 @@ from ltjax.evaluate.report.inputs import (
   shot_thresholds,
   train_counts,
 )
-from ltjax.evaluate.report.plots import (
-  plot_open_set,
-  plot_per_class,
-  plot_reliability,
-  plot_tau_sweep,
-  plot_weight_norms,
-)
+from ltjax.evaluate.report.plots import FigureContext, plot_tau_sweep, plot_weight_norms
 from ltjax.files import write_text
 
 MISSING = "–"  # En dash: an empty shot group or a metric a method does not have.
@@ -111,29 +106,6 @@ _CAPTIONS = {
     "in Kang et al. 2020's accuracy-vs-τ plot: τ = 0 is the joint classifier, larger τ "
     "trades many-shot for few-shot accuracy."
   ),
-  "per_class": (
-    "Per-class test accuracy against training count: the per-class view behind the "
-    "many/medium/few numbers of Kang et al. 2020 and Liu et al. 2019; re-balancing should "
-    "lift the tail (left) at some cost to the head (right)."
-  ),
-  "open_set": (
-    "Open-set F-measure against the rejection threshold, the trade-off behind the single "
-    "open-set F-measure reported by Liu et al. 2019 (OLTR). As the corrected OLTR reference "
-    "defines it, a rejected known image counts as neither a true nor a false positive, so "
-    "raising the threshold removes false positives (wrong known predictions, open images "
-    "taken for known) faster than true ones and F rises; at threshold 1 every image is "
-    "rejected, no true positive is left and F falls to 0. The paper's 0.1 rejects nothing "
-    "when the max softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the "
-    "thresholds that keep {keep_known:.0%} of the known validation images "
-    "(open_f_measure_val)."
-  ),
-  "calibration": (
-    "Reliability diagram: the accuracy of the test images in each of {ece_bins} equal-width "
-    "bins of confidence against the bin's mean confidence (Guo et al. 2017); below the diagonal a "
-    "method is over-confident. A marker's area is its bin's share of the images (bins of "
-    "a few images are noise); ECE is the count-weighted mean gap (the table's column); "
-    "empty bins are left out."
-  ),
 }
 
 
@@ -144,21 +116,16 @@ def _figure_lines(path: str, alt: str, caption: str, settings: Mapping) -> list[
   return [f"![{alt}]({os.path.basename(path)})", "", f"*{text}*", ""]
 
 
-_REPORT_FILES = (
-  "results",
-  "meta",
-  "per_class",
-  "tau_sweep",
-  "weight_norms",
-  "open_set_curve",
-  "calibration",
-)
+def _report_files() -> tuple[str, ...]:
+  """The files a report reads: the results, the run's meta, the post-hoc selection sweeps
+  and classifier norms, and every registered evaluator's own files."""
+  return ("results", "meta", "tau_sweep", "weight_norms", *evaluators.method_files())
 
 
 def _load_report_files(workdir: str) -> tuple[dict[str, str], dict[str, Any]]:
   """The paths of the results files of ``workdir`` and their content (None: absent),
   checked: results.json present and not empty, every file a JSON object."""
-  files = {name: os.path.join(workdir, f"{name}.json") for name in _REPORT_FILES}
+  files = {name: os.path.join(workdir, f"{name}.json") for name in _report_files()}
   data = {name: read_if_present(path) for name, path in files.items()}
   if data["results"] is None:
     raise ValueError(
@@ -274,25 +241,17 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
     )
     lines += ["## Classifier weight norms", ""]
     lines += _figure_lines(out, "Classifier weight norms", "weight_norms", settings)
-  if data["per_class"] is not None:
-    out = plot_per_class(
-      data["per_class"], files["per_class"], png("per_class_accuracy.png"), thresholds
-    )
-    lines += ["## Per-class accuracy", ""]
-    lines += _figure_lines(out, "Per-class accuracy", "per_class", settings)
-  if data["open_set_curve"] is not None:
-    out = plot_open_set(
-      data["open_set_curve"],
-      files["open_set_curve"],
-      png("open_set_f_measure.png"),
-      data["results"],
-    )
-    lines += ["## Open-set F-measure", ""]
-    lines += _figure_lines(out, "Open-set F-measure", "open_set", settings)
-  if data["calibration"] is not None:
-    out = plot_reliability(data["calibration"], files["calibration"], png("reliability.png"))
-    lines += ["## Calibration", ""]
-    lines += _figure_lines(out, "Reliability diagram", "calibration", settings)
+  # The evaluators' sections, as they declare them (``Evaluator.figures``).
+  context = FigureContext(thresholds, data["results"])
+  for figure in evaluators.figures():
+    if data.get(figure.file) is None:
+      continue
+    module, _, function = figure.draw.partition(":")
+    draw = getattr(importlib.import_module(module), function)
+    out = draw(data[figure.file], files[figure.file], png(figure.png), context)
+    caption = figure.caption.format(**settings)
+    lines += [f"## {figure.title}", "", f"![{figure.alt}]({os.path.basename(out)})", ""]
+    lines += [f"*{caption}*", ""]
   return lines
 
 
@@ -301,8 +260,9 @@ def write_report(workdir: str) -> str:
 
   Args:
     workdir: a work directory holding at least ``results.json``; ``meta.json``,
-      ``per_class.json``, ``tau_sweep.json``, ``weight_norms.json`` and
-      ``open_set_curve.json`` each add a section (and a PNG figure) when present.
+      ``tau_sweep.json``, ``weight_norms.json`` and each evaluator's file with a figure
+      (``Evaluator.figures``: per_class.json, calibration.json, open_set_curve.json) add a
+      section (and a PNG figure) when present.
 
   Returns:
     The path of the written ``report.md``.

@@ -8,6 +8,7 @@ which are drawn is the business of ``markdown``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -207,7 +208,17 @@ def plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | No
   return out, chosen
 
 
-def plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
+@dataclasses.dataclass(frozen=True)
+class FigureContext:
+  """What an evaluator's figure (``ltjax.evaluate.evaluators.Figure``) may draw beside its
+  own file: the shot thresholds (``meta.json``; None unknown) and the results rows."""
+
+  thresholds: tuple[float, float] | None
+  results: Mapping
+
+
+def plot_per_class(per_class: Mapping, path: str, out: str, context: FigureContext) -> str:
+  thresholds = context.thresholds
   plt = _pyplot()
   methods = ordered_methods(per_class)
   colors, styles, markers = method_colors(methods), _styles(methods), _markers(methods)
@@ -259,7 +270,8 @@ def plot_per_class(per_class: Mapping, path: str, out: str, thresholds) -> str:
   return out
 
 
-def plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None = None) -> str:
+def plot_open_set(curves: Mapping, path: str, out: str, context: FigureContext) -> str:
+  results = context.results
   plt = _pyplot()
   methods = ordered_methods(curves)
   colors, styles, markers = method_colors(methods), _styles(methods), _markers(methods)
@@ -319,9 +331,10 @@ def plot_open_set(curves: Mapping, path: str, out: str, results: Mapping | None 
   return out
 
 
-def plot_reliability(calibration: Mapping, path: str, out: str) -> str:
+def plot_reliability(calibration: Mapping, path: str, out: str, context: FigureContext) -> str:
   """Accuracy against confidence per bin (Guo et al. 2017), one line with its own marker per
   method, bins without images left out; the diagonal is perfect calibration."""
+  del context  # The bins are all it draws.
   plt = _pyplot()
   methods = ordered_methods(calibration)
   colors = method_colors(methods)
