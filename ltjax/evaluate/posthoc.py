@@ -16,7 +16,7 @@ import numpy as np
 from ltjax import config as config_lib
 from ltjax import files
 from ltjax.data import identity
-from ltjax.evaluate import evaluators, methods, posthoc_methods, runner
+from ltjax.evaluate import methods, outputs, posthoc_methods, runner
 from ltjax.models import backbones, text_features
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ def _read_cache(path: str, key: str, n: int) -> dict[str, np.ndarray] | None:
 
 def _predictions(method_out: dict, labels: np.ndarray, evaluation) -> dict:
   """``runner.record``'s outputs of a post-hoc method: those the run's evaluators need,
-  of its test logits (``evaluators.on_host``), its own prediction as ``"pred"`` (as
+  of its test logits (``outputs.on_host``), its own prediction as ``"pred"`` (as
   selected) and the labels."""
-  p = evaluators.on_host(method_out["logits"], labels, evaluation.outputs)
+  p = outputs.on_host(method_out["logits"], labels, evaluation.outputs)
   return {**p, "pred": method_out["pred"], "label": labels}
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ltjax.evaluate import methods, metrics
-from ltjax.evaluate.evaluators import softmax_max  # The methods' val max probabilities.
+from ltjax.evaluate.outputs import softmax_max  # The methods' val max probabilities.
 
 log = logging.getLogger(__name__)
 

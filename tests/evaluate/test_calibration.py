@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import tiny_config, tiny_splits
 
-from ltjax.evaluate import evaluators, metrics, runner
+from ltjax.evaluate import evaluators, metrics, outputs, runner
 from ltjax.train import experiment
 
 #: The outputs of every evaluator of ltjax, on host logits (as the post-hoc methods' rows).
@@ -14,7 +14,7 @@ OUTPUTS = evaluators.outputs_of([evaluators.get(n)() for n in evaluators.DEFAULT
 
 
 def from_logits(logits, labels):
-  return evaluators.on_host(logits, labels, OUTPUTS)
+  return outputs.on_host(logits, labels, OUTPUTS)
 
 
 def guo_ece(conf, correct, bins=15):
