@@ -107,19 +107,14 @@ def method_files() -> tuple[str, ...]:
   return ("results", *evaluators.method_files(), "weight_norms")
 
 
-#: ``computed_with`` entries that say what a row's numbers mean; rows of one results.json
-#: must agree on them. ``step`` and ``from`` say which model a row tested.
-_SETTINGS = ("data", "many_threshold", "few_threshold", "open_threshold", "test_views")
-# ... and the evaluators' options set away from their defaults (``Evaluation.options``).
-
-
 def computed_with(exp, step: int, source_method: str | None = None) -> dict:
   """What a results row was computed with: the tested model's checkpoint ``step`` (and for
   a post-hoc method the method whose model it starts from, ``from``), the data
   (``ltjax.data.identity``: digests of the train, val and test splits) and the evaluation
-  settings (shot and open-set thresholds)."""
+  settings (shot and open-set thresholds, the test views, the evaluators' options), which
+  the rows of one results.json must share (``reconcile``)."""
   ident = exp.splits.identity()
-  e = exp.config.eval
+  e = exp.evaluation  # The settings the row's evaluators were built with.
   record = {
     "step": int(step),
     "from": source_method,
