@@ -109,11 +109,9 @@ _CAPTIONS = {
 }
 
 
-def _figure_lines(path: str, alt: str, caption: str, settings: Mapping) -> list[str]:
-  """An image link relative to the report, then its one-line italic caption (naming the
-  run's ``settings``: ``evaluators.report_settings``)."""
-  text = _CAPTIONS[caption].format(**settings)
-  return [f"![{alt}]({os.path.basename(path)})", "", f"*{text}*", ""]
+def _figure_lines(path: str, alt: str, caption: str) -> list[str]:
+  """An image link relative to the report, then its one-line italic caption."""
+  return [f"![{alt}]({os.path.basename(path)})", "", f"*{caption}*", ""]
 
 
 def _report_files() -> tuple[str, ...]:
@@ -222,7 +220,6 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
   """The report's figures, one section each, for the files that are present."""
   lines = []
   png = lambda name: os.path.join(workdir, name)
-  settings = evaluators.report_settings(data["results"] or {})
   if data["tau_sweep"] is not None:
     out, chosen = plot_tau_sweep(data["tau_sweep"], files["tau_sweep"], png("tau_sweep.png"))
     chosen_text = f"{chosen:g}" if chosen is not None else "not recorded"
@@ -232,7 +229,7 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       f"Chosen τ: **{chosen_text}** (best overall accuracy on the validation split).",
       "",
     ]
-    lines += _figure_lines(out, "Accuracy against tau", "tau_sweep", settings)
+    lines += _figure_lines(out, "Accuracy against tau", _CAPTIONS["tau_sweep"])
     lines += _other_sweeps(data["tau_sweep"])
   if data["weight_norms"] is not None:
     counts = train_counts(data["per_class"], files["per_class"])
@@ -240,18 +237,18 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
       data["weight_norms"], files["weight_norms"], png("weight_norms.png"), counts, thresholds
     )
     lines += ["## Classifier weight norms", ""]
-    lines += _figure_lines(out, "Classifier weight norms", "weight_norms", settings)
+    lines += _figure_lines(out, "Classifier weight norms", _CAPTIONS["weight_norms"])
   # The evaluators' sections, as they declare them (``Evaluator.figures``).
   context = FigureContext(thresholds, data["results"])
+  settings = evaluators.report_settings(data["results"])  # Named in the captions.
   for figure in evaluators.figures():
     if data.get(figure.file) is None:
       continue
     module, _, function = figure.draw.partition(":")
     draw = getattr(importlib.import_module(module), function)
     out = draw(data[figure.file], files[figure.file], png(figure.png), context)
-    caption = figure.caption.format(**settings)
-    lines += [f"## {figure.title}", "", f"![{figure.alt}]({os.path.basename(out)})", ""]
-    lines += [f"*{caption}*", ""]
+    lines += [f"## {figure.title}", ""]
+    lines += _figure_lines(out, figure.alt, figure.caption.format(**settings))
   return lines
 
 
