@@ -88,6 +88,11 @@ def test_lifts_adapter_width_rule():
   assert backbone.for_classes(100).adapter_dim == 16  # 100 / (2 x 2 blocks) = 25 -> 16.
   fixed = backbones.from_config({"backbone": "vit_tiny", "peft": "lora", "adapter_dim": 3})
   assert fixed.for_classes(100).adapter_dim == 3
+  # A backbone given to build_model by name gets the rule too (one path with the registry's).
+  from ltjax import models
+
+  model = models.build_model("vit_tiny", "linear", 100, peft="adaptformer")
+  assert model.backbone.tuning.adapter_dim == 16
 
 
 def test_the_step_takes_no_gradient_of_frozen_leaves_and_equals_the_full_gradient_step():
