@@ -124,6 +124,7 @@ def test_best_val_needs_validation():
     experiment.checked(tiny_config(**{"eval.select": "best"}))
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_evaluate_tests_the_run_as_its_config_selects(tmp_path):
   """`ltjax evaluate` on a best_val run: the best model (the same row as train's); with
   --config.eval.select=final, the last step."""
