@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ltjax.config import components
-from ltjax.evaluate import metrics
+from ltjax.evaluate import metrics, posthoc_methods
 from ltjax.evaluate.outputs import MAX_PROB, NLL, PRED, TOP5, Output  # An evaluator's API.
 
 # ------------------------------------------------------------------------- evaluators
@@ -196,12 +196,21 @@ class Evaluation:
   many_threshold: float
   few_threshold: float
   open_threshold: float
+  #: The post-hoc methods ``ltjax evaluate --posthoc`` runs, in order (``eval.posthoc``).
+  posthoc: tuple[type[posthoc_methods.PosthocMethod], ...] = ()
 
   @classmethod
   def from_config(cls, eval_cfg) -> Evaluation:
-    """Raises ValueError for an unknown evaluator or one listed twice (``chosen``)."""
+    """Raises ValueError for an unknown evaluator or post-hoc method, or one listed twice
+    (``chosen``, ``posthoc_methods.chosen``): before any work."""
     e = eval_cfg
-    return cls(tuple(chosen(e)), e.many_threshold, e.few_threshold, e.open_threshold)
+    return cls(
+      tuple(chosen(e)),
+      e.many_threshold,
+      e.few_threshold,
+      e.open_threshold,
+      tuple(posthoc_methods.chosen(getattr(e, "posthoc", ()))),
+    )
 
   @property
   def outputs(self) -> dict[str, Output]:
@@ -348,7 +357,12 @@ class Top5(Evaluator):
 class Calibration(Evaluator):
   """The expected calibration error of the max softmax probability over ``ece_bins`` bins
   (``ece``; Guo et al. 2017) and the mean negative log-likelihood of the label (``nll``),
-  over the known test images; ``calibration.json``: the reliability diagram's bins."""
+  over the known test images; ``calibration.json``: the reliability diagram's bins.
+
+  Attributes:
+    ece_bins: equal-width confidence bins of the ECE and the reliability diagram (Guo et al.
+      2017: 15).
+  """
 
   name: ClassVar[str] = "calibration"
   columns: ClassVar[tuple[Column, ...]] = (Column("ece", "ECE"), Column("nll", "NLL"))
@@ -413,7 +427,12 @@ class OpenSet(Evaluator):
   probability: the F-measure at ``context.open_threshold`` (``open_f_measure``, the
   paper's 0.1), the threshold-free ``open_auroc`` and, given the validation images' max
   probabilities, the F-measure ``open_f_measure_val`` at ``open_threshold_val``, the
-  threshold that keeps ``keep_known`` of them; ``open_set_curve.json``: F across thresholds."""
+  threshold that keeps ``keep_known`` of them; ``open_set_curve.json``: F across thresholds.
+
+  Attributes:
+    keep_known: ``open_f_measure_val`` rejects below the max probability that keeps this
+      fraction of the known validation images.
+  """
 
   name: ClassVar[str] = "open_set"
   columns: ClassVar[tuple[Column, ...]] = (

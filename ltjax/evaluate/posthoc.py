@@ -92,9 +92,9 @@ def _predictions(method_out: dict, labels: np.ndarray, evaluation) -> dict:
 
 
 def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
-  """Every registered post-hoc method (``posthoc_methods.registered()``, in registration
-  order: NCM, tau-norm, post-hoc logit adjustment) on top of a trained model, recorded in
-  ``workdir``'s results.
+  """The post-hoc methods of ``config.eval.posthoc`` (``exp.evaluation.posthoc``; by
+  default every registered one, in registration order: NCM, tau-norm, post-hoc logit
+  adjustment) on top of a trained model, recorded in ``workdir``'s results.
 
   Extracts (or reads cached) train/val/test features into ``features_dir``; writes each
   method's results row, the selection sweeps into ``tau_sweep.json`` (tau-norm's at its top
@@ -104,7 +104,7 @@ def evaluate_all(exp, state, workdir: str, features_dir: str) -> dict:
   Returns:
     {method name: summary}.
   """
-  todo = [cls() for cls in posthoc_methods.chosen(exp.config.eval.posthoc)]
+  todo = [cls() for cls in exp.evaluation.posthoc]
   weights = runner.classifier_weights(state.params)
   if weights is None and any(m.needs_weights for m in todo):
     needing = ", ".join(m.name for m in todo if m.needs_weights)

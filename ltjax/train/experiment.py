@@ -25,7 +25,7 @@ from ltjax import losses, models, sharding
 from ltjax.data import datasets, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
 from ltjax.data.pp import mixing
-from ltjax.evaluate import evaluators, posthoc_methods
+from ltjax.evaluate import evaluators
 from ltjax.stop import STOP
 from ltjax.train import compile_options, optim, steps
 from ltjax.train import frozen as frozen_lib
@@ -45,7 +45,8 @@ class Components:
   stage: Stage  # config.stage
   backbone: models.backbones.Backbone  # config.model (its backbone and fine-tuning options)
   sampler: samplers.Sampler  # config.sampler
-  evaluation: evaluators.Evaluation  # config.eval
+  loss: losses.ClassificationLoss  # config.loss (the stage's loss wraps it: make_loss)
+  evaluation: evaluators.Evaluation  # config.eval (the post-hoc methods' choice too)
 
   @classmethod
   def of(cls, config: ml_collections.ConfigDict) -> Components:
@@ -53,6 +54,7 @@ class Components:
       get_stage(config.stage),
       models.backbones.from_config(config.model),
       samplers.from_config(config),
+      losses.from_config(config),
       evaluators.Evaluation.from_config(config.eval),
     )
 
@@ -182,17 +184,9 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   config_lib.resolve_paths(config)  # As config.json records them: see PATH_FIELDS.
   config_lib.validate(config)
   optim.check(config)
-  posthoc_methods.chosen(config.eval.posthoc)  # Names refused before any work.
   parts = Components.of(config)
   stage = parts.stage
-  unread = datasets.unread_fields(config.dataset)
-  if unread:
-    log.warning(
-      "not read by dataset %s, so without effect: %s. Its fields: %s.",
-      config.dataset.name,
-      "; ".join(unread),
-      ", ".join(datasets.get(config.dataset.name).fields) or "none beyond name, mean, std",
-    )
+  datasets.warn_unread(config.dataset)
   stage.check(config)
   if check_start:
     stage.check_start(config)
@@ -342,10 +336,10 @@ def _build(
   data = sharding.batch_sharding(mesh)
   mean, std = config.dataset.mean, config.dataset.std
   options = compile_options.for_devices(mesh.devices.flat)
-  loss_fn = stage.make_loss(config, spec.class_counts(), steps_per_epoch)
+  loss_fn = stage.make_loss(config, parts.loss, spec.class_counts(), steps_per_epoch)
   # Evaluation scores the logits the loss trains (LDAM's scale); its outputs stay sharded
   # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
-  logit_scale = losses.from_config(config).logit_scale
+  logit_scale = parts.loss.logit_scale
   pipeline.check_eval_transform(config.data, spec.image_shape)  # The model's input fits.
   train_step = jax.jit(
     _train_step_fn(config, stage, model, tx, loss_fn, optim.frozen_mask(freeze)),

@@ -8,7 +8,7 @@ from helpers import tiny_config
 
 from ltjax.data import datasets
 from ltjax.data.sources.base import ArraySource
-from ltjax.train import loop
+from ltjax.train import experiment, loop
 
 
 def build_stripes(cfg, seed, data_cfg=None):
@@ -64,12 +64,19 @@ def test_a_new_dataset_with_its_own_option_trains_and_evaluates(stripes, tmp_pat
   assert 0.0 <= summary["all"] <= 1.0
 
 
-def test_the_new_datasets_fields_are_its_own(stripes):
+def test_the_new_datasets_fields_are_its_own(stripes, caplog):
   config = stripes_config()
   # The table says which config.dataset fields it reads: the others set are named.
   config.dataset.imbalance_ratio = 3.0
   unread = datasets.unread_fields(config.dataset)
   assert "dataset.imbalance_ratio=3.0" in unread
   assert not any(field.startswith("dataset.stripe") for field in unread)
+  # A run says so before any work, naming what the dataset reads instead.
+  with caplog.at_level("WARNING"):
+    experiment.checked(config)
+  assert "not read by dataset toy_stripes, so without effect: dataset.imbalance_ratio=3.0" in (
+    caplog.text
+  )
+  assert "Its fields: stripe." in caplog.text
   with pytest.raises(ValueError, match="unknown dataset 'toy_stripe'; valid: .*toy_stripes"):
     datasets.get("toy_stripe")

@@ -29,7 +29,7 @@ class LearnedPrior(stages.Stage):
   def extra_groups(self, config):
     return {"prior": (BIAS_LR, 0.0, 0.0)}  # (learning rate, momentum, weight decay)
 
-  def make_loss(self, config, class_counts, steps_per_epoch):
+  def make_loss(self, config, classify, class_counts, steps_per_epoch):
     def loss_fn(logits, aux, labels, extra, step):
       loss = optax.softmax_cross_entropy_with_integer_labels(logits + extra["prior"], labels)
       return loss.mean(), {"prior_norm": jnp.linalg.norm(extra["prior"])}

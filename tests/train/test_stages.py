@@ -158,7 +158,7 @@ class SmoothedHeadOnly(stages.Stage):
   name = "toy_smoothed_head"
   freeze = ("^backbone/",)
 
-  def make_loss(self, config, class_counts, steps_per_epoch):
+  def make_loss(self, config, classify, class_counts, steps_per_epoch):
     def loss_fn(logits, aux, labels, extra, step):
       targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), 0.1)
       loss = optax.softmax_cross_entropy(logits, targets).mean()

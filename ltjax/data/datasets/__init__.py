@@ -34,6 +34,7 @@ from ltjax.data.datasets.registry import (
   reference_spec,
   register,
   unread_fields,
+  warn_unread,
 )
 from ltjax.data.datasets.user import build_image_folder, build_user_lists, user_list_files
 
@@ -59,6 +60,7 @@ __all__ = [
   "register",
   "tfds_original_order",
   "unread_fields",
+  "warn_unread",
   "use_decode_cache",
   "user",
   "user_list_files",

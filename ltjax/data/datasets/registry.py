@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping
 
@@ -18,6 +19,8 @@ import numpy as np
 from ltjax.data import identity
 from ltjax.data.sources.base import Source
 from ltjax.data.sources.list_layouts import ListLayout
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -207,3 +210,15 @@ def unread_fields(cfg: ml_collections.ConfigDict) -> list[str]:
       hint = f" ({_INSTEAD[key]})" if key in _INSTEAD else ""
       out.append(f"dataset.{key}={value!r}{hint}")
   return out
+
+
+def warn_unread(cfg: ml_collections.ConfigDict) -> None:
+  """Logs a warning naming the ``unread_fields`` of ``cfg``, which change nothing."""
+  unread = unread_fields(cfg)
+  if unread:
+    log.warning(
+      "not read by dataset %s, so without effect: %s. Its fields: %s.",
+      cfg.name,
+      "; ".join(unread),
+      ", ".join(get(cfg.name).fields) or "none beyond name, mean, std",
+    )

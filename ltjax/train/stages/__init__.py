@@ -10,9 +10,10 @@ A stage owns what differs between the recipes of the two papers:
   values (``init_extra``), their optimizer groups (``extra_groups``) and what its head takes
   of them (``model_inputs``). OLTR's class centroids are the one case in the papers; the
   generic step, init, optimizer and model only pass them on;
-* the loss its train step minimises (``make_loss``): the classification loss of
-  ``config.loss`` (``ltjax.losses.LOSSES``), given the training class counts and the epoch,
-  plus what the stage adds (OLTR's centroids term, on its own arrays);
+* the loss its train step minimises (``make_loss``): the run's classification loss
+  (``config.loss``, ``ltjax.losses.LOSSES``, built once and handed in), given the training
+  class counts and the epoch, plus what the stage adds (OLTR's centroids term, on its own
+  arrays);
 * how a fresh run starts (``start``): what it loads from ``config.init_from``
   (``copies``, ``subtrees_to_load``) and what it computes before the first step (OLTR's
   centroids).

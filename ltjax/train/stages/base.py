@@ -153,11 +153,17 @@ class Stage:
     del extra
     return {}
 
-  def make_loss(self, config: ml_collections.ConfigDict, class_counts, steps_per_epoch: float):
+  def make_loss(
+    self,
+    config: ml_collections.ConfigDict,
+    classify: losses.ClassificationLoss,
+    class_counts,
+    steps_per_epoch: float,
+  ):
     """The train step's loss: ``loss_fn(logits, aux, labels, extra, step) -> (loss, extra
-    metrics)``, the classification loss of ``config.loss`` given the training class counts
-    and the step's epoch (``ltjax.losses.LossInputs``); ``extra`` is the stage's arrays."""
-    classify = losses.from_config(config)
+    metrics)``, here the run's classification loss ``classify`` (``config.loss``, built once:
+    ``experiment.Components``) given the training class counts and the step's epoch
+    (``ltjax.losses.LossInputs``); ``extra`` is the stage's arrays."""
     counts = jnp.asarray(class_counts, jnp.float32)
 
     def loss_fn(logits, aux, labels, extra, step):

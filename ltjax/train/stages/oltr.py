@@ -53,16 +53,16 @@ class OLTR(Stage):
     """The meta-embedding head reads the centroids (its visual memory)."""
     return {"centroids": extra["centroids"]}
 
-  def make_loss(self, config, class_counts, steps_per_epoch):
+  def make_loss(self, config, classify, class_counts, steps_per_epoch):
     """The classification loss (``config.loss``; the reference's is cross-entropy) +
     ``oltr.loss_weight`` x the discriminative centroids loss, whose attract term gives the
     centroids the reference centre-loss update (see ``ltjax.losses.disc_centroids_loss``),
     which ``loss_weight`` does not scale."""
-    classify = super().make_loss(config, class_counts, steps_per_epoch)
+    cross_entropy = super().make_loss(config, classify, class_counts, steps_per_epoch)
     r = config.oltr
 
     def loss_fn(logits, aux, labels, extra, step):
-      ce, _ = classify(logits, aux, labels, extra, step)
+      ce, _ = cross_entropy(logits, aux, labels, extra, step)
       centroid_loss = losses.disc_centroids_loss(
         aux["features"], labels, extra["centroids"], margin=r.margin, repel_weight=r.repel_weight
       )
