@@ -1,11 +1,13 @@
 """``--help`` of a config: the fields its components read, each with its meaning.
 
-``ltjax.config.help`` keeps tables of which options each loss, sampler, stage, augmentation
-and schedule reads (the config layer cannot import them); these tests hold every table to
-the component it mirrors, and every base-config field to a meaning.
+The config layer cannot import the components (JAX): it reads the registered dataclasses'
+options and meanings from their source (``ltjax.config.declared``) and keeps tables of what
+each stage, augmentation, schedule and head reads (``ltjax.config.help``); these tests hold
+both to the imported components, and every base-config field to one meaning.
 """
 
 import dataclasses
+import inspect
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 
 import ltjax
 from ltjax import config as config_lib
+from ltjax.config import declared
 from ltjax.config import help as config_help
 
 CONFIGS = os.path.join(os.path.dirname(ltjax.__file__), "configs")
@@ -40,10 +43,13 @@ def _listed(text):
   ]
 
 
-def test_every_base_config_field_has_a_meaning():
+def test_every_base_config_field_has_one_meaning():
   fields = list(_flat_fields(config_lib.base_config().to_dict()))
-  missing = sorted(set(fields) - set(config_lib.FIELD_DOCS))
+  options = {f for block in declared.SOURCES for f in declared.option_fields(block)}
+  missing = sorted(set(fields) - set(config_lib.FIELD_DOCS) - options)
   assert not missing, f"add their meaning to ltjax/config/docs.py FIELD_DOCS: {missing}"
+  twice = sorted(set(config_lib.FIELD_DOCS) & options)
+  assert not twice, f"meant in FIELD_DOCS and in their component's docstring: {twice}"
   stale = sorted(set(config_lib.FIELD_DOCS) - set(fields))
   assert not stale, f"FIELD_DOCS names fields base_config lacks: {stale}"
   assert all(doc.strip() for doc in config_lib.FIELD_DOCS.values())
@@ -143,42 +149,83 @@ def _ours(registry):
   }
 
 
-def test_loss_options_are_the_fields_of_each_loss():
-  from ltjax.losses import classification
+#: Config block -> the registry whose classes ``ltjax.config.declared`` reads from source.
+REGISTRIES = {
+  "loss": "ltjax.losses.classification:LOSSES",
+  "sampler": "ltjax.data.samplers:SAMPLERS",
+  "optim": "ltjax.train.optim:OPTIMIZERS",
+  "eval": "ltjax.evaluate.evaluators:EVALUATORS",
+  "model": "ltjax.models.peft:PEFT_METHODS",
+}
 
-  losses = _ours(classification.LOSSES)
-  assert set(losses) == set(config_help.LOSS_OPTIONS)
-  for name, cls in losses.items():
-    fields = {f.name for f in dataclasses.fields(cls)}
-    assert fields == set(config_help.LOSS_OPTIONS[name]), name
+
+def _registry(block):
+  import importlib
+
+  module, attr = REGISTRIES[block].split(":")
+  return getattr(importlib.import_module(module), attr)
 
 
-def test_sampler_options_are_the_fields_of_each_sampler():
-  from ltjax.data import samplers
+def test_every_registry_the_help_reads_is_tested():
+  assert set(REGISTRIES) == set(declared.SOURCES)
 
-  ours = _ours(samplers.SAMPLERS)
-  assert set(ours) == set(config_help.SAMPLER_OPTIONS)
+
+@pytest.mark.parametrize("block", sorted(REGISTRIES))
+def test_declared_options_are_the_fields_of_each_registered_class(block):
+  """What the help reads from the source is what the imported classes are: the same names,
+  fields in the same order, each option with its meaning in the class's own docstring and
+  the base config's default its dataclass default."""
+  ours = _ours(_registry(block))
+  table = declared.declared(block)
+  assert set(ours) == set(table)
+  base = config_lib.base_config()[block]
   for name, cls in ours.items():
-    fields = {f.name for f in dataclasses.fields(cls)} - {"num_epochs", "batch_size"}
-    assert fields == set(config_help.SAMPLER_OPTIONS[name]), name
+    fields = dataclasses.fields(cls)
+    assert table[name].fields == tuple(f.name for f in fields), name
+    options = declared.options(block)[name]
+    assert options == tuple(f.name for f in fields if f.name in base), name
+    meanings = {}
+    for klass in reversed(cls.__mro__):
+      meanings |= declared.attributes(inspect.getdoc(klass) if "__doc__" in vars(klass) else "")
+    for f in fields:
+      if f.name in options:
+        assert meanings.get(f.name), f"{cls.__name__}'s docstring: no Attributes entry {f.name}"
+        assert table[name].meanings[f.name] == meanings[f.name], (name, f.name)
+        if f.default is not dataclasses.MISSING:
+          assert base[f.name] == f.default, (name, f.name)
 
 
-def test_optimizer_options_are_the_fields_of_each_optimizer():
-  from ltjax.train import optim
+def test_the_help_gives_the_chosen_components_meaning():
+  ldam = config_lib.help_text(_config("cifar10_lt/ldam_drw.py"))
+  assert "  --config.loss.beta=0.9999  ldam: the DRW effective-number weights' beta." in ldam
+  losses = [f for f in _listed(ldam) if f.startswith("loss.")]  # In the schema's order.
+  assert losses == ["loss.name", "loss.beta", "loss.max_margin", "loss.scale", "loss.drw_epoch"]
+  config = config_lib.base_config()
+  config.loss.name = "class_balanced"
+  balanced = config_lib.help_text(config)
+  assert "--config.loss.beta=0.9999  class_balanced: of the effective-number weights" in balanced
+  assert "``" not in balanced  # reST markup is dropped: the help is plain text.
+  config.eval.evaluators = ("closed_set", "calibration")
+  line = next(x for x in config_lib.help_text(config).splitlines() if "eval.ece_bins" in x)
+  assert line.startswith("  --config.eval.ece_bins=15  calibration: equal-width confidence bins")
 
-  assert set(optim.OPTIMIZERS) == set(config_help.OPTIMIZER_OPTIONS)
-  for name, cls in optim.OPTIMIZERS.items():
-    fields = {f.name for f in dataclasses.fields(cls)}
-    assert fields == set(config_help.OPTIMIZER_OPTIONS[name]), name
 
+def test_an_attributes_section_is_read_as_napoleon_reads_it():
+  doc = """Summary.
 
-def test_evaluator_options_are_the_fields_of_each_evaluator():
-  from ltjax.evaluate import evaluators
+  Attributes:
+    tau (float): the strength,
+      over two lines.
+    gamma: one line.
 
-  assert set(evaluators.EVALUATORS) == set(config_help.EVALUATOR_OPTIONS)
-  for name, cls in evaluators.EVALUATORS.items():
-    fields = {f.name for f in dataclasses.fields(cls)}
-    assert fields == set(config_help.EVALUATOR_OPTIONS[name]), name
+  Raises:
+    ValueError: not an attribute.
+  """
+  assert declared.attributes(inspect.cleandoc(doc)) == {
+    "tau": "the strength, over two lines.",
+    "gamma": "one line.",
+  }
+  assert declared.attributes("No section.") == {}
 
 
 def test_stage_fields_follow_each_stage():

@@ -1,10 +1,15 @@
-"""What every field of the base config means: the one place its meaning is written.
+"""What each field of the base config means, but the registered components' own options:
+the one place its meaning is written.
 
+A loss's, sampler's, optimizer's, evaluator's or fine-tuning method's option means what that
+class's docstring says of it (its ``Attributes:`` section, read by
+``ltjax.config.declared``); every other field means what this table says.
 ``ltjax train --config=FILE --help`` prints these beside the fields the config's components
 read (``ltjax.config.help``); ``tests/test_config_help.py`` fails when a field of
-:func:`ltjax.config.base_config` has no entry here, or an entry names no field. Kept apart
-from the schema so that the schema reads as the list of fields and their defaults, and a
-meaning is written once, not in a comment and a help table that drift apart.
+:func:`ltjax.config.base_config` has no meaning in either place or in both, or an entry
+names no field. Kept apart from the schema so that the schema reads as the list of fields
+and their defaults, and a meaning is written once, not in a comment and a help table that
+drift apart.
 
 The entries follow ``base_config``'s order, which is the order ``--help`` lists them in.
 """
@@ -143,24 +148,11 @@ FIELD_DOCS: dict[str, str] = {
   ),
   # --------------------------------------------------------------------------- sampler
   "sampler.name": "Which sampler; see ltjax.data.samplers.SAMPLERS.",
-  "sampler.q": "'qpower': class j drawn with probability n_j^q / sum_i n_i^q.",
-  "sampler.k": "'class_aware': consecutive samples per class visit.",
-  "sampler.shuffle_in_batch": (
-    "'class_aware': shuffle within each batch, so that a batch mixes its classes (the "
-    "references' `shuffle: true` with ClassAwareSampler)."
-  ),
   # ------------------------------------------------------------------------------ loss
   "loss.name": (
     "The classification loss every stage trains with (OLTR adds its centroids term): "
     "softmax | logit_adjusted | focal | class_balanced | ldam; see ltjax.losses.LOSSES."
   ),
-  "loss.tau": "logit_adjusted: z + tau log(prior) (1 = Balanced Softmax).",
-  "loss.gamma": "focal, class_balanced with base 'focal': (1 - p)^gamma.",
-  "loss.beta": "class_balanced, ldam's DRW: effective-number weights.",
-  "loss.base": "class_balanced: over 'softmax' or 'focal'.",
-  "loss.max_margin": "ldam: the largest class margin.",
-  "loss.scale": "ldam: s, the logit scale.",
-  "loss.drw_epoch": "ldam: re-weighting from this epoch (None: never).",
   # ----------------------------------------------------------------------------- model
   "model.backbone": "Which backbone; see ltjax.models.BACKBONES.",
   "model.head": "Which classifier head; see ltjax.models.HEADS.",
@@ -188,11 +180,6 @@ FIELD_DOCS: dict[str, str] = {
     "(the head alone); 'adaptformer' (LIFT's default), 'adapter', 'lora', 'bitfit', 'ln', "
     "'ssf', 'vpt_shallow', 'vpt_deep' = that method's parameters, the rest frozen."
   ),
-  "model.adapter_dim": (
-    "peft adaptformer/adapter/lora: the bottleneck width; 0 = LIFT's rule "
-    "2^max(0, floor(log2(K / (2 x depth)))) for K classes."
-  ),
-  "model.vpt_len": "peft vpt_shallow/vpt_deep: prompt tokens per layer (LIFT: 10).",
   "model.cifar_shortcut": (
     "Shortcut of the cifar_resnet backbones where the shape changes: 'conv' (1x1 conv + BN, "
     "He et al.'s option B) or 'pad' (strided identity, zero-padded channels: option A, the "
@@ -230,9 +217,6 @@ FIELD_DOCS: dict[str, str] = {
   "optim.step_every_epochs": "'step' schedule: lr *= step_gamma every this many epochs.",
   "optim.step_gamma": "'step' and 'multistep' schedules: the factor of each decay.",
   "optim.warmup_epochs": "Epochs of linear warm-up of the learning rate; 0 = none.",
-  "optim.nesterov": "Nesterov momentum (SGD).",
-  "optim.b2": "'adamw': decay of the second-moment estimate (beta2; beta1 is optim.momentum).",
-  "optim.eps": "'adamw': added to the second moment's square root.",
   "optim.milestones": (
     "'multistep' schedule: lr *= step_gamma at each of these epochs (e.g. (160, 180))."
   ),
@@ -269,13 +253,5 @@ FIELD_DOCS: dict[str, str] = {
     "The post-hoc methods `ltjax evaluate --posthoc` runs, in this order (registered in "
     "ltjax.evaluate.posthoc_methods: 'ncm', 'tau_norm', 'logit_adjustment', 'zero_shot'); "
     "empty: every registered one."
-  ),
-  "eval.ece_bins": (
-    "calibration evaluator: equal-width confidence bins of the ECE and the reliability "
-    "diagram (Guo et al. 2017: 15)."
-  ),
-  "eval.keep_known": (
-    "open_set evaluator: open_f_measure_val rejects below the max probability that keeps "
-    "this fraction of the known validation images."
   ),
 }

@@ -3,14 +3,18 @@
 The base config holds the options of every component (each loss, sampler, stage,
 augmentation, schedule); a config uses a few of them. ``ltjax train --config=FILE --help``
 shows, block by block, only the fields the config's chosen components read, each with its
-meaning (``ltjax.config.docs``) and its default where the config changes it.
+meaning and its default where the config changes it.
 
-The tables below say which options each component reads. They mirror the components
-themselves (a loss's or sampler's options are its dataclass fields, a stage's its class
-attributes), which live above the config layer and import JAX, so they cannot be asked here:
-loading a config and printing its help never imports JAX. ``tests/test_config_help.py``
-checks every table against the component it mirrors. A name missing from a table (a
-component added without an entry) shows all of its block's options, never hides one.
+The registered dataclasses (losses, samplers, optimizers, evaluators, fine-tuning methods)
+say themselves which options they read and what each means: their fields and their
+docstring's ``Attributes:`` section, read from their source (``ltjax.config.declared``),
+since they import JAX and loading a config or printing its help never does. The rest, the
+run's skeleton and the components that are not such dataclasses, has its meaning in
+``ltjax.config.docs``, and the tables below say which of those fields each stage,
+augmentation, schedule, head and backbone reads. ``tests/test_config_help.py`` checks every
+table and every declared option against the component it describes. A name missing from a
+table (a component added without an entry) shows all of its block's options, never hides
+one.
 """
 
 from __future__ import annotations
@@ -18,29 +22,9 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable, Mapping
 
+from ltjax.config import declared
 from ltjax.config.docs import FIELD_DOCS
 from ltjax.config.schema import base_config
-
-#: ``loss.name`` -> the ``loss`` options it reads (its dataclass fields in
-#: ``ltjax.losses.classification``).
-LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
-  "softmax": (),
-  "logit_adjusted": ("tau",),
-  "focal": ("gamma",),
-  "class_balanced": ("beta", "base", "gamma"),
-  "ldam": ("max_margin", "scale", "drw_epoch", "beta"),
-}
-
-#: ``sampler.name`` -> the ``sampler`` options it reads (its dataclass fields in
-#: ``ltjax.data.samplers``, but the run-wide ``num_epochs`` and ``batch_size``).
-SAMPLER_OPTIONS: dict[str, tuple[str, ...]] = {
-  "instance": (),
-  "class_balanced": (),
-  "sqrt": (),
-  "qpower": ("q",),
-  "progressive": (),
-  "class_aware": ("k", "shuffle_in_batch"),
-}
 
 _OLTR = tuple(f"oltr.{k}" for k in base_config().oltr)
 _MIXING = ("data.mixup_alpha", "data.cutmix_alpha")
@@ -75,16 +59,6 @@ EVAL_TRANSFORM_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 _AUGMENT_FIELDS = ("data.pad", "data.flip", "data.jitter")
 
-#: ``eval.evaluators`` member -> the ``eval`` options it reads (its fields:
-#: ``ltjax.evaluate.evaluators.EVALUATORS``).
-EVALUATOR_OPTIONS: dict[str, tuple[str, ...]] = {
-  "closed_set": (),
-  "top5": (),
-  "calibration": ("ece_bins",),
-  "open_set": ("keep_known",),
-}
-_EVALUATOR_FIELDS = ("eval.ece_bins", "eval.keep_known")
-
 #: ``optim.schedule`` -> the ``optim`` options it reads (``ltjax.train.optim``).
 SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
   "cosine": (),
@@ -94,31 +68,10 @@ SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 _SCHEDULE_FIELDS = ("optim.step_every_epochs", "optim.step_gamma", "optim.milestones")
 
-#: ``optim.name`` -> the ``optim`` options only it reads (``ltjax.train.optim.OPTIMIZERS``).
-OPTIMIZER_OPTIONS: dict[str, tuple[str, ...]] = {"sgd": ("nesterov",), "adamw": ("b2", "eps")}
-_OPTIMIZER_FIELDS = ("optim.nesterov", "optim.b2", "optim.eps")
-
 #: Options of the cifar_resnet backbones only (``validate`` refuses them elsewhere).
 CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
 #: Options of the CLIP image towers only.
 CLIP_BACKBONE_OPTIONS = ("model.clip_projection",)
-#: ``model.peft`` -> the ``model`` options it reads beside ``peft`` (the ViTs only;
-#: ``ltjax.models.peft.PEFT_METHODS``).
-PEFT_OPTIONS: dict[str, tuple[str, ...]] = {
-  "": (),
-  "full": (),
-  "linear": (),
-  "adaptformer": ("adapter_dim",),
-  "adapter": ("adapter_dim",),
-  "lora": ("adapter_dim",),
-  "bitfit": (),
-  "ln": (),
-  "ssf": (),
-  "vpt_shallow": ("vpt_len",),
-  "vpt_deep": ("vpt_len",),
-}
-_PEFT_FIELDS = ("model.adapter_dim", "model.vpt_len")
-
 #: ``model.head`` -> the ``model`` options it reads (``ltjax.models.HEAD_OPTIONS``).
 HEAD_OPTIONS: dict[str, tuple[str, ...]] = {
   "cosine": ("head_scale",),
@@ -144,6 +97,18 @@ def _flat(tree: Mapping, prefix: str = "") -> dict:
   return out
 
 
+def _in_order(config, prefix: str = "") -> list[str]:
+  """The fields of a ConfigDict in the order the schema sets them (its ``items()`` and
+  ``to_dict()`` sort them; the ``_fields`` it keeps do not)."""
+  out = []
+  for key, value in vars(config)["_fields"].items():
+    if hasattr(value, "to_dict"):
+      out += _in_order(value, f"{prefix}{key}.")
+    else:
+      out.append(f"{prefix}{key}")
+  return out
+
+
 def _option_of(table: Mapping[str, tuple[str, ...]], name, option: str) -> bool:
   """Whether the component ``name`` of ``table`` reads ``option``; every option is read
   when the table does not know ``name``."""
@@ -158,10 +123,8 @@ def _is_read(field: str, c: Mapping) -> bool:
     return bool(c.get(field))
   if field in STAGE_SPECIFIC and stage in STAGE_FIELDS and field not in STAGE_FIELDS[stage]:
     return False
-  if block == "loss" and option != "name":
-    return _option_of(LOSS_OPTIONS, c.get("loss.name"), option)
-  if block == "sampler" and option != "name":
-    return _option_of(SAMPLER_OPTIONS, c.get("sampler.name"), option)
+  if block in ("loss", "sampler") and option != "name":
+    return _option_of(declared.options(block), c.get(f"{block}.name"), option)
   if field == "data.tte_expand":
     return option in EVAL_TRANSFORM_OPTIONS.get(c.get("data.eval_transform"), ())
   if field == "data.crop_size":
@@ -172,17 +135,17 @@ def _is_read(field: str, c: Mapping) -> bool:
     return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option)
   if field in _SCHEDULE_FIELDS:
     return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
-  if field in _EVALUATOR_FIELDS:
+  if field in declared.option_fields("eval"):
     chosen = c.get("eval.evaluators") or ()
-    return any(option in EVALUATOR_OPTIONS.get(name, (option,)) for name in chosen)
-  if field in _OPTIMIZER_FIELDS:
-    return _option_of(OPTIMIZER_OPTIONS, c.get("optim.name"), option)
+    return any(option in declared.options("eval").get(name, (option,)) for name in chosen)
+  if field in declared.option_fields("optim"):
+    return _option_of(declared.options("optim"), c.get("optim.name"), option)
   if field in _HEAD_FIELDS:
     return option in HEAD_OPTIONS.get(c.get("model.head"), ())
   if field == "model.peft":
     return _is_vit(c)
-  if field in _PEFT_FIELDS:
-    return _is_vit(c) and option in PEFT_OPTIONS.get(c.get("model.peft"), ())
+  if field in declared.option_fields("model"):
+    return _is_vit(c) and option in declared.options("model").get(c.get("model.peft"), ())
   if field in CLIP_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith(("clip_", "openclip_"))
   if field in CIFAR_BACKBONE_OPTIONS:
@@ -205,8 +168,9 @@ def read_fields(config, unread: Iterable[str] = ()) -> list[str]:
       layer knows them, which the config layer may not import; the command line passes them.
   """
   c = _flat(config.to_dict() if hasattr(config, "to_dict") else config)
-  known = [f for f in FIELD_DOCS if f in c and _is_read(f, c)]
-  extra = sorted(f for f in c if f not in FIELD_DOCS)
+  base = _in_order(base_config())
+  known = [f for f in base if f in c and _is_read(f, c)]
+  extra = sorted(f for f in c if f not in base)
   skip = set(unread)
   order = {b: i for i, b in enumerate(BLOCKS)}
   fields = [f for f in known + extra if f not in skip]
@@ -216,6 +180,17 @@ def read_fields(config, unread: Iterable[str] = ()) -> list[str]:
 def _same(a, b) -> bool:
   as_tuple = lambda v: tuple(v) if isinstance(v, list | tuple) else v  # noqa: E731
   return as_tuple(a) == as_tuple(b)
+
+
+def _meaning(field: str, c: Mapping) -> str:
+  """What ``field`` means: to the component ``c`` chooses, from its docstring
+  (``ltjax.config.declared``), or the run skeleton's ``FIELD_DOCS``."""
+  block = _block(field)
+  if block in declared.SOURCES and field in declared.option_fields(block):
+    found = declared.meaning(field, c.get(declared.SOURCES[block][1]))
+    if found:
+      return found
+  return FIELD_DOCS.get(field, "not a field of ltjax's base config: nothing reads it.")
 
 
 def help_text(config, unread: Iterable[str] = ()) -> str:
@@ -231,7 +206,7 @@ def help_text(config, unread: Iterable[str] = ()) -> str:
     if here != block:
       block = here
       lines += ["", f"{here or 'run'}:"]
-    meaning = FIELD_DOCS.get(field, "not a field of ltjax's base config: nothing reads it.")
+    meaning = _meaning(field, c)
     if field in defaults and not _same(c[field], defaults[field]):
       meaning = f"{meaning} (default {defaults[field]!r})"
     line = f"  --config.{field}={c[field]!r}  {meaning}"

@@ -4,7 +4,8 @@ Experiment files under ``configs/`` call :func:`base_config`, a dataset preset
 (``ltjax.config.presets``) and a recipe (``ltjax.config.recipes``), then override fields;
 the command line overrides them again with ``--config.field=value``. The returned config is
 locked by the command line, so a misspelt key is an error. What each field means is in
-``ltjax.config.docs.FIELD_DOCS`` (and ``ltjax train --config=FILE --help``).
+``ltjax.config.docs.FIELD_DOCS``, or for a registered component's option in that class's
+docstring (``ltjax.config.declared``); ``ltjax train --config=FILE --help`` shows both.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ OLTR_FC_ADD = 512  # The reference's use_fc layer width (``ltjax.models.oltr.REF
 
 def base_config() -> ml_collections.ConfigDict:
   """All fields, with the defaults of representation learning (joint training); their
-  meanings: ``ltjax.config.docs.FIELD_DOCS``."""
+  meanings: ``ltjax train --config=FILE --help`` (``ltjax.config.help``)."""
   c = ml_collections.ConfigDict()
   c.stage = "joint"
   c.method = "joint"

@@ -20,7 +20,8 @@ A sampler is a registered class (:data:`SAMPLERS`) whose dataclass fields are it
 options, validated when it is built; the training loop builds it from the config with
 :func:`from_config` (each field from ``config.sampler``, or the run-wide ``num_epochs`` and
 ``batch_size``) and never asks which sampler it is. A new sampler, or a new option, is a
-class here (and, for an option, its default in ``config.sampler``)::
+class here (and, for an option, its meaning in the class docstring's ``Attributes:``
+section, which ``--help`` shows, and its default in ``config.sampler``)::
 
   idx = epoch_indices("sqrt", source.labels, source.num_classes, epoch=3, seed=0)
   sampler = get("progressive")(num_epochs=90)
@@ -289,6 +290,10 @@ class QPower(Sampler):
   q = 1 returns a random permutation (see :class:`Instance`); otherwise N i.i.d. draws of a
   class with ``p_j = n_j^q / sum_i n_i^q`` and a uniform instance of it. For q > 0 an empty
   class has p = 0; for q = 0 it is an error.
+
+  Attributes:
+    q: the power: class j is drawn with probability ``n_j^q / sum_i n_i^q`` (1/2 =
+      square-root sampling, 0 = class-balanced).
   """
 
   name = "qpower"
@@ -310,6 +315,10 @@ class Progressive(Sampler):
   ``epoch >= num_epochs`` uses the last epoch's (class-balanced) probabilities, but still its
   own RNG stream. Epoch 0 draws i.i.d. with the instance marginals rather than permuting.
   Every class needs a training sample.
+
+  Attributes:
+    num_epochs: T, the epochs over which the sampling moves from instance- to
+      class-balanced: the run's ``config.num_epochs``.
   """
 
   name = "progressive"

@@ -4,9 +4,10 @@ A loss is a registered class (:data:`LOSSES`) whose dataclass fields are its opt
 from ``config.loss`` by :func:`from_config`; called on a batch it is a pure function of the
 logits, the integer labels and the :class:`LossInputs` the train step hands every loss (the
 training class counts, for re-balancing losses; the fractional epoch, for deferred
-schedules). A new loss is one class here with its defaults in ``config.loss``; the stages
-and the loop never ask which loss it is. OLTR's discriminative centroids term is not one of
-them: OLTR's stage adds it (``ltjax.losses.centroids``).
+schedules). A new loss is one class here, each option with its meaning in the docstring's
+``Attributes:`` section (``--help`` shows it: ``ltjax.config.declared``) and its default in
+``config.loss``; the stages and the loop never ask which loss it is. OLTR's discriminative
+centroids term is not one of them: OLTR's stage adds it (``ltjax.losses.centroids``).
 """
 
 from __future__ import annotations
@@ -164,7 +165,11 @@ class LogitAdjusted(ClassificationLoss):
   ICLR 2021, Eq. 10): ``-log softmax(z + tau log pi)_y``, pi the training class prior.
 
   ``tau = 1`` is Balanced Softmax (Ren et al., NeurIPS 2020, Eq. 4), the paper's default.
-  At test time the model's own logits are used (the adjustment is training-only)."""
+  At test time the model's own logits are used (the adjustment is training-only).
+
+  Attributes:
+    tau: the adjustment's strength, ``z + tau log(prior)`` (1 = Balanced Softmax).
+  """
 
   name = "logit_adjusted"
   tau: float = 1.0
@@ -183,7 +188,11 @@ class Focal(ClassificationLoss):
   """Focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, Eq. 4) in
   its multi-class softmax form, as the long-tail literature uses it (the LDAM-DRW code's
   ``FocalLoss``): ``(1 - p_y)^gamma * -log p_y``, ``p = softmax(z)``; gamma = 0 is
-  cross-entropy. Lin et al.'s default gamma = 2."""
+  cross-entropy. Lin et al.'s default gamma = 2.
+
+  Attributes:
+    gamma: the focusing exponent of ``(1 - p_y)^gamma`` (0 = cross-entropy).
+  """
 
   name = "focal"
   gamma: float = 2.0
@@ -205,7 +214,14 @@ class ClassBalanced(ClassificationLoss):
   ``effective_number_weights`` (beta; 0.9999 is the paper's CIFAR-LT choice), over softmax
   cross-entropy (``base='softmax'``) or the focal loss (``base='focal'``, ``gamma``; the
   softmax form of ``focal``, where the paper's focal variant is sigmoid-based). The mean
-  over the batch of ``w_y * loss``, as the paper's code reduces it."""
+  over the batch of ``w_y * loss``, as the paper's code reduces it.
+
+  Attributes:
+    beta: of the effective-number weights ``(1 - beta) / (1 - beta^n_j)`` (0 = uniform,
+      towards 1 = inverse class frequency).
+    base: the loss weighted, 'softmax' (cross-entropy) or 'focal'.
+    gamma: with ``base='focal'``, the focusing exponent of ``(1 - p_y)^gamma``.
+  """
 
   name = "class_balanced"
   beta: float = 0.9999
@@ -238,7 +254,14 @@ class LDAM(ClassificationLoss):
   cross-entropy. Deferred re-weighting (DRW): from epoch ``drw_epoch`` on (the paper's
   160 of 200; None = never), each example is weighted by ``effective_number_weights``
   with ``beta`` (0.9999) and the loss is ``sum(w_y * ce) / sum(w_y)``, PyTorch's weighted
-  cross-entropy as the paper's code uses it. The epoch is the step's (0-based) epoch."""
+  cross-entropy as the paper's code uses it. The epoch is the step's (0-based) epoch.
+
+  Attributes:
+    max_margin: the largest class margin (the rarest class's).
+    scale: s, the logit scale (evaluation scores the scaled logits too).
+    drw_epoch: deferred re-weighting from this epoch on (None: never).
+    beta: the DRW effective-number weights' beta.
+  """
 
   name = "ldam"
   heads = ("normed_linear",)

@@ -121,7 +121,12 @@ def adapter_dim_rule(num_classes: int, depth: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class _Bottleneck(Peft):
-  """A method with a bottleneck width: ``adapter_dim`` (0: ``adapter_dim_rule``)."""
+  """A method with a bottleneck width.
+
+  Attributes:
+    adapter_dim: the bottleneck width; 0 = LIFT's rule ``2^max(0, floor(log2(K / (2 x
+      depth))))`` for K classes (``adapter_dim_rule``).
+  """
 
   adapter_dim: int = 0
 
@@ -195,7 +200,11 @@ class SSF(Peft):
 
 @dataclasses.dataclass(frozen=True)
 class _Prompts(Peft):
-  """Visual prompt tuning: ``vpt_len`` learnt tokens."""
+  """Visual prompt tuning: learnt tokens prepended to the sequence.
+
+  Attributes:
+    vpt_len: prompt tokens per layer (LIFT: 10).
+  """
 
   trains = r"^vpt_\d+$"
   vpt_len: int = 10

@@ -54,7 +54,11 @@ def register(cls: type[Optimizer]) -> type[Optimizer]:
 @register
 @dataclasses.dataclass(frozen=True)
 class SGD(Optimizer):
-  """PyTorch's SGD: L2 weight decay added to the gradient, then (Nesterov) momentum."""
+  """PyTorch's SGD: L2 weight decay added to the gradient, then (Nesterov) momentum.
+
+  Attributes:
+    nesterov: Nesterov momentum instead of PyTorch's heavy ball.
+  """
 
   name = "sgd"
   nesterov: bool = False
@@ -70,7 +74,12 @@ class SGD(Optimizer):
 @dataclasses.dataclass(frozen=True)
 class AdamW(Optimizer):
   """Adam with decoupled weight decay (Loshchilov & Hutter, ICLR 2019), as PyTorch's AdamW:
-  the group's momentum is beta1, its weight decay multiplies the learning rate."""
+  the group's momentum is beta1, its weight decay multiplies the learning rate.
+
+  Attributes:
+    b2: decay of the second-moment estimate (beta2; beta1 is ``optim.momentum``).
+    eps: added to the second moment's square root.
+  """
 
   name = "adamw"
   b2: float = 0.999

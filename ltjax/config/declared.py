@@ -1,0 +1,184 @@
+"""What the registered components declare, read from their source without importing them.
+
+A loss, sampler, optimizer, evaluator or fine-tuning method is a ``@register``-ed dataclass:
+its fields are its options, and its docstring's ``Attributes:`` section says what each one
+means, the one place that meaning is written. Those modules import JAX, and loading a config
+or printing its ``--help`` must not (``ltjax train --config=FILE --help`` answers without
+it), so the config layer reads the classes from their source text: each registered class's
+name, its fields (its dataclass bases' first, in ``dataclasses.fields``' order) and the
+meanings of its Attributes section (its bases' too). ``tests/test_config_help.py`` holds
+this reading against the imported registries, so the two cannot drift.
+
+A component registered at run time (an extension defined outside ``ltjax/``) is not in these
+tables: ``--help`` then lists every option of its block, as before it knew any.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import os
+import re
+
+#: Config block -> the module (relative to the ``ltjax`` package) whose registered classes
+#: read their options from it, and the field of the config that chooses among them.
+SOURCES: dict[str, tuple[str, str]] = {
+  "loss": ("losses/classification.py", "loss.name"),
+  "sampler": ("data/samplers.py", "sampler.name"),
+  "optim": ("train/optim.py", "optim.name"),
+  "eval": ("evaluate/evaluators.py", "eval.evaluators"),
+  "model": ("models/peft.py", "model.peft"),
+}
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ENTRY = re.compile(r"(\w+)(?: \([^)]*\))?:(?: (.*))?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Declared:
+  """One registered component as its source declares it."""
+
+  name: str  # Its registry name (``cls.name``).
+  cls: str  # The class's name, for messages.
+  fields: tuple[str, ...]  # Its dataclass fields, in ``dataclasses.fields`` order.
+  meanings: dict[str, str]  # Field -> its Attributes entry (the bases' included).
+
+
+def attributes(doc: str | None) -> dict[str, str]:
+  """``{name: meaning}`` of a Google-style docstring's ``Attributes:`` section; a meaning
+  runs over its indented continuation lines, joined with spaces."""
+  out: dict[str, str] = {}
+  inside, indent, current = False, None, None
+  for line in (doc or "").splitlines():
+    if not inside:
+      inside = line.strip() == "Attributes:"
+      continue
+    if not line.strip():
+      if out:
+        break
+      continue
+    here = len(line) - len(line.lstrip())
+    indent = here if indent is None else indent
+    if here < indent:
+      break
+    if here == indent:
+      match = _ENTRY.match(line.strip())
+      if not match:
+        break
+      current = match.group(1)
+      out[current] = (match.group(2) or "").strip()
+    elif current is not None:
+      out[current] = f"{out[current]} {line.strip()}".strip()
+  return out
+
+
+def _is_registered(node: ast.ClassDef) -> bool:
+  for d in node.decorator_list:
+    if (isinstance(d, ast.Name) and d.id == "register") or (
+      isinstance(d, ast.Attribute) and d.attr == "register"
+    ):
+      return True
+  return False
+
+
+def _own_name(node: ast.ClassDef) -> str | None:
+  """The class's ``name = "..."`` (or ``name: ClassVar[str] = "..."``), if it sets one."""
+  for stmt in node.body:
+    target = value = None
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+      target, value = stmt.targets[0], stmt.value
+    elif isinstance(stmt, ast.AnnAssign):
+      target, value = stmt.target, stmt.value
+    if isinstance(target, ast.Name) and target.id == "name" and isinstance(value, ast.Constant):
+      return value.value
+  return None
+
+
+def _bases(node: ast.ClassDef, classes: dict) -> list[ast.ClassDef]:
+  return [classes[b.id] for b in node.bases if isinstance(b, ast.Name) and b.id in classes]
+
+
+def _fields(node: ast.ClassDef, classes: dict) -> list[str]:
+  out: list[str] = []
+  for base in _bases(node, classes):
+    out += [f for f in _fields(base, classes) if f not in out]
+  for stmt in node.body:
+    if (
+      isinstance(stmt, ast.AnnAssign)
+      and isinstance(stmt.target, ast.Name)
+      and "ClassVar" not in ast.unparse(stmt.annotation)
+      and stmt.target.id not in out
+    ):
+      out.append(stmt.target.id)
+  return out
+
+
+def _meanings(node: ast.ClassDef, classes: dict) -> dict[str, str]:
+  out: dict[str, str] = {}
+  for base in _bases(node, classes):
+    out |= _meanings(base, classes)
+  return out | attributes(ast.get_docstring(node))
+
+
+def _name(node: ast.ClassDef, classes: dict) -> str | None:
+  own = _own_name(node)
+  if own is not None:
+    return own
+  for base in _bases(node, classes):
+    inherited = _name(base, classes)
+    if inherited is not None:
+      return inherited
+  return None
+
+
+def read_source(text: str) -> dict[str, Declared]:
+  """``{registry name: Declared}`` of the ``@register``-ed classes in a module's source."""
+  tree = ast.parse(text)
+  classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+  out = {}
+  for node in classes.values():
+    name = _name(node, classes) if _is_registered(node) else None
+    if name is not None:
+      out[name] = Declared(name, node.name, tuple(_fields(node, classes)), _meanings(node, classes))
+  return out
+
+
+@functools.cache
+def declared(block: str) -> dict[str, Declared]:
+  """The components that read their options from config block ``block`` (``SOURCES``)."""
+  with open(os.path.join(_PACKAGE, SOURCES[block][0]), encoding="utf-8") as f:
+    return read_source(f.read())
+
+
+@functools.cache
+def options(block: str) -> dict[str, tuple[str, ...]]:
+  """``{component: its options}``: its fields that are options of ``block`` in the base
+  config (a sampler's run-wide ``num_epochs`` and ``batch_size`` are not)."""
+  from ltjax.config.schema import base_config
+
+  keys = set(base_config()[block])
+  return {n: tuple(f for f in d.fields if f in keys) for n, d in declared(block).items()}
+
+
+def option_fields(block: str) -> tuple[str, ...]:
+  """``"block.option"`` of every option some component of ``block`` declares."""
+  seen = dict.fromkeys(f"{block}.{o}" for opts in options(block).values() for o in opts)
+  return tuple(seen)
+
+
+def meaning(field: str, chosen) -> str | None:
+  """What ``field`` (``"loss.gamma"``) means to the component ``chosen`` (a name, or the
+  names ``eval.evaluators`` lists), ``"<name>: <meaning>"``; the first component that
+  declares it when none chosen does; None when no component of the block declares it."""
+  block, _, option = field.partition(".")
+  if block not in SOURCES:
+    return None
+  names = [chosen] if isinstance(chosen, str) else list(chosen or ())
+  table = declared(block)
+  owners = [n for n, d in table.items() if option in options(block)[n]]
+  if not owners:
+    return None
+  owner = next((n for n in names if n in owners), owners[0])
+  text = table[owner].meanings.get(option, "").replace("``", "")
+  return f"{owner or repr(owner)}: {text}" if text else None
