@@ -1,5 +1,5 @@
 """Top-5 accuracy, expected calibration error and NLL: against NumPy restatements, and the
-eval step (on device) against the evaluators' host-side twins."""
+eval step (on device) against the same definitions run by numpy on host logits."""
 
 import jax
 import numpy as np
@@ -124,9 +124,34 @@ def test_summary_has_top5_per_group_ece_and_nll():
   assert out["top5_all"] >= out["all"]
 
 
-def test_the_eval_step_computes_what_the_host_twin_does():
-  """8 devices, a sharded batch: the eval step's top-5 hits and NLL equal those of
-  the evaluators' host twins on the feature step's logits."""
+def test_each_output_is_one_definition_run_by_jnp_or_numpy():
+  """ltjax's outputs are written once (``array_output``); their jnp run is jax.nn's softmax
+  and log-softmax to the bit (the eval step's rows did not move when the definitions became
+  one), their numpy run the same within float32 rounding."""
+  import jax.numpy as jnp
+
+  for o in (outputs.PRED, outputs.MAX_PROB, outputs.TOP5, outputs.NLL):
+    assert o.host is not None
+  rng = np.random.default_rng(3)
+  logits = (4 * rng.normal(size=(64, 10))).astype(np.float32)
+  labels = rng.integers(-1, 10, 64).astype(np.int32)
+  device = {k: np.asarray(jax.jit(o.device)(logits, labels)) for k, o in OUTPUTS.items()}
+  safe = np.where(labels >= 0, labels, 0)[:, None]
+  log_p = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), safe, -1)[:, 0]
+  nll = jax.jit(lambda: jnp.where(labels >= 0, -log_p, 0.0))()
+  max_prob = jax.jit(lambda x: jnp.max(jax.nn.softmax(x, axis=-1), -1))(logits)
+  np.testing.assert_array_equal(device["nll"], np.asarray(nll))
+  np.testing.assert_array_equal(device["max_prob"], np.asarray(max_prob))
+  host = from_logits(logits, labels)
+  for k in ("pred", "top5"):
+    np.testing.assert_array_equal(device[k], host[k])
+  np.testing.assert_allclose(device["nll"], host["nll"], rtol=2e-6, atol=1e-6)
+  np.testing.assert_allclose(device["max_prob"], host["max_prob"], rtol=2e-6)
+
+
+def test_the_eval_step_computes_what_the_host_run_does():
+  """8 devices, a sharded batch: the eval step's top-5 hits and NLL equal those of the
+  same definitions run by numpy on the feature step's logits."""
   splits = tiny_splits(num_classes=8, counts=(24, 12, 8, 6, 5, 4, 3, 3))
   exp, state = experiment.setup(tiny_config(), splits)
   state = jax.device_get(exp.stage.start(exp, state))
