@@ -187,7 +187,8 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   parts = Components.of(config)
   stage = parts.stage
   datasets.warn_unread(config.dataset)
-  stage.check(config)
+  parts.loss.check(config)  # What the loss needs of the model (LDAM: a cosine head).
+  stage.check(config, parts.backbone)
   if check_start:
     stage.check_start(config)
   mesh = sharding.make_mesh(config.num_devices)

@@ -186,15 +186,15 @@ def test_oltr_on_a_vit_is_refused_naming_why(stage):
   so OLTR stage 2 (and an OLTR stage 1 with its use_fc layer) is refused, not run on other
   features."""
   from ltjax.demo import oltr_config
-  from ltjax.train import stages
+  from ltjax.train import experiment
 
   c = oltr_config("/nowhere") if stage == "oltr" else tiny_config()
   c.model.backbone, c.model.width = "clip_vit_tiny", 1
   c.oltr.fc_add = 0 if stage == "oltr" else 16
   with pytest.raises(ValueError, match=r"OLTR's neck .* pools the backbone's last feature map"):
-    stages.get_stage(c.stage).check(c)
+    experiment.checked(c, check_start=False)
   c.model.backbone = "resnet10"
-  stages.get_stage(c.stage).check(c)  # The ResNets keep it.
+  experiment.checked(c, check_start=False)  # The ResNets keep it.
 
 
 def test_an_input_that_is_not_whole_patches_is_refused():

@@ -54,10 +54,10 @@ class Stage:
     frozen = self.frozen_backbone or config.model.get("peft") == "linear"  # Head only.
     return bool(frozen and config.model.pretrained and not self.copies_of(config))
 
-  def check(self, config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError for a model config this stage cannot build (before any work)."""
+  def check(self, config: ml_collections.ConfigDict, backbone: models.backbones.Backbone) -> None:
+    """Raises ValueError for a model config this stage cannot build (before any work);
+    ``backbone`` is the run's (``experiment.Components``)."""
     neck = self.neck(config)
-    backbone = models.backbones.from_config(config.model)  # Refuses others' options.
     if neck is not None and not backbone.pools_feature_map:
       raise ValueError(
         f"OLTR's neck (modulated attention, oltr.fc_add) pools the backbone's last feature "
@@ -73,7 +73,6 @@ class Stage:
       )
     if config.model.pretrained:
       _warn_normalization(config, backbone)
-    losses.from_config(config).check(config)
     mixing = config.data.mixup_alpha > 0 or config.data.cutmix_alpha > 0
     if mixing and not self.mixes_batches:
       raise ValueError(

@@ -30,10 +30,10 @@ class OLTR(Stage):
   # The centroids loss pulls each feature to its label's centroid: a mixed image has two.
   mixes_batches = False
 
-  def check(self, config: ml_collections.ConfigDict) -> None:
+  def check(self, config: ml_collections.ConfigDict, backbone) -> None:
     if config.model.head != "meta_embedding":
       raise ValueError(f"stage oltr needs model.head='meta_embedding', got {config.model.head!r}.")
-    super().check(config)
+    super().check(config, backbone)
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
     return {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
