@@ -1,6 +1,7 @@
 """Test set-up: 8 simulated CPU devices, and a compilation cache shared by the tests."""
 
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -36,3 +37,19 @@ def _keep_stray_temp_dirs_in_pytest_tmp(tmp_path_factory):
     os.environ.pop("TMPDIR", None)
   else:
     os.environ["TMPDIR"] = old_env
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A real 3 MB file system (tmpfs); skipped where this process may not mount one."""
+  mount = tmp_path / "disk"
+  mount.mkdir()
+  made = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+  )
+  if made.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+  try:
+    yield mount
+  finally:
+    subprocess.run(["umount", str(mount)], capture_output=True)

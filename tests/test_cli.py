@@ -413,22 +413,6 @@ def test_commands_that_need_no_jax_do_not_import_it(args, tmp_path):
   assert out.stdout.strip().splitlines()[-1] == "no jax", out.stdout + out.stderr
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-  """A real 3 MB file system (tmpfs); skipped where this process may not mount one."""
-  mount = tmp_path / "disk"
-  mount.mkdir()
-  made = subprocess.run(
-    ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
-  )
-  if made.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-  try:
-    yield mount
-  finally:
-    subprocess.run(["umount", str(mount)], capture_output=True)
-
-
 def test_a_full_disk_is_one_line_naming_the_step_and_the_run_resumes(small_disk):
   args = [
     "train",

@@ -424,22 +424,6 @@ def test_warnings_for_empty_classes_and_a_batch_larger_than_the_data(caplog):
   assert "batch_size 64 is larger than the training set (42 images)" in caplog.text
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_a_full_disk_under_the_metrics_is_one_line_naming_the_step(tmp_path):
-  """/dev/full answers every write with ENOSPC, as a full disk does under metrics.jsonl."""
-  from ltjax.train.metric_writer import MetricWriter
-
-  writer = MetricWriter(str(tmp_path))
-  writer._file.close()
-  writer._file = open("/dev/full", "a")
-  with pytest.raises(ValueError) as e:
-    writer.write(40, "train", {"loss": 1.0})
-  assert str(e.value).startswith(
-    "could not write the metrics of step 40 to /dev/full: no space left on device. The "
-    "checkpoints saved before it are intact;"
-  )
-
-
 def test_a_restored_array_with_a_nan_is_named_whatever_its_sharding():
   """The finiteness check of every restore (one program for the whole tree) names the first
   array holding a nan or inf, including arrays sharded over all devices; integer arrays are
@@ -460,3 +444,74 @@ def test_a_restored_array_with_a_nan_is_named_whatever_its_sharding():
   tree["head"]["fc"]["bias"] = np.array([0.0, np.nan], np.float32)
   with pytest.raises(ckpt_lib.DamagedCheckpoint, match="head/fc/bias"):
     integrity.check_finite(tree, "array")
+
+
+def _events(directory):
+  """The TensorBoard events of ``directory``'s event files (TFRecord: length, its CRC, the
+  serialized Event, its CRC; both CRCs checked), file by file in name order."""
+  from tensorboardX.proto.event_pb2 import Event
+  from tensorboardX.record_writer import masked_crc32c
+
+  out = []
+  for name in sorted(os.listdir(directory)):
+    assert ".tfevents." in name
+    data = (directory / name).read_bytes()
+    i = 0
+    while i < len(data):
+      header, n = data[i : i + 8], int.from_bytes(data[i : i + 8], "little")
+      record = data[i + 12 : i + 12 + n]
+      assert int.from_bytes(data[i + 8 : i + 12], "little") == masked_crc32c(header)
+      assert int.from_bytes(data[i + 12 + n : i + 16 + n], "little") == masked_crc32c(record)
+      out.append(Event.FromString(record))
+      i += 16 + n
+  return out
+
+
+def test_tensorboard_scalars_are_written_as_logged_and_a_resume_purges_later_steps(tmp_path):
+  from ltjax.train.metric_writer import MetricWriter
+
+  writer = MetricWriter(str(tmp_path))
+  for step in (1, 2, 3):
+    writer.write(step, "train", {"loss": 1.0 / step})
+  writer.close()
+  tb = tmp_path / "tensorboard"
+  assert _events(tb)[0].file_version == "brain.Event:2"
+  scalars = [(e.step, v.tag, v.simple_value) for e in _events(tb) for v in e.summary.value]
+  assert scalars == [(s, "train/loss", pytest.approx(1.0 / s)) for s in (1, 2, 3)]
+  # Resumed from the checkpoint of step 2: TensorBoard is told to drop step 3 on.
+  (tmp_path / "metrics.jsonl").write_text((tmp_path / "metrics.jsonl").read_text())
+  writer = MetricWriter(str(tmp_path), resume_step=2)
+  writer.write(3, "train", {"loss": 0.25})
+  writer.close()
+  [older, newer] = sorted(os.listdir(tb))
+  starts = [e.step for e in _events(tb) if e.session_log.status == e.session_log.START]
+  assert starts == [3]
+  assert [json.loads(line)["loss"] for line in open(tmp_path / "metrics.jsonl")] == [1, 0.5, 0.25]
+
+
+def test_a_full_disk_under_the_metrics_is_one_line_naming_the_step(small_disk, capfd):
+  """On a real full file system the failed row raises one line naming the step, no thread
+  prints a traceback, and closing the writer (the loop's ``finally``) does not raise over
+  that error. With tensorboardX's own writer thread, this hung: the thread died on the full
+  disk, and the next scalars waited forever for room in its queue (or the close did)."""
+  from ltjax.train.metric_writer import MetricWriter
+
+  writer = MetricWriter(str(small_disk / "run"))
+  writer.write(1, "train", {"loss": 1.0})
+  with open(small_disk / "filler", "wb", buffering=0) as f:  # All the disk has left.
+    try:
+      while True:
+        f.write(b"\0" * 4096)
+    except OSError as e:
+      assert e.errno == errno.ENOSPC
+  with pytest.raises(ValueError) as raised:
+    for step in range(2, 2000):  # A page of each file fills first.
+      writer.write(step, "train", {"loss": 1.0, "accuracy": 0.5, "lr": 0.1})
+  assert re.fullmatch(
+    r"could not write the metrics of step \d+ to \S+(metrics\.jsonl|tensorboard): no space "
+    r"left on device\. The checkpoints saved before it are intact; .*",
+    str(raised.value),
+  )
+  writer.close()  # Said, not raised.
+  err = capfd.readouterr().err
+  assert "Traceback" not in err and "Exception in thread" not in err, err
