@@ -64,6 +64,7 @@ def one_step_of(path, tmp_path, real_backbone):
     joint = config.copy_and_resolve_references()
     joint.stage, joint.model.head, joint.num_epochs = "joint", "linear", 1
     joint.optim.lr_update = "step"  # One epoch of a cosine set before it: lr 0 (refused).
+    joint.eval.select, joint.eval_every_epochs = "final", 0  # Its weights are all it gives.
     loop.train(*experiment.setup(joint, splits), str(tmp_path))
     config.init_from = str(tmp_path)
   exp, state = experiment.setup(config, splits)
