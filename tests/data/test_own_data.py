@@ -196,6 +196,7 @@ def test_a_moved_dataset_root_names_the_flag_that_points_at_it(data, tmp_path):
     datasets.build_splits(config(root=str(tmp_path / "moved")).dataset, 0)
 
 
+@pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.
 def test_evaluate_uses_the_runs_own_config_and_refuses_other_training_fields(data, tmp_path):
   root = f"--config.dataset.root={data}"
   out = run_ltjax(

@@ -187,3 +187,16 @@ def test_a_finished_own_data_run_is_evaluated_on_its_open_set(run, tmp_path):
   joint = read(workdir)["joint"]
   assert "open_f_measure" in joint and "open_auroc" in joint
   assert "Open F" in out.stdout
+
+
+def test_evaluate_takes_evaluation_fields_and_refuses_training_ones(run, tmp_path):
+  """The in-process twin of the command-line walk-through in test_own_data.py (slow): an
+  evaluation field changed gives the same figures; another seed would redraw the carve-outs
+  and the test images the run saw, and is refused, naming the change."""
+  _, workdir = fresh(run, tmp_path)
+  before = read(workdir)
+  loop.evaluate_run(of_run(workdir, **{"eval.batch_size": 16}), str(workdir))
+  assert read(workdir) == before
+  with pytest.raises(ValueError, match=r"was trained with another config(.|\n)*seed: 0 -> 1"):
+    loop.evaluate_run(of_run(workdir, seed=1), str(workdir))
+  assert read(workdir) == before
