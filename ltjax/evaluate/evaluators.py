@@ -460,9 +460,10 @@ class OpenSet(Evaluator):
         "defines it, a rejected known image counts as neither a true nor a false positive, so "
         "raising the threshold removes false positives (wrong known predictions, open images taken "
         "for known) faster than true ones and F rises; at threshold 1 every image is rejected, no "
-        "true positive is left and F falls to 0. The paper's 0.1 rejects nothing when the max "
-        "softmax cannot fall below 1/K (fewer than 10 classes); the dots mark the thresholds that "
-        "keep {keep_known:.0%} of the known validation images (open_f_measure_val)."
+        "true positive is left and F falls to 0. The dotted line is the threshold of the table's "
+        "Open F column ({open_threshold:g}; the paper's is 0.1, which rejects nothing when the "
+        "max softmax cannot fall below 1/K: fewer than 10 classes); the dots mark the thresholds "
+        "that keep {keep_known:.0%} of the known validation images (open_f_measure_val)."
       ),
       "ltjax.evaluate.report.plots:plot_open_set",
     ),

@@ -410,3 +410,19 @@ def test_compare_refuses_runs_of_other_evaluation_settings_naming_each(tmp_path)
   )
   assert "--config.eval.ece_bins." in str(e.value)
   assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize(
+  "threshold, marks", [(0.2, ["Open F: 0.2", "paper: 0.1"]), (0.1, ["Open F: 0.1 (the paper's)"])]
+)
+def test_the_open_set_figure_marks_the_runs_threshold(tmp_path, monkeypatch, threshold, marks):
+  """The dotted line is the threshold the run's Open F column was computed at (with the
+  paper's beside it when they differ), not the paper's 0.1 whatever the run used."""
+  from ltjax.evaluate.report import plots
+
+  figures = []
+  monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig))
+  curves = {"joint": {"thresholds": [0.0, 0.5, 1.0], "f_measure": [0.5, 0.6, 0.0]}}
+  context = plots.FigureContext(None, {}, {"open_threshold": threshold})
+  plots.plot_open_set(curves, "open_set_curve.json", str(tmp_path / "open.png"), context)
+  assert [t.get_text() for t in figures[0].axes[0].texts] == marks

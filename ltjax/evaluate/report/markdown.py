@@ -239,8 +239,8 @@ def _figure_sections(workdir: str, files: dict, data: dict, thresholds) -> list[
     lines += ["## Classifier weight norms", ""]
     lines += _figure_lines(out, "Classifier weight norms", _CAPTIONS["weight_norms"])
   # The evaluators' sections, as they declare them (``Evaluator.figures``).
-  context = FigureContext(thresholds, data["results"])
   settings = evaluators.report_settings(data["results"])  # Named in the captions.
+  context = FigureContext(thresholds, data["results"], settings)
   for figure in evaluators.figures():
     if data.get(figure.file) is None:
       continue

@@ -34,6 +34,8 @@ _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h")
 #: Fewer classes than this: no moving average (it would average most of the classes).
 MIN_CLASSES_FOR_AVERAGE = 10
+#: OLTR's open-set threshold (Liu et al. 2019, Sec. 4), ``eval.open_threshold``'s default.
+PAPER_OPEN_THRESHOLD = 0.1
 
 
 def _styles(methods) -> dict[str, Any]:
@@ -211,10 +213,13 @@ def plot_tau_sweep(sweep: Mapping, path: str, out: str) -> tuple[str, float | No
 @dataclasses.dataclass(frozen=True)
 class FigureContext:
   """What an evaluator's figure (``ltjax.evaluate.evaluators.Figure``) may draw beside its
-  own file: the shot thresholds (``meta.json``; None unknown) and the results rows."""
+  own file: the shot thresholds (``meta.json``; None unknown), the results rows and the
+  settings they were computed with (``evaluators.report_settings``: ``open_threshold``,
+  ...; empty: unknown)."""
 
   thresholds: tuple[float, float] | None
   results: Mapping
+  settings: Mapping = dataclasses.field(default_factory=dict)
 
 
 def plot_per_class(per_class: Mapping, path: str, out: str, context: FigureContext) -> str:
@@ -300,16 +305,26 @@ def plot_open_set(curves: Mapping, path: str, out: str, context: FigureContext) 
       # The threshold chosen on validation (keeps 95% of known val images), on the curve.
       tv = float(chosen["open_threshold_val"])
       ax.plot([tv], [np.interp(tv, t, f)], "o", color=colors[m], markersize=6)
-  ax.axvline(0.1, color="gray", linestyle=":", linewidth=1)
-  ax.annotate(
-    "paper: 0.1",
-    (0.1, 0.02),
-    xycoords=("data", "axes fraction"),
-    xytext=(3, 0),
-    textcoords="offset points",
-    fontsize=8,
-    color="dimgray",
-  )
+  # The run's fixed threshold (its open_f_measure column) and, where it is another, the
+  # paper's.
+  run = context.settings.get("open_threshold")
+  marks = [(PAPER_OPEN_THRESHOLD, f"paper: {PAPER_OPEN_THRESHOLD:g}")]
+  if run is not None:
+    paper = " (the paper's)" if float(run) == PAPER_OPEN_THRESHOLD else ""
+    marks = [(float(run), f"Open F: {float(run):g}{paper}")] + [
+      m for m in marks if m[0] != float(run)
+    ]
+  for x, label in marks:
+    ax.axvline(x, color="gray", linestyle=":", linewidth=1)
+    ax.annotate(
+      label,
+      (x, 0.02),
+      xycoords=("data", "axes fraction"),
+      xytext=(3, 0),
+      textcoords="offset points",
+      fontsize=8,
+      color="dimgray",
+    )
   ax.set_xlabel("Open-set threshold on the max softmax probability (reject below it)")
   values = np.concatenate(shown) if shown else np.zeros(0)
   low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
