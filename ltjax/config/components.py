@@ -20,6 +20,17 @@ def build(cls: type, block: Mapping) -> Any:
   return cls(**{k: block[k] for k in options(cls) if k in block})
 
 
+def tuple_hint(field: str, value: str) -> str:
+  """For a tuple field given ``a,b`` on the command line (absl reads a tuple from Python
+  syntax only, so it arrives as one name): the syntax that works, or "" for another
+  value."""
+  if "," not in value:
+    return ""
+  names = [repr(n.strip()) for n in value.split(",") if n.strip()]
+  listed = ", ".join(names) + ("," if len(names) == 1 else "")
+  return f' Give several as a tuple: --config.{field}="({listed})".'
+
+
 def foreign_option(registry: Mapping[str, type], name: str, block: Mapping):
   """The first option (by name) of other members of ``registry`` that ``block`` sets away
   from its default while ``registry[name]`` has no such option: ``(option, value, default,

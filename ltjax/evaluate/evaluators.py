@@ -139,6 +139,7 @@ def get(name: str) -> type[Evaluator]:
   if name not in EVALUATORS:
     raise ValueError(
       f"--config.eval.evaluators: no evaluator {name!r}; valid: {', '.join(EVALUATORS)}."
+      + components.tuple_hint("eval.evaluators", name)
     )
   return EVALUATORS[name]
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ltjax.config import components
 from ltjax.evaluate import methods, metrics
 from ltjax.evaluate.outputs import softmax_max  # The methods' val max probabilities.
 
@@ -114,13 +115,10 @@ def chosen(names) -> list[type[PosthocMethod]]:
   by_name = {m.name: m for m in registered()}
   unknown = [n for n in names if n not in by_name]
   if unknown:
-    hint = ""
-    if "," in unknown[0]:  # One string: absl reads a tuple from Python syntax only.
-      listed = ", ".join(repr(n.strip()) for n in unknown[0].split(","))
-      hint = f' Give several as a tuple: --config.eval.posthoc="({listed})".'
     raise ValueError(
       f"--config.eval.posthoc: no post-hoc method {unknown[0]!r}; valid: "
-      f"{', '.join(by_name)} (empty: all of them).{hint}"
+      f"{', '.join(by_name)} (empty: all of them)."
+      + components.tuple_hint("eval.posthoc", unknown[0])
     )
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:

@@ -120,6 +120,12 @@ def test_the_default_is_every_evaluator_of_ltjax_and_a_wrong_name_lists_them():
   c = tiny_config(**{"eval.evaluators": ("closed_set", "top_5")})
   with pytest.raises(ValueError, match="no evaluator 'top_5'; valid: closed_set, top5, "):
     experiment.setup(c, tiny_splits())
+  # A comma-joined list arrives from the command line as one name: the syntax is named.
+  c = tiny_config(**{"eval.evaluators": ("closed_set,top5",)})
+  with pytest.raises(
+    ValueError, match=r"tuple: --config.eval.evaluators=\"\('closed_set', 'top5'\)"
+  ):
+    experiment.checked(c, check_start=False)
   c = tiny_config(
     **{"eval.evaluators": ("top5",), "eval.select": "best_val", "eval_every_epochs": 1}
   )
