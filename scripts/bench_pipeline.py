@@ -55,7 +55,7 @@ import simplejpeg
 from PIL import Image
 
 from ltjax.data import pipeline, samplers
-from ltjax.data.pp import image_ops
+from ltjax.data.pp import augment, image_ops
 from ltjax.data.pp.rng import record_uniforms
 from ltjax.data.prepare import pack_split_list
 from ltjax.data.sources import decode, splitlist
@@ -94,14 +94,13 @@ def make_tree(root: str, n: int, num_classes: int = 10) -> str:
   return list_file
 
 
-def stream_for(source, batch: int, augment: str = "imagenet") -> pipeline.TrainStream:
+def stream_for(source, batch: int, kind: str = "imagenet") -> pipeline.TrainStream:
   return pipeline.TrainStream(
     source,
     sampler=samplers.get("instance")(),
     seed=0,
     global_batch=batch,
-    augment=augment,
-    size=224,
+    augment=augment.from_config({"augment": kind, "crop_size": 224}),
   )
 
 

@@ -354,7 +354,6 @@ def profile(args) -> None:
   import ltjax
   from ltjax import config as config_lib
   from ltjax import sharding
-  from ltjax.data.pp import augment
   from ltjax.evaluate import runner
   from ltjax.train import checkpoint as ckpt_lib
   from ltjax.train import experiment
@@ -394,12 +393,8 @@ def profile(args) -> None:
   rows["read, decode cache warm (epochs after the first)"], _ = _timed(
     lambda: exp.splits.train.get_batch(idx), reps
   )
-  kind = c.data.augment
-  rows[f"augmentation ({kind}, host)"], _ = _timed(
-    lambda: augment.augment_batch(
-      images, idx, 0, kind=kind, size=c.data.crop_size, jitter=c.data.jitter, pad=c.data.pad
-    ),
-    reps,
+  rows[f"augmentation ({c.data.augment}, host)"], _ = _timed(
+    lambda: exp.augmentation(images, idx, 0), reps
   )
   stream_cold = experiment.make_stream(exp)
   stream_cold.source = fresh

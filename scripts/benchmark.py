@@ -129,6 +129,7 @@ from ltjax import sharding  # noqa: E402
 from ltjax.config import base_config  # noqa: E402
 from ltjax.data import pipeline, samplers  # noqa: E402
 from ltjax.data.datasets import DataSplits  # noqa: E402
+from ltjax.data.pp import augment  # noqa: E402
 from ltjax.data.sources import ArraySource  # noqa: E402
 from ltjax.models.vit import VIT_CONFIGS  # noqa: E402
 from ltjax.train import experiment, optim  # noqa: E402
@@ -472,9 +473,7 @@ def time_pipeline(args) -> dict:
     sampler=samplers.get("instance")(),
     seed=0,
     global_batch=args.batch,
-    augment="crop_flip",
-    pad=config.data.pad,
-    flip=config.data.flip,
+    augment=augment.CropFlip(pad=config.data.pad, flip=config.data.flip),
   )
   n, warm = args.pipeline_batches, 3
   out = {"num_threads": config.data.num_threads, "prefetch": config.data.prefetch}

@@ -45,7 +45,7 @@ def _listed(text):
 
 def test_every_base_config_field_has_one_meaning():
   fields = list(_flat_fields(config_lib.base_config().to_dict()))
-  options = {f for block in declared.SOURCES for f in declared.option_fields(block)}
+  options = {f for selector in declared.SOURCES for f in declared.option_fields(selector)}
   missing = sorted(set(fields) - set(config_lib.FIELD_DOCS) - options)
   assert not missing, f"add their meaning to ltjax/config/docs.py FIELD_DOCS: {missing}"
   twice = sorted(set(config_lib.FIELD_DOCS) & options)
@@ -149,20 +149,22 @@ def _ours(registry):
   }
 
 
-#: Config block -> the registry whose classes ``ltjax.config.declared`` reads from source.
+#: The field that chooses -> the registry whose classes ``ltjax.config.declared`` reads.
 REGISTRIES = {
-  "loss": "ltjax.losses.classification:LOSSES",
-  "sampler": "ltjax.data.samplers:SAMPLERS",
-  "optim": "ltjax.train.optim:OPTIMIZERS",
-  "eval": "ltjax.evaluate.evaluators:EVALUATORS",
-  "model": "ltjax.models.peft:PEFT_METHODS",
+  "loss.name": "ltjax.losses.classification:LOSSES",
+  "sampler.name": "ltjax.data.samplers:SAMPLERS",
+  "optim.name": "ltjax.train.optim:OPTIMIZERS",
+  "eval.evaluators": "ltjax.evaluate.evaluators:EVALUATORS",
+  "model.peft": "ltjax.models.peft:PEFT_METHODS",
+  "data.augment": "ltjax.data.pp.augment:AUGMENTATIONS",
+  "data.eval_transform": "ltjax.data.pp.augment:EVAL_TRANSFORMS",
 }
 
 
-def _registry(block):
+def _registry(selector):
   import importlib
 
-  module, attr = REGISTRIES[block].split(":")
+  module, attr = REGISTRIES[selector].split(":")
   return getattr(importlib.import_module(module), attr)
 
 
@@ -170,19 +172,19 @@ def test_every_registry_the_help_reads_is_tested():
   assert set(REGISTRIES) == set(declared.SOURCES)
 
 
-@pytest.mark.parametrize("block", sorted(REGISTRIES))
-def test_declared_options_are_the_fields_of_each_registered_class(block):
+@pytest.mark.parametrize("selector", sorted(REGISTRIES))
+def test_declared_options_are_the_fields_of_each_registered_class(selector):
   """What the help reads from the source is what the imported classes are: the same names,
   fields in the same order, each option with its meaning in the class's own docstring and
   the base config's default its dataclass default."""
-  ours = _ours(_registry(block))
-  table = declared.declared(block)
+  ours = _ours(_registry(selector))
+  table = declared.declared(selector)
   assert set(ours) == set(table)
-  base = config_lib.base_config()[block]
+  base = config_lib.base_config()[selector.partition(".")[0]]
   for name, cls in ours.items():
     fields = dataclasses.fields(cls)
     assert table[name].fields == tuple(f.name for f in fields), name
-    options = declared.options(block)[name]
+    options = declared.options(selector)[name]
     assert options == tuple(f.name for f in fields if f.name in base), name
     meanings = {}
     for klass in reversed(cls.__mro__):
@@ -244,8 +246,6 @@ def test_stage_fields_follow_each_stage():
 @pytest.mark.parametrize(
   "table, names",
   [
-    ("AUGMENT_OPTIONS", "ltjax.data.pp.augment:AUGMENTATIONS"),
-    ("EVAL_TRANSFORM_OPTIONS", "ltjax.data.pp.augment:EVAL_TRANSFORMS"),
     ("SCHEDULE_OPTIONS", "ltjax.train.optim:SCHEDULES"),
   ],
 )

@@ -1,6 +1,7 @@
 """What the registered components declare, read from their source without importing them.
 
-A loss, sampler, optimizer, evaluator or fine-tuning method is a ``@register``-ed dataclass:
+A loss, sampler, optimizer, evaluator, augmentation, evaluation transform or fine-tuning
+method is a ``@register``-ed dataclass:
 its fields are its options, and its docstring's ``Attributes:`` section says what each one
 means, the one place that meaning is written. Those modules import JAX, and loading a config
 or printing its ``--help`` must not (``ltjax train --config=FILE --help`` answers without
@@ -21,15 +22,25 @@ import functools
 import os
 import re
 
-#: Config block -> the module (relative to the ``ltjax`` package) whose registered classes
-#: read their options from it, and the field of the config that chooses among them.
-SOURCES: dict[str, tuple[str, str]] = {
-  "loss": ("losses/classification.py", "loss.name"),
-  "sampler": ("data/samplers.py", "sampler.name"),
-  "optim": ("train/optim.py", "optim.name"),
-  "eval": ("evaluate/evaluators.py", "eval.evaluators"),
-  "model": ("models/peft.py", "model.peft"),
+#: The config field that chooses a component (its block is where the component's options
+#: are) -> the module (relative to the ``ltjax`` package) whose registered classes it chooses
+#: among, and the base class they derive from where the module registers two kinds (None:
+#: every registered class of the module).
+SOURCES: dict[str, tuple[str, str | None]] = {
+  "loss.name": ("losses/classification.py", None),
+  "sampler.name": ("data/samplers.py", None),
+  "optim.name": ("train/optim.py", None),
+  "eval.evaluators": ("evaluate/evaluators.py", None),
+  "model.peft": ("models/peft.py", None),
+  "data.augment": ("data/pp/augment.py", "Augmentation"),
+  "data.eval_transform": ("data/pp/augment.py", "EvalTransform"),
 }
+
+
+def selectors(block: str) -> tuple[str, ...]:
+  """The ``SOURCES`` fields of config block ``block``."""
+  return tuple(s for s in SOURCES if s.partition(".")[0] == block)
+
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ENTRY = re.compile(r"(\w+)(?: \([^)]*\))?:(?: (.*))?$")
@@ -132,53 +143,74 @@ def _name(node: ast.ClassDef, classes: dict) -> str | None:
   return None
 
 
-def read_source(text: str) -> dict[str, Declared]:
-  """``{registry name: Declared}`` of the ``@register``-ed classes in a module's source."""
+def _derives(node: ast.ClassDef, base: str | None, classes: dict) -> bool:
+  if base is None or node.name == base:
+    return True
+  return any(_derives(b, base, classes) for b in _bases(node, classes))
+
+
+def read_source(text: str, base: str | None = None) -> dict[str, Declared]:
+  """``{registry name: Declared}`` of the ``@register``-ed classes in a module's source
+  (those deriving from the class named ``base``, where given)."""
   tree = ast.parse(text)
   classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
   out = {}
   for node in classes.values():
-    name = _name(node, classes) if _is_registered(node) else None
+    registered = _is_registered(node) and _derives(node, base, classes)
+    name = _name(node, classes) if registered else None
     if name is not None:
       out[name] = Declared(name, node.name, tuple(_fields(node, classes)), _meanings(node, classes))
   return out
 
 
 @functools.cache
-def declared(block: str) -> dict[str, Declared]:
-  """The components that read their options from config block ``block`` (``SOURCES``)."""
-  with open(os.path.join(_PACKAGE, SOURCES[block][0]), encoding="utf-8") as f:
-    return read_source(f.read())
+def declared(selector: str) -> dict[str, Declared]:
+  """The components the config field ``selector`` (``"loss.name"``) chooses among
+  (``SOURCES``)."""
+  module, base = SOURCES[selector]
+  with open(os.path.join(_PACKAGE, module), encoding="utf-8") as f:
+    return read_source(f.read(), base)
 
 
 @functools.cache
-def options(block: str) -> dict[str, tuple[str, ...]]:
-  """``{component: its options}``: its fields that are options of ``block`` in the base
+def options(selector: str) -> dict[str, tuple[str, ...]]:
+  """``{component: its options}``: its fields that are options of its block in the base
   config (a sampler's run-wide ``num_epochs`` and ``batch_size`` are not)."""
   from ltjax.config.schema import base_config
 
-  keys = set(base_config()[block])
-  return {n: tuple(f for f in d.fields if f in keys) for n, d in declared(block).items()}
+  keys = set(base_config()[selector.partition(".")[0]])
+  return {n: tuple(f for f in d.fields if f in keys) for n, d in declared(selector).items()}
 
 
-def option_fields(block: str) -> tuple[str, ...]:
-  """``"block.option"`` of every option some component of ``block`` declares."""
-  seen = dict.fromkeys(f"{block}.{o}" for opts in options(block).values() for o in opts)
+def option_fields(selector: str) -> tuple[str, ...]:
+  """``"block.option"`` of every option some component ``selector`` chooses among declares."""
+  block = selector.partition(".")[0]
+  seen = dict.fromkeys(f"{block}.{o}" for opts in options(selector).values() for o in opts)
   return tuple(seen)
 
 
-def meaning(field: str, chosen) -> str | None:
-  """What ``field`` (``"loss.gamma"``) means to the component ``chosen`` (a name, or the
-  names ``eval.evaluators`` lists), ``"<name>: <meaning>"``; the first component that
-  declares it when none chosen does; None when no component of the block declares it."""
-  block, _, option = field.partition(".")
-  if block not in SOURCES:
-    return None
-  names = [chosen] if isinstance(chosen, str) else list(chosen or ())
-  table = declared(block)
-  owners = [n for n, d in table.items() if option in options(block)[n]]
-  if not owners:
-    return None
-  owner = next((n for n in names if n in owners), owners[0])
-  text = table[owner].meanings.get(option, "").replace("``", "")
-  return f"{owner or repr(owner)}: {text}" if text else None
+def owners(field: str) -> tuple[str, ...]:
+  """The ``SOURCES`` fields whose components declare ``field`` (``"data.crop_size"``: the
+  augmentations' and the evaluation transforms')."""
+  return tuple(s for s in selectors(field.partition(".")[0]) if field in option_fields(s))
+
+
+def meaning(field: str, chosen: dict) -> str | None:
+  """What ``field`` (``"loss.gamma"``) means to the component the config chooses
+  (``chosen``: ``{selector: its value}``, a name or the names ``eval.evaluators`` lists),
+  ``"<name>: <meaning>"``; to the first component that declares it when no chosen one does;
+  None when no component declares it."""
+  option = field.partition(".")[2]
+  picked, others = [], []
+  for selector in owners(field):
+    value = chosen.get(selector)
+    names = [value] if isinstance(value, str) else list(value or ())
+    table = declared(selector)
+    having = [n for n in table if option in options(selector)[n]]
+    picked += [(n, table[n]) for n in names if n in having]
+    others += [(n, table[n]) for n in having]
+  for name, component in picked + others:
+    text = component.meanings.get(option, "").replace("``", "")
+    if text:
+      return f"{name or repr(name)}: {text}"
+  return None

@@ -105,22 +105,11 @@ FIELD_DOCS: dict[str, str] = {
     "random numbers of 'imagenet', but the resize, flip and jitter run in the train step "
     "(ltjax.data.pp.device_ops)."
   ),
-  "data.pad": "'crop_flip': pixels of zero padding per side before the random crop.",
-  "data.flip": "'crop_flip': random horizontal flips.",
-  "data.crop_size": "Output side of the 'imagenet' augmentation and eval transform.",
-  "data.jitter": (
-    "ColorJitter strength (brightness = contrast = saturation, hue 0) of the 'imagenet' "
-    "augmentations; 0 = no jitter (the references' iNaturalist recipe)."
-  ),
   "data.eval_transform": (
     "Evaluation transform (ltjax.data.pp.augment.EVAL_TRANSFORMS): 'none' (the stored "
     "images); 'resize_center_crop' (shorter side to crop_size * 256 / 224, central crop_size "
     "crop); 'five_crop' (LIFT's test-time ensemble: shorter side to crop_size + tte_expand, "
     "four corner and the central crop_size crops, the logits averaged over the five)."
-  ),
-  "data.tte_expand": (
-    "eval_transform five_crop (LIFT's test-time ensemble): the image is resized to "
-    "crop_size + tte_expand before its five crops."
   ),
   "data.decode_min_size": (
     "Training images only: JPEG decoding may downscale by powers of two while the shorter "

@@ -5,13 +5,14 @@ augmentation, schedule); a config uses a few of them. ``ltjax train --config=FIL
 shows, block by block, only the fields the config's chosen components read, each with its
 meaning and its default where the config changes it.
 
-The registered dataclasses (losses, samplers, optimizers, evaluators, fine-tuning methods)
+The registered dataclasses (losses, samplers, optimizers, evaluators, augmentations,
+evaluation transforms, fine-tuning methods)
 say themselves which options they read and what each means: their fields and their
 docstring's ``Attributes:`` section, read from their source (``ltjax.config.declared``),
 since they import JAX and loading a config or printing its help never does. The rest, the
 run's skeleton and the components that are not such dataclasses, has its meaning in
 ``ltjax.config.docs``, and the tables below say which of those fields each stage,
-augmentation, schedule, head and backbone reads. ``tests/test_config_help.py`` checks every
+schedule, head and backbone reads. ``tests/test_config_help.py`` checks every
 table and every declared option against the component it describes. A name missing from a
 table (a component added without an entry) shows all of its block's options, never hides
 one.
@@ -43,21 +44,6 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 STAGE_FIELDS_WHEN_SET: dict[str, tuple[str, ...]] = {"joint": ("oltr.fc_add",)}
 #: The fields some stages read and others do not.
 STAGE_SPECIFIC = ("init_from", "update_frozen_bn", *_OLTR, *_MIXING)
-
-#: ``data.augment`` / ``data.eval_transform`` -> the ``data`` options it reads
-#: (``ltjax.data.pp.augment``).
-AUGMENT_OPTIONS: dict[str, tuple[str, ...]] = {
-  "none": (),
-  "crop_flip": ("pad", "flip"),
-  "imagenet": ("crop_size", "jitter"),
-  "imagenet_device": ("crop_size", "jitter"),
-}
-EVAL_TRANSFORM_OPTIONS: dict[str, tuple[str, ...]] = {
-  "none": (),
-  "resize_center_crop": ("crop_size",),
-  "five_crop": ("crop_size", "tte_expand"),
-}
-_AUGMENT_FIELDS = ("data.pad", "data.flip", "data.jitter")
 
 #: ``optim.schedule`` -> the ``optim`` options it reads (``ltjax.train.optim``).
 SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -115,6 +101,13 @@ def _option_of(table: Mapping[str, tuple[str, ...]], name, option: str) -> bool:
   return name not in table or option in table[name]
 
 
+def _chosen_reads(selector: str, chosen, option: str) -> bool:
+  """Whether a component ``selector`` chooses (a name, or ``eval.evaluators``' names) reads
+  ``option``."""
+  names = [chosen] if isinstance(chosen, str) else list(chosen or ())
+  return any(_option_of(declared.options(selector), n, option) for n in names)
+
+
 def _is_read(field: str, c: Mapping) -> bool:
   """Whether the components that ``c`` (a flat config) chooses read ``field``."""
   block, _, option = field.rpartition(".")
@@ -123,29 +116,17 @@ def _is_read(field: str, c: Mapping) -> bool:
     return bool(c.get(field))
   if field in STAGE_SPECIFIC and stage in STAGE_FIELDS and field not in STAGE_FIELDS[stage]:
     return False
-  if block in ("loss", "sampler") and option != "name":
-    return _option_of(declared.options(block), c.get(f"{block}.name"), option)
-  if field == "data.tte_expand":
-    return option in EVAL_TRANSFORM_OPTIONS.get(c.get("data.eval_transform"), ())
-  if field == "data.crop_size":
-    return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option) or _option_of(
-      EVAL_TRANSFORM_OPTIONS, c.get("data.eval_transform"), option
-    )
-  if field in _AUGMENT_FIELDS:
-    return _option_of(AUGMENT_OPTIONS, c.get("data.augment"), option)
-  if field in _SCHEDULE_FIELDS:
-    return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
-  if field in declared.option_fields("eval"):
-    chosen = c.get("eval.evaluators") or ()
-    return any(option in declared.options("eval").get(name, (option,)) for name in chosen)
-  if field in declared.option_fields("optim"):
-    return _option_of(declared.options("optim"), c.get("optim.name"), option)
-  if field in _HEAD_FIELDS:
-    return option in HEAD_OPTIONS.get(c.get("model.head"), ())
   if field == "model.peft":
     return _is_vit(c)
-  if field in declared.option_fields("model"):
-    return _is_vit(c) and option in declared.options("model").get(c.get("model.peft"), ())
+  registries = declared.owners(field)  # The registered components that declare it.
+  if "model.peft" in registries:  # The ViTs' fine-tuning options.
+    return _is_vit(c) and option in declared.options("model.peft").get(c.get("model.peft"), ())
+  if registries:
+    return any(_chosen_reads(s, c.get(s), option) for s in registries)
+  if field in _SCHEDULE_FIELDS:
+    return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
+  if field in _HEAD_FIELDS:
+    return option in HEAD_OPTIONS.get(c.get("model.head"), ())
   if field in CLIP_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith(("clip_", "openclip_"))
   if field in CIFAR_BACKBONE_OPTIONS:
@@ -185,9 +166,9 @@ def _same(a, b) -> bool:
 def _meaning(field: str, c: Mapping) -> str:
   """What ``field`` means: to the component ``c`` chooses, from its docstring
   (``ltjax.config.declared``), or the run skeleton's ``FIELD_DOCS``."""
-  block = _block(field)
-  if block in declared.SOURCES and field in declared.option_fields(block):
-    found = declared.meaning(field, c.get(declared.SOURCES[block][1]))
+  registries = declared.owners(field)
+  if registries:
+    found = declared.meaning(field, {s: c.get(s) for s in registries})
     if found:
       return found
   return FIELD_DOCS.get(field, "not a field of ltjax's base config: nothing reads it.")

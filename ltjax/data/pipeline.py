@@ -40,11 +40,9 @@ class TrainStream:
     sampler: a ``ltjax.data.samplers.Sampler`` (e.g. ``samplers.from_config(config)``).
     seed: seed of the sampler and of the augmentation.
     global_batch: batch size summed over all processes.
-    augment: augmentation name (see ``ltjax.data.pp.augment.AUGMENTATIONS``).
-    pad, flip: crop padding and horizontal flip of the ``crop_flip`` augmentation.
-    size: output size of the ``imagenet`` and ``imagenet_device`` augmentations
-      (``imagenet_device`` batches also carry ``ltjax.data.pp.device_ops.KEYS``).
-    jitter: their ColorJitter strength (0 = none).
+    augment: the training augmentation (``ltjax.data.pp.augment.from_config(config.data)``,
+      or a registered one built with its options); default none. An ``on_device`` one's
+      batches carry ``ltjax.data.pp.device_ops.KEYS`` instead of ``image``.
     process_index, process_count: this process's slice of every batch.
   """
 
@@ -55,11 +53,7 @@ class TrainStream:
     sampler: samplers.Sampler,
     seed: int,
     global_batch: int,
-    augment: str = "none",
-    pad: int = 4,
-    flip: bool = True,
-    size: int = 224,
-    jitter: float = 0.4,
+    augment: augment_lib.Augmentation | None = None,
     process_index: int = 0,
     process_count: int = 1,
   ):
@@ -71,15 +65,7 @@ class TrainStream:
     self.global_batch = int(global_batch)
     self.local_batch = local_batch_size(global_batch, process_count)
     self.process_index = process_index
-    self.augment = augment
-    self.pad = pad
-    self.flip = flip
-    self.size = size
-    self.jitter = jitter
-    if augment not in augment_lib.AUGMENTATIONS:
-      raise ValueError(
-        f"unknown augmentation {augment!r}; valid: {', '.join(augment_lib.AUGMENTATIONS)}."
-      )
+    self.augment = augment if augment is not None else augment_lib.NoAugmentation()
     self._epochs: dict[int, np.ndarray] = {}
     self._lock = threading.Lock()
     # Validates labels and zero-count classes now rather than in a reader thread.
@@ -108,17 +94,8 @@ class TrainStream:
       sel = epochs == e
       indices[sel] = self.epoch_indices(int(e))[slots[sel]]
     images, labels = self.source.get_batch(indices)
-    images = augment_lib.augment_batch(
-      images,
-      positions,
-      self.seed,
-      kind=self.augment,
-      pad=self.pad,
-      flip=self.flip,
-      size=self.size,
-      jitter=self.jitter,
-    )
-    if isinstance(images, dict):  # imagenet_device: image buffer + per-record draws.
+    images = self.augment(images, positions, self.seed)
+    if isinstance(images, dict):  # On device: the crop buffer + per-record draws.
       return {**images, "label": labels.astype(np.int32)}
     return {"image": images, "label": labels.astype(np.int32)}
 
@@ -127,12 +104,13 @@ def example_shapes(
   data_cfg, image_shape: tuple[int, ...]
 ) -> dict[str, tuple[tuple[int, ...], type]]:
   """Per-example ``(shape, dtype)`` of every key of a training batch (``TrainStream``'s):
-  ``image`` (the model's uint8 input of ``image_shape``) and ``label``, or for the
-  ``imagenet_device`` augmentation (``data_cfg.augment``) the host's crop buffer and
+  ``image`` (the model's uint8 input of ``image_shape``) and ``label``, or for an
+  augmentation finished on the device (``imagenet_device``) the host's crop buffer and
   per-record draws of ``ltjax.data.pp.device_ops.prepare_batch`` in place of ``image``."""
   shapes = {"image": (tuple(image_shape), np.uint8)}
-  if data_cfg.augment == "imagenet_device":
-    shapes = device_ops.example_shapes(data_cfg.crop_size, image_shape[-1])
+  augmentation = augment_lib.from_config(data_cfg)
+  if augmentation.on_device:
+    shapes = device_ops.example_shapes(augmentation.crop_size, image_shape[-1])
   return {**shapes, "label": ((), np.int32)}
 
 
@@ -141,9 +119,9 @@ def eval_example_shapes(
 ) -> dict[str, tuple[tuple[int, ...], type]]:
   """Per-example ``(shape, dtype)`` of what the eval and feature steps take of an evaluation
   batch (``eval_batches``'): ``image``, the model's uint8 input of ``image_shape``, or for an
-  eval transform of several views per example (``five_crop``:
-  ``ltjax.data.pp.augment.EVAL_VIEWS``) ``(views, *image_shape)``; and ``label``."""
-  views = augment_lib.EVAL_VIEWS.get(data_cfg.eval_transform)
+  eval transform of several views per example (``five_crop``: its ``views``)
+  ``(views, *image_shape)``; and ``label``."""
+  views = augment_lib.get_eval(data_cfg.eval_transform).views
   image = tuple(image_shape) if views is None else (views, *image_shape)
   return {"image": (image, np.uint8), "label": ((), np.int32)}
 
@@ -159,16 +137,13 @@ def check_eval_transform(data_cfg, image_shape: tuple[int, ...]) -> None:
     ValueError: naming the setting to change.
   """
   kind = data_cfg.eval_transform
-  if kind not in augment_lib.EVAL_TRANSFORMS:
-    raise ValueError(
-      f"--config.data.eval_transform={kind!r}; valid: {', '.join(augment_lib.EVAL_TRANSFORMS)}."
-    )
+  augment_lib.get_eval(kind)  # A known name.
   side = data_cfg.crop_size
   h, w = image_shape[:2]
   if kind == "five_crop" and (h, w) != (side, side):
     fix = f"set --config.data.crop_size={h}, or " if h == w else ""
     why = ""
-    if data_cfg.augment in ("none", "crop_flip"):
+    if not augment_lib.get(data_cfg.augment).resizes:
       why = f" (data.augment={data_cfg.augment} keeps the stored size)"
     raise ValueError(
       f"--config.data.eval_transform=five_crop evaluates {side}x{side} crops "
@@ -199,18 +174,17 @@ def eval_batches(
   *,
   process_index: int = 0,
   process_count: int = 1,
-  transform: str = "none",
-  size: int = 224,
-  tte_expand: int = 24,
+  transform: augment_lib.EvalTransform | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of fixed-size evaluation batches, in order, padded at the end.
 
   Each batch has ``image``, ``label`` and ``mask`` (False on padding rows); the
   padding repeats the last record so shapes never change (one compilation).
-  ``transform`` is an ``ltjax.data.pp.augment.EVAL_TRANSFORMS`` name (``size``: its
-  ``data.crop_size``; ``tte_expand``: five_crop's ``data.tte_expand``). The batch size
+  ``transform`` is the evaluation transform
+  (``ltjax.data.pp.augment.eval_from_config(config.data)``; default none). The batch size
   counts examples: with ``five_crop`` the images are (B, 5, size, size, C).
   """
+  transform = transform if transform is not None else augment_lib.NoTransform()
   local = local_batch_size(global_batch, process_count)
   n = len(source)
   for start in range(0, n, global_batch):
@@ -224,5 +198,5 @@ def eval_batches(
         "images only (an evaluation split is never altered, so that every image is scored "
         "once): fix the image or remove its line (`ltjax verify --config=...` lists all)."
       ) from e
-    images = augment_lib.eval_transform(images, kind=transform, size=size, tte_expand=tte_expand)
+    images = transform(images)
     yield {"image": images, "label": labels.astype(np.int32), "mask": mask}

@@ -41,9 +41,7 @@ def run_over(exp, state, source, step, keys: tuple[str, ...]) -> dict[str, np.nd
     exp.config.eval.batch_size,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
-    transform=exp.config.data.eval_transform,
-    size=exp.config.data.crop_size,
-    tte_expand=exp.config.data.tte_expand,
+    transform=exp.eval_transform,
   ):
     STOP.check()
     out = step(state, sharding.to_global({k: batch[k] for k in ("image", "label")}, data_sharding))

@@ -24,7 +24,7 @@ from ltjax import config as config_lib
 from ltjax import losses, models, sharding
 from ltjax.data import datasets, pipeline, samplers
 from ltjax.data.datasets import DataSpec, DataSplits, build_splits, reference_spec
-from ltjax.data.pp import mixing
+from ltjax.data.pp import augment, mixing
 from ltjax.evaluate import evaluators
 from ltjax.stop import STOP
 from ltjax.train import compile_options, optim, steps
@@ -47,6 +47,8 @@ class Components:
   sampler: samplers.Sampler  # config.sampler
   loss: losses.ClassificationLoss  # config.loss (the stage's loss wraps it: make_loss)
   evaluation: evaluators.Evaluation  # config.eval (the post-hoc methods' choice too)
+  augmentation: augment.Augmentation  # config.data.augment and its options
+  eval_transform: augment.EvalTransform  # config.data.eval_transform and its options
 
   @classmethod
   def of(cls, config: ml_collections.ConfigDict) -> Components:
@@ -56,6 +58,8 @@ class Components:
       samplers.from_config(config),
       losses.from_config(config),
       evaluators.Evaluation.from_config(config.eval),
+      augment.from_config(config.data),
+      augment.eval_from_config(config.data),
     )
 
 
@@ -80,6 +84,8 @@ class Experiment:
   backbone: models.backbones.Backbone  # ``Components``'.
   sampler: samplers.Sampler
   evaluation: evaluators.Evaluation
+  augmentation: augment.Augmentation
+  eval_transform: augment.EvalTransform
   spec: DataSpec | None = None
   #: The seed the splits were drawn with: ``config.seed``, or that of the run a later stage
   #: starts from (``init_from.split_seed``), so that it reuses that run's carve.
@@ -225,7 +231,7 @@ def setup(
   spec = DataSpec(
     splits.num_classes,
     len(splits.train),
-    input_shape(config, splits.train),
+    input_shape(parts.augmentation, splits.train),
     tuple(int(n) for n in splits.train_counts),
   )
   exp, init, _ = _build(config, parts, spec, mesh, splits)
@@ -381,6 +387,8 @@ def _build(
     parts.backbone,
     parts.sampler,
     parts.evaluation,
+    parts.augmentation,
+    parts.eval_transform,
     spec,
     parameters=optim.parameter_counts(steps.trainable(abstract), freeze),
     freeze=freeze,
@@ -388,11 +396,12 @@ def _build(
   return exp, init, abstract
 
 
-def input_shape(config: ml_collections.ConfigDict, source) -> tuple[int, ...]:
-  """(H, W, C) of the model's input: the stored size, or the crop size when resized."""
+def input_shape(augmentation: augment.Augmentation, source) -> tuple[int, ...]:
+  """(H, W, C) of the model's input: the stored size, or the crop size when the training
+  augmentation resizes."""
   image = np.asarray(source.get_batch(np.array([0]))[0][0])
-  if config.data.augment in ("imagenet", "imagenet_device"):
-    return (config.data.crop_size, config.data.crop_size, image.shape[-1])
+  if augmentation.resizes:
+    return (augmentation.crop_size, augmentation.crop_size, image.shape[-1])
   return image.shape
 
 
@@ -404,11 +413,7 @@ def make_stream(exp: Experiment) -> pipeline.TrainStream:
     sampler=exp.sampler,
     seed=c.seed,
     global_batch=c.batch_size,
-    augment=c.data.augment,
-    pad=c.data.pad,
-    flip=c.data.flip,
-    size=c.data.crop_size,
-    jitter=c.data.jitter,
+    augment=exp.augmentation,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )

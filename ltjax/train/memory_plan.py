@@ -20,6 +20,7 @@ import jax
 import ml_collections
 
 from ltjax.data import datasets
+from ltjax.data.pp import augment
 from ltjax.models import cpu_kernels
 from ltjax.stop import STOP
 from ltjax.train import experiment
@@ -47,7 +48,7 @@ def data_spec(config: ml_collections.ConfigDict) -> datasets.DataSpec:
   return datasets.DataSpec(
     splits.num_classes,
     len(splits.train),
-    experiment.input_shape(config, splits.train),
+    experiment.input_shape(augment.from_config(config.data), splits.train),
     tuple(int(n) for n in splits.train_counts),
   )
 

@@ -217,8 +217,8 @@ def _test_logits(model, state: TrainState, batch, mean, std, logit_scale: float,
 
 def _flat_views(batch) -> tuple[dict, int | None]:
   """An evaluation batch whose images hold several views of each example, ``(B, V, H, W,
-  C)`` (the ``five_crop`` eval transform, ``ltjax.data.pp.augment.EVAL_VIEWS``), as a batch
-  of its B * V images, example-major, and V; any other batch as it is, and None."""
+  C)`` (the ``five_crop`` eval transform: ``ltjax.data.pp.augment.FiveCrop.views``), as a
+  batch of its B * V images, example-major, and V; any other batch as it is, and None."""
   images = batch["image"]
   if images.ndim != 5:
     return batch, None

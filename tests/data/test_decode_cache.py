@@ -65,14 +65,18 @@ def test_same_size_images_of_a_folder_train_with_the_array_augmentation(mine, tm
   c = own_data_config(mine, data=dict(augment="crop_flip", eval_transform="none"))
   splits = datasets.build_splits(c.dataset, 0, c.data)
   stream = pipeline.TrainStream(
-    splits.train, sampler=samplers.from_config(c), seed=0, global_batch=8, augment="crop_flip"
+    splits.train,
+    sampler=samplers.from_config(c),
+    seed=0,
+    global_batch=8,
+    augment=augment.CropFlip(),
   )
   assert stream(0)["image"].shape == (8, 32, 32, 3)
-  batch = next(pipeline.eval_batches(splits.test, 8, transform="none"))
+  batch = next(pipeline.eval_batches(splits.test, 8, transform=augment.NoTransform()))
   assert batch["image"].shape == (8, 32, 32, 3)
   mixed = [np.zeros((32, 32, 3), np.uint8), np.zeros((30, 32, 3), np.uint8)]
   with pytest.raises(ValueError, match="use --config.data.augment=imagenet"):
-    augment.augment_batch(mixed, np.arange(2), 0, kind="crop_flip")
+    augment.CropFlip()(mixed, np.arange(2), 0)
 
 
 @pytest.mark.slow  # CI's 20 minutes: README's slow-set table names it.

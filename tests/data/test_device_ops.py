@@ -8,7 +8,7 @@ from train.test_split_list_training import REPO, make_tree
 
 from ltjax.data import pipeline, samplers
 from ltjax.data.pp import device_ops, image_ops
-from ltjax.data.pp.augment import AUGMENTATIONS, augment_batch
+from ltjax.data.pp.augment import AUGMENTATIONS, ImageNetDevice
 from ltjax.data.sources import ArraySource
 
 SIZE = 32  # Output side; the buffer side is 64.
@@ -146,13 +146,12 @@ def test_stream_and_augment_batch_give_the_device_batch():
     sampler=samplers.get("instance")(),
     seed=0,
     global_batch=4,
-    augment="imagenet_device",
-    size=16,
+    augment=ImageNetDevice(crop_size=16),
   )
   batch = stream(1)
   assert set(batch) == {"image", "label", *device_ops.KEYS}
   assert batch["image"].shape == (4, 32, 32, 3)
-  direct = augment_batch(list(images[:4]), np.arange(4), 0, kind="imagenet_device", size=16)
+  direct = ImageNetDevice(crop_size=16)(list(images[:4]), np.arange(4), 0)
   assert set(direct) == set(batch) - {"label"}
   assert direct["image"].shape == (4, 32, 32, 3)
 

@@ -8,6 +8,7 @@ from PIL import Image
 from ltjax import config as config_lib
 from ltjax.data import pipeline
 from ltjax.data.datasets import build_splits
+from ltjax.data.pp import augment
 
 SIZES = [(600, 520), (1000, 700), (520, 1200), (300, 260)]  # (width, height)
 
@@ -57,9 +58,7 @@ def test_eval_images_are_resize_256_center_crop_224_of_the_full_decode(image_tre
   splits = build_splits(c.dataset, 0, c.data)
   assert splits.train.min_size == 256 and splits.test.min_size is None
   batch = next(
-    pipeline.eval_batches(
-      splits.test, len(SIZES), transform=c.data.eval_transform, size=c.data.crop_size
-    )
+    pipeline.eval_batches(splits.test, len(SIZES), transform=augment.eval_from_config(c.data))
   )
   for i in range(len(SIZES)):
     want = torchvision_eval(image_tree / f"img{i}.jpg")

@@ -60,7 +60,7 @@ def test_crops_are_torchvision_resize_then_fivecrop(transforms, shape, crop, exp
   pil = Image.fromarray(image[:, :, 0] if shape[2] == 1 else image)
   reference = transforms.Compose([transforms.Resize(crop + expand), transforms.FiveCrop(crop)])
   want = np.stack([np.asarray(c).reshape(crop, crop, shape[2]) for c in reference(pil)])
-  out = augment.eval_transform([image], kind="five_crop", size=crop, tte_expand=expand)
+  out = augment.FiveCrop(crop_size=crop, tte_expand=expand)([image])
   assert out.shape == (1, 5, crop, crop, shape[2]) and out.dtype == np.uint8
   # Pillow's bilinear resize (antialiased), as torchvision on PIL images: the same pixels.
   np.testing.assert_array_equal(out[0], want)
@@ -78,7 +78,7 @@ def test_crop_geometry_is_the_four_corners_then_the_centre():
 def test_eval_batches_carry_five_crops_per_example():
   images = np.stack([smooth_image((10, 14, 3), s) for s in range(5)])
   src = ArraySource(images, np.array([0, 1, 0, 1, -1]), 2, allow_open=True)
-  batches = list(pipeline.eval_batches(src, 4, transform="five_crop", size=8, tte_expand=2))
+  batches = list(pipeline.eval_batches(src, 4, transform=augment.FiveCrop(8, 2)))
   assert [b["image"].shape for b in batches] == [(4, 5, 8, 8, 3)] * 2
   assert [b["mask"].tolist() for b in batches] == [[True] * 4, [True, False, False, False]]
   np.testing.assert_array_equal(batches[1]["label"], [-1, -1, -1, -1])  # Padding repeats.
@@ -93,7 +93,7 @@ def test_image_ops_refuse_crops_that_do_not_fit():
   with pytest.raises(ValueError, match="crop 9 is larger than the resized shorter side 8"):
     image_ops.eval_resize_five_crop(np.zeros((8, 12, 3), np.uint8), 8, 9)
   with pytest.raises(ValueError, match="tte_expand must be an integer >= 0"):
-    augment.eval_transform([np.zeros((8, 8, 3), np.uint8)], kind="five_crop", size=4, tte_expand=-1)
+    augment.FiveCrop(crop_size=4, tte_expand=-1)
 
 
 FIVE_CROP = {"data.augment": "imagenet", "data.crop_size": 8, "data.eval_transform": "five_crop"}
@@ -110,9 +110,7 @@ def five_crop_run():
   params["head"]["fc"]["kernel"] = params["head"]["fc"]["kernel"] * 100.0
   state = jax.device_put(state.replace(params=params), exp.state_sharding)
   batch = next(
-    pipeline.eval_batches(
-      splits.test, config.eval.batch_size, transform="five_crop", size=8, tte_expand=4
-    )
+    pipeline.eval_batches(splits.test, config.eval.batch_size, transform=augment.FiveCrop(8, 4))
   )
   return exp, state, {k: batch[k] for k in ("image", "label")}
 

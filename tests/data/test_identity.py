@@ -10,6 +10,7 @@ import pytest
 from helpers import own_data_config as folder_config
 
 from ltjax.data import datasets, identity
+from ltjax.data.pp import augment
 from ltjax.data.sources import ArraySource, Subset
 
 SHARED_SPLITS = os.path.join(
@@ -166,7 +167,7 @@ def test_skip_corrupt_never_alters_an_evaluation_split(mine, tmp_path):
   splits = build(c)
   assert splits.train.skip_corrupt and not splits.test.skip_corrupt
   with pytest.raises(ValueError, match="evaluation split") as e:
-    for _ in pipeline.eval_batches(splits.test, 64, transform="resize_center_crop", size=32):
+    for _ in pipeline.eval_batches(splits.test, 64, transform=augment.ResizeCenterCrop(32)):
       pass
   assert str(bad) in str(e.value) and "fix the image or remove its line" in str(e.value)
 

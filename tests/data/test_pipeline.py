@@ -1,5 +1,7 @@
 """Long-tail builders, the digits dataset, augmentation and the train stream."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -82,8 +84,8 @@ def test_random_crop_flip_matches_a_loop():
       crop = crop[:, ::-1]
     np.testing.assert_array_equal(out[i], crop)
   np.testing.assert_array_equal(image_ops.random_crop_flip(images, u, pad=0, flip=False), images)
-  with pytest.raises(ValueError, match="valid: none, crop_flip"):
-    augment.augment_batch(images, np.arange(6), 0, kind="mixup")
+  with pytest.raises(ValueError, match="data.augment='mixup': unknown augmentation; valid: none, "):
+    augment.get("mixup")
 
 
 def _stream(process_index=0, process_count=1, batch=8):
@@ -95,8 +97,7 @@ def _stream(process_index=0, process_count=1, batch=8):
     sampler=samplers.ClassAware(k=2),
     seed=1,
     global_batch=batch,
-    augment="crop_flip",
-    pad=1,
+    augment=augment.CropFlip(pad=1),
     process_index=process_index,
     process_count=process_count,
   )
@@ -141,17 +142,18 @@ def test_imagenet_augmentation_through_the_stream():
   rng = np.random.default_rng(0)
   src = ArraySource(rng.integers(0, 255, (6, 40, 30, 3), dtype=np.uint8), np.arange(6) % 2, 2)
   stream = pipeline.TrainStream(
-    src, sampler=samplers.get("instance")(), seed=0, global_batch=4, augment="imagenet", size=16
+    src, sampler=samplers.get("instance")(), seed=0, global_batch=4, augment=augment.ImageNet(16)
   )
   batch = stream(0)
   assert batch["image"].shape == (4, 16, 16, 3) and batch["image"].dtype == np.uint8
   np.testing.assert_array_equal(stream(0)["image"], batch["image"])
-  evals = list(pipeline.eval_batches(src, 4, transform="resize_center_crop", size=16))
+  evals = list(pipeline.eval_batches(src, 4, transform=augment.ResizeCenterCrop(16)))
   assert evals[0]["image"].shape == (4, 16, 16, 3)
+  # Built from the config, each with its options from config.data.
+  data = {"augment": "imagenet", "crop_size": 16, "jitter": 0.0, "pad": 9, "flip": True}
+  assert augment.from_config(data) == augment.ImageNet(crop_size=16, jitter=0.0)
   with pytest.raises(ValueError, match="valid: none, crop_flip, imagenet"):
-    pipeline.TrainStream(
-      src, sampler=samplers.get("instance")(), seed=0, global_batch=4, augment="autoaugment"
-    )
+    augment.from_config({**data, "augment": "autoaugment"})
 
 
 def test_concat_keeps_order_across_sources():
@@ -163,3 +165,45 @@ def test_concat_keeps_order_across_sources():
   assert len(c) == 5 and c.labels.tolist() == [0, 1, 0, -1, -1]
   images, labels = c.get_batch(np.array([4, 0, 3]))
   assert images[:, 0, 0, 0].tolist() == [2, 1, 2] and labels.tolist() == [-1, 0, -1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Invert(augment.Augmentation):
+  """A toy augmentation with an option of its own: the negative of every ``every``-th image.
+
+  Attributes:
+    every: which images are inverted.
+  """
+
+  name = "toy_invert"
+  every: int = 1
+
+  def __call__(self, images, positions, seed):
+    out = augment.as_batch(images, self.name).copy()
+    out[:: self.every] = 255 - out[:: self.every]
+    return out
+
+
+def test_a_new_augmentation_is_one_class_and_its_option(monkeypatch):
+  """Registered (here for the test), chosen by ``data.augment``, built with its option from
+  ``config.data``: the stream gives its batches and the train step trains on them."""
+  from helpers import tiny_config, tiny_splits
+
+  from ltjax import sharding
+  from ltjax.train import experiment
+
+  monkeypatch.setitem(augment.AUGMENTATIONS, Invert.name, Invert)
+  config = tiny_config(**{"data.augment": "toy_invert"})
+  with config.unlocked():
+    config.data.every = 2
+  exp, state = experiment.setup(config, tiny_splits())
+  assert exp.augmentation == Invert(every=2)
+  batch = experiment.make_stream(exp)(0)
+  plain = experiment.make_stream(exp)
+  plain.augment = augment.NoAugmentation()  # The same records, as stored.
+  want = plain(0)["image"]
+  np.testing.assert_array_equal(batch["image"][::2], 255 - want[::2])
+  np.testing.assert_array_equal(batch["image"][1::2], want[1::2])
+  data = sharding.batch_sharding(exp.mesh)
+  _, metrics = exp.train_step(state, sharding.to_global(batch, data))
+  assert np.isfinite(float(metrics["loss"]))

@@ -1,63 +1,95 @@
-"""The augmentation registry: a config name -> the batched host (and device) ops.
+"""The augmentation registries: a config name -> a registered dataclass whose fields are its
+options (read from ``config.data``), called on a batch.
 
-Training augmentations (``data.augment``) and evaluation transforms
-(``data.eval_transform``) are looked up here by name; the ops themselves are in
+Training augmentations (``data.augment``, :data:`AUGMENTATIONS`) and evaluation transforms
+(``data.eval_transform``, :data:`EVAL_TRANSFORMS`) are built here from the config
+(``from_config``, ``eval_from_config``); the ops themselves are in
 ``ltjax.data.pp.image_ops`` (host) and ``ltjax.data.pp.device_ops`` (device), which never
-import this module. Randomness is per record (``ltjax.data.pp.rng.record_uniforms``).
+import this module. Randomness is per record (``ltjax.data.pp.rng.record_uniforms``). A new
+one is a class here; its options' meanings are its docstring's ``Attributes:`` section
+(``--help`` shows them: ``ltjax.config.declared``) and their defaults go in ``config.data``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import ClassVar
+
 import numpy as np
 
+from ltjax.config import components
 from ltjax.data.pp import device_ops, image_ops
 from ltjax.data.pp.rng import record_uniforms
 
-AUGMENTATIONS = ("none", "crop_flip", "imagenet", "imagenet_device")
-EVAL_TRANSFORMS = ("none", "resize_center_crop", "five_crop")
-#: Eval transforms that give each example several views, and how many: its batches' images
-#: are (B, views, H, W, C), and the eval and feature steps average the model's outputs over
-#: the views (``ltjax.train.steps``).
-EVAL_VIEWS = {"five_crop": len(image_ops.FIVE_CROPS)}
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """A training augmentation: ``augmentation(images, positions, seed)`` is the batch the
+  train step takes, with per-record randomness keyed by the records' global stream
+  ``positions``: ``(B, H, W, C)`` uint8, or the dict of ``device_ops.prepare_batch`` when
+  the train step finishes it on the device (``on_device``). ``images`` is ``(B, H, W, C)``
+  uint8 or a list of images (of several sizes for the ones that resize)."""
+
+  name: ClassVar[str]
+  #: Its images are ``crop_size`` square (else the stored size): the model's input.
+  resizes: ClassVar[bool] = False
+  #: The train step resizes, flips and jitters (``ltjax.data.pp.device_ops``).
+  on_device: ClassVar[bool] = False
+
+  def __call__(self, images, positions: np.ndarray, seed: int):
+    raise NotImplementedError
 
 
-def augment_batch(
-  images,
-  positions: np.ndarray,
-  seed: int,
-  *,
-  kind: str,
-  pad: int = 4,
-  flip: bool = True,
-  size: int = 224,
-  jitter: float = image_ops.IMAGENET_JITTER[0],
-) -> np.ndarray | dict[str, np.ndarray]:
-  """Applies the named training augmentation to a batch with per-record randomness.
+@dataclasses.dataclass(frozen=True)
+class EvalTransform:
+  """A deterministic evaluation transform: ``transform(images)`` is ``(B, H, W, C)`` uint8,
+  or ``(B, views, H, W, C)`` for one of several views per example, whose logits the eval
+  and feature steps average (``ltjax.train.steps``)."""
 
-  Args:
-    images: (B, H, W, C) uint8, or for ``imagenet`` also a list of differently sized images.
-    positions: (B,) global stream positions of the records (the randomness key).
-    seed: stream seed.
-    kind: ``none``; ``crop_flip`` (small images: pad, random crop, optional flip);
-      ``imagenet`` (RandomResizedCrop(size) + flip + ColorJitter(jitter), as the references);
-      ``imagenet_device`` (the same random numbers, but the host only crops: returns the
-      dict of ``ltjax.data.pp.device_ops.prepare_batch``, which the train step resizes,
-      flips and jitters on the device).
-    pad, flip: ``crop_flip`` options.
-    size: output side of ``imagenet`` and ``imagenet_device``.
-    jitter: their ColorJitter strength (brightness = contrast = saturation; 0 = none).
-  """
-  if kind == "none":
-    return as_batch(images, kind)
-  if kind == "crop_flip":
-    return image_ops.random_crop_flip(
-      as_batch(images, kind), record_uniforms(seed, positions, 3), pad=pad, flip=flip
+  name: ClassVar[str]
+  #: Views per example; None: one.
+  views: ClassVar[int | None] = None
+
+  def __call__(self, images) -> np.ndarray:
+    raise NotImplementedError
+
+
+#: ``data.augment`` -> the registered class.
+AUGMENTATIONS: dict[str, type[Augmentation]] = {}
+#: ``data.eval_transform`` -> the registered class.
+EVAL_TRANSFORMS: dict[str, type[EvalTransform]] = {}
+
+
+def register(cls):
+  """Class decorator: adds an augmentation or an evaluation transform to its registry."""
+  registry = AUGMENTATIONS if issubclass(cls, Augmentation) else EVAL_TRANSFORMS
+  registry[cls.name] = cls
+  return cls
+
+
+def get(name: str) -> type[Augmentation]:
+  if name not in AUGMENTATIONS:
+    raise ValueError(
+      f"--config.data.augment={name!r}: unknown augmentation; valid: {', '.join(AUGMENTATIONS)}."
     )
-  if kind == "imagenet":
-    return image_ops.imagenet_train_batch(list(images), positions, seed, size=size, jitter=jitter)
-  if kind == "imagenet_device":
-    return device_ops.prepare_batch(list(images), positions, seed, size=size, jitter=jitter)
-  raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}.")
+  return AUGMENTATIONS[name]
+
+
+def get_eval(name: str) -> type[EvalTransform]:
+  if name not in EVAL_TRANSFORMS:
+    raise ValueError(f"--config.data.eval_transform={name!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")
+  return EVAL_TRANSFORMS[name]
+
+
+def from_config(data: Mapping) -> Augmentation:
+  """The augmentation of ``data.augment``, its options from ``data`` (``config.data``)."""
+  return components.build(get(data["augment"]), data)
+
+
+def eval_from_config(data: Mapping) -> EvalTransform:
+  """The evaluation transform of ``data.eval_transform``, its options from ``data``."""
+  return components.build(get_eval(data["eval_transform"]), data)
 
 
 def as_batch(images, kind: str) -> np.ndarray:
@@ -76,34 +108,135 @@ def as_batch(images, kind: str) -> np.ndarray:
   return np.stack(images)
 
 
-def eval_transform(images, *, kind: str, size: int = 224, tte_expand: int = 24) -> np.ndarray:
-  """Deterministic evaluation transform.
+# ------------------------------------------------------------------- training augmentations
 
-  ``none``: the stored images, (B, H, W, C).
 
-  ``resize_center_crop``: resize the shorter side to size * 256 / 224 and centre-crop
-  size x size (the references' 256 -> 224): (B, size, size, C).
+@register
+@dataclasses.dataclass(frozen=True)
+class NoAugmentation(Augmentation):
+  """The stored images, as they are."""
 
-  ``five_crop``: LIFT's test-time ensemble (shijxcs/LIFT, ``tte_mode="fivecrop"``): resize
-  the shorter side to ``size + tte_expand`` and take the four corner and the central
-  size x size crops (torchvision ``Resize`` + ``FiveCrop``; ``image_ops.five_crop_batch``):
-  (B, 5, size, size, C), ``EVAL_VIEWS`` crops per example, whose logits the eval step
-  averages.
+  name = "none"
 
-  Both resizes are Pillow's bilinear filter, antialiased when downsampling: torchvision's
-  on PIL images, so the pixels are the references' (``ltjax.data.pp.image_ops``).
+  def __call__(self, images, positions, seed):
+    return as_batch(images, self.name)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class CropFlip(Augmentation):
+  """Small images (CIFAR): zero-pad, random crop of the stored size, random horizontal flip.
+
+  Attributes:
+    pad: pixels of zero padding on each side before the random crop.
+    flip: a random horizontal flip.
   """
-  if kind == "none":
-    return as_batch(images, kind)
-  if kind == "resize_center_crop":
+
+  name = "crop_flip"
+  pad: int = 4
+  flip: bool = True
+
+  def __call__(self, images, positions, seed):
+    uniforms = record_uniforms(seed, positions, 3)
+    return image_ops.random_crop_flip(
+      as_batch(images, self.name), uniforms, pad=self.pad, flip=self.flip
+    )
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ImageNet(Augmentation):
+  """The references' ImageNet training transform on the host: RandomResizedCrop(crop_size),
+  horizontal flip and ColorJitter(jitter), Pillow's pixels as torchvision's.
+
+  Attributes:
+    crop_size: the side of the random resized crops: the model's input.
+    jitter: ColorJitter strength, brightness = contrast = saturation (0 = none).
+  """
+
+  name = "imagenet"
+  resizes = True
+  crop_size: int = 224
+  jitter: float = image_ops.IMAGENET_JITTER[0]
+
+  def __call__(self, images, positions, seed):
+    return image_ops.imagenet_train_batch(
+      list(images), positions, seed, size=self.crop_size, jitter=self.jitter
+    )
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ImageNetDevice(ImageNet):
+  """``imagenet`` with the same random numbers, but the host only crops: the batch is the
+  dict of ``ltjax.data.pp.device_ops.prepare_batch``, which the train step resizes, flips
+  and jitters on the device."""
+
+  name = "imagenet_device"
+  on_device = True
+
+  def __call__(self, images, positions, seed):
+    return device_ops.prepare_batch(
+      list(images), positions, seed, size=self.crop_size, jitter=self.jitter
+    )
+
+
+# ------------------------------------------------------------------- evaluation transforms
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class NoTransform(EvalTransform):
+  """The stored images, (B, H, W, C)."""
+
+  name = "none"
+
+  def __call__(self, images):
+    return as_batch(images, self.name)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ResizeCenterCrop(EvalTransform):
+  """The references' 256 -> 224: resize the shorter side to ``crop_size * 256 / 224`` and
+  centre-crop ``crop_size`` square (Pillow's bilinear filter, antialiased when downsampling:
+  torchvision's pixels on PIL images).
+
+  Attributes:
+    crop_size: the side of the centre crop: the model's input.
+  """
+
+  name = "resize_center_crop"
+  crop_size: int = 224
+
+  def __call__(self, images):
+    size = self.crop_size
     return image_ops.imagenet_eval_batch(list(images), resize=round(size * 256 / 224), crop=size)
-  if kind == "five_crop":
-    tte_expand = _check_expand(tte_expand)
-    return image_ops.five_crop_batch(list(images), resize=size + tte_expand, crop=size)
-  raise ValueError(f"unknown eval transform {kind!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")
 
 
-def _check_expand(value) -> int:
-  if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-    raise ValueError(f"five_crop: tte_expand must be an integer >= 0, got {value!r}.")
-  return int(value)
+@register
+@dataclasses.dataclass(frozen=True)
+class FiveCrop(EvalTransform):
+  """LIFT's test-time ensemble (shijxcs/LIFT, ``tte_mode="fivecrop"``): resize the shorter
+  side to ``crop_size + tte_expand`` and take the four corner and the central ``crop_size``
+  square crops (torchvision ``Resize`` + ``FiveCrop``; ``image_ops.five_crop_batch``):
+  (B, 5, size, size, C), whose logits the eval step averages.
+
+  Attributes:
+    crop_size: the side of the five crops: the side the model trained at.
+    tte_expand: pixels the shorter side is resized to beyond crop_size (LIFT: 24).
+  """
+
+  name = "five_crop"
+  views = len(image_ops.FIVE_CROPS)
+  crop_size: int = 224
+  tte_expand: int = 24
+
+  def __post_init__(self):
+    value = self.tte_expand
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+      raise ValueError(f"five_crop: tte_expand must be an integer >= 0, got {value!r}.")
+
+  def __call__(self, images):
+    resize = self.crop_size + int(self.tte_expand)
+    return image_ops.five_crop_batch(list(images), resize=resize, crop=self.crop_size)
