@@ -101,50 +101,54 @@ class TrainStream:
 
 
 def example_shapes(
-  data_cfg, image_shape: tuple[int, ...]
+  augmentation: augment_lib.Augmentation, image_shape: tuple[int, ...]
 ) -> dict[str, tuple[tuple[int, ...], type]]:
-  """Per-example ``(shape, dtype)`` of every key of a training batch (``TrainStream``'s):
-  ``image`` (the model's uint8 input of ``image_shape``) and ``label``, or for an
-  augmentation finished on the device (``imagenet_device``) the host's crop buffer and
-  per-record draws of ``ltjax.data.pp.device_ops.prepare_batch`` in place of ``image``."""
+  """Per-example ``(shape, dtype)`` of every key of a training batch (``TrainStream``'s with
+  ``augmentation``): ``image`` (the model's uint8 input of ``image_shape``) and ``label``,
+  or for an augmentation finished on the device (``imagenet_device``) the host's crop
+  buffer and per-record draws of ``ltjax.data.pp.device_ops.prepare_batch`` in place of
+  ``image``."""
   shapes = {"image": (tuple(image_shape), np.uint8)}
-  augmentation = augment_lib.from_config(data_cfg)
   if augmentation.on_device:
     shapes = device_ops.example_shapes(augmentation.crop_size, image_shape[-1])
   return {**shapes, "label": ((), np.int32)}
 
 
 def eval_example_shapes(
-  data_cfg, image_shape: tuple[int, ...]
+  transform: augment_lib.EvalTransform, image_shape: tuple[int, ...]
 ) -> dict[str, tuple[tuple[int, ...], type]]:
   """Per-example ``(shape, dtype)`` of what the eval and feature steps take of an evaluation
-  batch (``eval_batches``'): ``image``, the model's uint8 input of ``image_shape``, or for an
-  eval transform of several views per example (``five_crop``: its ``views``)
-  ``(views, *image_shape)``; and ``label``."""
-  views = augment_lib.get_eval(data_cfg.eval_transform).views
+  batch (``eval_batches``' with ``transform``): ``image``, the model's uint8 input of
+  ``image_shape``, or for a transform of several views per example (``five_crop``: its
+  ``views``) ``(views, *image_shape)``; and ``label``."""
+  views = transform.views
   image = tuple(image_shape) if views is None else (views, *image_shape)
   return {"image": (image, np.uint8), "label": ((), np.int32)}
 
 
-def check_eval_transform(data_cfg, image_shape: tuple[int, ...]) -> None:
+def check_eval_transform(
+  transform: augment_lib.EvalTransform,
+  augmentation: augment_lib.Augmentation,
+  image_shape: tuple[int, ...],
+) -> None:
   """Refuses an evaluation transform that cannot evaluate a model of input ``image_shape``
-  ((H, W, C): ``ltjax.train.experiment.input_shape``): an unknown name, or ``five_crop``,
-  whose crops are ``data.crop_size`` square, the side LIFT trains at, for a model that
-  sees images of another size (the stored size a ``none`` / ``crop_flip`` augmentation
-  keeps; ``resize_center_crop`` is not checked, as before).
+  ((H, W, C): ``ltjax.train.experiment.input_shape``, what ``augmentation`` gives):
+  ``five_crop``, whose crops are ``data.crop_size`` square, the side LIFT trains at, for a
+  model that sees images of another size (the stored size a ``none`` / ``crop_flip``
+  augmentation keeps; ``resize_center_crop`` is not checked, as before).
 
   Raises:
     ValueError: naming the setting to change.
   """
-  kind = data_cfg.eval_transform
-  augment_lib.get_eval(kind)  # A known name.
-  side = data_cfg.crop_size
+  if not isinstance(transform, augment_lib.FiveCrop):
+    return
+  side = transform.crop_size
   h, w = image_shape[:2]
-  if kind == "five_crop" and (h, w) != (side, side):
+  if (h, w) != (side, side):
     fix = f"set --config.data.crop_size={h}, or " if h == w else ""
     why = ""
-    if not augment_lib.get(data_cfg.augment).resizes:
-      why = f" (data.augment={data_cfg.augment} keeps the stored size)"
+    if not augmentation.resizes:
+      why = f" (data.augment={augmentation.name} keeps the stored size)"
     raise ValueError(
       f"--config.data.eval_transform=five_crop evaluates {side}x{side} crops "
       f"(data.crop_size), but the model is trained on {h}x{w} images{why}: {fix}train "

@@ -279,7 +279,7 @@ def abstract_setup(config: ml_collections.ConfigDict, spec: DataSpec | None = No
 def abstract_batch(exp: Experiment) -> dict:
   """``jax.ShapeDtypeStruct`` s of a global training batch of ``exp``, sharded on ``data``."""
   data = sharding.batch_sharding(exp.mesh)
-  shapes = pipeline.example_shapes(exp.config.data, exp.spec.image_shape)
+  shapes = pipeline.example_shapes(exp.augmentation, exp.spec.image_shape)
   return {
     k: jax.ShapeDtypeStruct((exp.config.batch_size, *shape), dtype, sharding=data)
     for k, (shape, dtype) in shapes.items()
@@ -292,7 +292,7 @@ def abstract_eval_batch(exp: Experiment) -> dict:
   ``five_crop`` each image is its crops, ``pipeline.eval_example_shapes``), sharded on
   ``data``."""
   data = sharding.batch_sharding(exp.mesh)
-  shapes = pipeline.eval_example_shapes(exp.config.data, exp.spec.image_shape)
+  shapes = pipeline.eval_example_shapes(exp.eval_transform, exp.spec.image_shape)
   return {
     k: jax.ShapeDtypeStruct((exp.config.eval.batch_size, *shape), dtype, sharding=data)
     for k, (shape, dtype) in shapes.items()
@@ -347,7 +347,8 @@ def _build(
   # Evaluation scores the logits the loss trains (LDAM's scale); its outputs stay sharded
   # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
   logit_scale = parts.loss.logit_scale
-  pipeline.check_eval_transform(config.data, spec.image_shape)  # The model's input fits.
+  # The model's input fits the evaluation transform.
+  pipeline.check_eval_transform(parts.eval_transform, parts.augmentation, spec.image_shape)
   train_step = jax.jit(
     _train_step_fn(config, stage, model, tx, loss_fn, optim.frozen_mask(freeze)),
     in_shardings=(state_sharding, data),
