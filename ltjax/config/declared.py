@@ -51,7 +51,6 @@ class Declared:
   """One registered component as its source declares it."""
 
   name: str  # Its registry name (``cls.name``).
-  cls: str  # The class's name, for messages.
   fields: tuple[str, ...]  # Its dataclass fields, in ``dataclasses.fields`` order.
   meanings: dict[str, str]  # Field -> its Attributes entry (the bases' included).
 
@@ -159,7 +158,7 @@ def read_source(text: str, base: str | None = None) -> dict[str, Declared]:
     registered = _is_registered(node) and _derives(node, base, classes)
     name = _name(node, classes) if registered else None
     if name is not None:
-      out[name] = Declared(name, node.name, tuple(_fields(node, classes)), _meanings(node, classes))
+      out[name] = Declared(name, tuple(_fields(node, classes)), _meanings(node, classes))
   return out
 
 
