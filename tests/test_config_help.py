@@ -155,6 +155,7 @@ REGISTRIES = {
   "sampler.name": "ltjax.data.samplers:SAMPLERS",
   "optim.name": "ltjax.train.optim:OPTIMIZERS",
   "eval.evaluators": "ltjax.evaluate.evaluators:EVALUATORS",
+  "model.head": "ltjax.models.head_registry:HEADS",
   "model.peft": "ltjax.models.peft:PEFT_METHODS",
   "data.augment": "ltjax.data.pp.augment:AUGMENTATIONS",
   "data.eval_transform": "ltjax.data.pp.augment:EVAL_TRANSFORMS",
@@ -254,13 +255,3 @@ def test_option_tables_name_every_choice(table, names):
 
   module, attr = names.split(":")
   assert set(getattr(config_help, table)) == set(getattr(importlib.import_module(module), attr))
-
-
-def test_head_options_are_the_heads_own():
-  from ltjax import models
-
-  assert {h: tuple(o) for h, o in models.HEAD_OPTIONS.items()} == config_help.HEAD_OPTIONS
-  base = config_help.base_config()
-  for opts in models.HEAD_OPTIONS.values():
-    for field in opts:
-      assert base.model[field] == models.HEAD_OPTION_DEFAULTS[field], field

@@ -1,7 +1,7 @@
 """What the registered components declare, read from their source without importing them.
 
-A loss, sampler, optimizer, evaluator, augmentation, evaluation transform or fine-tuning
-method is a ``@register``-ed dataclass:
+A loss, sampler, optimizer, evaluator, augmentation, evaluation transform, classifier head
+or fine-tuning method is a ``@register``-ed dataclass:
 its fields are its options, and its docstring's ``Attributes:`` section says what each one
 means, the one place that meaning is written. Those modules import JAX, and loading a config
 or printing its ``--help`` must not (``ltjax train --config=FILE --help`` answers without
@@ -31,6 +31,7 @@ SOURCES: dict[str, tuple[str, str | None]] = {
   "sampler.name": ("data/samplers.py", None),
   "optim.name": ("train/optim.py", None),
   "eval.evaluators": ("evaluate/evaluators.py", None),
+  "model.head": ("models/head_registry.py", None),
   "model.peft": ("models/peft.py", None),
   "data.augment": ("data/pp/augment.py", "Augmentation"),
   "data.eval_transform": ("data/pp/augment.py", "EvalTransform"),

@@ -144,7 +144,7 @@ FIELD_DOCS: dict[str, str] = {
   ),
   # ----------------------------------------------------------------------------- model
   "model.backbone": "Which backbone; see ltjax.models.BACKBONES.",
-  "model.head": "Which classifier head; see ltjax.models.HEADS.",
+  "model.head": "Which classifier head; see ltjax.models.head_registry.HEADS.",
   "model.head_init": (
     "'' = the head's own initialisation; 'text_features' = the classifier starts from the "
     "CLIP text features of the class names in model.text_features (LIFT's init_head=text_feat); "
@@ -154,9 +154,6 @@ FIELD_DOCS: dict[str, str] = {
   "model.text_features": (
     "CLIP text features of the class names ('ltjax clip-text' writes them): what "
     "model.head_init='text_features' starts from and the zero-shot row scores with."
-  ),
-  "model.head_scale": (
-    "The cosine head's logit scale: logits = scale * cos(x, w_j) (LIFT's configs: 25)."
   ),
   "model.width": "Channel multiplier of the cifar_resnet backbones.",
   "model.clip_projection": (

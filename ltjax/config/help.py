@@ -6,13 +6,13 @@ shows, block by block, only the fields the config's chosen components read, each
 meaning and its default where the config changes it.
 
 The registered dataclasses (losses, samplers, optimizers, evaluators, augmentations,
-evaluation transforms, fine-tuning methods)
+evaluation transforms, heads, fine-tuning methods)
 say themselves which options they read and what each means: their fields and their
 docstring's ``Attributes:`` section, read from their source (``ltjax.config.declared``),
 since they import JAX and loading a config or printing its help never does. The rest, the
 run's skeleton and the components that are not such dataclasses, has its meaning in
 ``ltjax.config.docs``, and the tables below say which of those fields each stage,
-schedule, head and backbone reads. ``tests/test_config_help.py`` checks every
+schedule and backbone reads. ``tests/test_config_help.py`` checks every
 table and every declared option against the component it describes. A name missing from a
 table (a component added without an entry) shows all of its block's options, never hides
 one.
@@ -58,12 +58,6 @@ _SCHEDULE_FIELDS = ("optim.step_every_epochs", "optim.step_gamma", "optim.milest
 CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
 #: Options of the CLIP image towers only.
 CLIP_BACKBONE_OPTIONS = ("model.clip_projection",)
-#: ``model.head`` -> the ``model`` options it reads (``ltjax.models.HEAD_OPTIONS``).
-HEAD_OPTIONS: dict[str, tuple[str, ...]] = {
-  "cosine": ("head_scale",),
-  "lws_cosine": ("head_scale",),
-}
-_HEAD_FIELDS = ("model.head_scale",)
 
 #: The order blocks are listed in; "" is the run's own fields.
 BLOCKS = ("", "dataset", "data", "sampler", "loss", "model", "optim", "oltr", "eval")
@@ -125,8 +119,6 @@ def _is_read(field: str, c: Mapping) -> bool:
     return any(_chosen_reads(s, c.get(s), option) for s in registries)
   if field in _SCHEDULE_FIELDS:
     return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
-  if field in _HEAD_FIELDS:
-    return option in HEAD_OPTIONS.get(c.get("model.head"), ())
   if field in CLIP_BACKBONE_OPTIONS:
     return str(c.get("model.backbone", "")).startswith(("clip_", "openclip_"))
   if field in CIFAR_BACKBONE_OPTIONS:

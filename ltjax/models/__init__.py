@@ -1,7 +1,7 @@
 """Model zoo: backbone and head registries and the full ``Classifier``.
 
-Backbones are registered dataclasses whose fields are their options (``backbones``); heads
-are Flax modules constructed with the number of classes and the dtype.
+Backbones and heads are registered dataclasses whose fields are their options
+(``backbones``, ``head_registry``); each builds its Flax module.
 
 Typical use::
 
@@ -15,15 +15,15 @@ head's dense layer is ``params["head"]["fc"]``), so training stages can freeze b
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ltjax.models import backbones
+from ltjax.models import backbones, head_registry
 from ltjax.models.backbones import BACKBONES, Backbone
+from ltjax.models.head_registry import HEADS, Head
 from ltjax.models.heads import (
   CosineClassifier,
   CosineLWSClassifier,
@@ -45,6 +45,8 @@ __all__ = [
   "Classifier",
   "CosineClassifier",
   "CosineLWSClassifier",
+  "Head",
+  "LWSClassifier",
   "LinearClassifier",
   "MetaEmbeddingHead",
   "NormedLinearClassifier",
@@ -54,6 +56,7 @@ __all__ = [
   "build_model",
   "get_backbone",
   "get_head",
+  "head_registry",
   "resolve_dtype",
 ]
 
@@ -77,44 +80,6 @@ def resolve_dtype(dtype: Any) -> Any:
   return DTYPES[name]
 
 
-# name -> head class, constructed as cls(num_classes=..., dtype=..., **options).
-HEADS: dict[str, Callable[..., nn.Module]] = {
-  "linear": LinearClassifier,
-  "lws": LWSClassifier,
-  "normed_linear": NormedLinearClassifier,
-  "cosine": CosineClassifier,
-  "lws_cosine": CosineLWSClassifier,
-  "meta_embedding": MetaEmbeddingHead,
-}
-
-#: head -> {``config.model`` field: the head's attribute}: the options a head reads; a
-#: field of another head set away from its default is refused (``head_options``).
-HEAD_OPTIONS: dict[str, dict[str, str]] = {
-  "cosine": {"head_scale": "scale"},
-  "lws_cosine": {"head_scale": "scale"},
-}
-#: ``config.model`` defaults of the heads' options (``ltjax.config.schema`` sets the same).
-HEAD_OPTION_DEFAULTS: dict[str, Any] = {"head_scale": 25.0}
-
-
-def head_options(model: Any) -> dict[str, Any]:
-  """The options of ``model["head"]`` (a ``config.model`` block) as its attributes.
-
-  Raises:
-    ValueError: another head's option set away from its default, naming it and its head.
-  """
-  own = HEAD_OPTIONS.get(model["head"], {})
-  for field, default in HEAD_OPTION_DEFAULTS.items():
-    if field not in own and field in model and model[field] != default:
-      owners = sorted(h for h, opts in HEAD_OPTIONS.items() if field in opts)
-      heads = " / ".join(owners) + (" heads" if len(owners) > 1 else " head")
-      raise ValueError(
-        f"--config.model.{field}={model[field]!r} is an option of the {heads}, not of "
-        f"{model['head']!r}: leave it {default!r} (or set --config.model.head={owners[0]})."
-      )
-  return {attr: model[field] for field, attr in own.items() if field in model}
-
-
 def get_backbone(name: str, dtype: Any = jnp.float32, **options: Any) -> nn.Module:
   """Builds the backbone registered as ``name`` (``ltjax.models.backbones``).
 
@@ -130,21 +95,20 @@ def get_backbone(name: str, dtype: Any = jnp.float32, **options: Any) -> nn.Modu
   return backbones.get(name)(**options).module(resolve_dtype(dtype))
 
 
-def get_head(name: str, **kwargs: Any) -> nn.Module:
-  """Builds the head registered as ``name``.
+def get_head(name: str, num_classes: int, dtype: Any = jnp.float32, **options: Any) -> nn.Module:
+  """Builds the head registered as ``name`` (``ltjax.models.head_registry``).
 
   Args:
     name: a key of ``HEADS``, e.g. ``"linear"``.
-    **kwargs: head attributes, e.g. ``num_classes`` and ``dtype`` (string or jnp dtype).
+    num_classes: number of logits.
+    dtype: the computation dtype (string or jnp dtype).
+    **options: the head's options (its dataclass fields), e.g. ``head_scale`` for
+      ``cosine``.
 
   Raises:
     ValueError: if ``name`` is not registered (the message lists the valid names).
   """
-  if name not in HEADS:
-    raise ValueError(f"Unknown head {name!r}; valid heads: {sorted(HEADS)}.")
-  if "dtype" in kwargs:
-    kwargs["dtype"] = resolve_dtype(kwargs["dtype"])
-  return HEADS[name](**kwargs)
+  return head_registry.get(name)(**options).module(num_classes, resolve_dtype(dtype))
 
 
 class Classifier(nn.Module):
@@ -220,11 +184,10 @@ class Classifier(nn.Module):
 
 def build_model(
   backbone: str | Backbone,
-  head: str,
+  head: str | Head,
   num_classes: int,
   dtype: str = "float32",
   neck: dict | None = None,
-  head_options: dict | None = None,
   **backbone_options: Any,
 ) -> Classifier:
   """Builds ``Classifier(backbone, head, neck)`` from registry names.
@@ -232,13 +195,12 @@ def build_model(
   Args:
     backbone: a key of ``BACKBONES``, or a ``Backbone`` with its options
       (``backbones.from_config(config.model)``).
-    head: a key of ``HEADS``.
+    head: a key of ``HEADS`` (with its default options), or a ``Head`` with its options
+      (``head_registry.from_config(config.model)``).
     num_classes: number of logits.
     dtype: computation dtype, ``"float32"`` or ``"bfloat16"``; parameters stay float32.
     neck: keyword arguments of ``ltjax.models.oltr.OLTRNeck`` (``use_attention``,
       ``fc_add``), or None for the backbone's own pooling.
-    head_options: the head's attributes beyond the class count and dtype (``head_options``
-      of a config: the cosine head's ``scale``).
     **backbone_options: the options of a backbone given by name, e.g. ``width=0.25`` for
       ``cifar_*``.
 
@@ -248,12 +210,14 @@ def build_model(
   jdtype = resolve_dtype(dtype)
   if not isinstance(backbone, Backbone):
     backbone = backbones.get(backbone)(**backbone_options)
+  if not isinstance(head, Head):
+    head = head_registry.get(head)()
   neck_module = None
   if neck is not None:
     neck_module = OLTRNeck(dtype=jdtype, **neck)
   return Classifier(
     # Its options given the classes (LIFT's adapter width rule, ``model.adapter_dim=0``).
     backbone=backbone.for_classes(num_classes).module(jdtype),
-    head=get_head(head, num_classes=num_classes, dtype=jdtype, **(head_options or {})),
+    head=head.module(num_classes, jdtype),
     neck=neck_module,
   )

@@ -44,6 +44,7 @@ class Components:
 
   stage: Stage  # config.stage
   backbone: models.backbones.Backbone  # config.model (its backbone and fine-tuning options)
+  head: models.Head  # config.model (its head and the head's options)
   sampler: samplers.Sampler  # config.sampler
   loss: losses.ClassificationLoss  # config.loss (the stage's loss wraps it: make_loss)
   evaluation: evaluators.Evaluation  # config.eval (the post-hoc methods' choice too)
@@ -55,6 +56,7 @@ class Components:
     return cls(
       get_stage(config.stage),
       models.backbones.from_config(config.model),
+      models.head_registry.from_config(config.model),
       samplers.from_config(config),
       losses.from_config(config),
       evaluators.Evaluation.from_config(config.eval),
@@ -104,14 +106,12 @@ class Experiment:
 def model_of(config: ml_collections.ConfigDict, parts: Components, num_classes: int):
   """The ``ltjax.models.Classifier`` of ``config``: the run's backbone, the head of
   ``config.model``, the neck its stage asks for."""
-  stage = parts.stage
   return models.build_model(
     parts.backbone,
-    config.model.head,
+    parts.head,
     num_classes,
     dtype=config.model.dtype,
-    neck=stage.neck(config),
-    head_options=models.head_options(config.model),
+    neck=parts.stage.neck(config),
   )
 
 

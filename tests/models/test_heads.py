@@ -194,9 +194,9 @@ def test_lws_head_extends_linear_head():
 
 
 def test_lws_registered():
-  assert HEADS["lws"] is LWSClassifier
+  assert HEADS["lws"].name == "lws"
   head = get_head("lws", num_classes=3, dtype="bfloat16")
-  assert isinstance(head, nn.Module) and head.dtype == jnp.bfloat16
+  assert isinstance(head, LWSClassifier) and head.dtype == jnp.bfloat16
   out = head.apply(head.init(KEY, jnp.ones((2, 4))), jnp.ones((2, 4)))
   assert out.dtype == jnp.float32 and out.shape == (2, 3)
 
@@ -204,7 +204,7 @@ def test_lws_registered():
 def test_cosine_head_is_lifts_cosine_classifier():
   """LIFT's ``CosineClassifier`` restated in numpy: F.normalize(x) @ F.normalize(W).T *
   scale; the kernel where tau-norm and NCM read a head's."""
-  head = get_head("cosine", num_classes=5, scale=25.0)
+  head = get_head("cosine", num_classes=5, head_scale=25.0)
   x = jax.random.normal(jax.random.key(0), (4, 8)) * 3.0
   params = head.init(jax.random.key(1), x)
   kernel = np.asarray(params["params"]["fc"]["kernel"])
@@ -218,11 +218,55 @@ def test_cosine_head_is_lifts_cosine_classifier():
 
 
 def test_head_scale_is_the_cosine_heads_option():
-  from ltjax import models
+  """A head reads its own options from ``config.model`` and refuses another head's."""
+  from ltjax.models import head_registry
 
-  assert models.head_options({"head": "cosine", "head_scale": 30.0}) == {"scale": 30.0}
-  assert models.head_options({"head": "linear", "head_scale": 25.0}) == {}
+  cosine = head_registry.from_config({"head": "cosine", "head_scale": 30.0, "width": 2})
+  assert cosine.module(4, jnp.float32).scale == 30.0
+  assert head_registry.from_config({"head": "lws_cosine", "head_scale": 30.0}).head_scale == 30.0
+  assert head_registry.from_config({"head": "linear", "head_scale": 25.0}) == head_registry.Linear()
   with pytest.raises(
     ValueError, match=r"head_scale=16.0 is an option of the cosine / lws_cosine heads"
   ):
-    models.head_options({"head": "linear", "head_scale": 16.0})
+    head_registry.from_config({"head": "linear", "head_scale": 16.0})
+  with pytest.raises(ValueError, match="Unknown head 'arcface'; valid heads: .*'cosine'"):
+    head_registry.from_config({"head": "arcface"})
+
+
+def test_a_new_head_is_one_registered_class_and_its_option():
+  """A toy head with an option of its own: built from ``config.model`` by the registry,
+  refused on other heads, trained by ``Classifier`` (the extension path of the README)."""
+  import dataclasses
+
+  from ltjax import models
+  from ltjax.models import head_registry
+
+  class Toy(nn.Module):
+    num_classes: int
+    bias: float
+
+    @nn.compact
+    def __call__(self, x, train=False):
+      del train
+      return nn.Dense(self.num_classes, name="fc")(x) + self.bias
+
+  @head_registry.register
+  @dataclasses.dataclass(frozen=True)
+  class ToyHead(head_registry.Head):
+    name = "toy_bias"
+    toy_bias: float = 0.0
+
+    def module(self, num_classes, dtype):
+      return Toy(num_classes, self.toy_bias)
+
+  try:
+    head = head_registry.from_config({"head": "toy_bias", "toy_bias": 3.0})
+    model = models.build_model("cifar_resnet8", head, 3, width=0.25)
+    x = jnp.zeros((2, 8, 8, 3))
+    variables = model.init(KEY, x, train=False)
+    logits, _ = model.apply(variables, x, train=False)
+    assert logits.shape == (2, 3)
+    with pytest.raises(ValueError, match="toy_bias=3.0 is an option of the toy_bias head"):
+      head_registry.from_config({"head": "linear", "toy_bias": 3.0})
+  finally:
+    del head_registry.HEADS["toy_bias"]

@@ -65,7 +65,7 @@ def test_text_features_of_other_classes_or_heads_are_refused(tmp_path):
   exp, state = experiment.setup(clip_config(path), splits(("cat", "dog", "tench", "fire_truck")))
   with pytest.raises(ValueError, match=r"class 2: 'fire_truck' in the file, 'tench' in the"):
     exp.stage.start(exp, state)
-  with pytest.raises(ValueError, match=r"starts a linear/cosine/normed_linear head, not"):
+  with pytest.raises(ValueError, match=r"starts a linear/normed_linear/cosine head, not"):
     experiment.setup(clip_config(path, **{"model.head": "meta_embedding"}), splits())
   with pytest.raises(ValueError, match=r"needs --config.model.text_features=FILE"):
     experiment.setup(clip_config("", **{"model.text_features": ""}), splits())

@@ -65,7 +65,6 @@ class Stage:
         "are its class token, so OLTR would train on other features than the backbone "
         "gives: OLTR runs on the ResNets (set --config.oltr.fc_add=0 for joint training)."
       )
-    models.head_options(config.model)  # Refuses another head's options.
     if config.model.pretrained and not backbone.pretrained_file:
       raise ValueError(
         f"model.pretrained: backbone {config.model.backbone!r} reads no weight file (the "
@@ -198,9 +197,6 @@ class Stage:
       state = starts.init_head_from_class_means(exp, state)
     return state
 
-  #: Heads whose classifier is one (D, K) kernel ``head/fc/kernel`` (and a bias, zeroed)
-  #: that text features or class means can start.
-  TEXT_INIT_HEADS: ClassVar[tuple[str, ...]] = ("linear", "cosine", "normed_linear")
   #: ``model.head_init`` values: the head's own initialisation, CLIP's text features of the
   #: class names, the normalised class means of the training features.
   HEAD_INITS: ClassVar[tuple[str, ...]] = ("", "text_features", "class_mean")
@@ -217,9 +213,11 @@ class Stage:
         "model.head_init='text_features' needs --config.model.text_features=FILE "
         "('ltjax clip-text' writes it)."
       )
-    if config.model.head not in self.TEXT_INIT_HEADS:
+    head = models.HEADS.get(config.model.head)
+    if head is None or not head.starts_from_class_vectors:
+      startable = [n for n, h in models.HEADS.items() if h.starts_from_class_vectors]
       raise ValueError(
-        f"model.head_init={init!r} starts a {'/'.join(self.TEXT_INIT_HEADS)} head, "
+        f"model.head_init={init!r} starts a {'/'.join(startable)} head, "
         f"not model.head={config.model.head!r}."
       )
     if any(dst.startswith("head") for _, dst in self.copies_of(config)):

@@ -4,10 +4,9 @@ post-hoc methods (``ltjax.evaluate.posthoc_methods``)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import ml_collections
 
+from ltjax import models
 from ltjax.train.stages.base import Stage
 
 
@@ -62,13 +61,12 @@ class LearnableWeightScaling(ClassifierRetraining):
   freeze = ("^backbone/", "^head/fc/")
   copies = (("backbone", "backbone"), ("head/fc", "head/fc"))
   pretrained_replaces_init_from = False  # Its classifier comes from the stage-1 run.
-  #: The stage-1 head -> the LWS head that re-scales it.
-  LWS_HEADS: ClassVar[dict[str, str]] = {"linear": "lws", "cosine": "lws_cosine"}
 
   def check_loaded_head(self, config, meta):
     earlier = ((meta.get("config") or {}).get("model") or {}).get("head")
-    want = self.LWS_HEADS.get(earlier)
-    if want is not None and config.model.head != want:
+    # The stage-1 head's LWS twin (``Head.lws_twin``).
+    want = getattr(models.HEADS.get(earlier), "lws_twin", "")
+    if want and config.model.head != want:
       raise ValueError(
         f"init_from={config.init_from} has a {earlier} classifier: LWS re-scales it with "
         f"--config.model.head={want} (not {config.model.head!r})."
