@@ -157,6 +157,7 @@ REGISTRIES = {
   "eval.evaluators": "ltjax.evaluate.evaluators:EVALUATORS",
   "model.head": "ltjax.models.head_registry:HEADS",
   "model.peft": "ltjax.models.peft:PEFT_METHODS",
+  "model.backbone": "ltjax.models.backbones:BACKBONES",
   "data.augment": "ltjax.data.pp.augment:AUGMENTATIONS",
   "data.eval_transform": "ltjax.data.pp.augment:EVAL_TRANSFORMS",
 }
@@ -180,12 +181,16 @@ def test_declared_options_are_the_fields_of_each_registered_class(selector):
   the base config's default its dataclass default."""
   ours = _ours(_registry(selector))
   table = declared.declared(selector)
-  assert set(ours) == set(table)
+  # Each registered name is an entry, or matches its family's (a backbone's depth or size).
+  keys = {name: declared.resolve(selector, name) for name in ours}
+  assert set(keys.values()) == set(table)
+  for name, cls in ours.items():
+    assert keys[name] in (name, getattr(cls, "names", None)), name
   base = config_lib.base_config()[selector.partition(".")[0]]
   for name, cls in ours.items():
     fields = dataclasses.fields(cls)
-    assert table[name].fields == tuple(f.name for f in fields), name
-    options = declared.options(selector)[name]
+    assert table[keys[name]].fields == tuple(f.name for f in fields), name
+    options = declared.options(selector)[keys[name]]
     assert options == tuple(f.name for f in fields if f.name in base), name
     meanings = {}
     for klass in reversed(cls.__mro__):
@@ -193,7 +198,7 @@ def test_declared_options_are_the_fields_of_each_registered_class(selector):
     for f in fields:
       if f.name in options:
         assert meanings.get(f.name), f"{cls.__name__}'s docstring: no Attributes entry {f.name}"
-        assert table[name].meanings[f.name] == meanings[f.name], (name, f.name)
+        assert table[keys[name]].meanings[f.name] == meanings[f.name], (name, f.name)
         if f.default is not dataclasses.MISSING:
           assert base[f.name] == f.default, (name, f.name)
 

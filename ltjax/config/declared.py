@@ -10,6 +10,10 @@ name, its fields (its dataclass bases' first, in ``dataclasses.fields``' order) 
 meanings of its Attributes section (its bases' too). ``tests/test_config_help.py`` holds
 this reading against the imported registries, so the two cannot drift.
 
+A backbone family registered under many names (``cifar_resnet8`` ... ``56``) is one class
+with a ``names`` pattern: its entry is keyed by that regex, and ``resolve`` finds the entry
+of a name.
+
 A component registered at run time (an extension defined outside ``ltjax/``) is not in these
 tables: ``--help`` then lists every option of its block, as before it knew any.
 """
@@ -33,6 +37,8 @@ SOURCES: dict[str, tuple[str, str | None]] = {
   "eval.evaluators": ("evaluate/evaluators.py", None),
   "model.head": ("models/head_registry.py", None),
   "model.peft": ("models/peft.py", None),
+  # After model.peft: a fine-tuning option's meaning is its method's, not the ViTs'.
+  "model.backbone": ("models/backbones.py", "Backbone"),
   "data.augment": ("data/pp/augment.py", "Augmentation"),
   "data.eval_transform": ("data/pp/augment.py", "EvalTransform"),
 }
@@ -93,15 +99,16 @@ def _is_registered(node: ast.ClassDef) -> bool:
   return False
 
 
-def _own_name(node: ast.ClassDef) -> str | None:
-  """The class's ``name = "..."`` (or ``name: ClassVar[str] = "..."``), if it sets one."""
+def _own_name(node: ast.ClassDef, attr: str = "name") -> str | None:
+  """The class's ``name = "..."`` (or ``name: ClassVar[str] = "..."``; ``attr`` for
+  another attribute), if it sets one."""
   for stmt in node.body:
     target = value = None
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
       target, value = stmt.targets[0], stmt.value
     elif isinstance(stmt, ast.AnnAssign):
       target, value = stmt.target, stmt.value
-    if isinstance(target, ast.Name) and target.id == "name" and isinstance(value, ast.Constant):
+    if isinstance(target, ast.Name) and target.id == attr and isinstance(value, ast.Constant):
       return value.value
   return None
 
@@ -151,13 +158,18 @@ def _derives(node: ast.ClassDef, base: str | None, classes: dict) -> bool:
 
 def read_source(text: str, base: str | None = None) -> dict[str, Declared]:
   """``{registry name: Declared}`` of the ``@register``-ed classes in a module's source
-  (those deriving from the class named ``base``, where given)."""
+  (those deriving from the class named ``base``, where given), and of the family classes
+  that set a ``names`` pattern, keyed by it."""
   tree = ast.parse(text)
   classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
   out = {}
   for node in classes.values():
-    registered = _is_registered(node) and _derives(node, base, classes)
-    name = _name(node, classes) if registered else None
+    if not _derives(node, base, classes):
+      continue
+    if _is_registered(node):
+      name = _name(node, classes)
+    else:  # A family registered by a loop: its pattern ("" is the base's: none).
+      name = _own_name(node, "names") or None
     if name is not None:
       out[name] = Declared(name, tuple(_fields(node, classes)), _meanings(node, classes))
   return out
@@ -170,6 +182,16 @@ def declared(selector: str) -> dict[str, Declared]:
   module, base = SOURCES[selector]
   with open(os.path.join(_PACKAGE, module), encoding="utf-8") as f:
     return read_source(f.read(), base)
+
+
+def resolve(selector: str, name: str) -> str | None:
+  """The ``declared(selector)`` entry of the component registered as ``name``: its own, or
+  the family whose ``names`` pattern it fullmatches; None for a name ltjax's source does
+  not declare (an extension's)."""
+  table = declared(selector)
+  if name in table:
+    return name
+  return next((k for k in table if re.fullmatch(k, str(name))), None)
 
 
 @functools.cache
@@ -207,7 +229,8 @@ def meaning(field: str, chosen: dict) -> str | None:
     names = [value] if isinstance(value, str) else list(value or ())
     table = declared(selector)
     having = [n for n in table if option in options(selector)[n]]
-    picked += [(n, table[n]) for n in names if n in having]
+    # Named as the config names it (a backbone, not its family's pattern).
+    picked += [(n, table[key]) for n in names if (key := resolve(selector, n)) in having]
     others += [(n, table[n]) for n in having]
   for name, component in picked + others:
     text = component.meanings.get(option, "").replace("``", "")

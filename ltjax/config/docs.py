@@ -155,22 +155,6 @@ FIELD_DOCS: dict[str, str] = {
     "CLIP text features of the class names ('ltjax clip-text' writes them): what "
     "model.head_init='text_features' starts from and the zero-shot row scores with."
   ),
-  "model.width": "Channel multiplier of the cifar_resnet backbones.",
-  "model.clip_projection": (
-    "CLIP backbones: features = the class token projected into CLIP's image-text space "
-    "(True; zero-shot's) or before the projection (False; where LIFT's heads sit)."
-  ),
-  "model.peft": (
-    "ViT backbones: what of the backbone trains (ltjax.models.peft.PEFT_METHODS): '' = "
-    "everything; 'full' = the transformer blocks (LIFT's full_tuning); 'linear' = nothing "
-    "(the head alone); 'adaptformer' (LIFT's default), 'adapter', 'lora', 'bitfit', 'ln', "
-    "'ssf', 'vpt_shallow', 'vpt_deep' = that method's parameters, the rest frozen."
-  ),
-  "model.cifar_shortcut": (
-    "Shortcut of the cifar_resnet backbones where the shape changes: 'conv' (1x1 conv + BN, "
-    "He et al.'s option B) or 'pad' (strided identity, zero-padded channels: option A, the "
-    "network of the LDAM-DRW and most CIFAR-LT code)."
-  ),
   "model.dtype": "Computation dtype; parameters stay float32.",
   "model.pretrained": (
     "The weight file a fresh run's backbone starts from, as the backbone reads it: for a "

@@ -11,8 +11,8 @@ say themselves which options they read and what each means: their fields and the
 docstring's ``Attributes:`` section, read from their source (``ltjax.config.declared``),
 since they import JAX and loading a config or printing its help never does. The rest, the
 run's skeleton and the components that are not such dataclasses, has its meaning in
-``ltjax.config.docs``, and the tables below say which of those fields each stage,
-schedule and backbone reads. ``tests/test_config_help.py`` checks every
+``ltjax.config.docs``, and the tables below say which of those fields each stage and
+schedule reads. ``tests/test_config_help.py`` checks every
 table and every declared option against the component it describes. A name missing from a
 table (a component added without an entry) shows all of its block's options, never hides
 one.
@@ -54,10 +54,6 @@ SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 _SCHEDULE_FIELDS = ("optim.step_every_epochs", "optim.step_gamma", "optim.milestones")
 
-#: Options of the cifar_resnet backbones only (``validate`` refuses them elsewhere).
-CIFAR_BACKBONE_OPTIONS = ("model.width", "model.cifar_shortcut")
-#: Options of the CLIP image towers only.
-CLIP_BACKBONE_OPTIONS = ("model.clip_projection",)
 
 #: The order blocks are listed in; "" is the run's own fields.
 BLOCKS = ("", "dataset", "data", "sampler", "loss", "model", "optim", "oltr", "eval")
@@ -97,9 +93,10 @@ def _option_of(table: Mapping[str, tuple[str, ...]], name, option: str) -> bool:
 
 def _chosen_reads(selector: str, chosen, option: str) -> bool:
   """Whether a component ``selector`` chooses (a name, or ``eval.evaluators``' names) reads
-  ``option``."""
+  ``option``; every option is read by a name ltjax's source does not declare."""
   names = [chosen] if isinstance(chosen, str) else list(chosen or ())
-  return any(_option_of(declared.options(selector), n, option) for n in names)
+  table = declared.options(selector)
+  return any(_option_of(table, declared.resolve(selector, n) or n, option) for n in names)
 
 
 def _is_read(field: str, c: Mapping) -> bool:
@@ -110,24 +107,17 @@ def _is_read(field: str, c: Mapping) -> bool:
     return bool(c.get(field))
   if field in STAGE_SPECIFIC and stage in STAGE_FIELDS and field not in STAGE_FIELDS[stage]:
     return False
-  if field == "model.peft":
-    return _is_vit(c)
   registries = declared.owners(field)  # The registered components that declare it.
-  if "model.peft" in registries:  # The ViTs' fine-tuning options.
-    return _is_vit(c) and option in declared.options("model.peft").get(c.get("model.peft"), ())
+  if "model.peft" in registries:  # A fine-tuning option: the backbone's and its method's.
+    method = c.get("model.peft")
+    return _chosen_reads("model.backbone", c.get("model.backbone"), "peft") and _chosen_reads(
+      "model.peft", method, option
+    )
   if registries:
     return any(_chosen_reads(s, c.get(s), option) for s in registries)
   if field in _SCHEDULE_FIELDS:
     return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
-  if field in CLIP_BACKBONE_OPTIONS:
-    return str(c.get("model.backbone", "")).startswith(("clip_", "openclip_"))
-  if field in CIFAR_BACKBONE_OPTIONS:
-    return str(c.get("model.backbone", "")).startswith("cifar_")
   return True
-
-
-def _is_vit(c: Mapping) -> bool:
-  return "vit_" in str(c.get("model.backbone", ""))
 
 
 def read_fields(config, unread: Iterable[str] = ()) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 from flax import traverse_util
 
-from ltjax.config import components
+from ltjax.config import components, declared
 from ltjax.config.presets import IMAGENET_MEAN, IMAGENET_STD
 from ltjax.models import peft as peft_lib
 from ltjax.models import torch_weights, vit_weights
@@ -48,8 +48,11 @@ class Backbone:
   """A backbone and its options (the dataclass fields, defaults as in ``config.model``)."""
 
   name: ClassVar[str]
-  #: The option's meaning, for messages (``{field: "a channel multiplier"}``).
-  option_help: ClassVar[dict[str, str]] = {}
+  #: A family class registered under several names (a depth or size each): a regex the
+  #: names fullmatch, which ``ltjax.config.declared`` reads (the help runs without JAX, so
+  #: without the registry) to tell which family a ``config.model.backbone`` is
+  #: (``tests/test_config_help.py`` holds every registered name to its family's).
+  names: ClassVar[str] = ""
   #: The weight file ``model.pretrained`` gives it, for messages ("a PyTorch ResNet state
   #: dict"); "" = none: the option is refused before any work.
   pretrained_file: ClassVar[str] = ""
@@ -117,12 +120,20 @@ def _refuse_foreign_options(name: str, model: Mapping) -> None:
     return
   field, value, default, owners = found
   families = sorted({_family(cls.name) for cls in owners})
-  meaning = owners[0].option_help.get(field)
+  meaning = _meanings(owners[0]).get(field, "").split(":")[0]  # Its first words.
   what = f" ({meaning})" if meaning else ""
   raise ValueError(
     f"--config.model.{field}={value!r} is an option of the {', '.join(families)} "
     f"backbones{what}, not of {name}: leave it {default!r}."
   )
+
+
+def _meanings(cls: type) -> dict[str, str]:
+  """``{option: meaning}`` of the ``Attributes:`` sections of ``cls`` and its bases."""
+  out: dict[str, str] = {}
+  for klass in reversed(cls.__mro__):
+    out |= declared.attributes(vars(klass).get("__doc__"))
+  return {k: v.replace("``", "").rstrip(".") for k, v in out.items()}
 
 
 def _family(name: str) -> str:
@@ -161,6 +172,7 @@ class TorchvisionResNet(Backbone):
   """The ImageNet ResNets and ResNeXts (torchvision's layout and the references'); no
   options: the depth is the name."""
 
+  names = r"resne(t|xt)\d+(_\d+x\d+d)?"
   pretrained_file = RESNET_FILE
   pretrained_normalization = IMAGENET_NORMALIZATION
 
@@ -179,10 +191,16 @@ CIFAR_SHORTCUTS = ("conv", "pad")
 
 @dataclasses.dataclass(frozen=True)
 class CifarResNetBackbone(Backbone):
-  """He et al.'s CIFAR ResNets (6n+2 layers, 16/32/64 channels times ``width``); the
-  shortcut of a down-sampling block a 1x1 conv (``conv``) or LDAM-DRW's option A (``pad``)."""
+  """He et al.'s CIFAR ResNets (6n+2 layers, 16/32/64 channels times ``width``).
 
-  option_help = {"width": "a channel multiplier", "cifar_shortcut": "the down-sampling shortcut"}
+  Attributes:
+    width: a channel multiplier: the stages have 16, 32 and 64 channels times it.
+    cifar_shortcut: the down-sampling shortcut: where the shape changes, ``conv`` (1x1 conv
+      + BN, He et al.'s option B) or ``pad`` (strided identity, zero-padded channels,
+      option A: the network of the LDAM-DRW and most CIFAR-LT code).
+  """
+
+  names = r"cifar_resnet\d+"
   pretrained_file = RESNET_FILE
   width: float = 1
   cifar_shortcut: str = "conv"
@@ -225,13 +243,19 @@ class ViT(Backbone):
   ``openclip_*``) or an AugReg ImageNet-21k ViT; the size is the name, the input size sets
   the position embeddings (a file of another grid is resampled). Its options are the
   parameter-efficient fine-tuning method (``peft``, ``ltjax.models.peft``) and that
-  method's (``adapter_dim``, ``vpt_len``)."""
+  method's (``adapter_dim``, ``vpt_len``; their meanings are the methods').
 
-  option_help = {
-    "peft": "parameter-efficient fine-tuning",
-    "adapter_dim": "the PEFT bottleneck width",
-    "vpt_len": "the VPT prompt length",
-  }
+  Attributes:
+    peft: parameter-efficient fine-tuning: what of the backbone trains
+      (``ltjax.models.peft.PEFT_METHODS``): ``''`` = everything; ``full`` = the transformer
+      blocks (LIFT's full_tuning); ``linear`` = nothing (the head alone); ``adaptformer``
+      (LIFT's default), ``adapter``, ``lora``, ``bitfit``, ``ln``, ``ssf``, ``vpt_shallow``,
+      ``vpt_deep`` = that method's parameters, the rest frozen.
+    adapter_dim: the PEFT bottleneck width.
+    vpt_len: the VPT prompt length.
+  """
+
+  names = r"vit_\w+"
   pools_feature_map = False  # Its features are the class token's (ln_post, proj).
   peft: str = ""
   adapter_dim: int = 0
@@ -299,12 +323,15 @@ _VIT_FILES = {
 class ClipViT(ViT):
   """CLIP's image tower (``clip_*``, ``openclip_*``): its features are the class token
   projected into the joint image-text space (``clip_projection``, zero-shot CLIP's and the
-  text features' space) or the class token before the projection (LIFT's heads)."""
+  text features' space) or the class token before the projection (LIFT's heads).
 
-  option_help = {
-    **ViT.option_help,
-    "clip_projection": "the CLIP towers' features: projected or not",
-  }
+  Attributes:
+    clip_projection: the CLIP towers' features: the class token projected into CLIP's
+      image-text space (True; zero-shot's) or before the projection (False; where LIFT's
+      heads sit).
+  """
+
+  names = r"(open)?clip_vit_\w+"
   clip_projection: bool = True
 
   def module(self, dtype):
