@@ -154,6 +154,7 @@ REGISTRIES = {
   "loss.name": "ltjax.losses.classification:LOSSES",
   "sampler.name": "ltjax.data.samplers:SAMPLERS",
   "optim.name": "ltjax.train.optim:OPTIMIZERS",
+  "optim.schedule": "ltjax.train.optim:SCHEDULES",
   "eval.evaluators": "ltjax.evaluate.evaluators:EVALUATORS",
   "model.head": "ltjax.models.head_registry:HEADS",
   "model.peft": "ltjax.models.peft:PEFT_METHODS",
@@ -247,16 +248,3 @@ def test_stage_fields_follow_each_stage():
     assert ("update_frozen_bn" in reads) == bool(stage.frozen_backbone), name
     assert ("data.mixup_alpha" in reads) == bool(stage.mixes_batches), name
     assert ("oltr.centroids_lr" in reads) == (name == "oltr"), name
-
-
-@pytest.mark.parametrize(
-  "table, names",
-  [
-    ("SCHEDULE_OPTIONS", "ltjax.train.optim:SCHEDULES"),
-  ],
-)
-def test_option_tables_name_every_choice(table, names):
-  import importlib
-
-  module, attr = names.split(":")
-  assert set(getattr(config_help, table)) == set(getattr(importlib.import_module(module), attr))

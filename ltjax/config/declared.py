@@ -1,8 +1,8 @@
 """What the registered components declare, read from their source without importing them.
 
-A loss, sampler, optimizer, evaluator, augmentation, evaluation transform, classifier head
-or fine-tuning method is a ``@register``-ed dataclass:
-its fields are its options, and its docstring's ``Attributes:`` section says what each one
+A loss, sampler, optimizer, learning-rate schedule, evaluator, augmentation, evaluation
+transform, classifier head, backbone or fine-tuning method is a ``@register``-ed dataclass: its
+fields are its options, and its docstring's ``Attributes:`` section says what each one
 means, the one place that meaning is written. Those modules import JAX, and loading a config
 or printing its ``--help`` must not (``ltjax train --config=FILE --help`` answers without
 it), so the config layer reads the classes from their source text: each registered class's
@@ -33,7 +33,8 @@ import re
 SOURCES: dict[str, tuple[str, str | None]] = {
   "loss.name": ("losses/classification.py", None),
   "sampler.name": ("data/samplers.py", None),
-  "optim.name": ("train/optim.py", None),
+  "optim.name": ("train/optim.py", "Optimizer"),
+  "optim.schedule": ("train/optim.py", "Schedule"),
   "eval.evaluators": ("evaluate/evaluators.py", None),
   "model.head": ("models/head_registry.py", None),
   "model.peft": ("models/peft.py", None),

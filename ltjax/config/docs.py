@@ -178,18 +178,15 @@ FIELD_DOCS: dict[str, str] = {
   "optim.weight_decay": (
     "SGD weight decay of the backbone and head (PyTorch's: L2 added to the gradient)."
   ),
-  "optim.schedule": "Learning-rate schedule: cosine | step | multistep | constant.",
+  "optim.schedule": (
+    "Learning-rate schedule: cosine | step | multistep | constant; see ltjax.train.optim.SCHEDULES."
+  ),
   "optim.lr_update": (
     "When the rate changes: every 'step', or once per epoch as the references' "
     "scheduler.step() (before the epoch's batches: 'epoch_start', classifier-balancing; "
     "after: 'epoch_end', OLTR). See ltjax.train.optim.make_schedule."
   ),
-  "optim.step_every_epochs": "'step' schedule: lr *= step_gamma every this many epochs.",
-  "optim.step_gamma": "'step' and 'multistep' schedules: the factor of each decay.",
   "optim.warmup_epochs": "Epochs of linear warm-up of the learning rate; 0 = none.",
-  "optim.milestones": (
-    "'multistep' schedule: lr *= step_gamma at each of these epochs (e.g. (160, 180))."
-  ),
   "optim.freeze": (
     "Regexes over parameter paths like 'backbone/stage1_block0/conv1/kernel' that never update."
   ),

@@ -5,14 +5,14 @@ augmentation, schedule); a config uses a few of them. ``ltjax train --config=FIL
 shows, block by block, only the fields the config's chosen components read, each with its
 meaning and its default where the config changes it.
 
-The registered dataclasses (losses, samplers, optimizers, evaluators, augmentations,
+The registered dataclasses (losses, samplers, optimizers, schedules, evaluators, augmentations,
 evaluation transforms, heads, fine-tuning methods)
 say themselves which options they read and what each means: their fields and their
 docstring's ``Attributes:`` section, read from their source (``ltjax.config.declared``),
 since they import JAX and loading a config or printing its help never does. The rest, the
 run's skeleton and the components that are not such dataclasses, has its meaning in
-``ltjax.config.docs``, and the tables below say which of those fields each stage and
-schedule reads. ``tests/test_config_help.py`` checks every
+``ltjax.config.docs``, and the table below says which of those fields each stage
+reads. ``tests/test_config_help.py`` checks every
 table and every declared option against the component it describes. A name missing from a
 table (a component added without an entry) shows all of its block's options, never hides
 one.
@@ -44,15 +44,6 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 STAGE_FIELDS_WHEN_SET: dict[str, tuple[str, ...]] = {"joint": ("oltr.fc_add",)}
 #: The fields some stages read and others do not.
 STAGE_SPECIFIC = ("init_from", "update_frozen_bn", *_OLTR, *_MIXING)
-
-#: ``optim.schedule`` -> the ``optim`` options it reads (``ltjax.train.optim``).
-SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
-  "cosine": (),
-  "step": ("step_every_epochs", "step_gamma"),
-  "multistep": ("milestones", "step_gamma"),
-  "constant": (),
-}
-_SCHEDULE_FIELDS = ("optim.step_every_epochs", "optim.step_gamma", "optim.milestones")
 
 
 #: The order blocks are listed in; "" is the run's own fields.
@@ -115,8 +106,6 @@ def _is_read(field: str, c: Mapping) -> bool:
     )
   if registries:
     return any(_chosen_reads(s, c.get(s), option) for s in registries)
-  if field in _SCHEDULE_FIELDS:
-    return _option_of(SCHEDULE_OPTIONS, c.get("optim.schedule"), option)
   return True
 
 

@@ -1,10 +1,12 @@
-"""Learning-rate schedules, the optimizers (a registry: ``optim.name``) and the groups
-(backbone, head, the stage's own arrays, frozen) of every stage.
+"""Learning-rate schedules and optimizers (two registries: ``optim.schedule``,
+``optim.name``) and the groups (backbone, head, the stage's own arrays, frozen) of every
+stage.
 
 The references train with PyTorch's SGD (``sgd``, every recipe here); ``adamw`` is the
-optimizer vision transformers and CLIP are commonly fine-tuned with. Each is a registered
-dataclass whose fields are its options, read from ``config.optim`` by name; the groups'
-learning rate, momentum (AdamW: beta1) and weight decay come from the group.
+optimizer vision transformers and CLIP are commonly fine-tuned with. Each optimizer and
+schedule is a registered dataclass whose fields are its options, read from ``config.optim``
+by name, and an option of another member set away from its default is refused by name; the
+groups' learning rate, momentum (AdamW: beta1) and weight decay come from the group.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import optax
 
 from ltjax.config import components
 
-SCHEDULES = ("cosine", "step", "multistep", "constant")
 #: When the learning rate changes: "step" (every train step, ltjax's default), or once per
 #: epoch as the reference PyTorch code calls ``scheduler.step()``: "epoch_start" (before the
 #: epoch's batches: classifier-balancing's ``run_networks.py``) or "epoch_end" (after them:
@@ -41,13 +42,35 @@ class Optimizer:
     raise NotImplementedError
 
 
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """The shape of a learning-rate schedule from base rate ``lr``: per step (``per_step``) or
+  as a PyTorch scheduler stepped once per epoch (``at_epoch``; ``make_schedule`` picks)."""
+
+  name: ClassVar[str]
+  #: Its epochs count from the run's start (a decay at epoch 160 is at epoch 160 of the
+  #: run): a warm-up delays the per-step schedule instead of compressing it.
+  counts_from_start: ClassVar[bool] = False
+
+  def per_step(self, lr: float, total_steps: int, steps_per_epoch: float) -> optax.Schedule:
+    """The rate of every step of a run of ``total_steps``."""
+    raise NotImplementedError
+
+  def at_epoch(self, lr: float, x: jax.Array, num_epochs: int) -> jax.Array:
+    """The rate after ``x`` (float32) scheduler steps of a run of ``num_epochs``."""
+    raise NotImplementedError
+
+
 #: name -> the registered class (``optim.name``).
 OPTIMIZERS: dict[str, type[Optimizer]] = {}
+#: name -> the registered class (``optim.schedule``).
+SCHEDULES: dict[str, type[Schedule]] = {}
 
 
-def register(cls: type[Optimizer]) -> type[Optimizer]:
-  """Adds ``cls`` to ``OPTIMIZERS`` under ``cls.name`` (a decorator)."""
-  OPTIMIZERS[cls.name] = cls
+def register(cls):
+  """Adds an optimizer or a schedule to its registry under ``cls.name`` (a decorator)."""
+  registry = SCHEDULES if issubclass(cls, Schedule) else OPTIMIZERS
+  registry[cls.name] = cls
   return cls
 
 
@@ -89,41 +112,65 @@ class AdamW(Optimizer):
     return optax.adamw(schedule, b1=momentum, b2=self.b2, eps=self.eps, weight_decay=weight_decay)
 
 
-def optimizer_from_config(config: ml_collections.ConfigDict) -> Optimizer:
-  """The optimizer of ``config.optim`` with its options.
+@register
+@dataclasses.dataclass(frozen=True)
+class Cosine(Schedule):
+  """Cosine decay to 0 over the run (PyTorch's CosineAnnealingLR, eta_min 0)."""
 
-  Raises:
-    ValueError: an unknown ``optim.name`` (listing the valid ones), or another optimizer's
-      option set away from its default (naming it).
+  name = "cosine"
+
+  def per_step(self, lr, total_steps, steps_per_epoch):
+    return optax.cosine_decay_schedule(lr, max(total_steps, 1))
+
+  def at_epoch(self, lr, x, num_epochs):
+    x = jnp.minimum(x, num_epochs)
+    return lr * (1.0 + jnp.cos(jnp.pi * x / num_epochs)) / 2.0
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Step(Schedule):
+  """Step decay (PyTorch's StepLR): the rate times ``step_gamma`` every
+  ``step_every_epochs``.
+
+  Attributes:
+    step_every_epochs: the rate is multiplied by step_gamma every this many epochs.
+    step_gamma: the factor of each decay.
   """
-  cfg = config.optim
-  if cfg.name not in OPTIMIZERS:
-    raise ValueError(f"unknown --config.optim.name {cfg.name!r}; valid: {', '.join(OPTIMIZERS)}.")
-  found = components.foreign_option(OPTIMIZERS, cfg.name, cfg)
-  if found is not None:
-    field, value, default, owners = found
-    raise ValueError(
-      f"--config.optim.{field}={value!r} is an option of optim.name="
-      f"{owners[0].name!r}, not of {cfg.name!r}: leave it {default!r}."
-    )
-  return components.build(OPTIMIZERS[cfg.name], cfg)
+
+  name = "step"
+  counts_from_start = True
+  step_every_epochs: float = 10
+  step_gamma: float = 0.1
+
+  def per_step(self, lr, total_steps, steps_per_epoch):
+    every = max(int(round(self.step_every_epochs * steps_per_epoch)), 1)
+    bounds = {every * i: self.step_gamma for i in range(1, total_steps // every + 1)}
+    return optax.piecewise_constant_schedule(lr, bounds)
+
+  def at_epoch(self, lr, x, num_epochs):
+    return lr * self.step_gamma ** jnp.floor(x / self.step_every_epochs)
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for an unknown optimizer, schedule or lr_update, another optimizer's
-  option, or a warm-up they cannot have."""
-  optimizer_from_config(config)
-  cfg = config.optim
-  if cfg.schedule not in SCHEDULES:
-    raise ValueError(
-      f"unknown --config.optim.schedule {cfg.schedule!r}; valid: {', '.join(SCHEDULES)}."
-    )
-  if cfg.lr_update not in LR_UPDATES:
-    raise ValueError(
-      f"unknown --config.optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}."
-    )
-  milestones = tuple(cfg.milestones)
-  if cfg.schedule == "multistep":
+@register
+@dataclasses.dataclass(frozen=True)
+class MultiStep(Schedule):
+  """Decay at given epochs (PyTorch's MultiStepLR; the CIFAR-LT recipes').
+
+  Attributes:
+    milestones: the epochs at which the rate is multiplied by step_gamma, increasing (e.g.
+      (160, 180)).
+    step_gamma: the factor of each decay.
+  """
+
+  name = "multistep"
+  counts_from_start = True
+  milestones: tuple = ()
+  step_gamma: float = 0.1
+
+  def __post_init__(self):
+    milestones = tuple(self.milestones)
+    object.__setattr__(self, "milestones", milestones)
     if not milestones or any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
       raise ValueError(
         "optim.schedule='multistep' needs increasing --config.optim.milestones (epochs), "
@@ -131,10 +178,73 @@ def check(config: ml_collections.ConfigDict) -> None:
       )
     if any(m <= 0 for m in milestones):
       raise ValueError(f"--config.optim.milestones must be positive epochs, got {milestones!r}.")
-  elif milestones:
+
+  def per_step(self, lr, total_steps, steps_per_epoch):
+    bounds: dict[int, float] = {}
+    for m in self.milestones:  # Two milestones in one step: both factors.
+      at_step = max(int(round(m * steps_per_epoch)), 1)
+      bounds[at_step] = bounds.get(at_step, 1.0) * self.step_gamma
+    return optax.piecewise_constant_schedule(lr, bounds)
+
+  def at_epoch(self, lr, x, num_epochs):
+    milestones = jnp.asarray(self.milestones, jnp.float32)
+    return lr * self.step_gamma ** jnp.sum(x >= milestones).astype(jnp.float32)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Constant(Schedule):
+  """The base rate throughout (after any warm-up)."""
+
+  name = "constant"
+
+  def per_step(self, lr, total_steps, steps_per_epoch):
+    return optax.constant_schedule(lr)
+
+  def at_epoch(self, lr, x, num_epochs):
+    return jnp.asarray(lr, jnp.float32)
+
+
+def _from_block(registry: dict, selector: str, cfg: ml_collections.ConfigDict):
+  """The member of ``registry`` that ``cfg[selector]`` names, with its options from ``cfg``
+  (``config.optim``).
+
+  Raises:
+    ValueError: an unknown name (listing the valid ones), or another member's option set
+      away from its default (naming it and its owner).
+  """
+  name = cfg[selector]
+  if name not in registry:
+    raise ValueError(f"unknown --config.optim.{selector} {name!r}; valid: {', '.join(registry)}.")
+  found = components.foreign_option(registry, name, cfg)
+  if found is not None:
+    field, value, default, owners = found
     raise ValueError(
-      f"--config.optim.milestones={milestones!r} act only with optim.schedule='multistep' "
-      f"(got {cfg.schedule!r}): set one or clear the other."
+      f"--config.optim.{field}={value!r} is an option of optim.{selector}="
+      f"{owners[0].name!r}, not of {name!r}: leave it {default!r}."
+    )
+  return components.build(registry[name], cfg)
+
+
+def optimizer_from_config(config: ml_collections.ConfigDict) -> Optimizer:
+  """The optimizer of ``config.optim`` with its options (see ``_from_block``)."""
+  return _from_block(OPTIMIZERS, "name", config.optim)
+
+
+def schedule_from_config(config: ml_collections.ConfigDict) -> Schedule:
+  """The schedule of ``config.optim`` with its options (see ``_from_block``)."""
+  return _from_block(SCHEDULES, "schedule", config.optim)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError for an unknown optimizer, schedule or lr_update, another optimizer's
+  or schedule's option, or a warm-up they cannot have."""
+  optimizer_from_config(config)
+  schedule_from_config(config)
+  cfg = config.optim
+  if cfg.lr_update not in LR_UPDATES:
+    raise ValueError(
+      f"unknown --config.optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}."
     )
   if cfg.lr_update != "step" and cfg.warmup_epochs and cfg.warmup_epochs != int(cfg.warmup_epochs):
     raise ValueError(
@@ -152,29 +262,17 @@ def run_length(config: ml_collections.ConfigDict, num_train: int) -> tuple[float
   return steps_per_epoch, max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
 
 
-def _per_epoch(cfg: ml_collections.ConfigDict, lr: float, num_epochs: int, offset: int):
-  """lr(e) of a PyTorch scheduler (torch >= 1.1) stepped ``e + offset`` times by epoch e.
-
-  CosineAnnealingLR(T_max=num_epochs, eta_min=0): lr (1 + cos(pi x / T)) / 2;
-  StepLR(step_every_epochs, step_gamma): lr * gamma^floor(x / step); MultiStepLR
-  (milestones, step_gamma): lr * gamma^(number of milestones <= x); x = e + offset. A
-  warm-up of W epochs runs epoch e < W at lr (e + 1) / W (the per-epoch linear warm-up of
-  the CIFAR-LT code, e.g. LDAM-DRW's ``adjust_learning_rate``).
+def _per_epoch(schedule: Schedule, lr: float, num_epochs: int, offset: int, warmup_epochs: float):
+  """lr(e) of a PyTorch scheduler (torch >= 1.1) stepped ``e + offset`` times by epoch e
+  (``Schedule.at_epoch`` of x = e + offset). A warm-up of W epochs runs epoch e < W at
+  lr (e + 1) / W (the per-epoch linear warm-up of the CIFAR-LT code, e.g. LDAM-DRW's
+  ``adjust_learning_rate``).
   """
-  warmup = int(cfg.warmup_epochs)
-  milestones = jnp.asarray(tuple(cfg.milestones) or (0,), jnp.float32)
+  warmup = int(warmup_epochs)
 
   def at(epoch):
     x = jnp.asarray(epoch + offset, jnp.float32)
-    if cfg.schedule == "cosine":
-      x = jnp.minimum(x, num_epochs)
-      value = lr * (1.0 + jnp.cos(jnp.pi * x / num_epochs)) / 2.0
-    elif cfg.schedule == "step":
-      value = lr * cfg.step_gamma ** jnp.floor(x / cfg.step_every_epochs)
-    elif cfg.schedule == "multistep":
-      value = lr * cfg.step_gamma ** jnp.sum(x >= milestones).astype(jnp.float32)
-    else:
-      value = jnp.asarray(lr, jnp.float32)
+    value = schedule.at_epoch(lr, x, num_epochs)
     if warmup:
       e = jnp.asarray(epoch, jnp.float32)
       value = jnp.where(e < warmup, lr * (e + 1.0) / warmup, value)
@@ -204,29 +302,18 @@ def make_schedule(
   cfg = config.optim
   lr = cfg.lr if lr is None else lr
   check(config)
+  schedule = schedule_from_config(config)
   steps_per_epoch, total_steps = run_length(config, num_train)
   if cfg.lr_update != "step":
-    at = _per_epoch(cfg, lr, config.num_epochs, 1 if cfg.lr_update == "epoch_start" else 0)
+    offset = 1 if cfg.lr_update == "epoch_start" else 0
+    at = _per_epoch(schedule, lr, config.num_epochs, offset, cfg.warmup_epochs)
     batch, n = config.batch_size, int(num_train)
     return lambda step: at((jnp.asarray(step, jnp.int32) * batch) // n)
-  if cfg.schedule == "cosine":
-    main = optax.cosine_decay_schedule(lr, max(total_steps, 1))
-  elif cfg.schedule == "step":
-    every = max(int(round(cfg.step_every_epochs * steps_per_epoch)), 1)
-    bounds = {every * i: cfg.step_gamma for i in range(1, total_steps // every + 1)}
-    main = optax.piecewise_constant_schedule(lr, bounds)
-  elif cfg.schedule == "multistep":
-    bounds: dict[int, float] = {}
-    for m in cfg.milestones:  # Two milestones in one step: both factors.
-      at_step = max(int(round(m * steps_per_epoch)), 1)
-      bounds[at_step] = bounds.get(at_step, 1.0) * cfg.step_gamma
-    main = optax.piecewise_constant_schedule(lr, bounds)
-  else:
-    main = optax.constant_schedule(lr)
+  main = schedule.per_step(lr, total_steps, steps_per_epoch)
   warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
   if warmup <= 0:
     return main
-  if cfg.schedule in ("step", "multistep"):  # Its boundaries are epochs of the whole run.
+  if schedule.counts_from_start:  # Its boundaries are epochs of the whole run.
     absolute = main
     main = lambda count: absolute(count + warmup)  # noqa: E731
   ramp = optax.linear_schedule(0.0, lr, warmup)

@@ -85,7 +85,10 @@ def test_per_step_schedule_is_unchanged_and_bad_settings_are_refused():
     optim.make_schedule(schedule_config("cosine", "epoch", 2), 640)
   with pytest.raises(ValueError, match="needs increasing --config.optim.milestones"):
     optim.make_schedule(schedule_config("multistep", "step", 2, milestones=(5, 3)), 640)
-  with pytest.raises(ValueError, match="act only with optim.schedule='multistep'"):
+  with pytest.raises(
+    ValueError,
+    match=r"optim.milestones=\(1,\) is an option of optim.schedule='multistep', not of 'cosine'",
+  ):
     optim.make_schedule(schedule_config("cosine", "step", 2, milestones=(1,)), 640)
 
 
