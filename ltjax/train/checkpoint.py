@@ -43,7 +43,7 @@ from ltjax.train.integrity import (
   write_checksums,
 )
 from ltjax.train.optim import param_path
-from ltjax.train.storage_errors import storage_reason, write_error
+from ltjax.train.storage_errors import closing, storage_reason, write_error
 
 log = logging.getLogger(__name__)
 
@@ -263,10 +263,8 @@ class Checkpointer:
     if self._closed:
       return
     self._closed = True
-    try:
+    with closing(self._mngr):  # The failed save is the error raised, not the manager's.
       self._finish()
-    finally:
-      self._mngr.close()
 
 
 def abstract_like(state, shardings) -> Any:

@@ -26,7 +26,7 @@ from ltjax.evaluate import runner
 from ltjax.stop import STOP, Interrupted
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import init_from as init_lib
-from ltjax.train import optim
+from ltjax.train import optim, storage_errors
 from ltjax.train import workdir as workdir_lib
 from ltjax.train.experiment import Experiment, make_stream, run_metadata, setup
 from ltjax.train.metric_writer import MetricWriter, log_train, log_val
@@ -179,7 +179,8 @@ def _train_locked(
       prefetch=exp.config.data.prefetch,
     )
     best = _Best(exp, workdir) if exp.config.eval.select == "best_val" else None
-    try:
+    # A last save that fails on close is reported beside the error that stopped the run.
+    with storage_errors.closing(ckpt, best):
       state, start = _start_or_resume(exp, state, workdir, ckpt, it, allow_config_change)
       if start >= exp.total_steps and warn_if_finished:
         log.warning(
@@ -192,10 +193,6 @@ def _train_locked(
       if best is not None:
         best.resume(start)
       return _Loop(exp, workdir, ckpt, it, start, best).run(state)
-    finally:
-      ckpt.close()
-      if best is not None:
-        best.close()
 
 
 def _start_or_resume(exp, state, workdir: str, ckpt, it, allow_config_change: bool):

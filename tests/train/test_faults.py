@@ -515,3 +515,47 @@ def test_a_full_disk_under_the_metrics_is_one_line_naming_the_step(small_disk, c
   writer.close()  # Said, not raised.
   err = capfd.readouterr().err
   assert "Traceback" not in err and "Exception in thread" not in err, err
+
+
+def _fill(disk):
+  """Writes a file until the (real, small) file system ``disk`` is full."""
+  with open(disk / "filler", "wb", buffering=0) as f:
+    try:
+      while True:
+        f.write(b"\0" * 65536)
+    except OSError as e:
+      assert e.errno == errno.ENOSPC
+
+
+def test_a_last_save_that_fails_on_close_never_hides_the_error_that_stopped_the_run(
+  small_disk, caplog
+):
+  """The last, asynchronous save fails when the checkpoints are closed (the loop closes them
+  on its way out). Ending well, that failure is the error raised, in one line (orbax's
+  manager's own failing close used to replace it with a bare OSError); when another error
+  is on its way out (a divergence, a stop), that error stays the one raised and the failed
+  save is logged beside it (the close used to raise over it)."""
+  from ltjax.train import storage_errors
+
+  exp, state = experiment.setup(tiny_config(), SPLITS)
+  meta = {"train_loss": 1.0}
+  ckpt = ckpt_lib.Checkpointer(str(small_disk / "a"), judge_health=False)
+  ckpt.save(1, state, {}, meta)
+  ckpt._finish()  # Step 1 written; the disk then fills up.
+  _fill(small_disk)
+  ckpt.save(2, state, {}, meta)  # Asynchronous: it fails on close.
+  with pytest.raises(ValueError, match=r"could not save checkpoint step 2 in \S+: no space left"):
+    ckpt.close()
+  os.remove(small_disk / "filler")
+
+  ckpt = ckpt_lib.Checkpointer(str(small_disk / "b"), judge_health=False)
+  ckpt.save(1, state, {}, meta)
+  ckpt._finish()
+  _fill(small_disk)
+  with pytest.raises(ValueError, match="^the run's own error$"):
+    with storage_errors.closing(ckpt, None):
+      ckpt.save(2, state, {}, meta)
+      raise ValueError("the run's own error")
+  logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+  assert any("could not save checkpoint step 2" in m and "no space left" in m for m in logged)
+  os.remove(small_disk / "filler")
