@@ -46,6 +46,7 @@ def _listed(text):
 def test_every_base_config_field_has_one_meaning():
   fields = list(_flat_fields(config_lib.base_config().to_dict()))
   options = {f for selector in declared.SOURCES for f in declared.option_fields(selector)}
+  options |= {f"{b}.{o}" for b in declared.OWNED_BLOCKS for o in declared.owned(b).meanings}
   missing = sorted(set(fields) - set(config_lib.FIELD_DOCS) - options)
   assert not missing, f"add their meaning to ltjax/config/docs.py FIELD_DOCS: {missing}"
   twice = sorted(set(config_lib.FIELD_DOCS) & options)
@@ -248,3 +249,23 @@ def test_stage_fields_follow_each_stage():
     assert ("update_frozen_bn" in reads) == bool(stage.frozen_backbone), name
     assert ("data.mixup_alpha" in reads) == bool(stage.mixes_batches), name
     assert ("oltr.centroids_lr" in reads) == (name == "oltr"), name
+
+
+def test_a_block_one_class_owns_is_its_fields_with_their_meanings():
+  """OLTR's block is ``OLTROptions``: its fields are the block's, with the schema's defaults
+  and a meaning each in its docstring, which the help shows."""
+  import importlib
+
+  assert set(declared.OWNED_BLOCKS) == {"oltr"}
+  for block, (module, name) in declared.OWNED_BLOCKS.items():
+    path = "ltjax." + module.removesuffix(".py").replace("/", ".")
+    cls = getattr(importlib.import_module(path), name)
+    fields = dataclasses.fields(cls)
+    base = config_lib.base_config()[block]
+    assert declared.owned(block).fields == tuple(f.name for f in fields)
+    assert set(base) == {f.name for f in fields}
+    for f in fields:
+      assert base[f.name] == f.default, f.name
+      assert declared.owned(block).meanings[f.name], f.name
+  text = config_lib.help_text(_config("imagenet_lt/oltr_stage2.py"))
+  assert "  --config.oltr.margin=10.0  OLTR stage 2: repel margin of the centroids loss." in text

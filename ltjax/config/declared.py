@@ -45,6 +45,13 @@ SOURCES: dict[str, tuple[str, str | None]] = {
 }
 
 
+#: A config block one class owns whole (no field chooses among several) -> its module and
+#: the class, whose fields are the block's options.
+OWNED_BLOCKS: dict[str, tuple[str, str]] = {
+  "oltr": ("train/stages/oltr.py", "OLTROptions"),
+}
+
+
 def selectors(block: str) -> tuple[str, ...]:
   """The ``SOURCES`` fields of config block ``block``."""
   return tuple(s for s in SOURCES if s.partition(".")[0] == block)
@@ -185,6 +192,17 @@ def declared(selector: str) -> dict[str, Declared]:
     return read_source(f.read(), base)
 
 
+@functools.cache
+def owned(block: str) -> Declared:
+  """The class that owns config block ``block`` whole (``OWNED_BLOCKS``)."""
+  module, class_name = OWNED_BLOCKS[block]
+  with open(os.path.join(_PACKAGE, module), encoding="utf-8") as f:
+    tree = ast.parse(f.read())
+  classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+  node = classes[class_name]
+  return Declared(block, tuple(_fields(node, classes)), _meanings(node, classes))
+
+
 def resolve(selector: str, name: str) -> str | None:
   """The ``declared(selector)`` entry of the component registered as ``name``: its own, or
   the family whose ``names`` pattern it fullmatches; None for a name ltjax's source does
@@ -216,6 +234,14 @@ def owners(field: str) -> tuple[str, ...]:
   """The ``SOURCES`` fields whose components declare ``field`` (``"data.crop_size"``: the
   augmentations' and the evaluation transforms')."""
   return tuple(s for s in selectors(field.partition(".")[0]) if field in option_fields(s))
+
+
+def owned_meaning(field: str) -> str | None:
+  """What ``field`` (``"oltr.margin"``) means to the class that owns its block, or None."""
+  block, _, option = field.partition(".")
+  if block not in OWNED_BLOCKS:
+    return None
+  return owned(block).meanings.get(option, "").replace("``", "") or None
 
 
 def meaning(field: str, chosen: dict) -> str | None:

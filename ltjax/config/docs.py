@@ -190,18 +190,6 @@ FIELD_DOCS: dict[str, str] = {
   "optim.freeze": (
     "Regexes over parameter paths like 'backbone/stage1_block0/conv1/kernel' that never update."
   ),
-  # ------------------------------------------------------------------------------ oltr
-  "oltr.use_attention": "OLTR stage 2: modulated attention after the backbone's last stage.",
-  "oltr.fc_add": (
-    "OLTR: > 0 = dense to this width + ReLU after pooling (the reference's use_fc: 512); "
-    "stage 1 (stage joint) may have it, so that stage 2 loads it."
-  ),
-  "oltr.centroids_lr": "OLTR stage 2: learning rate of the centroids' own SGD group.",
-  "oltr.centroids_momentum": "OLTR stage 2: momentum of the centroids' SGD group.",
-  "oltr.centroids_weight_decay": "OLTR stage 2: weight decay of the centroids' SGD group.",
-  "oltr.loss_weight": "OLTR stage 2: weight of the discriminative centroids loss on top of CE.",
-  "oltr.margin": "OLTR stage 2: repel margin of the centroids loss.",
-  "oltr.repel_weight": "OLTR stage 2: weight of the repel term inside the centroids loss.",
   # ------------------------------------------------------------------------------ eval
   "eval.batch_size": "Global batch size of evaluation (validation, test, features).",
   "eval.many_threshold": "Many-shot classes: n_j > this many training images (papers: 100).",

@@ -142,6 +142,9 @@ def _meaning(field: str, c: Mapping) -> str:
     found = declared.meaning(field, {s: c.get(s) for s in registries})
     if found:
       return found
+  found = declared.owned_meaning(field)  # A block one class owns (OLTR's).
+  if found:
+    return found
   return FIELD_DOCS.get(field, "not a field of ltjax's base config: nothing reads it.")
 
 

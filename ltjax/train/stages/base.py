@@ -112,13 +112,8 @@ class Stage:
         raise ValueError(f"model.pretrained: {e}") from e
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
-    """``ltjax.models.oltr.OLTRNeck`` arguments, or None for the backbone's own pooling.
-
-    Joint training has the reference's ``use_fc`` layer (``oltr.fc_add``) when OLTR stage 1
-    asks for it: stage 2 can then load it.
-    """
-    if config.oltr.fc_add:
-      return {"use_attention": False, "fc_add": config.oltr.fc_add}
+    """``ltjax.models.oltr.OLTRNeck`` arguments, or None for the backbone's own pooling."""
+    del config
     return None
 
   def apply_kwargs(self, config: ml_collections.ConfigDict) -> dict[str, Any]:

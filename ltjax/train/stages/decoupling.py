@@ -8,6 +8,7 @@ import ml_collections
 
 from ltjax import models
 from ltjax.train.stages.base import Stage
+from ltjax.train.stages.oltr import OLTROptions
 
 
 class Joint(Stage):
@@ -16,6 +17,12 @@ class Joint(Stage):
   backbone from ImageNet weights)."""
 
   name = "joint"
+
+  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+    """The reference's ``use_fc`` layer (``oltr.fc_add``) when OLTR stage 1 asks for it:
+    stage 2 can then load it."""
+    fc_add = OLTROptions.of(config).fc_add
+    return {"use_attention": False, "fc_add": fc_add} if fc_add else None
 
 
 class ClassifierRetraining(Stage):
@@ -31,7 +38,7 @@ class ClassifierRetraining(Stage):
   pretrained_replaces_init_from = True
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
-    if config.oltr.fc_add:
+    if OLTROptions.of(config).fc_add:
       raise ValueError(
         f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
         f"stage 2 (stage oltr), not stage {self.name!r}; set --config.oltr.fc_add=0."

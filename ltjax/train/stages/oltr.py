@@ -4,6 +4,7 @@ ltjax names. OLTR stage 1 is joint training with ``oltr.fc_add`` (``decoupling.J
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import jax
@@ -12,11 +13,47 @@ import ml_collections
 import numpy as np
 
 from ltjax import losses, sharding
+from ltjax.config import components
+from ltjax.config.schema import OLTR_LOSS_WEIGHT, OLTR_MARGIN, OLTR_REPEL_WEIGHT
 from ltjax.evaluate import runner
 from ltjax.models import heads
 from ltjax.train.stages.base import Stage
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class OLTROptions:
+  """OLTR's options, the ``config.oltr`` block (defaults as ``ltjax.config.schema``'s, the
+  reference's): read by stage 2 (``OLTR``) whole, and by OLTR stage 1's joint run for its
+  ``use_fc`` layer (``fc_add``).
+
+  Attributes:
+    use_attention: OLTR stage 2: modulated attention after the backbone's last stage.
+    fc_add: OLTR: > 0 = dense to this width + ReLU after pooling (the reference's use_fc: 512);
+      stage 1 (stage joint) may have it, so that stage 2 loads it.
+    centroids_lr: OLTR stage 2: learning rate of the centroids' own SGD group.
+    centroids_momentum: OLTR stage 2: momentum of the centroids' SGD group.
+    centroids_weight_decay: OLTR stage 2: weight decay of the centroids' SGD group.
+    loss_weight: OLTR stage 2: weight of the discriminative centroids loss on top of the
+      classification loss.
+    margin: OLTR stage 2: repel margin of the centroids loss.
+    repel_weight: OLTR stage 2: weight of the repel term inside the centroids loss.
+  """
+
+  use_attention: bool = True
+  fc_add: int = 0
+  centroids_lr: float = 0.01
+  centroids_momentum: float = 0.9
+  centroids_weight_decay: float = 5e-4
+  loss_weight: float = OLTR_LOSS_WEIGHT
+  margin: float = OLTR_MARGIN
+  repel_weight: float = OLTR_REPEL_WEIGHT
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> OLTROptions:
+    """The options ``config.oltr`` sets (the defaults for a config without the block)."""
+    return components.build(cls, config.get("oltr") or {})
 
 
 class OLTR(Stage):
@@ -36,7 +73,8 @@ class OLTR(Stage):
     super().check(config, backbone)
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
-    return {"use_attention": config.oltr.use_attention, "fc_add": config.oltr.fc_add}
+    r = OLTROptions.of(config)
+    return {"use_attention": r.use_attention, "fc_add": r.fc_add}
 
   def init_extra(self, config, num_classes, feature_dim):
     """The class centroids (K, D), D the width of the features the head receives: zeros
@@ -46,7 +84,7 @@ class OLTR(Stage):
 
   def extra_groups(self, config):
     """The centroids' own SGD group (the reference's ``optim_params`` of its centroids)."""
-    r = config.oltr
+    r = OLTROptions.of(config)
     return {"centroids": (r.centroids_lr, r.centroids_momentum, r.centroids_weight_decay)}
 
   def model_inputs(self, extra):
@@ -59,7 +97,7 @@ class OLTR(Stage):
     centroids the reference centre-loss update (see ``ltjax.losses.disc_centroids_loss``),
     which ``loss_weight`` does not scale."""
     cross_entropy = super().make_loss(config, classify, class_counts, steps_per_epoch)
-    r = config.oltr
+    r = OLTROptions.of(config)
 
     def loss_fn(logits, aux, labels, extra, step):
       ce, _ = cross_entropy(logits, aux, labels, extra, step)
@@ -75,7 +113,8 @@ class OLTR(Stage):
     both stages have one. With ``oltr.fc_add`` but a stage 1 without the layer (the current
     reference's ImageNet-LT stage 1), it starts fresh, as the reference's stage 2 does."""
     earlier_fc = earlier.get("neck", {}).get("fc_add")
-    if not config.oltr.fc_add:
+    fc_add = OLTROptions.of(config).fc_add
+    if not fc_add:
       if earlier_fc is not None:
         width = np.shape(earlier_fc["kernel"])[-1]
         raise ValueError(
@@ -83,22 +122,22 @@ class OLTR(Stage):
           f"oltr.fc_add=0 would drop: set --config.oltr.fc_add={width}."
         )
       return self.copies
-    if earlier_fc is not None and np.shape(earlier_fc["kernel"])[-1] != config.oltr.fc_add:
+    if earlier_fc is not None and np.shape(earlier_fc["kernel"])[-1] != fc_add:
       width = np.shape(earlier_fc["kernel"])[-1]
       raise ValueError(
         f"init_from={config.init_from} has a use_fc layer (fc_add) of {width} units, this "
-        f"stage oltr.fc_add={config.oltr.fc_add}: set --config.oltr.fc_add={width} to load it."
+        f"stage oltr.fc_add={fc_add}: set --config.oltr.fc_add={width} to load it."
       )
     classifier = earlier.get("head", {}).get("fc", {}).get("kernel")
     if earlier_fc is None and classifier is not None:
       # The hallucinator starts as stage 1's classifier, so it takes features as wide as that
       # classifier did; a fresh use_fc layer must output that many.
       width = np.shape(classifier)[0]
-      if width != config.oltr.fc_add:
+      if width != fc_add:
         raise ValueError(
           f"init_from={config.init_from}'s classifier (head/fc, which the hallucinator starts "
           f"from) takes {width}-wide features (its backbone's, no use_fc layer), but this "
-          f"stage's neck outputs oltr.fc_add={config.oltr.fc_add} units: set "
+          f"stage's neck outputs oltr.fc_add={fc_add} units: set "
           f"--config.oltr.fc_add=0 (no use_fc layer, as in that run) or "
           f"--config.oltr.fc_add={width} (a fresh one of that width)."
         )
@@ -107,7 +146,7 @@ class OLTR(Stage):
         "init_from=%s has no fc_add layer: oltr.fc_add=%d starts fresh (as the reference "
         "stage 2 over a stage 1 without use_fc)",
         config.init_from,
-        config.oltr.fc_add,
+        fc_add,
       )
       return self.copies
     return (*self.copies, ("neck/fc_add", "neck/fc_add"))
