@@ -1,9 +1,11 @@
 """What each field of the base config means, but the registered components' own options:
 the one place its meaning is written.
 
-A loss's, sampler's, optimizer's, evaluator's or fine-tuning method's option means what that
-class's docstring says of it (its ``Attributes:`` section, read by
-``ltjax.config.declared``); every other field means what this table says.
+A registered component's option (a loss's, sampler's, optimizer's, schedule's, evaluator's,
+augmentation's, evaluation transform's, head's, backbone's or fine-tuning method's) and a
+field of a block one class owns (OLTR's) mean what that class's docstring says of them (its
+``Attributes:`` section, read by ``ltjax.config.declared``); every other field means what
+this table says: the run's skeleton, the dataset's fields and the fields that choose.
 ``ltjax train --config=FILE --help`` prints these beside the fields the config's components
 read (``ltjax.config.help``); ``tests/test_config_help.py`` fails when a field of
 :func:`ltjax.config.base_config` has no meaning in either place or in both, or an entry
