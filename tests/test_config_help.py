@@ -1,9 +1,9 @@
 """``--help`` of a config: the fields its components read, each with its meaning.
 
 The config layer cannot import the components (JAX): it reads the registered dataclasses'
-options and meanings from their source (``ltjax.config.declared``) and keeps tables of what
-each stage, augmentation, schedule and head reads (``ltjax.config.help``); these tests hold
-both to the imported components, and every base-config field to one meaning.
+options and meanings, OLTR's block and what each stage reads from their source
+(``ltjax.config.declared``); these tests hold that reading to the imported components, and
+every base-config field to one meaning.
 """
 
 import dataclasses
@@ -17,7 +17,6 @@ import pytest
 import ltjax
 from ltjax import config as config_lib
 from ltjax.config import declared
-from ltjax.config import help as config_help
 
 CONFIGS = os.path.join(os.path.dirname(ltjax.__file__), "configs")
 
@@ -239,16 +238,23 @@ def test_an_attributes_section_is_read_as_napoleon_reads_it():
 
 
 def test_stage_fields_follow_each_stage():
+  """What the help reads of the stages' source is what the imported stages are: the same
+  names, and each reads the fields its class attributes say (``declared.STAGE_FLAGS``, its
+  own block, its opt-ins)."""
   from ltjax.train import stages
 
   ours = _ours(stages.STAGES)
-  assert set(ours) == set(config_help.STAGE_FIELDS)
+  table = declared.stages()
+  assert set(ours) == set(table)
+  base = config_lib.base_config()
   for name, stage in ours.items():
-    reads = set(config_help.STAGE_FIELDS[name])
-    assert ("init_from" in reads) == bool(stage.copies), name
-    assert ("update_frozen_bn" in reads) == bool(stage.frozen_backbone), name
-    assert ("data.mixup_alpha" in reads) == bool(stage.mixes_batches), name
-    assert ("oltr.centroids_lr" in reads) == (name == "oltr"), name
+    reads = [f for flag, fs in declared.STAGE_FLAGS.items() if getattr(stage, flag) for f in fs]
+    reads += [f"{stage.block}.{k}" for k in base[stage.block]] if stage.block else []
+    assert table[name].reads == tuple(reads), name
+    assert table[name].when_set == tuple(stage.reads_when_set), name
+  assert table["oltr"].reads[0] == "init_from" and "oltr.centroids_lr" in table["oltr"].reads
+  assert table["joint"].when_set == ("oltr.fc_add",)
+  assert "oltr.fc_add" not in table["crt"].reads + table["crt"].when_set
 
 
 def test_a_block_one_class_owns_is_its_fields_with_their_meanings():

@@ -52,6 +52,17 @@ OWNED_BLOCKS: dict[str, tuple[str, str]] = {
 }
 
 
+#: The package of the stages (``ltjax.train.stages``), and the fields a stage reads by the
+#: class attribute of ``Stage`` that says it reads them: its earlier run (``copies``), its
+#: frozen backbone's BatchNorm (``frozen_backbone``), mixed batches (``mixes_batches``).
+STAGES_PACKAGE = "train/stages"
+STAGE_FLAGS: dict[str, tuple[str, ...]] = {
+  "copies": ("init_from",),
+  "frozen_backbone": ("update_frozen_bn",),
+  "mixes_batches": ("data.mixup_alpha", "data.cutmix_alpha"),
+}
+
+
 def selectors(block: str) -> tuple[str, ...]:
   """The ``SOURCES`` fields of config block ``block``."""
   return tuple(s for s in SOURCES if s.partition(".")[0] == block)
@@ -201,6 +212,71 @@ def owned(block: str) -> Declared:
   classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
   node = classes[class_name]
   return Declared(block, tuple(_fields(node, classes)), _meanings(node, classes))
+
+
+@dataclasses.dataclass(frozen=True)
+class StageReads:
+  """The fields a stage reads of those some stages read and others do not."""
+
+  reads: tuple[str, ...]  # Always.
+  when_set: tuple[str, ...]  # Only as an opt-in: listed when set.
+
+
+_MISSING = object()
+
+
+def _class_value(node: ast.ClassDef, attr: str, classes: dict):
+  """The literal a class (or the nearest base) assigns to ``attr``; ``_MISSING`` if none."""
+  for stmt in node.body:
+    target = value = None
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+      target, value = stmt.targets[0], stmt.value
+    elif isinstance(stmt, ast.AnnAssign):
+      target, value = stmt.target, stmt.value
+    if isinstance(target, ast.Name) and target.id == attr and value is not None:
+      return ast.literal_eval(value)
+  for base in _bases(node, classes):
+    found = _class_value(base, attr, classes)
+    if found is not _MISSING:
+      return found
+  return _MISSING
+
+
+@functools.cache
+def stages() -> dict[str, StageReads]:
+  """``{stage name: StageReads}`` of the stages in ``ltjax.train.stages``, from their class
+  attributes (``STAGE_FLAGS``, ``block``, ``reads_when_set``)."""
+  from ltjax.config.schema import base_config
+
+  folder = os.path.join(_PACKAGE, STAGES_PACKAGE)
+  classes: dict[str, ast.ClassDef] = {}
+  for module in sorted(os.listdir(folder)):
+    if module.endswith(".py"):
+      with open(os.path.join(folder, module), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+      classes |= {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+  out = {}
+  for node in classes.values():
+    name = _own_name(node)
+    if not isinstance(name, str):
+      continue
+    reads = [
+      f for flag, fields in STAGE_FLAGS.items() if _class_value(node, flag, classes) for f in fields
+    ]
+    block = _class_value(node, "block", classes)
+    if block and block is not _MISSING:
+      reads += [f"{block}.{k}" for k in base_config()[block]]
+    when_set = _class_value(node, "reads_when_set", classes)
+    out[name] = StageReads(tuple(reads), tuple(() if when_set is _MISSING else when_set))
+  return out
+
+
+def stage_specific() -> tuple[str, ...]:
+  """The fields some stage reads and another does not."""
+  seen = dict.fromkeys(f for fields in STAGE_FLAGS.values() for f in fields)
+  for stage in stages().values():
+    seen |= dict.fromkeys((*stage.reads, *stage.when_set))
+  return tuple(seen)
 
 
 def resolve(selector: str, name: str) -> str | None:

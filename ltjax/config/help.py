@@ -5,17 +5,16 @@ augmentation, schedule); a config uses a few of them. ``ltjax train --config=FIL
 shows, block by block, only the fields the config's chosen components read, each with its
 meaning and its default where the config changes it.
 
-The registered dataclasses (losses, samplers, optimizers, schedules, evaluators, augmentations,
-evaluation transforms, heads, fine-tuning methods)
-say themselves which options they read and what each means: their fields and their
-docstring's ``Attributes:`` section, read from their source (``ltjax.config.declared``),
-since they import JAX and loading a config or printing its help never does. The rest, the
-run's skeleton and the components that are not such dataclasses, has its meaning in
-``ltjax.config.docs``, and the table below says which of those fields each stage
-reads. ``tests/test_config_help.py`` checks every
-table and every declared option against the component it describes. A name missing from a
-table (a component added without an entry) shows all of its block's options, never hides
-one.
+The registered dataclasses (losses, samplers, optimizers, schedules, evaluators,
+augmentations, evaluation transforms, heads, backbones, fine-tuning methods) say themselves
+which options they read and what each means: their fields and their docstring's
+``Attributes:`` section, read from their source (``ltjax.config.declared``), since they
+import JAX and loading a config or printing its help never does. So do the block OLTR owns
+(``OLTROptions``) and the stages, whose class attributes say which of the fields some stages
+read and others do not they read (``declared.stages``). The rest, the run's skeleton, has
+its meaning in ``ltjax.config.docs``. ``tests/test_config_help.py`` checks every reading
+against the imported components. A component ltjax's source does not declare (an
+extension's) shows all of its block's options, never hides one.
 """
 
 from __future__ import annotations
@@ -26,25 +25,6 @@ from collections.abc import Iterable, Mapping
 from ltjax.config import declared
 from ltjax.config.docs import FIELD_DOCS
 from ltjax.config.schema import base_config
-
-_OLTR = tuple(f"oltr.{k}" for k in base_config().oltr)
-_MIXING = ("data.mixup_alpha", "data.cutmix_alpha")
-
-#: ``stage`` -> the fields of ``STAGE_SPECIFIC`` it reads (``ltjax.train.stages``): the
-#: earlier run it copies from (``copies``), its frozen backbone's BatchNorm
-#: (``frozen_backbone``), OLTR's neck and centroids, mixed batches (``mixes_batches``).
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-  "joint": _MIXING,
-  "crt": ("init_from", "update_frozen_bn", *_MIXING),
-  "lws": ("init_from", "update_frozen_bn", *_MIXING),
-  "oltr": ("init_from", *_OLTR),
-}
-#: Fields a stage reads only as an opt-in that belongs to another recipe, listed only when
-#: set: joint training's ``use_fc`` layer is OLTR stage 1's (``Stage.neck``).
-STAGE_FIELDS_WHEN_SET: dict[str, tuple[str, ...]] = {"joint": ("oltr.fc_add",)}
-#: The fields some stages read and others do not.
-STAGE_SPECIFIC = ("init_from", "update_frozen_bn", *_OLTR, *_MIXING)
-
 
 #: The order blocks are listed in; "" is the run's own fields.
 BLOCKS = ("", "dataset", "data", "sampler", "loss", "model", "optim", "oltr", "eval")
@@ -93,10 +73,10 @@ def _chosen_reads(selector: str, chosen, option: str) -> bool:
 def _is_read(field: str, c: Mapping) -> bool:
   """Whether the components that ``c`` (a flat config) chooses read ``field``."""
   block, _, option = field.rpartition(".")
-  stage = c.get("stage")
-  if field in STAGE_FIELDS_WHEN_SET.get(stage, ()):
+  stage = declared.stages().get(c.get("stage"))  # None: a stage ltjax does not declare.
+  if stage is not None and field in stage.when_set:
     return bool(c.get(field))
-  if field in STAGE_SPECIFIC and stage in STAGE_FIELDS and field not in STAGE_FIELDS[stage]:
+  if stage is not None and field in declared.stage_specific() and field not in stage.reads:
     return False
   registries = declared.owners(field)  # The registered components that declare it.
   if "model.peft" in registries:  # A fine-tuning option: the backbone's and its method's.

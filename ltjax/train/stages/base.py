@@ -40,6 +40,12 @@ class Stage:
   #: Without ``init_from``, ``model.pretrained`` may give the backbone ``copies`` would
   #: load (cRT on a foundation model's features: nothing else comes from a stage 1).
   pretrained_replaces_init_from: ClassVar[bool] = False
+  #: The config block of its own options, which it reads whole (OLTR stage 2: ``oltr``,
+  #: ``OLTROptions``); "" = none. ``--help`` lists that block for this stage only.
+  block: ClassVar[str] = ""
+  #: Fields of another recipe's block it reads only as an opt-in, which ``--help`` lists when
+  #: set (joint training: OLTR stage 1's ``use_fc`` layer, ``oltr.fc_add``).
+  reads_when_set: ClassVar[tuple[str, ...]] = ()
 
   def copies_of(self, config: ml_collections.ConfigDict) -> tuple[tuple[str, str], ...]:
     """The subtrees this run copies from ``init_from``: ``copies``, or none when

@@ -17,6 +17,7 @@ class Joint(Stage):
   backbone from ImageNet weights)."""
 
   name = "joint"
+  reads_when_set = ("oltr.fc_add",)  # OLTR stage 1's use_fc layer (``neck``).
 
   def neck(self, config: ml_collections.ConfigDict) -> dict | None:
     """The reference's ``use_fc`` layer (``oltr.fc_add``) when OLTR stage 1 asks for it:

@@ -63,6 +63,7 @@ class OLTR(Stage):
   and cosine classifier start fresh."""
 
   name = "oltr"
+  block = "oltr"  # OLTROptions.
   copies = (("backbone", "backbone"), ("head/fc", "head/hallucinator"))
   # The centroids loss pulls each feature to its label's centroid: a mixed image has two.
   mixes_batches = False
