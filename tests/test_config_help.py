@@ -214,6 +214,11 @@ def test_the_help_gives_the_chosen_components_meaning():
   balanced = config_lib.help_text(config)
   assert "--config.loss.beta=0.9999  class_balanced: of the effective-number weights" in balanced
   assert "``" not in balanced  # reST markup is dropped: the help is plain text.
+  # An option two chosen components read has both meanings, each named.
+  lift = config_lib.help_text(_config("imagenet_lt/lift.py"))
+  crop = next(x for x in lift.split("\n  --config.") if x.startswith("data.crop_size="))
+  assert "imagenet: the side of the random resized crops" in crop
+  assert "; five_crop: the side of the five crops" in " ".join(crop.split())
   config.eval.evaluators = ("closed_set", "calibration")
   line = next(x for x in config_lib.help_text(config).splitlines() if "eval.ece_bins" in x)
   assert line.startswith("  --config.eval.ece_bins=15  calibration: equal-width confidence bins")

@@ -321,10 +321,10 @@ def owned_meaning(field: str) -> str | None:
 
 
 def meaning(field: str, chosen: dict) -> str | None:
-  """What ``field`` (``"loss.gamma"``) means to the component the config chooses
+  """What ``field`` (``"loss.gamma"``) means to the components the config chooses
   (``chosen``: ``{selector: its value}``, a name or the names ``eval.evaluators`` lists),
-  ``"<name>: <meaning>"``; to the first component that declares it when no chosen one does;
-  None when no component declares it."""
+  ``"<name>: <meaning>"``, joined with "; " when several chosen ones read it; to the first
+  component that declares it when no chosen one does; None when no component declares it."""
   option = field.partition(".")[2]
   picked, others = [], []
   for selector in owners(field):
@@ -335,7 +335,17 @@ def meaning(field: str, chosen: dict) -> str | None:
     # Named as the config names it (a backbone, not its family's pattern).
     picked += [(n, table[key]) for n in names if (key := resolve(selector, n)) in having]
     others += [(n, table[n]) for n in having]
-  for name, component in picked + others:
+  said = [
+    f"{name or repr(name)}: {text}"
+    for name, component in picked
+    if (text := component.meanings.get(option, "").replace("``", ""))
+  ]
+  said = list(dict.fromkeys(said))
+  if len(said) > 1:  # Each chosen one that reads it (data.crop_size: the augmentation's and
+    return "; ".join(t.rstrip(".") for t in said) + "."  # the evaluation transform's).
+  if said:
+    return said[0]
+  for name, component in others:
     text = component.meanings.get(option, "").replace("``", "")
     if text:
       return f"{name or repr(name)}: {text}"
