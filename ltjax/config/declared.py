@@ -118,18 +118,24 @@ def _is_registered(node: ast.ClassDef) -> bool:
   return False
 
 
-def _own_name(node: ast.ClassDef, attr: str = "name") -> str | None:
-  """The class's ``name = "..."`` (or ``name: ClassVar[str] = "..."``; ``attr`` for
-  another attribute), if it sets one."""
+def _assigned(node: ast.ClassDef, attr: str) -> ast.expr | None:
+  """The expression the class's own body assigns to ``attr`` (``attr = ...`` or
+  ``attr: ClassVar[...] = ...``), if it does."""
   for stmt in node.body:
     target = value = None
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
       target, value = stmt.targets[0], stmt.value
     elif isinstance(stmt, ast.AnnAssign):
       target, value = stmt.target, stmt.value
-    if isinstance(target, ast.Name) and target.id == attr and isinstance(value, ast.Constant):
-      return value.value
+    if isinstance(target, ast.Name) and target.id == attr and value is not None:
+      return value
   return None
+
+
+def _own_name(node: ast.ClassDef, attr: str = "name") -> str | None:
+  """The class's ``name = "..."`` (``attr`` for another attribute), if it sets one."""
+  value = _assigned(node, attr)
+  return value.value if isinstance(value, ast.Constant) else None
 
 
 def _bases(node: ast.ClassDef, classes: dict) -> list[ast.ClassDef]:
@@ -227,14 +233,9 @@ _MISSING = object()
 
 def _class_value(node: ast.ClassDef, attr: str, classes: dict):
   """The literal a class (or the nearest base) assigns to ``attr``; ``_MISSING`` if none."""
-  for stmt in node.body:
-    target = value = None
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-      target, value = stmt.targets[0], stmt.value
-    elif isinstance(stmt, ast.AnnAssign):
-      target, value = stmt.target, stmt.value
-    if isinstance(target, ast.Name) and target.id == attr and value is not None:
-      return ast.literal_eval(value)
+  value = _assigned(node, attr)
+  if value is not None:
+    return ast.literal_eval(value)
   for base in _bases(node, classes):
     found = _class_value(base, attr, classes)
     if found is not _MISSING:
