@@ -43,3 +43,18 @@ def foreign_option(registry: Mapping[str, type], name: str, block: Mapping):
     if field in block and block[field] != default:
       return field, block[field], default, owners
   return None
+
+
+def refuse_foreign_option(registry: Mapping[str, type], name: str, block: Mapping, selector: str):
+  """ValueError for the first option of other members of ``registry`` that ``block`` sets
+  away from its default (``foreign_option``), naming the field, the members it belongs to
+  and the value to leave it at; ``selector`` is the field that chooses (``"optim.name"``)."""
+  found = foreign_option(registry, name, block)
+  if found is None:
+    return
+  field, value, default, owners = found
+  where = selector.partition(".")[0]
+  raise ValueError(
+    f"--config.{where}.{field}={value!r} is an option of {selector}="
+    f"{' / '.join(repr(o.name) for o in owners)}, not of {name!r}: leave it {default!r}."
+  )

@@ -72,7 +72,7 @@ def _chosen_reads(selector: str, chosen, option: str) -> bool:
 
 def _is_read(field: str, c: Mapping) -> bool:
   """Whether the components that ``c`` (a flat config) chooses read ``field``."""
-  block, _, option = field.rpartition(".")
+  option = field.rpartition(".")[2]
   stage = declared.stages().get(c.get("stage"))  # None: a stage ltjax does not declare.
   if stage is not None and field in stage.when_set:
     return bool(c.get(field))

@@ -243,13 +243,7 @@ def build(model: Mapping) -> Peft:
   if name not in PEFT_METHODS:
     valid = ", ".join(repr(n) for n in PEFT_METHODS)
     raise ValueError(f"unknown --config.model.peft {name!r}; valid: {valid}.")
-  found = components.foreign_option(PEFT_METHODS, name, model)
-  if found is not None:
-    field, value, default, owners = found
-    raise ValueError(
-      f"--config.model.{field}={value!r} is an option of model.peft="
-      f"{' / '.join(repr(o.name) for o in owners)}, not of {name!r}: leave it {default!r}."
-    )
+  components.refuse_foreign_option(PEFT_METHODS, name, model, "model.peft")
   return components.build(PEFT_METHODS[name], model)
 
 

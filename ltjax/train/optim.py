@@ -216,13 +216,7 @@ def _from_block(registry: dict, selector: str, cfg: ml_collections.ConfigDict):
   name = cfg[selector]
   if name not in registry:
     raise ValueError(f"unknown --config.optim.{selector} {name!r}; valid: {', '.join(registry)}.")
-  found = components.foreign_option(registry, name, cfg)
-  if found is not None:
-    field, value, default, owners = found
-    raise ValueError(
-      f"--config.optim.{field}={value!r} is an option of optim.{selector}="
-      f"{owners[0].name!r}, not of {name!r}: leave it {default!r}."
-    )
+  components.refuse_foreign_option(registry, name, cfg, f"optim.{selector}")
   return components.build(registry[name], cfg)
 
 
