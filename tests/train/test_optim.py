@@ -90,6 +90,9 @@ def test_per_step_schedule_is_unchanged_and_bad_settings_are_refused():
     match=r"optim.milestones=\(1,\) is an option of optim.schedule='multistep', not of 'cosine'",
   ):
     optim.make_schedule(schedule_config("cosine", "step", 2, milestones=(1,)), 640)
+  two = r"optim.step_gamma=0.5 is an option of optim.schedule='step' / 'multistep', not of 'cos"
+  with pytest.raises(ValueError, match=two):  # A recipe's leftover is refused, not ignored.
+    optim.make_schedule(schedule_config("cosine", "step", 2, step_gamma=0.5), 640)
 
 
 def ldam_drw_lrs(base, num_epochs):
