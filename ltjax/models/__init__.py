@@ -53,6 +53,7 @@ __all__ = [
   "OLTRNeck",
   "ResNet",
   "backbones",
+  "assemble",
   "build_model",
   "get_backbone",
   "get_head",
@@ -207,17 +208,22 @@ def build_model(
   Raises:
     ValueError: for an unknown backbone, head or dtype (listing the valid choices).
   """
-  jdtype = resolve_dtype(dtype)
   if not isinstance(backbone, Backbone):
     backbone = backbones.get(backbone)(**backbone_options)
   if not isinstance(head, Head):
     head = head_registry.get(head)()
-  neck_module = None
-  if neck is not None:
-    neck_module = OLTRNeck(dtype=jdtype, **neck)
+  return assemble(backbone, head, num_classes, dtype, neck)
+
+
+def assemble(
+  backbone: Backbone, head: Head, num_classes: int, dtype: str = "float32", neck=None
+) -> Classifier:
+  """``Classifier(backbone, head, neck)`` of a backbone and a head already built with their
+  options (a run's: ``experiment.Components``); ``build_model``'s arguments otherwise."""
+  jdtype = resolve_dtype(dtype)
   return Classifier(
     # Its options given the classes (LIFT's adapter width rule, ``model.adapter_dim=0``).
     backbone=backbone.for_classes(num_classes).module(jdtype),
     head=head.module(num_classes, jdtype),
-    neck=neck_module,
+    neck=None if neck is None else OLTRNeck(dtype=jdtype, **neck),
   )
