@@ -169,7 +169,7 @@ def expected_first_step(exp, state, batch):
       x,
       train=True,
       mutable=["batch_stats"],
-      **stage.apply_kwargs(config),
+      **stage.apply_kwargs(),
       **stage.model_inputs(extra),
     )
     labels = np.asarray(batch["label"])
@@ -184,13 +184,13 @@ def expected_first_step(exp, state, batch):
     + backbones.from_config(config.model).frozen_patterns()
   )
   labels = optim.group_labels(tree, frozen)
-  hyper = optim.group_hyperparameters(config, stage.extra_groups(config))
+  hyper = optim.from_config(config).group_hyperparameters(stage.extra_groups())
 
   def update(label, p, g):
     if label == "frozen":
       return p
     lr, _, wd = hyper[label]
-    lr0 = optim.make_schedule(config, len(exp.splits.train), lr)(0)
+    lr0 = optim.from_config(config).lr_schedule(len(exp.splits.train), lr)(0)
     return p - lr0 * (g + wd * p)
 
   return float(loss), jax.tree.map(update, labels, tree, grads)

@@ -46,6 +46,7 @@ def test_every_base_config_field_has_one_meaning():
   fields = list(_flat_fields(config_lib.base_config().to_dict()))
   options = {f for selector in declared.SOURCES for f in declared.option_fields(selector)}
   options |= {f"{b}.{o}" for b in declared.OWNED_BLOCKS for o in declared.owned(b).meanings}
+  options |= {f for f in declared.OWNED_FIELDS if declared.owned_meaning(f)}
   missing = sorted(set(fields) - set(config_lib.FIELD_DOCS) - options)
   assert not missing, f"add their meaning to ltjax/config/docs.py FIELD_DOCS: {missing}"
   twice = sorted(set(config_lib.FIELD_DOCS) & options)
@@ -280,3 +281,22 @@ def test_a_block_one_class_owns_is_its_fields_with_their_meanings():
       assert declared.owned(block).meanings[f.name], f.name
   text = config_lib.help_text(_config("imagenet_lt/oltr_stage2.py"))
   assert "  --config.oltr.margin=10.0  OLTR stage 2: repel margin of the centroids loss." in text
+
+
+def test_a_field_one_class_owns_is_its_field_with_its_meaning():
+  """``update_frozen_bn`` is a field of ``Stage`` (what a frozen backbone's stage builds its
+  forward with), ``optim.lr`` one of ``Optimization``: same default as the schema's, its
+  meaning in the class's docstring, which the help shows."""
+  import importlib
+
+  for field, (module, name) in declared.OWNED_FIELDS.items():
+    path = "ltjax." + module.removesuffix(".py").replace("/", ".")
+    cls = getattr(importlib.import_module(path), name)
+    option = field.rpartition(".")[2]
+    default = {f.name: f.default for f in dataclasses.fields(cls)}[option]
+    assert config_lib.base_config()[field] == default, field
+    assert declared.owned(field).meanings[option], field
+  text = config_lib.help_text(_config("cifar10_lt/crt.py"))
+  flat = " ".join(text.split())
+  assert "--config.update_frozen_bn=True cRT/LWS (a stage with a frozen backbone): update" in flat
+  assert "--config.optim.lr=0.2 Learning rate of the backbone (and neck" in flat

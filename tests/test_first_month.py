@@ -207,7 +207,7 @@ def test_custom_crt_and_lws_train_no_epoch_at_lr_0(name, select):
   config = load_config(os.path.join(REPO, "ltjax", "configs", "custom", f"{name}.py"))
   assert config.optim.lr_update == "step"
   for num_train in (184, 1_000, 50_000):  # The example dataset's training split, and more.
-    assert optim.zero_lr_epochs(config, num_train)[0] == []
+    assert optim.from_config(config).zero_lr_epochs(num_train)[0] == []
   assert config.eval.select == select
 
 
@@ -223,9 +223,9 @@ def test_logit_adjusted_configs_state_their_step_count_against_the_official_code
   path = os.path.join(REPO, "ltjax", "configs", f"{name}_lt", "logit_adjusted.py")
   config = load_config(path)
   epochs, warmup, milestones = config_lib.LOGIT_ADJUSTMENT_SCHEDULES[name]
-  _, total = optim.run_length(config, num_train)
+  _, total = optim.from_config(config).run_length(num_train)
   official = int(num_train / 128)
-  lrs = np.asarray(jax.vmap(optim.make_schedule(config, num_train))(jnp.arange(total)))
+  lrs = np.asarray(jax.vmap(optim.from_config(config).lr_schedule(num_train))(jnp.arange(total)))
   after_warmup = int(round(warmup * num_train / 128)) + 1
   decays = [
     after_warmup + int(np.argmax(lrs[after_warmup:] < config.optim.lr * 0.1**k * 1.001))

@@ -51,6 +51,17 @@ OWNED_BLOCKS: dict[str, tuple[str, str]] = {
   "oltr": ("train/stages/oltr.py", "OLTROptions"),
 }
 
+#: A field that is an option of one class (a field of it, of the same name as the field's
+#: last part, meant in its docstring), in a block where no field chooses that class -> its
+#: module and the class.
+OWNED_FIELDS: dict[str, tuple[str, str]] = {
+  "update_frozen_bn": ("train/stages/base.py", "Stage"),
+  **{
+    f"optim.{f}": ("train/optim.py", "Optimization")
+    for f in ("lr", "head_lr", "momentum", "weight_decay", "lr_update", "warmup_epochs", "freeze")
+  },
+}
+
 
 #: The package of the stages (``ltjax.train.stages``), and the fields a stage reads by the
 #: class attribute of ``Stage`` that says it reads them: its earlier run (``copies``), its
@@ -211,8 +222,9 @@ def declared(selector: str) -> dict[str, Declared]:
 
 @functools.cache
 def owned(block: str) -> Declared:
-  """The class that owns config block ``block`` whole (``OWNED_BLOCKS``)."""
-  module, class_name = OWNED_BLOCKS[block]
+  """The class that owns config block ``block`` whole (``OWNED_BLOCKS``), or run-level field
+  ``block`` (``OWNED_FIELDS``)."""
+  module, class_name = OWNED_BLOCKS.get(block) or OWNED_FIELDS[block]
   with open(os.path.join(_PACKAGE, module), encoding="utf-8") as f:
     tree = ast.parse(f.read())
   classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
@@ -314,7 +326,11 @@ def owners(field: str) -> tuple[str, ...]:
 
 
 def owned_meaning(field: str) -> str | None:
-  """What ``field`` (``"oltr.margin"``) means to the class that owns its block, or None."""
+  """What ``field`` (``"oltr.margin"``, ``"update_frozen_bn"``) means to the class that owns
+  its block or it, or None."""
+  if field in OWNED_FIELDS:
+    option = field.rpartition(".")[2]
+    return owned(field).meanings.get(option, "").replace("``", "") or None
   block, _, option = field.partition(".")
   if block not in OWNED_BLOCKS:
     return None

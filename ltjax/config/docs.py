@@ -26,11 +26,6 @@ FIELD_DOCS: dict[str, str] = {
   "seed": "Seed of everything random: the data's cut and order, augmentation, initialisation.",
   "num_devices": "Devices to train on; 0 = every device of every process.",
   "init_from": "Work (or checkpoints) directory of the stage-1 run (cRT, LWS, OLTR stage 2).",
-  "update_frozen_bn": (
-    "cRT/LWS: update the frozen backbone's BatchNorm statistics under the stage's sampler, "
-    "as the reference code does (it leaves BatchNorm in train mode). False: inference mode, "
-    "so the backbone is exactly the stage-1 one."
-  ),
   "batch_size": "Global batch size, over all devices and processes.",
   "num_epochs": "Training epochs (passes of the sampler over the training set).",
   "log_every_steps": "Steps between training-metric log lines (metrics.jsonl, TensorBoard).",
@@ -174,23 +169,8 @@ FIELD_DOCS: dict[str, str] = {
   # ----------------------------------------------------------------------------- optim
   "optim.name": "The optimizer: sgd (PyTorch's SGD, every reference recipe) | adamw; see "
   "ltjax.train.optim.OPTIMIZERS.",
-  "optim.lr": "Learning rate of the backbone (and neck: the references' feat_model).",
-  "optim.head_lr": "Learning rate of the classifier head; unset (None) = optim.lr.",
-  "optim.momentum": "SGD momentum of the backbone and head ('adamw': its beta1).",
-  "optim.weight_decay": (
-    "SGD weight decay of the backbone and head (PyTorch's: L2 added to the gradient)."
-  ),
   "optim.schedule": (
     "Learning-rate schedule: cosine | step | multistep | constant; see ltjax.train.optim.SCHEDULES."
-  ),
-  "optim.lr_update": (
-    "When the rate changes: every 'step', or once per epoch as the references' "
-    "scheduler.step() (before the epoch's batches: 'epoch_start', classifier-balancing; "
-    "after: 'epoch_end', OLTR). See ltjax.train.optim.make_schedule."
-  ),
-  "optim.warmup_epochs": "Epochs of linear warm-up of the learning rate; 0 = none.",
-  "optim.freeze": (
-    "Regexes over parameter paths like 'backbone/stage1_block0/conv1/kernel' that never update."
   ),
   # ------------------------------------------------------------------------------ eval
   "eval.batch_size": "Global batch size of evaluation (validation, test, features).",

@@ -30,7 +30,8 @@ from ltjax.stop import STOP
 from ltjax.train import compile_options, optim, steps
 from ltjax.train import frozen as frozen_lib
 from ltjax.train import init_from as init_lib
-from ltjax.train.stages import Stage, get_stage
+from ltjax.train import stages as stages_lib
+from ltjax.train.stages import Stage
 from ltjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class Components:
   registry, which refuses an option of another member by name (``checked``): what the rest
   of the run asks, instead of reading those blocks again."""
 
-  stage: Stage  # config.stage
+  stage: Stage  # config.stage, with the options it reads (``Stage.of``)
+  optimization: optim.Optimization  # config.optim, num_epochs, batch_size
   backbone: models.backbones.Backbone  # config.model (its backbone and fine-tuning options)
   head: models.Head  # config.model (its head and the head's options)
   sampler: samplers.Sampler  # config.sampler
@@ -50,11 +52,13 @@ class Components:
   evaluation: evaluators.Evaluation  # config.eval (the post-hoc methods' choice too)
   augmentation: augment.Augmentation  # config.data.augment and its options
   eval_transform: augment.EvalTransform  # config.data.eval_transform and its options
+  mixing: mixing.Mixing | None  # config.data.mixup_alpha / cutmix_alpha (None: no mixing)
 
   @classmethod
   def of(cls, config: ml_collections.ConfigDict) -> Components:
     return cls(
-      get_stage(config.stage),
+      stages_lib.from_config(config),
+      optim.from_config(config),
       models.backbones.from_config(config.model),
       models.head_registry.from_config(config.model),
       samplers.from_config(config),
@@ -62,6 +66,7 @@ class Components:
       evaluators.Evaluation.from_config(config.eval),
       augment.from_config(config.data),
       augment.eval_from_config(config.data),
+      mixing.from_config(config.data),
     )
 
 
@@ -71,6 +76,7 @@ class Experiment:
 
   config: ml_collections.ConfigDict
   stage: Stage
+  optimization: optim.Optimization
   mesh: jax.sharding.Mesh
   splits: DataSplits | None  # None from abstract_setup.
   model: object
@@ -88,6 +94,7 @@ class Experiment:
   evaluation: evaluators.Evaluation
   augmentation: augment.Augmentation
   eval_transform: augment.EvalTransform
+  mixing: mixing.Mixing | None
   spec: DataSpec | None = None
   #: The seed the splits were drawn with: ``config.seed``, or that of the run a later stage
   #: starts from (``init_from.split_seed``), so that it reuses that run's carve.
@@ -106,12 +113,8 @@ class Experiment:
 def model_of(config: ml_collections.ConfigDict, parts: Components, num_classes: int):
   """The ``ltjax.models.Classifier`` of ``config``: the run's backbone, the head of
   ``config.model``, the neck its stage asks for."""
-  return models.build_model(
-    parts.backbone,
-    parts.head,
-    num_classes,
-    dtype=config.model.dtype,
-    neck=parts.stage.neck(config),
+  return models.assemble(
+    parts.backbone, parts.head, num_classes, dtype=config.model.dtype, neck=parts.stage.neck()
   )
 
 
@@ -127,7 +130,7 @@ def frozen_reference(exp: Experiment) -> dict | None:
   return frozen_lib.reference(exp.backbone.frozen_patterns(), config.model.pretrained)
 
 
-def _init_fn(model, tx_fn, image_shape, num_classes: int, stage: Stage, config):
+def _init_fn(model, tx_fn, image_shape, num_classes: int, stage: Stage):
   def init(seed):
     # Parameters are drawn with the "rbg" generator: its initialisers compile several
     # times faster on CPU than threefry's, and the state is replicated, so the draw
@@ -141,7 +144,7 @@ def _init_fn(model, tx_fn, image_shape, num_classes: int, stage: Stage, config):
       (features, _), _ = model.init_with_output(rngs, x, train=False, method=model.features)
       return features.shape[-1]
 
-    extra = stage.init_extra(config, num_classes, feature_dim)
+    extra = stage.init_extra(num_classes, feature_dim)
     variables = model.init(rngs, x, train=False, **stage.model_inputs(extra))
     state = TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -189,7 +192,6 @@ def checked(config: ml_collections.ConfigDict, check_start: bool = True):
   """
   config_lib.resolve_paths(config)  # As config.json records them: see PATH_FIELDS.
   config_lib.validate(config)
-  optim.check(config)
   parts = Components.of(config)
   stage = parts.stage
   datasets.warn_unread(config.dataset)
@@ -299,7 +301,7 @@ def abstract_eval_batch(exp: Experiment) -> dict:
   }
 
 
-def _train_step_fn(config, stage: Stage, model, tx, loss_fn, frozen) -> Callable:
+def _train_step_fn(stage: Stage, model, tx, loss_fn, mean, std, mix, frozen) -> Callable:
   """The train step (``steps.make_train_step``) given what the run's components make of
   their config blocks: the normalisation, the stage's forward arguments and head inputs,
   mixup / CutMix."""
@@ -307,11 +309,11 @@ def _train_step_fn(config, stage: Stage, model, tx, loss_fn, frozen) -> Callable
     model,
     tx,
     loss_fn,
-    config.dataset.mean,
-    config.dataset.std,
-    forward_kwargs=stage.apply_kwargs(config),
+    mean,
+    std,
+    forward_kwargs=stage.apply_kwargs(),
     model_inputs=stage.model_inputs,
-    mix=mixing.from_config(config.data),
+    mix=mix,
     frozen=frozen,
   )
 
@@ -320,7 +322,8 @@ def train_step_fn(exp: Experiment, frozen: Callable | None = None) -> Callable:
   """``exp``'s train step, not jitted (``exp.train_step`` is it, jitted with its shardings
   and donation), with ``frozen`` (``optim.frozen_mask``) for the leaves it never updates:
   None differentiates every leaf."""
-  return _train_step_fn(exp.config, exp.stage, exp.model, exp.tx, exp.loss_fn, frozen)
+  mean, std = exp.config.dataset.mean, exp.config.dataset.std
+  return _train_step_fn(exp.stage, exp.model, exp.tx, exp.loss_fn, mean, std, exp.mixing, frozen)
 
 
 def _build(
@@ -330,12 +333,13 @@ def _build(
   function and the state's shapes (``jax.ShapeDtypeStruct`` s)."""
   stage = parts.stage
   model = model_of(config, parts, spec.num_classes)
-  freeze = stage.freeze + tuple(config.optim.freeze) + parts.backbone.frozen_patterns()
-  extra_groups = stage.extra_groups(config)
-  steps_per_epoch, total_steps = optim.run_length(config, spec.num_train)
-  schedule_fn = lambda lr: optim.make_schedule(config, spec.num_train, lr)
-  tx_fn = lambda tree: optim.make_optimizer(config, schedule_fn, tree, freeze, extra_groups)
-  init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage, config)
+  opt = parts.optimization
+  freeze = stage.freeze + opt.freeze + parts.backbone.frozen_patterns()
+  extra_groups = stage.extra_groups()
+  steps_per_epoch, total_steps = opt.run_length(spec.num_train)
+  schedule_fn = lambda lr: opt.lr_schedule(spec.num_train, lr)
+  tx_fn = lambda tree: opt.transformation(schedule_fn, tree, freeze, extra_groups)
+  init = _init_fn(model, tx_fn, spec.image_shape, spec.num_classes, stage)
   abstract = jax.eval_shape(init, config.seed)
   repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
@@ -343,14 +347,14 @@ def _build(
   data = sharding.batch_sharding(mesh)
   mean, std = config.dataset.mean, config.dataset.std
   options = compile_options.for_devices(mesh.devices.flat)
-  loss_fn = stage.make_loss(config, parts.loss, spec.class_counts(), steps_per_epoch)
+  loss_fn = stage.make_loss(parts.loss, spec.class_counts(), steps_per_epoch)
   # Evaluation scores the logits the loss trains (LDAM's scale); its outputs stay sharded
   # as the batch (each device its rows: ``ltjax.evaluate.runner`` fetches them batch by batch).
   logit_scale = parts.loss.logit_scale
   # The model's input fits the evaluation transform.
   pipeline.check_eval_transform(parts.eval_transform, parts.augmentation, spec.image_shape)
   train_step = jax.jit(
-    _train_step_fn(config, stage, model, tx, loss_fn, optim.frozen_mask(freeze)),
+    _train_step_fn(stage, model, tx, loss_fn, mean, std, parts.mixing, optim.frozen_mask(freeze)),
     in_shardings=(state_sharding, data),
     out_shardings=(state_sharding, repl),
     donate_argnums=0,
@@ -373,12 +377,13 @@ def _build(
   exp = Experiment(
     config,
     stage,
+    opt,
     mesh,
     splits,
     model,
     steps_per_epoch,
     total_steps,
-    jax.jit(schedule_fn(config.optim.lr)),  # Logged per row: one program, not one per op.
+    jax.jit(schedule_fn(opt.lr)),  # Logged per row: one program, not one per op.
     tx,
     state_sharding,
     train_step,
@@ -390,6 +395,7 @@ def _build(
     parts.evaluation,
     parts.augmentation,
     parts.eval_transform,
+    parts.mixing,
     spec,
     parameters=optim.parameter_counts(steps.trainable(abstract), freeze),
     freeze=freeze,

@@ -26,7 +26,7 @@ from ltjax.evaluate import runner
 from ltjax.stop import STOP, Interrupted
 from ltjax.train import checkpoint as ckpt_lib
 from ltjax.train import init_from as init_lib
-from ltjax.train import optim, storage_errors
+from ltjax.train import storage_errors
 from ltjax.train import workdir as workdir_lib
 from ltjax.train.experiment import Experiment, make_stream, run_metadata, setup
 from ltjax.train.metric_writer import MetricWriter, log_train, log_val
@@ -99,7 +99,7 @@ def train(
     Interrupted: SIGINT/SIGTERM; the message says what was saved.
   """
   STOP.check()  # A signal during setup: stop before anything is written.
-  _check_schedule(exp)
+  exp.optimization.check_trains(len(exp.splits.train))
   if exp.config.eval.select == "best_val" and not len(exp.splits.val):
     raise ValueError(
       "--config.eval.select=best_val tests the best validated model, and this dataset has "
@@ -114,44 +114,6 @@ def train(
     if created:
       _remove_if_nothing_saved(workdir)
     raise
-
-
-def _check_schedule(exp: Experiment) -> None:
-  """Refuses a run that would train nothing (learning rate 0 on every step), and says which
-  epochs train at 0 when some do (the last epoch of the references' cosine, stepped at each
-  epoch's start, does: by design)."""
-  c = exp.config
-  zero, epochs = optim.zero_lr_epochs(c, len(exp.splits.train))
-  if not zero:
-    return
-  how = f"optim.schedule={c.optim.schedule!r}, optim.lr_update={c.optim.lr_update!r}"
-  if len(zero) >= epochs:
-    rates = [c.optim.lr] + ([] if c.optim.head_lr is None else [c.optim.head_lr])
-    if max(rates) == 0:  # Only the advice that applies: here no schedule would help.
-      head = "" if c.optim.head_lr is None else f", optim.head_lr={c.optim.head_lr}"
-      fix = f"optim.lr={c.optim.lr}{head}: set --config.optim.lr to a positive rate."
-    elif c.optim.lr_update != "step":
-      fix = (
-        "A per-epoch schedule set before each epoch gives its last epoch lr 0; for a short "
-        "run use --config.num_epochs=2 or more, or --config.optim.lr_update=step."
-      )
-    else:  # Not reachable with the checked factors (step_gamma > 0): said, not assumed.
-      fix = "Check --config.optim.schedule and its factors (optim.step_gamma, milestones)."
-    raise ValueError(
-      f"the learning rate is 0 on every step of this run ({how}, num_epochs={c.num_epochs}, "
-      f"lr {c.optim.lr}): it would train nothing. {fix}"
-    )
-  shown = ", ".join(str(e + 1) for e in zero[:5]) + (", ..." if len(zero) > 5 else "")
-  log.warning(
-    "%d of the run's %d epochs train at learning rate 0 (epoch %s; %s)%s.",
-    len(zero),
-    epochs,
-    shown,
-    how,
-    ": the references' cosine, stepped before each epoch, ends so"
-    if c.optim.lr_update == "epoch_start" and zero == [epochs - 1]
-    else "",
-  )
 
 
 def _remove_if_nothing_saved(workdir: str) -> None:

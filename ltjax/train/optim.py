@@ -7,11 +7,16 @@ optimizer vision transformers and CLIP are commonly fine-tuned with. Each optimi
 schedule is a registered dataclass whose fields are its options, read from ``config.optim``
 by name, and an option of another member set away from its default is refused by name; the
 groups' learning rate, momentum (AdamW: beta1) and weight decay come from the group.
+
+A run's ``Optimization`` holds both with the rest of ``config.optim`` and the run's length,
+built once (``from_config``): the rate per step, the groups' optimizer and the check that a
+run trains at all are its methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 from typing import ClassVar
@@ -23,6 +28,8 @@ import numpy as np
 import optax
 
 from ltjax.config import components
+
+log = logging.getLogger(__name__)
 
 #: When the learning rate changes: "step" (every train step, ltjax's default), or once per
 #: epoch as the reference PyTorch code calls ``scheduler.step()``: "epoch_start" (before the
@@ -45,7 +52,8 @@ class Optimizer:
 @dataclasses.dataclass(frozen=True)
 class Schedule:
   """The shape of a learning-rate schedule from base rate ``lr``: per step (``per_step``) or
-  as a PyTorch scheduler stepped once per epoch (``at_epoch``; ``make_schedule`` picks)."""
+  as a PyTorch scheduler stepped once per epoch (``at_epoch``; ``Optimization.lr_schedule``
+  picks)."""
 
   name: ClassVar[str]
   #: Its epochs count from the run's start (a decay at epoch 160 is at epoch 160 of the
@@ -220,42 +228,6 @@ def _from_block(registry: dict, selector: str, cfg: ml_collections.ConfigDict):
   return components.build(registry[name], cfg)
 
 
-def optimizer_from_config(config: ml_collections.ConfigDict) -> Optimizer:
-  """The optimizer of ``config.optim`` with its options (see ``_from_block``)."""
-  return _from_block(OPTIMIZERS, "name", config.optim)
-
-
-def schedule_from_config(config: ml_collections.ConfigDict) -> Schedule:
-  """The schedule of ``config.optim`` with its options (see ``_from_block``)."""
-  return _from_block(SCHEDULES, "schedule", config.optim)
-
-
-def check(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for an unknown optimizer, schedule or lr_update, another optimizer's
-  or schedule's option, or a warm-up they cannot have."""
-  optimizer_from_config(config)
-  schedule_from_config(config)
-  cfg = config.optim
-  if cfg.lr_update not in LR_UPDATES:
-    raise ValueError(
-      f"unknown --config.optim.lr_update {cfg.lr_update!r}; valid: {', '.join(LR_UPDATES)}."
-    )
-  if cfg.lr_update != "step" and cfg.warmup_epochs and cfg.warmup_epochs != int(cfg.warmup_epochs):
-    raise ValueError(
-      f"optim.warmup_epochs={cfg.warmup_epochs} with a per-epoch lr_update must be a whole "
-      "number of epochs."
-    )
-
-
-def run_length(config: ml_collections.ConfigDict, num_train: int) -> tuple[float, int]:
-  """(steps per epoch, total steps) of ``config`` on ``num_train`` training images.
-
-  An epoch is ``num_train`` samples for every sampler; a step is ``batch_size`` of them.
-  """
-  steps_per_epoch = num_train / config.batch_size
-  return steps_per_epoch, max(int(math.ceil(config.num_epochs * steps_per_epoch)), 1)
-
-
 def _per_epoch(schedule: Schedule, lr: float, num_epochs: int, offset: int, warmup_epochs: float):
   """lr(e) of a PyTorch scheduler (torch >= 1.1) stepped ``e + offset`` times by epoch e
   (``Schedule.at_epoch`` of x = e + offset). A warm-up of W epochs runs epoch e < W at
@@ -275,60 +247,231 @@ def _per_epoch(schedule: Schedule, lr: float, num_epochs: int, offset: int, warm
   return at
 
 
-def make_schedule(
-  config: ml_collections.ConfigDict, num_train: int, lr: float | None = None
-) -> optax.Schedule:
-  """The learning rate per step: cosine to 0, step decay (every ``step_every_epochs``, or at
-  the ``milestones`` epochs: "multistep"), or constant (``optim.schedule``).
+def _check_lr_update(lr_update: str, warmup_epochs: float) -> None:
+  if lr_update not in LR_UPDATES:
+    raise ValueError(
+      f"unknown --config.optim.lr_update {lr_update!r}; valid: {', '.join(LR_UPDATES)}."
+    )
+  if lr_update != "step" and warmup_epochs and warmup_epochs != int(warmup_epochs):
+    raise ValueError(
+      f"optim.warmup_epochs={warmup_epochs} with a per-epoch lr_update must be a whole "
+      "number of epochs."
+    )
 
-  ``optim.lr_update = "step"`` changes it every step (with an optional linear warm-up of
-  ``optim.warmup_epochs``). ``"epoch_start"`` / ``"epoch_end"`` hold it for each epoch, with
-  the value the reference code's per-epoch ``scheduler.step()`` gives that epoch (PyTorch
-  >= 1.1): before the batches (classifier-balancing: a cosine's epoch e runs at
-  lr (1 + cos(pi (e + 1) / T)) / 2, so the last epoch at 0) or after them (OLTR: a StepLR's
-  epoch e runs at lr gamma^floor(e / step)). The epoch of a step is that of its first sample.
 
-  Args:
-    config: the experiment config (``optim``, ``num_epochs``, ``batch_size``).
-    num_train: training images (an epoch).
-    lr: the base rate (default ``optim.lr``; the optimizer groups pass theirs).
+@dataclasses.dataclass(frozen=True)
+class Optimization:
+  """The run's optimization, built once from ``config.optim`` and the run's length
+  (``from_config``): its optimizer and schedule (the registries' members, with their
+  options), the groups' rates and how the rate moves. What the run builds of it (the rate
+  per step, the optimizer's groups, the run's length) reads it, not the config.
+
+  Attributes:
+    lr: Learning rate of the backbone (and neck: the references' feat_model).
+    head_lr: Learning rate of the classifier head; unset (None) = optim.lr.
+    momentum: SGD momentum of the backbone and head ('adamw': its beta1).
+    weight_decay: SGD weight decay of the backbone and head (PyTorch's: L2 added to the
+      gradient).
+    lr_update: When the rate changes: every 'step', or once per epoch as the references'
+      scheduler.step() (before the epoch's batches: 'epoch_start', classifier-balancing;
+      after: 'epoch_end', OLTR).
+    warmup_epochs: Epochs of linear warm-up of the learning rate; 0 = none.
+    freeze: Regexes over parameter paths like 'backbone/stage1_block0/conv1/kernel' that
+      never update.
   """
-  cfg = config.optim
-  lr = cfg.lr if lr is None else lr
-  check(config)
-  schedule = schedule_from_config(config)
-  steps_per_epoch, total_steps = run_length(config, num_train)
-  if cfg.lr_update != "step":
-    offset = 1 if cfg.lr_update == "epoch_start" else 0
-    at = _per_epoch(schedule, lr, config.num_epochs, offset, cfg.warmup_epochs)
-    batch, n = config.batch_size, int(num_train)
-    return lambda step: at((jnp.asarray(step, jnp.int32) * batch) // n)
-  main = schedule.per_step(lr, total_steps, steps_per_epoch)
-  warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-  if warmup <= 0:
-    return main
-  if schedule.counts_from_start:  # Its boundaries are epochs of the whole run.
-    absolute = main
-    main = lambda count: absolute(count + warmup)  # noqa: E731
-  ramp = optax.linear_schedule(0.0, lr, warmup)
-  return optax.join_schedules([ramp, main], [warmup])
+
+  optimizer: Optimizer
+  schedule: Schedule
+  num_epochs: int  # config.num_epochs
+  batch_size: int  # config.batch_size (global)
+  lr: float = 0.2
+  head_lr: float | None = None
+  momentum: float = 0.9
+  weight_decay: float = 5e-4
+  lr_update: str = "step"
+  warmup_epochs: float = 0.0
+  freeze: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    object.__setattr__(self, "freeze", tuple(self.freeze))
+    _check_lr_update(self.lr_update, self.warmup_epochs)
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> Optimization:
+    """The optimization of ``config``.
+
+    Raises:
+      ValueError: an unknown optimizer, schedule or lr_update (listing the valid ones),
+        another optimizer's or schedule's option set away from its default (naming it and
+        its owner), or a warm-up they cannot have.
+    """
+    o = config.optim
+    return cls(
+      optimizer=_from_block(OPTIMIZERS, "name", o),
+      schedule=_from_block(SCHEDULES, "schedule", o),
+      num_epochs=config.num_epochs,
+      batch_size=config.batch_size,
+      lr=o.lr,
+      head_lr=o.head_lr,
+      momentum=o.momentum,
+      weight_decay=o.weight_decay,
+      lr_update=o.lr_update,
+      warmup_epochs=o.warmup_epochs,
+      freeze=tuple(o.freeze),
+    )
+
+  def run_length(self, num_train: int) -> tuple[float, int]:
+    """(steps per epoch, total steps) on ``num_train`` training images.
+
+    An epoch is ``num_train`` samples for every sampler; a step is ``batch_size`` of them.
+    """
+    steps_per_epoch = num_train / self.batch_size
+    return steps_per_epoch, max(int(math.ceil(self.num_epochs * steps_per_epoch)), 1)
+
+  def lr_schedule(self, num_train: int, lr: float | None = None) -> optax.Schedule:
+    """The learning rate per step: cosine to 0, step decay (every ``step_every_epochs``, or
+    at the ``milestones`` epochs: "multistep"), or constant (``schedule``).
+
+    ``lr_update = "step"`` changes it every step (with an optional linear warm-up of
+    ``warmup_epochs``). ``"epoch_start"`` / ``"epoch_end"`` hold it for each epoch, with
+    the value the reference code's per-epoch ``scheduler.step()`` gives that epoch (PyTorch
+    >= 1.1): before the batches (classifier-balancing: a cosine's epoch e runs at
+    lr (1 + cos(pi (e + 1) / T)) / 2, so the last epoch at 0) or after them (OLTR: a
+    StepLR's epoch e runs at lr gamma^floor(e / step)). The epoch of a step is that of its
+    first sample.
+
+    Args:
+      num_train: training images (an epoch).
+      lr: the base rate (default ``lr``; the optimizer groups pass theirs).
+    """
+    lr = self.lr if lr is None else lr
+    steps_per_epoch, total_steps = self.run_length(num_train)
+    if self.lr_update != "step":
+      offset = 1 if self.lr_update == "epoch_start" else 0
+      at = _per_epoch(self.schedule, lr, self.num_epochs, offset, self.warmup_epochs)
+      batch, n = self.batch_size, int(num_train)
+      return lambda step: at((jnp.asarray(step, jnp.int32) * batch) // n)
+    main = self.schedule.per_step(lr, total_steps, steps_per_epoch)
+    warmup = int(round(self.warmup_epochs * steps_per_epoch))
+    if warmup <= 0:
+      return main
+    if self.schedule.counts_from_start:  # Its boundaries are epochs of the whole run.
+      absolute = main
+      main = lambda count: absolute(count + warmup)  # noqa: E731
+    ramp = optax.linear_schedule(0.0, lr, warmup)
+    return optax.join_schedules([ramp, main], [warmup])
+
+  def zero_lr_epochs(self, num_train: int) -> tuple[list[int], int]:
+    """(the epochs, 0-based, whose every step the schedule runs at learning rate 0, the
+    number of epochs the run's steps start in) (with the larger of ``lr`` and ``head_lr``):
+    the last epoch of a cosine stepped at each epoch's start, as the references' ``coslr``;
+    every epoch of such a run with ``num_epochs=1``."""
+    lr = max(float(self.lr), float(self.head_lr if self.head_lr is not None else 0.0))
+    _, total = self.run_length(num_train)
+    steps = np.arange(total)
+    # One program (op by op, the schedule's arithmetic compiled a dozen: ~0.7 s on a CPU).
+    lrs = np.asarray(jax.jit(jax.vmap(self.lr_schedule(num_train, lr)))(jnp.asarray(steps)))
+    epochs = (steps * self.batch_size) // int(num_train)  # A step's epoch: its first sample's.
+    unique = np.unique(epochs)
+    return [int(e) for e in unique if np.all(lrs[epochs == e] == 0)], len(unique)
+
+  def check_trains(self, num_train: int) -> None:
+    """Refuses a run that would train nothing (learning rate 0 on every step), and says
+    which epochs train at 0 when some do (the last epoch of the references' cosine, stepped
+    at each epoch's start, does: by design).
+
+    Raises:
+      ValueError: every epoch trains at learning rate 0, naming the fix.
+    """
+    zero, epochs = self.zero_lr_epochs(num_train)
+    if not zero:
+      return
+    how = f"optim.schedule={self.schedule.name!r}, optim.lr_update={self.lr_update!r}"
+    if len(zero) >= epochs:
+      rates = [self.lr] + ([] if self.head_lr is None else [self.head_lr])
+      if max(rates) == 0:  # Only the advice that applies: here no schedule would help.
+        head = "" if self.head_lr is None else f", optim.head_lr={self.head_lr}"
+        fix = f"optim.lr={self.lr}{head}: set --config.optim.lr to a positive rate."
+      elif self.lr_update != "step":
+        fix = (
+          "A per-epoch schedule set before each epoch gives its last epoch lr 0; for a short "
+          "run use --config.num_epochs=2 or more, or --config.optim.lr_update=step."
+        )
+      else:  # Not reachable with the checked factors (step_gamma > 0): said, not assumed.
+        fix = "Check --config.optim.schedule and its factors (optim.step_gamma, milestones)."
+      raise ValueError(
+        f"the learning rate is 0 on every step of this run ({how}, "
+        f"num_epochs={self.num_epochs}, lr {self.lr}): it would train nothing. {fix}"
+      )
+    shown = ", ".join(str(e + 1) for e in zero[:5]) + (", ..." if len(zero) > 5 else "")
+    log.warning(
+      "%d of the run's %d epochs train at learning rate 0 (epoch %s; %s)%s.",
+      len(zero),
+      epochs,
+      shown,
+      how,
+      ": the references' cosine, stepped before each epoch, ends so"
+      if self.lr_update == "epoch_start" and zero == [epochs - 1]
+      else "",
+    )
+
+  def group_hyperparameters(
+    self, extra_groups: dict | None = None
+  ) -> dict[str, tuple[float, float, float]]:
+    """(base learning rate, momentum, weight decay) of each optimizer group.
+
+    backbone: ``lr``; head: ``head_lr`` (unset: ``lr``); both with ``momentum`` and
+    ``weight_decay``. A stage's own arrays: what the stage says (``extra_groups``,
+    ``Stage.extra_groups``; OLTR's centroids: ``oltr.centroids_lr``,
+    ``oltr.centroids_momentum``, ``oltr.centroids_weight_decay``).
+    """
+    head_lr = self.lr if self.head_lr is None else self.head_lr
+    return {
+      "backbone": (self.lr, self.momentum, self.weight_decay),
+      "head": (head_lr, self.momentum, self.weight_decay),
+      **(extra_groups or {}),
+    }
+
+  def transformation(
+    self,
+    schedule_fn,
+    tree,
+    freeze: tuple[str, ...] = (),
+    extra_groups: dict | None = None,
+  ) -> optax.GradientTransformation:
+    """The optimizer's groups over ``tree`` = ``{"params": ..., <the stage's arrays>}``: the
+    one optimizer of every stage.
+
+    Each group (see `group_labels`, `group_hyperparameters`) is ``optimizer``'s update (the
+    default, PyTorch's SGD: L2 weight decay added to the gradient, then momentum) at
+    ``schedule_fn(base_lr)``; every group follows the same schedule shape. Frozen parameters
+    get exactly zero updates (no weight decay either).
+
+    Raises:
+      ValueError: the freeze patterns leave no parameter to train, or a stage's array has
+        no group in ``extra_groups``.
+    """
+    labels = group_labels(tree, tuple(freeze))
+    used = set(jax.tree.leaves(labels))
+    if not used & {"backbone", "head"}:
+      raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
+    groups = self.group_hyperparameters(extra_groups)
+    unknown = sorted(used - set(groups) - {"frozen"})
+    if unknown:
+      raise ValueError(
+        f"the train state holds {unknown} but the stage gives no optimizer group for them "
+        "(Stage.extra_groups)."
+      )
+    transforms = {"frozen": optax.set_to_zero()}
+    for group, (lr, momentum, weight_decay) in groups.items():
+      if group in used:
+        transforms[group] = self.optimizer.group(schedule_fn(lr), momentum, weight_decay)
+    return optax.multi_transform(transforms, labels)
 
 
-def zero_lr_epochs(config: ml_collections.ConfigDict, num_train: int) -> tuple[list[int], int]:
-  """(the epochs, 0-based, whose every step the schedule runs at learning rate 0, the
-  number of epochs the run's steps start in) (with the
-  larger of ``optim.lr`` and ``optim.head_lr``): the last epoch of a cosine stepped at each
-  epoch's start, as the references' ``coslr``; every epoch of such a run with
-  ``num_epochs=1``."""
-  cfg = config.optim
-  lr = max(float(cfg.lr), float(cfg.head_lr if cfg.head_lr is not None else 0.0))
-  steps_per_epoch, total = run_length(config, num_train)
-  steps = np.arange(total)
-  # One program (op by op, the schedule's arithmetic compiled a dozen: ~0.7 s on a CPU).
-  lrs = np.asarray(jax.jit(jax.vmap(make_schedule(config, num_train, lr)))(jnp.asarray(steps)))
-  epochs = (steps * config.batch_size) // int(num_train)  # A step's epoch: its first sample's.
-  unique = np.unique(epochs)
-  return [int(e) for e in unique if np.all(lrs[epochs == e] == 0)], len(unique)
+def from_config(config: ml_collections.ConfigDict) -> Optimization:
+  """The run's ``Optimization`` (``Optimization.of``)."""
+  return Optimization.of(config)
 
 
 def param_path(path) -> str:
@@ -374,60 +517,3 @@ def parameter_counts(tree, freeze: tuple[str, ...]) -> dict[str, int]:
   sizes = [int(np.prod(x.shape)) for x in jax.tree.leaves(tree)]
   trained = sum(n for n, label in zip(sizes, labels, strict=True) if label != "frozen")
   return {"trained": trained, "total": sum(sizes)}
-
-
-def group_hyperparameters(
-  config: ml_collections.ConfigDict, extra_groups: dict | None = None
-) -> dict[str, tuple[float, float, float]]:
-  """(base learning rate, momentum, weight decay) of each optimizer group.
-
-  backbone: ``optim.lr``; head: ``optim.head_lr`` (unset: ``optim.lr``); both with
-  ``optim.momentum`` and ``optim.weight_decay``. A stage's own arrays: what the stage says
-  (``extra_groups``, ``Stage.extra_groups``; OLTR's centroids: ``oltr.centroids_lr``,
-  ``oltr.centroids_momentum``, ``oltr.centroids_weight_decay``).
-  """
-  o = config.optim
-  head_lr = o.lr if o.head_lr is None else o.head_lr
-  return {
-    "backbone": (o.lr, o.momentum, o.weight_decay),
-    "head": (head_lr, o.momentum, o.weight_decay),
-    **(extra_groups or {}),
-  }
-
-
-def make_optimizer(
-  config: ml_collections.ConfigDict,
-  schedule_fn,
-  tree,
-  freeze: tuple[str, ...] = (),
-  extra_groups: dict | None = None,
-) -> optax.GradientTransformation:
-  """The optimizer's groups over ``tree`` = ``{"params": ..., <the stage's arrays>}``: the one
-  optimizer of every stage.
-
-  Each group (see `group_labels`, `group_hyperparameters`) is ``optim.name``'s update (the
-  default, PyTorch's SGD: L2 weight decay added to the gradient, then momentum) at
-  ``schedule_fn(base_lr)``; every group follows the same schedule shape. Frozen parameters
-  get exactly zero updates (no weight decay either).
-
-  Raises:
-    ValueError: the freeze patterns leave no parameter to train, or a stage's array has no
-      group in ``extra_groups``.
-  """
-  labels = group_labels(tree, tuple(freeze))
-  used = set(jax.tree.leaves(labels))
-  if not used & {"backbone", "head"}:
-    raise ValueError(f"freeze patterns {tuple(freeze)} freeze every parameter.")
-  groups = group_hyperparameters(config, extra_groups)
-  unknown = sorted(used - set(groups) - {"frozen"})
-  if unknown:
-    raise ValueError(
-      f"the train state holds {unknown} but the stage gives no optimizer group for them "
-      "(Stage.extra_groups)."
-    )
-  transforms = {"frozen": optax.set_to_zero()}
-  optimizer = optimizer_from_config(config)
-  for group, (lr, momentum, weight_decay) in groups.items():
-    if group in used:
-      transforms[group] = optimizer.group(schedule_fn(lr), momentum, weight_decay)
-  return optax.multi_transform(transforms, labels)

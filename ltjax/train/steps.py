@@ -91,7 +91,7 @@ def make_train_step(
   Args:
     model: a ``ltjax.models.Classifier``.
     tx: the optimizer over ``trainable(state)`` (frozen parameters get exactly zero
-      updates from it; ``ltjax.train.optim.make_optimizer``).
+      updates from it; ``ltjax.train.optim.Optimization.transformation``).
     loss_fn: the stage's loss, ``stage.make_loss(...)``: ``(logits, aux, labels,
       extra, step) -> (loss, extra metrics)``, ``extra`` the stage's arrays (or None).
     mean, std: the input normalisation (``dataset.mean``/``std``).
@@ -99,8 +99,9 @@ def make_train_step(
       frozen backbone runs without a backward pass, with BatchNorm in inference mode
       unless ``config.update_frozen_bn``).
     model_inputs: what the head takes of the stage's own state (``Stage.model_inputs``).
-    mix: mixup / CutMix (``ltjax.data.pp.mixing.from_config(config.data)``), applied to
-      the normalised batch, per batch from the step's random key; None: never mixed.
+    mix: mixup / CutMix (``ltjax.data.pp.mixing.from_config(config.data)``, built once:
+      ``experiment.Components``), applied to the normalised batch, per batch from the
+      step's random key; None: never mixed.
     frozen: ``trainable(state) -> `` a tree of bools, True where the optimizer never
       updates the leaf (``ltjax.train.optim.frozen_mask``); the gradient is taken with
       respect to the other leaves only, so a parameter-efficient run computes no weight

@@ -28,7 +28,7 @@ def forward(exp, state, images):
     images,
     train=True,
     mutable=["batch_stats"],
-    **exp.stage.apply_kwargs(exp.config),
+    **exp.stage.apply_kwargs(),
   )
   return logits, aux
 

@@ -61,8 +61,8 @@ def closed_form(kind, placement, base, num_epochs, step_size=10, gamma=0.1):
 def test_per_epoch_schedule_is_the_reference_sequence(kind, placement, base, num_epochs):
   num_train = 1000  # 15.6 steps of 64 per epoch: batches straddle epochs.
   config = schedule_config(kind, placement, num_epochs, lr=base, step_every_epochs=10)
-  schedule = optim.make_schedule(config, num_train)
-  _, total = optim.run_length(config, num_train)
+  schedule = optim.from_config(config).lr_schedule(num_train)
+  _, total = optim.from_config(config).run_length(num_train)
   steps = np.arange(total)
   got = np.array([float(schedule(s)) for s in steps])
   expected = closed_form(kind, placement, base, num_epochs)
@@ -77,22 +77,24 @@ def test_per_epoch_schedule_is_the_reference_sequence(kind, placement, base, num
 
 def test_per_step_schedule_is_unchanged_and_bad_settings_are_refused():
   config = schedule_config("cosine", "step", 2, lr=0.2)
-  schedule = optim.make_schedule(config, 640)  # 10 steps per epoch, 20 in all.
+  schedule = optim.from_config(config).lr_schedule(640)  # 10 steps per epoch, 20 in all.
   np.testing.assert_allclose([float(schedule(s)) for s in (0, 10, 20)], [0.2, 0.1, 0.0], atol=1e-7)
   with pytest.raises(ValueError, match="warmup_epochs=1.5 with a per-epoch lr_update"):
-    optim.make_schedule(schedule_config("cosine", "epoch_start", 2, warmup_epochs=1.5), 640)
+    optim.from_config(schedule_config("cosine", "epoch_start", 2, warmup_epochs=1.5)).lr_schedule(
+      640
+    )
   with pytest.raises(ValueError, match="unknown --config.optim.lr_update 'epoch'"):
-    optim.make_schedule(schedule_config("cosine", "epoch", 2), 640)
+    optim.from_config(schedule_config("cosine", "epoch", 2)).lr_schedule(640)
   with pytest.raises(ValueError, match="needs increasing --config.optim.milestones"):
-    optim.make_schedule(schedule_config("multistep", "step", 2, milestones=(5, 3)), 640)
+    optim.from_config(schedule_config("multistep", "step", 2, milestones=(5, 3))).lr_schedule(640)
   with pytest.raises(
     ValueError,
     match=r"optim.milestones=\(1,\) is an option of optim.schedule='multistep', not of 'cosine'",
   ):
-    optim.make_schedule(schedule_config("cosine", "step", 2, milestones=(1,)), 640)
+    optim.from_config(schedule_config("cosine", "step", 2, milestones=(1,))).lr_schedule(640)
   two = r"optim.step_gamma=0.5 is an option of optim.schedule='step' / 'multistep', not of 'cos"
   with pytest.raises(ValueError, match=two):  # A recipe's leftover is refused, not ignored.
-    optim.make_schedule(schedule_config("cosine", "step", 2, step_gamma=0.5), 640)
+    optim.from_config(schedule_config("cosine", "step", 2, step_gamma=0.5)).lr_schedule(640)
 
 
 def ldam_drw_lrs(base, num_epochs):
@@ -117,8 +119,8 @@ def test_the_ldam_drw_schedule_is_the_papers_sequence():
 
   c = ldam_drw.get_config()
   num_train = 12406
-  schedule = optim.make_schedule(c, num_train)
-  _, total = optim.run_length(c, num_train)
+  schedule = optim.from_config(c).lr_schedule(num_train)
+  _, total = optim.from_config(c).run_length(num_train)
   steps = np.arange(total)
   got = np.array([float(schedule(s)) for s in steps])
   epoch = steps * c.batch_size // num_train
@@ -132,7 +134,7 @@ def test_the_logit_adjustment_schedule_is_the_papers():
 
   c = logit_adjusted.get_config()
   num_train = 12800  # 100 steps of 128 per epoch: the epochs are whole steps.
-  schedule = optim.make_schedule(c, num_train)
+  schedule = optim.from_config(c).lr_schedule(num_train)
   for step, want in [
     (0, 0.0),
     (500, 0.1 * 5 / 20),
@@ -166,11 +168,13 @@ def test_groups_take_their_own_learning_rates():
     },
     "centroids": "centroids",
   }
-  hyper = optim.group_hyperparameters(c, stages.get_stage("oltr").extra_groups(c))
+  hyper = optim.from_config(c).group_hyperparameters(stages.get_stage("oltr").of(c).extra_groups())
   assert [hyper[g][0] for g in ("backbone", "head", "centroids")] == [0.001, 0.1, 0.01]
-  assert "centroids" not in optim.group_hyperparameters(c)  # Only OLTR's stage names them.
+  assert (
+    "centroids" not in optim.from_config(c).group_hyperparameters()
+  )  # Only OLTR's stage names them.
   c.optim.head_lr = None  # Unset: the head follows optim.lr.
-  assert optim.group_hyperparameters(c)["head"][0] == 0.001
+  assert optim.from_config(c).group_hyperparameters()["head"][0] == 0.001
 
 
 def test_adamw_is_pytorchs_and_sgds_options_are_refused_with_it():
@@ -185,7 +189,7 @@ def test_adamw_is_pytorchs_and_sgds_options_are_refused_with_it():
   c.optim.b2, c.optim.eps = 0.99, 1e-6
   tree = {"params": {"backbone": {"w": jnp.ones(3)}, "head": {"w": jnp.full(3, 2.0)}}}
   grads = {"params": {"backbone": {"w": jnp.asarray([0.1, -0.2, 0.3])}, "head": {"w": jnp.ones(3)}}}
-  tx = optim.make_optimizer(c, lambda lr: lr, tree)
+  tx = optim.from_config(c).transformation(lambda lr: lr, tree)
   updates, _ = tx.update(grads, tx.init(tree), tree)
   want = optax.adamw(0.01, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1)
   for group in ("backbone", "head"):
@@ -199,7 +203,7 @@ def test_adamw_is_pytorchs_and_sgds_options_are_refused_with_it():
   )
   c.optim.nesterov = True
   with pytest.raises(ValueError, match="optim.nesterov=True is an option of optim.name='sgd'"):
-    optim.check(c)
+    optim.from_config(c)
   c.optim.nesterov, c.optim.name = False, "lamb"
   with pytest.raises(ValueError, match="unknown --config.optim.name 'lamb'; valid: sgd, adamw"):
-    optim.check(c)
+    optim.from_config(c)

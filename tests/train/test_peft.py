@@ -279,7 +279,7 @@ def test_the_step_never_reads_a_frozen_weight_back_for_its_finiteness_check():
 def test_only_a_head_only_run_keeps_clips_tower_for_the_zero_shot_row():
   from ltjax.train import stages
 
-  joint = stages.get_stage("joint")
+  joint = stages.get_stage("joint")()
   for method, keeps in (("linear", True), ("adaptformer", False), ("", False)):
     config = vit_config(**{"model.peft": method, "model.pretrained": "clip.pt"})
     assert joint.keeps_pretrained_backbone(config) == keeps, method

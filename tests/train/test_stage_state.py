@@ -23,13 +23,13 @@ class LearnedPrior(stages.Stage):
 
   name = "toy_learned_prior"
 
-  def init_extra(self, config, num_classes, feature_dim):
+  def init_extra(self, num_classes, feature_dim):
     return {"prior": jnp.zeros((num_classes,), jnp.float32)}
 
-  def extra_groups(self, config):
+  def extra_groups(self):
     return {"prior": (BIAS_LR, 0.0, 0.0)}  # (learning rate, momentum, weight decay)
 
-  def make_loss(self, config, classify, class_counts, steps_per_epoch):
+  def make_loss(self, classify, class_counts, steps_per_epoch):
     def loss_fn(logits, aux, labels, extra, step):
       loss = optax.softmax_cross_entropy_with_integer_labels(logits + extra["prior"], labels)
       return loss.mean(), {"prior_norm": jnp.linalg.norm(extra["prior"])}
@@ -38,7 +38,7 @@ class LearnedPrior(stages.Stage):
 
 
 def test_a_stage_with_its_own_state_trains_checkpoints_and_resumes(monkeypatch, tmp_path):
-  monkeypatch.setitem(stages.STAGES, LearnedPrior.name, LearnedPrior())
+  monkeypatch.setitem(stages.STAGES, LearnedPrior.name, LearnedPrior)
   config = tiny_config(stage=LearnedPrior.name, method="toy")
   start, state, (loss, params), metrics, batch = first_step(config)
   assert set(start.extra) == {"prior"} and start.extra["prior"].shape == (4,)

@@ -158,7 +158,7 @@ class SmoothedHeadOnly(stages.Stage):
   name = "toy_smoothed_head"
   freeze = ("^backbone/",)
 
-  def make_loss(self, config, classify, class_counts, steps_per_epoch):
+  def make_loss(self, classify, class_counts, steps_per_epoch):
     def loss_fn(logits, aux, labels, extra, step):
       targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), 0.1)
       loss = optax.softmax_cross_entropy(logits, targets).mean()
@@ -168,7 +168,7 @@ class SmoothedHeadOnly(stages.Stage):
 
 
 def test_a_new_stage_is_one_object_and_a_config(monkeypatch, tmp_path):
-  monkeypatch.setitem(stages.STAGES, SmoothedHeadOnly.name, SmoothedHeadOnly())
+  monkeypatch.setitem(stages.STAGES, SmoothedHeadOnly.name, SmoothedHeadOnly)
   config = tiny_config(stage=SmoothedHeadOnly.name, method="toy")
   start, state, (loss, params), metrics, batch = first_step(config)
   assert float(metrics["smoothed_ce"]) == float(metrics["loss"])

@@ -19,10 +19,12 @@ A stage owns what differs between the recipes of the two papers:
   centroids).
 
 What every stage shares is elsewhere and called, not copied: the SGD groups (backbone, head,
-and the stage's arrays; ``ltjax.train.optim.make_optimizer``), the one train step
+and the stage's arrays; ``ltjax.train.optim.Optimization``), the one train step
 (``ltjax.train.steps.make_train_step``), the experiment's assembly
 (``ltjax.train.experiment``), checkpoints and the loop (``ltjax.train.loop``). Adding a stage
-is one subclass of ``Stage`` (``base``), an entry in ``STAGES`` and a config (``config.stage``).
+is one subclass of ``Stage`` (``base``), an entry in ``STAGES`` and a config (``config.stage``);
+a stage with options of its own declares them as its dataclass fields and reads them in
+``of`` (OLTR: its ``oltr`` block), so that what it builds reads its fields, not the config.
 
 The package: ``base`` (the ``Stage`` every recipe shares), ``decoupling`` (joint, cRT, LWS:
 Kang et al.), ``oltr`` (OLTR stage 2: Liu et al.) and ``starts`` (what a fresh run loads
@@ -43,18 +45,24 @@ __all__ = [
   "Joint",
   "LearnableWeightScaling",
   "Stage",
+  "from_config",
   "get_stage",
   "load_earlier_stage",
   "load_pretrained",
 ]
 
-STAGES: dict[str, Stage] = {
-  stage.name: stage for stage in (Joint(), ClassifierRetraining(), LearnableWeightScaling(), OLTR())
+STAGES: dict[str, type[Stage]] = {
+  stage.name: stage for stage in (Joint, ClassifierRetraining, LearnableWeightScaling, OLTR)
 }
 
 
-def get_stage(name: str) -> Stage:
-  """The stage registered as ``name``; a ValueError listing the valid names otherwise."""
+def get_stage(name: str) -> type[Stage]:
+  """The stage class registered as ``name``; a ValueError listing the valid names otherwise."""
   if name not in STAGES:
     raise ValueError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}.")
   return STAGES[name]
+
+
+def from_config(config) -> Stage:
+  """The run's stage (``config.stage``), built with the options it reads (``Stage.of``)."""
+  return get_stage(config.stage).of(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -20,10 +21,24 @@ from ltjax.train.stages import starts
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
 class Stage:
   """What every stage shares; a subclass says what its recipe changes (class attributes and
   the methods it overrides). Defaults: everything trains from a fresh start with the
-  backbone's own pooling and the classification loss of ``config.loss``."""
+  backbone's own pooling and the classification loss of ``config.loss``.
+
+  A run's stage is built once from its config (``of``) with the options it reads, its fields:
+  what it builds and runs (``neck``, ``apply_kwargs``, ``init_extra``, ``extra_groups``,
+  ``make_loss``) reads them, not the config. Its checks and its start (``check``,
+  ``check_start``, ``start``) read the config whole: they compare it across components (the
+  backbone, ``init_from``, ``model.pretrained``).
+
+  Attributes:
+    update_frozen_bn: cRT/LWS (a stage with a frozen backbone): update the frozen backbone's
+      BatchNorm statistics under the stage's sampler, as the reference code does (it leaves
+      BatchNorm in train mode). False: inference mode, so the backbone is exactly the
+      stage-1 one.
+  """
 
   name: ClassVar[str]
   #: Regexes over parameter paths ("backbone/layer1_0/conv1/kernel") that never update, on
@@ -47,6 +62,14 @@ class Stage:
   #: set (joint training: OLTR stage 1's ``use_fc`` layer, ``oltr.fc_add``).
   reads_when_set: ClassVar[tuple[str, ...]] = ()
 
+  update_frozen_bn: bool = False
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> Stage:
+    """This stage with the options it reads of ``config`` (a subclass with options of its own
+    adds them: ``dataclasses.replace(super().of(config), ...)``)."""
+    return cls(update_frozen_bn=bool(config.get("update_frozen_bn", False)))
+
   def copies_of(self, config: ml_collections.ConfigDict) -> tuple[tuple[str, str], ...]:
     """The subtrees this run copies from ``init_from``: ``copies``, or none when
     ``model.pretrained`` gives the backbone instead (``pretrained_replaces_init_from``)."""
@@ -63,7 +86,7 @@ class Stage:
   def check(self, config: ml_collections.ConfigDict, backbone: models.backbones.Backbone) -> None:
     """Raises ValueError for a model config this stage cannot build (before any work);
     ``backbone`` is the run's (``experiment.Components``)."""
-    neck = self.neck(config)
+    neck = self.neck()
     if neck is not None and not backbone.pools_feature_map:
       raise ValueError(
         f"OLTR's neck (modulated attention, oltr.fc_add) pools the backbone's last feature "
@@ -117,34 +140,30 @@ class Stage:
       except ImportError as e:
         raise ValueError(f"model.pretrained: {e}") from e
 
-  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+  def neck(self) -> dict | None:
     """``ltjax.models.oltr.OLTRNeck`` arguments, or None for the backbone's own pooling."""
-    del config
     return None
 
-  def apply_kwargs(self, config: ml_collections.ConfigDict) -> dict[str, Any]:
+  def apply_kwargs(self) -> dict[str, Any]:
     """Keyword arguments of the model's training forward (``Classifier.__call__``)."""
     if not self.frozen_backbone:
       return {}
-    return {"freeze_backbone": True, "backbone_train": bool(config.update_frozen_bn)}
+    return {"freeze_backbone": True, "backbone_train": self.update_frozen_bn}
 
   def init_extra(
-    self, config: ml_collections.ConfigDict, num_classes: int, feature_dim: Callable[[], int]
+    self, num_classes: int, feature_dim: Callable[[], int]
   ) -> dict[str, jax.Array] | None:
     """The stage's own arrays in a fresh train state (``TrainState.extra``), or None.
 
     Called inside the state's init (traced: return ``jnp`` arrays); ``feature_dim()`` is the
     width of the features the head receives. ``start`` may set their values before the
     first step."""
-    del config, num_classes, feature_dim
+    del num_classes, feature_dim
     return None
 
-  def extra_groups(
-    self, config: ml_collections.ConfigDict
-  ) -> dict[str, tuple[float, float, float]]:
+  def extra_groups(self) -> dict[str, tuple[float, float, float]]:
     """``{name: (learning rate, momentum, weight decay)}``: the SGD group of each of the
     stage's arrays (the same schedule shape as the parameters')."""
-    del config
     return {}
 
   def model_inputs(self, extra: dict | None) -> dict[str, Any]:
@@ -152,13 +171,7 @@ class Stage:
     del extra
     return {}
 
-  def make_loss(
-    self,
-    config: ml_collections.ConfigDict,
-    classify: losses.ClassificationLoss,
-    class_counts,
-    steps_per_epoch: float,
-  ):
+  def make_loss(self, classify: losses.ClassificationLoss, class_counts, steps_per_epoch: float):
     """The train step's loss: ``loss_fn(logits, aux, labels, extra, step) -> (loss, extra
     metrics)``, here the run's classification loss ``classify`` (``config.loss``, built once:
     ``experiment.Components``) given the training class counts and the step's epoch

@@ -4,6 +4,8 @@ post-hoc methods (``ltjax.evaluate.posthoc_methods``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 from ltjax import models
@@ -11,19 +13,29 @@ from ltjax.train.stages.base import Stage
 from ltjax.train.stages.oltr import OLTROptions
 
 
+@dataclasses.dataclass(frozen=True)
 class Joint(Stage):
   """Joint training (representation learning; Kang et al. Sec. 3, OLTR stage 1): backbone and
   linear classifier trained together from a fresh start (``model.pretrained`` may start the
-  backbone from ImageNet weights)."""
+  backbone from ImageNet weights).
+
+  Attributes:
+    fc_add: OLTR stage 1's ``use_fc`` layer (``oltr.fc_add``): > 0 = its width, 0 = none.
+  """
 
   name = "joint"
   reads_when_set = ("oltr.fc_add",)  # OLTR stage 1's use_fc layer (``neck``).
 
-  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
-    """The reference's ``use_fc`` layer (``oltr.fc_add``) when OLTR stage 1 asks for it:
-    stage 2 can then load it."""
-    fc_add = OLTROptions.of(config).fc_add
-    return {"use_attention": False, "fc_add": fc_add} if fc_add else None
+  fc_add: int = 0
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> Joint:
+    return dataclasses.replace(super().of(config), fc_add=OLTROptions.of(config).fc_add)
+
+  def neck(self) -> dict | None:
+    """The reference's ``use_fc`` layer when OLTR stage 1 asks for it: stage 2 can then load
+    it."""
+    return {"use_attention": False, "fc_add": self.fc_add} if self.fc_add else None
 
 
 class ClassifierRetraining(Stage):
@@ -38,13 +50,13 @@ class ClassifierRetraining(Stage):
   frozen_backbone = True
   pretrained_replaces_init_from = True
 
-  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
+  def check(self, config: ml_collections.ConfigDict, backbone) -> None:
     if OLTROptions.of(config).fc_add:
       raise ValueError(
         f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
         f"stage 2 (stage oltr), not stage {self.name!r}; set --config.oltr.fc_add=0."
       )
-    return None
+    super().check(config, backbone)
 
   def subtrees_to_load(self, config, earlier):
     """The stage-1 backbone (and classifier: LWS); a stage 1 with a neck (OLTR's attention

@@ -56,11 +56,16 @@ class OLTROptions:
     return components.build(cls, config.get("oltr") or {})
 
 
+@dataclasses.dataclass(frozen=True)
 class OLTR(Stage):
   """OLTR stage 2 (Liu et al. Sec. 3.1-3.3): modulated attention and the meta-embedding head
   on the stage-1 backbone, the centroids in the state, cross-entropy plus the discriminative
   centroids loss. The hallucinator starts from the stage-1 classifier; attention, selector
-  and cosine classifier start fresh."""
+  and cosine classifier start fresh.
+
+  Attributes:
+    oltr: its options, the ``config.oltr`` block (``OLTROptions``).
+  """
 
   name = "oltr"
   block = "oltr"  # OLTROptions.
@@ -68,37 +73,41 @@ class OLTR(Stage):
   # The centroids loss pulls each feature to its label's centroid: a mixed image has two.
   mixes_batches = False
 
+  oltr: OLTROptions = OLTROptions()
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict) -> OLTR:
+    return dataclasses.replace(super().of(config), oltr=OLTROptions.of(config))
+
   def check(self, config: ml_collections.ConfigDict, backbone) -> None:
     if config.model.head != "meta_embedding":
       raise ValueError(f"stage oltr needs model.head='meta_embedding', got {config.model.head!r}.")
     super().check(config, backbone)
 
-  def neck(self, config: ml_collections.ConfigDict) -> dict | None:
-    r = OLTROptions.of(config)
-    return {"use_attention": r.use_attention, "fc_add": r.fc_add}
+  def neck(self) -> dict | None:
+    return {"use_attention": self.oltr.use_attention, "fc_add": self.oltr.fc_add}
 
-  def init_extra(self, config, num_classes, feature_dim):
+  def init_extra(self, num_classes, feature_dim):
     """The class centroids (K, D), D the width of the features the head receives: zeros
     until ``start`` sets them to the class means."""
-    del config
     return {"centroids": jnp.zeros((num_classes, feature_dim()), jnp.float32)}
 
-  def extra_groups(self, config):
+  def extra_groups(self):
     """The centroids' own SGD group (the reference's ``optim_params`` of its centroids)."""
-    r = OLTROptions.of(config)
+    r = self.oltr
     return {"centroids": (r.centroids_lr, r.centroids_momentum, r.centroids_weight_decay)}
 
   def model_inputs(self, extra):
     """The meta-embedding head reads the centroids (its visual memory)."""
     return {"centroids": extra["centroids"]}
 
-  def make_loss(self, config, classify, class_counts, steps_per_epoch):
+  def make_loss(self, classify, class_counts, steps_per_epoch):
     """The classification loss (``config.loss``; the reference's is cross-entropy) +
     ``oltr.loss_weight`` x the discriminative centroids loss, whose attract term gives the
     centroids the reference centre-loss update (see ``ltjax.losses.disc_centroids_loss``),
     which ``loss_weight`` does not scale."""
-    cross_entropy = super().make_loss(config, classify, class_counts, steps_per_epoch)
-    r = OLTROptions.of(config)
+    cross_entropy = super().make_loss(classify, class_counts, steps_per_epoch)
+    r = self.oltr
 
     def loss_fn(logits, aux, labels, extra, step):
       ce, _ = cross_entropy(logits, aux, labels, extra, step)
@@ -114,7 +123,7 @@ class OLTR(Stage):
     both stages have one. With ``oltr.fc_add`` but a stage 1 without the layer (the current
     reference's ImageNet-LT stage 1), it starts fresh, as the reference's stage 2 does."""
     earlier_fc = earlier.get("neck", {}).get("fc_add")
-    fc_add = OLTROptions.of(config).fc_add
+    fc_add = self.oltr.fc_add
     if not fc_add:
       if earlier_fc is not None:
         width = np.shape(earlier_fc["kernel"])[-1]
