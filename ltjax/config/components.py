@@ -10,6 +10,48 @@ from collections.abc import Mapping
 from typing import Any
 
 
+class Registry(dict):
+  """name -> the registered member of one kind of component (a loss, a head, a dataset
+  entry, ...): ``register`` adds one under its ``name`` (a class decorator), ``lookup``
+  returns one or refuses an unknown name, naming the config field that chooses and the
+  valid names. A dict otherwise (``REGISTRY.get(name)`` is None for an unknown name).
+
+  Attributes:
+    what: what a member is, for messages ("loss").
+    selector: the config field that chooses a member ("loss.name").
+    many: the field is a tuple of names (``eval.evaluators``): a name given as ``a,b``
+      gets the tuple syntax that works.
+  """
+
+  def __init__(self, what: str, selector: str, many: bool = False):
+    super().__init__()
+    self.what, self.selector, self.many = what, selector, many
+
+  def register(self, member):
+    """Adds ``member`` under ``member.name``; a second, different member of a taken name is
+    refused (it would silently replace the first)."""
+    taken = dict.get(self, member.name)
+    if taken is not None and taken is not member:
+      raise ValueError(f"{self.what} {member.name!r} is already registered ({taken}).")
+    self[member.name] = member
+    return member
+
+  def lookup(self, name):
+    """The member registered as ``name``.
+
+    Raises:
+      ValueError: an unknown name, listing the valid ones.
+    """
+    try:
+      return self[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable value (a list).
+      hint = tuple_hint(self.selector, str(name)) if self.many else ""
+      valid = ", ".join(repr(n) for n in self)
+      raise ValueError(
+        f"--config.{self.selector}={name!r}: unknown {self.what}; valid: {valid}." + hint
+      ) from None
+
+
 def options(cls: type) -> dict[str, Any]:
   """``{option: default}`` of a registered dataclass."""
   return {f.name: f.default for f in dataclasses.fields(cls)}

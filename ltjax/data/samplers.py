@@ -36,6 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ltjax.config import components
 from ltjax.data.sources import check_labels
 
 # ------------------------------------------------------------------------------------------
@@ -235,13 +236,11 @@ class Sampler:
     raise NotImplementedError
 
 
-SAMPLERS: dict[str, type[Sampler]] = {}
-
-
-def register(cls: type[Sampler]) -> type[Sampler]:
-  """Class decorator: adds a sampler to :data:`SAMPLERS` under ``cls.name``."""
-  SAMPLERS[cls.name] = cls
-  return cls
+SAMPLERS: components.Registry = components.Registry("sampler", "sampler.name")
+#: Class decorator: adds a sampler to ``SAMPLERS`` under ``cls.name``.
+register = SAMPLERS.register
+#: The sampler class registered as ``name``; a ValueError listing the valid names otherwise.
+get = SAMPLERS.lookup
 
 
 @register
@@ -409,20 +408,6 @@ def _shuffle_within(segment: np.ndarray, rng: np.random.Generator) -> np.ndarray
   """
   key = (segment.astype(np.int64) << 32) | rng.integers(0, 2**32, size=segment.size, dtype=np.int64)
   return np.argsort(key, kind="stable")
-
-
-def get(name: str) -> type[Sampler]:
-  """The sampler class registered as ``name``.
-
-  Raises:
-    ValueError: for an unknown name, listing the valid ones.
-  """
-  try:
-    return SAMPLERS[name]
-  except (KeyError, TypeError):
-    raise ValueError(
-      f"unknown sampler {name!r}; valid names are {', '.join(sorted(SAMPLERS))}."
-    ) from None
 
 
 def from_config(config) -> Sampler:

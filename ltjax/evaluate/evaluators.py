@@ -124,24 +124,11 @@ class Evaluator:
 
 
 #: Every evaluator, by name, in registration order (the order of ``DEFAULT``).
-EVALUATORS: dict[str, type[Evaluator]] = {}
-
-
-def register(cls: type[Evaluator]) -> type[Evaluator]:
-  """Class decorator: ``cls`` becomes the evaluator of its name."""
-  if cls.name in EVALUATORS and EVALUATORS[cls.name] is not cls:
-    raise ValueError(f"evaluator {cls.name!r} is already registered ({EVALUATORS[cls.name]}).")
-  EVALUATORS[cls.name] = cls
-  return cls
-
-
-def get(name: str) -> type[Evaluator]:
-  if name not in EVALUATORS:
-    raise ValueError(
-      f"--config.eval.evaluators: no evaluator {name!r}; valid: {', '.join(EVALUATORS)}."
-      + components.tuple_hint("eval.evaluators", name)
-    )
-  return EVALUATORS[name]
+EVALUATORS: components.Registry = components.Registry("evaluator", "eval.evaluators", many=True)
+#: Class decorator: ``cls`` becomes the evaluator of its name.
+register = EVALUATORS.register
+#: The evaluator class registered as ``name``; a ValueError listing the valid names otherwise.
+get = EVALUATORS.lookup
 
 
 def option_defaults() -> dict[str, Any]:

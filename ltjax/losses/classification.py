@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ltjax.config import components
+
 Array = Any
 
 
@@ -65,20 +67,11 @@ class ClassificationLoss:
       )
 
 
-LOSSES: dict[str, type[ClassificationLoss]] = {}
-
-
-def register(cls: type[ClassificationLoss]) -> type[ClassificationLoss]:
-  """Class decorator: adds a loss to :data:`LOSSES` under ``cls.name``."""
-  LOSSES[cls.name] = cls
-  return cls
-
-
-def get(name: str) -> type[ClassificationLoss]:
-  """The loss class registered as ``name``; a ValueError listing the valid names otherwise."""
-  if name not in LOSSES:
-    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(sorted(LOSSES))}.")
-  return LOSSES[name]
+LOSSES: components.Registry = components.Registry("loss", "loss.name")
+#: Class decorator: adds a loss to ``LOSSES`` under ``cls.name``.
+register = LOSSES.register
+#: The loss class registered as ``name``; a ValueError listing the valid names otherwise.
+get = LOSSES.lookup
 
 
 def from_config(config) -> ClassificationLoss:

@@ -97,20 +97,13 @@ class Backbone:
 
 
 #: name -> the registered class.
-BACKBONES: dict[str, type[Backbone]] = {}
+BACKBONES: components.Registry = components.Registry("backbone", "model.backbone")
 
 
-def register(cls: type[Backbone]) -> type[Backbone]:
-  """Adds ``cls`` to ``BACKBONES`` under ``cls.name`` (a decorator)."""
-  BACKBONES[cls.name] = cls
-  return cls
-
-
-def get(name: str) -> type[Backbone]:
-  """The class registered as ``name``; ValueError listing the valid names."""
-  if name not in BACKBONES:
-    raise ValueError(f"Unknown backbone {name!r}; valid backbones: {sorted(BACKBONES)}.")
-  return BACKBONES[name]
+#: Adds ``cls`` to ``BACKBONES`` under ``cls.name`` (a decorator).
+register = BACKBONES.register
+#: The class registered as ``name``; a ValueError listing the valid names otherwise.
+get = BACKBONES.lookup
 
 
 def _refuse_foreign_options(name: str, model: Mapping) -> None:

@@ -39,20 +39,11 @@ class Head:
 
 
 #: name -> the registered class (``model.head``).
-HEADS: dict[str, type[Head]] = {}
-
-
-def register(cls: type[Head]) -> type[Head]:
-  """Adds ``cls`` to ``HEADS`` under ``cls.name`` (a decorator)."""
-  HEADS[cls.name] = cls
-  return cls
-
-
-def get(name: str) -> type[Head]:
-  """The class registered as ``name``; ValueError listing the valid names."""
-  if name not in HEADS:
-    raise ValueError(f"Unknown head {name!r}; valid heads: {sorted(HEADS)}.")
-  return HEADS[name]
+HEADS: components.Registry = components.Registry("head", "model.head")
+#: Adds ``cls`` to ``HEADS`` under ``cls.name`` (a decorator).
+register = HEADS.register
+#: The class registered as ``name``; a ValueError listing the valid names otherwise.
+get = HEADS.lookup
 
 
 def from_config(model: Mapping) -> Head:

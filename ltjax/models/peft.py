@@ -76,13 +76,9 @@ class Peft:
 ADDED_MODULES = r"^vpt_\d+$|(^|/)(adaptformer|adapter|lora_[qv]|ssf_\w+)/"
 
 #: name -> the registered class (``model.peft``).
-PEFT_METHODS: dict[str, type[Peft]] = {}
-
-
-def register(cls: type[Peft]) -> type[Peft]:
-  """Adds ``cls`` to ``PEFT_METHODS`` under ``cls.name`` (a decorator)."""
-  PEFT_METHODS[cls.name] = cls
-  return cls
+PEFT_METHODS: components.Registry = components.Registry("fine-tuning method", "model.peft")
+#: Adds ``cls`` to ``PEFT_METHODS`` under ``cls.name`` (a decorator).
+register = PEFT_METHODS.register
 
 
 @register
@@ -239,12 +235,9 @@ def build(model: Mapping) -> Peft:
     ValueError: an unknown method (listing the valid ones) or another method's option set
       away from its default (naming it).
   """
-  name = model.get("peft", "")
-  if name not in PEFT_METHODS:
-    valid = ", ".join(repr(n) for n in PEFT_METHODS)
-    raise ValueError(f"unknown --config.model.peft {name!r}; valid: {valid}.")
-  components.refuse_foreign_option(PEFT_METHODS, name, model, "model.peft")
-  return components.build(PEFT_METHODS[name], model)
+  cls = PEFT_METHODS.lookup(model.get("peft", ""))
+  components.refuse_foreign_option(PEFT_METHODS, cls.name, model, "model.peft")
+  return components.build(cls, model)
 
 
 def trains(method: Peft, path: str) -> bool:

@@ -70,16 +70,14 @@ class Schedule:
 
 
 #: name -> the registered class (``optim.name``).
-OPTIMIZERS: dict[str, type[Optimizer]] = {}
+OPTIMIZERS: components.Registry = components.Registry("optimizer", "optim.name")
 #: name -> the registered class (``optim.schedule``).
-SCHEDULES: dict[str, type[Schedule]] = {}
+SCHEDULES: components.Registry = components.Registry("schedule", "optim.schedule")
 
 
 def register(cls):
   """Adds an optimizer or a schedule to its registry under ``cls.name`` (a decorator)."""
-  registry = SCHEDULES if issubclass(cls, Schedule) else OPTIMIZERS
-  registry[cls.name] = cls
-  return cls
+  return (SCHEDULES if issubclass(cls, Schedule) else OPTIMIZERS).register(cls)
 
 
 @register
@@ -213,7 +211,7 @@ class Constant(Schedule):
     return jnp.asarray(lr, jnp.float32)
 
 
-def _from_block(registry: dict, selector: str, cfg: ml_collections.ConfigDict):
+def _from_block(registry: components.Registry, selector: str, cfg: ml_collections.ConfigDict):
   """The member of ``registry`` that ``cfg[selector]`` names, with its options from ``cfg``
   (``config.optim``).
 
@@ -221,11 +219,9 @@ def _from_block(registry: dict, selector: str, cfg: ml_collections.ConfigDict):
     ValueError: an unknown name (listing the valid ones), or another member's option set
       away from its default (naming it and its owner).
   """
-  name = cfg[selector]
-  if name not in registry:
-    raise ValueError(f"unknown --config.optim.{selector} {name!r}; valid: {', '.join(registry)}.")
-  components.refuse_foreign_option(registry, name, cfg, f"optim.{selector}")
-  return components.build(registry[name], cfg)
+  cls = registry.lookup(cfg[selector])
+  components.refuse_foreign_option(registry, cls.name, cfg, f"optim.{selector}")
+  return components.build(cls, cfg)
 
 
 def _per_epoch(schedule: Schedule, lr: float, num_epochs: int, offset: int, warmup_epochs: float):

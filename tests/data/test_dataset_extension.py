@@ -78,5 +78,5 @@ def test_the_new_datasets_fields_are_its_own(stripes, caplog):
     caplog.text
   )
   assert "Its fields: stripe." in caplog.text
-  with pytest.raises(ValueError, match="unknown dataset 'toy_stripe'; valid: .*toy_stripes"):
+  with pytest.raises(ValueError, match="'toy_stripe': unknown dataset; valid: .*'toy_stripes'"):
     datasets.get("toy_stripe")

@@ -284,7 +284,7 @@ def test_empty_labels():
 
 
 def test_unknown_name_lists_valid_names():
-  with pytest.raises(ValueError, match="unknown sampler 'balanced'") as info:
+  with pytest.raises(ValueError, match="--config.sampler.name='balanced': unknown sampler") as info:
     samplers.epoch_indices("balanced", LABELS, K, 0, seed=0)
   for name in samplers.SAMPLERS:
     assert name in str(info.value)

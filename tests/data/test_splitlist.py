@@ -112,7 +112,7 @@ def test_the_dataset_table_holds_the_reference_lists():
   assert get("places_lt").list_path("train", "/d") == "/d/Places_LT_train.txt"
   with pytest.raises(ValueError, match="has no 'open' list"):
     get("inat2018").list_path("open", "/d")
-  with pytest.raises(ValueError, match="unknown dataset 'cifar'; valid: digits, tfds"):
+  with pytest.raises(ValueError, match="name='cifar': unknown dataset; valid: 'digits', 'tfds'"):
     get("cifar")
 
 

@@ -118,7 +118,7 @@ def test_the_default_is_every_evaluator_of_ltjax_and_a_wrong_name_lists_them():
   assert config_lib.from_saved(saved).eval.evaluators == evaluators.DEFAULT
   assert workdir_lib.config_changes(saved, tiny_config(), config_lib.base_config()) == ([], [])
   c = tiny_config(**{"eval.evaluators": ("closed_set", "top_5")})
-  with pytest.raises(ValueError, match="no evaluator 'top_5'; valid: closed_set, top5, "):
+  with pytest.raises(ValueError, match="'top_5': unknown evaluator; valid: 'closed_set', 'top5', "):
     experiment.setup(c, tiny_splits())
   # A comma-joined list arrives from the command line as one name: the syntax is named.
   c = tiny_config(**{"eval.evaluators": ("closed_set,top5",)})

@@ -229,7 +229,7 @@ def test_head_scale_is_the_cosine_heads_option():
     ValueError, match=r"head_scale=16.0 is an option of the cosine / lws_cosine heads"
   ):
     head_registry.from_config({"head": "linear", "head_scale": 16.0})
-  with pytest.raises(ValueError, match="Unknown head 'arcface'; valid heads: .*'cosine'"):
+  with pytest.raises(ValueError, match="model.head='arcface': unknown head; valid: .*'cosine'"):
     head_registry.from_config({"head": "arcface"})
 
 

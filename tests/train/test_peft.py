@@ -68,7 +68,7 @@ def test_the_default_trains_everything_and_methods_refuse_others_options():
   assert backbones.from_config({"backbone": "vit_tiny"}).frozen_patterns() == ()
   with pytest.raises(ValueError, match=r"model.vpt_len=5 is an option of model.peft='vpt_shallow'"):
     backbones.from_config({"backbone": "vit_tiny", "peft": "lora", "vpt_len": 5})
-  with pytest.raises(ValueError, match=r"unknown --config.model.peft 'loraa'; valid: '', 'full'"):
+  with pytest.raises(ValueError, match=r"'loraa': unknown fine-tuning method; valid: '', 'full'"):
     backbones.from_config({"backbone": "vit_tiny", "peft": "loraa"})
   with pytest.raises(
     ValueError,

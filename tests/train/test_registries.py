@@ -125,3 +125,49 @@ def test_a_new_backbone_with_its_own_option_trains_a_step(monkeypatch, tmp_path)
   config.model.width = 1
   summary = loop.train_and_evaluate(config, str(tmp_path), splits=tiny_splits())
   assert set(summary) >= {"many", "medium", "few", "all"}
+
+
+def test_every_registry_refuses_an_unknown_name_and_a_second_member_of_a_taken_name():
+  """One ``components.Registry`` behind every component kind: an unknown name names the config
+  field and the valid names; a second, different member under a taken name is refused (it
+  would replace a built-in without a word); registering the same class again is harmless."""
+  from ltjax.config import components
+  from ltjax.data import datasets
+  from ltjax.data.pp import augment
+  from ltjax.evaluate import evaluators
+  from ltjax.models import backbones, head_registry, peft
+  from ltjax.train import optim, stages
+
+  registries = {
+    "loss.name": losses.LOSSES,
+    "sampler.name": samplers.SAMPLERS,
+    "model.backbone": backbones.BACKBONES,
+    "model.head": head_registry.HEADS,
+    "model.peft": peft.PEFT_METHODS,
+    "data.augment": augment.AUGMENTATIONS,
+    "data.eval_transform": augment.EVAL_TRANSFORMS,
+    "optim.name": optim.OPTIMIZERS,
+    "optim.schedule": optim.SCHEDULES,
+    "eval.evaluators": evaluators.EVALUATORS,
+    "dataset.name": datasets.DATASETS,
+    "stage": stages.STAGES,
+  }
+  for selector, registry in registries.items():
+    assert isinstance(registry, components.Registry) and registry.selector == selector
+    first = next(iter(registry))
+    with pytest.raises(ValueError, match=rf"^--config\.{selector}='nope': unknown ") as info:
+      registry.lookup("nope")
+    assert all(repr(name) in str(info.value) for name in registry), selector
+    with pytest.raises(ValueError, match="unknown"):
+      registry.lookup(["a", "list"])  # Unhashable, as a mistyped config value can be.
+    assert registry.register(registry[first]) is registry[first]
+    impostor = type("Impostor", (), {"name": first})
+    with pytest.raises(ValueError, match=f"{first!r} is already registered"):
+      registry.register(impostor)
+    assert registry[first] is not impostor
+  # Only a field of several names gets the tuple syntax for "a,b".
+  with pytest.raises(ValueError, match=r"as a tuple: --config.eval.evaluators=\"\('a', 'b'\)\""):
+    evaluators.EVALUATORS.lookup("a,b")
+  with pytest.raises(ValueError) as info:
+    losses.LOSSES.lookup("a,b")
+  assert "tuple" not in str(info.value)

@@ -244,9 +244,9 @@ def test_batch_not_divisible_by_devices():
 
 
 def test_unknown_names_list_the_valid_ones():
-  with pytest.raises(ValueError, match="valid: joint, crt, lws"):
+  with pytest.raises(ValueError, match="valid: 'joint', 'crt', 'lws'"):
     experiment.setup(tiny_config(stage="ldam"), tiny_splits())
-  with pytest.raises(ValueError, match="valid: cosine, step, multistep, constant"):
+  with pytest.raises(ValueError, match="valid: 'cosine', 'step', 'multistep', 'constant'"):
     experiment.setup(tiny_config(**{"optim.schedule": "linear"}), tiny_splits())
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 import ml_collections
 import numpy as np
 
+from ltjax.config import components
 from ltjax.data import identity
 from ltjax.data.sources.base import Source
 from ltjax.data.sources.list_layouts import ListLayout
@@ -155,20 +156,11 @@ class Dataset:
     return self.tfds_layouts[base]
 
 
-DATASETS: dict[str, Dataset] = {}
-
-
-def register(entry: Dataset) -> Dataset:
-  """Adds ``entry`` to the table under ``entry.name``."""
-  DATASETS[entry.name] = entry
-  return entry
-
-
-def get(name: str) -> Dataset:
-  """The table's entry ``name``; a ValueError listing the valid names otherwise."""
-  if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}.")
-  return DATASETS[name]
+DATASETS: components.Registry = components.Registry("dataset", "dataset.name")
+#: Adds ``entry`` to the table under ``entry.name``.
+register = DATASETS.register
+#: The table's entry ``name``; a ValueError listing the valid names otherwise.
+get = DATASETS.lookup
 
 
 def reference_spec(config) -> DataSpec:

@@ -56,30 +56,20 @@ class EvalTransform:
 
 
 #: ``data.augment`` -> the registered class.
-AUGMENTATIONS: dict[str, type[Augmentation]] = {}
+AUGMENTATIONS: components.Registry = components.Registry("augmentation", "data.augment")
 #: ``data.eval_transform`` -> the registered class.
-EVAL_TRANSFORMS: dict[str, type[EvalTransform]] = {}
+EVAL_TRANSFORMS: components.Registry = components.Registry(
+  "evaluation transform", "data.eval_transform"
+)
+#: The augmentation class registered as ``name``; a ValueError listing the valid ones.
+get = AUGMENTATIONS.lookup
+#: The evaluation transform class registered as ``name``; a ValueError listing the valid ones.
+get_eval = EVAL_TRANSFORMS.lookup
 
 
 def register(cls):
   """Class decorator: adds an augmentation or an evaluation transform to its registry."""
-  registry = AUGMENTATIONS if issubclass(cls, Augmentation) else EVAL_TRANSFORMS
-  registry[cls.name] = cls
-  return cls
-
-
-def get(name: str) -> type[Augmentation]:
-  if name not in AUGMENTATIONS:
-    raise ValueError(
-      f"--config.data.augment={name!r}: unknown augmentation; valid: {', '.join(AUGMENTATIONS)}."
-    )
-  return AUGMENTATIONS[name]
-
-
-def get_eval(name: str) -> type[EvalTransform]:
-  if name not in EVAL_TRANSFORMS:
-    raise ValueError(f"--config.data.eval_transform={name!r}; valid: {', '.join(EVAL_TRANSFORMS)}.")
-  return EVAL_TRANSFORMS[name]
+  return (AUGMENTATIONS if issubclass(cls, Augmentation) else EVAL_TRANSFORMS).register(cls)
 
 
 def from_config(data: Mapping) -> Augmentation:

@@ -22,7 +22,7 @@ What every stage shares is elsewhere and called, not copied: the SGD groups (bac
 and the stage's arrays; ``ltjax.train.optim.Optimization``), the one train step
 (``ltjax.train.steps.make_train_step``), the experiment's assembly
 (``ltjax.train.experiment``), checkpoints and the loop (``ltjax.train.loop``). Adding a stage
-is one subclass of ``Stage`` (``base``), an entry in ``STAGES`` and a config (``config.stage``);
+is one subclass of ``Stage`` (``base``), registered in ``STAGES``, and a config (``config.stage``);
 a stage with options of its own declares them as its dataclass fields and reads them in
 ``of`` (OLTR: its ``oltr`` block), so that what it builds reads its fields, not the config.
 
@@ -33,6 +33,7 @@ before its first step: ``model.pretrained``, ``init_from``, the head's start).
 
 from __future__ import annotations
 
+from ltjax.config import components
 from ltjax.train.stages.base import Stage
 from ltjax.train.stages.decoupling import ClassifierRetraining, Joint, LearnableWeightScaling
 from ltjax.train.stages.oltr import OLTR
@@ -51,16 +52,11 @@ __all__ = [
   "load_pretrained",
 ]
 
-STAGES: dict[str, type[Stage]] = {
-  stage.name: stage for stage in (Joint, ClassifierRetraining, LearnableWeightScaling, OLTR)
-}
-
-
-def get_stage(name: str) -> type[Stage]:
-  """The stage class registered as ``name``; a ValueError listing the valid names otherwise."""
-  if name not in STAGES:
-    raise ValueError(f"unknown stage {name!r}; valid: {', '.join(STAGES)}.")
-  return STAGES[name]
+STAGES: components.Registry = components.Registry("stage", "stage")
+for _stage in (Joint, ClassifierRetraining, LearnableWeightScaling, OLTR):
+  STAGES.register(_stage)
+#: The stage class registered as ``name``; a ValueError listing the valid names otherwise.
+get_stage = STAGES.lookup
 
 
 def from_config(config) -> Stage:
