@@ -25,7 +25,8 @@ def load_earlier_stage(exp, state, stage):
   record = meta.get("frozen_weights")
   if record:  # A parameter-efficient run: its frozen parameters are in its weight file.
     frozen_lib.check_file(record, record["pretrained"], f"init_from={config.init_from}")
-    full = jax.device_get(load_pretrained(exp, state, record["pretrained"]).params)
+    source = f"{record['pretrained']} (the weight file of init_from={config.init_from})"
+    full = jax.device_get(load_pretrained(exp, state, record["pretrained"], source).params)
     params = frozen_lib.complete(params, full, record)
   load = stage.subtrees_to_load(config, params)
   _check_class_set(exp, meta, heads_loaded=any(dst.startswith("head") for _, dst in load))
@@ -108,12 +109,14 @@ def _check_class_set(exp, meta: dict, heads_loaded: bool) -> None:
   log.warning("%s: the backbone's features were learned on other classes.", what)
 
 
-def load_pretrained(exp, state, path: str | None = None):
+def load_pretrained(exp, state, path: str | None = None, source: str | None = None):
   """``state`` with its backbone (and BatchNorm statistics) from ``path`` (default
   ``model.pretrained``), read by the backbone (``Backbone.load_pretrained``); the model's
-  tensors the file lacks keep their initialisation and are logged."""
+  tensors the file lacks keep their initialisation and are logged. ``source`` says in the
+  log where the file comes from (default ``model.pretrained=PATH``)."""
   config = exp.config
   path = path or config.model.pretrained
+  source = source or f"model.pretrained={path}"
   params, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
   backbone, backbone_stats, missing = exp.backbone.load_pretrained(
     path,
@@ -121,11 +124,11 @@ def load_pretrained(exp, state, path: str | None = None):
     stats.get("backbone", {}),
     allow_pickle=config.model.pretrained_allow_pickle,
   )
-  log.info("backbone loaded from %s", path)
+  log.info("backbone loaded from %s", source)
   if missing:
     log.warning(
-      "model.pretrained=%s lacks %d tensor(s) of the backbone, left at their initialisation: %s",
-      path,
+      "%s lacks %d tensor(s) of the backbone, left at their initialisation: %s",
+      source,
       len(missing),
       ", ".join(missing),
     )
