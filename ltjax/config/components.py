@@ -31,7 +31,7 @@ class Registry(dict):
     """Adds ``member`` under ``member.name``; a second, different member of a taken name is
     refused (it would silently replace the first)."""
     taken = dict.get(self, member.name)
-    if taken is not None and taken is not member:
+    if taken is not None and taken != member:
       raise ValueError(f"{self.what} {member.name!r} is already registered ({taken}).")
     self[member.name] = member
     return member

@@ -329,12 +329,12 @@ def owned_meaning(field: str) -> str | None:
   """What ``field`` (``"oltr.margin"``, ``"update_frozen_bn"``) means to the class that owns
   its block or it, or None."""
   if field in OWNED_FIELDS:
-    option = field.rpartition(".")[2]
-    return owned(field).meanings.get(option, "").replace("``", "") or None
-  block, _, option = field.partition(".")
-  if block not in OWNED_BLOCKS:
-    return None
-  return owned(block).meanings.get(option, "").replace("``", "") or None
+    owner, option = field, field.rpartition(".")[2]
+  else:
+    owner, _, option = field.partition(".")
+    if owner not in OWNED_BLOCKS:
+      return None
+  return owned(owner).meanings.get(option, "").replace("``", "") or None
 
 
 def meaning(field: str, chosen: dict) -> str | None:

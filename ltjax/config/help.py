@@ -122,7 +122,8 @@ def _meaning(field: str, c: Mapping) -> str:
     found = declared.meaning(field, {s: c.get(s) for s in registries})
     if found:
       return found
-  found = declared.owned_meaning(field)  # A block one class owns (OLTR's).
+  # A block one class owns (OLTR's), or a field of one (Stage, Optimization).
+  found = declared.owned_meaning(field)
   if found:
     return found
   return FIELD_DOCS.get(field, "not a field of ltjax's base config: nothing reads it.")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ltjax.config import components
+
 
 @dataclasses.dataclass(frozen=True)
 class MethodInfo:
@@ -40,7 +42,7 @@ class MethodInfo:
 
 #: Every known method, by name, in registration order: ``MethodInfo`` entries and the
 #: post-hoc methods' classes (``ltjax.evaluate.posthoc_methods``).
-METHODS: dict[str, MethodInfo] = {}
+METHODS: components.Registry = components.Registry("method", "method")
 
 #: The method whose selection sweep is the top level of ``tau_sweep.json`` (the file's
 #: layout since it held only tau-norm's); every other method's sweep is under its name.
@@ -50,13 +52,9 @@ TOP_LEVEL_SWEEP = "tau_norm"
 OTHER_COLORS = ("tab:gray", "gold", "darkblue", "lime")
 
 
-def register(info):
-  """Adds ``info`` (a ``MethodInfo``, or a class with its attributes) to ``METHODS``; a
-  second, different entry of one name is refused."""
-  if info.name in METHODS and METHODS[info.name] != info:
-    raise ValueError(f"method {info.name!r} is already registered ({METHODS[info.name]}).")
-  METHODS[info.name] = info
-  return info
+#: Adds ``info`` (a ``MethodInfo``, or a class with its attributes) to ``METHODS``; a second,
+#: different entry of one name is refused.
+register = METHODS.register
 
 
 # The training methods: a stage's default ``config.method`` and the loss recipes' names.

@@ -243,18 +243,6 @@ def _per_epoch(schedule: Schedule, lr: float, num_epochs: int, offset: int, warm
   return at
 
 
-def _check_lr_update(lr_update: str, warmup_epochs: float) -> None:
-  if lr_update not in LR_UPDATES:
-    raise ValueError(
-      f"unknown --config.optim.lr_update {lr_update!r}; valid: {', '.join(LR_UPDATES)}."
-    )
-  if lr_update != "step" and warmup_epochs and warmup_epochs != int(warmup_epochs):
-    raise ValueError(
-      f"optim.warmup_epochs={warmup_epochs} with a per-epoch lr_update must be a whole "
-      "number of epochs."
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class Optimization:
   """The run's optimization, built once from ``config.optim`` and the run's length
@@ -290,31 +278,15 @@ class Optimization:
 
   def __post_init__(self):
     object.__setattr__(self, "freeze", tuple(self.freeze))
-    _check_lr_update(self.lr_update, self.warmup_epochs)
-
-  @classmethod
-  def of(cls, config: ml_collections.ConfigDict) -> Optimization:
-    """The optimization of ``config``.
-
-    Raises:
-      ValueError: an unknown optimizer, schedule or lr_update (listing the valid ones),
-        another optimizer's or schedule's option set away from its default (naming it and
-        its owner), or a warm-up they cannot have.
-    """
-    o = config.optim
-    return cls(
-      optimizer=_from_block(OPTIMIZERS, "name", o),
-      schedule=_from_block(SCHEDULES, "schedule", o),
-      num_epochs=config.num_epochs,
-      batch_size=config.batch_size,
-      lr=o.lr,
-      head_lr=o.head_lr,
-      momentum=o.momentum,
-      weight_decay=o.weight_decay,
-      lr_update=o.lr_update,
-      warmup_epochs=o.warmup_epochs,
-      freeze=tuple(o.freeze),
-    )
+    if self.lr_update not in LR_UPDATES:
+      raise ValueError(
+        f"unknown --config.optim.lr_update {self.lr_update!r}; valid: {', '.join(LR_UPDATES)}."
+      )
+    warmup = self.warmup_epochs
+    if self.lr_update != "step" and warmup and warmup != int(warmup):
+      raise ValueError(
+        f"optim.warmup_epochs={warmup} with a per-epoch lr_update must be a whole number of epochs."
+      )
 
   def run_length(self, num_train: int) -> tuple[float, int]:
     """(steps per epoch, total steps) on ``num_train`` training images.
@@ -466,8 +438,27 @@ class Optimization:
 
 
 def from_config(config: ml_collections.ConfigDict) -> Optimization:
-  """The run's ``Optimization`` (``Optimization.of``)."""
-  return Optimization.of(config)
+  """The run's ``Optimization``: ``config.optim`` and the run's length.
+
+  Raises:
+    ValueError: an unknown optimizer, schedule or lr_update (listing the valid ones), another
+      optimizer's or schedule's option set away from its default (naming it and its owner),
+      or a warm-up they cannot have.
+  """
+  o = config.optim
+  return Optimization(
+    optimizer=_from_block(OPTIMIZERS, "name", o),
+    schedule=_from_block(SCHEDULES, "schedule", o),
+    num_epochs=config.num_epochs,
+    batch_size=config.batch_size,
+    lr=o.lr,
+    head_lr=o.head_lr,
+    momentum=o.momentum,
+    weight_decay=o.weight_decay,
+    lr_update=o.lr_update,
+    warmup_epochs=o.warmup_epochs,
+    freeze=tuple(o.freeze),
+  )
 
 
 def param_path(path) -> str:
