@@ -134,7 +134,7 @@ def test_every_registry_refuses_an_unknown_name_and_a_second_member_of_a_taken_n
   from ltjax.config import components
   from ltjax.data import datasets
   from ltjax.data.pp import augment
-  from ltjax.evaluate import evaluators
+  from ltjax.evaluate import evaluators, methods
   from ltjax.models import backbones, head_registry, peft
   from ltjax.train import optim, stages
 
@@ -151,6 +151,7 @@ def test_every_registry_refuses_an_unknown_name_and_a_second_member_of_a_taken_n
     "eval.evaluators": evaluators.EVALUATORS,
     "dataset.name": datasets.DATASETS,
     "stage": stages.STAGES,
+    "method": methods.METHODS,  # The results rows' names (labels, colours, order).
   }
   for selector, registry in registries.items():
     assert isinstance(registry, components.Registry) and registry.selector == selector
