@@ -37,7 +37,7 @@ and PyTurboJPEG (full, 1/2).
 crop box, crop copied into the 448x448 buffer; the resize, flip and jitter run in the train
 step) with "imagenet" (all on the host) and "none" (read + decode alone), one thread,
 interleaved, images per CPU-second, from both sources; then times the device half
-(``device_ops.apply``, jitted) on this machine's default jax device for a batch of 64.
+(``device_ops.resize_flip_jitter``, jitted) on this machine's default jax device for a batch of 64.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def run_pipeline(args) -> None:
 
 
 def device_apply_seconds(batch: int, rounds: int) -> tuple[float, float]:
-  """Median (wall, CPU) seconds of the jitted ``device_ops.apply`` on a batch."""
+  """Median (wall, CPU) seconds of the jitted ``device_ops.resize_flip_jitter`` on a batch."""
   import jax
 
   from ltjax.data.pp import device_ops
@@ -262,7 +262,7 @@ def device_apply_seconds(batch: int, rounds: int) -> tuple[float, float]:
   images = [synthetic_image(rng) for _ in range(batch)]
   prepared = device_ops.prepare_batch(images, np.arange(batch), 0, size=224)
   prepared = jax.device_put(prepared)
-  fn = jax.jit(device_ops.apply)
+  fn = jax.jit(device_ops.resize_flip_jitter)
   fn(prepared).block_until_ready()
   times = []
   for _ in range(rounds):
@@ -345,7 +345,7 @@ def run_device_augment(args) -> None:
   import jax
 
   print(
-    f"device half (jitted device_ops.apply, batch {args.batch}, 448 -> 224) on "
+    f"device half (jitted device_ops.resize_flip_jitter, batch {args.batch}, 448 -> 224) on "
     f"{jax.devices()[0].platform}: {wall_s * 1e3:.0f} ms wall, {cpu_s * 1e3:.0f} ms CPU "
     f"({args.batch / wall_s:.0f} images/s wall)"
   )

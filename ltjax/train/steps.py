@@ -22,11 +22,11 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) ->
 
 def _with_train_images(batch) -> dict:
   """The batch with ``image`` the model's input: the ``imagenet_device`` augmentation
-  (``ltjax.data.pp.device_ops.apply``) runs here when the batch carries its inputs."""
+  (``ltjax.data.pp.device_ops.resize_flip_jitter``) runs here when the batch carries its inputs."""
   if not device_ops.has_device_inputs(batch):
     return batch
   rest = {k: v for k, v in batch.items() if k not in device_ops.KEYS}
-  return rest | {"image": device_ops.apply(batch)}
+  return rest | {"image": device_ops.resize_flip_jitter(batch)}
 
 
 def trainable(state: TrainState) -> dict:

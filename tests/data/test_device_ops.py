@@ -30,7 +30,7 @@ SHAPES = [(40, 50), (64, 64), (75, 100), (20, 13), (32, 32), (150, 120), (300, 2
 def both_paths(images, positions, seed=7, size=SIZE):
   host = image_ops.imagenet_train_batch(images, positions, seed, size=size)
   batch = device_ops.prepare_batch(images, positions, seed, size=size)
-  device = np.asarray(jax.jit(device_ops.apply)(batch))
+  device = np.asarray(jax.jit(device_ops.resize_flip_jitter)(batch))
   return host, device, batch
 
 
@@ -106,7 +106,7 @@ def test_padding_never_leaks(hw):
     "jitter": np.ones((2, 3), np.float32),  # Identity factors.
     "jitter_order": np.array([[0, 1, 2], [2, 1, 0]], np.int32),
   }
-  out = np.asarray(device_ops.apply(batch))
+  out = np.asarray(device_ops.resize_flip_jitter(batch))
   assert out.shape == (2, SIZE, SIZE, 3)
   assert (out[0] == 255).all()
   np.testing.assert_array_equal(out[1], np.broadcast_to([255, 90, 255], out[1].shape))
@@ -128,12 +128,12 @@ def test_deterministic_and_batch_independent():
   b = device_ops.prepare_batch(images, positions, 5, size=SIZE)
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
-  out = np.asarray(device_ops.apply(a))
-  np.testing.assert_array_equal(out, np.asarray(device_ops.apply(b)))
+  out = np.asarray(device_ops.resize_flip_jitter(a))
+  np.testing.assert_array_equal(out, np.asarray(device_ops.resize_flip_jitter(b)))
   half = device_ops.prepare_batch(images[3:], positions[3:], 5, size=SIZE)
-  np.testing.assert_array_equal(np.asarray(device_ops.apply(half)), out[3:])
+  np.testing.assert_array_equal(np.asarray(device_ops.resize_flip_jitter(half)), out[3:])
   other = device_ops.prepare_batch(images, positions, 6, size=SIZE)
-  assert not np.array_equal(np.asarray(device_ops.apply(other)), out)
+  assert not np.array_equal(np.asarray(device_ops.resize_flip_jitter(other)), out)
 
 
 def test_stream_and_augment_batch_give_the_device_batch():
@@ -184,7 +184,7 @@ def test_imagenet_device_config_trains_sharded_on_eight_devices(tmp_path, monkey
   assert np.isfinite(float(metrics["loss"]))
   assert int(jax.device_get(state.step)) == 1
   # The model saw crop_size images: the device augmentation of the same batch.
-  images = np.asarray(device_ops.apply(local))
+  images = np.asarray(device_ops.resize_flip_jitter(local))
   assert images.shape == (8, 16, 16, 3)
 
 

@@ -10,7 +10,7 @@ same per-record random numbers, but leaves the host only the JPEG decode and a c
   larger than S on a side is first shrunk by an integer factor per axis with Pillow's
   ``reduce`` (a box filter; the only step whose pixels differ from the host path). The
   flip bit, the three jitter factors and the jitter order travel with the batch.
-* device (`apply`, jitted into the train step): antialiased bilinear resize of each
+* device (`resize_flip_jitter`, jitted into the train step): antialiased bilinear resize of each
   valid region to size x size as two batched matmuls with per-image weights (Pillow's
   triangle filter, support scaled by the downscale factor, weights normalised over the
   valid pixels only, horizontal pass first and rounded to uint8 between passes, as
@@ -50,7 +50,8 @@ def buffer_side(size: int) -> int:
 
 
 def output_size(side: int) -> int:
-  """Output side of `apply` for a buffer of side ``side`` (inverse of `buffer_side`)."""
+  """Output side of `resize_flip_jitter` for a buffer of side ``side`` (inverse of
+  `buffer_side`)."""
   if side % BUFFER_FACTOR:
     raise ValueError(f"buffer side {side} is not a multiple of {BUFFER_FACTOR}.")
   return side // BUFFER_FACTOR
@@ -101,9 +102,9 @@ def prepare_batch(
     images_list: B decoded images (H_i, W_i, C) uint8, sizes may differ, same C.
     positions: (B,) global positions of the records in the sample stream.
     seed: augmentation seed.
-    size: output side of the device half (`apply`); the buffer side is 2 x size.
-    jitter: the ColorJitter strength (0: factors of exactly 1, which `apply`'s blends leave
-      unchanged).
+    size: output side of the device half (`resize_flip_jitter`); the buffer side is 2 x size.
+    jitter: the ColorJitter strength (0: factors of exactly 1, which the blends of
+      `resize_flip_jitter` leave unchanged).
 
   Returns:
     ``image`` (B, S, S, C) uint8, zero outside each crop; ``crop_hw`` (B, 2) int32, the
@@ -211,7 +212,7 @@ def color_jitter(x: jax.Array, factors: jax.Array, order: jax.Array) -> jax.Arra
   return x
 
 
-def apply(batch, size: int | None = None) -> jax.Array:
+def resize_flip_jitter(batch, size: int | None = None) -> jax.Array:
   """Device half of ``imagenet_device``: resize each crop, flip, jitter.
 
   Args:
