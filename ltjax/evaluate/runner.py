@@ -12,6 +12,7 @@ import numpy as np
 from ltjax import files, sharding
 from ltjax.data import pipeline
 from ltjax.evaluate import evaluators, methods, metrics
+from ltjax.models import heads
 from ltjax.stop import STOP
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ def features(exp, state, source) -> dict[str, np.ndarray]:
   un-sampled "train_plain" set)."""
   out = run_over(exp, state, source, exp.feature_step, ("features", "logits"))
   return {**out, "labels": np.asarray(source.labels)}
+
+
+def training_class_means(exp, state) -> tuple[np.ndarray, int]:
+  """The (K, D) float32 class means of the features of the model in ``state`` over the
+  un-sampled training set with the evaluation transform, as they are (``feat_type="un"``),
+  and the number of features: where ``model.head_init='class_mean'`` starts a head and
+  OLTR its centroids."""
+  train = features(exp, state, exp.splits.train)
+  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
+  return np.asarray(means, np.float32), len(train["labels"])
 
 
 def predict(exp, state, source) -> dict[str, np.ndarray]:

@@ -16,7 +16,6 @@ from ltjax import losses, sharding
 from ltjax.config import components
 from ltjax.config.schema import OLTR_LOSS_WEIGHT, OLTR_MARGIN, OLTR_REPEL_WEIGHT
 from ltjax.evaluate import runner
-from ltjax.models import heads
 from ltjax.train.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -170,8 +169,7 @@ class OLTR(Stage):
 def init_centroids(exp, state):
   """OLTR: centroids = class means, over the un-sampled training set, of the features of the
   stage-2 model as it is now (stage-1 weights loaded, new layers fresh)."""
-  train = runner.features(exp, state, exp.splits.train)
-  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
-  centroids = jax.device_put(np.asarray(means, np.float32), sharding.replicated(exp.mesh))
-  log.info("centroids initialised from %d training features", len(train["labels"]))
+  means, n = runner.training_class_means(exp, state)
+  centroids = jax.device_put(means, sharding.replicated(exp.mesh))
+  log.info("centroids initialised from %d training features", n)
   return state.replace(extra={**state.extra, "centroids": centroids})

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from ltjax.evaluate import runner
-from ltjax.models import heads, text_features
+from ltjax.models import text_features
 from ltjax.train import frozen as frozen_lib
 from ltjax.train import init_from as init_lib
 
@@ -168,12 +168,11 @@ def init_head_from_class_means(exp, state):
   model's as it starts (the pretrained tower; AdaptFormer, adapter and LoRA start as the
   identity, as LIFT's ``use_tuner=False``), over the un-sampled training set with the
   evaluation transform."""
-  train = runner.features(exp, state, exp.splits.train)
-  means, _ = heads.class_means(train["features"], train["labels"], exp.splits.num_classes, "un")
-  means = np.asarray(means, np.float64)
+  means, n = runner.training_class_means(exp, state)
+  means = means.astype(np.float64)
   norms = np.linalg.norm(means, axis=1, keepdims=True)
   kernel = (means / np.maximum(norms, 1e-12)).T.astype(np.float32)  # F.normalize's eps.
-  log.info("head initialised from the class means of %d training features", len(train["labels"]))
+  log.info("head initialised from the class means of %d training features", n)
   return _with_head_kernel(exp, state, kernel)
 
 
