@@ -154,10 +154,10 @@ def test_checkpoints_keep_what_trains_and_read_the_rest_from_the_weight_file(tmp
     restore.restore_trained(config, workdir, splits())
 
 
-def test_crt_on_a_peft_run_reads_its_tower_through_the_checkpoints_reference(tmp_path):
+def test_crt_on_a_peft_run_reads_its_tower_through_the_checkpoints_reference(tmp_path, caplog):
   """Decoupling on top of LIFT: cRT loads the run's adapters from its (slim) checkpoint and
-  the frozen tower from the file the checkpoint names; a cRT built without the run's
-  adapters is refused, naming the flag."""
+  the frozen tower from the file the checkpoint names, and the log says which file and why;
+  a cRT built without the run's adapters is refused, naming the flag."""
   path, _ = augreg_npz(tmp_path / "vit.npz")
   lift = vit_config(**{"model.peft": "adaptformer", "model.pretrained": path})
   exp, state = experiment.setup(lift, splits())
@@ -166,7 +166,10 @@ def test_crt_on_a_peft_run_reads_its_tower_through_the_checkpoints_reference(tmp
     **{"stage": "crt", "init_from": str(tmp_path / "lift"), "model.peft": "adaptformer"}
   )
   exp, state = experiment.setup(crt, splits())
-  started = flat_state(exp.stage.start(exp, state))
+  with caplog.at_level("INFO", logger="ltjax.train.stages.starts"):
+    started = flat_state(exp.stage.start(exp, state))
+  lift_dir = str(tmp_path / "lift")
+  assert f"backbone loaded from {path} (the weight file of init_from={lift_dir})" in caplog.text
   for k, v in trained.items():
     if k.startswith("params/backbone"):  # Adapters trained, the tower as the file holds it.
       np.testing.assert_array_equal(started[k], v, err_msg=k)
