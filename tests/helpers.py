@@ -60,6 +60,8 @@ def tiny_config(**overrides):
   c.eval_every_epochs = 0
   c.checkpoint_every_steps = 2
   c.data.num_threads = 1
+  if overrides.get("data.augment", c.data.augment) != c.data.augment:
+    c.data.pad, c.data.flip = 4, True  # Digits' crop_flip options, which another never reads.
   return _override(c, overrides)
 
 

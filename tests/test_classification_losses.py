@@ -171,10 +171,10 @@ def test_every_loss_comes_from_the_config_with_its_defaults():
     assert loss.name == name
   c.loss.name, c.loss.drw_epoch, c.loss.scale = "ldam", 160, 16.0
   assert losses.from_config(c) == losses.get("ldam")(drw_epoch=160, scale=16.0)
-  c.loss.name, c.loss.tau = "logit_adjusted", -1.0
+  c.loss.name, c.loss.tau, c.loss.drw_epoch, c.loss.scale = "logit_adjusted", -1.0, None, 30.0
   with pytest.raises(ValueError, match=r"loss 'logit_adjusted': tau must be >= 0.*--config.loss"):
     losses.from_config(c)
-  c.loss.name, c.loss.base = "class_balanced", "sigmoid"
+  c.loss.name, c.loss.tau, c.loss.base = "class_balanced", 1.0, "sigmoid"
   with pytest.raises(ValueError, match="base must be 'softmax' or 'focal'"):
     losses.from_config(c)
 

@@ -6,7 +6,7 @@ otherwise do nothing without a word. JAX-free, so every layer can call it."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -52,6 +52,10 @@ class Registry(dict):
       ) from None
 
 
+#: No default to judge an option against.
+_NONE = object()
+
+
 def options(cls: type) -> dict[str, Any]:
   """``{option: default}`` of a registered dataclass."""
   return {f.name: f.default for f in dataclasses.fields(cls)}
@@ -73,30 +77,73 @@ def tuple_hint(field: str, value: str) -> str:
   return f' Give several as a tuple: --config.{field}="({listed})".'
 
 
+def unread_option(
+  block: Mapping, chosen: Sequence[tuple[Mapping[str, type], str]], defaults: Mapping | None = None
+):
+  """The first option (by name) of the members of registries that share ``block`` which
+  ``block`` sets away from its default while none of the ``chosen`` members (``(registry,
+  name)`` pairs: ``config.data`` holds the augmentation's and the evaluation transform's)
+  reads it: ``(option, value, default, owners)`` with ``owners`` the ``(registry, class)``
+  pairs that have it, or None. An option its owners require (no default) is judged against
+  ``defaults`` (the block's in ``ltjax.config.schema``), or not at all."""
+  read = {f for registry, name in chosen for f in options(registry[name])}
+  owners: dict[str, list[tuple[Mapping[str, type], type]]] = {}
+  for registry, _ in chosen:
+    for cls in registry.values():
+      for f in options(cls):
+        if f not in read:
+          owners.setdefault(f, []).append((registry, cls))
+  for field in sorted(owners):
+    own = [options(cls)[field] for _, cls in owners[field]]
+    required = (defaults or {}).get(field, _NONE)
+    default = next((d for d in own if d is not dataclasses.MISSING), required)
+    if default is _NONE or field not in block:
+      continue
+    if block[field] != default:
+      return field, block[field], default, owners[field]
+  return None
+
+
 def foreign_option(registry: Mapping[str, type], name: str, block: Mapping):
   """The first option (by name) of other members of ``registry`` that ``block`` sets away
   from its default while ``registry[name]`` has no such option: ``(option, value, default,
   owners)`` with ``owners`` the classes that have it, or None."""
-  own = options(registry[name])
-  fields = sorted({f for cls in registry.values() for f in options(cls)} - set(own))
-  for field in fields:
-    owners = [cls for cls in registry.values() if field in options(cls)]
-    default = options(owners[0])[field]
-    if field in block and block[field] != default:
-      return field, block[field], default, owners
-  return None
+  found = unread_option(block, [(registry, name)])
+  if found is None:
+    return None
+  field, value, default, owners = found
+  return field, value, default, [cls for _, cls in owners]
 
 
-def refuse_foreign_option(registry: Mapping[str, type], name: str, block: Mapping, selector: str):
-  """ValueError for the first option of other members of ``registry`` that ``block`` sets
-  away from its default (``foreign_option``), naming the field, the members it belongs to
-  and the value to leave it at; ``selector`` is the field that chooses (``"optim.name"``)."""
-  found = foreign_option(registry, name, block)
+def refuse_unread_option(
+  block: Mapping, chosen: Sequence[tuple[Registry, str]], defaults: Mapping | None = None
+) -> None:
+  """ValueError for the first option ``unread_option`` finds, naming the field, the
+  members it belongs to (by the field that chooses them) and the value to leave it at:
+  set, it would do nothing without a word."""
+  found = unread_option(block, chosen, defaults)
   if found is None:
     return
   field, value, default, owners = found
-  where = selector.partition(".")[0]
+  where = chosen[0][0].selector.partition(".")[0]
+  by_selector: dict[str, list[str]] = {}
+  for registry, cls in owners:
+    by_selector.setdefault(registry.selector, []).append(repr(cls.name))
+  owned = " and ".join(f"{sel}={' / '.join(names)}" for sel, names in by_selector.items())
+  if len(chosen) == 1:
+    instead = repr(chosen[0][1])
+  else:
+    instead = " or ".join(f"{registry.selector}={name!r}" for registry, name in chosen)
   raise ValueError(
-    f"--config.{where}.{field}={value!r} is an option of {selector}="
-    f"{' / '.join(repr(o.name) for o in owners)}, not of {name!r}: leave it {default!r}."
+    f"--config.{where}.{field}={value!r} is an option of {owned}, not of {instead}: "
+    f"leave it {default!r}."
   )
+
+
+def refuse_foreign_option(
+  registry: Registry, name: str, block: Mapping, defaults: Mapping | None = None
+) -> None:
+  """``refuse_unread_option`` for one registry: an option of its other members that
+  ``block`` sets away from its default (``config.optim``: ``--config.optim.step_gamma=0.5
+  is an option of optim.schedule='step' / 'multistep', not of 'cosine': leave it 0.1.``)."""
+  refuse_unread_option(block, [(registry, name)], defaults)

@@ -37,6 +37,7 @@ from typing import ClassVar
 import numpy as np
 
 from ltjax.config import components
+from ltjax.config.schema import base_config
 from ltjax.data.sources import check_labels
 
 # ------------------------------------------------------------------------------------------
@@ -416,9 +417,12 @@ def from_config(config) -> Sampler:
   ``batch_size``, from the config itself. Checks the options before any data is read.
 
   Raises:
-    ValueError: an unknown name, or an option out of range (naming its config field).
+    ValueError: an unknown name, an option out of range (naming its config field), or
+      another sampler's option set away from its default (``--config.sampler.q=0.5`` with
+      the instance sampler would do nothing).
   """
   cls = get(config.sampler.name)
+  components.refuse_foreign_option(SAMPLERS, cls.name, config.sampler, base_config().sampler)
   values = {**config.sampler, "num_epochs": config.num_epochs, "batch_size": config.batch_size}
   options = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
   try:

@@ -78,9 +78,12 @@ def from_config(config) -> ClassificationLoss:
   """The loss of ``config.loss.name``, each option (dataclass field) from ``config.loss``.
 
   Raises:
-    ValueError: an unknown name, or an option out of range (naming its config field).
+    ValueError: an unknown name, an option out of range (naming its config field), or
+      another loss's option set away from its default (``--config.loss.gamma=3`` with the
+      softmax loss would do nothing).
   """
   cls = get(config.loss.name)
+  components.refuse_foreign_option(LOSSES, cls.name, config.loss)
   options = {f.name: config.loss[f.name] for f in dataclasses.fields(cls) if f.name in config.loss}
   try:
     return cls(**options)
@@ -226,6 +229,11 @@ class ClassBalanced(ClassificationLoss):
     _check_range("gamma", self.gamma, 0.0)
     if self.base not in ("softmax", "focal"):
       raise ValueError(f"base must be 'softmax' or 'focal', got {self.base!r}")
+    if self.base == "softmax" and self.gamma != ClassBalanced.gamma:
+      raise ValueError(
+        f"gamma={self.gamma} is read with base='focal' only (base='softmax' has no focusing "
+        f"term): set base='focal', or leave gamma {ClassBalanced.gamma}"
+      )
 
   def __call__(self, logits, labels, inputs):
     ce = _cross_entropy(logits, labels)

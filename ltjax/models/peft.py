@@ -236,7 +236,7 @@ def build(model: Mapping) -> Peft:
       away from its default (naming it).
   """
   cls = PEFT_METHODS.lookup(model.get("peft", ""))
-  components.refuse_foreign_option(PEFT_METHODS, cls.name, model, "model.peft")
+  components.refuse_foreign_option(PEFT_METHODS, cls.name, model)
   return components.build(cls, model)
 
 

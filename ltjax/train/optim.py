@@ -220,7 +220,7 @@ def _from_block(registry: components.Registry, selector: str, cfg: ml_collection
       away from its default (naming it and its owner).
   """
   cls = registry.lookup(cfg[selector])
-  components.refuse_foreign_option(registry, cls.name, cfg, f"optim.{selector}")
+  components.refuse_foreign_option(registry, cls.name, cfg)
   return components.build(cls, cfg)
 
 

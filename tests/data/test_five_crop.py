@@ -186,12 +186,12 @@ def test_a_trained_run_is_evaluated_with_five_crops_and_its_rows_say_so(tmp_path
   from ltjax.evaluate import runner
   from ltjax.train import loop, restore, workdir
 
-  config = tiny_config(**{"data.crop_size": 8})
+  config = tiny_config(**{**FIVE_CROP, "data.eval_transform": "resize_center_crop"})
   run = str(tmp_path / "run")
   one_view = loop.train_and_evaluate(config, run, splits=tiny_splits())
   assert "test_views" not in one_view["computed_with"]
   runner.update_json(os.path.join(run, "results.json"), "other", one_view)  # A second row.
-  tta = tiny_config(**{"data.crop_size": 8, "data.eval_transform": "five_crop"})
+  tta = tiny_config(**FIVE_CROP)
   workdir.check_evaluation(run, tta)  # An evaluation field: allowed on a finished run.
   exp, state = restore.restore_trained(tta, run, tiny_splits())
   row = runner.evaluate_and_write(exp, state, run)

@@ -150,8 +150,11 @@ def test_imagenet_augmentation_through_the_stream():
   evals = list(pipeline.eval_batches(src, 4, transform=augment.ResizeCenterCrop(16)))
   assert evals[0]["image"].shape == (4, 16, 16, 3)
   # Built from the config, each with its options from config.data.
-  data = {"augment": "imagenet", "crop_size": 16, "jitter": 0.0, "pad": 9, "flip": True}
+  data = {"augment": "imagenet", "crop_size": 16, "jitter": 0.0, "pad": 4, "flip": True}
   assert augment.from_config(data) == augment.ImageNet(crop_size=16, jitter=0.0)
+  # crop_flip's option set on another augmentation would do nothing: refused.
+  with pytest.raises(ValueError, match=r"data.pad=9 is an option of data.augment='crop_flip'"):
+    augment.from_config({**data, "pad": 9})
   with pytest.raises(ValueError, match="valid: 'none', 'crop_flip', 'imagenet'"):
     augment.from_config({**data, "augment": "autoaugment"})
 

@@ -144,8 +144,8 @@ def test_resuming_with_another_config_lists_the_changes(tmp_path):
   path.write_text(json.dumps(saved))
   run(tmp_path, num_epochs=1)
   path.write_text(json.dumps(saved))
-  with pytest.raises(ValueError, match=r"data.jitter: 0.4 -> 0.2"):
-    run(tmp_path, num_epochs=1, **{"data.jitter": 0.2})
+  with pytest.raises(ValueError, match=r"data.pad: 1 -> 2"):
+    run(tmp_path, num_epochs=1, **{"data.pad": 2})
   # A run from before config.json: the checkpoint's own copy of the config is checked.
   path.unlink()
   with pytest.raises(ValueError, match=r"num_epochs: 1 -> 2"):

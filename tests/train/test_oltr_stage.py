@@ -159,7 +159,7 @@ def test_use_fc_layer_of_stage_one_is_loaded_by_stage_two(joint_dir, tmp_path):
     )
     exp3.stage.start(exp3, state3)
   crt = tiny_config(stage="crt", init_from=str(tmp_path), **{"oltr.fc_add": 12})
-  with pytest.raises(ValueError, match="fc_add .* not stage 'crt'"):
+  with pytest.raises(ValueError, match="fc_add=12 is an option of stage='joint' / 'oltr', not"):
     experiment.setup(crt, tiny_splits())
 
 

@@ -172,3 +172,83 @@ def test_every_registry_refuses_an_unknown_name_and_a_second_member_of_a_taken_n
   with pytest.raises(ValueError) as info:
     losses.LOSSES.lookup("a,b")
   assert "tuple" not in str(info.value)
+
+
+#: An option that the run's chosen components do not read, set away from its default: each is
+#: refused by name before any work (it would do nothing without a word), with the members that
+#: read it and the value to leave it at.
+UNREAD = [
+  (
+    {"loss.gamma": 3.0},
+    r"loss.gamma=3.0 is an option of loss.name='focal' / 'class_balanced', "
+    r"not of 'softmax': leave it 2.0",
+  ),
+  (
+    {"sampler.q": 0.5},
+    r"sampler.q=0.5 is an option of sampler.name='qpower', not of "
+    r"'instance': leave it 1.0",
+  ),
+  ({"sampler.k": 8}, r"sampler.k=8 is an option of sampler.name='class_aware'"),
+  (
+    {"data.jitter": 0.2},
+    r"data.jitter=0.2 is an option of data.augment='imagenet' / "
+    r"'imagenet_device', not of data.augment='crop_flip' or data.eval_transform='none'",
+  ),
+  (
+    {"data.tte_expand": 10},
+    r"data.tte_expand=10 is an option of data.eval_transform="
+    r"'five_crop'",
+  ),
+  (
+    {"data.crop_size": 16},
+    r"crop_size=16 is an option of data.augment='imagenet' / "
+    r"'imagenet_device' and data.eval_transform='resize_center_crop' / 'five_crop'",
+  ),
+  (
+    {"oltr.loss_weight": 0.5},
+    r"oltr.loss_weight=0.5 is an option of stage='oltr', not of "
+    r"'joint': leave it 0.01",
+  ),
+  (
+    {"stage": "crt", "oltr.fc_add": 16},
+    r"oltr.fc_add=16 is an option of stage='joint' / "
+    r"'oltr', not of 'crt': leave it 0",
+  ),
+  ({"loss.name": "class_balanced", "loss.gamma": 3.0}, r"gamma=3.0 is read with base='focal'"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", UNREAD, ids=lambda x: str(x)[:40])
+def test_an_option_no_chosen_component_reads_is_refused(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    experiment.checked(tiny_config(**overrides), check_start=False)
+
+
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {"loss.name": "focal", "loss.gamma": 3.0},
+    {"loss.name": "class_balanced", "loss.base": "focal", "loss.gamma": 3.0},
+    {"sampler.name": "qpower", "sampler.q": 0.5},
+    {"sampler.name": "class_aware", "sampler.k": 8},
+    {"data.augment": "imagenet", "data.jitter": 0.2},
+    # crop_size is read by the evaluation transform, whatever the augmentation.
+    {"data.eval_transform": "resize_center_crop", "data.crop_size": 16},
+    {"oltr.fc_add": 16},  # OLTR stage 1: joint training with the use_fc layer.
+  ],
+  ids=lambda x: ",".join(f"{k}={v}" for k, v in x.items()),
+)
+def test_the_same_options_are_read_where_their_component_is_chosen(overrides):
+  parts, _ = experiment.checked(tiny_config(**overrides), check_start=False)
+  for key, value in overrides.items():
+    block, _, field = key.partition(".")
+    if field in ("name", "augment", "eval_transform"):  # The choices, not options.
+      continue
+    owners = {
+      "loss": [parts.loss],
+      "sampler": [parts.sampler],
+      "oltr": [parts.stage],
+      "data": [parts.augmentation, parts.eval_transform],
+    }[block]
+    read = [getattr(o, field) for o in owners if hasattr(o, field)]
+    assert read and read == [value] * len(read), key

@@ -43,7 +43,8 @@ def run_steps(exp, state, n):
 def one_step_of(path, tmp_path, real_backbone):
   config = load_config(path)
   config.batch_size = config.eval.batch_size = 8
-  config.data.crop_size = 32  # ImageNet-size configs: 32-px crops keep the step cheap.
+  if config.data.augment.startswith("imagenet") or config.data.eval_transform != "none":
+    config.data.crop_size = 32  # ImageNet-size configs: 32-px crops keep the step cheap.
   config.data.num_threads = 1
   layout = VIT_CONFIGS.get(config.model.backbone, {}).get("layout")
   if not real_backbone:  # The real ones run in the slow variant.

@@ -73,13 +73,39 @@ def register(cls):
 
 
 def from_config(data: Mapping) -> Augmentation:
-  """The augmentation of ``data.augment``, its options from ``data`` (``config.data``)."""
+  """The augmentation of ``data.augment``, its options from ``data`` (``config.data``).
+
+  Raises:
+    ValueError: an unknown name, or an option that neither it nor the evaluation transform
+      reads set away from its default (``check_options``).
+  """
+  check_options(data)
   return components.build(get(data["augment"]), data)
 
 
 def eval_from_config(data: Mapping) -> EvalTransform:
-  """The evaluation transform of ``data.eval_transform``, its options from ``data``."""
+  """The evaluation transform of ``data.eval_transform``, its options from ``data``.
+
+  Raises:
+    ValueError: as ``from_config``.
+  """
+  check_options(data)
   return components.build(get_eval(data["eval_transform"]), data)
+
+
+def check_options(data: Mapping) -> None:
+  """Refuses an option of the augmentations or evaluation transforms that ``data`` sets away
+  from its default while neither its augmentation nor its evaluation transform reads it
+  (``--config.data.jitter=0.2`` with ``crop_flip``, which has no colour jitter): the two
+  share ``config.data``, so an option one of them reads (``crop_size``) is never refused.
+
+  Raises:
+    ValueError: naming the option, the members it belongs to and the value to leave it at.
+  """
+  chosen = [(AUGMENTATIONS, get(data["augment"]).name)]
+  if "eval_transform" in data:
+    chosen.append((EVAL_TRANSFORMS, get_eval(data["eval_transform"]).name))
+  components.refuse_unread_option(data, chosen)
 
 
 def as_batch(images, kind: str) -> np.ndarray:

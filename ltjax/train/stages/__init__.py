@@ -60,5 +60,35 @@ get_stage = STAGES.lookup
 
 
 def from_config(config) -> Stage:
-  """The run's stage (``config.stage``), built with the options it reads (``Stage.of``)."""
-  return get_stage(config.stage).of(config)
+  """The run's stage (``config.stage``), built with the options it reads (``Stage.of``).
+
+  Raises:
+    ValueError: an unknown stage, or an option of another stage's block set away from its
+      default (``refuse_unread_block_options``).
+  """
+  cls = get_stage(config.stage)
+  refuse_unread_block_options(cls, config)
+  return cls.of(config)
+
+
+def refuse_unread_block_options(cls: type[Stage], config) -> None:
+  """Refuses an option of a stage's own block (``Stage.block``: OLTR's ``oltr``) that
+  ``config`` sets away from its default while stage ``cls`` reads neither the block nor that
+  option (``reads_when_set``): ``--config.oltr.loss_weight=0.1`` on a joint run would do
+  nothing without a word. The block's options and defaults are the fields of the stage's
+  field of that name (``OLTR.oltr``: ``OLTROptions``)."""
+  for owner in STAGES.values():
+    block = config.get(owner.block) if owner.block else None
+    if not block:
+      continue
+    defaults = components.options(type(getattr(owner, owner.block)))
+    for field in sorted(defaults):
+      key = f"{owner.block}.{field}"
+      readers = [s for s in STAGES.values() if s.block == owner.block or key in s.reads_when_set]
+      if cls in readers or field not in block or block[field] == defaults[field]:
+        continue
+      names = " / ".join(repr(s.name) for s in readers)
+      raise ValueError(
+        f"--config.{key}={block[field]!r} is an option of stage={names}, not of "
+        f"{cls.name!r}: leave it {defaults[field]!r}."
+      )

@@ -50,14 +50,6 @@ class ClassifierRetraining(Stage):
   frozen_backbone = True
   pretrained_replaces_init_from = True
 
-  def check(self, config: ml_collections.ConfigDict, backbone) -> None:
-    if OLTROptions.of(config).fc_add:
-      raise ValueError(
-        f"oltr.fc_add (the reference's use_fc layer) is for OLTR stage 1 (stage joint) and "
-        f"stage 2 (stage oltr), not stage {self.name!r}; set --config.oltr.fc_add=0."
-      )
-    super().check(config, backbone)
-
   def subtrees_to_load(self, config, earlier):
     """The stage-1 backbone (and classifier: LWS); a stage 1 with a neck (OLTR's attention
     or use_fc layer) is refused: this stage's model has none, so its features would not be
