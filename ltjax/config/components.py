@@ -56,6 +56,18 @@ class Registry(dict):
 _NONE = object()
 
 
+class UnreadOption(ValueError):
+  """An option that none of the run's chosen components reads, set away from its default:
+  refused for a run to train (it would do nothing without a word). ``key`` is its config
+  field ("loss.gamma"), ``default`` the value that means the same run: a finished run whose
+  config sets it (saved before ltjax refused it) is evaluated with it there
+  (``ltjax.train.restore.restore_trained``), since it changed nothing."""
+
+  def __init__(self, message: str, key: str, default: Any):
+    super().__init__(message)
+    self.key, self.default = key, default
+
+
 def options(cls: type) -> dict[str, Any]:
   """``{option: default}`` of a registered dataclass."""
   return {f.name: f.default for f in dataclasses.fields(cls)}
@@ -134,9 +146,11 @@ def refuse_unread_option(
     instead = repr(chosen[0][1])
   else:
     instead = " or ".join(f"{registry.selector}={name!r}" for registry, name in chosen)
-  raise ValueError(
+  raise UnreadOption(
     f"--config.{where}.{field}={value!r} is an option of {owned}, not of {instead}: "
-    f"leave it {default!r}."
+    f"leave it {default!r}.",
+    f"{where}.{field}",
+    default,
   )
 
 

@@ -115,9 +115,11 @@ def _refuse_foreign_options(name: str, model: Mapping) -> None:
   families = sorted({_family(cls.name) for cls in owners})
   meaning = _meanings(owners[0]).get(field, "").split(":")[0]  # Its first words.
   what = f" ({meaning})" if meaning else ""
-  raise ValueError(
+  raise components.UnreadOption(
     f"--config.model.{field}={value!r} is an option of the {', '.join(families)} "
-    f"backbones{what}, not of {name}: leave it {default!r}."
+    f"backbones{what}, not of {name}: leave it {default!r}.",
+    f"model.{field}",
+    default,
   )
 
 

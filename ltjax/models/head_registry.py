@@ -59,9 +59,11 @@ def from_config(model: Mapping) -> Head:
     field, value, default, owners = found
     names = [o.name for o in owners]
     which = " / ".join(names) + (" heads" if len(names) > 1 else " head")
-    raise ValueError(
+    raise components.UnreadOption(
       f"--config.model.{field}={value!r} is an option of the {which}, not of {cls.name!r}: "
-      f"leave it {default!r} (or set --config.model.head={names[0]})."
+      f"leave it {default!r} (or set --config.model.head={names[0]}).",
+      f"model.{field}",
+      default,
     )
   return components.build(cls, model)
 

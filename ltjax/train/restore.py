@@ -6,6 +6,7 @@ these; ``ltjax evaluate`` starts from ``restore_trained``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
@@ -13,6 +14,7 @@ import jax
 import ml_collections
 
 from ltjax import config as config_lib
+from ltjax.config import components
 from ltjax.data import identity
 from ltjax.data.datasets import DataSplits
 from ltjax.train import checkpoint as ckpt_lib
@@ -86,7 +88,26 @@ def restore_trained(
   ``check_trained_data``)."""
   checkpoints = os.path.join(workdir, "checkpoints")
   recorded = (ckpt_lib.latest_meta(checkpoints) or {}).get("data") or {}
-  exp, state = setup(config, splits, check_start=False, seed_of_splits=recorded.get("split_seed"))
+  seed = recorded.get("split_seed")
+  config = copy.deepcopy(config)  # The caller's is left as it is.
+  while True:
+    try:
+      exp, state = setup(config, splits, check_start=False, seed_of_splits=seed)
+      break
+    except components.UnreadOption as e:  # Saved before ltjax refused it: it did nothing.
+      block, _, field = e.key.rpartition(".")
+      if config[block][field] == e.default:
+        raise
+      log.warning(
+        "%s: %s=%r was read by none of the run's components (%s); evaluating with it at "
+        "its default, %r, which is the run that trained",
+        workdir,
+        e.key,
+        config[block][field],
+        e,
+        e.default,
+      )
+      config[block][field] = e.default
   state, _, meta, step = restore_state(exp, state, checkpoints)
   check_trained_data(exp, meta, workdir)
   log.info("restored step %d from %s", step, workdir)

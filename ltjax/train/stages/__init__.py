@@ -88,7 +88,9 @@ def refuse_unread_block_options(cls: type[Stage], config) -> None:
       if cls in readers or field not in block or block[field] == defaults[field]:
         continue
       names = " / ".join(repr(s.name) for s in readers)
-      raise ValueError(
+      raise components.UnreadOption(
         f"--config.{key}={block[field]!r} is an option of stage={names}, not of "
-        f"{cls.name!r}: leave it {defaults[field]!r}."
+        f"{cls.name!r}: leave it {defaults[field]!r}.",
+        key,
+        defaults[field],
       )
