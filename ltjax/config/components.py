@@ -95,10 +95,11 @@ def unread_option(
   """The first option (by name) of the members of registries that share ``block`` which
   ``block`` sets away from its default while none of the ``chosen`` members (``(registry,
   name)`` pairs: ``config.data`` holds the augmentation's and the evaluation transform's)
-  reads it: ``(option, value, default, owners)`` with ``owners`` the ``(registry, class)``
+  reads it (a name of None: none of that registry is chosen): ``(option, value, default,
+  owners)`` with ``owners`` the ``(registry, class)``
   pairs that have it, or None. An option its owners require (no default) is judged against
   ``defaults`` (the block's in ``ltjax.config.schema``), or not at all."""
-  read = {f for registry, name in chosen for f in options(registry[name])}
+  read = {f for registry, name in chosen if name is not None for f in options(registry[name])}
   owners: dict[str, list[tuple[Mapping[str, type], type]]] = {}
   for registry, _ in chosen:
     for cls in registry.values():

@@ -151,15 +151,17 @@ def chosen(eval_cfg) -> list[Evaluator]:
     raise ValueError(f"--config.eval.evaluators lists {', '.join(twice)} more than once.")
   classes = [get(n) for n in names]
   block = {k: getattr(eval_cfg, k) for k in option_defaults() if hasattr(eval_cfg, k)}
-  own = {k for cls in classes for k in components.options(cls)}
-  for option, default in option_defaults().items():
-    if option not in own and option in block and block[option] != default:
-      owners = [n for n, cls in EVALUATORS.items() if option in components.options(cls)]
-      raise ValueError(
-        f"--config.eval.{option}={block[option]!r} is an option of the {' / '.join(owners)} "
-        f"evaluator, which --config.eval.evaluators does not choose: leave it {default!r} "
-        "or choose that evaluator."
-      )
+  chosen_names = [(EVALUATORS, cls.name) for cls in classes] or [(EVALUATORS, None)]
+  found = components.unread_option(block, chosen_names)
+  if found is not None:
+    option, value, default, owners = found
+    raise components.UnreadOption(
+      f"--config.eval.{option}={value!r} is an option of the "
+      f"{' / '.join(cls.name for _, cls in owners)} evaluator, which --config.eval.evaluators "
+      f"does not choose: leave it {default!r} or choose that evaluator.",
+      f"eval.{option}",
+      default,
+    )
   return [components.build(cls, block) for cls in classes]
 
 

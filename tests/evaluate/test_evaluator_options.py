@@ -57,6 +57,11 @@ def test_an_option_of_an_evaluator_not_chosen_is_refused_by_name():
       tiny_config(**{"eval.evaluators": ("closed_set",), "eval.ece_bins": 10}),
       check_start=False,
     )
+  # With no evaluator chosen at all, too.
+  with pytest.raises(ValueError, match="eval.keep_known=0.9 is an option of the open_set"):
+    experiment.checked(
+      tiny_config(**{"eval.evaluators": (), "eval.keep_known": 0.9}), check_start=False
+    )
   # At its default it is no choice: accepted.
   experiment.checked(tiny_config(**{"eval.evaluators": ("closed_set",)}), check_start=False)
 
