@@ -93,12 +93,14 @@ def unread_option(
   block: Mapping, chosen: Sequence[tuple[Mapping[str, type], str]], defaults: Mapping | None = None
 ):
   """The first option (by name) of the members of registries that share ``block`` which
-  ``block`` sets away from its default while none of the ``chosen`` members (``(registry,
-  name)`` pairs: ``config.data`` holds the augmentation's and the evaluation transform's)
-  reads it (a name of None: none of that registry is chosen): ``(option, value, default,
-  owners)`` with ``owners`` the ``(registry, class)``
-  pairs that have it, or None. An option its owners require (no default) is judged against
-  ``defaults`` (the block's in ``ltjax.config.schema``), or not at all."""
+  ``block`` sets away from its default while none of the ``chosen`` members reads it, or
+  None; else ``(option, value, default, owners)``, ``owners`` the ``(registry, class)``
+  pairs that have it.
+
+  ``chosen`` holds ``(registry, name)`` pairs, one per registry whose members read
+  ``block`` (``config.data``: the augmentation's and the evaluation transform's); a name of
+  None: none of that registry is chosen. An option its owners require (no default) is
+  judged against ``defaults`` (the block's in ``ltjax.config.schema``), or not at all."""
   read = {f for registry, name in chosen if name is not None for f in options(registry[name])}
   owners: dict[str, list[tuple[Mapping[str, type], type]]] = {}
   for registry, _ in chosen:
