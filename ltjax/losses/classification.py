@@ -87,6 +87,8 @@ def from_config(config) -> ClassificationLoss:
   options = {f.name: config.loss[f.name] for f in dataclasses.fields(cls) if f.name in config.loss}
   try:
     return cls(**options)
+  except components.UnreadOption as e:  # An option the loss's other options leave unread.
+    raise components.UnreadOption(f"loss {cls.name!r}: {e}", f"loss.{e.key}", e.default) from None
   except ValueError as e:
     fields = ", ".join(f"--config.loss.{f}" for f in options)
     raise ValueError(f"loss {cls.name!r}: {e} ({fields or 'no options'})") from None
@@ -230,9 +232,11 @@ class ClassBalanced(ClassificationLoss):
     if self.base not in ("softmax", "focal"):
       raise ValueError(f"base must be 'softmax' or 'focal', got {self.base!r}")
     if self.base == "softmax" and self.gamma != ClassBalanced.gamma:
-      raise ValueError(
+      raise components.UnreadOption(
         f"gamma={self.gamma} is read with base='focal' only (base='softmax' has no focusing "
-        f"term): set base='focal', or leave gamma {ClassBalanced.gamma}"
+        f"term): set base='focal', or leave gamma {ClassBalanced.gamma}",
+        "gamma",
+        ClassBalanced.gamma,
       )
 
   def __call__(self, logits, labels, inputs):

@@ -220,8 +220,14 @@ UNREAD = [
 
 @pytest.mark.parametrize("overrides, message", UNREAD, ids=lambda x: str(x)[:40])
 def test_an_option_no_chosen_component_reads_is_refused(overrides, message):
-  with pytest.raises(ValueError, match=message):
+  from ltjax.config import components
+
+  with pytest.raises(components.UnreadOption, match=message) as info:
     experiment.checked(tiny_config(**overrides), check_start=False)
+  # It names its field and the value that means the same run (``ltjax evaluate`` of a run
+  # saved with it evaluates it there: ``restore.restore_trained``).
+  assert info.value.key in overrides
+  assert info.value.default != overrides[info.value.key]
 
 
 @pytest.mark.parametrize(
